@@ -1,0 +1,58 @@
+"""Sortie's error tree. Adapters translate vendor errors into these at the boundary.
+
+    SortieError
+    ├── TransientError        worth retrying: timeouts, connection errors, 429, 5xx
+    │   └── ThrottledError    the peer asked us to slow down (429, 503 with Retry-After)
+    └── PermanentError        retrying cannot help: report at once
+        ├── NotFoundError     the subject does not exist there: outcome `not_found`
+        ├── RefusedError      Sortie refused to act (e.g. a URL outside the registry)
+        └── InvalidMessageError  a message that does not fit the contract: dead-lettered
+
+Every error carries a short machine `code` and a human `message`; neither may contain a
+secret, because both end up in reports.
+"""
+
+from __future__ import annotations
+
+
+class SortieError(Exception):
+    code: str = "error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class TransientError(SortieError):
+    code = "transient"
+
+    def __init__(
+        self, message: str, *, code: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
+class ThrottledError(TransientError):
+    code = "throttled"
+
+
+class PermanentError(SortieError):
+    code = "permanent"
+
+
+class NotFoundError(PermanentError):
+    code = "not_found"
+
+
+class RefusedError(PermanentError):
+    code = "refused"
+
+
+class InvalidMessageError(PermanentError):
+    code = "invalid_message"

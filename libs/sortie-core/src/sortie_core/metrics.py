@@ -1,0 +1,69 @@
+"""The metric names of the design: dashboards and alerts rely on them, so they live here once.
+
+Every process registers them on its own `REGISTRY`, which also carries FastStream's
+consumer metrics (RedisPrometheusMiddleware) and the process collector.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+
+# One step, retries included: from the first attempt to the final outcome.
+STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
+# Accepted -> SSO session destroyed.
+REQUEST_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120, 300)
+
+REVOCATION_DURATION = Histogram(
+    "sortie_revocation_duration_seconds",
+    "Duration of one revocation step, retries included",
+    ["service", "action", "outcome"],
+    buckets=STEP_BUCKETS,
+    registry=REGISTRY,
+)
+REQUEST_DURATION = Histogram(
+    "sortie_request_duration_seconds",
+    "Duration of a request, from acceptance to the end of the SSO logout",
+    ["kind", "status"],
+    buckets=REQUEST_BUCKETS,
+    registry=REGISTRY,
+)
+REQUESTS_TOTAL = Counter(
+    "sortie_requests_total",
+    "Requests by kind and status: accepted when taken in, final status when finished",
+    ["kind", "status"],
+    registry=REGISTRY,
+)
+REQUESTS_IN_FLIGHT = Gauge(
+    "sortie_requests_in_flight",
+    "Requests accepted and not yet finished (read from Redis: the same on every replica)",
+    ["kind"],
+    registry=REGISTRY,
+)
+STEP_RETRIES = Counter(
+    "sortie_step_retries_total",
+    "Retries of revocation steps after a transient error",
+    ["service", "action"],
+    registry=REGISTRY,
+)
+DEADLETTER_TOTAL = Counter(
+    "sortie_deadletter_total",
+    "Messages given up and written to the deadletter stream",
+    ["stream", "reason"],
+    registry=REGISTRY,
+)
+AGENTS_ONLINE = Gauge(
+    "sortie_agents_online",
+    "Workstation agents whose heartbeat is current",
+    registry=REGISTRY,
+)

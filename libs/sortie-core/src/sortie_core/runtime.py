@@ -1,0 +1,189 @@
+"""Process plumbing shared by the workers: logging, the Redis client, the broker, a small
+HTTP endpoint for `/metrics`, `/healthz` and `/readyz`, and a graceful shutdown on SIGTERM.
+
+Nothing here runs at import time; a service's `app.py` calls `run_worker`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from faststream.redis import RedisBroker
+from faststream.redis.prometheus import RedisPrometheusMiddleware
+from prometheus_client import make_asgi_app
+from redis.asyncio import Redis
+
+from .broker import Consumers, Subscription
+from .metrics import REGISTRY
+from .settings import ServiceSettings, default_consumer_name
+
+log = logging.getLogger(__name__)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def setup_logging(settings: ServiceSettings, service: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_json:
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+    # Request lines of HTTP clients carry URLs with tickets in them: keep them quiet.
+    for noisy in ("httpx", "httpcore", "faststream.access.redis"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def redis_client(settings: ServiceSettings) -> Redis:
+    return Redis.from_url(settings.redis_url.get_secret_value(), health_check_interval=30)
+
+
+def make_broker(settings: ServiceSettings) -> RedisBroker:
+    return RedisBroker(
+        settings.redis_url.get_secret_value(),
+        middlewares=[RedisPrometheusMiddleware(registry=REGISTRY)],
+        graceful_timeout=settings.graceful_timeout_s,
+        logger=logging.getLogger("faststream"),
+    )
+
+
+def make_consumers(
+    settings: ServiceSettings,
+    service: str,
+    broker: RedisBroker,
+    redis: Redis,
+    subscriptions: list[Subscription],
+) -> Consumers:
+    return Consumers(
+        broker=broker,
+        redis=redis,
+        consumer=settings.consumer_name or default_consumer_name(service),
+        subscriptions=subscriptions,
+        concurrency=settings.concurrency,
+        max_deliveries=settings.max_deliveries,
+        claim_idle_ms=settings.claim_idle_ms,
+        claim_interval_ms=settings.claim_interval_ms,
+        polling_interval_ms=settings.polling_interval_ms,
+        graceful_timeout_s=settings.graceful_timeout_s,
+    )
+
+
+@dataclass
+class WorkerParts:
+    """What a worker's bootstrap hands to `run_worker`."""
+
+    subscriptions: list[Subscription]
+    background: Sequence[Callable[[], Awaitable[None]]] = ()
+    on_stop: Sequence[Callable[[], Awaitable[None]]] = ()
+    readiness: Sequence[Callable[[], Awaitable[bool]]] = field(default_factory=list)
+
+
+def health_app(redis: Redis, readiness: Sequence[Callable[[], Awaitable[bool]]] = ()) -> Any:
+    metrics_app = make_asgi_app(registry=REGISTRY)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        path = scope.get("path", "")
+        if path == "/metrics":
+            await metrics_app(scope, receive, send)
+            return
+        status, body = 404, {"status": "not found"}
+        if path == "/healthz":
+            status, body = 200, {"status": "ok"}
+        elif path == "/readyz":
+            ok = True
+            try:
+                await redis.ping()
+                for check in readiness:
+                    ok = ok and await check()
+            except Exception:
+                ok = False
+            status, body = (200, {"status": "ready"}) if ok else (503, {"status": "not ready"})
+        payload = json.dumps(body).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+    return app
+
+
+async def run_worker(
+    service: str,
+    settings: ServiceSettings,
+    build: Callable[[RedisBroker, Redis], Awaitable[WorkerParts]],
+) -> None:
+    """Run one worker process until SIGTERM/SIGINT, then stop gracefully."""
+    setup_logging(settings, service)
+    redis = redis_client(settings)
+    broker = make_broker(settings)
+    parts = await build(broker, redis)
+    consumers = make_consumers(settings, service, broker, redis, parts.subscriptions)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    server = uvicorn.Server(
+        uvicorn.Config(
+            health_app(redis, parts.readiness),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_level="warning",
+            lifespan="off",
+        )
+    )
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    http_task = asyncio.create_task(server.serve())
+
+    await consumers.start()
+    await broker.start()
+    background = [asyncio.create_task(job()) for job in parts.background]
+    log.info("%s started (consumer %s)", service, consumers.consumer)
+    await stop.wait()
+    log.info("%s stopping: finishing %d handlers in flight", service, consumers.in_flight)
+    for task in background:
+        task.cancel()
+    await broker.stop()
+    await consumers.stop()
+    for hook in parts.on_stop:
+        with contextlib.suppress(Exception):
+            await hook()
+    server.should_exit = True
+    await http_task
+    await redis.aclose()
+    log.info("%s stopped", service)
