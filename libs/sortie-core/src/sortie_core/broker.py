@@ -36,7 +36,7 @@ from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from .events import DeadLettered, Envelope, Event, decode_event
+from .events import DeadLettered, Event, decode_event
 from .metrics import DEADLETTER_TOTAL
 from .streams import DEADLETTER
 
@@ -46,16 +46,16 @@ SEEN_TTL_S = 7 * 24 * 3600
 DEADLETTER_MAXLEN = 100_000
 
 
-def entry_fields(event: Envelope) -> dict[str, str]:
+def entry_fields(event: BaseModel) -> dict[str, str]:
     return {
-        "type": getattr(event, "type", "unknown"),
-        "event_id": str(event.event_id),
-        "request_id": str(event.request_id),
+        "type": str(getattr(event, "type", "unknown")),
+        "event_id": str(getattr(event, "event_id", "")),
+        "request_id": str(getattr(event, "request_id", "")),
         "data": event.model_dump_json(),
     }
 
 
-async def publish(redis: Redis, stream: str, event: Envelope) -> str:
+async def publish(redis: Redis, stream: str, event: BaseModel) -> str:
     entry_id = await redis.xadd(stream, entry_fields(event))  # type: ignore[arg-type]
     return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 

@@ -187,9 +187,14 @@ class RequestFinished(Envelope):
     services: dict[str, ServiceSummary]
 
 
-class AgentPresenceChanged(Envelope):
-    """An agent says its presence record changed; the record itself is read from Redis."""
+class AgentPresenceChanged(Frozen):
+    """An agent says its presence record changed; the record itself is read from Redis
+    (see presence.py), so a forged announcement can only make the orchestrator re-read
+    the genuine record. Not about one request, hence no envelope."""
 
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    version: int = CONTRACT_VERSION
+    occurred_at: AwareDatetime = Field(default_factory=utcnow)
     type: Literal["agent.presence_changed"] = "agent.presence_changed"
     host: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")]
 

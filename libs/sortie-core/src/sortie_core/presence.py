@@ -1,0 +1,74 @@
+"""Workstation agents' presence records.
+
+Each agent writes one hash, `sortie:agent:<host>`, that only its own Redis account may
+write (issue 5 adds the ACL), then announces the change on the `agent.presence` stream.
+The orchestrator re-reads the record on each announcement and keeps the reverse index
+user -> hosts, which it alone writes. A record whose heartbeat is older than
+`LAPSE_FACTOR` heartbeats belongs to an agent that is treated as unreachable.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+AGENT_KEY_PREFIX = "sortie:agent:"
+LAPSE_FACTOR = 3
+# The record outlives a lapse long enough for the orchestrator to report `unreachable`.
+EXPIRE_FACTOR = 30
+
+
+def agent_key(host: str) -> str:
+    return f"{AGENT_KEY_PREFIX}{host.lower()}"
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceRecord:
+    host: str
+    version: str
+    users: frozenset[str]
+    heartbeat_at: float
+    heartbeat_s: float
+
+    def is_live(self, now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        return now - self.heartbeat_at <= self.heartbeat_s * LAPSE_FACTOR
+
+
+async def write_presence(redis: Redis, record: PresenceRecord) -> None:
+    key = agent_key(record.host)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(
+            key,
+            mapping={
+                "host": record.host.lower(),
+                "version": record.version,
+                "users": json.dumps(sorted(u.lower() for u in record.users)),
+                "heartbeat_at": repr(record.heartbeat_at),
+                "heartbeat_s": repr(record.heartbeat_s),
+            },
+        )
+        pipe.expire(key, max(60, int(record.heartbeat_s * EXPIRE_FACTOR)))
+        await pipe.execute()
+
+
+def parse_presence(raw: dict[bytes, bytes]) -> PresenceRecord | None:
+    if not raw:
+        return None
+    try:
+        return PresenceRecord(
+            host=raw[b"host"].decode(),
+            version=raw.get(b"version", b"").decode(),
+            users=frozenset(json.loads(raw[b"users"])),
+            heartbeat_at=float(raw[b"heartbeat_at"]),
+            heartbeat_s=float(raw[b"heartbeat_s"]),
+        )
+    except (KeyError, ValueError):
+        return None
+
+
+async def read_presence(redis: Redis, host: str) -> PresenceRecord | None:
+    return parse_presence(await redis.hgetall(agent_key(host)))  # type: ignore[misc]
