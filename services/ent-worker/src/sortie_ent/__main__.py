@@ -1,0 +1,3 @@
+from sortie_ent.app import main
+
+main()

@@ -1,0 +1,92 @@
+"""In-memory `AppLogout` and `SsoSessions` for tests: calls recorded, failures scripted."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from sortie_core.errors import NotFoundError, RefusedError
+from sortie_core.events import Subject
+
+from ..registry import Application, url_host
+
+
+@dataclass(frozen=True, slots=True)
+class SloCall:
+    app: str
+    service_url: str
+    message: str
+
+
+@dataclass
+class FakeAppLogout:
+    slo_calls: list[SloCall] = field(default_factory=list)
+    identity_calls: list[tuple[str, str]] = field(default_factory=list)
+    # Per application name: what the next calls raise, one per call (None: succeed).
+    failures: dict[str, list[Exception | None]] = field(default_factory=dict)
+    # Per application name: seconds each call takes.
+    delays: dict[str, float] = field(default_factory=dict)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    closed: bool = False
+
+    def fail(self, app: str, *errors: Exception | None) -> None:
+        self.failures.setdefault(app, []).extend(errors)
+
+    async def _behave(self, app: str) -> None:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            delay = self.delays.get(app, 0.0)
+            if delay:
+                await asyncio.sleep(delay)
+            pending = self.failures.get(app)
+            error = pending.pop(0) if pending else None
+            if error is not None:
+                raise error
+        finally:
+            self.in_flight -= 1
+
+    async def single_logout(
+        self, app: Application, service_url: str, message: str, *, timeout_s: float
+    ) -> None:
+        if not app.matches(service_url):
+            raise RefusedError(f"{url_host(service_url)} is not a service URL of {app.name}")
+        self.slo_calls.append(SloCall(app.name, service_url, message))
+        await self._behave(app.name)
+
+    async def identity_logout(
+        self, app: Application, subject: Subject, *, timeout_s: float
+    ) -> None:
+        self.identity_calls.append((app.name, subject.sso_username))
+        await self._behave(app.name)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class FakeSsoSessions:
+    """A CAS holding `sessions`: TGT -> username."""
+
+    sessions: dict[str, str] = field(default_factory=dict)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    failures: list[Exception] = field(default_factory=list)
+    closed: bool = False
+
+    async def destroy_ticket(self, tgt: str) -> None:
+        self.calls.append(("destroy_ticket", tgt))
+        if self.failures:
+            raise self.failures.pop(0)
+        if self.sessions.pop(tgt, None) is None:
+            raise NotFoundError("SSO session already ended or unknown")
+
+    async def destroy_user_sessions(self, username: str) -> None:
+        self.calls.append(("destroy_user_sessions", username))
+        if self.failures:
+            raise self.failures.pop(0)
+        for tgt in [t for t, user in self.sessions.items() if user == username]:
+            del self.sessions[tgt]
+
+    async def aclose(self) -> None:
+        self.closed = True

@@ -1,0 +1,228 @@
+"""ENT applications and the CAS server over HTTP (httpx).
+
+CAS REST protocol: https://apereo.github.io/cas/development/protocol/REST-Protocol.html
+(`DELETE /v1/tickets/{TGT}`); the `ssoSessions` actuator:
+https://apereo.github.io/cas/development/authentication/Configuring-SSO-Sessions.html .
+Redirects are never followed: a logout call goes to the configured host or nowhere.
+Nothing here logs or reports a URL path: it can carry tickets. Reports name the host.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+import httpx
+from pydantic import SecretStr
+from sortie_core.errors import (
+    NotFoundError,
+    PermanentError,
+    RefusedError,
+    SortieError,
+    ThrottledError,
+    TransientError,
+)
+from sortie_core.events import Subject
+
+from ..registry import Application, url_host
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """`Retry-After` is either seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def status_error(
+    response: httpx.Response, who: str, prefix: str, *, not_found: bool
+) -> SortieError:
+    """Translate an HTTP error status. `not_found`: whether 404 means "nothing to end"."""
+    status = response.status_code
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    if status == 429 or (status == 503 and retry_after is not None):
+        return ThrottledError(
+            f"{who} asked to slow down (HTTP {status})",
+            code=f"{prefix}_throttled",
+            retry_after=retry_after,
+        )
+    if status >= 500 or status in (408, 425):
+        return TransientError(
+            f"{who} answered HTTP {status}", code=f"{prefix}_unavailable", retry_after=retry_after
+        )
+    if status == 404 and not_found:
+        return NotFoundError(f"{who} has nothing to end (HTTP 404)")
+    if status in (401, 403):
+        return PermanentError(
+            f"{who} refused Sortie's credentials (HTTP {status})", code=f"{prefix}_unauthorized"
+        )
+    if 300 <= status < 400:
+        return PermanentError(
+            f"{who} answered with a redirect (HTTP {status}), not followed",
+            code=f"{prefix}_redirected",
+        )
+    return PermanentError(f"{who} answered HTTP {status}", code=f"{prefix}_rejected")
+
+
+async def _send(
+    client: httpx.AsyncClient,
+    request: httpx.Request,
+    who: str,
+    prefix: str,
+    *,
+    not_found: bool,
+    auth: httpx.Auth | None = None,
+) -> None:
+    try:
+        response = await client.send(request, auth=auth)
+    except httpx.TimeoutException as err:
+        raise TransientError(f"{who} timed out", code=f"{prefix}_timeout") from err
+    except httpx.TransportError as err:
+        raise TransientError(
+            f"{who} unreachable ({type(err).__name__})", code=f"{prefix}_unreachable"
+        ) from err
+    if not response.is_success:
+        raise status_error(response, who, prefix, not_found=not_found)
+
+
+def _escape_for(content_type: str) -> Any:
+    kind = content_type.split(";", maxsplit=1)[0].strip().lower()
+    if kind == "application/json" or kind.endswith("+json"):
+        return lambda v: json.dumps(v)[1:-1]
+    if kind == "application/x-www-form-urlencoded":
+        return quote_plus
+    return lambda v: v
+
+
+def render(template: str, values: Mapping[str, str], escape: Any) -> str:
+    """Replace `{name}` placeholders, and nothing else (no str.format on user data)."""
+    out = template
+    for name, value in values.items():
+        out = out.replace("{" + name + "}", escape(value))
+    return out
+
+
+class HttpAppLogout:
+    """`AppLogout` over one pooled httpx client. `tokens` maps an application name to the
+    bearer token read from its `token_env` at start-up."""
+
+    def __init__(
+        self,
+        tokens: Mapping[str, SecretStr] | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._tokens = dict(tokens or {})
+        self._client = httpx.AsyncClient(
+            follow_redirects=False,
+            transport=transport,
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            headers={"User-Agent": "sortie-ent-worker"},
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def single_logout(
+        self, app: Application, service_url: str, message: str, *, timeout_s: float
+    ) -> None:
+        if not app.matches(service_url):
+            # The handler checked already; an adapter never calls outside the registry.
+            raise RefusedError(f"{url_host(service_url)} is not a service URL of {app.name}")
+        request = self._client.build_request(
+            "POST", service_url, data={"logoutRequest": message}, timeout=timeout_s
+        )
+        await _send(
+            self._client, request, f"{app.name} ({url_host(service_url)})", "app", not_found=False
+        )
+
+    async def identity_logout(
+        self, app: Application, subject: Subject, *, timeout_s: float
+    ) -> None:
+        if app.logout_url is None:
+            raise PermanentError(f"{app.name} has no logout_url", code="app_misconfigured")
+        values = {"cas_username": subject.sso_username, "user_id": subject.user_id}
+        url = render(app.logout_url, values, lambda v: quote(v, safe=""))
+        headers = dict(app.headers)
+        content: str | None = None
+        if app.body_template is not None:
+            content_type = next(
+                (v for k, v in headers.items() if k.lower() == "content-type"), None
+            )
+            if content_type is None:
+                content_type = headers["Content-Type"] = "application/json"
+            content = render(app.body_template, values, _escape_for(content_type))
+        if app.token_env:
+            token = self._tokens.get(app.name)
+            if token is None or not token.get_secret_value():
+                raise PermanentError(
+                    f"{app.name}: environment variable {app.token_env} is not set",
+                    code="app_token_missing",
+                )
+            headers["Authorization"] = f"Bearer {token.get_secret_value()}"
+        request = self._client.build_request(
+            app.method, url, headers=headers, content=content, timeout=timeout_s
+        )
+        await _send(self._client, request, f"{app.name} ({url_host(url)})", "app", not_found=True)
+
+
+class CasRestSessions:
+    """`SsoSessions` on Apereo CAS: the REST ticket API and the `ssoSessions` actuator."""
+
+    def __init__(
+        self,
+        cas_url: str,
+        *,
+        actuator_user: SecretStr | None = None,
+        actuator_password: SecretStr | None = None,
+        timeout_s: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._auth: httpx.Auth | None = None
+        if actuator_user is not None and actuator_password is not None:
+            self._auth = httpx.BasicAuth(
+                actuator_user.get_secret_value(), actuator_password.get_secret_value()
+            )
+        self._client = httpx.AsyncClient(
+            base_url=cas_url.rstrip("/"),
+            follow_redirects=False,
+            timeout=timeout_s,
+            transport=transport,
+            headers={"User-Agent": "sortie-ent-worker", "Accept": "application/json"},
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def destroy_ticket(self, tgt: str) -> None:
+        request = self._client.build_request("DELETE", f"/v1/tickets/{quote(tgt, safe='')}")
+        await _send(self._client, request, "the CAS ticket API", "cas", not_found=True)
+
+    async def destroy_user_sessions(self, username: str) -> None:
+        path = f"/actuator/ssoSessions/users/{quote(username, safe='')}"
+        request = self._client.build_request("DELETE", path)
+        # A 404 here means the actuator is not exposed (CAS answers 200 for a user with no
+        # session): reporting it as not_found would leave sessions alive unnoticed.
+        await _send(
+            self._client,
+            request,
+            "the CAS ssoSessions actuator",
+            "cas",
+            not_found=False,
+            auth=self._auth,
+        )

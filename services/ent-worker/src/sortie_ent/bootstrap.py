@@ -1,0 +1,134 @@
+"""Composition root: settings -> registry and adapters -> subscriptions."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping
+
+from faststream.redis import RedisBroker
+from pydantic import BaseModel, SecretStr
+from redis.asyncio import Redis
+from sortie_core import streams
+from sortie_core.broker import Delivery, Handler, Subscription, publish
+from sortie_core.events import (
+    DeadLettered,
+    LogoutRequested,
+    OffboardRequested,
+    SsoLogoutCompleted,
+    SsoLogoutRequested,
+)
+from sortie_core.runtime import WorkerParts
+from sortie_core.steps import RetryPolicy
+
+from . import handlers
+from .adapters import AppLogout, SsoSessions
+from .adapters.http import CasRestSessions, HttpAppLogout
+from .registry import Registry, load_registry
+from .settings import EntSettings
+
+log = logging.getLogger(__name__)
+
+SERVICE = "ent-worker"
+
+Build = Callable[[RedisBroker, Redis], Awaitable[WorkerParts]]
+
+
+def retry_policy(settings: EntSettings) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=settings.step_max_attempts,
+        base_s=settings.step_backoff_base_s,
+        max_s=settings.step_backoff_max_s,
+    )
+
+
+def read_registry(settings: EntSettings) -> Registry:
+    if settings.registry_path is None:
+        log.warning("no application registry (SORTIE_ENT_REGISTRY_PATH): every ticket is refused")
+        return Registry()
+    return load_registry(settings.registry_path)
+
+
+def app_tokens(registry: Registry, environ: Mapping[str, str]) -> dict[str, SecretStr]:
+    tokens: dict[str, SecretStr] = {}
+    for app in registry.applications:
+        if not app.token_env:
+            continue
+        value = environ.get(app.token_env)
+        if value:
+            tokens[app.name] = SecretStr(value)
+        else:
+            log.warning("%s: %s is not set; its logout steps will fail", app.name, app.token_env)
+    return tokens
+
+
+def make_build(
+    settings: EntSettings,
+    *,
+    registry: Registry | None = None,
+    apps: AppLogout | None = None,
+    sso: SsoSessions | None = None,
+) -> Build:
+    """Keyword arguments replace what settings would build (tests pass fakes)."""
+
+    async def build(broker: RedisBroker, redis: Redis) -> WorkerParts:
+        reg = registry if registry is not None else read_registry(settings)
+        app_logout = apps or HttpAppLogout(app_tokens(reg, os.environ))
+        cas = sso or CasRestSessions(
+            settings.cas_url,
+            actuator_user=settings.cas_actuator_user,
+            actuator_password=settings.cas_actuator_password,
+            timeout_s=settings.cas_timeout_s,
+        )
+        policy = retry_policy(settings)
+        log.info("application registry: %d applications", len(reg.applications))
+
+        async def on_logout(event: LogoutRequested, _: Delivery) -> None:
+            result = await handlers.handle_logout(
+                event,
+                registry=reg,
+                apps=app_logout,
+                policy=policy,
+                concurrency=settings.app_concurrency,
+                default_timeout_s=settings.app_timeout_s,
+            )
+            if result is not None:
+                await publish(redis, streams.REVOCATION_COMPLETED, result)
+
+        async def on_offboard(event: OffboardRequested, _: Delivery) -> None:
+            result = await handlers.handle_offboard(
+                event,
+                registry=reg,
+                apps=app_logout,
+                policy=policy,
+                concurrency=settings.app_concurrency,
+                default_timeout_s=settings.app_timeout_s,
+            )
+            await publish(redis, streams.REVOCATION_COMPLETED, result)
+
+        async def on_sso_logout(event: SsoLogoutRequested, _: Delivery) -> None:
+            result = await handlers.handle_sso_logout(event, sso=cas, policy=policy)
+            await publish(redis, streams.SSO_LOGOUT_COMPLETED, result)
+
+        async def on_deadletter(event: object, record: DeadLettered) -> None:
+            result = handlers.handle_deadlettered(event, record, reg)
+            if isinstance(result, SsoLogoutCompleted):
+                await publish(redis, streams.SSO_LOGOUT_COMPLETED, result)
+            elif result is not None:
+                await publish(redis, streams.REVOCATION_COMPLETED, result)
+
+        def sub(stream: str, handler: Handler, accepts: type[BaseModel]) -> Subscription:
+            return Subscription(
+                stream, streams.GROUP_ENT, handler, accepts=(accepts,), on_deadletter=on_deadletter
+            )
+
+        return WorkerParts(
+            subscriptions=[
+                sub(streams.LOGOUT_REQUESTED, on_logout, LogoutRequested),
+                sub(streams.OFFBOARD_REQUESTED, on_offboard, OffboardRequested),
+                sub(streams.SSO_LOGOUT_REQUESTED, on_sso_logout, SsoLogoutRequested),
+            ],
+            on_stop=[app_logout.aclose, cas.aclose],
+        )
+
+    return build

@@ -1,0 +1,172 @@
+"""The application registry: which ENT applications exist and how each logs a user out.
+
+Loaded once from YAML (see `registry.example.yaml`) and validated strictly. It is also
+Sortie's allow-list: a service URL that arrives in an event is called only when it
+fully matches a `service_patterns` entry of a `cas_slo` application (no SSRF).
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+UNREGISTERED = "unregistered"
+PLACEHOLDERS = ("cas_username", "user_id")
+_PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+# Step names are `app_logout:<name>`, and step names are lower-case identifiers.
+AppName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+HeaderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")]
+
+
+class AppProtocol(StrEnum):
+    CAS_SLO = "cas_slo"  # SAML LogoutRequest POSTed to the service URL of each ticket
+    HTTP = "http"  # a plain HTTP endpoint that logs a user out by identity
+    OIDC_BCL = "oidc_bcl"  # OpenID Connect Back-Channel Logout (a later issue)
+
+
+def is_plain_http_url(url: str) -> bool:
+    """http(s), a host, no credentials, no whitespace or backslash tricks."""
+    if any(c.isspace() or c == "\\" for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and "@" not in parts.netloc
+
+
+def url_host(url: str) -> str:
+    """The host of `url`, for reports: never the path or query (they may hold tickets)."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        host = None
+    return host or "an unparsable URL"
+
+
+class Application(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: AppName
+    protocol: AppProtocol
+    # Regular expressions, each matched against the whole service URL.
+    service_patterns: tuple[str, ...] = ()
+    # Time limit of this application's step, retries included (default: app_timeout_s).
+    timeout_s: Annotated[float, Field(gt=0, le=300)] | None = None
+    # `http` only: the identity logout call. `{cas_username}` and `{user_id}` are
+    # replaced in `logout_url` (URL-escaped) and in `body_template` (escaped for the
+    # body's content type: JSON, form or text).
+    logout_url: str | None = None
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    headers: dict[HeaderName, str] = Field(default_factory=dict)
+    body_template: str | None = None
+    # Name of the environment variable holding a bearer token for this application.
+    token_env: EnvName | None = None
+
+    _compiled: tuple[re.Pattern[str], ...] = PrivateAttr(default=())
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name == UNREGISTERED:
+            raise ValueError(f"{UNREGISTERED!r} is reserved for service URLs outside the registry")
+        return name
+
+    @field_validator("service_patterns")
+    @classmethod
+    def _patterns_compile(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid service pattern {pattern!r}: {exc}") from exc
+        return patterns
+
+    @field_validator("headers")
+    @classmethod
+    def _header_values(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            if "\r" in value or "\n" in value:
+                raise ValueError(f"header {name!r} holds a line break")
+        return headers
+
+    @model_validator(mode="after")
+    def _fits_protocol(self) -> Application:
+        if self.protocol is AppProtocol.CAS_SLO and not self.service_patterns:
+            raise ValueError(f"{self.name}: a cas_slo application needs service_patterns")
+        if self.protocol is AppProtocol.HTTP:
+            if not self.logout_url:
+                raise ValueError(f"{self.name}: an http application needs logout_url")
+            plain = self.logout_url.replace("{", "").replace("}", "")
+            if not is_plain_http_url(plain) or "{" in urlsplit(self.logout_url).netloc:
+                # Placeholders may fill the path or query, never the host.
+                raise ValueError(f"{self.name}: logout_url must be a plain http(s) URL")
+        for text in (self.logout_url or "", self.body_template or ""):
+            for found in _PLACEHOLDER_RE.findall(text):
+                if found not in PLACEHOLDERS:
+                    raise ValueError(
+                        f"{self.name}: unknown placeholder {{{found}}} "
+                        f"(known: {', '.join(PLACEHOLDERS)})"
+                    )
+        return self
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._compiled = tuple(re.compile(p) for p in self.service_patterns)
+
+    @property
+    def action(self) -> str:
+        return f"app_logout:{self.name}"
+
+    @property
+    def by_identity(self) -> bool:
+        """Logged out by who the user is, not by the tickets of a session."""
+        return self.protocol in (AppProtocol.HTTP, AppProtocol.OIDC_BCL)
+
+    def matches(self, url: str) -> bool:
+        return is_plain_http_url(url) and any(p.fullmatch(url) for p in self._compiled)
+
+
+class Registry(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    applications: tuple[Application, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Registry:
+        seen: set[str] = set()
+        for app in self.applications:
+            if app.name in seen:
+                raise ValueError(f"application {app.name!r} is listed twice")
+            seen.add(app.name)
+        return self
+
+    def match(self, service_url: str) -> Application | None:
+        """The first application, in file order, whose patterns match the whole URL."""
+        for app in self.applications:
+            if app.matches(service_url):
+                return app
+        return None
+
+    @property
+    def identity_apps(self) -> tuple[Application, ...]:
+        return tuple(a for a in self.applications if a.by_identity)
+
+
+def parse_registry(text: str) -> Registry:
+    data = yaml.safe_load(text)
+    if data is None:
+        return Registry()
+    return Registry.model_validate(data)
+
+
+def load_registry(path: Path) -> Registry:
+    return parse_registry(path.read_text(encoding="utf-8"))

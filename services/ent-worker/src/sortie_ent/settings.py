@@ -1,0 +1,29 @@
+"""Settings of the ENT worker, read from `SORTIE_ENT_*` variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+from sortie_core.settings import ServiceSettings, redis_url_field
+
+
+class EntSettings(ServiceSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SORTIE_ENT_", extra="ignore", populate_by_name=True
+    )
+
+    redis_url: SecretStr = redis_url_field("SORTIE_ENT_")
+    # The CAS server's root, `/cas` included; the default is the project's CAS simulator.
+    cas_url: str = "http://127.0.0.1:8082/cas"
+    # HTTP Basic credentials of the CAS `ssoSessions` actuator, when it asks for them.
+    cas_actuator_user: SecretStr | None = None
+    cas_actuator_password: SecretStr | None = None
+    cas_timeout_s: float = Field(default=10.0, gt=0)
+    # The application registry (YAML); without one every service ticket is refused.
+    registry_path: Path | None = None
+    # Applications logged out at the same time for one request.
+    app_concurrency: int = Field(default=8, ge=1, le=256)
+    # Time limit of one application's step, retries included, unless the registry sets one.
+    app_timeout_s: float = Field(default=10.0, gt=0, le=300)

@@ -1,0 +1,3 @@
+from sortie_m365.app import main
+
+main()

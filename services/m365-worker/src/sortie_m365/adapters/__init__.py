@@ -1,0 +1,36 @@
+"""The contract between the handlers and Microsoft 365.
+
+Implementations translate every vendor error into Sortie's error tree
+(`sortie_core.errors`): `NotFoundError` when the user does not exist, `TransientError` /
+`ThrottledError` (with `retry_after`) for what is worth retrying, `PermanentError` for the
+rest. A step that cannot be done by this implementation raises
+`sortie_core.steps.StepSkipped`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from pydantic import SecretStr
+
+
+class M365Directory(Protocol):
+    """One user's account in Microsoft 365 (Entra ID and Exchange Online).
+
+    `user` is the UPN or the object id, as Graph's `/users/{id}` accepts either.
+    """
+
+    async def revoke_sessions(self, user: str) -> None:
+        """Invalidate every refresh token and session cookie of the user."""
+
+    async def block_sign_in(self, user: str) -> None:
+        """Set `accountEnabled` to false."""
+
+    async def reset_password(self, user: str, password: SecretStr) -> None:
+        """Replace the password with `password`, which nobody is told."""
+
+    async def disable_mail_protocols(self, user: str) -> None:
+        """Switch off OWA, ActiveSync, MAPI, EWS, POP and IMAP for the mailbox."""
+
+    async def aclose(self) -> None:
+        """Release connections."""

@@ -1,0 +1,15 @@
+"""Process entry point: `python -m sortie_m365`."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sortie_core.runtime import run_worker
+
+from .bootstrap import SERVICE, make_build
+from .settings import M365Settings
+
+
+def main() -> None:
+    settings = M365Settings()
+    asyncio.run(run_worker(SERVICE, settings, make_build(settings)))

@@ -1,0 +1,1 @@
+"""Sortie orchestrator."""

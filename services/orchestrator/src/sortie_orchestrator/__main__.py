@@ -1,0 +1,3 @@
+from sortie_orchestrator.app import main
+
+main()

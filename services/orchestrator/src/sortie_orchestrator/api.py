@@ -1,0 +1,336 @@
+"""HTTP intake and status: `/v1/logouts`, `/v1/offboardings`, `/v1/requests`."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from sortie_core.events import (
+    OFFBOARD_M365_ORDER,
+    ServiceTicket,
+    SsoSession,
+    StepResult,
+    Subject,
+    Target,
+)
+
+from . import handlers
+from .auth import Principal, require
+from .problems import Problem
+from .saga import SagaState, ServiceState
+
+router = APIRouter(prefix="/v1")
+
+_NO_CTRL = r"^[^\x00-\x1f\x7f]+$"
+OFFBOARD_ACTIONS = frozenset(
+    {a.value for a in OFFBOARD_M365_ORDER} | {"app_logout", "disable_account", "logoff"}
+)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class SubjectIn(Strict):
+    user_id: Annotated[str, Field(min_length=1, max_length=256, pattern=_NO_CTRL)]
+    upn: Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
+    cas_username: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^\S+$")] | None = None
+    windows_account: Annotated[str, Field(min_length=1, max_length=256, pattern=_NO_CTRL)] | None = None
+
+
+class ServiceTicketIn(Strict):
+    service: Annotated[str, Field(max_length=2048, pattern=r"^https?://[^\s]+$")]
+    ticket: Annotated[str, Field(pattern=r"^ST-[A-Za-z0-9._\-]{1,250}$")]
+
+
+class SsoSessionIn(Strict):
+    tgt: Annotated[str, Field(pattern=r"^TGT-[A-Za-z0-9._\-]{1,250}$")] | None = None
+    service_tickets: Annotated[list[ServiceTicketIn], Field(max_length=100)] = []
+
+
+class LogoutIn(Strict):
+    subject: SubjectIn
+    reason: Annotated[str, Field(min_length=1, max_length=200, pattern=_NO_CTRL)] = "user_logout"
+    targets: Annotated[list[Target], Field(min_length=1, max_length=3)] = [
+        Target.M365, Target.ENT, Target.WORKSTATIONS,
+    ]
+    sso_session: SsoSessionIn | None = None
+
+    @field_validator("targets")
+    @classmethod
+    def _unique(cls, value: list[Target]) -> list[Target]:
+        if len(set(value)) != len(value):
+            raise ValueError("targets must not repeat")
+        return value
+
+
+class OffboardIn(Strict):
+    subject: SubjectIn
+    reason: Annotated[str, Field(min_length=1, max_length=200, pattern=_NO_CTRL)] = "offboarding"
+    effective_at: AwareDatetime | None = None
+    actions: Annotated[list[str], Field(max_length=20)] | None = None
+
+    @field_validator("actions")
+    @classmethod
+    def _known(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        unknown = sorted(set(value) - OFFBOARD_ACTIONS)
+        if unknown:
+            raise ValueError(
+                f"unknown actions {unknown}; known: {sorted(OFFBOARD_ACTIONS)}"
+            )
+        return value
+
+
+class Links(BaseModel):
+    self: str
+
+
+class Accepted(BaseModel):
+    request_id: uuid.UUID
+    status: str
+    links: Links
+
+
+class StepView(BaseModel):
+    action: str
+    outcome: str
+    attempts: int
+    started_at: datetime
+    finished_at: datetime
+    duration_seconds: float
+    error: dict[str, Any] | None = None
+    detail: str | None = None
+
+    @classmethod
+    def of(cls, step: StepResult) -> StepView:
+        return cls(
+            action=step.action,
+            outcome=step.outcome.value,
+            attempts=step.attempts,
+            started_at=step.started_at,
+            finished_at=step.finished_at,
+            duration_seconds=round(step.duration_seconds, 6),
+            error=step.error.model_dump() if step.error else None,
+            detail=step.detail,
+        )
+
+
+class ServiceView(BaseModel):
+    state: str
+    reported_at: datetime | None
+    late: bool = False
+    steps: list[StepView]
+
+    @classmethod
+    def of(cls, svc: ServiceState) -> ServiceView:
+        return cls(
+            state=svc.state, reported_at=svc.reported_at, late=svc.late,
+            steps=[StepView.of(s) for s in svc.steps],
+        )
+
+
+class TimelineView(BaseModel):
+    at: datetime
+    event: str
+    detail: str | None = None
+
+
+class RequestView(BaseModel):
+    request_id: uuid.UUID
+    kind: str
+    status: str
+    subject: Subject
+    reason: str
+    requested_by: str | None
+    created_at: datetime
+    effective_at: datetime | None
+    started_at: datetime | None
+    phase1_deadline: datetime | None
+    sso_requested_at: datetime | None
+    finished_at: datetime | None
+    duration_seconds: float | None
+    services: dict[str, ServiceView]
+    sso: ServiceView | None
+    timeline: list[TimelineView]
+    links: Links
+
+    @classmethod
+    def of(cls, state: SagaState) -> RequestView:
+        # Never echo the SSO session (its TGT is a credential).
+        return cls(
+            request_id=state.request_id,
+            kind=state.kind.value,
+            status=state.status,
+            subject=state.subject,
+            reason=state.reason,
+            requested_by=state.requested_by,
+            created_at=state.created_at,
+            effective_at=state.effective_at,
+            started_at=state.started_at,
+            phase1_deadline=state.phase1_deadline,
+            sso_requested_at=state.sso_requested_at,
+            finished_at=state.finished_at,
+            duration_seconds=state.duration_seconds(),
+            services={k: ServiceView.of(v) for k, v in sorted(state.services.items())},
+            sso=ServiceView.of(state.sso) if state.sso else None,
+            timeline=[TimelineView(**t.model_dump()) for t in state.timeline],
+            links=Links(self=f"/v1/requests/{state.request_id}"),
+        )
+
+
+class RequestPage(BaseModel):
+    items: list[RequestView]
+    next_cursor: str | None
+
+
+def _deps(request: Request) -> handlers.Deps:
+    deps: handlers.Deps = request.app.state.deps
+    return deps
+
+
+def _require_json(request: Request) -> None:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json" and not ctype.endswith("+json"):
+        raise Problem(415, "send the body as application/json", slug="unsupported-media-type")
+
+
+IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200, pattern=r"^[\x21-\x7e]+$")]
+
+
+def _accepted(response: Response, rid: uuid.UUID, created: bool, status: str) -> Accepted:
+    response.headers["Location"] = f"/v1/requests/{rid}"
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return Accepted(request_id=rid, status=status, links=Links(self=f"/v1/requests/{rid}"))
+
+
+def _subject(body: SubjectIn) -> Subject:
+    return Subject(**body.model_dump())
+
+
+@router.post(
+    "/logouts",
+    status_code=202,
+    response_model=Accepted,
+    dependencies=[Depends(_require_json)],
+    summary="Sign a user out everywhere, SSO session last",
+)
+async def post_logout(
+    body: LogoutIn,
+    response: Response,
+    principal: Annotated[Principal, Depends(require("logout:write"))],
+    deps: Annotated[handlers.Deps, Depends(_deps)],
+    idempotency_key: IdemKey = None,
+) -> Accepted:
+    sso = None
+    if body.sso_session is not None:
+        sso = SsoSession(
+            tgt=body.sso_session.tgt,
+            service_tickets=tuple(
+                ServiceTicket(service=t.service, ticket=t.ticket)
+                for t in body.sso_session.service_tickets
+            ),
+        )
+    created, rid = await handlers.accept_logout(
+        deps,
+        subject=_subject(body.subject),
+        reason=body.reason,
+        targets=list(body.targets),
+        sso_session=sso,
+        idempotency_key=idempotency_key,
+        principal=principal.name,
+    )
+    return _accepted(response, rid, created, "accepted")
+
+
+@router.post(
+    "/offboardings",
+    status_code=202,
+    response_model=Accepted,
+    dependencies=[Depends(_require_json)],
+    summary="Offboard a user now or at `effective_at`",
+)
+async def post_offboarding(
+    body: OffboardIn,
+    response: Response,
+    principal: Annotated[Principal, Depends(require("offboard:write"))],
+    deps: Annotated[handlers.Deps, Depends(_deps)],
+    request: Request,
+    idempotency_key: IdemKey = None,
+) -> Accepted:
+    max_days = request.app.state.settings.max_schedule_days
+    if body.effective_at is not None and body.effective_at > datetime.now(UTC) + timedelta(
+        days=max_days
+    ):
+        raise Problem(422, f"effective_at is more than {max_days} days ahead", slug="invalid-request")
+    created, rid = await handlers.accept_offboard(
+        deps,
+        subject=_subject(body.subject),
+        reason=body.reason,
+        requested_by=principal.name,
+        actions=list(body.actions or []),
+        effective_at=body.effective_at,
+        idempotency_key=idempotency_key,
+        principal=principal.name,
+    )
+    loaded = await deps.store.load(rid)
+    status = loaded.state.status if loaded else "accepted"
+    return _accepted(response, rid, created, "scheduled" if status == "scheduled" else "accepted")
+
+
+@router.get("/requests/{request_id}", response_model=RequestView)
+async def get_request(
+    request_id: uuid.UUID,
+    _principal: Annotated[Principal, Depends(require("requests:read"))],
+    deps: Annotated[handlers.Deps, Depends(_deps)],
+) -> RequestView:
+    loaded = await deps.store.load(request_id)
+    if loaded is None:
+        raise Problem(404, f"no request {request_id}", slug="not-found")
+    return RequestView.of(loaded.state)
+
+
+StatusFilter = Literal[
+    "scheduled", "in_progress", "sso_logout", "completed", "partial", "failed", "cancelled"
+]
+
+
+@router.get("/requests", response_model=RequestPage)
+async def list_requests(
+    _principal: Annotated[Principal, Depends(require("requests:read"))],
+    deps: Annotated[handlers.Deps, Depends(_deps)],
+    subject: Annotated[str | None, Query(max_length=256)] = None,
+    status: StatusFilter | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> RequestPage:
+    try:
+        items, next_cursor = await deps.store.list(
+            subject=subject, status=status, limit=limit, cursor=cursor
+        )
+    except ValueError as exc:
+        raise Problem(400, "invalid cursor", slug="invalid-cursor") from exc
+    return RequestPage(items=[RequestView.of(s) for s in items], next_cursor=next_cursor)
+
+
+@router.delete("/requests/{request_id}", response_model=RequestView)
+async def cancel_request(
+    request_id: uuid.UUID,
+    _principal: Annotated[Principal, Depends(require("offboard:write"))],
+    deps: Annotated[handlers.Deps, Depends(_deps)],
+) -> RequestView:
+    loaded = await deps.store.load(request_id)
+    if loaded is None:
+        raise Problem(404, f"no request {request_id}", slug="not-found")
+    transition = await handlers.cancel(deps, request_id)
+    if transition is None:
+        current = await deps.store.load(request_id)
+        status = current.state.status if current else "unknown"
+        raise Problem(409, f"only a scheduled request can be cancelled; this one is {status}", slug="not-cancellable")
+    return RequestView.of(transition.state)

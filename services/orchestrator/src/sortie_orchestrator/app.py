@@ -1,0 +1,123 @@
+"""The orchestrator process: FastAPI for HTTP, FastStream consumers for worker reports,
+and two loops: deadlines (every replica polls; commits are compare-and-set) and a
+sweeper for gauges and index retention."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from prometheus_client import make_asgi_app
+
+from sortie_core.events import Kind, utcnow
+from sortie_core.metrics import AGENTS_ONLINE, REGISTRY, REQUESTS_IN_FLIGHT
+from sortie_core.runtime import setup_logging
+
+from . import api, handlers, problems
+from .bootstrap import Wiring, bootstrap
+from .settings import OrchestratorSettings
+
+log = logging.getLogger(__name__)
+
+
+async def _deadline_loop(wiring: Wiring) -> None:
+    interval = wiring.settings.deadline_poll_ms / 1000
+    while True:
+        try:
+            due = await wiring.deps.store.due(utcnow())
+            if due:
+                await asyncio.gather(*(handlers.fire_deadline(wiring.deps, rid) for rid in due))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("deadline loop iteration failed")
+        await asyncio.sleep(interval)
+
+
+async def _sweep_loop(wiring: Wiring) -> None:
+    while True:
+        try:
+            for kind in Kind:
+                REQUESTS_IN_FLIGHT.labels(kind.value).set(
+                    await wiring.deps.store.in_flight(kind.value)
+                )
+            AGENTS_ONLINE.set(await wiring.deps.presence.count_online())
+            await wiring.deps.store.trim_indexes(utcnow())
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("sweep loop iteration failed")
+        await asyncio.sleep(wiring.settings.sweep_interval_s)
+
+
+def create_app(settings: OrchestratorSettings) -> FastAPI:
+    wiring = bootstrap(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await wiring.consumers.start()
+        await wiring.broker.start()
+        loops = [
+            asyncio.create_task(_deadline_loop(wiring), name="deadlines"),
+            asyncio.create_task(_sweep_loop(wiring), name="sweeper"),
+        ]
+        log.info("orchestrator ready (consumer %s)", wiring.consumers.consumer)
+        try:
+            yield
+        finally:
+            for task in loops:
+                task.cancel()
+            for task in loops:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await wiring.broker.stop()
+            await wiring.consumers.stop()
+            await wiring.redis.aclose()
+
+    app = FastAPI(
+        title="Sortie orchestrator",
+        version="0.1.0",
+        description="Ends a person's access everywhere, in the right order, and proves it.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.deps = wiring.deps
+    app.state.wiring = wiring
+    app.state.token_table = settings.token_table()
+    problems.install(app)
+    app.include_router(api.router)
+    app.mount("/metrics", make_asgi_app(registry=REGISTRY))
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        try:
+            await wiring.redis.ping()
+        except Exception:
+            return JSONResponse({"status": "redis unreachable"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    app.add_middleware(problems.BodyLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def main() -> None:
+    settings = OrchestratorSettings()
+    setup_logging(settings, "orchestrator")
+    if not settings.tokens and settings.dev_token is None:
+        log.warning("no API token configured: every authenticated call will be refused")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="warning",
+        timeout_graceful_shutdown=int(settings.graceful_timeout_s),
+    )

@@ -1,0 +1,56 @@
+"""Bearer tokens with scopes. Tokens come from configuration; every configured token is
+compared in constant time on every call (see settings.match_token)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from .problems import Problem
+from .settings import match_token
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    name: str
+    scopes: frozenset[str]
+
+
+def _challenge(error: str | None = None) -> dict[str, str]:
+    value = 'Bearer realm="sortie"'
+    if error:
+        value += f', error="{error}"'
+    return {"WWW-Authenticate": value}
+
+
+def authenticate(request: Request) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Problem(401, "missing bearer token", slug="unauthenticated", headers=_challenge())
+    found = match_token(request.app.state.token_table, token.strip())
+    if found is None:
+        raise Problem(
+            401, "invalid bearer token", slug="unauthenticated",
+            headers=_challenge("invalid_token"),
+        )
+    return Principal(name=found[0], scopes=found[1])
+
+
+def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
+    async def dependency(request: Request) -> Principal:
+        principal = authenticate(request)
+        if scope not in principal.scopes:
+            log.info("token %s lacks scope %s", principal.name, scope)
+            raise Problem(
+                403, f"this token lacks the scope {scope!r}", slug="insufficient-scope",
+                headers=_challenge("insufficient_scope"),
+            )
+        return principal
+
+    return dependency

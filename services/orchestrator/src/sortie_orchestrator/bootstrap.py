@@ -1,0 +1,65 @@
+"""Composition root: settings -> Redis, broker, store, handlers, subscriptions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from faststream.redis import RedisBroker
+from redis.asyncio import Redis
+
+from sortie_core import streams
+from sortie_core.broker import Consumers, Delivery, Subscription
+from sortie_core.events import AgentPresenceChanged, RevocationCompleted, SsoLogoutCompleted
+from sortie_core.runtime import make_broker, make_consumers, redis_client
+
+from . import handlers
+from .presence import PresenceIndex
+from .saga import Timeouts
+from .settings import OrchestratorSettings
+from .store import SagaStore
+
+
+@dataclass
+class Wiring:
+    settings: OrchestratorSettings
+    redis: Redis
+    broker: RedisBroker
+    consumers: Consumers
+    deps: handlers.Deps
+
+
+def bootstrap(settings: OrchestratorSettings) -> Wiring:
+    redis = redis_client(settings)
+    broker = make_broker(settings)
+    store = SagaStore(
+        redis,
+        retention_s=int(settings.retention_days * 86400),
+        idempotency_ttl_s=settings.idempotency_ttl_s,
+    )
+    deps = handlers.Deps(
+        store=store,
+        presence=PresenceIndex(redis),
+        timeouts=Timeouts(
+            phase1=timedelta(seconds=settings.phase1_timeout_s),
+            sso=timedelta(seconds=settings.sso_timeout_s),
+        ),
+    )
+
+    async def revocation(event: RevocationCompleted, _d: Delivery) -> None:
+        await handlers.on_revocation(deps, event)
+
+    async def sso_completed(event: SsoLogoutCompleted, _d: Delivery) -> None:
+        await handlers.on_sso_completed(deps, event)
+
+    async def presence(event: AgentPresenceChanged, _d: Delivery) -> None:
+        await handlers.on_presence(deps, event)
+
+    group = streams.GROUP_ORCHESTRATOR
+    subscriptions = [
+        Subscription(streams.REVOCATION_COMPLETED, group, revocation, (RevocationCompleted,)),
+        Subscription(streams.SSO_LOGOUT_COMPLETED, group, sso_completed, (SsoLogoutCompleted,)),
+        Subscription(streams.AGENT_PRESENCE, group, presence, (AgentPresenceChanged,)),
+    ]
+    consumers = make_consumers(settings, "orchestrator", broker, redis, subscriptions)
+    return Wiring(settings, redis, broker, consumers, deps)

@@ -1,0 +1,154 @@
+"""The orchestrator's handlers: intake, worker reports, deadlines. Plain async functions
+over the store and the presence index; `app.py` wires them to HTTP and the streams."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sortie_core.events import (
+    AgentPresenceChanged,
+    Kind,
+    RevocationCompleted,
+    SsoLogoutCompleted,
+    SsoSession,
+    Subject,
+    Target,
+    utcnow,
+)
+from sortie_core.metrics import REQUEST_DURATION, REQUESTS_TOTAL
+
+from . import saga
+from .presence import PresenceIndex
+from .saga import SagaState, Timeouts, Transition
+from .store import SagaStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Deps:
+    store: SagaStore
+    presence: PresenceIndex
+    timeouts: Timeouts
+
+
+def _observe(transition: Transition | None) -> None:
+    """Metrics for a committed transition (only the replica that committed it gets here)."""
+    if transition is None or not transition.finished_now:
+        return
+    state = transition.state
+    REQUESTS_TOTAL.labels(state.kind.value, state.status).inc()
+    if state.status != "cancelled":
+        REQUEST_DURATION.labels(state.kind.value, state.status).observe(
+            state.duration_seconds() or 0.0
+        )
+    log.info(
+        "request %s (%s) finished %s in %.3fs",
+        state.request_id, state.kind.value, state.status, state.duration_seconds() or 0.0,
+    )
+
+
+async def _hosts(deps: Deps, state: SagaState) -> list[saga.HostPresence]:
+    if Target.WORKSTATIONS not in state.targets:
+        return []
+    return await deps.presence.hosts_for(state.subject.workstation_account)
+
+
+async def accept_logout(
+    deps: Deps,
+    *,
+    subject: Subject,
+    reason: str,
+    targets: list[Target],
+    sso_session: SsoSession | None,
+    idempotency_key: str | None,
+    principal: str,
+) -> tuple[bool, uuid.UUID]:
+    now = utcnow()
+    state = saga.new_logout(uuid.uuid4(), subject, reason, targets, sso_session, now)
+    transition = saga.start(state, await _hosts(deps, state), now, deps.timeouts)
+    created, rid = await deps.store.create(transition, idempotency_key, principal)
+    if created:
+        REQUESTS_TOTAL.labels(Kind.LOGOUT.value, "accepted").inc()
+        _observe(transition)
+    return created, rid
+
+
+async def accept_offboard(
+    deps: Deps,
+    *,
+    subject: Subject,
+    reason: str,
+    requested_by: str,
+    actions: list[str],
+    effective_at: datetime | None,
+    idempotency_key: str | None,
+    principal: str,
+) -> tuple[bool, uuid.UUID]:
+    now = utcnow()
+    state = saga.new_offboard(
+        uuid.uuid4(), subject, reason, requested_by, actions, effective_at, now
+    )
+    transition = Transition(state)
+    if state.status == "in_progress":
+        transition = saga.start(state, await _hosts(deps, state), now, deps.timeouts)
+    created, rid = await deps.store.create(transition, idempotency_key, principal)
+    if created:
+        REQUESTS_TOTAL.labels(Kind.OFFBOARD.value, "accepted").inc()
+        _observe(transition)
+    return created, rid
+
+
+async def on_revocation(deps: Deps, event: RevocationCompleted) -> None:
+    transition = await deps.store.apply(
+        event.request_id, lambda s: saga.on_revocation(s, event, utcnow(), deps.timeouts)
+    )
+    _observe(transition)
+
+
+async def on_sso_completed(deps: Deps, event: SsoLogoutCompleted) -> None:
+    transition = await deps.store.apply(
+        event.request_id, lambda s: saga.on_sso_completed(s, event, utcnow())
+    )
+    _observe(transition)
+
+
+async def on_presence(deps: Deps, event: AgentPresenceChanged) -> None:
+    await deps.presence.refresh(event.host)
+
+
+async def fire_deadline(deps: Deps, request_id: str) -> None:
+    """A deadline fell due: start a scheduled request, or time out a phase."""
+    loaded = await deps.store.load(request_id)
+    if loaded is None:
+        await deps.store.redis.zrem("sortie:deadlines", request_id)
+        return
+    now = utcnow()
+    if loaded.state.status == "scheduled":
+        hosts = await _hosts(deps, loaded.state)
+
+        def begin(state: SagaState) -> Transition | None:
+            if state.status != "scheduled" or (state.effective_at and state.effective_at > now):
+                return None
+            return saga.start(state, hosts, utcnow(), deps.timeouts)
+
+        transition = await deps.store.apply(request_id, begin)
+    else:
+        transition = await deps.store.apply(
+            request_id, lambda s: saga.on_deadline(s, utcnow(), deps.timeouts)
+        )
+        if transition is None:
+            # Nothing due any more (e.g. finished meanwhile): keep the index clean.
+            current = await deps.store.load(request_id)
+            if current is not None and current.state.next_deadline() is None:
+                await deps.store.redis.zrem("sortie:deadlines", request_id)
+    _observe(transition)
+
+
+async def cancel(deps: Deps, request_id: uuid.UUID) -> Transition | None:
+    transition = await deps.store.apply(request_id, lambda s: saga.cancel(s, utcnow()))
+    _observe(transition)
+    return transition

@@ -1,0 +1,88 @@
+"""The orchestrator's index of which workstation holds a session of which user.
+
+Agents write only their own record (`sortie_core.presence`); the orchestrator, on each
+`agent.presence_changed`, re-reads that record and updates this index, which it alone
+writes:
+
+    sortie:hosts:<account>   set of hosts where the agent reported a session of <account>
+    sortie:agent-users:<h>   the users last indexed for host <h> (to compute removals)
+    sortie:agents            set of every host ever seen (for the agents-online gauge)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from redis.asyncio import Redis
+
+from sortie_core.presence import LAPSE_FACTOR, agent_key, parse_presence, read_presence
+
+from .saga import HostPresence
+
+AGENTS = "sortie:agents"
+
+
+def hosts_key(account: str) -> str:
+    return f"sortie:hosts:{account.lower()}"
+
+
+def agent_users_key(host: str) -> str:
+    return f"sortie:agent-users:{host.lower()}"
+
+
+class PresenceIndex:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    async def refresh(self, host: str) -> None:
+        host = host.lower()
+        record = await read_presence(self.redis, host)
+        users = set(record.users) if record else set()
+        previous_raw = await self.redis.get(agent_users_key(host))
+        previous = set(json.loads(previous_raw)) if previous_raw else set()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for user in previous - users:
+                pipe.srem(hosts_key(user), host)
+            for user in users - previous:
+                pipe.sadd(hosts_key(user), host)
+            pipe.set(agent_users_key(host), json.dumps(sorted(users)))
+            pipe.sadd(AGENTS, host)
+            await pipe.execute()
+
+    async def hosts_for(self, account: str) -> list[HostPresence]:
+        """Hosts that reported a session of `account`, each live or lapsed."""
+        members = await self.redis.smembers(hosts_key(account))  # type: ignore[misc]
+        hosts = sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+        if not hosts:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for host in hosts:
+                pipe.hgetall(agent_key(host))
+            raws = await pipe.execute()
+        now = time.time()
+        out: list[HostPresence] = []
+        for host, raw in zip(hosts, raws, strict=True):
+            record = parse_presence(raw)
+            if record is not None and account.lower() not in record.users:
+                continue  # the index is behind the record: no session there any more
+            out.append(HostPresence(host=host, live=record is not None and record.is_live(now)))
+        return out
+
+    async def count_online(self) -> int:
+        members = await self.redis.smembers(AGENTS)  # type: ignore[misc]
+        hosts = [m.decode() if isinstance(m, bytes) else m for m in members]
+        if not hosts:
+            return 0
+        now = time.time()
+        online = 0
+        for i in range(0, len(hosts), 500):
+            chunk = hosts[i : i + 500]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for host in chunk:
+                    pipe.hmget(agent_key(host), ["heartbeat_at", "heartbeat_s"])
+                rows = await pipe.execute()
+            for at, every in rows:
+                if at is not None and every is not None and now - float(at) <= LAPSE_FACTOR * float(every):
+                    online += 1
+        return online

@@ -1,0 +1,450 @@
+"""The saga of one request, as pure functions: state in, (new state, messages) out.
+
+Phase 1 runs every targeted service in parallel. When each of them has reported, or the
+phase-1 deadline passed (missing steps become `timed_out`), phase 2 asks for the SSO
+logout. It is never skipped. The request then ends `completed`, `partial` (SSO session
+gone, something else failed) or `failed` (the SSO logout itself failed), and
+`request.finished` is published.
+
+Nothing here does I/O: `store.py` persists a transition and publishes its messages in
+one atomic step, which is what lets several replicas share the work.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sortie_core import streams
+from sortie_core.events import (
+    GOOD_OUTCOMES,
+    OFFBOARD_M365_ORDER,
+    Envelope,
+    Kind,
+    LogoutRequested,
+    OffboardRequested,
+    Outcome,
+    RequestFinished,
+    RevocationCompleted,
+    ServiceSummary,
+    SsoLogoutCompleted,
+    SsoLogoutRequested,
+    SsoSession,
+    StepResult,
+    Subject,
+    Target,
+)
+
+Status = Literal[
+    "scheduled", "in_progress", "sso_logout", "completed", "partial", "failed", "cancelled"
+]
+FINAL_STATUSES = frozenset({"completed", "partial", "failed", "cancelled"})
+ServiceStateName = Literal["pending", "reported", "timed_out", "unreachable"]
+
+
+class ServiceState(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    state: ServiceStateName = "pending"
+    steps: list[StepResult] = []
+    reported_at: datetime | None = None
+    # A report that arrived after the service was given up (kept for the record).
+    late: bool = False
+
+
+class TimelineEntry(BaseModel):
+    at: datetime
+    event: str
+    detail: str | None = None
+
+
+class SagaState(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    request_id: uuid.UUID
+    kind: Kind
+    status: Status
+    subject: Subject
+    reason: str
+    requested_by: str | None = None
+    targets: list[Target] = []
+    actions: list[str] = []
+    # The SSO session's TGT is needed for phase 2 and dropped when the request ends.
+    sso_session: SsoSession | None = Field(default=None, repr=False)
+    created_at: datetime
+    effective_at: datetime | None = None
+    started_at: datetime | None = None
+    phase1_deadline: datetime | None = None
+    sso_requested_at: datetime | None = None
+    sso_deadline: datetime | None = None
+    finished_at: datetime | None = None
+    services: dict[str, ServiceState] = {}
+    sso: ServiceState | None = None
+    timeline: list[TimelineEntry] = []
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def next_deadline(self) -> datetime | None:
+        if self.status == "scheduled":
+            return self.effective_at
+        if self.status == "in_progress":
+            return self.phase1_deadline
+        if self.status == "sso_logout":
+            return self.sso_deadline
+        return None
+
+    def duration_seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - (self.started_at or self.created_at)).total_seconds()
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    stream: str
+    event: Envelope
+
+
+@dataclass
+class Transition:
+    state: SagaState
+    messages: list[Outgoing] = field(default_factory=list)
+
+    @property
+    def finished_now(self) -> bool:
+        return any(isinstance(m.event, RequestFinished) for m in self.messages)
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    phase1: timedelta
+    sso: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class HostPresence:
+    """What the presence index says of one host holding a session of the subject."""
+
+    host: str
+    live: bool
+
+
+def _note(state: SagaState, at: datetime, event: str, detail: str | None = None) -> None:
+    state.timeline.append(TimelineEntry(at=at, event=event, detail=detail))
+
+
+def expected_actions(kind: Kind, service: str, actions: list[str]) -> list[str]:
+    """Actions a service is expected to report; used to name steps it never reported."""
+    if service == "m365":
+        if kind == Kind.LOGOUT:
+            return ["revoke_sessions"]
+        return [a.value for a in OFFBOARD_M365_ORDER if not actions or a.value in actions]
+    if service == "ent":
+        return ["app_logout"]
+    if service.startswith("workstation:"):
+        return ["logoff"]
+    if service == "sso":
+        return ["destroy_sso_session" if kind == Kind.LOGOUT else "destroy_all_sso_sessions"]
+    return ["unknown"]
+
+
+def _synthetic_steps(
+    state: SagaState, service: str, outcome: Outcome, since: datetime, now: datetime, why: str
+) -> list[StepResult]:
+    from sortie_core.events import StepError
+
+    return [
+        StepResult(
+            action=action,
+            outcome=outcome,
+            attempts=0,
+            started_at=since,
+            finished_at=now,
+            error=StepError(code=outcome.value, message=why, retryable=True),
+        )
+        for action in expected_actions(state.kind, service, state.actions)
+    ]
+
+
+# -- accepting ----------------------------------------------------------------------------
+def new_logout(
+    request_id: uuid.UUID,
+    subject: Subject,
+    reason: str,
+    targets: list[Target],
+    sso_session: SsoSession | None,
+    now: datetime,
+) -> SagaState:
+    state = SagaState(
+        request_id=request_id,
+        kind=Kind.LOGOUT,
+        status="in_progress",
+        subject=subject,
+        reason=reason,
+        targets=targets,
+        sso_session=sso_session,
+        created_at=now,
+    )
+    _note(state, now, "accepted")
+    return state
+
+
+def new_offboard(
+    request_id: uuid.UUID,
+    subject: Subject,
+    reason: str,
+    requested_by: str,
+    actions: list[str],
+    effective_at: datetime | None,
+    now: datetime,
+) -> SagaState:
+    scheduled = effective_at is not None and effective_at > now
+    state = SagaState(
+        request_id=request_id,
+        kind=Kind.OFFBOARD,
+        status="scheduled" if scheduled else "in_progress",
+        subject=subject,
+        reason=reason,
+        requested_by=requested_by,
+        targets=[Target.M365, Target.ENT, Target.WORKSTATIONS],
+        actions=actions,
+        created_at=now,
+        effective_at=effective_at if scheduled else None,
+    )
+    _note(state, now, "accepted", f"scheduled for {effective_at.isoformat()}" if scheduled else None)
+    return state
+
+
+def start(
+    state: SagaState, hosts: list[HostPresence], now: datetime, timeouts: Timeouts
+) -> Transition:
+    """Phase 1: the commands to every targeted service, or phase 2 at once if none."""
+    state = state.model_copy(deep=True)
+    state.status = "in_progress"
+    state.started_at = now
+    state.phase1_deadline = now + timeouts.phase1
+    messages: list[Outgoing] = []
+    services: dict[str, ServiceState] = {}
+    command: LogoutRequested | OffboardRequested
+    if state.kind == Kind.LOGOUT:
+        command = LogoutRequested(
+            request_id=state.request_id,
+            subject=state.subject,
+            reason=state.reason,
+            targets=tuple(state.targets),
+            sso_session=state.sso_session,
+            deadline=state.phase1_deadline,
+            occurred_at=now,
+        )
+        stream = streams.LOGOUT_REQUESTED
+    else:
+        command = OffboardRequested(
+            request_id=state.request_id,
+            subject=state.subject,
+            reason=state.reason,
+            requested_by=state.requested_by or "unknown",
+            actions=tuple(state.actions),
+            deadline=state.phase1_deadline,
+            occurred_at=now,
+        )
+        stream = streams.OFFBOARD_REQUESTED
+    for target in (Target.M365, Target.ENT):
+        if target in state.targets:
+            services[target.value] = ServiceState()
+    if services:
+        messages.append(Outgoing(stream, command))
+    if Target.WORKSTATIONS in state.targets:
+        for presence in hosts:
+            name = f"workstation:{presence.host}"
+            if presence.live:
+                services[name] = ServiceState()
+                messages.append(
+                    Outgoing(
+                        streams.workstation_stream(presence.host),
+                        command.model_copy(update={"event_id": uuid.uuid4()}),
+                    )
+                )
+            else:
+                services[name] = ServiceState(
+                    state="unreachable",
+                    reported_at=now,
+                    steps=_synthetic_steps(
+                        state, name, Outcome.UNREACHABLE, now, now, "agent heartbeat lapsed"
+                    ),
+                )
+    state.services = services
+    _note(state, now, "phase1_started", ", ".join(sorted(services)) or "no service to wait for")
+    transition = Transition(state, messages)
+    if all(s.state != "pending" for s in services.values()):
+        _enter_phase2(transition, now, timeouts)
+    return transition
+
+
+# -- phase 1 ------------------------------------------------------------------------------
+def on_revocation(
+    state: SagaState, event: RevocationCompleted, now: datetime, timeouts: Timeouts
+) -> Transition | None:
+    svc = state.services.get(event.service)
+    if svc is None:
+        return None  # not a service this request waits for
+    if svc.state == "reported":
+        return None  # a duplicate delivery
+    state = state.model_copy(deep=True)
+    svc = state.services[event.service]
+    if svc.state in ("timed_out", "unreachable"):
+        # Given up already; keep the late report for the record, change nothing else.
+        svc.steps = list(event.steps)
+        svc.late = True
+        _note(state, now, "late_report", event.service)
+        return Transition(state)
+    svc.state = "reported"
+    svc.steps = list(event.steps)
+    svc.reported_at = now
+    _note(state, now, "service_reported", event.service)
+    transition = Transition(state)
+    if state.status == "in_progress" and all(
+        s.state != "pending" for s in state.services.values()
+    ):
+        _enter_phase2(transition, now, timeouts)
+    return transition
+
+
+def on_deadline(state: SagaState, now: datetime, timeouts: Timeouts) -> Transition | None:
+    """Phase-1 deadline or SSO deadline. (A scheduled start is handled by `start`.)"""
+    deadline = state.next_deadline()
+    if deadline is None or deadline > now:
+        return None
+    state = state.model_copy(deep=True)
+    if state.status == "in_progress":
+        for name, svc in state.services.items():
+            if svc.state == "pending":
+                svc.state = "timed_out"
+                svc.reported_at = now
+                svc.steps = _synthetic_steps(
+                    state, name, Outcome.TIMED_OUT, state.started_at or now, now,
+                    "no report before the deadline",
+                )
+        _note(state, now, "phase1_deadline")
+        transition = Transition(state)
+        _enter_phase2(transition, now, timeouts)
+        return transition
+    if state.status == "sso_logout":
+        assert state.sso is not None
+        state.sso.state = "timed_out"
+        state.sso.reported_at = now
+        state.sso.steps = _synthetic_steps(
+            state, "sso", Outcome.TIMED_OUT, state.sso_requested_at or now, now,
+            "no SSO logout report before the deadline",
+        )
+        _note(state, now, "sso_deadline")
+        transition = Transition(state)
+        _finish(transition, now)
+        return transition
+    return None
+
+
+def _enter_phase2(transition: Transition, now: datetime, timeouts: Timeouts) -> None:
+    state = transition.state
+    state.status = "sso_logout"
+    state.sso = ServiceState()
+    state.sso_requested_at = now
+    state.sso_deadline = now + timeouts.sso
+    tgt = state.sso_session.tgt if state.sso_session else None
+    transition.messages.append(
+        Outgoing(
+            streams.SSO_LOGOUT_REQUESTED,
+            SsoLogoutRequested(
+                request_id=state.request_id,
+                subject=state.subject,
+                kind=state.kind,
+                tgt=tgt if state.kind == Kind.LOGOUT else None,
+                all_sessions=state.kind == Kind.OFFBOARD,
+                occurred_at=now,
+            ),
+        )
+    )
+    _note(state, now, "sso_logout_requested")
+
+
+# -- phase 2 ------------------------------------------------------------------------------
+def on_sso_completed(
+    state: SagaState, event: SsoLogoutCompleted, now: datetime
+) -> Transition | None:
+    if state.sso is None or state.sso.state == "reported":
+        return None
+    state = state.model_copy(deep=True)
+    assert state.sso is not None
+    if state.status != "sso_logout":
+        state.sso.steps = list(event.steps)
+        state.sso.late = True
+        _note(state, now, "late_report", "sso")
+        return Transition(state)
+    state.sso.state = "reported"
+    state.sso.steps = list(event.steps)
+    state.sso.reported_at = now
+    _note(state, now, "service_reported", "sso")
+    transition = Transition(state)
+    _finish(transition, now)
+    return transition
+
+
+def final_status(state: SagaState) -> Status:
+    sso_ok = (
+        state.sso is not None
+        and state.sso.state == "reported"
+        and bool(state.sso.steps)
+        and all(s.outcome in GOOD_OUTCOMES for s in state.sso.steps)
+    )
+    if not sso_ok:
+        return "failed"
+    phase1_ok = all(
+        svc.state == "reported" and all(s.outcome in GOOD_OUTCOMES for s in svc.steps)
+        for svc in state.services.values()
+    )
+    return "completed" if phase1_ok else "partial"
+
+
+def _finish(transition: Transition, now: datetime) -> None:
+    state = transition.state
+    state.status = final_status(state)
+    state.finished_at = now
+    # The TGT is not needed any more: do not keep a credential for the retention period.
+    state.sso_session = None
+    _note(state, now, "finished", state.status)
+    transition.messages.append(Outgoing(streams.REQUEST_FINISHED, finished_event(state, now)))
+
+
+def finished_event(state: SagaState, now: datetime) -> RequestFinished:
+    services = {
+        name: ServiceSummary(state=svc.state, outcomes={s.action: s.outcome for s in svc.steps})
+        for name, svc in {**state.services, **({"sso": state.sso} if state.sso else {})}.items()
+    }
+    status = state.status
+    assert status in ("completed", "partial", "failed", "cancelled")
+    return RequestFinished(
+        request_id=state.request_id,
+        subject=state.subject,
+        kind=state.kind,
+        status=status,
+        duration_seconds=state.duration_seconds() or 0.0,
+        services=services,
+        occurred_at=now,
+    )
+
+
+def cancel(state: SagaState, now: datetime) -> Transition | None:
+    if state.status != "scheduled":
+        return None
+    state = state.model_copy(deep=True)
+    state.status = "cancelled"
+    state.finished_at = now
+    _note(state, now, "cancelled")
+    transition = Transition(state)
+    transition.messages.append(Outgoing(streams.REQUEST_FINISHED, finished_event(state, now)))
+    return transition

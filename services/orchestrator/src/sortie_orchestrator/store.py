@@ -1,0 +1,284 @@
+"""Saga state in Redis: every transition is one atomic compare-and-set that also publishes
+its messages, so a crash can leave neither a state without its event nor an event without
+its state, and of two replicas racing on one request exactly one wins.
+
+Keys (the `{request_id}` hash tag keeps one request's keys in one Cluster slot):
+
+    sortie:req:{<id>}            hash: doc (JSON SagaState), v (version)
+    sortie:deadlines             zset: request id -> next deadline (epoch s), polled by all
+    sortie:requests              zset: request id -> created (epoch µs), newest-first listing
+    sortie:requests:subject:<u>  zset: the same, per subject
+    sortie:active:<kind>         set: requests not finished (the in-flight gauge)
+    sortie:idem:<sha256>         string: Idempotency-Key -> request id
+
+On Redis Cluster the streams and shared indexes live in other slots: there a transition's
+messages would go to an outbox in the request's slot, moved on by a relay (not built yet).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from redis.asyncio import Redis
+
+from sortie_core.broker import entry_fields
+
+from .saga import SagaState, Transition
+
+DEADLINES = "sortie:deadlines"
+REQUESTS = "sortie:requests"
+
+_CREATE = """
+-- KEYS: req, deadlines, requests, subject_index, active, idem
+-- ARGV: rid, doc, deadline ('' = none), created_score, idem_ttl, messages (JSON)
+if KEYS[6] ~= 'sortie:idem:' then
+  local existing = redis.call('GET', KEYS[6])
+  if existing then return {0, existing} end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0, ARGV[1]} end
+redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'v', 1)
+if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1]) end
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
+redis.call('SADD', KEYS[5], ARGV[1])
+if KEYS[6] ~= 'sortie:idem:' then
+  redis.call('SET', KEYS[6], ARGV[1], 'EX', tonumber(ARGV[5]))
+end
+for _, m in ipairs(cjson.decode(ARGV[6])) do
+  redis.call('XADD', m[1], '*', 'type', m[2], 'event_id', m[3], 'request_id', m[4], 'data', m[5])
+end
+return {1, ARGV[1]}
+"""
+
+_COMMIT = """
+-- KEYS: req, deadlines, active
+-- ARGV: rid, expected version, doc, deadline ('' = none), finished ('1'/'0'),
+--       retention seconds, messages (JSON)
+local v = redis.call('HGET', KEYS[1], 'v')
+if not v then return -1 end
+if tonumber(v) ~= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'doc', ARGV[3], 'v', tonumber(v) + 1)
+if ARGV[4] == '' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+else
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+end
+if ARGV[5] == '1' then
+  redis.call('SREM', KEYS[3], ARGV[1])
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[6]))
+end
+for _, m in ipairs(cjson.decode(ARGV[7])) do
+  redis.call('XADD', m[1], '*', 'type', m[2], 'event_id', m[3], 'request_id', m[4], 'data', m[5])
+end
+return 1
+"""
+
+
+def req_key(request_id: uuid.UUID | str) -> str:
+    return f"sortie:req:{{{request_id}}}"
+
+
+def active_key(kind: str) -> str:
+    return f"sortie:active:{kind}"
+
+
+def subject_key(user_id: str) -> str:
+    return f"sortie:requests:subject:{user_id}"
+
+
+def idem_key(idempotency_key: str | None, principal: str) -> str:
+    if not idempotency_key:
+        return "sortie:idem:"
+    digest = hashlib.sha256(f"{principal}\x00{idempotency_key}".encode()).hexdigest()
+    return f"sortie:idem:{digest}"
+
+
+def _score(dt: datetime | None) -> str:
+    return "" if dt is None else repr(dt.timestamp())
+
+
+def _messages_json(transition: Transition) -> str:
+    out = []
+    for m in transition.messages:
+        f = entry_fields(m.event)
+        out.append([m.stream, f["type"], f["event_id"], f["request_id"], f["data"]])
+    return json.dumps(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    state: SagaState
+    version: int
+
+
+class Conflict(Exception):
+    """Another replica changed the request first."""
+
+
+class SagaStore:
+    def __init__(self, redis: Redis, retention_s: int, idempotency_ttl_s: int) -> None:
+        self.redis = redis
+        self.retention_s = retention_s
+        self.idempotency_ttl_s = idempotency_ttl_s
+        self._create = redis.register_script(_CREATE)
+        self._commit = redis.register_script(_COMMIT)
+
+    async def create(
+        self, transition: Transition, idempotency_key: str | None, principal: str
+    ) -> tuple[bool, uuid.UUID]:
+        """Persist a new request and publish its first messages atomically.
+
+        Returns (created, request_id): with an Idempotency-Key already used, the first
+        request's id and False.
+        """
+        state = transition.state
+        created, rid = await self._create(
+            keys=[
+                req_key(state.request_id),
+                DEADLINES,
+                REQUESTS,
+                subject_key(state.subject.user_id),
+                active_key(state.kind.value),
+                idem_key(idempotency_key, principal),
+            ],
+            args=[
+                str(state.request_id),
+                state.model_dump_json(),
+                _score(state.next_deadline()),
+                repr(int(state.created_at.timestamp() * 1_000_000)),
+                self.idempotency_ttl_s,
+                _messages_json(transition),
+            ],
+        )
+        rid_s = rid.decode() if isinstance(rid, bytes) else str(rid)
+        return bool(created), uuid.UUID(rid_s)
+
+    async def load(self, request_id: uuid.UUID | str) -> Loaded | None:
+        raw = await self.redis.hmget(req_key(request_id), ["doc", "v"])  # type: ignore[misc]
+        if raw[0] is None:
+            return None
+        return Loaded(SagaState.model_validate_json(raw[0]), int(raw[1]))
+
+    async def commit(self, loaded: Loaded, transition: Transition) -> None:
+        state = transition.state
+        result = await self._commit(
+            keys=[req_key(state.request_id), DEADLINES, active_key(state.kind.value)],
+            args=[
+                str(state.request_id),
+                loaded.version,
+                state.model_dump_json(),
+                _score(state.next_deadline()),
+                "1" if state.finished else "0",
+                self.retention_s,
+                _messages_json(transition),
+            ],
+        )
+        if int(result) != 1:
+            raise Conflict(str(state.request_id))
+
+    async def apply(
+        self,
+        request_id: uuid.UUID | str,
+        step: Callable[[SagaState], Transition | None],
+        *,
+        attempts: int = 20,
+    ) -> Transition | None:
+        """Load, compute, compare-and-set; again on conflict. None: nothing to do."""
+        for _ in range(attempts):
+            loaded = await self.load(request_id)
+            if loaded is None:
+                return None
+            transition = step(loaded.state)
+            if transition is None:
+                return None
+            try:
+                await self.commit(loaded, transition)
+            except Conflict:
+                continue
+            return transition
+        raise Conflict(f"{request_id}: too much contention")
+
+    async def due(self, now: datetime, limit: int = 200) -> list[str]:
+        ids = await self.redis.zrangebyscore(DEADLINES, "-inf", now.timestamp(), 0, limit)
+        return [i.decode() if isinstance(i, bytes) else i for i in ids]
+
+    async def in_flight(self, kind: str) -> int:
+        return int(await self.redis.scard(active_key(kind)))  # type: ignore[misc]
+
+    async def list(
+        self,
+        *,
+        subject: str | None,
+        status: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> tuple[list[SagaState], str | None]:
+        """Newest first; `cursor` continues after the last item of the previous page."""
+        index = subject_key(subject) if subject else REQUESTS
+        max_score = "+inf"
+        after: tuple[int, str] | None = None
+        if cursor:
+            after = decode_cursor(cursor)
+            max_score = str(after[0])
+        out: list[SagaState] = []
+        scanned = 0
+        next_cursor: str | None = None
+        while len(out) < limit and scanned < limit * 20:
+            batch = await self.redis.zrevrangebyscore(
+                index, max_score, "-inf", start=0, num=limit + 50, withscores=True
+            )
+            if not batch:
+                break
+            progressed = False
+            for member, score in batch:
+                rid = member.decode() if isinstance(member, bytes) else member
+                sc = int(score)
+                if after is not None and (sc > after[0] or (sc == after[0] and rid >= after[1])):
+                    continue
+                progressed = True
+                after = (sc, rid)
+                scanned += 1
+                loaded = await self.load(rid)
+                if loaded is None:
+                    # Expired after its retention: drop it from the index on the way.
+                    await self.redis.zrem(index, rid)
+                    continue
+                if status and loaded.state.status != status:
+                    continue
+                out.append(loaded.state)
+                if len(out) >= limit:
+                    break
+            if not progressed:
+                break
+            max_score = str(after[0]) if after else max_score
+        if len(out) >= limit and after is not None:
+            next_cursor = encode_cursor(after)
+        return out, next_cursor
+
+    async def trim_indexes(self, now: datetime) -> None:
+        cutoff = int((now.timestamp() - self.retention_s) * 1_000_000)
+        await self.redis.zremrangebyscore(REQUESTS, "-inf", cutoff)
+
+
+def encode_cursor(pos: tuple[int, str]) -> str:
+    return base64.urlsafe_b64encode(f"{pos[0]}:{pos[1]}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        score, rid = raw.split(":", 1)
+        uuid.UUID(rid)
+        return int(score), rid
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("invalid cursor") from exc
+
+
+def utc(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)

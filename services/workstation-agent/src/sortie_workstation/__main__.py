@@ -1,0 +1,3 @@
+from sortie_workstation.app import main
+
+main()

@@ -1,0 +1,44 @@
+"""The contract between the agent and the machine's session manager.
+
+Implementations translate failures into Sortie's error tree (`sortie_core.errors`):
+`NotFoundError` for a session that is already gone, `TransientError` for what is worth
+retrying, `PermanentError` for the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+
+class SessionAction(StrEnum):
+    LOGOFF = "logoff"  # ends the session and its programs
+    DISCONNECT = "disconnect"  # detaches the user; programs keep running
+    LOCK = "lock"  # the session stays, behind the lock screen
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    id: int
+    user: str
+    state: str  # as the backend names it: `active`, `disconnected`, `locked`, …
+    station: str | None = None
+
+
+def account_name(user: str) -> str:
+    """`SCHOOL\\Alice` and `alice` are the same account here: lower-case, no domain."""
+    return user.rsplit("\\", 1)[-1].strip().lower()
+
+
+class SessionBackend(Protocol):
+    async def list_sessions(self) -> list[Session]:
+        """Every user session open on this machine."""
+
+    async def logoff(self, session_id: int) -> None: ...
+
+    async def disconnect(self, session_id: int) -> None: ...
+
+    async def lock(self, session_id: int) -> None: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,135 @@
+"""One agent: the commands of one host, and that host's presence record.
+
+A class rather than module state, so one process could later host the agents of many
+machines (a MultiPoint server, a gateway for a room of thin clients).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+from sortie_core import streams
+from sortie_core.broker import Delivery, Subscription, publish
+from sortie_core.events import (
+    AgentPresenceChanged,
+    DeadLettered,
+    LogoutRequested,
+    OffboardRequested,
+)
+from sortie_core.presence import PresenceRecord, write_presence
+from sortie_core.steps import RetryPolicy
+
+from . import __version__, handlers
+from .adapters import SessionBackend, account_name
+
+log = logging.getLogger(__name__)
+
+
+class Agent:
+    def __init__(
+        self,
+        *,
+        host: str,
+        backend: SessionBackend,
+        redis: Redis,
+        policy: RetryPolicy,
+        heartbeat_s: float = 10.0,
+        session_policy: str = "logoff",
+        shared_station: bool = False,
+        version: str = __version__,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.host = host
+        self.backend = backend
+        self.redis = redis
+        self.policy = policy
+        self.heartbeat_s = heartbeat_s
+        self.session_policy = session_policy
+        self.shared_station = shared_station
+        self.version = version
+        self.clock = clock
+        # Users of the last record written; None until the first one (always announced).
+        self.users: frozenset[str] | None = None
+        self._presence_lock = asyncio.Lock()
+
+    def subscriptions(self) -> list[Subscription]:
+        """This host's stream, and nothing else."""
+        return [
+            Subscription(
+                streams.workstation_stream(self.host),
+                streams.GROUP_WORKSTATION,
+                self.on_command,
+                accepts=(LogoutRequested, OffboardRequested),
+                on_deadletter=self.on_deadletter,
+                dedupe=True,
+            )
+        ]
+
+    async def on_command(self, event: LogoutRequested | OffboardRequested, _: Delivery) -> None:
+        if isinstance(event, LogoutRequested):
+            result = await handlers.handle_logout(
+                event,
+                host=self.host,
+                backend=self.backend,
+                policy=self.policy,
+                session_policy=self.session_policy,
+                shared_station=self.shared_station,
+            )
+        else:
+            result = await handlers.handle_offboard(
+                event, host=self.host, backend=self.backend, policy=self.policy
+            )
+        await publish(self.redis, streams.REVOCATION_COMPLETED, result)
+        await self.refresh_presence()
+
+    async def on_deadletter(self, event: object, record: DeadLettered) -> None:
+        result = handlers.handle_deadlettered(
+            event,
+            record,
+            host=self.host,
+            session_policy=self.session_policy,
+            shared_station=self.shared_station,
+        )
+        if result is not None:
+            await publish(self.redis, streams.REVOCATION_COMPLETED, result)
+
+    async def refresh_presence(self) -> bool:
+        """Write the presence record; announce it when the set of users changed.
+        Returns whether a record was written. Never raises: a missed refresh is retried
+        by the next heartbeat, and a lapsed record is the truth (the agent cannot see)."""
+        async with self._presence_lock:
+            try:
+                sessions = await self.backend.list_sessions()
+                users = frozenset(account_name(s.user) for s in sessions)
+                await write_presence(
+                    self.redis,
+                    PresenceRecord(self.host, self.version, users, self.clock(), self.heartbeat_s),
+                )
+                if users != self.users:
+                    await publish(
+                        self.redis, streams.AGENT_PRESENCE, AgentPresenceChanged(host=self.host)
+                    )
+                    log.info("%s: presence changed (%d users)", self.host, len(users))
+                self.users = users
+                return True
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("%s: presence not refreshed (%s)", self.host, exc)
+                return False
+
+    async def run(self) -> None:
+        """Announce presence now, then refresh it every `heartbeat_s` until cancelled."""
+        await self.refresh_presence()
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            await self.refresh_presence()
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.backend.aclose()

@@ -1,0 +1,15 @@
+"""Process entry point: `python -m sortie_workstation`."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sortie_core.runtime import run_worker
+
+from .bootstrap import SERVICE, make_build
+from .settings import AgentSettings
+
+
+def main() -> None:
+    settings = AgentSettings()
+    asyncio.run(run_worker(SERVICE, settings, make_build(settings)))

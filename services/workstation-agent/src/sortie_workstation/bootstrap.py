@@ -1,0 +1,56 @@
+"""Composition root: settings -> session backend -> one `Agent` -> its subscription."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from faststream.redis import RedisBroker
+from redis.asyncio import Redis
+from sortie_core.runtime import WorkerParts
+from sortie_core.steps import RetryPolicy
+
+from .adapters import SessionBackend
+from .adapters.simulated import SimulatedSessions
+from .agent import Agent
+from .settings import AgentSettings
+
+SERVICE = "workstation-agent"
+
+Build = Callable[[RedisBroker, Redis], Awaitable[WorkerParts]]
+
+
+def retry_policy(settings: AgentSettings) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=settings.step_max_attempts,
+        base_s=settings.step_backoff_base_s,
+        max_s=settings.step_backoff_max_s,
+    )
+
+
+def make_backend(settings: AgentSettings) -> SessionBackend:
+    # `backend` has one value today; Windows, MultiPoint and loginctl backends come later.
+    return SimulatedSessions(settings.sim_url, settings.host, timeout_s=settings.sim_timeout_s)
+
+
+def make_agent(settings: AgentSettings, redis: Redis, backend: SessionBackend) -> Agent:
+    return Agent(
+        host=settings.host,
+        backend=backend,
+        redis=redis,
+        policy=retry_policy(settings),
+        heartbeat_s=settings.heartbeat_s,
+        session_policy=settings.policy,
+        shared_station=settings.shared_station,
+    )
+
+
+def make_build(settings: AgentSettings, *, backend: SessionBackend | None = None) -> Build:
+    """`backend` replaces the one settings would build (tests pass a fake)."""
+
+    async def build(broker: RedisBroker, redis: Redis) -> WorkerParts:
+        agent = make_agent(settings, redis, backend or make_backend(settings))
+        return WorkerParts(
+            subscriptions=agent.subscriptions(), background=[agent.run], on_stop=[agent.aclose]
+        )
+
+    return build

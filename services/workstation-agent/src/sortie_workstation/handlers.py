@@ -1,0 +1,195 @@
+"""What the agent does with each command addressed to its host. No Redis here: each
+handler gets the session backend and returns the event to publish.
+
+Every command on `workstation.<host>` gets an answer: the orchestrator sent it because this
+agent reported a session of the user, and waits for this host's report.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from sortie_core.errors import NotFoundError
+from sortie_core.events import (
+    DeadLettered,
+    LogoutRequested,
+    OffboardRequested,
+    Outcome,
+    RevocationCompleted,
+    StepError,
+    StepResult,
+    utcnow,
+)
+from sortie_core.steps import RetryPolicy, run_step, skipped
+
+from .adapters import SessionAction, SessionBackend, account_name
+
+log = logging.getLogger(__name__)
+
+METRIC_SERVICE = "workstation"
+# Sessions already in the state an action would put them in.
+_ALREADY = {SessionAction.DISCONNECT: "disconnected", SessionAction.LOCK: "locked"}
+
+
+def service_name(host: str) -> str:
+    return f"workstation:{host}"
+
+
+def logout_action(policy: str, shared_station: bool) -> SessionAction:
+    """The policy's action; a shared station always logs off (a locked or disconnected
+    session there keeps a browser that holds the user's SSO cookie)."""
+    return SessionAction.LOGOFF if shared_station else SessionAction(policy)
+
+
+def _ids(ids: list[int]) -> str:
+    return ", ".join(str(i) for i in ids)
+
+
+def _act(
+    backend: SessionBackend, action: SessionAction
+) -> Callable[[int], Coroutine[Any, Any, None]]:
+    if action is SessionAction.LOGOFF:
+        return backend.logoff
+    if action is SessionAction.DISCONNECT:
+        return backend.disconnect
+    return backend.lock
+
+
+async def end_sessions(
+    account: str,
+    action: SessionAction,
+    *,
+    host: str,
+    backend: SessionBackend,
+    policy: RetryPolicy,
+    note: str | None = None,
+) -> StepResult:
+    """One step named after `action`, covering every session of `account` on this host."""
+    act = _act(backend, action)
+    done: list[int] = []
+    already: list[int] = []
+    gone: list[int] = []
+
+    async def body() -> str | None:
+        # Listed again on each attempt: a retry sees what the previous one left.
+        sessions = [s for s in await backend.list_sessions() if account_name(s.user) == account]
+        if not sessions and not done:
+            raise NotFoundError(f"no session of the user on {host}")
+        for session in sessions:
+            if session.id in done or session.id in already:
+                continue
+            if _ALREADY.get(action) == session.state:
+                already.append(session.id)
+                continue
+            try:
+                await act(session.id)
+            except NotFoundError:
+                gone.append(session.id)
+                continue
+            done.append(session.id)
+        if not done and not already:
+            raise NotFoundError(f"sessions {_ids(gone)} on {host} ended before Sortie reached them")
+        parts = (
+            [f"{action.value} of session{'s' if len(done) > 1 else ''} {_ids(done)}"]
+            if done
+            else []
+        )
+        if already:
+            parts.append(f"already {_ALREADY[action]}: {_ids(already)}")
+        if gone:
+            parts.append(f"gone meanwhile: {_ids(gone)}")
+        if note:
+            parts.append(note)
+        return "; ".join(parts)
+
+    return await run_step(
+        service_name(host), action.value, body, policy, metric_service=METRIC_SERVICE
+    )
+
+
+async def handle_logout(
+    event: LogoutRequested,
+    *,
+    host: str,
+    backend: SessionBackend,
+    policy: RetryPolicy,
+    session_policy: str = "logoff",
+    shared_station: bool = False,
+) -> RevocationCompleted:
+    action = logout_action(session_policy, shared_station)
+    note = (
+        f"shared station: logoff instead of {session_policy}"
+        if action.value != session_policy
+        else None
+    )
+    step = await end_sessions(
+        event.subject.workstation_account,
+        action,
+        host=host,
+        backend=backend,
+        policy=policy,
+        note=note,
+    )
+    log.info("request %s: %s %s=%s", event.request_id, host, step.action, step.outcome.value)
+    return RevocationCompleted(
+        service=service_name(host),
+        request_id=event.request_id,
+        subject=event.subject,
+        steps=(step,),
+    )
+
+
+async def handle_offboard(
+    event: OffboardRequested, *, host: str, backend: SessionBackend, policy: RetryPolicy
+) -> RevocationCompleted:
+    action = SessionAction.LOGOFF
+    if event.wants(action.value):
+        step = await end_sessions(
+            event.subject.workstation_account, action, host=host, backend=backend, policy=policy
+        )
+    else:
+        step = skipped(action.value, "not among the requested actions")
+    log.info("request %s: %s %s=%s", event.request_id, host, step.action, step.outcome.value)
+    return RevocationCompleted(
+        service=service_name(host),
+        request_id=event.request_id,
+        subject=event.subject,
+        steps=(step,),
+    )
+
+
+def handle_deadlettered(
+    event: object,
+    record: DeadLettered,
+    *,
+    host: str,
+    session_policy: str = "logoff",
+    shared_station: bool = False,
+) -> RevocationCompleted | None:
+    """A command given up by the broker: its step is reported failed so the request finishes."""
+    if isinstance(event, LogoutRequested):
+        action = logout_action(session_policy, shared_station).value
+    elif isinstance(event, OffboardRequested):
+        action = SessionAction.LOGOFF.value
+    else:
+        return None
+    now = utcnow()
+    step = StepResult(
+        action=action,
+        outcome=Outcome.FAILED,
+        attempts=record.deliveries,
+        started_at=now,
+        finished_at=now,
+        error=StepError(
+            code="deadlettered",
+            message=f"command given up after {record.deliveries} deliveries ({record.reason})",
+        ),
+    )
+    return RevocationCompleted(
+        service=service_name(host),
+        request_id=event.request_id,
+        subject=event.subject,
+        steps=(step,),
+    )

@@ -1,0 +1,83 @@
+"""Demo seed data, shared by every simulator's `--seed-demo`, by `sortie up` and by tests.
+
+Alice has a live SSO session (`DEMO_TGT`) with one service ticket per CAS application, a
+session in every demo ENT application and an active session on `pc-101`. Bob exists in
+Microsoft 365 and sits at `pc-102`; he has no SSO session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEMO_DOMAIN = "example.org"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoUser:
+    username: str  # ENT uid
+    upn: str  # Microsoft 365 userPrincipalName
+    mail: str
+    display_name: str
+    graph_id: str  # Microsoft Graph object id
+    cas_username: str
+    windows_account: str
+    host: str  # the workstation the user sits at
+
+
+ALICE = DemoUser(
+    username="alice",
+    upn="alice@example.org",
+    mail="alice@example.org",
+    display_name="Alice Martin",
+    graph_id="a11ce000-0000-4000-8000-000000000001",
+    cas_username="alice",
+    windows_account="alice",
+    host="pc-101",
+)
+BOB = DemoUser(
+    username="bob",
+    upn="bob@example.org",
+    mail="bob@example.org",
+    display_name="Bob Durand",
+    graph_id="b0b00000-0000-4000-8000-000000000002",
+    cas_username="bob",
+    windows_account="bob",
+    host="pc-102",
+)
+DEMO_USERS: tuple[DemoUser, ...] = (ALICE, BOB)
+
+# Ports `python -m sortie_simulators` listens on when `--port` is not given.
+DEFAULT_PORTS = {"graph": 8101, "cas": 8102, "entapps": 8103, "workstations": 8104}
+DEFAULT_ENTAPPS_URL = f"http://127.0.0.1:{DEFAULT_PORTS['entapps']}"
+
+# ENT applications of the demo, as (name, protocol).
+DEMO_APPS: tuple[tuple[str, str], ...] = (
+    ("esper", "cas_slo"),
+    ("escada", "cas_slo"),
+    ("mer", "http"),
+    ("ism", "oidc_bcl"),
+)
+DEMO_CAS_APPS: tuple[str, ...] = tuple(name for name, proto in DEMO_APPS if proto == "cas_slo")
+
+# Alice's SSO session and the service tickets the CAS issued in it, one per CAS app.
+DEMO_TGT = "TGT-1-alice-demo-sortie"
+DEMO_SERVICE_TICKETS: dict[str, str] = {
+    "esper": "ST-1-esper-alice-demo-sortie",
+    "escada": "ST-2-escada-alice-demo-sortie",
+}
+
+# Workstation host -> the demo user with an active session there.
+DEMO_HOSTS: dict[str, str] = {ALICE.host: ALICE.windows_account, BOB.host: BOB.windows_account}
+
+
+def demo_service_url(entapps_url: str, app: str) -> str:
+    """The CAS service URL of a demo application hosted by the ENT apps simulator."""
+    return f"{entapps_url.rstrip('/')}/{app}/"
+
+
+def demo_service_tickets(entapps_url: str = DEFAULT_ENTAPPS_URL) -> list[dict[str, str]]:
+    """Alice's service tickets as `{service, ticket}`, the shape of a logout's sso_session."""
+    return [
+        {"service": demo_service_url(entapps_url, app), "ticket": DEMO_SERVICE_TICKETS[app]}
+        for app in DEMO_CAS_APPS
+    ]

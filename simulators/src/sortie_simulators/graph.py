@@ -1,0 +1,370 @@
+"""Microsoft Graph simulator: the user operations Sortie calls, shaped like Graph v1.0.
+
+`GET`/`PATCH /v1.0/users/{id}`, `POST /v1.0/users/{id}/revokeSignInSessions` and JSON
+batching, `POST /v1.0/$batch` (https://learn.microsoft.com/en-us/graph/json-batching).
+`{id}` is an object id, a userPrincipalName or a mail address, case-insensitive.
+
+Faults, settable at start and at run time (`POST /_sim/config`): latency on every /v1.0
+call, a fraction of operations answered 503, and a token bucket over writes (PATCH and
+revoke, counted per batch item) answering 429 with `Retry-After`
+(https://learn.microsoft.com/en-us/graph/throttling). Inside a batch, the error rate and
+the throttle apply to each item, as Graph does; latency and auth apply to the envelope.
+
+Stats: `requests` counts every operation (each call and each batch item), `writes` the
+writes that succeeded, `throttled` the 429s and `errors` the injected 503s.
+
+Passwords are kept only as a salted hash and are never logged or returned.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from .common import (
+    Clock,
+    TokenBucket,
+    bearer_token,
+    retry_after,
+    sleep_ms,
+    utc_now,
+)
+from .demo import DEMO_USERS
+from .graph_admin import add_admin_routes
+from .graph_model import (
+    GRAPH_METADATA,
+    PATCHABLE,
+    GraphUser,
+    Reply,
+    bad_request,
+    check_password_profile,
+    graph_error,
+    hash_password,
+    invalid_value,
+    no_property,
+    not_found,
+    select_properties,
+)
+
+MAX_BATCH = 20
+
+
+@dataclass
+class GraphConfig:
+    latency_ms: float = 0.0
+    error_rate: float = 0.0
+    # None or 0: no throttling.
+    throttle_writes_per_s: float | None = None
+
+
+@dataclass
+class GraphStats:
+    requests: int = 0
+    writes: int = 0
+    throttled: int = 0
+    errors: int = 0
+
+
+class GraphSimulator:
+    """Users, fault injection and the operations, independent of HTTP."""
+
+    def __init__(
+        self,
+        config: GraphConfig | None = None,
+        *,
+        clock: Clock = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.users: dict[str, GraphUser] = {}
+        self._index: dict[str, str] = {}  # lower-cased id, UPN or mail -> object id
+        self.stats = GraphStats()
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.config = GraphConfig()
+        self.bucket: TokenBucket | None = None
+        self.configure(**vars(config or GraphConfig()))
+
+    def configure(
+        self,
+        latency_ms: float | None = None,
+        error_rate: float | None = None,
+        throttle_writes_per_s: float | None = None,
+        *,
+        reset_throttle: bool = False,
+    ) -> None:
+        """Change the given settings; `reset_throttle` applies `throttle_writes_per_s` even
+        when it is None (turning throttling off)."""
+        if latency_ms is not None:
+            self.config.latency_ms = latency_ms
+        if error_rate is not None:
+            self.config.error_rate = error_rate
+        if throttle_writes_per_s is not None or reset_throttle:
+            rate = throttle_writes_per_s or None
+            self.config.throttle_writes_per_s = rate
+            self.bucket = TokenBucket(rate, self.clock) if rate else None
+
+    # -- users ----------------------------------------------------------------------------
+    def add_user(
+        self,
+        upn: str,
+        *,
+        mail: str | None = None,
+        object_id: str | None = None,
+        user_type: str = "Member",
+        display_name: str | None = None,
+        account_enabled: bool = True,
+    ) -> GraphUser:
+        object_id = object_id or str(uuid.uuid5(uuid.NAMESPACE_DNS, upn.lower()))
+        keys = {k.lower() for k in (object_id, upn, mail) if k}
+        taken = sorted(k for k in keys if k in self._index)
+        if taken:
+            raise ValueError(f"already used by another user: {', '.join(taken)}")
+        now = utc_now()
+        user = GraphUser(
+            id=object_id,
+            user_principal_name=upn,
+            mail=mail,
+            display_name=display_name or upn.split("@", maxsplit=1)[0],
+            user_type=user_type,
+            account_enabled=account_enabled,
+            sign_in_sessions_valid_from=now,
+            created_at=now,
+        )
+        self.users[object_id] = user
+        for key in keys:
+            self._index[key] = object_id
+        return user
+
+    def find(self, key: str) -> GraphUser | None:
+        object_id = self._index.get(key.lower())
+        return self.users.get(object_id) if object_id else None
+
+    # -- operations -----------------------------------------------------------------------
+    def execute_url(self, method: str, url: str, body: Any, body_error: str | None = None) -> Reply:
+        """Run one operation given a URL relative to /v1.0 (a batch item's `url`)."""
+        parts = urlsplit(url)
+        path = parts.path
+        for prefix in ("/v1.0/", "/beta/", "v1.0/", "beta/"):
+            if path.startswith(prefix):
+                path = path[len(prefix) :]
+                break
+        segments = [unquote(s) for s in path.strip("/").split("/")]
+        query = dict(parse_qsl(parts.query))
+        return self.execute(method, segments, body, query=query, body_error=body_error)
+
+    def execute(
+        self,
+        method: str,
+        segments: list[str],
+        body: Any,
+        *,
+        query: dict[str, str] | None = None,
+        body_error: str | None = None,
+    ) -> Reply:
+        """Run one operation: error injection, routing, throttling, then the operation."""
+        self.stats.requests += 1
+        if self.config.error_rate > 0 and self.rng.random() < self.config.error_rate:
+            self.stats.errors += 1
+            return graph_error(
+                503,
+                "ServiceUnavailable",
+                "The service is temporarily unavailable. Please retry later.",
+                {"Retry-After": "1"},
+            )
+        method = method.upper()
+        if len(segments) < 2 or segments[0] != "users" or len(segments) > 3:
+            return bad_request(f"Resource not found for the segment '{segments[0]}'.", "BadRequest")
+        key = segments[1]
+        if len(segments) == 3 and segments[2] != "revokeSignInSessions":
+            return bad_request(f"Resource not found for the segment '{segments[2]}'.", "BadRequest")
+        allowed = ("POST",) if len(segments) == 3 else ("GET", "PATCH")
+        if method not in allowed:
+            return graph_error(405, "Request_BadRequest", f"Method {method} is not allowed here.")
+        write = method != "GET"
+        if write and self.bucket is not None:
+            wait = self.bucket.take()
+            if wait is not None:
+                self.stats.throttled += 1
+                return graph_error(
+                    429,
+                    "TooManyRequests",
+                    "Too many requests. Retry after the time given in Retry-After.",
+                    {"Retry-After": retry_after(wait)},
+                )
+        if body_error is not None and method == "PATCH":
+            return bad_request(body_error, "BadRequest")
+        user = self.find(key)
+        if user is None:
+            return not_found(key)
+        if method == "GET":
+            return Reply(200, select_properties(user.graph_view(), (query or {}).get("$select")))
+        reply = self._patch(user, body) if method == "PATCH" else self._revoke(user)
+        if reply.status < 300:
+            self.stats.writes += 1
+        return reply
+
+    def _patch(self, user: GraphUser, body: Any) -> Reply:
+        if body is None:
+            return bad_request("Empty Payload. JSON content expected.")
+        if not isinstance(body, dict):
+            return bad_request("The request body must be a JSON object.")
+        changes: dict[str, Any] = {}
+        for name, value in body.items():
+            if name.startswith("@odata."):
+                continue  # msgraph-sdk sends "@odata.type": "#microsoft.graph.user"
+            if name not in PATCHABLE:
+                return no_property(name)
+            if name == "accountEnabled":
+                if not isinstance(value, bool):
+                    return invalid_value(name)
+                changes[name] = value
+            else:
+                problem = check_password_profile(value)
+                if problem is not None:
+                    return problem
+                changes[name] = value
+        if "accountEnabled" in changes:
+            user.account_enabled = changes["accountEnabled"]
+        profile = changes.get("passwordProfile")
+        if profile:
+            if "password" in profile:
+                user.password_hash = hash_password(profile["password"])
+                user.password_changed_at = utc_now()
+            if "forceChangePasswordNextSignIn" in profile:
+                user.force_change = profile["forceChangePasswordNextSignIn"]
+            if "forceChangePasswordNextSignInWithMfa" in profile:
+                user.force_change_mfa = profile["forceChangePasswordNextSignInWithMfa"]
+        return Reply(204)
+
+    def _revoke(self, user: GraphUser) -> Reply:
+        user.sign_in_sessions_valid_from = utc_now()
+        user.revocation_count += 1
+        return Reply(200, {"@odata.context": f"{GRAPH_METADATA}#Edm.Boolean", "value": True})
+
+
+def load_demo(sim: GraphSimulator) -> None:
+    for user in DEMO_USERS:
+        sim.add_user(
+            user.upn, mail=user.mail, object_id=user.graph_id, display_name=user.display_name
+        )
+
+
+# -- HTTP --------------------------------------------------------------------------------
+def _response(reply: Reply, request: Request) -> Response:
+    headers = dict(reply.headers)
+    error = reply.body.get("error") if isinstance(reply.body, dict) else None
+    headers["request-id"] = error["innerError"]["request-id"] if error else str(uuid.uuid4())
+    if "client-request-id" in request.headers:
+        headers["client-request-id"] = request.headers["client-request-id"]
+    if reply.body is None:
+        return Response(status_code=reply.status, headers=headers)
+    return JSONResponse(reply.body, status_code=reply.status, headers=headers)
+
+
+def _unauthorized() -> Reply:
+    reply = graph_error(401, "InvalidAuthenticationToken", "Access token is empty.")
+    reply.headers["WWW-Authenticate"] = 'Bearer realm="", authorization_uri="", client_id=""'
+    return reply
+
+
+def _json_body(raw: bytes) -> tuple[Any, str | None]:
+    if not raw.strip():
+        return None, None
+    try:
+        return json.loads(raw), None
+    except ValueError:
+        return None, "Unable to read JSON request payload."
+
+
+def _item_body(item: dict[str, Any]) -> tuple[Any, str | None]:
+    """A batch item's body is JSON, or base64 of JSON (msgraph-core sends either)."""
+    body = item.get("body")
+    if not isinstance(body, str):
+        return body, None
+    try:
+        return _json_body(base64.b64decode(body, validate=True))
+    except (binascii.Error, ValueError):
+        return None, "Unable to read the body of a batch request item."
+
+
+def _check_batch(payload: Any) -> str | list[dict[str, Any]]:
+    """The batch's items, or the reason the whole batch is refused."""
+    items = payload.get("requests") if isinstance(payload, dict) else None
+    if not isinstance(items, list) or not items:
+        return "Invalid batch payload format: 'requests' must be a non-empty array."
+    if len(items) > MAX_BATCH:
+        return f"The number of requests in a batch exceeds the limit of {MAX_BATCH}."
+    seen: set[str] = set()
+    for item in items:
+        if not isinstance(item, dict) or not all(
+            isinstance(item.get(k), str) and item.get(k) for k in ("id", "method", "url")
+        ):
+            return "Invalid batch payload format: each request needs 'id', 'method' and 'url'."
+        if item["id"] in seen:
+            return f"Batch request ids must be unique: '{item['id']}' is repeated."
+        seen.add(item["id"])
+    return items
+
+
+def create_app(
+    *,
+    seed_demo: bool = False,
+    latency_ms: float = 0.0,
+    error_rate: float = 0.0,
+    throttle_writes_per_s: float | None = None,
+    random_seed: int | None = None,
+    clock: Clock = time.monotonic,
+) -> FastAPI:
+    sim = GraphSimulator(
+        GraphConfig(latency_ms, error_rate, throttle_writes_per_s),
+        clock=clock,
+        rng=random.Random(random_seed),
+    )
+    if seed_demo:
+        load_demo(sim)
+    app = FastAPI(title="Sortie Microsoft Graph simulator", docs_url="/_sim/docs")
+    app.state.sim = sim
+    add_admin_routes(app, sim)
+
+    @app.post("/v1.0/$batch")
+    async def batch(request: Request) -> Response:
+        await sleep_ms(sim.config.latency_ms)
+        if bearer_token(request) is None:
+            return _response(_unauthorized(), request)
+        payload, problem = _json_body(await request.body())
+        items = _check_batch(payload) if problem is None else problem
+        if isinstance(items, str):
+            return _response(bad_request(items, "BadRequest"), request)
+        responses = []
+        for item in items:
+            body, body_error = _item_body(item)
+            reply = sim.execute_url(item["method"], item["url"], body, body_error)
+            headers = {"Content-Type": "application/json"} if reply.body is not None else {}
+            headers.update(reply.headers)
+            responses.append(
+                {"id": item["id"], "status": reply.status, "headers": headers, "body": reply.body}
+            )
+        return _response(Reply(200, {"responses": responses}), request)
+
+    @app.api_route("/v1.0/{path:path}", methods=["GET", "POST", "PATCH", "PUT", "DELETE"])
+    async def operation(path: str, request: Request) -> Response:
+        await sleep_ms(sim.config.latency_ms)
+        if bearer_token(request) is None:
+            return _response(_unauthorized(), request)
+        body, body_error = _json_body(await request.body())
+        segments = path.strip("/").split("/")
+        query = dict(request.query_params)
+        reply = sim.execute(request.method, segments, body, query=query, body_error=body_error)
+        return _response(reply, request)
+
+    return app

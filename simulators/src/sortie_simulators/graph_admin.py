@@ -1,0 +1,133 @@
+"""The Graph simulator's admin API under `/_sim` (no auth): users, stats and faults."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, Literal
+
+from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel, ConfigDict, Field
+
+from .demo import DEMO_DOMAIN
+
+if TYPE_CHECKING:
+    from .graph import GraphSimulator
+    from .graph_model import GraphUser
+
+NAME_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+
+
+class NewUser(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    user_principal_name: str = Field(
+        alias="userPrincipalName", max_length=256, pattern=r"^[^@\s/]+@[^@\s/]+$"
+    )
+    mail: str | None = Field(default=None, max_length=256)
+    id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]{1,64}$")
+    user_type: Literal["Member", "Guest"] = Field(default="Member", alias="userType")
+    display_name: str | None = Field(default=None, alias="displayName", max_length=256)
+    account_enabled: bool = Field(default=True, alias="accountEnabled")
+
+
+class BulkUsers(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(ge=1, le=1_000_000)
+    prefix: str = Field(default="user", pattern=NAME_PATTERN)
+    domain: str = Field(default=DEMO_DOMAIN, pattern=NAME_PATTERN)
+    start: int = Field(default=1, ge=0)
+
+
+class ConfigUpdate(BaseModel):
+    """Only the fields present change; `throttle_writes_per_s` 0 or null turns it off."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latency_ms: float | None = Field(default=None, ge=0, le=600_000)
+    error_rate: float | None = Field(default=None, ge=0, le=1)
+    throttle_writes_per_s: float | None = Field(default=None, ge=0)
+
+
+class PasswordCheck(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    password: str
+
+
+def add_admin_routes(app: FastAPI, sim: GraphSimulator) -> None:
+    def user_or_404(key: str) -> GraphUser:
+        user = sim.find(key)
+        if user is None:
+            raise HTTPException(404, f"no user {key!r}")
+        return user
+
+    @app.get("/_sim/users")
+    async def list_users(limit: int = 1000) -> list[dict[str, Any]]:
+        return [user.sim_view() for user in list(sim.users.values())[: max(limit, 0)]]
+
+    @app.post("/_sim/users", status_code=201)
+    async def create_user(new: NewUser) -> dict[str, Any]:
+        try:
+            user = sim.add_user(
+                new.user_principal_name,
+                mail=new.mail,
+                object_id=new.id,
+                user_type=new.user_type,
+                display_name=new.display_name,
+                account_enabled=new.account_enabled,
+            )
+        except ValueError as exc:
+            raise HTTPException(409, str(exc)) from exc
+        return user.sim_view()
+
+    @app.post("/_sim/users:bulk", status_code=201)
+    async def create_users(bulk: BulkUsers) -> dict[str, Any]:
+        """Creates `{prefix}{n:05d}@{domain}` (mail the same); existing ones are kept."""
+        created = 0
+        upns = [
+            f"{bulk.prefix}{n:05d}@{bulk.domain}"
+            for n in range(bulk.start, bulk.start + bulk.count)
+        ]
+        for upn in upns:
+            if sim.find(upn) is None:
+                sim.add_user(upn, mail=upn)
+                created += 1
+        return {
+            "created": created,
+            "existing": bulk.count - created,
+            "first": upns[0],
+            "last": upns[-1],
+        }
+
+    @app.get("/_sim/users/{key}")
+    async def get_user(key: str) -> dict[str, Any]:
+        return user_or_404(key).sim_view()
+
+    @app.post("/_sim/users/{key}/verify-password")
+    async def verify_password(key: str, check: PasswordCheck) -> dict[str, bool]:
+        """Whether `password` is the user's current one (a password never leaves)."""
+        return {"matches": user_or_404(key).password_matches(check.password)}
+
+    @app.get("/_sim/stats")
+    async def stats() -> dict[str, int]:
+        return asdict(sim.stats)
+
+    @app.post("/_sim/reset-stats")
+    async def reset_stats() -> dict[str, int]:
+        sim.stats.requests = sim.stats.writes = sim.stats.throttled = sim.stats.errors = 0
+        return asdict(sim.stats)
+
+    @app.get("/_sim/config")
+    async def get_config() -> dict[str, Any]:
+        return asdict(sim.config)
+
+    @app.post("/_sim/config")
+    async def set_config(update: ConfigUpdate) -> dict[str, Any]:
+        sim.configure(
+            latency_ms=update.latency_ms,
+            error_rate=update.error_rate,
+            throttle_writes_per_s=update.throttle_writes_per_s,
+            reset_throttle="throttle_writes_per_s" in update.model_fields_set,
+        )
+        return asdict(sim.config)

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from sortie_orchestrator.app import create_app
+from sortie_orchestrator.settings import OrchestratorSettings, TokenSpec
+from tests.redis_server import RedisServer
+
+TOKEN = "test-token-all-scopes-0123456789"
+READ_ONLY = "test-token-read-only-0123456789"
+
+
+def settings_for(redis_server: RedisServer, **overrides: object) -> OrchestratorSettings:
+    values: dict[str, object] = dict(
+        redis_url=redis_server.url,
+        tokens=[
+            TokenSpec(name="all", token=TOKEN, scopes=frozenset({
+                "logout:write", "offboard:write", "requests:read", "workstations:admin",
+            })),
+            TokenSpec(name="reader", token=READ_ONLY, scopes=frozenset({"requests:read"})),
+        ],
+        phase1_timeout_s=2.0,
+        sso_timeout_s=2.0,
+        deadline_poll_ms=50,
+        claim_idle_ms=500,
+        claim_interval_ms=100,
+        polling_interval_ms=20,
+        consumer_name="orch-test",
+    )
+    values.update(overrides)
+    return OrchestratorSettings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def orchestrator(redis, redis_server) -> AsyncIterator[FastAPI]:  # noqa: ARG001 - flushes
+    app = create_app(settings_for(redis_server))
+    # Entered and exited explicitly: an `async with` spanning the fixture's yield hangs
+    # on teardown under pytest-asyncio once several apps ran in one session.
+    ctx = app.router.lifespan_context(app)
+    await ctx.__aenter__()
+    yield app
+    await asyncio.wait_for(ctx.__aexit__(None, None, None), 20)
+
+
+@pytest.fixture
+async def client(orchestrator: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=orchestrator)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://orchestrator",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    ) as c:
+        yield c

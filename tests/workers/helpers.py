@@ -1,0 +1,115 @@
+"""Shared by the worker tests: events, running a worker in-process, reading streams."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from redis.asyncio import Redis
+from sortie_core.events import (
+    LogoutRequested,
+    OffboardRequested,
+    ServiceTicket,
+    SsoSession,
+    Subject,
+    Target,
+    decode_event,
+    utcnow,
+)
+from sortie_core.runtime import WorkerParts, make_broker, make_consumers, redis_client
+from sortie_core.settings import ServiceSettings
+
+Build = Callable[[Any, Redis], Awaitable[WorkerParts]]
+
+ALICE = Subject(
+    user_id="alice", upn="alice@example.org", cas_username="alice", windows_account="alice"
+)
+
+
+def logout(
+    subject: Subject = ALICE,
+    *,
+    targets: tuple[Target, ...] = (Target.M365, Target.ENT, Target.WORKSTATIONS),
+    tgt: str | None = None,
+    tickets: list[tuple[str, str]] | None = None,
+) -> LogoutRequested:
+    session = None
+    if tgt is not None or tickets:
+        session = SsoSession(
+            tgt=tgt,
+            service_tickets=tuple(ServiceTicket(service=s, ticket=t) for s, t in tickets or []),
+        )
+    return LogoutRequested(
+        request_id=uuid.uuid4(),
+        subject=subject,
+        targets=targets,
+        sso_session=session,
+        deadline=utcnow() + timedelta(seconds=30),
+    )
+
+
+def offboard(subject: Subject = ALICE, actions: tuple[str, ...] = ()) -> OffboardRequested:
+    return OffboardRequested(
+        request_id=uuid.uuid4(),
+        subject=subject,
+        actions=actions,
+        deadline=utcnow() + timedelta(seconds=30),
+    )
+
+
+def fast(settings_cls: type[ServiceSettings], redis_url: str, **kw: Any) -> Any:
+    """Settings for an in-process worker: quick polling and claiming, short back-off."""
+    values: dict[str, Any] = {
+        "redis_url": redis_url,
+        "consumer_name": f"test-{uuid.uuid4().hex[:8]}",
+        "polling_interval_ms": 20,
+        "claim_interval_ms": 100,
+        "claim_idle_ms": 500,
+        "step_backoff_base_s": 0.01,
+        "step_backoff_max_s": 0.05,
+    }
+    return settings_cls(**(values | kw))
+
+
+@contextlib.asynccontextmanager
+async def running_worker(
+    service: str, settings: ServiceSettings, build: Build
+) -> AsyncIterator[WorkerParts]:
+    """The sequence of `sortie_core.runtime.run_worker`, without signals or HTTP."""
+    redis = redis_client(settings)
+    broker = make_broker(settings)
+    parts = await build(broker, redis)
+    consumers = make_consumers(settings, service, broker, redis, parts.subscriptions)
+    await consumers.start()
+    await broker.start()
+    background = [asyncio.create_task(job()) for job in parts.background]
+    try:
+        yield parts
+    finally:
+        for task in background:
+            task.cancel()
+        await broker.stop()
+        await consumers.stop()
+        for hook in parts.on_stop:
+            await hook()
+        await redis.aclose()
+
+
+async def read_events(redis: Redis, stream: str) -> list[Any]:
+    return [decode_event(fields[b"data"]) for _, fields in await redis.xrange(stream)]
+
+
+async def wait_for_events(
+    redis: Redis, stream: str, count: int = 1, timeout_s: float = 10.0
+) -> list[Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        events = await read_events(redis, stream)
+        if len(events) >= count or time.monotonic() > deadline:
+            return events
+        await asyncio.sleep(0.02)

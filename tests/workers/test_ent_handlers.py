@@ -1,0 +1,409 @@
+"""Unit tests of the ENT handlers, with the in-memory applications and CAS."""
+
+from __future__ import annotations
+
+import logging
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+from sortie_core.errors import NotFoundError, PermanentError, TransientError
+from sortie_core.events import (
+    DeadLettered,
+    Kind,
+    Outcome,
+    SsoLogoutCompleted,
+    SsoLogoutRequested,
+    Subject,
+    Target,
+)
+from sortie_core.steps import RetryPolicy
+from sortie_ent.adapters.fake import FakeAppLogout, FakeSsoSessions
+from sortie_ent.handlers import (
+    handle_deadlettered,
+    handle_logout,
+    handle_offboard,
+    handle_sso_logout,
+)
+from sortie_ent.registry import Registry, parse_registry
+
+from tests.workers.helpers import ALICE, logout, offboard
+
+POLICY = RetryPolicy(max_attempts=3, base_s=0.001, max_s=0.002)
+SAMLP = "{urn:oasis:names:tc:SAML:2.0:protocol}"
+SAML = "{urn:oasis:names:tc:SAML:2.0:assertion}"
+
+REGISTRY_YAML = r"""
+applications:
+  - name: esper
+    protocol: cas_slo
+    service_patterns: ['https://esper\.ent\.test/.*']
+  - name: escada
+    protocol: cas_slo
+    service_patterns: ['https://escada\.ent\.test/(login|cas)/.*']
+  - name: mer
+    protocol: http
+    logout_url: https://mer.ent.test/api/logout
+    service_patterns: ['https://mer\.ent\.test/.*']
+  - name: ism
+    protocol: oidc_bcl
+    service_patterns: ['https://ism\.ent\.test/.*']
+"""
+ESPER = ("https://esper.ent.test/", "ST-1-esper")
+ESCADA = ("https://escada.ent.test/login/", "ST-2-escada")
+EVIL = ("https://evil.example.net/steal?ticket=1", "ST-3-evil")
+
+
+@pytest.fixture
+def registry() -> Registry:
+    return parse_registry(REGISTRY_YAML)
+
+
+@pytest.fixture
+def apps() -> FakeAppLogout:
+    return FakeAppLogout()
+
+
+def outcomes(result: object) -> dict[str, Outcome]:
+    return {s.action: s.outcome for s in result.steps}  # type: ignore[attr-defined]
+
+
+async def test_logout_reaches_every_application(registry: Registry, apps: FakeAppLogout) -> None:
+    event = logout(tickets=[ESPER, ESCADA])
+    result = await handle_logout(event, registry=registry, apps=apps, policy=POLICY)
+    assert result is not None
+    assert (result.service, result.request_id) == ("ent", event.request_id)
+    assert outcomes(result) == {
+        "app_logout:esper": Outcome.SUCCEEDED,
+        "app_logout:escada": Outcome.SUCCEEDED,
+        "app_logout:mer": Outcome.SUCCEEDED,
+        "app_logout:ism": Outcome.SKIPPED,
+    }
+    assert {(c.app, c.service_url) for c in apps.slo_calls} == {
+        ("esper", ESPER[0]),
+        ("escada", ESCADA[0]),
+    }
+    assert apps.identity_calls == [("mer", "alice")]
+    ism = next(s for s in result.steps if s.action == "app_logout:ism")
+    assert ism.detail is not None and "not implemented yet" in ism.detail
+
+
+async def test_logout_not_targeted_publishes_nothing(
+    registry: Registry, apps: FakeAppLogout
+) -> None:
+    event = logout(targets=(Target.M365,), tickets=[ESPER])
+    assert await handle_logout(event, registry=registry, apps=apps, policy=POLICY) is None
+    assert apps.slo_calls == [] and apps.identity_calls == []
+
+
+async def test_unregistered_url_is_refused_and_never_called(
+    registry: Registry, apps: FakeAppLogout
+) -> None:
+    event = logout(tickets=[ESPER, EVIL, ("https://esper.ent.test.evil.example.net/", "ST-4")])
+    result = await handle_logout(event, registry=registry, apps=apps, policy=POLICY)
+    assert result is not None
+    refused = next(s for s in result.steps if s.action == "app_logout:unregistered")
+    assert refused.outcome is Outcome.FAILED
+    assert refused.error is not None
+    assert refused.error.code == "refused"
+    assert "evil.example.net" in refused.error.message
+    assert "esper.ent.test.evil.example.net" in refused.error.message
+    # Only the host is named: never the path, the query or the ticket.
+    assert "steal" not in refused.error.message and "ST-3" not in refused.error.message
+    assert [c.service_url for c in apps.slo_calls] == [ESPER[0]]
+    assert outcomes(result)["app_logout:esper"] is Outcome.SUCCEEDED
+
+
+async def test_slo_message_is_well_formed_and_escaped(
+    registry: Registry, apps: FakeAppLogout
+) -> None:
+    subject = Subject(user_id="u1", cas_username='o"brien<&>')
+    ticket = "ST-9-<x>&'\""
+    await handle_logout(
+        logout(subject, tickets=[(ESPER[0], ticket)]), registry=registry, apps=apps, policy=POLICY
+    )
+    [call] = apps.slo_calls
+    root = ET.fromstring(call.message)
+    assert root.tag == f"{SAMLP}LogoutRequest"
+    assert root.attrib["Version"] == "2.0"
+    assert root.attrib["ID"].startswith("LR-")
+    assert root.attrib["IssueInstant"].endswith("Z")
+    assert time.strptime(root.attrib["IssueInstant"], "%Y-%m-%dT%H:%M:%SZ")
+    name_id = root.find(f"{SAML}NameID")
+    session_index = root.find(f"{SAMLP}SessionIndex")
+    assert name_id is not None and name_id.text == 'o"brien<&>'
+    assert session_index is not None and session_index.text == ticket
+    assert "<x>" not in call.message
+
+
+async def test_two_tickets_of_one_app_are_one_step(registry: Registry, apps: FakeAppLogout) -> None:
+    event = logout(tickets=[ESPER, ("https://esper.ent.test/other", "ST-5-esper")])
+    result = await handle_logout(event, registry=registry, apps=apps, policy=POLICY)
+    assert result is not None
+    esper = [s for s in result.steps if s.action == "app_logout:esper"]
+    assert len(esper) == 1
+    assert esper[0].detail is not None and "2 service tickets" in esper[0].detail
+    sent = [ET.fromstring(c.message).find(f"{SAMLP}SessionIndex") for c in apps.slo_calls]
+    assert [e.text for e in sent if e is not None] == ["ST-1-esper", "ST-5-esper"]
+
+
+async def test_ticket_of_an_identity_app_is_not_sent_as_slo(
+    registry: Registry, apps: FakeAppLogout
+) -> None:
+    event = logout(tickets=[("https://mer.ent.test/home", "ST-6-mer")])
+    result = await handle_logout(event, registry=registry, apps=apps, policy=POLICY)
+    assert result is not None
+    assert apps.slo_calls == []
+    assert [a.action for a in result.steps].count("app_logout:mer") == 1
+
+
+async def test_transient_then_success_counts_attempts(
+    registry: Registry, apps: FakeAppLogout
+) -> None:
+    apps.fail("esper", TransientError("503", code="app_unavailable"))
+    apps.fail("mer", TransientError("reset", code="app_unreachable"), TransientError("x"))
+    result = await handle_logout(
+        logout(tickets=[ESPER]), registry=registry, apps=apps, policy=POLICY
+    )
+    assert result is not None
+    by = {s.action: s for s in result.steps}
+    assert (by["app_logout:esper"].outcome, by["app_logout:esper"].attempts) == (
+        Outcome.SUCCEEDED,
+        2,
+    )
+    assert (by["app_logout:mer"].outcome, by["app_logout:mer"].attempts) == (Outcome.SUCCEEDED, 3)
+
+
+async def test_retry_resends_only_undelivered_tickets(
+    registry: Registry, apps: FakeAppLogout
+) -> None:
+    second = "https://esper.ent.test/b"
+    # The first message goes through, the second fails once: the retry sends only it.
+    apps.fail("esper", None, TransientError("blip", code="app_unreachable"))
+    event = logout(tickets=[ESPER, (second, "ST-7")])
+    result = await handle_logout(event, registry=registry, apps=apps, policy=POLICY)
+    assert result is not None
+    esper = next(s for s in result.steps if s.action == "app_logout:esper")
+    assert (esper.outcome, esper.attempts) == (Outcome.SUCCEEDED, 2)
+    assert [c.service_url for c in apps.slo_calls] == [ESPER[0], second, second]
+
+
+async def test_permanent_failure_and_not_found(registry: Registry, apps: FakeAppLogout) -> None:
+    apps.fail("esper", PermanentError("HTTP 400", code="app_rejected"))
+    apps.fail("mer", NotFoundError("no session"))
+    result = await handle_logout(
+        logout(tickets=[ESPER, ESCADA]), registry=registry, apps=apps, policy=POLICY
+    )
+    assert result is not None
+    by = {s.action: s for s in result.steps}
+    assert by["app_logout:esper"].outcome is Outcome.FAILED
+    assert by["app_logout:esper"].attempts == 1
+    assert by["app_logout:esper"].error is not None
+    assert by["app_logout:esper"].error.code == "app_rejected"
+    assert by["app_logout:mer"].outcome is Outcome.NOT_FOUND
+    assert by["app_logout:escada"].outcome is Outcome.SUCCEEDED
+
+
+async def test_slow_app_is_cut_at_its_timeout_and_others_are_not_delayed(
+    apps: FakeAppLogout,
+) -> None:
+    registry = parse_registry(
+        REGISTRY_YAML.replace(
+            "logout_url: https://mer.ent.test/api/logout",
+            "logout_url: https://mer.ent.test/api/logout\n    timeout_s: 0.3",
+        )
+    )
+    apps.delays["mer"] = 30
+    started = time.monotonic()
+    result = await handle_logout(
+        logout(tickets=[ESPER, ESCADA]), registry=registry, apps=apps, policy=POLICY,
+        concurrency=4,
+    )
+    elapsed = time.monotonic() - started
+    assert result is not None
+    assert elapsed < 2
+    by = {s.action: s for s in result.steps}
+    mer = by["app_logout:mer"]
+    assert mer.outcome is Outcome.FAILED
+    assert mer.error is not None and mer.error.code == "timeout" and mer.error.retryable
+    assert 0.25 <= mer.duration_seconds < 1.5
+    for fast_app in ("app_logout:esper", "app_logout:escada"):
+        assert by[fast_app].outcome is Outcome.SUCCEEDED
+        assert by[fast_app].finished_at < mer.finished_at
+        assert by[fast_app].duration_seconds < 0.2
+
+
+async def test_timeout_covers_retries_too(apps: FakeAppLogout) -> None:
+    registry = parse_registry(REGISTRY_YAML)
+    apps.fail("mer", *[TransientError("down", retry_after=10)] * 3)
+    started = time.monotonic()
+    result = await handle_logout(
+        logout(), registry=registry, apps=apps, policy=POLICY, default_timeout_s=0.3
+    )
+    assert result is not None
+    assert time.monotonic() - started < 2
+    mer = next(s for s in result.steps if s.action == "app_logout:mer")
+    assert mer.outcome is Outcome.FAILED
+    assert mer.error is not None and mer.error.code == "timeout"
+    assert mer.attempts == 1  # the Retry-After sleep was cut by the timeout
+
+
+async def test_apps_run_in_parallel_bounded_by_concurrency(apps: FakeAppLogout) -> None:
+    registry = parse_registry(
+        "applications:\n"
+        + "".join(
+            f"  - {{name: app{i}, protocol: http, logout_url: 'https://a{i}.test/'}}\n"
+            for i in range(6)
+        )
+    )
+    for i in range(6):
+        apps.delays[f"app{i}"] = 0.1
+    started = time.monotonic()
+    result = await handle_logout(
+        logout(), registry=registry, apps=apps, policy=POLICY, concurrency=2
+    )
+    elapsed = time.monotonic() - started
+    assert result is not None
+    assert all(s.outcome is Outcome.SUCCEEDED for s in result.steps)
+    assert apps.max_in_flight == 2
+    assert 0.28 <= elapsed < 1.0
+
+    apps.max_in_flight = 0
+    await handle_logout(logout(), registry=registry, apps=apps, policy=POLICY, concurrency=8)
+    assert apps.max_in_flight == 6
+
+
+async def test_offboard_reaches_identity_apps_only(registry: Registry, apps: FakeAppLogout) -> None:
+    event = offboard()
+    result = await handle_offboard(event, registry=registry, apps=apps, policy=POLICY)
+    assert result.request_id == event.request_id
+    assert outcomes(result) == {
+        "app_logout:mer": Outcome.SUCCEEDED,
+        "app_logout:ism": Outcome.SKIPPED,
+    }
+    assert apps.slo_calls == []
+    assert apps.identity_calls == [("mer", "alice")]
+
+
+@pytest.mark.parametrize(
+    ("actions", "expected"),
+    [
+        (("block_sign_in",), []),
+        (("app_logout:mer",), ["app_logout:mer"]),
+        (("app_logout",), ["app_logout:mer", "app_logout:ism"]),
+    ],
+)
+async def test_offboard_honours_requested_actions(
+    registry: Registry, apps: FakeAppLogout, actions: tuple[str, ...], expected: list[str]
+) -> None:
+    result = await handle_offboard(
+        offboard(actions=actions), registry=registry, apps=apps, policy=POLICY
+    )
+    assert [s.action for s in result.steps] == expected
+
+
+def sso_request(tgt: str | None, *, all_sessions: bool = False) -> SsoLogoutRequested:
+    event = logout()
+    return SsoLogoutRequested(
+        request_id=event.request_id,
+        subject=ALICE,
+        kind=Kind.OFFBOARD if all_sessions else Kind.LOGOUT,
+        tgt=tgt,
+        all_sessions=all_sessions,
+    )
+
+
+async def test_sso_logout_by_tgt() -> None:
+    cas = FakeSsoSessions(sessions={"TGT-1-alice": "alice", "TGT-2-alice": "alice"})
+    event = sso_request("TGT-1-alice")
+    result = await handle_sso_logout(event, sso=cas, policy=POLICY)
+    assert isinstance(result, SsoLogoutCompleted)
+    assert (result.service, result.request_id) == ("sso", event.request_id)
+    assert [(s.action, s.outcome) for s in result.steps] == [
+        ("destroy_sso_session", Outcome.SUCCEEDED)
+    ]
+    assert cas.sessions == {"TGT-2-alice": "alice"}
+
+
+async def test_sso_logout_of_an_ended_session_is_not_found() -> None:
+    cas = FakeSsoSessions()
+    result = await handle_sso_logout(sso_request("TGT-gone"), sso=cas, policy=POLICY)
+    assert result.steps[0].outcome is Outcome.NOT_FOUND
+
+
+@pytest.mark.parametrize(("tgt", "all_sessions"), [(None, False), ("TGT-1-alice", True)])
+async def test_sso_logout_of_every_session(tgt: str | None, all_sessions: bool) -> None:
+    cas = FakeSsoSessions(sessions={"TGT-1-alice": "alice", "TGT-9-bob": "bob"})
+    result = await handle_sso_logout(
+        sso_request(tgt, all_sessions=all_sessions), sso=cas, policy=POLICY
+    )
+    assert [(s.action, s.outcome) for s in result.steps] == [
+        ("destroy_all_sso_sessions", Outcome.SUCCEEDED)
+    ]
+    assert cas.calls == [("destroy_user_sessions", "alice")]
+    assert cas.sessions == {"TGT-9-bob": "bob"}
+
+
+async def test_sso_logout_retries_transient_errors() -> None:
+    cas = FakeSsoSessions(
+        sessions={"TGT-1-alice": "alice"},
+        failures=[TransientError("down", code="cas_unavailable")],
+    )
+    result = await handle_sso_logout(sso_request("TGT-1-alice"), sso=cas, policy=POLICY)
+    assert (result.steps[0].outcome, result.steps[0].attempts) == (Outcome.SUCCEEDED, 2)
+
+
+async def test_sso_logout_permanent_failure() -> None:
+    cas = FakeSsoSessions(failures=[PermanentError("401", code="cas_unauthorized")])
+    result = await handle_sso_logout(sso_request(None), sso=cas, policy=POLICY)
+    step = result.steps[0]
+    assert step.outcome is Outcome.FAILED
+    assert step.error is not None and step.error.code == "cas_unauthorized"
+
+
+async def test_tickets_and_tgt_are_never_logged(
+    registry: Registry, apps: FakeAppLogout, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    apps.fail("esper", TransientError("blip", code="app_unreachable"))
+    apps.fail("escada", PermanentError("nope", code="app_rejected"))
+    tgt = "TGT-77-secret-session"
+    await handle_logout(
+        logout(tgt=tgt, tickets=[ESPER, ESCADA, EVIL]), registry=registry, apps=apps,
+        policy=POLICY,
+    )
+    cas = FakeSsoSessions(failures=[TransientError("x")], sessions={tgt: "alice"})
+    await handle_sso_logout(sso_request(tgt), sso=cas, policy=POLICY)
+    assert "app_logout:esper" in caplog.text  # the logs were captured
+    for secret in (tgt, ESPER[1], ESCADA[1], EVIL[1], "steal"):
+        assert secret not in caplog.text
+
+
+def _record() -> DeadLettered:
+    return DeadLettered(
+        stream="logout.requested", group="ent-worker", entry_id="1-0", reason="max_deliveries",
+        detail="", deliveries=6, data="{}",
+    )
+
+
+def test_deadlettered_commands_report_failed_steps(registry: Registry) -> None:
+    result = handle_deadlettered(logout(tickets=[ESPER, EVIL]), _record(), registry)
+    assert result is not None and not isinstance(result, SsoLogoutCompleted)
+    assert [s.action for s in result.steps] == [
+        "app_logout:esper",
+        "app_logout:mer",
+        "app_logout:ism",
+        "app_logout:unregistered",
+    ]
+    assert all(s.outcome is Outcome.FAILED for s in result.steps)
+    assert all(s.error is not None and s.error.code == "deadlettered" for s in result.steps)
+
+    sso = handle_deadlettered(sso_request("TGT-1"), _record(), registry)
+    assert isinstance(sso, SsoLogoutCompleted)
+    assert [(s.action, s.outcome) for s in sso.steps] == [("destroy_sso_session", Outcome.FAILED)]
+
+    offboarded = handle_deadlettered(offboard(), _record(), registry)
+    assert offboarded is not None
+    assert [s.action for s in offboarded.steps] == ["app_logout:mer", "app_logout:ism"]
+    assert handle_deadlettered(logout(targets=(Target.M365,)), _record(), registry) is None
+    assert handle_deadlettered(ALICE, _record(), registry) is None

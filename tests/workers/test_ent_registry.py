@@ -1,0 +1,105 @@
+"""The application registry: the example file, validation, and URL matching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from sortie_ent.registry import AppProtocol, load_registry, parse_registry
+
+EXAMPLE = Path(__file__).parents[2] / "services" / "ent-worker" / "registry.example.yaml"
+
+
+def test_example_registry_loads() -> None:
+    registry = load_registry(EXAMPLE)
+    protocols = {a.name: a.protocol for a in registry.applications}
+    assert protocols == {
+        "esper": AppProtocol.CAS_SLO,
+        "escada": AppProtocol.CAS_SLO,
+        "mer": AppProtocol.HTTP,
+        "ism": AppProtocol.OIDC_BCL,
+    }
+    assert registry.match("https://esper.ent.example.org/accueil")
+    assert [a.name for a in registry.identity_apps] == ["mer", "ism"]
+
+
+def test_empty_file_is_an_empty_registry() -> None:
+    assert parse_registry("").applications == ()
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "complaint"),
+    [
+        (
+            "applications: [{name: a, protocol: cas_slo, service_patterns: ['x']},"
+            " {name: a, protocol: cas_slo, service_patterns: ['y']}]",
+            "listed twice",
+        ),
+        ("applications: [{name: a, protocol: cas_slo, service_patterns: ['(']}]", "invalid"),
+        ("applications: [{name: a, protocol: cas_slo}]", "service_patterns"),
+        ("applications: [{name: a, protocol: http}]", "logout_url"),
+        ("applications: [{name: a, protocol: http, logout_url: 'ftp://x/'}]", "plain http"),
+        (
+            "applications: [{name: a, protocol: http, logout_url: 'https://{user_id}.x/'}]",
+            "plain http",
+        ),
+        (
+            "applications: [{name: a, protocol: http, logout_url: 'https://x/',"
+            " body_template: '{password}'}]",
+            "unknown placeholder",
+        ),
+        (
+            "applications: [{name: unregistered, protocol: cas_slo, service_patterns: [x]}]",
+            "reserved",
+        ),
+        ("applications: [{name: Big App, protocol: cas_slo, service_patterns: [x]}]", "pattern"),
+        ("applications: [{name: a, protocol: saml, service_patterns: [x]}]", "protocol"),
+        ("applications: [{name: a, protocol: cas_slo, service_patterns: [x], urls: 1}]", "urls"),
+        (
+            "applications: [{name: a, protocol: http, logout_url: 'https://x/',"
+            " headers: {X-A: \"b\\r\\nX-Evil: 1\"}}]",
+            "line break",
+        ),
+    ],
+)
+def test_invalid_registries_are_refused(yaml_text: str, complaint: str) -> None:
+    with pytest.raises(ValidationError, match=complaint):
+        parse_registry(yaml_text)
+
+
+def test_patterns_match_the_whole_url_only() -> None:
+    registry = parse_registry(
+        r"applications: [{name: esper, protocol: cas_slo,"
+        r" service_patterns: ['https://esper\.ent\.test/.*']}]"
+    )
+    assert registry.match("https://esper.ent.test/")
+    assert registry.match("https://esper.ent.test/a?b=c")
+    assert registry.match("https://esper.ent.test.evil.net/") is None
+    assert registry.match("http://esper.ent.test/") is None
+    assert registry.match("xhttps://esper.ent.test/") is None
+
+
+def test_urls_with_credentials_or_odd_characters_never_match() -> None:
+    # A sloppy pattern (no slash after the host) must still not let another host in.
+    registry = parse_registry(
+        r"applications: [{name: esper, protocol: cas_slo,"
+        r" service_patterns: ['https://esper\.ent\.test.*']}]"
+    )
+    assert registry.match("https://esper.ent.test/x")
+    assert registry.match("https://esper.ent.test@evil.net/") is None
+    assert registry.match("https://esper.ent.test\\@evil.net/") is None
+    assert registry.match("https://esper.ent.test /") is None
+    assert registry.match("https://esper.ent.test:99999/") is None
+
+
+def test_first_matching_application_wins() -> None:
+    registry = parse_registry(
+        "applications:\n"
+        "  - {name: one, protocol: cas_slo, service_patterns: ['https://a\\.test/x/.*']}\n"
+        "  - {name: two, protocol: cas_slo, service_patterns: ['https://a\\.test/.*']}\n"
+    )
+    found = registry.match("https://a.test/x/1")
+    assert found is not None and found.name == "one"
+    found = registry.match("https://a.test/y")
+    assert found is not None and found.name == "two"
