@@ -14,9 +14,9 @@ class FakeSessions:
     sessions: dict[int, Session] = field(default_factory=dict)
     calls: list[tuple[str, int]] = field(default_factory=list)
     list_calls: int = 0
-    # Errors raised by the next `list_sessions` / actions, one per call.
-    list_failures: list[Exception] = field(default_factory=list)
-    action_failures: list[Exception] = field(default_factory=list)
+    # What the next `list_sessions` / actions raise, one per call (None: succeed).
+    list_failures: list[Exception | None] = field(default_factory=list)
+    action_failures: list[Exception | None] = field(default_factory=list)
     closed: bool = False
 
     def open(self, session_id: int, user: str, state: str = "active", station: str = "0") -> None:
@@ -24,14 +24,16 @@ class FakeSessions:
 
     async def list_sessions(self) -> list[Session]:
         self.list_calls += 1
-        if self.list_failures:
-            raise self.list_failures.pop(0)
+        error = self.list_failures.pop(0) if self.list_failures else None
+        if error is not None:
+            raise error
         return sorted(self.sessions.values(), key=lambda s: s.id)
 
     async def _act(self, session_id: int, action: SessionAction) -> None:
         self.calls.append((action.value, session_id))
-        if self.action_failures:
-            raise self.action_failures.pop(0)
+        error = self.action_failures.pop(0) if self.action_failures else None
+        if error is not None:
+            raise error
         session = self.sessions.get(session_id)
         if session is None:
             raise NotFoundError(f"session {session_id} is gone")
