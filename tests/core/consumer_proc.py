@@ -21,9 +21,13 @@ async def main(url: str, stream: str, group: str, consumer: str) -> None:
         await asyncio.sleep(3600)
 
     consumers = Consumers(
-        broker=broker, redis=redis, consumer=consumer,
+        broker=broker,
+        redis=redis,
+        consumer=consumer,
         subscriptions=[Subscription(stream, group, stuck, (LogoutRequested,))],
-        claim_idle_ms=300, claim_interval_ms=100, polling_interval_ms=20,
+        claim_idle_ms=300,
+        claim_interval_ms=100,
+        polling_interval_ms=20,
     )
     await consumers.start()
     await broker.start()

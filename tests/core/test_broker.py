@@ -45,10 +45,15 @@ async def running(
     redis = Redis.from_url(url)
     broker = RedisBroker(url)
     consumers = Consumers(
-        broker=broker, redis=redis, consumer=consumer,
+        broker=broker,
+        redis=redis,
+        consumer=consumer,
         subscriptions=[Subscription(STREAM, GROUP, handler, (LogoutRequested,), on_deadletter)],
-        max_deliveries=max_deliveries, claim_idle_ms=200, claim_interval_ms=50,
-        polling_interval_ms=10, graceful_timeout_s=2,
+        max_deliveries=max_deliveries,
+        claim_idle_ms=200,
+        claim_interval_ms=50,
+        polling_interval_ms=10,
+        graceful_timeout_s=2,
     )
     await consumers.start()
     await broker.start()
@@ -111,7 +116,9 @@ async def test_invalid_message_is_dead_lettered_with_its_reason(redis, redis_ser
         calls.append(event)
 
     async with running(redis_server.url, handler):
-        await redis.xadd(STREAM, {"type": "logout.requested", "data": '{"type": "logout.requested"}'})
+        await redis.xadd(
+            STREAM, {"type": "logout.requested", "data": '{"type": "logout.requested"}'}
+        )
         await redis.xadd(STREAM, {"type": "junk", "data": "not json"})
         await wait_for(lambda: asyncio.sleep(0, True) if False else _dl_len(redis, 2))
     assert calls == []
@@ -153,9 +160,16 @@ async def test_an_entry_that_always_fails_goes_to_deadletter_after_the_limit(red
 async def test_a_killed_consumer_does_not_lose_its_entry(redis, redis_server):
     """A worker process dies (SIGKILL) holding an entry; a live consumer claims it."""
     proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("consumer_proc.py")),
-         redis_server.url, STREAM, GROUP, "doomed"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            str(Path(__file__).with_name("consumer_proc.py")),
+            redis_server.url,
+            STREAM,
+            GROUP,
+            "doomed",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         cwd=Path(__file__).parents[2],
     )
     try:

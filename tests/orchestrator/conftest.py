@@ -19,9 +19,18 @@ def settings_for(redis_server: RedisServer, **overrides: object) -> Orchestrator
     values: dict[str, object] = dict(
         redis_url=redis_server.url,
         tokens=[
-            TokenSpec(name="all", token=TOKEN, scopes=frozenset({
-                "logout:write", "offboard:write", "requests:read", "workstations:admin",
-            })),
+            TokenSpec(
+                name="all",
+                token=TOKEN,
+                scopes=frozenset(
+                    {
+                        "logout:write",
+                        "offboard:write",
+                        "requests:read",
+                        "workstations:admin",
+                    }
+                ),
+            ),
             TokenSpec(name="reader", token=READ_ONLY, scopes=frozenset({"requests:read"})),
         ],
         phase1_timeout_s=2.0,
@@ -37,7 +46,7 @@ def settings_for(redis_server: RedisServer, **overrides: object) -> Orchestrator
 
 
 @pytest.fixture
-async def orchestrator(redis, redis_server) -> AsyncIterator[FastAPI]:  # noqa: ARG001 - flushes
+async def orchestrator(redis, redis_server) -> AsyncIterator[FastAPI]:
     app = create_app(settings_for(redis_server))
     # Entered and exited explicitly: an `async with` spanning the fixture's yield hangs
     # on teardown under pytest-asyncio once several apps ran in one session.
@@ -51,7 +60,8 @@ async def orchestrator(redis, redis_server) -> AsyncIterator[FastAPI]:  # noqa: 
 async def client(orchestrator: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=orchestrator)
     async with httpx.AsyncClient(
-        transport=transport, base_url="http://orchestrator",
+        transport=transport,
+        base_url="http://orchestrator",
         headers={"Authorization": f"Bearer {TOKEN}"},
     ) as c:
         yield c

@@ -114,7 +114,9 @@ async def test_listing_newest_first_with_cursor_and_filters(client: httpx.AsyncC
         ids.append((user, (await client.post("/v1/logouts", json=body)).json()["request_id"]))
     page1 = (await client.get("/v1/requests", params={"limit": 2})).json()
     assert [i["request_id"] for i in page1["items"]] == [ids[4][1], ids[3][1]]
-    page2 = (await client.get("/v1/requests", params={"limit": 2, "cursor": page1["next_cursor"]})).json()
+    page2 = (
+        await client.get("/v1/requests", params={"limit": 2, "cursor": page1["next_cursor"]})
+    ).json()
     assert [i["request_id"] for i in page2["items"]] == [ids[2][1], ids[1][1]]
     mine = (await client.get("/v1/requests", params={"subject": "u1"})).json()
     assert [i["request_id"] for i in mine["items"]] == [ids[4][1], ids[2][1], ids[0][1]]
@@ -147,8 +149,12 @@ async def test_health_and_metrics(client: httpx.AsyncClient):
     assert (await client.get("/readyz")).status_code == 200
     metrics = (await client.get("/metrics/")).text
     for name in (
-        "sortie_request_duration_seconds", "sortie_requests_total", "sortie_requests_in_flight",
-        "sortie_revocation_duration_seconds", "sortie_step_retries_total",
-        "sortie_deadletter_total", "sortie_agents_online",
+        "sortie_request_duration_seconds",
+        "sortie_requests_total",
+        "sortie_requests_in_flight",
+        "sortie_revocation_duration_seconds",
+        "sortie_step_retries_total",
+        "sortie_deadletter_total",
+        "sortie_agents_online",
     ):
         assert name in metrics

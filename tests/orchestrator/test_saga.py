@@ -28,23 +28,32 @@ ALICE = Subject(user_id="alice", upn="alice@example.org", cas_username="alice")
 def step(action: str, outcome: Outcome = Outcome.SUCCEEDED, at: datetime = T0) -> StepResult:
     err = StepError(code="x", message="y") if outcome == Outcome.FAILED else None
     return StepResult(
-        action=action, outcome=outcome, attempts=1, started_at=at,
-        finished_at=at + timedelta(milliseconds=50), error=err,
+        action=action,
+        outcome=outcome,
+        attempts=1,
+        started_at=at,
+        finished_at=at + timedelta(milliseconds=50),
+        error=err,
     )
 
 
 def started(hosts: list[saga.HostPresence] | None = None, targets: list[Target] | None = None):
     state = saga.new_logout(
-        uuid.uuid4(), ALICE, "user_logout",
+        uuid.uuid4(),
+        ALICE,
+        "user_logout",
         targets or [Target.M365, Target.ENT, Target.WORKSTATIONS],
-        SsoSession(tgt="TGT-1-abc"), T0,
+        SsoSession(tgt="TGT-1-abc"),
+        T0,
     )
     return saga.start(state, hosts or [], T0, TIMEOUTS)
 
 
 def report(state: saga.SagaState, service: str, outcome: Outcome = Outcome.SUCCEEDED):
     return RevocationCompleted(
-        request_id=state.request_id, subject=ALICE, service=service,
+        request_id=state.request_id,
+        subject=ALICE,
+        service=service,
         steps=(step("revoke_sessions", outcome),),
     )
 
@@ -147,9 +156,7 @@ def test_nothing_to_wait_for_goes_straight_to_sso():
 
 
 def test_scheduled_offboarding_and_cancel():
-    state = saga.new_offboard(
-        uuid.uuid4(), ALICE, "left", "hr", [], T0 + timedelta(days=1), T0
-    )
+    state = saga.new_offboard(uuid.uuid4(), ALICE, "left", "hr", [], T0 + timedelta(days=1), T0)
     assert state.status == "scheduled" and state.next_deadline() == T0 + timedelta(days=1)
     cancelled = saga.cancel(state, T0)
     assert cancelled is not None and cancelled.state.status == "cancelled"

@@ -216,7 +216,10 @@ async def test_slow_app_is_cut_at_its_timeout_and_others_are_not_delayed(
     apps.delays["mer"] = 30
     started = time.monotonic()
     result = await handle_logout(
-        logout(tickets=[ESPER, ESCADA]), registry=registry, apps=apps, policy=POLICY,
+        logout(tickets=[ESPER, ESCADA]),
+        registry=registry,
+        apps=apps,
+        policy=POLICY,
         concurrency=4,
     )
     elapsed = time.monotonic() - started
@@ -369,7 +372,9 @@ async def test_tickets_and_tgt_are_never_logged(
     apps.fail("escada", PermanentError("nope", code="app_rejected"))
     tgt = "TGT-77-secret-session"
     await handle_logout(
-        logout(tgt=tgt, tickets=[ESPER, ESCADA, EVIL]), registry=registry, apps=apps,
+        logout(tgt=tgt, tickets=[ESPER, ESCADA, EVIL]),
+        registry=registry,
+        apps=apps,
         policy=POLICY,
     )
     cas = FakeSsoSessions(failures=[TransientError("x")], sessions={tgt: "alice"})
@@ -381,8 +386,13 @@ async def test_tickets_and_tgt_are_never_logged(
 
 def _record() -> DeadLettered:
     return DeadLettered(
-        stream="logout.requested", group="ent-worker", entry_id="1-0", reason="max_deliveries",
-        detail="", deliveries=6, data="{}",
+        stream="logout.requested",
+        group="ent-worker",
+        entry_id="1-0",
+        reason="max_deliveries",
+        detail="",
+        deliveries=6,
+        data="{}",
     )
 
 

@@ -147,7 +147,8 @@ async def test_identity_logout_renders_url_body_and_token(
 ) -> None:
     stub, base = peer
     await apps.identity_logout(
-        http_app(base, token_env="MER_TOKEN"), Subject(user_id="a/b?c", cas_username='x"y'),
+        http_app(base, token_env="MER_TOKEN"),
+        Subject(user_id="a/b?c", cas_username='x"y'),
         timeout_s=2,
     )
     [seen] = stub.seen

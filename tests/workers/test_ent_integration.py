@@ -11,7 +11,13 @@ import pytest
 from redis.asyncio import Redis
 from sortie_core import streams
 from sortie_core.broker import publish
-from sortie_core.events import Kind, Outcome, RevocationCompleted, SsoLogoutCompleted, SsoLogoutRequested
+from sortie_core.events import (
+    Kind,
+    Outcome,
+    RevocationCompleted,
+    SsoLogoutCompleted,
+    SsoLogoutRequested,
+)
 from sortie_ent.bootstrap import SERVICE, make_build
 from sortie_ent.settings import EntSettings
 

@@ -58,7 +58,7 @@ def test_empty_file_is_an_empty_registry() -> None:
         ("applications: [{name: a, protocol: cas_slo, service_patterns: [x], urls: 1}]", "urls"),
         (
             "applications: [{name: a, protocol: http, logout_url: 'https://x/',"
-            " headers: {X-A: \"b\\r\\nX-Evil: 1\"}}]",
+            ' headers: {X-A: "b\\r\\nX-Evil: 1"}}]',
             "line break",
         ),
     ],

@@ -91,8 +91,10 @@ async def test_contract_known_user_calls_succeed(any_directory: M365Directory) -
 @pytest.mark.parametrize("call", ["revoke_sessions", "block_sign_in", "reset_password"])
 async def test_contract_unknown_user_is_not_found(any_directory: M365Directory, call: str) -> None:
     method = getattr(any_directory, call)
-    args = ("nobody@example.org", SecretStr("y" * 40)) if call == "reset_password" else (
-        "nobody@example.org",
+    args = (
+        ("nobody@example.org", SecretStr("y" * 40))
+        if call == "reset_password"
+        else ("nobody@example.org",)
     )
     with pytest.raises(NotFoundError):
         await method(*args)
@@ -177,7 +179,9 @@ async def test_status_is_translated(
     retry_after: float | None,
 ) -> None:
     body = {"error": {"code": "Authorization_RequestDenied", "message": "free text"}}
-    graph[0].script("POST", f"/v1.0/users/{KNOWN}/revokeSignInSessions", Reply(status, body, headers))
+    graph[0].script(
+        "POST", f"/v1.0/users/{KNOWN}/revokeSignInSessions", Reply(status, body, headers)
+    )
     with pytest.raises(SortieError) as info:
         await adapter.revoke_sessions(KNOWN)
     assert type(info.value) is cls
@@ -247,7 +251,9 @@ async def test_run_step_honours_retry_after(
     graph: tuple[StubHttp, str], adapter: GraphHttpDirectory
 ) -> None:
     path = f"/v1.0/users/{KNOWN}/revokeSignInSessions"
-    graph[0].script("POST", path, Reply(429, {"error": {"code": "TooManyRequests"}}, {"Retry-After": "1"}))
+    graph[0].script(
+        "POST", path, Reply(429, {"error": {"code": "TooManyRequests"}}, {"Retry-After": "1"})
+    )
 
     async def body() -> None:
         await adapter.revoke_sessions(KNOWN)

@@ -139,7 +139,9 @@ async def test_offboard_runs_only_wanted_actions_in_order(directory: FakeDirecto
 
 async def test_offboard_with_no_m365_action_still_reports(directory: FakeDirectory) -> None:
     # The orchestrator waits for m365 on every offboarding: an empty report ends that wait.
-    result = await handle_offboard(offboard(actions=("logoff",)), directory=directory, policy=POLICY)
+    result = await handle_offboard(
+        offboard(actions=("logoff",)), directory=directory, policy=POLICY
+    )
     assert result.steps == ()
     assert directory.calls == []
 
@@ -166,7 +168,9 @@ async def test_offboard_failed_step_does_not_stop_the_next(directory: FakeDirect
 
 
 async def test_offboard_without_upn_skips_each_step(directory: FakeDirectory) -> None:
-    result = await handle_offboard(offboard(Subject(user_id="x")), directory=directory, policy=POLICY)
+    result = await handle_offboard(
+        offboard(Subject(user_id="x")), directory=directory, policy=POLICY
+    )
     assert [s.outcome for s in result.steps] == [Outcome.SKIPPED] * 4
     assert directory.calls == []
 

@@ -60,7 +60,11 @@ async def test_already_disconnected_sessions_are_left_alone(backend: FakeSession
 
 async def test_shared_station_always_logs_off(backend: FakeSessions) -> None:
     result = await handle_logout(
-        logout(), host=HOST, backend=backend, policy=POLICY, session_policy="lock",
+        logout(),
+        host=HOST,
+        backend=backend,
+        policy=POLICY,
+        session_policy="lock",
         shared_station=True,
     )
     [step] = result.steps
@@ -131,8 +135,13 @@ def test_account_names_are_compared_without_domain_or_case() -> None:
 
 def test_deadlettered_command_reports_its_step_failed() -> None:
     record = DeadLettered(
-        stream="workstation.pc-101", group="workstation-agent", entry_id="1-0",
-        reason="max_deliveries", detail="", deliveries=6, data="{}",
+        stream="workstation.pc-101",
+        group="workstation-agent",
+        entry_id="1-0",
+        reason="max_deliveries",
+        detail="",
+        deliveries=6,
+        data="{}",
     )
     result = handle_deadlettered(logout(), record, host=HOST, session_policy="lock")
     assert result is not None

@@ -213,7 +213,11 @@ class Consumers:
             return
         if deliveries > self.max_deliveries:
             await self._deadletter(
-                sub, delivery, _s(data), event, "max_deliveries",
+                sub,
+                delivery,
+                _s(data),
+                event,
+                "max_deliveries",
                 f"delivered {deliveries} times (limit {self.max_deliveries})",
             )
             return
@@ -230,7 +234,9 @@ class Consumers:
             # delivery limit ends the loop for an entry that always fails.
             log.exception(
                 "handler for %s entry %s failed (delivery %d); left pending",
-                sub.stream, entry_id, deliveries,
+                sub.stream,
+                entry_id,
+                deliveries,
             )
             return
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -259,7 +265,11 @@ class Consumers:
         )
         log.warning(
             "dead-lettering %s entry %s for group %s: %s (%s)",
-            sub.stream, delivery.entry_id, sub.group, reason, detail[:200],
+            sub.stream,
+            delivery.entry_id,
+            sub.group,
+            reason,
+            detail[:200],
         )
         if sub.on_deadletter is not None and event is not None:
             try:
@@ -295,7 +305,7 @@ class Consumers:
 
     async def _touch_inflight(self) -> None:
         """Reset the idle time of entries still being handled so nobody claims them."""
-        by_stream: dict[tuple[str, str], list[str]] = {}
+        by_stream: dict[tuple[str, str], list[Any]] = {}
         for item in list(self._inflight.values()):
             by_stream.setdefault((item.stream, item.group), []).append(item.entry_id)
         for (stream, group), ids in by_stream.items():
@@ -307,8 +317,12 @@ class Consumers:
         start = "0-0"
         while not self._stopping:
             result = await self.redis.xautoclaim(
-                sub.stream, sub.group, self.consumer, self.claim_idle_ms,
-                start_id=start, count=50,
+                sub.stream,
+                sub.group,
+                self.consumer,
+                self.claim_idle_ms,
+                start_id=start,
+                count=50,
             )
             next_start, entries = _s(result[0]), result[1]
             for entry in entries:
@@ -319,9 +333,7 @@ class Consumers:
                     sub.stream, sub.group, min=entry_id, max=entry_id, count=1
                 )
                 deliveries = int(pending[0]["times_delivered"]) if pending else 1
-                log.info(
-                    "claimed %s entry %s (delivery %d)", sub.stream, entry_id, deliveries
-                )
+                log.info("claimed %s entry %s (delivery %d)", sub.stream, entry_id, deliveries)
                 await self._dispatch(sub, entry_id, fields, deliveries)
             if next_start in ("0-0", start) or not entries:
                 return

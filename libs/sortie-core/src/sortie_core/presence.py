@@ -71,4 +71,5 @@ def parse_presence(raw: dict[bytes, bytes]) -> PresenceRecord | None:
 
 
 async def read_presence(redis: Redis, host: str) -> PresenceRecord | None:
-    return parse_presence(await redis.hgetall(agent_key(host)))  # type: ignore[misc]
+    raw: dict[bytes, bytes] = await redis.hgetall(agent_key(host))  # type: ignore[misc, assignment]
+    return parse_presence(raw)

@@ -12,7 +12,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +47,9 @@ def setup_logging(settings: ServiceSettings, service: str) -> None:
     if settings.log_json:
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s")
+        )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
@@ -141,6 +143,14 @@ def health_app(redis: Redis, readiness: Sequence[Callable[[], Awaitable[bool]]] 
     return app
 
 
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: `run_worker` owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def run_worker(
     service: str,
     settings: ServiceSettings,
@@ -158,7 +168,7 @@ async def run_worker(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    server = uvicorn.Server(
+    server = _QuietServer(
         uvicorn.Config(
             health_app(redis, parts.readiness),
             host=settings.http_host,
@@ -167,12 +177,13 @@ async def run_worker(
             lifespan="off",
         )
     )
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     http_task = asyncio.create_task(server.serve())
 
     await consumers.start()
     await broker.start()
-    background = [asyncio.create_task(job()) for job in parts.background]
+    background: list[asyncio.Future[None]] = [
+        asyncio.ensure_future(job()) for job in parts.background
+    ]
     log.info("%s started (consumer %s)", service, consumers.consumer)
     await stop.wait()
     log.info("%s stopping: finishing %d handlers in flight", service, consumers.in_flight)

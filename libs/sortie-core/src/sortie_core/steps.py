@@ -91,7 +91,11 @@ async def run_step(
             STEP_RETRIES.labels(metric_service or service, action).inc()
             log.info(
                 "step %s/%s attempt %d failed (%s), retrying in %.2fs",
-                service, action, attempts, exc.code, delay,
+                service,
+                action,
+                attempts,
+                exc.code,
+                delay,
             )
             await asyncio.sleep(delay)
         except asyncio.CancelledError:
@@ -124,6 +128,10 @@ async def run_step(
 def skipped(action: str, reason: str) -> StepResult:
     now = utcnow()
     return StepResult(
-        action=action, outcome=Outcome.SKIPPED, attempts=0, started_at=now, finished_at=now,
+        action=action,
+        outcome=Outcome.SKIPPED,
+        attempts=0,
+        started_at=now,
+        finished_at=now,
         detail=reason,
     )

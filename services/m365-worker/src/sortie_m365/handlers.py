@@ -16,12 +16,12 @@ from sortie_core.events import (
     M365Action,
     OffboardRequested,
     Outcome,
+    RevocationCompleted,
     StepError,
     StepResult,
     Target,
     utcnow,
 )
-from sortie_core.events import RevocationCompleted as Completed
 from sortie_core.steps import RetryPolicy, run_step, skipped
 
 from .adapters import M365Directory
@@ -79,7 +79,7 @@ def _not_found_after(action: str, earlier: str) -> StepResult:
 
 async def handle_logout(
     event: LogoutRequested, *, directory: M365Directory, policy: RetryPolicy
-) -> Completed | None:
+) -> RevocationCompleted | None:
     if Target.M365 not in event.targets:
         return None
     action = M365Action.REVOKE_SESSIONS.value
@@ -91,7 +91,7 @@ async def handle_logout(
             SERVICE, action, _step_body(directory, M365Action.REVOKE_SESSIONS, upn), policy
         )
     log.info("request %s: m365 logout %s", event.request_id, step.outcome.value)
-    return Completed(
+    return RevocationCompleted(
         service=SERVICE, request_id=event.request_id, subject=event.subject, steps=(step,)
     )
 
@@ -102,7 +102,7 @@ async def handle_offboard(
     directory: M365Directory,
     policy: RetryPolicy,
     password_length: int = 40,
-) -> Completed:
+) -> RevocationCompleted:
     """The offboarding steps in the design's order. A failed step does not stop the next
     ones (each still closes a door); a user Graph does not know ends the calls."""
     upn = event.subject.upn
@@ -127,7 +127,7 @@ async def handle_offboard(
         event.request_id,
         ", ".join(f"{s.action}={s.outcome.value}" for s in steps) or "no step wanted",
     )
-    return Completed(
+    return RevocationCompleted(
         service=SERVICE, request_id=event.request_id, subject=event.subject, steps=tuple(steps)
     )
 
@@ -138,7 +138,7 @@ def expected_actions(event: LogoutRequested | OffboardRequested) -> list[str]:
     return [a.value for a in OFFBOARD_M365_ORDER if event.wants(a.value)]
 
 
-def handle_deadlettered(event: object, record: DeadLettered) -> Completed | None:
+def handle_deadlettered(event: object, record: DeadLettered) -> RevocationCompleted | None:
     """A command given up by the broker: report its steps failed so the request finishes."""
     if not isinstance(event, LogoutRequested | OffboardRequested):
         return None
@@ -160,6 +160,6 @@ def handle_deadlettered(event: object, record: DeadLettered) -> Completed | None
         )
         for action in expected_actions(event)
     )
-    return Completed(
+    return RevocationCompleted(
         service=SERVICE, request_id=event.request_id, subject=event.subject, steps=steps
     )

@@ -38,8 +38,12 @@ class Strict(BaseModel):
 class SubjectIn(Strict):
     user_id: Annotated[str, Field(min_length=1, max_length=256, pattern=_NO_CTRL)]
     upn: Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
-    cas_username: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^\S+$")] | None = None
-    windows_account: Annotated[str, Field(min_length=1, max_length=256, pattern=_NO_CTRL)] | None = None
+    cas_username: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^\S+$")] | None = (
+        None
+    )
+    windows_account: (
+        Annotated[str, Field(min_length=1, max_length=256, pattern=_NO_CTRL)] | None
+    ) = None
 
 
 class ServiceTicketIn(Strict):
@@ -56,7 +60,9 @@ class LogoutIn(Strict):
     subject: SubjectIn
     reason: Annotated[str, Field(min_length=1, max_length=200, pattern=_NO_CTRL)] = "user_logout"
     targets: Annotated[list[Target], Field(min_length=1, max_length=3)] = [
-        Target.M365, Target.ENT, Target.WORKSTATIONS,
+        Target.M365,
+        Target.ENT,
+        Target.WORKSTATIONS,
     ]
     sso_session: SsoSessionIn | None = None
 
@@ -81,9 +87,7 @@ class OffboardIn(Strict):
             return None
         unknown = sorted(set(value) - OFFBOARD_ACTIONS)
         if unknown:
-            raise ValueError(
-                f"unknown actions {unknown}; known: {sorted(OFFBOARD_ACTIONS)}"
-            )
+            raise ValueError(f"unknown actions {unknown}; known: {sorted(OFFBOARD_ACTIONS)}")
         return value
 
 
@@ -130,7 +134,9 @@ class ServiceView(BaseModel):
     @classmethod
     def of(cls, svc: ServiceState) -> ServiceView:
         return cls(
-            state=svc.state, reported_at=svc.reported_at, late=svc.late,
+            state=svc.state,
+            reported_at=svc.reported_at,
+            late=svc.late,
             steps=[StepView.of(s) for s in svc.steps],
         )
 
@@ -200,7 +206,9 @@ def _require_json(request: Request) -> None:
         raise Problem(415, "send the body as application/json", slug="unsupported-media-type")
 
 
-IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200, pattern=r"^[\x21-\x7e]+$")]
+IdemKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", max_length=200, pattern=r"^[\x21-\x7e]+$")
+]
 
 
 def _accepted(response: Response, rid: uuid.UUID, created: bool, status: str) -> Accepted:
@@ -268,7 +276,9 @@ async def post_offboarding(
     if body.effective_at is not None and body.effective_at > datetime.now(UTC) + timedelta(
         days=max_days
     ):
-        raise Problem(422, f"effective_at is more than {max_days} days ahead", slug="invalid-request")
+        raise Problem(
+            422, f"effective_at is more than {max_days} days ahead", slug="invalid-request"
+        )
     created, rid = await handlers.accept_offboard(
         deps,
         subject=_subject(body.subject),
@@ -332,5 +342,9 @@ async def cancel_request(
     if transition is None:
         current = await deps.store.load(request_id)
         status = current.state.status if current else "unknown"
-        raise Problem(409, f"only a scheduled request can be cancelled; this one is {status}", slug="not-cancellable")
+        raise Problem(
+            409,
+            f"only a scheduled request can be cancelled; this one is {status}",
+            slug="not-cancellable",
+        )
     return RequestView.of(transition.state)

@@ -36,7 +36,9 @@ def authenticate(request: Request) -> Principal:
     found = match_token(request.app.state.token_table, token.strip())
     if found is None:
         raise Problem(
-            401, "invalid bearer token", slug="unauthenticated",
+            401,
+            "invalid bearer token",
+            slug="unauthenticated",
             headers=_challenge("invalid_token"),
         )
     return Principal(name=found[0], scopes=found[1])
@@ -48,7 +50,9 @@ def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
         if scope not in principal.scopes:
             log.info("token %s lacks scope %s", principal.name, scope)
             raise Problem(
-                403, f"this token lacks the scope {scope!r}", slug="insufficient-scope",
+                403,
+                f"this token lacks the scope {scope!r}",
+                slug="insufficient-scope",
                 headers=_challenge("insufficient_scope"),
             )
         return principal

@@ -47,7 +47,10 @@ def _observe(transition: Transition | None) -> None:
         )
     log.info(
         "request %s (%s) finished %s in %.3fs",
-        state.request_id, state.kind.value, state.status, state.duration_seconds() or 0.0,
+        state.request_id,
+        state.kind.value,
+        state.status,
+        state.duration_seconds() or 0.0,
     )
 
 

@@ -83,6 +83,10 @@ class PresenceIndex:
                     pipe.hmget(agent_key(host), ["heartbeat_at", "heartbeat_s"])
                 rows = await pipe.execute()
             for at, every in rows:
-                if at is not None and every is not None and now - float(at) <= LAPSE_FACTOR * float(every):
+                if (
+                    at is not None
+                    and every is not None
+                    and now - float(at) <= LAPSE_FACTOR * float(every)
+                ):
                     online += 1
         return online

@@ -57,8 +57,9 @@ def problem_response(
     headers: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
+    default_slug = _TITLES.get(status, "error").lower().replace(" ", "-")
     body: dict[str, Any] = {
-        "type": f"urn:sortie:problem:{slug or _TITLES.get(status, 'error').lower().replace(' ', '-')}",
+        "type": f"urn:sortie:problem:{slug or default_slug}",
         "title": _TITLES.get(status, "Error"),
         "status": status,
         "detail": detail,
@@ -87,22 +88,31 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(
-            exc.status, exc.detail, slug=exc.slug, instance=request.url.path,
-            headers=exc.headers, extra=exc.extra,
+            exc.status,
+            exc.detail,
+            slug=exc.slug,
+            instance=request.url.path,
+            headers=exc.headers,
+            extra=exc.extra,
         )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         status, detail, items = _validation_detail(list(exc.errors()))
         return problem_response(
-            status, detail, slug="invalid-request" if status == 422 else "malformed-json",
-            instance=request.url.path, extra={"errors": items},
+            status,
+            detail,
+            slug="invalid-request" if status == 422 else "malformed-json",
+            instance=request.url.path,
+            extra={"errors": items},
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem_response(
-            exc.status_code, str(exc.detail), instance=request.url.path,
+            exc.status_code,
+            str(exc.detail),
+            instance=request.url.path,
             headers=getattr(exc, "headers", None),
         )
 

@@ -217,7 +217,8 @@ def new_offboard(
         created_at=now,
         effective_at=effective_at if scheduled else None,
     )
-    _note(state, now, "accepted", f"scheduled for {effective_at.isoformat()}" if scheduled else None)
+    when = effective_at.isoformat() if scheduled and effective_at is not None else None
+    _note(state, now, "accepted", f"scheduled for {when}" if when else None)
     return state
 
 
@@ -308,9 +309,7 @@ def on_revocation(
     svc.reported_at = now
     _note(state, now, "service_reported", event.service)
     transition = Transition(state)
-    if state.status == "in_progress" and all(
-        s.state != "pending" for s in state.services.values()
-    ):
+    if state.status == "in_progress" and all(s.state != "pending" for s in state.services.values()):
         _enter_phase2(transition, now, timeouts)
     return transition
 
@@ -327,7 +326,11 @@ def on_deadline(state: SagaState, now: datetime, timeouts: Timeouts) -> Transiti
                 svc.state = "timed_out"
                 svc.reported_at = now
                 svc.steps = _synthetic_steps(
-                    state, name, Outcome.TIMED_OUT, state.started_at or now, now,
+                    state,
+                    name,
+                    Outcome.TIMED_OUT,
+                    state.started_at or now,
+                    now,
                     "no report before the deadline",
                 )
         _note(state, now, "phase1_deadline")
@@ -339,7 +342,11 @@ def on_deadline(state: SagaState, now: datetime, timeouts: Timeouts) -> Transiti
         state.sso.state = "timed_out"
         state.sso.reported_at = now
         state.sso.steps = _synthetic_steps(
-            state, "sso", Outcome.TIMED_OUT, state.sso_requested_at or now, now,
+            state,
+            "sso",
+            Outcome.TIMED_OUT,
+            state.sso_requested_at or now,
+            now,
             "no SSO logout report before the deadline",
         )
         _note(state, now, "sso_deadline")

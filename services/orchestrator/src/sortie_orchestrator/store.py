@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -163,7 +164,7 @@ class SagaStore:
         raw = await self.redis.hmget(req_key(request_id), ["doc", "v"])  # type: ignore[misc]
         if raw[0] is None:
             return None
-        return Loaded(SagaState.model_validate_json(raw[0]), int(raw[1]))
+        return Loaded(SagaState.model_validate_json(raw[0]), int(raw[1] or 0))
 
     async def commit(self, loaded: Loaded, transition: Transition) -> None:
         state = transition.state
@@ -205,8 +206,10 @@ class SagaStore:
         raise Conflict(f"{request_id}: too much contention")
 
     async def due(self, now: datetime, limit: int = 200) -> list[str]:
-        ids = await self.redis.zrangebyscore(DEADLINES, "-inf", now.timestamp(), 0, limit)
-        return [i.decode() if isinstance(i, bytes) else i for i in ids]
+        ids: list[Any] = await self.redis.zrangebyscore(
+            DEADLINES, "-inf", now.timestamp(), 0, limit
+        )
+        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
 
     async def in_flight(self, kind: str) -> int:
         return int(await self.redis.scard(active_key(kind)))  # type: ignore[misc]
@@ -230,14 +233,14 @@ class SagaStore:
         scanned = 0
         next_cursor: str | None = None
         while len(out) < limit and scanned < limit * 20:
-            batch = await self.redis.zrevrangebyscore(
+            batch: list[Any] = await self.redis.zrevrangebyscore(
                 index, max_score, "-inf", start=0, num=limit + 50, withscores=True
             )
             if not batch:
                 break
             progressed = False
             for member, score in batch:
-                rid = member.decode() if isinstance(member, bytes) else member
+                rid = member.decode() if isinstance(member, bytes) else str(member)
                 sc = int(score)
                 if after is not None and (sc > after[0] or (sc == after[0] and rid >= after[1])):
                     continue

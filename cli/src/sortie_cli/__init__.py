@@ -1,0 +1,1 @@
+"""The sortie command line."""

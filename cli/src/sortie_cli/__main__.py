@@ -1,0 +1,3 @@
+from sortie_cli.main import main
+
+main()

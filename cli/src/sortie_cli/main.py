@@ -1,0 +1,309 @@
+"""`sortie`: run the stack, submit a logout, follow a request.
+
+Exit codes a script can rely on: 0 completed (or OK), 1 error (HTTP, connection),
+2 usage, 3 partial, 4 failed, 5 cancelled, 6 still running when --wait gave up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .render import Painter, render_request
+from .stack import Stack, StackError, load_stack_file
+
+EXIT = {"completed": 0, "partial": 3, "failed": 4, "cancelled": 5}
+FINAL = set(EXIT)
+
+
+def _workdir(args: argparse.Namespace) -> Path:
+    return Path(args.workdir or os.environ.get("SORTIE_WORKDIR", ".sortie"))
+
+
+def _api(args: argparse.Namespace) -> tuple[str, str]:
+    stack = load_stack_file(_workdir(args)) or {}
+    url = args.api or os.environ.get("SORTIE_API_URL") or stack.get("urls", {}).get("api")
+    token = args.token or os.environ.get("SORTIE_TOKEN") or os.environ.get("SORTIE_DEV_TOKEN")
+    token = token or stack.get("token")
+    if not url or not token:
+        raise SystemExit(
+            "sortie: no API to talk to. Start one with `sortie up`, or set SORTIE_API_URL "
+            "and SORTIE_TOKEN."
+        )
+    return url.rstrip("/"), token
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    paint = Painter(sys.stdout)
+    stack = Stack(workdir=_workdir(args), api_port=args.port)
+    try:
+        stack.plan()
+    except StackError as exc:
+        print(f"sortie up: {exc}", file=sys.stderr)
+        return 1
+    print(paint.bold("Starting Sortie…"))
+
+    def ready(proc: Any) -> None:
+        print(f"  {paint.green('✓')} {proc.name}")
+
+    try:
+        stack.start(timeout=args.timeout, on_ready=ready)
+    except (StackError, KeyboardInterrupt) as exc:
+        print(f"sortie up: {exc}", file=sys.stderr)
+        stack.stop()
+        return 1
+    print()
+    print(paint.bold("Sortie is up."))
+    print(f"  API          {stack.urls['api']}  (docs at /docs, metrics at /metrics)")
+    print(f"  token        {stack.token}")
+    print(f"  Redis        {_redact(stack.urls['redis'])}")
+    for key, url in sorted(stack.urls.items()):
+        if key.startswith("sim_"):
+            print(f"  simulator    {key[4:]:<13}{url}")
+    print(f"  logs         {stack.workdir / 'logs'}")
+    print()
+    print("Try:  sortie logout alice --wait        Stop: Ctrl-C")
+    status = 0
+    stopping = False
+
+    def on_signal(_sig: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        if args.demo:
+            print()
+            print(paint.bold("Demo: alice logs out of the ENT"))
+            status = _logout_and_wait(
+                stack.urls["api"],
+                stack.token or "",
+                "alice",
+                _workdir(args),
+                targets=None,
+                wait=True,
+                timeout=60.0,
+                paint=paint,
+            )
+            if args.exit:
+                return status
+        while not stopping:
+            dead = stack.dead()
+            if dead:
+                for proc in dead:
+                    print(
+                        f"sortie up: {proc.name} stopped unexpectedly:\n{proc.log_tail()}",
+                        file=sys.stderr,
+                    )
+                return 1
+            time.sleep(0.5)
+    finally:
+        print("\nStopping Sortie…")
+        stack.stop()
+        print("Stopped.")
+    return status
+
+
+def _redact(url: str) -> str:
+    if "@" in url:
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def _sso_session_from_cas_sim(workdir: Path, user: str) -> dict[str, Any] | None:
+    """In the local stack the ENT's CAS is the simulator: read the user's live session
+    from it, as the ENT would pass it along with its logout."""
+    stack = load_stack_file(workdir) or {}
+    cas = stack.get("urls", {}).get("sim_cas")
+    if not cas:
+        return None
+    try:
+        resp = httpx.get(f"{cas}/_sim/users/{user}/sso", timeout=5)
+    except httpx.HTTPError:
+        return None
+    if resp.status_code != 200:
+        return None
+    data: dict[str, Any] = resp.json()
+    return {"tgt": data.get("tgt"), "service_tickets": data.get("service_tickets", [])}
+
+
+def _logout_and_wait(
+    api: str,
+    token: str,
+    user: str,
+    workdir: Path,
+    *,
+    targets: list[str] | None,
+    wait: bool,
+    timeout: float,
+    paint: Painter,
+    upn: str | None = None,
+    tgt: str | None = None,
+) -> int:
+    stack = load_stack_file(workdir) or {}
+    domain = stack.get("upn_domain")
+    subject: dict[str, Any] = {"user_id": user, "cas_username": user, "windows_account": user}
+    if upn or domain:
+        subject["upn"] = upn or f"{user}@{domain}"
+    body: dict[str, Any] = {"subject": subject, "reason": "user_logout"}
+    if targets:
+        body["targets"] = targets
+    sso = {"tgt": tgt, "service_tickets": []} if tgt else _sso_session_from_cas_sim(workdir, user)
+    if sso:
+        body["sso_session"] = sso
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        resp = httpx.post(f"{api}/v1/logouts", json=body, headers=headers, timeout=10)
+    except httpx.HTTPError as exc:
+        print(f"sortie: cannot reach {api}: {exc}", file=sys.stderr)
+        return 1
+    if resp.status_code != 202:
+        print(f"sortie: refused ({resp.status_code}): {_detail(resp)}", file=sys.stderr)
+        return 1
+    rid = resp.json()["request_id"]
+    print(f"Logout of {paint.bold(user)} accepted: request {rid}")
+    if not wait:
+        return 0
+    return _follow(api, headers, rid, timeout, paint)
+
+
+def _follow(api: str, headers: dict[str, str], rid: str, timeout: float, paint: Painter) -> int:
+    deadline = time.monotonic() + timeout
+    shown: set[tuple[str, str]] = set()
+    view: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            view = httpx.get(f"{api}/v1/requests/{rid}", headers=headers, timeout=10).json()
+        except (httpx.HTTPError, ValueError) as exc:
+            print(f"sortie: {exc}", file=sys.stderr)
+            return 1
+        for service, svc in sorted(view.get("services", {}).items()) + (
+            [("sso", view["sso"])] if view.get("sso") else []
+        ):
+            for step in svc.get("steps", []):
+                key = (service, step["action"])
+                if key not in shown:
+                    shown.add(key)
+                    print("  " + paint.step_line(service, step))
+        if view.get("status") in FINAL:
+            break
+        time.sleep(0.15)
+    print()
+    print(render_request(view, paint))
+    return EXIT.get(view.get("status", ""), 6)
+
+
+def _detail(resp: httpx.Response) -> str:
+    try:
+        return str(resp.json().get("detail", resp.text))
+    except ValueError:
+        return resp.text[:200]
+
+
+def cmd_logout(args: argparse.Namespace) -> int:
+    api, token = _api(args)
+    return _logout_and_wait(
+        api,
+        token,
+        args.user,
+        _workdir(args),
+        targets=args.targets.split(",") if args.targets else None,
+        wait=args.wait,
+        timeout=args.timeout,
+        paint=Painter(sys.stdout),
+        upn=args.upn,
+        tgt=args.tgt,
+    )
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    api, token = _api(args)
+    headers = {"Authorization": f"Bearer {token}"}
+    paint = Painter(sys.stdout)
+    if args.watch:
+        return _follow(api, headers, args.request_id, args.timeout, paint)
+    resp = httpx.get(f"{api}/v1/requests/{args.request_id}", headers=headers, timeout=10)
+    if resp.status_code != 200:
+        print(f"sortie: {resp.status_code}: {_detail(resp)}", file=sys.stderr)
+        return 1
+    view = resp.json()
+    print(render_request(view, paint))
+    return EXIT.get(view["status"], 6)
+
+
+def cmd_requests(args: argparse.Namespace) -> int:
+    api, token = _api(args)
+    params: dict[str, Any] = {"limit": args.limit}
+    if args.user:
+        params["subject"] = args.user
+    if args.status:
+        params["status"] = args.status
+    resp = httpx.get(
+        f"{api}/v1/requests",
+        params=params,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    if resp.status_code != 200:
+        print(f"sortie: {resp.status_code}: {_detail(resp)}", file=sys.stderr)
+        return 1
+    paint = Painter(sys.stdout)
+    for item in resp.json()["items"]:
+        dur = item.get("duration_seconds")
+        print(
+            f"{item['request_id']}  {item['kind']:<8} {paint.status(item['status']):<20} "
+            f"{item['subject']['user_id']:<24} {item['created_at'][:19]}  "
+            f"{'' if dur is None else f'{dur:.2f}s'}"
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sortie", description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", help="state folder of `sortie up` (default .sortie)")
+    parser.add_argument("--api", help="orchestrator URL (default: the running `sortie up`)")
+    parser.add_argument("--token", help="API token (default: $SORTIE_TOKEN or the local stack's)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run the whole stack locally until Ctrl-C")
+    up.add_argument("--port", type=int, default=8080, help="orchestrator port (default 8080)")
+    up.add_argument("--demo", action="store_true", help="log alice out once everything is up")
+    up.add_argument("--exit", action="store_true", help="with --demo: stop after the demo")
+    up.add_argument("--timeout", type=float, default=90.0, help="start-up timeout in seconds")
+    up.set_defaults(func=cmd_up)
+
+    logout = sub.add_parser("logout", help="sign a user out everywhere")
+    logout.add_argument("user", help="ENT user id (also the CAS and Windows account name)")
+    logout.add_argument("--upn", help="Microsoft 365 UPN (default USER@<demo domain>)")
+    logout.add_argument("--targets", help="comma-separated subset of m365,ent,workstations")
+    logout.add_argument("--tgt", help="the CAS TGT of the session being closed")
+    logout.add_argument("--wait", action="store_true", help="follow until the request ends")
+    logout.add_argument("--timeout", type=float, default=120.0)
+    logout.set_defaults(func=cmd_logout)
+
+    status = sub.add_parser("status", help="show one request")
+    status.add_argument("request_id")
+    status.add_argument("--watch", action="store_true", help="follow until it ends")
+    status.add_argument("--timeout", type=float, default=120.0)
+    status.set_defaults(func=cmd_status)
+
+    reqs = sub.add_parser("requests", help="list recent requests")
+    reqs.add_argument("--user", help="only this subject")
+    reqs.add_argument("--status", help="only this status")
+    reqs.add_argument("--limit", type=int, default=20)
+    reqs.set_defaults(func=cmd_requests)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    sys.exit(args.func(args))

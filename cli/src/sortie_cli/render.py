@@ -1,0 +1,93 @@
+"""Readable terminal output: colours only on a terminal (and never with NO_COLOR)."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from typing import Any, TextIO
+
+_OUTCOME_MARK = {
+    "succeeded": ("✓", "green"),
+    "not_found": ("·", "dim"),
+    "skipped": ("-", "dim"),
+    "failed": ("✗", "red"),
+    "timed_out": ("⏱", "yellow"),
+    "unreachable": ("?", "yellow"),
+}
+_STATUS_COLOUR = {
+    "completed": "green",
+    "partial": "yellow",
+    "failed": "red",
+    "cancelled": "dim",
+    "in_progress": "cyan",
+    "sso_logout": "cyan",
+    "scheduled": "cyan",
+}
+_CODES = {"green": "32", "red": "31", "yellow": "33", "cyan": "36", "dim": "2", "bold": "1"}
+
+
+class Painter:
+    def __init__(self, stream: TextIO) -> None:
+        self.enabled = stream.isatty() and "NO_COLOR" not in os.environ
+
+    def paint(self, text: str, colour: str) -> str:
+        if not self.enabled:
+            return text
+        return f"\x1b[{_CODES[colour]}m{text}\x1b[0m"
+
+    def bold(self, text: str) -> str:
+        return self.paint(text, "bold")
+
+    def green(self, text: str) -> str:
+        return self.paint(text, "green")
+
+    def status(self, status: str) -> str:
+        return self.paint(status, _STATUS_COLOUR.get(status, "bold"))
+
+    def step_line(self, service: str, step: dict[str, Any]) -> str:
+        mark, colour = _OUTCOME_MARK.get(step["outcome"], ("?", "bold"))
+        ms = step.get("duration_seconds", 0.0) * 1000
+        tries = f"  ({step['attempts']} attempts)" if step.get("attempts", 1) > 1 else ""
+        err = step.get("error") or {}
+        why = f"  {err.get('code')}: {err.get('message')}" if err else ""
+        detail = f"  {step['detail']}" if step.get("detail") and not err else ""
+        return (
+            f"{self.paint(mark, colour)} {service:<22} {step['action']:<28} "
+            f"{self.paint(step['outcome'], colour):<12} {ms:8.1f} ms{tries}{why}{detail}"
+        )
+
+
+def _ts(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def render_request(view: dict[str, Any], paint: Painter) -> str:
+    if not view:
+        return "(no data)"
+    lines = [
+        f"Request {view['request_id']}  {view['kind']}  {paint.status(view['status'])}"
+        + (
+            f"  in {view['duration_seconds']:.3f} s"
+            if view.get("duration_seconds") is not None
+            else ""
+        ),
+        f"Subject {view['subject']['user_id']}"
+        + (f" ({view['subject']['upn']})" if view["subject"].get("upn") else ""),
+    ]
+    rows: list[tuple[datetime | None, str, dict[str, Any]]] = []
+    for service, svc in view.get("services", {}).items():
+        for step in svc.get("steps", []):
+            rows.append((_ts(step.get("started_at")), service, step))
+    rows.sort(key=lambda r: (r[0] or datetime.max.replace(tzinfo=None)).isoformat())
+    lines.append("")
+    lines.append("Phase 1 (in parallel):")
+    lines.extend("  " + paint.step_line(service, step) for _, service, step in rows)
+    if not rows:
+        lines.append("  (no service held a session)")
+    sso = view.get("sso")
+    lines.append("Phase 2 (after every step above):")
+    if sso and sso.get("steps"):
+        lines.extend("  " + paint.step_line("sso", step) for step in sso["steps"])
+    else:
+        lines.append(f"  sso {sso['state'] if sso else 'not started'}")
+    return "\n".join(lines)

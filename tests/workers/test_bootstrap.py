@@ -1,0 +1,102 @@
+"""Settings and wiring of each service: env prefixes, defaults, secrets, subscriptions."""
+
+from __future__ import annotations
+
+import pytest
+from faststream.redis import RedisBroker
+from redis.asyncio import Redis
+from sortie_core import streams
+from sortie_core.events import LogoutRequested, OffboardRequested, SsoLogoutRequested
+from sortie_ent.adapters.fake import FakeAppLogout, FakeSsoSessions
+from sortie_ent.bootstrap import app_tokens
+from sortie_ent.bootstrap import make_build as ent_build
+from sortie_ent.registry import parse_registry
+from sortie_ent.settings import EntSettings
+from sortie_m365.adapters.fake import FakeDirectory
+from sortie_m365.bootstrap import make_build as m365_build
+from sortie_m365.settings import M365Settings
+from sortie_workstation.adapters.fake import FakeSessions
+from sortie_workstation.bootstrap import make_build as agent_build
+from sortie_workstation.settings import AgentSettings
+
+
+def test_m365_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert M365Settings().graph_url == "http://127.0.0.1:8081"
+    monkeypatch.setenv("SORTIE_M365_GRAPH_URL", "https://graph.microsoft.com")
+    monkeypatch.setenv("SORTIE_M365_GRAPH_TOKEN", "tok-123")
+    monkeypatch.setenv("SORTIE_M365_REDIS_URL", "redis://m365:6379/0")
+    settings = M365Settings()
+    assert settings.graph_url == "https://graph.microsoft.com"
+    assert settings.graph_token.get_secret_value() == "tok-123"
+    assert "tok-123" not in repr(settings)
+    assert settings.redis_url.get_secret_value() == "redis://m365:6379/0"
+
+
+def test_ent_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = EntSettings()
+    assert defaults.cas_url == "http://127.0.0.1:8082/cas"
+    assert defaults.cas_actuator_user is None and defaults.registry_path is None
+    monkeypatch.setenv("SORTIE_ENT_CAS_ACTUATOR_USER", "ops")
+    monkeypatch.setenv("SORTIE_ENT_CAS_ACTUATOR_PASSWORD", "hunter2")
+    monkeypatch.setenv("SORTIE_ENT_APP_CONCURRENCY", "3")
+    monkeypatch.setenv("SORTIE_ENT_APP_TIMEOUT_S", "2.5")
+    settings = EntSettings()
+    assert settings.cas_actuator_password is not None
+    assert settings.cas_actuator_password.get_secret_value() == "hunter2"
+    assert "hunter2" not in repr(settings)
+    assert (settings.app_concurrency, settings.app_timeout_s) == (3, 2.5)
+
+
+def test_app_tokens_come_from_the_named_variables() -> None:
+    registry = parse_registry(
+        "applications:\n"
+        "  - {name: a, protocol: http, logout_url: 'https://a.test/', token_env: A_TOKEN}\n"
+        "  - {name: b, protocol: http, logout_url: 'https://b.test/', token_env: B_TOKEN}\n"
+        "  - {name: c, protocol: http, logout_url: 'https://c.test/'}\n"
+    )
+    tokens = app_tokens(registry, {"A_TOKEN": "secret-a", "OTHER": "x"})
+    assert {k: v.get_secret_value() for k, v in tokens.items()} == {"a": "secret-a"}
+
+
+async def test_m365_subscribes_to_both_commands(redis: Redis) -> None:
+    directory = FakeDirectory()
+    parts = await m365_build(M365Settings(), directory)(RedisBroker(), redis)
+    assert [(s.stream, s.group, s.accepts) for s in parts.subscriptions] == [
+        (streams.LOGOUT_REQUESTED, streams.GROUP_M365, (LogoutRequested,)),
+        (streams.OFFBOARD_REQUESTED, streams.GROUP_M365, (OffboardRequested,)),
+    ]
+    assert all(s.on_deadletter is not None for s in parts.subscriptions)
+    for hook in parts.on_stop:
+        await hook()
+    assert directory.closed
+
+
+async def test_ent_subscribes_to_three_commands(redis: Redis) -> None:
+    apps, sso = FakeAppLogout(), FakeSsoSessions()
+    build = ent_build(EntSettings(), registry=parse_registry(""), apps=apps, sso=sso)
+    parts = await build(RedisBroker(), redis)
+    assert [(s.stream, s.group, s.accepts) for s in parts.subscriptions] == [
+        (streams.LOGOUT_REQUESTED, streams.GROUP_ENT, (LogoutRequested,)),
+        (streams.OFFBOARD_REQUESTED, streams.GROUP_ENT, (OffboardRequested,)),
+        (streams.SSO_LOGOUT_REQUESTED, streams.GROUP_ENT, (SsoLogoutRequested,)),
+    ]
+    for hook in parts.on_stop:
+        await hook()
+    assert apps.closed and sso.closed
+
+
+async def test_agent_subscribes_to_its_host_stream_only(redis: Redis) -> None:
+    backend = FakeSessions()
+    settings = AgentSettings(host="PC-7")
+    parts = await agent_build(settings, backend=backend)(RedisBroker(), redis)
+    [sub] = parts.subscriptions
+    assert (sub.stream, sub.group, sub.dedupe) == (
+        "workstation.pc-7",
+        streams.GROUP_WORKSTATION,
+        True,
+    )
+    assert set(sub.accepts) == {LogoutRequested, OffboardRequested}
+    assert len(parts.background) == 1
+    for hook in parts.on_stop:
+        await hook()
+    assert backend.closed
