@@ -90,7 +90,8 @@ def test_logout_everywhere_completes_with_the_sso_step_last(stack: Stack) -> Non
     last_phase1 = max(ts(s["finished_at"]) for s in phase1)
     assert ts(sso_steps[0]["started_at"]) >= last_phase1
     for step in phase1 + sso_steps:
-        assert step["attempts"] >= 1 and step["duration_seconds"] >= 0
+        assert step["duration_seconds"] >= 0
+        assert step["attempts"] >= (0 if step["outcome"] == "skipped" else 1), step
 
     # What the simulated systems saw, in their own clocks.
     graph = httpx.get(f"{stack.urls['sim_graph']}/_sim/users/{ALICE.upn}").json()
@@ -110,7 +111,7 @@ def test_logout_everywhere_completes_with_the_sso_step_last(stack: Stack) -> Non
 
 def test_metrics_were_observed(stack: Stack) -> None:
     with api(stack) as client:
-        orch = client.get("/metrics/").text
+        orch = client.get("/metrics").text
     assert 'sortie_request_duration_seconds_count{kind="logout",status="completed"}' in orch
     assert 'sortie_requests_total{kind="logout",status="completed"}' in orch
     m365 = httpx.get(stack.urls["m365_metrics"]).text

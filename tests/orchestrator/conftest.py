@@ -7,7 +7,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from sortie_orchestrator.app import create_app
+from sortie_orchestrator.app import create_app, start_background, stop_background
 from sortie_orchestrator.settings import OrchestratorSettings, TokenSpec
 from tests.redis_server import RedisServer
 
@@ -48,12 +48,11 @@ def settings_for(redis_server: RedisServer, **overrides: object) -> Orchestrator
 @pytest.fixture
 async def orchestrator(redis, redis_server) -> AsyncIterator[FastAPI]:
     app = create_app(settings_for(redis_server))
-    # Entered and exited explicitly: an `async with` spanning the fixture's yield hangs
-    # on teardown under pytest-asyncio once several apps ran in one session.
-    ctx = app.router.lifespan_context(app)
-    await ctx.__aenter__()
+    # What the lifespan does, without Starlette's lifespan wrapper: under pytest-asyncio
+    # its exit never resumed once a request had gone through httpx's ASGITransport.
+    loops = await start_background(app.state.wiring)
     yield app
-    await asyncio.wait_for(ctx.__aexit__(None, None, None), 20)
+    await asyncio.wait_for(stop_background(app.state.wiring, loops), 20)
 
 
 @pytest.fixture

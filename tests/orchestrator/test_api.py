@@ -147,7 +147,7 @@ async def test_scheduled_offboarding_can_be_cancelled(client: httpx.AsyncClient,
 async def test_health_and_metrics(client: httpx.AsyncClient):
     assert (await client.get("/healthz")).status_code == 200
     assert (await client.get("/readyz")).status_code == 200
-    metrics = (await client.get("/metrics/")).text
+    metrics = (await client.get("/metrics")).text
     for name in (
         "sortie_request_duration_seconds",
         "sortie_requests_total",

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from redis.asyncio import Redis
+
 from sortie_core.events import (
     LogoutRequested,
     OffboardRequested,

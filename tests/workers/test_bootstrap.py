@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from faststream.redis import RedisBroker
 from redis.asyncio import Redis
+
 from sortie_core import streams
 from sortie_core.events import LogoutRequested, OffboardRequested, SsoLogoutRequested
 from sortie_ent.adapters.fake import FakeAppLogout, FakeSsoSessions

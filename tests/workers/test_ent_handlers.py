@@ -7,6 +7,7 @@ import time
 import xml.etree.ElementTree as ET
 
 import pytest
+
 from sortie_core.errors import NotFoundError, PermanentError, TransientError
 from sortie_core.events import (
     DeadLettered,
@@ -26,7 +27,6 @@ from sortie_ent.handlers import (
     handle_sso_logout,
 )
 from sortie_ent.registry import Registry, parse_registry
-
 from tests.workers.helpers import ALICE, logout, offboard
 
 POLICY = RetryPolicy(max_attempts=3, base_s=0.001, max_s=0.002)

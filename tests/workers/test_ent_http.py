@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
+
 from sortie_core.errors import (
     NotFoundError,
     PermanentError,
@@ -23,7 +24,6 @@ from sortie_core.events import Subject
 from sortie_ent.adapters.http import CasRestSessions, HttpAppLogout
 from sortie_ent.registry import Application, parse_registry
 from sortie_ent.slo import logout_request
-
 from tests.redis_server import free_port
 from tests.workers.stub_http import Reply, StubHttp
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+
 from sortie_core import streams
 from sortie_core.broker import publish
 from sortie_core.events import (
@@ -20,7 +21,6 @@ from sortie_core.events import (
 )
 from sortie_ent.bootstrap import SERVICE, make_build
 from sortie_ent.settings import EntSettings
-
 from tests.redis_server import RedisServer
 from tests.workers.helpers import ALICE, fast, logout, offboard, running_worker, wait_for_events
 from tests.workers.stub_http import Reply, StubHttp

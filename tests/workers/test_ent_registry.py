@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+
 from sortie_ent.registry import AppProtocol, load_registry, parse_registry
 
 EXAMPLE = Path(__file__).parents[2] / "services" / "ent-worker" / "registry.example.yaml"

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
+
 from sortie_core.errors import (
     NotFoundError,
     PermanentError,
@@ -24,7 +25,6 @@ from sortie_core.steps import RetryPolicy, StepSkipped, run_step
 from sortie_m365.adapters import M365Directory
 from sortie_m365.adapters.fake import FakeDirectory
 from sortie_m365.adapters.graph_http import GraphHttpDirectory, parse_retry_after
-
 from tests.redis_server import free_port
 from tests.workers.stub_http import Reply, Seen, StubHttp
 

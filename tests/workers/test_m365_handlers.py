@@ -6,12 +6,12 @@ import logging
 import string
 
 import pytest
+
 from sortie_core.errors import NotFoundError, PermanentError, ThrottledError, TransientError
 from sortie_core.events import DeadLettered, Outcome, Subject, Target
 from sortie_core.steps import RetryPolicy
 from sortie_m365.adapters.fake import FakeDirectory
 from sortie_m365.handlers import handle_deadlettered, handle_logout, handle_offboard, new_password
-
 from tests.workers.helpers import ALICE, logout, offboard
 
 POLICY = RetryPolicy(max_attempts=3, base_s=0.001, max_s=0.002)

@@ -6,12 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
+
 from sortie_core import streams
 from sortie_core.broker import publish
 from sortie_core.events import Outcome, RevocationCompleted, Target
 from sortie_m365.bootstrap import SERVICE, make_build
 from sortie_m365.settings import M365Settings
-
 from tests.redis_server import RedisServer
 from tests.workers.helpers import fast, logout, offboard, running_worker, wait_for_events
 from tests.workers.test_m365_graph_http import KNOWN, TOKEN, graph_stub

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 from redis.asyncio import Redis
+
 from sortie_core import streams
 from sortie_core.broker import publish
-
 from tests.redis_server import RedisServer, free_port
 from tests.workers.helpers import logout, wait_for_events
 from tests.workers.stub_http import Reply, StubHttp

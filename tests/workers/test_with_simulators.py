@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from redis.asyncio import Redis
+
 from sortie_core import streams
 from sortie_core.broker import publish
 from sortie_core.events import Kind, Outcome, SsoLogoutRequested, Subject, Target
@@ -25,7 +26,6 @@ from sortie_m365.bootstrap import make_build as m365_build
 from sortie_m365.settings import M365Settings
 from sortie_workstation.bootstrap import make_build as agent_build
 from sortie_workstation.settings import AgentSettings
-
 from tests.redis_server import RedisServer
 from tests.workers.helpers import fast, logout, offboard, running_worker, wait_for_events
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+
 from sortie_core import streams
 from sortie_core.broker import publish
 from sortie_core.errors import NotFoundError, PermanentError, TransientError
@@ -22,7 +23,6 @@ from sortie_workstation.adapters.simulated import SimulatedSessions
 from sortie_workstation.agent import Agent
 from sortie_workstation.bootstrap import SERVICE, make_build
 from sortie_workstation.settings import AgentSettings
-
 from tests.redis_server import RedisServer, free_port
 from tests.workers.helpers import fast, logout, offboard, running_worker, wait_for_events
 from tests.workers.stub_http import Reply, Seen, StubHttp

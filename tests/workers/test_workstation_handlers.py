@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+
 from sortie_core.errors import NotFoundError, PermanentError, TransientError
 from sortie_core.events import DeadLettered, Outcome, Subject
 from sortie_core.steps import RetryPolicy
 from sortie_workstation.adapters import account_name
 from sortie_workstation.adapters.fake import FakeSessions
 from sortie_workstation.handlers import handle_deadlettered, handle_logout, handle_offboard
-
 from tests.workers.helpers import logout, offboard
 
 POLICY = RetryPolicy(max_attempts=3, base_s=0.001, max_s=0.002)

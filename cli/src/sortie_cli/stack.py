@@ -191,7 +191,7 @@ class Stack:
             )
             self.urls[f"sim_{name}"] = sim_url[name]
 
-        if not port_is_free(self.api_port):
+        if self.api_port == 0 or not port_is_free(self.api_port):
             self.api_port = free_port()
         api = f"http://127.0.0.1:{self.api_port}"
         self.urls["api"] = api

@@ -23,7 +23,6 @@ write the same shape.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -161,11 +160,9 @@ class Consumers:
     async def stop(self) -> None:
         """Stop claiming, then let the handlers in flight finish (up to the grace time)."""
         self._stopping = True
-        for loop in self._loops:
-            loop.cancel()
-        for loop in self._loops:
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop
+        from .runtime import cancel_tasks
+
+        await cancel_tasks(self._loops)
         if self._tasks:
             _done, pending = await asyncio.wait(self._tasks, timeout=self.graceful_timeout_s)
             for task in pending:

@@ -19,7 +19,7 @@ from typing import Any
 import uvicorn
 from faststream.redis import RedisBroker
 from faststream.redis.prometheus import RedisPrometheusMiddleware
-from prometheus_client import make_asgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 
 from .broker import Consumers, Subscription
@@ -102,9 +102,18 @@ class WorkerParts:
     readiness: Sequence[Callable[[], Awaitable[bool]]] = field(default_factory=list)
 
 
-def health_app(redis: Redis, readiness: Sequence[Callable[[], Awaitable[bool]]] = ()) -> Any:
-    metrics_app = make_asgi_app(registry=REGISTRY)
+async def _send(send: Any, status: int, body: bytes, content_type: str) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", content_type.encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
+
+def health_app(redis: Redis, readiness: Sequence[Callable[[], Awaitable[bool]]] = ()) -> Any:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             while True:
@@ -116,7 +125,7 @@ def health_app(redis: Redis, readiness: Sequence[Callable[[], Awaitable[bool]]] 
                     return
         path = scope.get("path", "")
         if path == "/metrics":
-            await metrics_app(scope, receive, send)
+            await _send(send, 200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
             return
         status, body = 404, {"status": "not found"}
         if path == "/healthz":
@@ -130,17 +139,23 @@ def health_app(redis: Redis, readiness: Sequence[Callable[[], Awaitable[bool]]] 
             except Exception:
                 ok = False
             status, body = (200, {"status": "ready"}) if ok else (503, {"status": "not ready"})
-        payload = json.dumps(body).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+        await _send(send, status, json.dumps(body).encode(), "application/json")
 
     return app
+
+
+async def cancel_tasks(tasks: Sequence[asyncio.Future[Any]], timeout: float = 10.0) -> None:
+    """Cancel background loops and wait for them. redis-py can swallow a cancellation
+    that lands inside a command, so cancel again until each task is really done."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        pending = [t for t in tasks if not t.done()]
+        if not pending or loop.time() > deadline:
+            return
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=0.1)
 
 
 class _QuietServer(uvicorn.Server):
@@ -187,8 +202,7 @@ async def run_worker(
     log.info("%s started (consumer %s)", service, consumers.consumer)
     await stop.wait()
     log.info("%s stopping: finishing %d handlers in flight", service, consumers.in_flight)
-    for task in background:
-        task.cancel()
+    await cancel_tasks(background)
     await broker.stop()
     await consumers.stop()
     for hook in parts.on_stop:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from faststream.redis import RedisBroker
 from pydantic import BaseModel, SecretStr
 from redis.asyncio import Redis
+
 from sortie_core import streams
 from sortie_core.broker import Delivery, Handler, Subscription, publish
 from sortie_core.events import (

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from faststream.redis import RedisBroker
 from redis.asyncio import Redis
+
 from sortie_core import streams
 from sortie_core.broker import Delivery, Subscription, publish
 from sortie_core.events import DeadLettered, LogoutRequested, OffboardRequested

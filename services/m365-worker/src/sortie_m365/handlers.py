@@ -9,6 +9,7 @@ import string
 from collections.abc import Awaitable, Callable
 
 from pydantic import SecretStr
+
 from sortie_core.events import (
     OFFBOARD_M365_ORDER,
     DeadLettered,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
+
 from sortie_core.settings import ServiceSettings, redis_url_field
 
 

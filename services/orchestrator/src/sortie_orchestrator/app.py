@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator
 
 import uvicorn
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
-from prometheus_client import make_asgi_app
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sortie_core.events import Kind, utcnow
 from sortie_core.metrics import AGENTS_ONLINE, REGISTRY, REQUESTS_IN_FLIGHT
-from sortie_core.runtime import setup_logging
+from sortie_core.runtime import cancel_tasks, setup_logging
 
 from . import api, handlers, problems
 from .bootstrap import Wiring, bootstrap
@@ -55,29 +55,35 @@ async def _sweep_loop(wiring: Wiring) -> None:
         await asyncio.sleep(wiring.settings.sweep_interval_s)
 
 
+async def start_background(wiring: Wiring) -> list[asyncio.Task[None]]:
+    """Consumers, broker and loops: what runs beside the HTTP app."""
+    await wiring.consumers.start()
+    await wiring.broker.start()
+    loops = [
+        asyncio.create_task(_deadline_loop(wiring), name="deadlines"),
+        asyncio.create_task(_sweep_loop(wiring), name="sweeper"),
+    ]
+    log.info("orchestrator ready (consumer %s)", wiring.consumers.consumer)
+    return loops
+
+
+async def stop_background(wiring: Wiring, loops: list[asyncio.Task[None]]) -> None:
+    await cancel_tasks(loops)
+    await wiring.broker.stop()
+    await wiring.consumers.stop()
+    await wiring.redis.aclose()
+
+
 def create_app(settings: OrchestratorSettings) -> FastAPI:
     wiring = bootstrap(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await wiring.consumers.start()
-        await wiring.broker.start()
-        loops = [
-            asyncio.create_task(_deadline_loop(wiring), name="deadlines"),
-            asyncio.create_task(_sweep_loop(wiring), name="sweeper"),
-        ]
-        log.info("orchestrator ready (consumer %s)", wiring.consumers.consumer)
+        loops = await start_background(wiring)
         try:
             yield
         finally:
-            for task in loops:
-                task.cancel()
-            for task in loops:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await wiring.broker.stop()
-            await wiring.consumers.stop()
-            await wiring.redis.aclose()
+            await stop_background(wiring, loops)
 
     app = FastAPI(
         title="Sortie orchestrator",
@@ -91,7 +97,10 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
     app.state.token_table = settings.token_table()
     problems.install(app)
     app.include_router(api.router)
-    app.mount("/metrics", make_asgi_app(registry=REGISTRY))
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

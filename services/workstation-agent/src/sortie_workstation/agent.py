@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from redis.asyncio import Redis
+
 from sortie_core import streams
 from sortie_core.broker import Delivery, Subscription, publish
 from sortie_core.events import (

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from faststream.redis import RedisBroker
 from redis.asyncio import Redis
+
 from sortie_core.runtime import WorkerParts
 from sortie_core.steps import RetryPolicy
 

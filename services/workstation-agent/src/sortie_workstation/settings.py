@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
+
 from sortie_core.settings import ServiceSettings, redis_url_field
 from sortie_core.streams import valid_host
 

@@ -18,6 +18,7 @@ from urllib.parse import quote, quote_plus
 
 import httpx
 from pydantic import SecretStr
+
 from sortie_core.errors import (
     NotFoundError,
     PermanentError,

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pydantic import SecretStr
+
 from sortie_core.errors import NotFoundError
 from sortie_core.steps import StepSkipped
 

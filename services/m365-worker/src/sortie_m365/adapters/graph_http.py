@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import httpx
 from pydantic import SecretStr
+
 from sortie_core.errors import (
     NotFoundError,
     PermanentError,

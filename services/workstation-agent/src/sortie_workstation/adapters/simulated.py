@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+
 from sortie_core.errors import (
     NotFoundError,
     PermanentError,
