@@ -4,9 +4,9 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+
 from sortie_simulators import cas
 from sortie_simulators.demo import ALICE, DEMO_TGT, demo_service_tickets
-
 from tests.simulators.asgi import ISO_US, asgi_client
 
 ENTAPPS = "http://ent.test:9000"

@@ -10,9 +10,9 @@ import time
 
 import httpx
 import pytest
+
 from sortie_simulators.__main__ import build_app, build_parser
 from sortie_simulators.demo import ALICE, DEFAULT_PORTS
-
 from tests.redis_server import free_port
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sortie_simulators.common import TokenBucket, retry_after
 from sortie_simulators.logout_messages import (
     InvalidLogoutMessage,

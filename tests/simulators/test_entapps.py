@@ -8,10 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
+
 from sortie_simulators import entapps
 from sortie_simulators.demo import ALICE, DEMO_SERVICE_TICKETS
 from sortie_simulators.logout_messages import BACKCHANNEL_LOGOUT_EVENT, logout_request_xml
-
 from tests.simulators.asgi import ISO_US, asgi_client
 
 BEARER = {"Authorization": "Bearer app-token"}

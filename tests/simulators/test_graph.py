@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+
 from sortie_simulators import graph
 from sortie_simulators.demo import ALICE, BOB
-
 from tests.simulators.asgi import asgi_client
 
 AUTH = {"Authorization": "Bearer test-token"}

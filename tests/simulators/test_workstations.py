@@ -4,9 +4,9 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+
 from sortie_simulators import workstations
 from sortie_simulators.demo import ALICE, BOB
-
 from tests.simulators.asgi import ISO_US, asgi_client
 
 

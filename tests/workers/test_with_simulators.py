@@ -24,12 +24,11 @@ from sortie_ent.bootstrap import make_build as ent_build
 from sortie_ent.settings import EntSettings
 from sortie_m365.bootstrap import make_build as m365_build
 from sortie_m365.settings import M365Settings
+from sortie_simulators import demo
 from sortie_workstation.bootstrap import make_build as agent_build
 from sortie_workstation.settings import AgentSettings
 from tests.redis_server import RedisServer
 from tests.workers.helpers import fast, logout, offboard, running_worker, wait_for_events
-
-demo = pytest.importorskip("sortie_simulators.demo")
 
 LISTENING = re.compile(r"listening on (http://\S+)")
 ALICE = Subject(user_id="alice", upn="alice@example.org", cas_username="alice")
