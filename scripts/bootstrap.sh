@@ -54,3 +54,24 @@ if [ ! -s "$schema" ] && command -v apt-get >/dev/null 2>&1; then
   fi
   rm -rf "$tmp"
 fi
+
+# promtool (Debian's prometheus package): tests/ops checks the Prometheus configuration,
+# the rules and their unit tests, and every service's /metrics output with it. The
+# package's own Prometheus service is not needed; policy may keep it from starting.
+if ! command -v promtool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  echo "bootstrap: installing promtool (prometheus)" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  command -v promtool >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive \
+    $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
+# Headless Chromium, for the status page's browser tests (Debian's `chromium` package).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "bootstrap: installing chromium (status page tests)" >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null 2>&1 || {
+    $SUDO apt-get update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  }
+fi

@@ -83,7 +83,20 @@ def test_logout_everywhere_completes_with_the_sso_step_last(stack: Stack) -> Non
     assert "workstation:pc-102" not in services  # bob's station, not alice's
     phase1 = [s for svc in services.values() for s in svc["steps"]]
     actions = {s["action"] for s in phase1}
-    assert {"revoke_sessions", "app_logout:esper", "app_logout:escada", "logoff"} <= actions
+    assert {
+        "revoke_sessions",
+        "app_logout:esper",
+        "app_logout:escada",
+        "app_logout:mer",
+        "app_logout:ism",
+        "logoff",
+    } <= actions
+    ent_steps = {s["action"]: s for s in services["ent"]["steps"]}
+    # One step per application, each with its own outcome and timing.
+    for app in ("esper", "escada", "mer", "ism"):
+        step = ent_steps[f"app_logout:{app}"]
+        assert step["outcome"] == "succeeded", step
+        assert step["attempts"] >= 1 and step["duration_seconds"] >= 0
     sso_steps = view["sso"]["steps"]
     assert [s["action"] for s in sso_steps] == ["destroy_sso_session"]
     assert sso_steps[0]["outcome"] == "succeeded"
@@ -98,7 +111,12 @@ def test_logout_everywhere_completes_with_the_sso_step_last(stack: Stack) -> Non
     assert graph["revocation_count"] >= 1
     received = httpx.get(f"{stack.urls['sim_entapps']}/_sim/received").json()
     app_logouts = [r for r in received if r["accepted"] and r["user"] == ALICE.cas_username]
-    assert {r["app"] for r in app_logouts} >= {"esper", "escada", "mer"}
+    assert {r["app"] for r in app_logouts} >= {"esper", "escada", "mer", "ism"}
+    # The ism simulator accepted the logout token after checking its signature against
+    # the orchestrator's JWKS, which publishes the ENT worker's public key only.
+    jwks = httpx.get(f"{stack.urls['api']}/.well-known/jwks.json").json()
+    assert len(jwks["keys"]) == 1
+    assert jwks["keys"][0]["kty"] == "EC" and "d" not in jwks["keys"][0]
     cas_events = httpx.get(f"{cas}/_sim/events").json()
     tgt_deleted = [e for e in cas_events if e["what"] == "tgt_deleted"]
     assert tgt_deleted, cas_events

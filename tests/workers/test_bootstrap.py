@@ -7,7 +7,12 @@ from faststream.redis import RedisBroker
 from redis.asyncio import Redis
 
 from sortie_core import streams
-from sortie_core.events import LogoutRequested, OffboardRequested, SsoLogoutRequested
+from sortie_core.events import (
+    LogoutRequested,
+    OffboardRequested,
+    SsoLogoutRequested,
+    WorkstationCommandRequested,
+)
 from sortie_ent.adapters.fake import FakeAppLogout, FakeSsoSessions
 from sortie_ent.bootstrap import app_tokens
 from sortie_ent.bootstrap import make_build as ent_build
@@ -96,7 +101,7 @@ async def test_agent_subscribes_to_its_host_stream_only(redis: Redis) -> None:
         streams.GROUP_WORKSTATION,
         True,
     )
-    assert set(sub.accepts) == {LogoutRequested, OffboardRequested}
+    assert set(sub.accepts) == {LogoutRequested, OffboardRequested, WorkstationCommandRequested}
     assert len(parts.background) == 1
     for hook in parts.on_stop:
         await hook()

@@ -47,6 +47,8 @@ applications:
     service_patterns: ['https://mer\.ent\.test/.*']
   - name: ism
     protocol: oidc_bcl
+    client_id: ism-client
+    backchannel_logout_uri: https://ism.ent.test/oidc/backchannel-logout
     service_patterns: ['https://ism\.ent\.test/.*']
 """
 ESPER = ("https://esper.ent.test/", "ST-1-esper")
@@ -85,7 +87,8 @@ async def test_logout_reaches_every_application(registry: Registry, apps: FakeAp
     }
     assert apps.identity_calls == [("mer", "alice")]
     ism = next(s for s in result.steps if s.action == "app_logout:ism")
-    assert ism.detail is not None and "not implemented yet" in ism.detail
+    assert ism.detail is not None and "no OIDC signing key" in ism.detail
+    assert apps.bcl_calls == []
 
 
 async def test_logout_not_targeted_publishes_nothing(

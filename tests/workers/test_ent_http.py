@@ -117,11 +117,41 @@ async def test_single_logout_status_mapping(
 
 async def test_redirect_is_not_followed(peer: tuple[StubHttp, str], apps: HttpAppLogout) -> None:
     stub, base = peer
+    # A CAS client may answer a logout request with a redirect (django-cas-ng does): the
+    # message was delivered; the redirect is not followed.
     stub.script("POST", "/esper/", Reply(302, None, {"Location": base + "/elsewhere"}))
-    with pytest.raises(PermanentError) as info:
-        await apps.single_logout(cas_app(base), f"{base}/esper/", "<x/>", timeout_s=2)
-    assert info.value.code == "app_redirected"
+    await apps.single_logout(cas_app(base), f"{base}/esper/", "<x/>", timeout_s=2)
     assert [s.path for s in stub.seen] == ["/esper/"]
+    # Anywhere else a redirect is an error, never followed either.
+    stub.script("POST", "/mer/users/u-42/logout", Reply(302, None, {"Location": base + "/x"}))
+    with pytest.raises(PermanentError) as info:
+        await apps.identity_logout(http_app(base), SUBJECT, timeout_s=2)
+    assert info.value.code == "app_redirected"
+    assert [s.path for s in stub.seen] == ["/esper/", "/mer/users/u-42/logout"]
+
+
+def bcl_app(base: str) -> Application:
+    spec = {
+        "name": "ism",
+        "protocol": "oidc_bcl",
+        "client_id": "ism-client",
+        "backchannel_logout_uri": base + "/ism/oidc/backchannel-logout",
+    }
+    return parse_registry(json.dumps({"applications": [spec]})).applications[0]
+
+
+async def test_backchannel_logout_posts_the_token(
+    peer: tuple[StubHttp, str], apps: HttpAppLogout
+) -> None:
+    stub, base = peer
+    await apps.backchannel_logout(bcl_app(base), "h.p.s", timeout_s=2)
+    [seen] = stub.seen
+    assert (seen.method, seen.path) == ("POST", "/ism/oidc/backchannel-logout")
+    assert seen.form() == {"logout_token": "h.p.s"}
+    stub.script("POST", "/ism/oidc/backchannel-logout", Reply(400, {"error": "invalid_request"}))
+    with pytest.raises(PermanentError) as info:
+        await apps.backchannel_logout(bcl_app(base), "h.p.s", timeout_s=2)
+    assert info.value.code == "app_rejected"
 
 
 async def test_slow_app_times_out_as_transient(

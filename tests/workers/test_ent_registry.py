@@ -23,6 +23,9 @@ def test_example_registry_loads() -> None:
     }
     assert registry.match("https://esper.ent.example.org/accueil")
     assert [a.name for a in registry.identity_apps] == ["mer", "ism"]
+    ism = next(a for a in registry.applications if a.name == "ism")
+    assert ism.audience == "ism"
+    assert ism.backchannel_logout_uri == "http://127.0.0.1:8103/ism/oidc/backchannel-logout"
 
 
 def test_empty_file_is_an_empty_registry() -> None:
@@ -40,6 +43,11 @@ def test_empty_file_is_an_empty_registry() -> None:
         ("applications: [{name: a, protocol: cas_slo, service_patterns: ['(']}]", "invalid"),
         ("applications: [{name: a, protocol: cas_slo}]", "service_patterns"),
         ("applications: [{name: a, protocol: http}]", "logout_url"),
+        (
+            "applications: [{name: a, protocol: oidc_bcl,"
+            " backchannel_logout_uri: 'https://u:p@x/'}]",
+            "backchannel_logout_uri",
+        ),
         ("applications: [{name: a, protocol: http, logout_url: 'ftp://x/'}]", "plain http"),
         (
             "applications: [{name: a, protocol: http, logout_url: 'https://{user_id}.x/'}]",

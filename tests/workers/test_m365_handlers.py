@@ -150,9 +150,51 @@ async def test_offboard_not_found_stops_the_calls() -> None:
     directory = FakeDirectory.with_users(["bob@example.org"])
     result = await handle_offboard(offboard(), directory=directory, policy=POLICY)
     assert [s.outcome for s in result.steps] == [Outcome.NOT_FOUND] * 4
+    # The lookup finds no one: no write is attempted.
+    assert directory.lookups == [UPN]
+    assert directory.calls == []
+    # Each step reports the one lookup that stood for it.
+    assert [s.attempts for s in result.steps] == [1, 1, 1, 1]
+    assert all(s.detail and "user lookup" in s.detail for s in result.steps)
+
+
+async def test_offboard_user_gone_after_lookup_stops_the_calls() -> None:
+    directory = FakeDirectory.with_users([UPN])
+    directory.fail("block_sign_in", NotFoundError("user not found in Microsoft 365 (fake)"))
+    result = await handle_offboard(offboard(), directory=directory, policy=POLICY)
+    assert [s.outcome for s in result.steps] == [Outcome.NOT_FOUND] * 4
     assert directory.calls == [("block_sign_in", UPN)]
     assert [s.attempts for s in result.steps] == [1, 0, 0, 0]
     assert result.steps[1].detail is not None and "block_sign_in" in result.steps[1].detail
+
+
+async def test_guest_is_reported_and_only_blocked() -> None:
+    directory = FakeDirectory.with_users([UPN], mail_protocols_supported=True)
+    directory.users[UPN].guest = True
+    result = await handle_offboard(offboard(), directory=directory, policy=POLICY)
+    assert [(s.action, s.outcome) for s in result.steps] == [
+        ("block_sign_in", Outcome.SUCCEEDED),
+        ("reset_password", Outcome.SKIPPED),
+        ("revoke_sessions", Outcome.SKIPPED),
+        ("disable_mail_protocols", Outcome.SKIPPED),
+    ]
+    assert all("guest account" in (s.detail or "") for s in result.steps[1:])
+    assert directory.calls == [("block_sign_in", UPN)]
+    logout_result = await handle_logout(logout(), directory=directory, policy=POLICY)
+    assert logout_result is not None
+    [step] = logout_result.steps
+    assert step.outcome is Outcome.SKIPPED and "revocation does not apply" in (step.detail or "")
+
+
+async def test_lookup_failure_fails_every_step_with_its_error() -> None:
+    directory = FakeDirectory.with_users([UPN])
+    directory.fail("find_user", *[TransientError("down", code="graph_unavailable")] * 4)
+    result = await handle_offboard(offboard(), directory=directory, policy=POLICY)
+    assert {s.outcome for s in result.steps} == {Outcome.FAILED}
+    assert {(s.error.code, s.attempts) for s in result.steps if s.error} == {
+        ("graph_unavailable", POLICY.max_attempts)
+    }
+    assert directory.calls == []
 
 
 async def test_offboard_failed_step_does_not_stop_the_next(directory: FakeDirectory) -> None:

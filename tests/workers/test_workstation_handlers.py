@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
+
 import pytest
 
 from sortie_core.errors import NotFoundError, PermanentError, TransientError
-from sortie_core.events import DeadLettered, Outcome, Subject
+from sortie_core.events import DeadLettered, Outcome, Subject, WorkstationCommandRequested, utcnow
 from sortie_core.steps import RetryPolicy
 from sortie_workstation.adapters import account_name
 from sortie_workstation.adapters.fake import FakeSessions
-from sortie_workstation.handlers import handle_deadlettered, handle_logout, handle_offboard
-from tests.workers.helpers import logout, offboard
+from sortie_workstation.handlers import (
+    handle_admin,
+    handle_deadlettered,
+    handle_logout,
+    handle_offboard,
+)
+from tests.workers.helpers import ALICE, logout, offboard
 
 POLICY = RetryPolicy(max_attempts=3, base_s=0.001, max_s=0.002)
 HOST = "pc-101"
@@ -67,10 +75,68 @@ async def test_shared_station_always_logs_off(backend: FakeSessions) -> None:
         session_policy="lock",
         shared_station=True,
     )
-    [step] = result.steps
+    browsers, step = result.steps
+    assert (browsers.action, browsers.outcome) == ("close_browsers", Outcome.SUCCEEDED)
     assert step.action == "logoff"
     assert step.detail is not None and "shared station: logoff instead of lock" in step.detail
-    assert backend.calls == [("logoff", 1), ("logoff", 3)]
+    assert backend.calls == [("close_browsers", "alice"), ("logoff", 1), ("logoff", 3)]
+
+
+async def test_browsers_that_cannot_be_closed_do_not_stop_the_logoff(
+    backend: FakeSessions,
+) -> None:
+    backend.action_failures = [PermanentError("taskkill: access denied", code="command_failed")]
+    result = await handle_logout(
+        logout(), host=HOST, backend=backend, policy=POLICY, shared_station=True
+    )
+    assert [(s.action, s.outcome) for s in result.steps] == [
+        ("close_browsers", Outcome.FAILED),
+        ("logoff", Outcome.SUCCEEDED),
+    ]
+    assert result.steps[0].error is not None
+    assert result.steps[0].error.message == "taskkill: access denied"
+
+
+def admin(action: str, subject: Subject, **fields: object) -> WorkstationCommandRequested:
+    return WorkstationCommandRequested(
+        request_id=uuid.uuid4(),
+        subject=subject,
+        action=action,  # type: ignore[arg-type]
+        deadline=utcnow() + timedelta(seconds=30),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+async def test_admin_ends_one_session_by_id(backend: FakeSessions) -> None:
+    order = admin("logoff", Subject(user_id="bob"), session_id="2")
+    result = await handle_admin(order, host=HOST, backend=backend, policy=POLICY)
+    [step] = result.steps
+    assert (step.action, step.outcome, step.detail) == (
+        "logoff",
+        Outcome.SUCCEEDED,
+        "logoff of session 2",
+    )
+    assert backend.calls == [("logoff", 2)]
+    again = await handle_admin(order, host=HOST, backend=backend, policy=POLICY)
+    assert again.steps[0].outcome is Outcome.NOT_FOUND
+    assert again.steps[0].detail == f"no session 2 on {HOST}"
+
+
+async def test_admin_suspends_a_users_sessions(backend: FakeSessions) -> None:
+    result = await handle_admin(
+        admin("disconnect", ALICE), host=HOST, backend=backend, policy=POLICY
+    )
+    [step] = result.steps
+    assert step.action == "disconnect" and step.outcome is Outcome.SUCCEEDED
+    assert backend.calls == [("disconnect", 1), ("disconnect", 3)]
+    assert {s.state for s in backend.sessions.values() if s.user != "bob"} == {"disconnected"}
+
+
+async def test_admin_ends_every_session_of_the_host(backend: FakeSessions) -> None:
+    order = admin("logoff", Subject(user_id="*"), all_sessions=True)
+    result = await handle_admin(order, host=HOST, backend=backend, policy=POLICY)
+    assert result.steps[0].detail == "logoff of sessions 1, 2, 3"
+    assert backend.sessions == {}
 
 
 async def test_no_session_is_not_found(backend: FakeSessions) -> None:

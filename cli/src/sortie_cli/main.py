@@ -1,7 +1,8 @@
 """`sortie`: run the stack, submit a logout, follow a request.
 
 Exit codes a script can rely on: 0 completed (or OK), 1 error (HTTP, connection),
-2 usage, 3 partial, 4 failed, 5 cancelled, 6 still running when --wait gave up.
+2 usage, 3 partial, 4 failed, 5 cancelled, 6 still running when --wait gave up,
+7 `offboard --csv`: some rows were refused (see the results file).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from . import agent_acl, offboard
 from .render import Painter, render_request
 from .stack import Stack, StackError, load_stack_file
 
@@ -301,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     reqs.add_argument("--status", help="only this status")
     reqs.add_argument("--limit", type=int, default=20)
     reqs.set_defaults(func=cmd_requests)
+    offboard.add_parser(sub)
+    agent_acl.add_parser(sub).set_defaults(func=lambda a: agent_acl.cmd_agent_acl(a, _workdir(a)))
     return parser
 
 

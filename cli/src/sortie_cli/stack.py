@@ -169,6 +169,9 @@ class Stack:
             if not configured.get(setting):
                 sims[sim] = free_port()
         sim_url = {name: f"http://127.0.0.1:{port}" for name, port in sims.items()}
+        if self.api_port == 0 or not port_is_free(self.api_port):
+            self.api_port = free_port()
+        api = f"http://127.0.0.1:{self.api_port}"
         ready_path = {
             "graph": "/_sim/stats",
             "cas": "/_sim/tickets",
@@ -181,6 +184,9 @@ class Stack:
                 if name == "cas" and "entapps" in sim_url
                 else []
             )
+            if name == "entapps":
+                # Its oidc_bcl apps verify logout tokens against the orchestrator's JWKS.
+                extra = ["--jwks-url", f"{api}/.well-known/jwks.json"]
             procs.append(
                 self._py(
                     f"sim-{name}",
@@ -191,9 +197,6 @@ class Stack:
             )
             self.urls[f"sim_{name}"] = sim_url[name]
 
-        if self.api_port == 0 or not port_is_free(self.api_port):
-            self.api_port = free_port()
-        api = f"http://127.0.0.1:{self.api_port}"
         self.urls["api"] = api
         common = {"SORTIE_REDIS_URL": self.redis_url}
         procs.append(
@@ -222,6 +225,9 @@ class Stack:
         ent_env = {"SORTIE_ENT_HTTP_PORT": str(ent_port), **common}
         if "cas" in sim_url:
             ent_env["SORTIE_ENT_CAS_URL"] = sim_url["cas"] + "/cas"
+        if not configured.get("SORTIE_ENT_OIDC_SIGNING_KEY_PATH"):
+            ent_env["SORTIE_ENT_OIDC_SIGNING_KEY_PATH"] = str(self._oidc_signing_key())
+            ent_env["SORTIE_ENT_OIDC_ISSUER"] = api
         if "entapps" in sim_url:
             ent_env["SORTIE_ENT_REGISTRY_PATH"] = str(self._demo_registry(sim_url["entapps"]))
             # The demo `http` application accepts any bearer token.
@@ -253,6 +259,18 @@ class Stack:
         self.procs = procs
         return procs
 
+    def _oidc_signing_key(self) -> Path:
+        """The ENT worker's logout-token signing key, made once per workdir (owner-only)."""
+        from sortie_ent.oidc import generate_key_pem
+
+        path = self.workdir / "ent-oidc-signing-key.pem"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(generate_key_pem())
+        return path
+
     def _demo_registry(self, entapps_url: str) -> Path:
         from sortie_simulators.demo import DEMO_APPS
 
@@ -267,6 +285,11 @@ class Stack:
                     method="POST",
                     body_template='{"user": "{cas_username}"}',
                     token_env="SORTIE_DEMO_APP_TOKEN",
+                )
+            elif protocol == "oidc_bcl":
+                app.update(
+                    client_id=name,
+                    backchannel_logout_uri=f"{entapps_url}/{name}/oidc/backchannel-logout",
                 )
             apps.append(app)
         path = self.workdir / "ent-registry.yaml"

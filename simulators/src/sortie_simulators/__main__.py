@@ -41,6 +41,13 @@ def _app_spec(text: str) -> tuple[str, str]:
     return name, protocol
 
 
+def _client_id_spec(text: str) -> tuple[str, str]:
+    name, sep, client_id = text.partition("=")
+    if not sep or not entapps.APP_NAME.fullmatch(name) or not client_id:
+        raise argparse.ArgumentTypeError("expected NAME=CLIENT_ID")
+    return name, client_id
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sortie_simulators", description="Run one of Sortie's protocol simulators."
@@ -121,6 +128,25 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="this application answers 503 (repeatable)",
     )
+    e.add_argument(
+        "--jwks-url",
+        default=None,
+        help="oidc_bcl apps verify logout tokens against this JWKS (default: not verified)",
+    )
+    e.add_argument(
+        "--oidc-issuer",
+        default=None,
+        help="the `iss` they expect (default: the JWKS URL without /.well-known/jwks.json)",
+    )
+    e.add_argument(
+        "--client-id",
+        dest="client_ids",
+        action="append",
+        type=_client_id_spec,
+        default=[],
+        metavar="NAME=CLIENT_ID",
+        help="the `aud` an oidc_bcl app expects (default: its name; repeatable)",
+    )
 
     w = add("workstations", "workstation session backend for many hosts")
     w.add_argument(
@@ -150,6 +176,9 @@ def build_app(args: argparse.Namespace) -> Any:
             seed_demo=args.seed_demo,
             latency_ms=args.latency_ms,
             fail_apps=args.fail_apps,
+            jwks_url=args.jwks_url,
+            oidc_issuer=args.oidc_issuer,
+            client_ids=dict(args.client_ids),
         ),
         "workstations": lambda: workstations.create_app(
             seed_demo=args.seed_demo, hosts=args.hosts, latency_ms=args.latency_ms

@@ -7,6 +7,8 @@ Each application speaks one logout protocol:
   200 to any well-formed request, known ticket or not, as CAS clients do.
 * `oidc_bcl`: OpenID Connect back-channel logout, `POST /<app>/oidc/backchannel-logout`
   with the form field `logout_token`; ends the sessions of `sub` (and the one of `sid`).
+  With a JWKS URL (`--jwks-url`), the token must also be signed by a key of that JWKS and
+  carry the expected `iss`, `aud` (the app's client id, by default its name), `iat`, `exp`.
 * `http`: `POST /<app>/api/logout` with JSON `{"user": ...}` and a bearer token; 204 even
   when the user had no session (logout is idempotent).
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -29,6 +31,7 @@ from fastapi.responses import JSONResponse, Response
 from .common import FormError, bearer_token, iso_us, read_form, sleep_ms, stamp, utc_now
 from .demo import ALICE, DEMO_APPS, DEMO_SERVICE_TICKETS
 from .entapps_admin import add_admin_routes
+from .entapps_oidc import LogoutTokenVerifier
 from .logout_messages import InvalidLogoutMessage, parse_logout_request, parse_logout_token
 
 PROTOCOLS = ("cas_slo", "oidc_bcl", "http")
@@ -156,8 +159,13 @@ def create_app(
     seed_demo: bool = False,
     latency_ms: float = 0.0,
     fail_apps: Iterable[str] = (),
+    jwks_url: str | None = None,
+    oidc_issuer: str | None = None,
+    client_ids: Mapping[str, str] | None = None,
 ) -> FastAPI:
     sim = EntAppsSimulator(latency_ms=latency_ms, fail_apps=fail_apps)
+    verifier = LogoutTokenVerifier(jwks_url, issuer=oidc_issuer) if jwks_url else None
+    audiences = dict(client_ids or {})
     for name, protocol in apps:
         sim.add_app(name, protocol)
     if seed_demo:
@@ -218,6 +226,10 @@ def create_app(
             if not form.get("logout_token"):
                 raise InvalidLogoutMessage("form field logout_token is missing")
             token = parse_logout_token(form["logout_token"])
+            if verifier is not None:
+                await verifier.verify(
+                    form["logout_token"], audience=audiences.get(app.name, app.name)
+                )
         except (FormError, InvalidLogoutMessage) as exc:
             status = exc.status if isinstance(exc, FormError) else 400
             sim.record(app.name, app.protocol, accepted=False, reason=str(exc))

@@ -5,8 +5,8 @@ batching, `POST /v1.0/$batch` (https://learn.microsoft.com/en-us/graph/json-batc
 `{id}` is an object id, a userPrincipalName or a mail address, case-insensitive.
 
 Faults, settable at start and at run time (`POST /_sim/config`): latency on every /v1.0
-call, a fraction of operations answered 503, and a token bucket over writes (PATCH and
-revoke, counted per batch item) answering 429 with `Retry-After`
+call, a fraction of operations answered 503, and a token bucket per app (bearer token) over
+writes (PATCH and revoke, counted per batch item) answering 429 with `Retry-After`
 (https://learn.microsoft.com/en-us/graph/throttling). Inside a batch, the error rate and
 the throttle apply to each item, as Graph does; latency and auth apply to the envelope.
 
@@ -22,6 +22,7 @@ import base64
 import binascii
 import json
 import random
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from .common import (
 )
 from .demo import DEMO_USERS
 from .graph_admin import add_admin_routes
+from .graph_exchange import add_exchange_routes
 from .graph_model import (
     GRAPH_METADATA,
     PATCHABLE,
@@ -57,6 +59,22 @@ from .graph_model import (
 )
 
 MAX_BATCH = 20
+FILTER_RE = re.compile(r"(mail|userPrincipalName) eq '((?:[^']|'')*)'")
+
+
+def needed_permissions(method: str, revoke: bool, body: Any) -> list[str]:
+    """The least application permission for each of the writes Sortie makes."""
+    if method == "GET":
+        return ["User.Read.All"]
+    if revoke:
+        return ["User.RevokeSessions.All"]
+    names = body.keys() if isinstance(body, dict) else ()
+    needed = []
+    if "accountEnabled" in names:
+        needed.append("User.EnableDisableAccount.All")
+    if "passwordProfile" in names:
+        needed.append("User-PasswordProfile.ReadWrite.All")
+    return needed
 
 
 @dataclass
@@ -91,7 +109,10 @@ class GraphSimulator:
         self.clock = clock
         self.rng = rng or random.Random()
         self.config = GraphConfig()
-        self.bucket: TokenBucket | None = None
+        # Graph throttles per app (and tenant): one bucket per bearer token.
+        self.buckets: dict[str, TokenBucket] = {}
+        # Application permissions the app was not granted: calls needing one answer 403.
+        self.missing_permissions: frozenset[str] = frozenset()
         self.configure(**vars(config or GraphConfig()))
 
     def configure(
@@ -111,7 +132,7 @@ class GraphSimulator:
         if throttle_writes_per_s is not None or reset_throttle:
             rate = throttle_writes_per_s or None
             self.config.throttle_writes_per_s = rate
-            self.bucket = TokenBucket(rate, self.clock) if rate else None
+            self.buckets.clear()
 
     # -- users ----------------------------------------------------------------------------
     def add_user(
@@ -150,7 +171,9 @@ class GraphSimulator:
         return self.users.get(object_id) if object_id else None
 
     # -- operations -----------------------------------------------------------------------
-    def execute_url(self, method: str, url: str, body: Any, body_error: str | None = None) -> Reply:
+    def execute_url(
+        self, method: str, url: str, body: Any, body_error: str | None = None, app: str = ""
+    ) -> Reply:
         """Run one operation given a URL relative to /v1.0 (a batch item's `url`)."""
         parts = urlsplit(url)
         path = parts.path
@@ -160,7 +183,7 @@ class GraphSimulator:
                 break
         segments = [unquote(s) for s in path.strip("/").split("/")]
         query = dict(parse_qsl(parts.query))
-        return self.execute(method, segments, body, query=query, body_error=body_error)
+        return self.execute(method, segments, body, query=query, body_error=body_error, app=app)
 
     def execute(
         self,
@@ -170,8 +193,10 @@ class GraphSimulator:
         *,
         query: dict[str, str] | None = None,
         body_error: str | None = None,
+        app: str = "",
     ) -> Reply:
-        """Run one operation: error injection, routing, throttling, then the operation."""
+        """Run one operation: error injection, routing, throttling, then the operation.
+        `app` is the caller's bearer token: each app has its own write budget."""
         self.stats.requests += 1
         if self.config.error_rate > 0 and self.rng.random() < self.config.error_rate:
             self.stats.errors += 1
@@ -182,6 +207,8 @@ class GraphSimulator:
                 {"Retry-After": "1"},
             )
         method = method.upper()
+        if segments == ["users"] and method == "GET":
+            return self._list(query or {})
         if len(segments) < 2 or segments[0] != "users" or len(segments) > 3:
             return bad_request(f"Resource not found for the segment '{segments[0]}'.", "BadRequest")
         key = segments[1]
@@ -191,8 +218,12 @@ class GraphSimulator:
         if method not in allowed:
             return graph_error(405, "Request_BadRequest", f"Method {method} is not allowed here.")
         write = method != "GET"
-        if write and self.bucket is not None:
-            wait = self.bucket.take()
+        rate = self.config.throttle_writes_per_s
+        if write and rate:
+            bucket = self.buckets.get(app)
+            if bucket is None:
+                bucket = self.buckets[app] = TokenBucket(rate, self.clock)
+            wait = bucket.take()
             if wait is not None:
                 self.stats.throttled += 1
                 return graph_error(
@@ -203,6 +234,9 @@ class GraphSimulator:
                 )
         if body_error is not None and method == "PATCH":
             return bad_request(body_error, "BadRequest")
+        denied = self._denied(method, len(segments) == 3, body)
+        if denied is not None:
+            return denied
         user = self.find(key)
         if user is None:
             return not_found(key)
@@ -212,6 +246,43 @@ class GraphSimulator:
         if reply.status < 300:
             self.stats.writes += 1
         return reply
+
+    def _denied(self, method: str, revoke: bool, body: Any) -> Reply | None:
+        """403 when the app lacks a permission the call needs
+        (https://learn.microsoft.com/graph/api/user-update#permissions)."""
+        missing = self.missing_permissions
+        if not missing:
+            return None
+        if set(needed_permissions(method, revoke, body)) & missing:
+            return graph_error(
+                403,
+                "Authorization_RequestDenied",
+                "Insufficient privileges to complete the operation.",
+            )
+        return None
+
+    def _list(self, query: dict[str, str]) -> Reply:
+        """`GET /users?$filter=mail eq '…'` (or userPrincipalName), the lookups Sortie makes."""
+        flt = query.get("$filter")
+        if flt is None:
+            found = list(self.users.values())
+        else:
+            match = FILTER_RE.fullmatch(flt.strip())
+            if match is None:
+                return bad_request(f"Unsupported or invalid query filter clause: {flt[:100]}")
+            prop, literal = match.group(1), match.group(2).replace("''", "'").lower()
+            attr = "mail" if prop == "mail" else "user_principal_name"
+            found = [u for u in self.users.values() if (getattr(u, attr) or "").lower() == literal]
+        top = query.get("$top")
+        if top is not None:
+            if not top.isdigit() or not 1 <= int(top) <= 999:
+                return bad_request(f"Invalid page size specified: '{top[:20]}'.")
+            found = found[: int(top)]
+        select = query.get("$select")
+        views = [select_properties(u.graph_view(), select) for u in found]
+        for view in views:
+            view.pop("@odata.context", None)
+        return Reply(200, {"@odata.context": f"{GRAPH_METADATA}#users", "value": views})
 
     def _patch(self, user: GraphUser, body: Any) -> Reply:
         if body is None:
@@ -335,11 +406,13 @@ def create_app(
     app = FastAPI(title="Sortie Microsoft Graph simulator", docs_url="/_sim/docs")
     app.state.sim = sim
     add_admin_routes(app, sim)
+    add_exchange_routes(app, sim)
 
     @app.post("/v1.0/$batch")
     async def batch(request: Request) -> Response:
         await sleep_ms(sim.config.latency_ms)
-        if bearer_token(request) is None:
+        app = bearer_token(request)
+        if app is None:
             return _response(_unauthorized(), request)
         payload, problem = _json_body(await request.body())
         items = _check_batch(payload) if problem is None else problem
@@ -348,7 +421,7 @@ def create_app(
         responses = []
         for item in items:
             body, body_error = _item_body(item)
-            reply = sim.execute_url(item["method"], item["url"], body, body_error)
+            reply = sim.execute_url(item["method"], item["url"], body, body_error, app)
             headers = {"Content-Type": "application/json"} if reply.body is not None else {}
             headers.update(reply.headers)
             responses.append(
@@ -359,12 +432,15 @@ def create_app(
     @app.api_route("/v1.0/{path:path}", methods=["GET", "POST", "PATCH", "PUT", "DELETE"])
     async def operation(path: str, request: Request) -> Response:
         await sleep_ms(sim.config.latency_ms)
-        if bearer_token(request) is None:
+        app = bearer_token(request)
+        if app is None:
             return _response(_unauthorized(), request)
         body, body_error = _json_body(await request.body())
         segments = path.strip("/").split("/")
         query = dict(request.query_params)
-        reply = sim.execute(request.method, segments, body, query=query, body_error=body_error)
+        reply = sim.execute(
+            request.method, segments, body, query=query, body_error=body_error, app=app
+        )
         return _response(reply, request)
 
     return app

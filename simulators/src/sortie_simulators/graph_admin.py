@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
@@ -47,12 +47,23 @@ class ConfigUpdate(BaseModel):
     latency_ms: float | None = Field(default=None, ge=0, le=600_000)
     error_rate: float | None = Field(default=None, ge=0, le=1)
     throttle_writes_per_s: float | None = Field(default=None, ge=0)
+    missing_permissions: list[Annotated[str, Field(pattern=r"^[A-Za-z.-]{1,80}$")]] | None = Field(
+        default=None, max_length=20
+    )
 
 
 class PasswordCheck(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     password: str
+
+
+class Permissions(BaseModel):
+    """Application permissions the app lacks: calls that need one answer 403."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    missing: list[Annotated[str, Field(pattern=r"^[A-Za-z.-]{1,80}$")]] = Field(max_length=20)
 
 
 def add_admin_routes(app: FastAPI, sim: GraphSimulator) -> None:
@@ -117,6 +128,11 @@ def add_admin_routes(app: FastAPI, sim: GraphSimulator) -> None:
     async def reset_stats() -> dict[str, int]:
         sim.stats.requests = sim.stats.writes = sim.stats.throttled = sim.stats.errors = 0
         return asdict(sim.stats)
+
+    @app.post("/_sim/permissions")
+    async def set_permissions(update: Permissions) -> dict[str, list[str]]:
+        sim.missing_permissions = frozenset(update.missing)
+        return {"missing": sorted(sim.missing_permissions)}
 
     @app.get("/_sim/config")
     async def get_config() -> dict[str, Any]:

@@ -17,6 +17,16 @@ GRAPH_METADATA = "https://graph.microsoft.com/v1.0/$metadata"
 MIN_PASSWORD_LENGTH = 8
 # Only "not plaintext" matters in a simulator; few rounds keep bulk resets fast.
 PBKDF2_ROUNDS = 1_000
+# Set-CASMailbox's protocol switches, all on for a new mailbox.
+MAILBOX_PROTOCOLS = (
+    "OWAEnabled",
+    "ActiveSyncEnabled",
+    "MAPIEnabled",
+    "EwsEnabled",
+    "PopEnabled",
+    "ImapEnabled",
+    "OutlookMobileEnabled",
+)
 PATCHABLE = frozenset({"accountEnabled", "passwordProfile"})
 PASSWORD_PROFILE_FIELDS = frozenset(
     {"password", "forceChangePasswordNextSignIn", "forceChangePasswordNextSignInWithMfa"}
@@ -96,6 +106,9 @@ class GraphUser:
     password_changed_at: datetime | None = None
     force_change: bool = False
     force_change_mfa: bool = False
+    cas_mailbox: dict[str, bool] = field(
+        default_factory=lambda: dict.fromkeys(MAILBOX_PROTOCOLS, True)
+    )
 
     def graph_view(self) -> dict[str, Any]:
         changed = self.password_changed_at or self.created_at
@@ -126,6 +139,7 @@ class GraphUser:
             "password_changed_at": iso_us(changed) if changed else None,
             "force_change": self.force_change,
             "force_change_mfa": self.force_change_mfa,
+            "cas_mailbox": dict(self.cas_mailbox),
             "created_at": iso_us(self.created_at),
         }
 

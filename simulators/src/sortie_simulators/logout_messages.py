@@ -3,8 +3,9 @@
 * CAS single logout: a SAML 2 `LogoutRequest` whose `SessionIndex` is the service ticket
   (https://apereo.github.io/cas/development/installation/Logout-Single-Signout.html).
 * OpenID Connect Back-Channel Logout 1.0: a `logout_token` JWT
-  (https://openid.net/specs/openid-connect-backchannel-1_0.html#LogoutToken). The
-  signature is not verified yet; the claims are checked as section 2.6 says.
+  (https://openid.net/specs/openid-connect-backchannel-1_0.html#LogoutToken). Its
+  structure and claims are checked here as section 2.6 says; the signature, `iss`, `aud`
+  and times by `entapps_oidc` when the simulator knows the issuer's JWKS.
 """
 
 from __future__ import annotations

@@ -91,6 +91,9 @@ class Subscription:
     # Called with the decoded event (when it could be decoded) after dead-lettering.
     on_deadletter: DeadLetterHook | None = None
     dedupe: bool = True
+    # Dedupe keys are `<prefix>:<event_id>`, by default `sortie:seen:<group>`; a
+    # workstation agent uses one per host so its Redis ACL can be limited to its own keys.
+    dedupe_prefix: str | None = None
 
 
 @dataclass(slots=True)
@@ -218,7 +221,7 @@ class Consumers:
                 f"delivered {deliveries} times (limit {self.max_deliveries})",
             )
             return
-        seen_key = f"sortie:seen:{sub.group}:{event.event_id}"
+        seen_key = f"{sub.dedupe_prefix or f'sortie:seen:{sub.group}'}:{event.event_id}"
         if sub.dedupe and await self.redis.exists(seen_key):
             await self.redis.xack(sub.stream, sub.group, entry_id)
             return

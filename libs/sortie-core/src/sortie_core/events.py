@@ -54,6 +54,8 @@ GOOD_OUTCOMES = frozenset({Outcome.SUCCEEDED, Outcome.NOT_FOUND, Outcome.SKIPPED
 class Kind(StrEnum):
     LOGOUT = "logout"
     OFFBOARD = "offboard"
+    # An administrator's action on workstation sessions (no SSO phase).
+    WORKSTATION_ADMIN = "workstation_admin"
 
 
 class M365Action(StrEnum):
@@ -130,6 +132,19 @@ class OffboardRequested(Envelope):
 
     def wants(self, action: str) -> bool:
         return not self.actions or action in self.actions
+
+
+class WorkstationCommandRequested(Envelope):
+    """An administrator's order to one host: end (`logoff`) or suspend (`disconnect`) one
+    session, the sessions of `subject`, or, with `all_sessions`, every session there."""
+
+    type: Literal["workstation.command.requested"] = "workstation.command.requested"
+    action: Literal["logoff", "disconnect"]
+    session_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,32}$")] | None = None
+    all_sessions: bool = False
+    reason: ShortText = "administrator"
+    requested_by: ShortText = "unknown"
+    deadline: AwareDatetime
 
 
 class StepError(Frozen):
@@ -216,6 +231,7 @@ class DeadLettered(Frozen):
 Event = Annotated[
     LogoutRequested
     | OffboardRequested
+    | WorkstationCommandRequested
     | RevocationCompleted
     | SsoLogoutRequested
     | SsoLogoutCompleted

@@ -67,3 +67,8 @@ AGENTS_ONLINE = Gauge(
     "Workstation agents whose heartbeat is current",
     registry=REGISTRY,
 )
+REQUESTS_OVERDUE = Gauge(
+    "sortie_requests_overdue",
+    "Unfinished requests whose deadline passed more than a grace period ago (read from Redis)",
+    registry=REGISTRY,
+)

@@ -26,12 +26,25 @@ def agent_key(host: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """One session as the agent saw it, for the administrator's station view."""
+
+    id: str
+    user: str
+    state: str
+    station: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PresenceRecord:
     host: str
     version: str
     users: frozenset[str]
     heartbeat_at: float
     heartbeat_s: float
+    # The host's group (a classroom), and its sessions; absent from older agents' records.
+    group: str | None = None
+    sessions: tuple[SessionInfo, ...] = ()
 
     def is_live(self, now: float | None = None) -> bool:
         now = time.time() if now is None else now
@@ -49,6 +62,10 @@ async def write_presence(redis: Redis, record: PresenceRecord) -> None:
                 "users": json.dumps(sorted(u.lower() for u in record.users)),
                 "heartbeat_at": repr(record.heartbeat_at),
                 "heartbeat_s": repr(record.heartbeat_s),
+                "group": record.group or "",
+                "sessions": json.dumps(
+                    [[s.id, s.user, s.state, s.station] for s in record.sessions[:500]]
+                ),
             },
         )
         pipe.expire(key, max(60, int(record.heartbeat_s * EXPIRE_FACTOR)))
@@ -65,8 +82,13 @@ def parse_presence(raw: dict[bytes, bytes]) -> PresenceRecord | None:
             users=frozenset(json.loads(raw[b"users"])),
             heartbeat_at=float(raw[b"heartbeat_at"]),
             heartbeat_s=float(raw[b"heartbeat_s"]),
+            group=raw.get(b"group", b"").decode() or None,
+            sessions=tuple(
+                SessionInfo(str(i), str(u), str(st), None if sn is None else str(sn))
+                for i, u, st, sn in json.loads(raw.get(b"sessions", b"[]"))
+            ),
         )
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, TypeError):
         return None
 
 

@@ -159,7 +159,31 @@ async def cancel_tasks(tasks: Sequence[asyncio.Future[Any]], timeout: float = 10
 
 
 class _QuietServer(uvicorn.Server):
-    """uvicorn without its own signal handling: `run_worker` owns SIGTERM/SIGINT."""
+    """uvicorn without its own signal handling: `run_worker` owns SIGTERM/SIGINT.
+    uvicorn also wakes ten times a second to look at `should_exit`; here the loop sleeps
+    until it is set (or a second passed, for the `Date` header), so an idle process idles."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        self._exit = asyncio.Event()
+        super().__init__(config)
+
+    @property  # type: ignore[override]
+    def should_exit(self) -> bool:
+        return self._exit.is_set()
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        if value:
+            self._exit.set()
+        else:
+            self._exit.clear()
+
+    async def main_loop(self) -> None:
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 10) % 864000  # on_tick refreshes `Date` on multiples of 10
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._exit.wait(), 1.0)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

@@ -19,13 +19,15 @@ from sortie_core.events import (
     SsoLogoutCompleted,
     SsoLogoutRequested,
 )
+from sortie_core.jwks import publish_signing_key
 from sortie_core.runtime import WorkerParts
 from sortie_core.steps import RetryPolicy
 
 from . import handlers
 from .adapters import AppLogout, SsoSessions
 from .adapters.http import CasRestSessions, HttpAppLogout
-from .registry import Registry, load_registry
+from .oidc import LogoutTokenSigner
+from .registry import AppProtocol, Registry, load_registry
 from .settings import EntSettings
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,16 @@ def read_registry(settings: EntSettings) -> Registry:
     return load_registry(settings.registry_path)
 
 
+def make_signer(settings: EntSettings) -> LogoutTokenSigner | None:
+    if settings.oidc_signing_key_path is None:
+        return None
+    return LogoutTokenSigner.from_file(
+        settings.oidc_signing_key_path,
+        issuer=settings.oidc_issuer,
+        ttl_s=settings.oidc_token_ttl_s,
+    )
+
+
 def app_tokens(registry: Registry, environ: Mapping[str, str]) -> dict[str, SecretStr]:
     tokens: dict[str, SecretStr] = {}
     for app in registry.applications:
@@ -69,6 +81,7 @@ def make_build(
     registry: Registry | None = None,
     apps: AppLogout | None = None,
     sso: SsoSessions | None = None,
+    signer: LogoutTokenSigner | None = None,
 ) -> Build:
     """Keyword arguments replace what settings would build (tests pass fakes)."""
 
@@ -83,6 +96,14 @@ def make_build(
         )
         policy = retry_policy(settings)
         log.info("application registry: %d applications", len(reg.applications))
+        token_signer = signer or make_signer(settings)
+        if token_signer is not None:
+            await publish_signing_key(
+                redis, token_signer.public_jwk, grace_s=settings.oidc_key_grace_s
+            )
+            log.info("OIDC logout tokens signed with key %s", token_signer.kid)
+        elif reg.applications and any(a.protocol is AppProtocol.OIDC_BCL for a in reg.applications):
+            log.warning("no OIDC signing key: oidc_bcl applications will be skipped")
 
         async def on_logout(event: LogoutRequested, _: Delivery) -> None:
             result = await handlers.handle_logout(
@@ -92,6 +113,7 @@ def make_build(
                 policy=policy,
                 concurrency=settings.app_concurrency,
                 default_timeout_s=settings.app_timeout_s,
+                signer=token_signer,
             )
             if result is not None:
                 await publish(redis, streams.REVOCATION_COMPLETED, result)
@@ -104,6 +126,7 @@ def make_build(
                 policy=policy,
                 concurrency=settings.app_concurrency,
                 default_timeout_s=settings.app_timeout_s,
+                signer=token_signer,
             )
             await publish(redis, streams.REVOCATION_COMPLETED, result)
 

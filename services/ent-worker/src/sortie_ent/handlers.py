@@ -33,6 +33,7 @@ from sortie_core.metrics import REVOCATION_DURATION
 from sortie_core.steps import RetryPolicy, run_step, skipped
 
 from .adapters import AppLogout, SsoSessions
+from .oidc import LogoutTokenSigner
 from .registry import UNREGISTERED, Application, AppProtocol, Registry, url_host
 from .slo import logout_request
 
@@ -48,7 +49,7 @@ APP_LOGOUT = "app_logout"
 class StepKind(StrEnum):
     SLO = "slo"  # CAS single logout, one message per service ticket
     IDENTITY = "identity"  # an `http` application's logout endpoint
-    OIDC_BCL = "oidc_bcl"  # not implemented yet
+    OIDC_BCL = "oidc_bcl"  # a signed logout token to the back-channel logout URI
     REFUSED = "refused"  # service URLs outside the registry
 
 
@@ -166,6 +167,22 @@ def _slo_body(
     return body
 
 
+def _bcl_body(
+    apps: AppLogout,
+    app: Application,
+    subject: Subject,
+    signer: LogoutTokenSigner,
+    timeout_s: float,
+) -> Body:
+    async def body() -> str | None:
+        # A fresh token (new jti, iat) on every attempt.
+        token = signer.sign(app.audience, sub=subject.sso_username)
+        await apps.backchannel_logout(app, token, timeout_s=timeout_s)
+        return "logout token delivered"
+
+    return body
+
+
 async def _refuse(hosts: Sequence[str]) -> str | None:
     raise RefusedError(
         "service URL outside the application registry, not called (host: "
@@ -182,16 +199,22 @@ async def _execute(
     apps: AppLogout,
     policy: RetryPolicy,
     default_timeout_s: float,
+    signer: LogoutTokenSigner | None = None,
 ) -> StepResult:
     if step.kind is StepKind.REFUSED:
         hosts = step.refused_hosts
         return await run_step(SERVICE, step.action, lambda: _refuse(hosts), policy)
     assert step.app is not None
     app = step.app
-    if step.kind is StepKind.OIDC_BCL:
-        return skipped(step.action, "OpenID Connect back-channel logout: not implemented yet")
     timeout_s = app.timeout_s or default_timeout_s
-    if step.kind is StepKind.SLO:
+    if step.kind is StepKind.OIDC_BCL:
+        if signer is None:
+            return skipped(
+                step.action,
+                "no OIDC signing key configured (SORTIE_ENT_OIDC_SIGNING_KEY_PATH)",
+            )
+        body = _bcl_body(apps, app, subject, signer, timeout_s)
+    elif step.kind is StepKind.SLO:
         body = _slo_body(apps, app, subject, step.tickets, timeout_s)
     else:
 
@@ -210,6 +233,7 @@ async def _run_plan(
     policy: RetryPolicy,
     concurrency: int,
     default_timeout_s: float,
+    signer: LogoutTokenSigner | None = None,
 ) -> tuple[StepResult, ...]:
     slots = asyncio.Semaphore(concurrency)
 
@@ -221,6 +245,7 @@ async def _run_plan(
                 apps=apps,
                 policy=policy,
                 default_timeout_s=default_timeout_s,
+                signer=signer,
             )
 
     return tuple(await asyncio.gather(*(one(s) for s in plan)))
@@ -238,6 +263,7 @@ async def handle_logout(
     policy: RetryPolicy,
     concurrency: int = 8,
     default_timeout_s: float = 10.0,
+    signer: LogoutTokenSigner | None = None,
 ) -> RevocationCompleted | None:
     if Target.ENT not in event.targets:
         return None
@@ -248,6 +274,7 @@ async def handle_logout(
         policy=policy,
         concurrency=concurrency,
         default_timeout_s=default_timeout_s,
+        signer=signer,
     )
     log.info("request %s: ent logout %s", event.request_id, _summary(steps))
     return RevocationCompleted(
@@ -263,6 +290,7 @@ async def handle_offboard(
     policy: RetryPolicy,
     concurrency: int = 8,
     default_timeout_s: float = 10.0,
+    signer: LogoutTokenSigner | None = None,
 ) -> RevocationCompleted:
     steps = await _run_plan(
         plan_offboard(event, registry),
@@ -271,6 +299,7 @@ async def handle_offboard(
         policy=policy,
         concurrency=concurrency,
         default_timeout_s=default_timeout_s,
+        signer=signer,
     )
     log.info("request %s: ent offboard %s", event.request_id, _summary(steps))
     return RevocationCompleted(

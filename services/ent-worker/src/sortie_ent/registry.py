@@ -29,7 +29,7 @@ HeaderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$"
 class AppProtocol(StrEnum):
     CAS_SLO = "cas_slo"  # SAML LogoutRequest POSTed to the service URL of each ticket
     HTTP = "http"  # a plain HTTP endpoint that logs a user out by identity
-    OIDC_BCL = "oidc_bcl"  # OpenID Connect Back-Channel Logout (a later issue)
+    OIDC_BCL = "oidc_bcl"  # a signed logout token POSTed to the back-channel logout URI
 
 
 def is_plain_http_url(url: str) -> bool:
@@ -71,6 +71,10 @@ class Application(BaseModel):
     body_template: str | None = None
     # Name of the environment variable holding a bearer token for this application.
     token_env: EnvName | None = None
+    # `oidc_bcl` only: where the logout token is POSTed, and the application's OpenID
+    # Connect client id (the token's `aud`).
+    backchannel_logout_uri: str | None = None
+    client_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
 
     _compiled: tuple[re.Pattern[str], ...] = PrivateAttr(default=())
 
@@ -110,6 +114,9 @@ class Application(BaseModel):
             if not is_plain_http_url(plain) or "{" in urlsplit(self.logout_url).netloc:
                 # Placeholders may fill the path or query, never the host.
                 raise ValueError(f"{self.name}: logout_url must be a plain http(s) URL")
+        uri = self.backchannel_logout_uri
+        if uri is not None and (not is_plain_http_url(uri) or "{" in uri):
+            raise ValueError(f"{self.name}: backchannel_logout_uri must be a plain http(s) URL")
         for text in (self.logout_url or "", self.body_template or ""):
             for found in _PLACEHOLDER_RE.findall(text):
                 if found not in PLACEHOLDERS:
@@ -125,6 +132,11 @@ class Application(BaseModel):
     @property
     def action(self) -> str:
         return f"app_logout:{self.name}"
+
+    @property
+    def audience(self) -> str:
+        """The logout token's `aud`: the client id, by default the application's name."""
+        return self.client_id or self.name
 
     @property
     def by_identity(self) -> bool:

@@ -28,3 +28,15 @@ class EntSettings(ServiceSettings):
     app_concurrency: int = Field(default=8, ge=1, le=256)
     # Time limit of one application's step, retries included, unless the registry sets one.
     app_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    # OpenID Connect back-channel logout: the PEM private key (EC P-256 or RSA) that signs
+    # logout tokens; its public key is published for the orchestrator's JWKS. Without it,
+    # `oidc_bcl` applications are reported skipped. To rotate: make a new key (for example
+    # `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out new.pem`), point
+    # this at it and restart every ENT worker within `oidc_key_grace_s`.
+    oidc_signing_key_path: Path | None = None
+    # The tokens' `iss`: the orchestrator's public base URL (JWKS at /.well-known/jwks.json).
+    oidc_issuer: str = "http://127.0.0.1:8080"
+    # Lifetime of a logout token (`exp - iat`).
+    oidc_token_ttl_s: float = Field(default=120.0, gt=0, le=3600)
+    # How long a replaced signing key stays published: >= the token lifetime plus skew.
+    oidc_key_grace_s: float = Field(default=300.0, gt=0)

@@ -10,12 +10,15 @@ from redis.asyncio import Redis
 from sortie_core import streams
 from sortie_core.broker import Delivery, Subscription, publish
 from sortie_core.events import DeadLettered, LogoutRequested, OffboardRequested
+from sortie_core.ratelimit import RedisRateLimiter
 from sortie_core.runtime import WorkerParts
 from sortie_core.steps import RetryPolicy
 
 from . import handlers
 from .adapters import M365Directory
-from .adapters.graph_http import GraphHttpDirectory
+from .adapters.credentials import credential_from
+from .adapters.exchange import ExchangeMailboxProtocols
+from .adapters.graph_sdk import GraphSdkDirectory, MailboxProtocols, graph_client
 from .settings import M365Settings
 
 SERVICE = "m365-worker"
@@ -31,13 +34,45 @@ def retry_policy(settings: M365Settings) -> RetryPolicy:
     )
 
 
+def graph_directory(settings: M365Settings, redis: Redis) -> GraphSdkDirectory:
+    """msgraph-sdk with the configured credential, the tenant's shared write budget and,
+    when configured, Exchange Online for mailbox protocols."""
+    credential = credential_from(settings)
+    client = graph_client(
+        settings.graph_url,
+        credential,
+        scope=settings.graph_scope,
+        timeout_s=settings.graph_timeout_s,
+    )
+    limiter = RedisRateLimiter(
+        redis, f"sortie:ratelimit:graph:{settings.tenant_key}", settings.tenant_writes_per_s
+    )
+    mailbox: MailboxProtocols | None = None
+    if settings.exchange_url:
+        mailbox = ExchangeMailboxProtocols(
+            settings.exchange_url,
+            settings.tenant_id or settings.tenant_key,
+            credential,
+            scope=settings.exchange_scope,
+            timeout_s=settings.graph_timeout_s,
+        )
+    return GraphSdkDirectory(
+        client,
+        credential=credential,
+        limiter=limiter,
+        concurrency=settings.graph_concurrency,
+        mailbox=mailbox,
+        batch_linger_s=(
+            settings.graph_batch_linger_ms / 1000 if settings.graph_batch_linger_ms else None
+        ),
+    )
+
+
 def make_build(settings: M365Settings, directory: M365Directory | None = None) -> Build:
     """`directory` replaces the Graph adapter (tests pass a fake)."""
 
     async def build(broker: RedisBroker, redis: Redis) -> WorkerParts:
-        m365 = directory or GraphHttpDirectory(
-            settings.graph_url, settings.graph_token, timeout_s=settings.graph_timeout_s
-        )
+        m365 = directory or graph_directory(settings, redis)
         policy = retry_policy(settings)
 
         async def on_logout(event: LogoutRequested, _: Delivery) -> None:

@@ -25,7 +25,7 @@ from sortie_core.events import (
 )
 from sortie_core.steps import RetryPolicy, run_step, skipped
 
-from .adapters import M365Directory
+from .adapters import M365Directory, M365User
 
 log = logging.getLogger(__name__)
 
@@ -48,22 +48,95 @@ def new_password(length: int = 40) -> SecretStr:
 
 
 def _step_body(
-    directory: M365Directory, action: M365Action, upn: str, password_length: int = 40
+    directory: M365Directory, action: M365Action, user: M365User, password_length: int = 40
 ) -> Callable[[], Awaitable[str | None]]:
     async def body() -> str | None:
         if action is M365Action.BLOCK_SIGN_IN:
-            await directory.block_sign_in(upn)
+            await directory.block_sign_in(user.id)
         elif action is M365Action.RESET_PASSWORD:
             # Made, sent and dropped inside this call: never logged, stored or published.
-            await directory.reset_password(upn, new_password(password_length))
+            await directory.reset_password(user.id, new_password(password_length))
             return "password replaced by a random one; change required at next sign-in"
         elif action is M365Action.REVOKE_SESSIONS:
-            await directory.revoke_sessions(upn)
+            await directory.revoke_sessions(user.id)
         else:
-            await directory.disable_mail_protocols(upn)
+            await directory.disable_mail_protocols(user.upn)
         return None
 
     return body
+
+
+# Entra B2B guests sign in at their home tenant: what lives there is out of our reach
+# (https://learn.microsoft.com/entra/external-id/user-properties).
+_GUEST_SKIPS = {
+    M365Action.REVOKE_SESSIONS: "guest account: its sessions belong to its home tenant; "
+    "revocation does not apply",
+    M365Action.RESET_PASSWORD: "guest account: it has no password in this tenant",
+    M365Action.DISABLE_MAIL_PROTOCOLS: "guest account: it has no mailbox in this tenant",
+}
+
+
+def _from_lookup(action: str, lookup: StepResult) -> StepResult:
+    detail = f"{lookup.detail} (user lookup)" if lookup.detail else "user lookup failed"
+    return StepResult(
+        action=action,
+        outcome=lookup.outcome,
+        attempts=lookup.attempts,
+        started_at=lookup.started_at,
+        finished_at=lookup.finished_at,
+        error=lookup.error,
+        detail=detail,
+    )
+
+
+async def _resolve(
+    directory: M365Directory, key: str, policy: RetryPolicy
+) -> tuple[M365User | None, StepResult]:
+    """Find the user (retried like a step); the lookup's result stands for every step
+    when it did not find one."""
+    found: list[M365User] = []
+
+    async def body() -> str | None:
+        found.append(await directory.find_user(key))
+        return None
+
+    lookup = await run_step(SERVICE, "find_user", body, policy)
+    return (found[-1] if found and lookup.outcome is Outcome.SUCCEEDED else None), lookup
+
+
+async def _run_actions(
+    actions: list[M365Action],
+    upn: str | None,
+    directory: M365Directory,
+    policy: RetryPolicy,
+    password_length: int,
+) -> list[StepResult]:
+    """Each action in order. A failed step does not stop the next ones (each still closes
+    a door); a user Graph does not know ends the calls."""
+    if not actions:
+        return []
+    if not upn:
+        return [skipped(a.value, NO_UPN) for a in actions]
+    user, lookup = await _resolve(directory, upn, policy)
+    if user is None:
+        return [_from_lookup(a.value, lookup) for a in actions]
+    steps: list[StepResult] = []
+    missing_since: str | None = None
+    for action in actions:
+        if user.guest and action in _GUEST_SKIPS:
+            steps.append(skipped(action.value, _GUEST_SKIPS[action]))
+        elif missing_since is not None:
+            steps.append(_not_found_after(action.value, missing_since))
+        else:
+            body = _step_body(directory, action, user, password_length)
+            step = await run_step(SERVICE, action.value, body, policy)
+            if (
+                step.outcome is Outcome.NOT_FOUND
+                and action is not M365Action.DISABLE_MAIL_PROTOCOLS
+            ):
+                missing_since = action.value
+            steps.append(step)
+    return steps
 
 
 def _not_found_after(action: str, earlier: str) -> StepResult:
@@ -83,17 +156,12 @@ async def handle_logout(
 ) -> RevocationCompleted | None:
     if Target.M365 not in event.targets:
         return None
-    action = M365Action.REVOKE_SESSIONS.value
-    upn = event.subject.upn
-    if not upn:
-        step = skipped(action, NO_UPN)
-    else:
-        step = await run_step(
-            SERVICE, action, _step_body(directory, M365Action.REVOKE_SESSIONS, upn), policy
-        )
-    log.info("request %s: m365 logout %s", event.request_id, step.outcome.value)
+    steps = await _run_actions(
+        [M365Action.REVOKE_SESSIONS], event.subject.upn, directory, policy, 40
+    )
+    log.info("request %s: m365 logout %s", event.request_id, steps[0].outcome.value)
     return RevocationCompleted(
-        service=SERVICE, request_id=event.request_id, subject=event.subject, steps=(step,)
+        service=SERVICE, request_id=event.request_id, subject=event.subject, steps=tuple(steps)
     )
 
 
@@ -104,25 +172,9 @@ async def handle_offboard(
     policy: RetryPolicy,
     password_length: int = 40,
 ) -> RevocationCompleted:
-    """The offboarding steps in the design's order. A failed step does not stop the next
-    ones (each still closes a door); a user Graph does not know ends the calls."""
-    upn = event.subject.upn
-    steps: list[StepResult] = []
-    missing_since: str | None = None
-    for action in OFFBOARD_M365_ORDER:
-        if not event.wants(action.value):
-            continue
-        if not upn:
-            steps.append(skipped(action.value, NO_UPN))
-        elif missing_since is not None:
-            steps.append(_not_found_after(action.value, missing_since))
-        else:
-            step = await run_step(
-                SERVICE, action.value, _step_body(directory, action, upn, password_length), policy
-            )
-            if step.outcome is Outcome.NOT_FOUND:
-                missing_since = action.value
-            steps.append(step)
+    """The offboarding steps the request wants, in the design's order."""
+    actions = [a for a in OFFBOARD_M365_ORDER if event.wants(a.value)]
+    steps = await _run_actions(actions, event.subject.upn, directory, policy, password_length)
     log.info(
         "request %s: m365 offboard %s",
         event.request_id,

@@ -16,8 +16,29 @@ class M365Settings(ServiceSettings):
     redis_url: SecretStr = redis_url_field("SORTIE_M365_")
     # Graph's root, without `/v1.0`; the default is the project's Graph simulator.
     graph_url: str = "http://127.0.0.1:8081"
-    # Bearer token for Graph. Empty: requests go without one (Graph answers 401).
+    # Token scope asked of Entra; the simulators ignore it.
+    graph_scope: str = "https://graph.microsoft.com/.default"
+    # App registration (real tenants): a client secret, or a certificate (PEM text or a path).
+    tenant_id: str = ""
+    client_id: str = ""
+    client_secret: SecretStr = SecretStr("")
+    certificate_pem: SecretStr = SecretStr("")
+    certificate_path: str = ""
+    certificate_password: SecretStr = SecretStr("")
+    # A fixed bearer token, for the simulators and tests only (no app registration set).
     graph_token: SecretStr = SecretStr("")
     graph_timeout_s: float = Field(default=10.0, gt=0)
+    # Writes per second for the whole tenant, shared by every replica through Redis. Graph
+    # allows about 3,000 identity writes per 150 s per app and tenant (20/s).
+    tenant_writes_per_s: float = Field(default=15.0, gt=0)
+    tenant_key: str = "default"
+    # Graph calls in flight at once in this process.
+    graph_concurrency: int = Field(default=32, ge=1, le=1024)
+    # Writes of concurrent users wait this long to share one `$batch` (0: no batching).
+    graph_batch_linger_ms: float = Field(default=20.0, ge=0, le=1000)
+    # Mailbox protocols through Exchange Online's admin API (InvokeCommand, Set-CASMailbox):
+    # off unless this URL is set (https://outlook.office365.com for a real tenant).
+    exchange_url: str = ""
+    exchange_scope: str = "https://outlook.office365.com/.default"
     # Length of the generated replacement password (Entra accepts up to 256).
     password_length: int = Field(default=40, ge=32, le=256)

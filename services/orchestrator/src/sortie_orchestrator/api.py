@@ -80,6 +80,14 @@ class OffboardIn(Strict):
     effective_at: AwareDatetime | None = None
     actions: Annotated[list[str], Field(max_length=20)] | None = None
 
+    @field_validator("effective_at", mode="before")
+    @classmethod
+    def _text_date(cls, value: object) -> object:
+        # A bare number would be read as seconds since 1970, i.e. "now": refuse it.
+        if value is not None and not isinstance(value, str | datetime):
+            raise ValueError("effective_at must be an ISO 8601 date-time with a time zone")
+        return value
+
     @field_validator("actions")
     @classmethod
     def _known(cls, value: list[str] | None) -> list[str] | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import uvicorn
@@ -14,15 +15,25 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from sortie_core import streams
 from sortie_core.events import Kind, utcnow
-from sortie_core.metrics import AGENTS_ONLINE, REGISTRY, REQUESTS_IN_FLIGHT
+from sortie_core.metrics import AGENTS_ONLINE, REGISTRY, REQUESTS_IN_FLIGHT, REQUESTS_OVERDUE
 from sortie_core.runtime import cancel_tasks, setup_logging
+from sortie_core.trim import trim_stream
 
-from . import api, handlers, problems
+from . import api, asyncapi, handlers, jwks, problems, scim, statuspage, workstations_api
 from .bootstrap import Wiring, bootstrap
+from .presence import AGENTS
+from .security import SecurityHeaders
 from .settings import OrchestratorSettings
+from .store import DEADLINES
 
 log = logging.getLogger(__name__)
+
+TRIM_EVERY_S = 60.0
+# The deadline loop fires a deadline within a poll interval; one still pending this long
+# after it passed means no replica is firing deadlines (alert SortieRequestsStuck).
+OVERDUE_GRACE_S = 30.0
 
 
 async def _deadline_loop(wiring: Wiring) -> None:
@@ -39,6 +50,20 @@ async def _deadline_loop(wiring: Wiring) -> None:
         await asyncio.sleep(interval)
 
 
+async def _trim_streams(wiring: Wiring) -> None:
+    now = time.monotonic()
+    if now - wiring.last_trim < TRIM_EVERY_S:
+        return
+    wiring.last_trim = now
+    retention = wiring.settings.stream_retention_days * 86400
+    members = await wiring.redis.smembers(AGENTS)  # type: ignore[misc]
+    hosts = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
+    names = [*streams.ALL_FIXED_STREAMS]
+    names += [streams.workstation_stream(h) for h in hosts if streams.valid_host(h)]
+    for name in names:
+        await trim_stream(wiring.redis, name, retention)
+
+
 async def _sweep_loop(wiring: Wiring) -> None:
     while True:
         try:
@@ -47,7 +72,13 @@ async def _sweep_loop(wiring: Wiring) -> None:
                     await wiring.deps.store.in_flight(kind.value)
                 )
             AGENTS_ONLINE.set(await wiring.deps.presence.count_online())
+            REQUESTS_OVERDUE.set(
+                await wiring.deps.store.redis.zcount(
+                    DEADLINES, "-inf", utcnow().timestamp() - OVERDUE_GRACE_S
+                )
+            )
             await wiring.deps.store.trim_indexes(utcnow())
+            await _trim_streams(wiring)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -97,6 +128,11 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
     app.state.token_table = settings.token_table()
     problems.install(app)
     app.include_router(api.router)
+    app.include_router(jwks.router)
+    app.include_router(scim.router)
+    app.include_router(statuspage.router)
+    app.include_router(asyncapi.router)
+    app.include_router(workstations_api.router)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
@@ -115,6 +151,7 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
         return JSONResponse({"status": "ready"})
 
     app.add_middleware(problems.BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)
     return app
 
 

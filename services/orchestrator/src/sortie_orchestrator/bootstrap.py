@@ -27,6 +27,7 @@ class Wiring:
     broker: RedisBroker
     consumers: Consumers
     deps: handlers.Deps
+    last_trim: float = float("-inf")
 
 
 def bootstrap(settings: OrchestratorSettings) -> Wiring:

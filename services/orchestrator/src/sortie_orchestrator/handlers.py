@@ -105,6 +105,29 @@ async def accept_offboard(
     return created, rid
 
 
+async def accept_admin(
+    deps: Deps,
+    *,
+    subject: Subject,
+    reason: str,
+    requested_by: str,
+    order: saga.AdminOrder,
+    hosts: list[saga.HostPresence],
+    idempotency_key: str | None,
+    principal: str,
+) -> tuple[bool, uuid.UUID]:
+    """An administrator's order on workstation sessions: a request like any other, sent
+    to `hosts` (a lapsed one is reported `unreachable` at once), without an SSO phase."""
+    now = utcnow()
+    state = saga.new_admin(uuid.uuid4(), subject, reason, requested_by, order, now)
+    transition = saga.start(state, hosts, now, deps.timeouts)
+    created, rid = await deps.store.create(transition, idempotency_key, principal)
+    if created:
+        REQUESTS_TOTAL.labels(Kind.WORKSTATION_ADMIN.value, "accepted").inc()
+        _observe(transition)
+    return created, rid
+
+
 async def on_revocation(deps: Deps, event: RevocationCompleted) -> None:
     transition = await deps.store.apply(
         event.request_id, lambda s: saga.on_revocation(s, event, utcnow(), deps.timeouts)

@@ -7,6 +7,8 @@ writes:
     sortie:hosts:<account>   set of hosts where the agent reported a session of <account>
     sortie:agent-users:<h>   the users last indexed for host <h> (to compute removals)
     sortie:agents            set of every host ever seen (for the agents-online gauge)
+    sortie:group:<g>         hosts whose agent reported group <g> (a classroom)
+    sortie:agent-group:<h>   the group last indexed for host <h>
 """
 
 from __future__ import annotations
@@ -16,7 +18,13 @@ import time
 
 from redis.asyncio import Redis
 
-from sortie_core.presence import LAPSE_FACTOR, agent_key, parse_presence, read_presence
+from sortie_core.presence import (
+    LAPSE_FACTOR,
+    PresenceRecord,
+    agent_key,
+    parse_presence,
+    read_presence,
+)
 
 from .saga import HostPresence
 
@@ -31,6 +39,14 @@ def agent_users_key(host: str) -> str:
     return f"sortie:agent-users:{host.lower()}"
 
 
+def group_key(group: str) -> str:
+    return f"sortie:group:{group}"
+
+
+def agent_group_key(host: str) -> str:
+    return f"sortie:agent-group:{host.lower()}"
+
+
 class PresenceIndex:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
@@ -41,7 +57,18 @@ class PresenceIndex:
         users = set(record.users) if record else set()
         previous_raw = await self.redis.get(agent_users_key(host))
         previous = set(json.loads(previous_raw)) if previous_raw else set()
+        old_group = await self.redis.get(agent_group_key(host))
+        old = old_group.decode() if isinstance(old_group, bytes) else old_group
         async with self.redis.pipeline(transaction=True) as pipe:
+            # An expired record keeps its host in its group: reported unreachable there.
+            if record is not None and (record.group or None) != (old or None):
+                if old:
+                    pipe.srem(group_key(old), host)
+                if record.group:
+                    pipe.sadd(group_key(record.group), host)
+                    pipe.set(agent_group_key(host), record.group)
+                else:
+                    pipe.delete(agent_group_key(host))
             for user in previous - users:
                 pipe.srem(hosts_key(user), host)
             for user in users - previous:
@@ -68,6 +95,25 @@ class PresenceIndex:
                 continue  # the index is behind the record: no session there any more
             out.append(HostPresence(host=host, live=record is not None and record.is_live(now)))
         return out
+
+    async def records(self, group: str | None = None) -> list[tuple[str, PresenceRecord | None]]:
+        """Every host ever seen (or those of `group`), with its record (None once it
+        expired), by name."""
+        key = AGENTS if group is None else group_key(group)
+        members = await self.redis.smembers(key)  # type: ignore[misc]
+        hosts = sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+        out: list[tuple[str, PresenceRecord | None]] = []
+        for i in range(0, len(hosts), 500):
+            chunk = hosts[i : i + 500]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for host in chunk:
+                    pipe.hgetall(agent_key(host))
+                raws = await pipe.execute()
+            out.extend((h, parse_presence(r)) for h, r in zip(chunk, raws, strict=True))
+        return out
+
+    async def known(self, host: str) -> bool:
+        return bool(await self.redis.sismember(AGENTS, host.lower()))  # type: ignore[misc]
 
     async def count_online(self) -> int:
         members = await self.redis.smembers(AGENTS)  # type: ignore[misc]

@@ -37,6 +37,7 @@ from sortie_core.events import (
     StepResult,
     Subject,
     Target,
+    WorkstationCommandRequested,
 )
 
 Status = Literal[
@@ -62,6 +63,18 @@ class TimelineEntry(BaseModel):
     detail: str | None = None
 
 
+class AdminOrder(BaseModel):
+    """What the administrator asked: `logoff` or `disconnect` of one session (by id),
+    of the subject's sessions, or of every session on the hosts."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    action: Literal["logoff", "disconnect"]
+    session_id: str | None = None
+    all_sessions: bool = False
+    group: str | None = None
+
+
 class SagaState(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -85,6 +98,8 @@ class SagaState(BaseModel):
     services: dict[str, ServiceState] = {}
     sso: ServiceState | None = None
     timeline: list[TimelineEntry] = []
+    # An administrator's order on workstation sessions (kind `workstation_admin`).
+    admin: AdminOrder | None = None
 
     @property
     def finished(self) -> bool:
@@ -148,7 +163,7 @@ def expected_actions(kind: Kind, service: str, actions: list[str]) -> list[str]:
     if service == "ent":
         return ["app_logout"]
     if service.startswith("workstation:"):
-        return ["logoff"]
+        return [actions[0]] if kind == Kind.WORKSTATION_ADMIN and actions else ["logoff"]
     if service == "sso":
         return ["destroy_sso_session" if kind == Kind.LOGOUT else "destroy_all_sso_sessions"]
     return ["unknown"]
@@ -222,6 +237,45 @@ def new_offboard(
     return state
 
 
+def new_admin(
+    request_id: uuid.UUID,
+    subject: Subject,
+    reason: str,
+    requested_by: str,
+    order: AdminOrder,
+    now: datetime,
+) -> SagaState:
+    state = SagaState(
+        request_id=request_id,
+        kind=Kind.WORKSTATION_ADMIN,
+        status="in_progress",
+        subject=subject,
+        reason=reason,
+        requested_by=requested_by,
+        targets=[Target.WORKSTATIONS],
+        actions=[order.action],
+        created_at=now,
+        admin=order,
+    )
+    _note(state, now, "accepted")
+    return state
+
+
+def _admin_command(state: SagaState, now: datetime) -> WorkstationCommandRequested:
+    assert state.admin is not None and state.phase1_deadline is not None
+    return WorkstationCommandRequested(
+        request_id=state.request_id,
+        subject=state.subject,
+        action=state.admin.action,
+        session_id=state.admin.session_id,
+        all_sessions=state.admin.all_sessions,
+        reason=state.reason,
+        requested_by=state.requested_by or "unknown",
+        deadline=state.phase1_deadline,
+        occurred_at=now,
+    )
+
+
 def start(
     state: SagaState, hosts: list[HostPresence], now: datetime, timeouts: Timeouts
 ) -> Transition:
@@ -232,8 +286,11 @@ def start(
     state.phase1_deadline = now + timeouts.phase1
     messages: list[Outgoing] = []
     services: dict[str, ServiceState] = {}
-    command: LogoutRequested | OffboardRequested
-    if state.kind == Kind.LOGOUT:
+    command: LogoutRequested | OffboardRequested | WorkstationCommandRequested
+    if state.kind == Kind.WORKSTATION_ADMIN:
+        command = _admin_command(state, now)
+        stream = streams.LOGOUT_REQUESTED  # unused: an admin order targets hosts only
+    elif state.kind == Kind.LOGOUT:
         command = LogoutRequested(
             request_id=state.request_id,
             subject=state.subject,
@@ -283,7 +340,7 @@ def start(
     _note(state, now, "phase1_started", ", ".join(sorted(services)) or "no service to wait for")
     transition = Transition(state, messages)
     if all(s.state != "pending" for s in services.values()):
-        _enter_phase2(transition, now, timeouts)
+        _end_phase1(transition, now, timeouts)
     return transition
 
 
@@ -310,7 +367,7 @@ def on_revocation(
     _note(state, now, "service_reported", event.service)
     transition = Transition(state)
     if state.status == "in_progress" and all(s.state != "pending" for s in state.services.values()):
-        _enter_phase2(transition, now, timeouts)
+        _end_phase1(transition, now, timeouts)
     return transition
 
 
@@ -335,7 +392,7 @@ def on_deadline(state: SagaState, now: datetime, timeouts: Timeouts) -> Transiti
                 )
         _note(state, now, "phase1_deadline")
         transition = Transition(state)
-        _enter_phase2(transition, now, timeouts)
+        _end_phase1(transition, now, timeouts)
         return transition
     if state.status == "sso_logout":
         assert state.sso is not None
@@ -354,6 +411,14 @@ def on_deadline(state: SagaState, now: datetime, timeouts: Timeouts) -> Transiti
         _finish(transition, now)
         return transition
     return None
+
+
+def _end_phase1(transition: Transition, now: datetime, timeouts: Timeouts) -> None:
+    """The SSO logout, except after an administrator's order: that one ends here."""
+    if transition.state.kind == Kind.WORKSTATION_ADMIN:
+        _finish(transition, now)
+    else:
+        _enter_phase2(transition, now, timeouts)
 
 
 def _enter_phase2(transition: Transition, now: datetime, timeouts: Timeouts) -> None:
@@ -402,6 +467,12 @@ def on_sso_completed(
 
 
 def final_status(state: SagaState) -> Status:
+    if state.kind == Kind.WORKSTATION_ADMIN:
+        good = [
+            svc.state == "reported" and all(s.outcome in GOOD_OUTCOMES for s in svc.steps)
+            for svc in state.services.values()
+        ]
+        return "completed" if all(good) else "partial" if any(good) else "failed"
     sso_ok = (
         state.sso is not None
         and state.sso.state == "reported"

@@ -52,6 +52,8 @@ class OrchestratorSettings(ServiceSettings):
     phase1_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     sso_timeout_s: float = Field(default=60.0, gt=0, le=3600)
     retention_days: float = Field(default=90.0, gt=0)
+    # Stream entries no group needs any more are trimmed once older than this.
+    stream_retention_days: float = Field(default=7.0, ge=0)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     deadline_poll_ms: int = Field(default=200, ge=10)
     sweep_interval_s: float = Field(default=5.0, gt=0)

@@ -15,14 +15,17 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 
 from sortie_core import streams
+from sortie_core.acl import agent_dedupe_prefix
 from sortie_core.broker import Delivery, Subscription, publish
 from sortie_core.events import (
     AgentPresenceChanged,
     DeadLettered,
     LogoutRequested,
     OffboardRequested,
+    RevocationCompleted,
+    WorkstationCommandRequested,
 )
-from sortie_core.presence import PresenceRecord, write_presence
+from sortie_core.presence import PresenceRecord, SessionInfo, write_presence
 from sortie_core.steps import RetryPolicy
 
 from . import __version__, handlers
@@ -42,6 +45,7 @@ class Agent:
         heartbeat_s: float = 10.0,
         session_policy: str = "logoff",
         shared_station: bool = False,
+        group: str | None = None,
         version: str = __version__,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -52,6 +56,7 @@ class Agent:
         self.heartbeat_s = heartbeat_s
         self.session_policy = session_policy
         self.shared_station = shared_station
+        self.group = group
         self.version = version
         self.clock = clock
         # Users of the last record written; None until the first one (always announced).
@@ -65,14 +70,24 @@ class Agent:
                 streams.workstation_stream(self.host),
                 streams.GROUP_WORKSTATION,
                 self.on_command,
-                accepts=(LogoutRequested, OffboardRequested),
+                accepts=(LogoutRequested, OffboardRequested, WorkstationCommandRequested),
                 on_deadletter=self.on_deadletter,
                 dedupe=True,
+                dedupe_prefix=agent_dedupe_prefix(self.host),
             )
         ]
 
-    async def on_command(self, event: LogoutRequested | OffboardRequested, _: Delivery) -> None:
-        if isinstance(event, LogoutRequested):
+    async def on_command(
+        self,
+        event: LogoutRequested | OffboardRequested | WorkstationCommandRequested,
+        _: Delivery,
+    ) -> None:
+        result: RevocationCompleted
+        if isinstance(event, WorkstationCommandRequested):
+            result = await handlers.handle_admin(
+                event, host=self.host, backend=self.backend, policy=self.policy
+            )
+        elif isinstance(event, LogoutRequested):
             result = await handlers.handle_logout(
                 event,
                 host=self.host,
@@ -109,7 +124,17 @@ class Agent:
                 users = frozenset(account_name(s.user) for s in sessions)
                 await write_presence(
                     self.redis,
-                    PresenceRecord(self.host, self.version, users, self.clock(), self.heartbeat_s),
+                    PresenceRecord(
+                        self.host,
+                        self.version,
+                        users,
+                        self.clock(),
+                        self.heartbeat_s,
+                        group=self.group,
+                        sessions=tuple(
+                            SessionInfo(str(s.id), s.user, s.state, s.station) for s in sessions
+                        ),
+                    ),
                 )
                 if users != self.users:
                     await publish(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Awaitable, Callable
 
 from faststream.redis import RedisBroker
@@ -12,6 +13,7 @@ from sortie_core.steps import RetryPolicy
 
 from .adapters import SessionBackend
 from .adapters.simulated import SimulatedSessions
+from .adapters.system import LinuxSessions, MultiPointSessions, WindowsSessions
 from .agent import Agent
 from .settings import AgentSettings
 
@@ -28,8 +30,25 @@ def retry_policy(settings: AgentSettings) -> RetryPolicy:
     )
 
 
+def detect_backend(settings: AgentSettings, platform: str = sys.platform) -> str:
+    """`auto`: `windows` on Windows (MultiPoint hosts set `multipoint` explicitly),
+    `linux` elsewhere."""
+    if settings.backend != "auto":
+        return settings.backend
+    return "windows" if platform == "win32" else "linux"
+
+
 def make_backend(settings: AgentSettings) -> SessionBackend:
-    # `backend` has one value today; Windows, MultiPoint and loginctl backends come later.
+    kind = detect_backend(settings)
+    timing = {"timeout_s": settings.command_timeout_s, "browser_grace_s": settings.browser_grace_s}
+    if kind == "windows":
+        return WindowsSessions(
+            timeout_s=settings.command_timeout_s, browser_grace_s=settings.browser_grace_s
+        )
+    if kind == "multipoint":
+        return MultiPointSessions(powershell=settings.powershell, **timing)
+    if kind == "linux":
+        return LinuxSessions(**timing)
     return SimulatedSessions(settings.sim_url, settings.host, timeout_s=settings.sim_timeout_s)
 
 
@@ -42,6 +61,7 @@ def make_agent(settings: AgentSettings, redis: Redis, backend: SessionBackend) -
         heartbeat_s=settings.heartbeat_s,
         session_policy=settings.policy,
         shared_station=settings.shared_station,
+        group=settings.group,
     )
 
 

@@ -20,11 +20,12 @@ from sortie_core.events import (
     RevocationCompleted,
     StepError,
     StepResult,
+    WorkstationCommandRequested,
     utcnow,
 )
 from sortie_core.steps import RetryPolicy, run_step, skipped
 
-from .adapters import SessionAction, SessionBackend, account_name
+from .adapters import Session, SessionAction, SessionBackend, SessionId, account_name
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +44,13 @@ def logout_action(policy: str, shared_station: bool) -> SessionAction:
     return SessionAction.LOGOFF if shared_station else SessionAction(policy)
 
 
-def _ids(ids: list[int]) -> str:
+def _ids(ids: list[SessionId]) -> str:
     return ", ".join(str(i) for i in ids)
 
 
 def _act(
     backend: SessionBackend, action: SessionAction
-) -> Callable[[int], Coroutine[Any, Any, None]]:
+) -> Callable[[SessionId], Coroutine[Any, Any, None]]:
     if action is SessionAction.LOGOFF:
         return backend.logoff
     if action is SessionAction.DISCONNECT:
@@ -65,18 +66,22 @@ async def end_sessions(
     backend: SessionBackend,
     policy: RetryPolicy,
     note: str | None = None,
+    select: Callable[[Session], bool] | None = None,
+    scope: str = "of the user",
 ) -> StepResult:
-    """One step named after `action`, covering every session of `account` on this host."""
+    """One step named after `action`, covering every session of `account` on this host
+    (or every session `select` picks: an administrator's order)."""
     act = _act(backend, action)
-    done: list[int] = []
-    already: list[int] = []
-    gone: list[int] = []
+    picked = select or (lambda s: account_name(s.user) == account)
+    done: list[SessionId] = []
+    already: list[SessionId] = []
+    gone: list[SessionId] = []
 
     async def body() -> str | None:
         # Listed again on each attempt: a retry sees what the previous one left.
-        sessions = [s for s in await backend.list_sessions() if account_name(s.user) == account]
+        sessions = [s for s in await backend.list_sessions() if picked(s)]
         if not sessions and not done:
-            raise NotFoundError(f"no session of the user on {host}")
+            raise NotFoundError(f"no session {scope} on {host}")
         for session in sessions:
             if session.id in done or session.id in already:
                 continue
@@ -124,20 +129,33 @@ async def handle_logout(
         if action.value != session_policy
         else None
     )
-    step = await end_sessions(
-        event.subject.workstation_account,
-        action,
-        host=host,
-        backend=backend,
-        policy=policy,
-        note=note,
+    account = event.subject.workstation_account
+    steps: list[StepResult] = []
+    if shared_station:
+        steps.append(await close_browsers(account, host=host, backend=backend, policy=policy))
+    steps.append(
+        await end_sessions(account, action, host=host, backend=backend, policy=policy, note=note)
     )
-    log.info("request %s: %s %s=%s", event.request_id, host, step.action, step.outcome.value)
+    for step in steps:
+        log.info("request %s: %s %s=%s", event.request_id, host, step.action, step.outcome.value)
     return RevocationCompleted(
         service=service_name(host),
         request_id=event.request_id,
         subject=event.subject,
-        steps=(step,),
+        steps=tuple(steps),
+    )
+
+
+async def close_browsers(
+    account: str, *, host: str, backend: SessionBackend, policy: RetryPolicy
+) -> StepResult:
+    """Step `close_browsers`: the browser of a shared station holds the SSO cookie."""
+
+    async def body() -> str | None:
+        return await backend.close_browsers(account)
+
+    return await run_step(
+        service_name(host), "close_browsers", body, policy, metric_service=METRIC_SERVICE
     )
 
 
@@ -160,6 +178,31 @@ async def handle_offboard(
     )
 
 
+async def handle_admin(
+    event: WorkstationCommandRequested, *, host: str, backend: SessionBackend, policy: RetryPolicy
+) -> RevocationCompleted:
+    """An administrator's order: one session, one user's sessions, or every session."""
+    action = SessionAction(event.action)
+    account = event.subject.workstation_account
+    select: Callable[[Session], bool] | None = None
+    scope = "of the user"
+    if event.all_sessions:
+        select, scope = (lambda s: True), "open"
+    elif event.session_id is not None:
+        wanted = event.session_id
+        select, scope = (lambda s: str(s.id) == wanted), wanted
+    step = await end_sessions(
+        account, action, host=host, backend=backend, policy=policy, select=select, scope=scope
+    )
+    log.info("request %s: %s %s=%s", event.request_id, host, step.action, step.outcome.value)
+    return RevocationCompleted(
+        service=service_name(host),
+        request_id=event.request_id,
+        subject=event.subject,
+        steps=(step,),
+    )
+
+
 def handle_deadlettered(
     event: object,
     record: DeadLettered,
@@ -173,6 +216,8 @@ def handle_deadlettered(
         action = logout_action(session_policy, shared_station).value
     elif isinstance(event, OffboardRequested):
         action = SessionAction.LOGOFF.value
+    elif isinstance(event, WorkstationCommandRequested):
+        action = event.action
     else:
         return None
     now = utcnow()

@@ -24,16 +24,28 @@ class AgentSettings(ServiceSettings):
 
     redis_url: SecretStr = redis_url_field("SORTIE_AGENT_")
     host: str = Field(default_factory=default_host)
-    # Where sessions are listed and ended. Only the workstations simulator for now.
-    backend: Literal["simulated"] = "simulated"
+    # Where sessions are listed and ended: the workstations simulator, the machine's own
+    # commands, or `auto` (`windows` on Windows, `linux` elsewhere).
+    backend: Literal["simulated", "windows", "multipoint", "linux", "auto"] = "simulated"
+    powershell: str = "powershell"
+    command_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    # Clean close of the browsers on a shared station, then forced after this long.
+    browser_grace_s: float = Field(default=5.0, ge=0, le=120)
+    # A named group of hosts (a classroom) the administrator can act on at once.
+    group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
     sim_url: str = "http://127.0.0.1:8084"
     sim_timeout_s: float = Field(default=5.0, gt=0)
+    # An idle agent sleeps: XREADGROUP blocks this long (a command still wakes it at once)
+    # and entries left pending are looked for this often.
+    polling_interval_ms: int = Field(default=5_000, ge=1, le=60_000)
+    claim_interval_ms: int = Field(default=15_000, ge=50)
     # Presence record refresh; the orchestrator treats 3 missed heartbeats as unreachable.
     heartbeat_s: float = Field(default=10.0, gt=0, le=3600)
     # What a logout does to the user's sessions here (an offboarding always logs off).
     policy: Literal["logoff", "disconnect", "lock"] = "logoff"
-    # A machine several people use in turn: a logout always logs off, because a
-    # disconnected or locked session keeps a browser holding the user's SSO cookie.
+    # A machine several people use in turn: a logout closes the user's browsers (step
+    # `close_browsers`) and always logs off, because a disconnected or locked session
+    # keeps a browser holding the user's SSO cookie.
     shared_station: bool = False
 
     @field_validator("host")

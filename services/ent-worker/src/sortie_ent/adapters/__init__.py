@@ -29,6 +29,11 @@ class AppLogout(Protocol):
     ) -> None:
         """Call the logout endpoint of an `http` application for `subject`."""
 
+    async def backchannel_logout(
+        self, app: Application, logout_token: str, *, timeout_s: float
+    ) -> None:
+        """POST an OIDC `logout_token` to the `backchannel_logout_uri` of `app`."""
+
     async def aclose(self) -> None: ...
 
 

@@ -22,6 +22,7 @@ class SloCall:
 class FakeAppLogout:
     slo_calls: list[SloCall] = field(default_factory=list)
     identity_calls: list[tuple[str, str]] = field(default_factory=list)
+    bcl_calls: list[tuple[str, str]] = field(default_factory=list)
     # Per application name: what the next calls raise, one per call (None: succeed).
     failures: dict[str, list[Exception | None]] = field(default_factory=dict)
     # Per application name: seconds each call takes.
@@ -59,6 +60,12 @@ class FakeAppLogout:
         self, app: Application, subject: Subject, *, timeout_s: float
     ) -> None:
         self.identity_calls.append((app.name, subject.sso_username))
+        await self._behave(app.name)
+
+    async def backchannel_logout(
+        self, app: Application, logout_token: str, *, timeout_s: float
+    ) -> None:
+        self.bcl_calls.append((app.name, logout_token))
         await self._behave(app.name)
 
     async def aclose(self) -> None:

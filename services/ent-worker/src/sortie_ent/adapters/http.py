@@ -88,6 +88,7 @@ async def _send(
     *,
     not_found: bool,
     auth: httpx.Auth | None = None,
+    redirect_ok: bool = False,
 ) -> None:
     try:
         response = await client.send(request, auth=auth)
@@ -97,6 +98,8 @@ async def _send(
         raise TransientError(
             f"{who} unreachable ({type(err).__name__})", code=f"{prefix}_unreachable"
         ) from err
+    if redirect_ok and response.is_redirect:
+        return
     if not response.is_success:
         raise status_error(response, who, prefix, not_found=not_found)
 
@@ -148,8 +151,16 @@ class HttpAppLogout:
         request = self._client.build_request(
             "POST", service_url, data={"logoutRequest": message}, timeout=timeout_s
         )
+        # CAS clients commonly answer a logout request with a redirect (django-cas-ng
+        # does); CAS servers count any 2xx or 3xx as delivered, and so does Sortie. The
+        # redirect itself is never followed.
         await _send(
-            self._client, request, f"{app.name} ({url_host(service_url)})", "app", not_found=False
+            self._client,
+            request,
+            f"{app.name} ({url_host(service_url)})",
+            "app",
+            not_found=False,
+            redirect_ok=True,
         )
 
     async def identity_logout(
@@ -180,6 +191,25 @@ class HttpAppLogout:
             app.method, url, headers=headers, content=content, timeout=timeout_s
         )
         await _send(self._client, request, f"{app.name} ({url_host(url)})", "app", not_found=True)
+
+    async def backchannel_logout(
+        self, app: Application, logout_token: str, *, timeout_s: float
+    ) -> None:
+        # OpenID Connect Back-Channel Logout 1.0 §2.5: a form POST; the RP answers 200
+        # (204 is common too), 400 when it rejects the token.
+        url = app.backchannel_logout_uri
+        if url is None:
+            raise PermanentError(
+                f"{app.name} has no backchannel_logout_uri", code="app_misconfigured"
+            )
+        request = self._client.build_request(
+            "POST",
+            url,
+            data={"logout_token": logout_token},
+            headers={"Cache-Control": "no-store"},
+            timeout=timeout_s,
+        )
+        await _send(self._client, request, f"{app.name} ({url_host(url)})", "app", not_found=False)
 
 
 class CasRestSessions:

@@ -10,6 +10,8 @@ from pydantic import SecretStr
 from sortie_core.errors import NotFoundError
 from sortie_core.steps import StepSkipped
 
+from . import M365User
+
 
 @dataclass
 class FakeUser:
@@ -17,6 +19,7 @@ class FakeUser:
     revocations: int = 0
     password: SecretStr | None = None
     mail_protocols_enabled: bool = True
+    guest: bool = False
 
 
 @dataclass
@@ -25,6 +28,8 @@ class FakeDirectory:
     # Like the HTTP adapter of this issue, mailbox protocols are not configured by default.
     mail_protocols_supported: bool = False
     calls: list[tuple[str, str]] = field(default_factory=list)
+    # `find_user` keys, apart from `calls` (the writes).
+    lookups: list[str] = field(default_factory=list)
     _failures: dict[str, list[Exception]] = field(default_factory=dict)
     closed: bool = False
 
@@ -50,6 +55,16 @@ class FakeDirectory:
         if found is None:
             raise NotFoundError("user not found in Microsoft 365 (fake)")
         return found
+
+    async def find_user(self, key: str) -> M365User:
+        self.lookups.append(key)
+        pending = self._failures.get("find_user")
+        if pending:
+            raise pending.pop(0)
+        found = self.users.get(key.lower())
+        if found is None:
+            raise NotFoundError("user not found in Microsoft 365 (fake)")
+        return M365User(id=key.lower(), upn=key.lower(), guest=found.guest)
 
     async def revoke_sessions(self, user: str) -> None:
         self._enter("revoke_sessions", user).revocations += 1

@@ -18,9 +18,13 @@ class SessionAction(StrEnum):
     LOCK = "lock"  # the session stays, behind the lock screen
 
 
+# Windows and MultiPoint number sessions; systemd names them (`3`, `c1`).
+SessionId = int | str
+
+
 @dataclass(frozen=True, slots=True)
 class Session:
-    id: int
+    id: SessionId
     user: str
     state: str  # as the backend names it: `active`, `disconnected`, `locked`, …
     station: str | None = None
@@ -35,10 +39,14 @@ class SessionBackend(Protocol):
     async def list_sessions(self) -> list[Session]:
         """Every user session open on this machine."""
 
-    async def logoff(self, session_id: int) -> None: ...
+    async def logoff(self, session_id: SessionId) -> None: ...
 
-    async def disconnect(self, session_id: int) -> None: ...
+    async def disconnect(self, session_id: SessionId) -> None: ...
 
-    async def lock(self, session_id: int) -> None: ...
+    async def lock(self, session_id: SessionId) -> None: ...
+
+    async def close_browsers(self, account: str) -> str:
+        """End `account`'s browser processes (cleanly, then forcibly after a grace
+        period); returns what was done. Raises `StepSkipped` where there are none."""
 
     async def aclose(self) -> None: ...

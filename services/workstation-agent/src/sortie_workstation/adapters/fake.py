@@ -6,20 +6,27 @@ from dataclasses import dataclass, field
 
 from sortie_core.errors import NotFoundError
 
-from . import Session, SessionAction
+from . import Session, SessionAction, SessionId
+
+
+def _order(session: Session) -> tuple[int, int, str]:
+    sid = session.id
+    return (0, sid, "") if isinstance(sid, int) else (1, 0, sid)
 
 
 @dataclass
 class FakeSessions:
-    sessions: dict[int, Session] = field(default_factory=dict)
-    calls: list[tuple[str, int]] = field(default_factory=list)
+    sessions: dict[SessionId, Session] = field(default_factory=dict)
+    calls: list[tuple[str, SessionId]] = field(default_factory=list)
     list_calls: int = 0
     # What the next `list_sessions` / actions raise, one per call (None: succeed).
     list_failures: list[Exception | None] = field(default_factory=list)
     action_failures: list[Exception | None] = field(default_factory=list)
     closed: bool = False
 
-    def open(self, session_id: int, user: str, state: str = "active", station: str = "0") -> None:
+    def open(
+        self, session_id: SessionId, user: str, state: str = "active", station: str = "0"
+    ) -> None:
         self.sessions[session_id] = Session(session_id, user, state, station)
 
     async def list_sessions(self) -> list[Session]:
@@ -27,9 +34,9 @@ class FakeSessions:
         error = self.list_failures.pop(0) if self.list_failures else None
         if error is not None:
             raise error
-        return sorted(self.sessions.values(), key=lambda s: s.id)
+        return sorted(self.sessions.values(), key=_order)
 
-    async def _act(self, session_id: int, action: SessionAction) -> None:
+    async def _act(self, session_id: SessionId, action: SessionAction) -> None:
         self.calls.append((action.value, session_id))
         error = self.action_failures.pop(0) if self.action_failures else None
         if error is not None:
@@ -43,14 +50,21 @@ class FakeSessions:
             state = "disconnected" if action is SessionAction.DISCONNECT else "locked"
             self.sessions[session_id] = Session(session.id, session.user, state, session.station)
 
-    async def logoff(self, session_id: int) -> None:
+    async def logoff(self, session_id: SessionId) -> None:
         await self._act(session_id, SessionAction.LOGOFF)
 
-    async def disconnect(self, session_id: int) -> None:
+    async def disconnect(self, session_id: SessionId) -> None:
         await self._act(session_id, SessionAction.DISCONNECT)
 
-    async def lock(self, session_id: int) -> None:
+    async def lock(self, session_id: SessionId) -> None:
         await self._act(session_id, SessionAction.LOCK)
+
+    async def close_browsers(self, account: str) -> str:
+        self.calls.append(("close_browsers", account))
+        error = self.action_failures.pop(0) if self.action_failures else None
+        if error is not None:
+            raise error
+        return f"browsers of {account} closed"
 
     async def aclose(self) -> None:
         self.closed = True

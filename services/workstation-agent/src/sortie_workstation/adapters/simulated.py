@@ -19,8 +19,9 @@ from sortie_core.errors import (
     ThrottledError,
     TransientError,
 )
+from sortie_core.steps import StepSkipped
 
-from . import Session, SessionAction
+from . import Session, SessionAction, SessionId
 
 
 def _error(response: httpx.Response, what: str, *, gone_on_404: bool) -> SortieError:
@@ -89,17 +90,20 @@ class SimulatedSessions:
                 "listing sessions: unreadable answer", code="backend_bad_answer"
             ) from err
 
-    async def _act(self, session_id: int, action: SessionAction) -> None:
+    async def _act(self, session_id: SessionId, action: SessionAction) -> None:
         what = f"{action.value} of session {session_id}"
         response = await self._request("POST", f"{self._prefix}/{session_id}/{action.value}", what)
         if not response.is_success:
             raise _error(response, what, gone_on_404=True)
 
-    async def logoff(self, session_id: int) -> None:
+    async def logoff(self, session_id: SessionId) -> None:
         await self._act(session_id, SessionAction.LOGOFF)
 
-    async def disconnect(self, session_id: int) -> None:
+    async def disconnect(self, session_id: SessionId) -> None:
         await self._act(session_id, SessionAction.DISCONNECT)
 
-    async def lock(self, session_id: int) -> None:
+    async def lock(self, session_id: SessionId) -> None:
         await self._act(session_id, SessionAction.LOCK)
+
+    async def close_browsers(self, account: str) -> str:
+        raise StepSkipped("the workstations simulator runs no browsers")

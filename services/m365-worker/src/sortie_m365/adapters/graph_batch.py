@@ -1,0 +1,162 @@
+"""JSON batching: requests queued by many concurrent users go to Graph as one `POST /$batch`.
+
+https://learn.microsoft.com/graph/json-batching: at most 20 requests per batch, each
+answered with its own status; Graph may run them in any order, and throttles each one
+(a 429 inside a 200 batch). Items are built by msgraph-sdk's request builders, so their
+URLs and bodies are the SDK's own. One user's steps are awaited one after another, so they
+are never queued together; the batcher also refuses two items of one user in a batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from kiota_abstractions.method import Method
+from kiota_abstractions.request_information import RequestInformation
+
+from sortie_core.errors import SortieError, TransientError
+
+from .graph_errors import error_for
+
+MAX_BATCH = 20
+
+
+@dataclass
+class _Item:
+    user: str
+    info: RequestInformation
+    what: str
+    permission: str
+    direct: Callable[[], Awaitable[Any]]
+    future: asyncio.Future[Any] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+# Sends one request (the batch) through the SDK pipeline; returns the body's bytes or
+# raises Sortie's error for the whole batch.
+Send = Callable[[RequestInformation, str], Awaitable[bytes | None]]
+
+
+class GraphBatcher:
+    def __init__(self, base_url: str, send: Send, *, linger_s: float = 0.02) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._send = send
+        self._linger_s = linger_s
+        self._queue: list[_Item] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.batches_sent = 0
+
+    async def submit(
+        self,
+        user: str,
+        info: RequestInformation,
+        what: str,
+        permission: str,
+        direct: Callable[[], Awaitable[Any]],
+    ) -> Any:
+        """Queue one request; its answer's JSON body (None when empty). A request left
+        alone after the linger goes out by itself, through `direct`."""
+        item = _Item(user, info, what, permission, direct)
+        self._queue.append(item)
+        if len(self._queue) >= MAX_BATCH:
+            self._flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._linger_s, self._flush)
+        return await item.future
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._queue:
+            batch: list[_Item] = []
+            users: set[str] = set()
+            rest: list[_Item] = []
+            for item in self._queue:
+                if len(batch) < MAX_BATCH and item.user not in users:
+                    batch.append(item)
+                    users.add(item.user)
+                else:
+                    rest.append(item)
+            self._queue = rest
+            task = asyncio.get_running_loop().create_task(self._run(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: list[_Item]) -> None:
+        try:
+            if len(batch) == 1:
+                await self._alone(batch[0])
+            else:
+                await self._send_batch(batch)
+        except asyncio.CancelledError:
+            for item in batch:
+                if not item.future.done():
+                    item.future.cancel()
+            raise
+
+    async def _alone(self, item: _Item) -> None:
+        try:
+            result = await item.direct()
+        except Exception as exc:  # handed to the caller, who translates or reports it
+            item.future.set_exception(exc)
+        else:
+            item.future.set_result(result)
+
+    def _entry(self, n: int, item: _Item) -> dict[str, Any]:
+        item.info.path_parameters["baseurl"] = self._base_url
+        url = item.info.url
+        relative = url[len(self._base_url) :] if url.startswith(self._base_url) else url
+        entry: dict[str, Any] = {
+            "id": str(n),
+            "method": item.info.http_method.value if item.info.http_method else "GET",
+            "url": relative,
+        }
+        if item.info.content:
+            entry["body"] = json.loads(item.info.content)
+            entry["headers"] = {"Content-Type": "application/json"}
+        return entry
+
+    async def _send_batch(self, batch: list[_Item]) -> None:
+        envelope = {"requests": [self._entry(n, item) for n, item in enumerate(batch)]}
+        info = RequestInformation(Method.POST, "{+baseurl}/$batch", {})
+        info.headers.try_add("Accept", "application/json")
+        info.set_stream_content(json.dumps(envelope).encode(), "application/json")
+        self.batches_sent += 1
+        try:
+            raw = await self._send(info, "a $batch of writes")
+            answers = json.loads(raw or b"{}").get("responses", [])
+        except SortieError as exc:
+            for item in batch:
+                item.future.set_exception(exc)
+            return
+        except ValueError:
+            answers = []
+        by_id = {a.get("id"): a for a in answers if isinstance(a, dict)}
+        for n, item in enumerate(batch):
+            answer = by_id.get(str(n))
+            if answer is None:
+                item.future.set_exception(
+                    TransientError(
+                        f"Graph's $batch gave no answer for {item.what}",
+                        code="graph_batch_incomplete",
+                    )
+                )
+                continue
+            status = int(answer.get("status", 0))
+            body = answer.get("body")
+            if 200 <= status < 300:
+                item.future.set_result(body)
+                continue
+            code = body.get("error", {}).get("code") if isinstance(body, dict) else None
+            headers = httpx.Headers(answer.get("headers") or {})
+            item.future.set_exception(
+                error_for(status, code, headers, item.what, permission=item.permission)
+            )

@@ -1,0 +1,286 @@
+"""`M365Directory` on msgraph-sdk (https://github.com/microsoftgraph/msgraph-sdk-python).
+
+Calls: `GET /users/{id}` (and `GET /users?$filter=mail eq '…'` for a mail address that is
+not a UPN), `PATCH /users/{id}` (`accountEnabled`, `passwordProfile`),
+`POST /users/{id}/revokeSignInSessions`. The SDK's own retry middleware is left out so
+that `run_step` makes (and reports) every attempt; throttling is avoided up front by a
+per-tenant rate limiter shared through Redis, and calls in flight are bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+
+import httpx
+from azure.core.credentials_async import AsyncTokenCredential
+from kiota_abstractions.api_error import APIError
+from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_abstractions.request_information import RequestInformation
+from kiota_authentication_azure.azure_identity_authentication_provider import (
+    AzureIdentityAuthenticationProvider,
+)
+from kiota_http.kiota_client_factory import KiotaClientFactory
+from kiota_http.middleware import RetryHandler
+from msgraph import GraphRequestAdapter, GraphServiceClient
+from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+from msgraph.generated.models.password_profile import PasswordProfile
+from msgraph.generated.models.user import User
+from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
+from msgraph.generated.users.users_request_builder import UsersRequestBuilder
+from msgraph_core import GraphClientFactory
+from pydantic import SecretStr
+
+from sortie_core.errors import NotFoundError, PermanentError, TransientError
+from sortie_core.steps import StepSkipped
+
+from . import M365User
+from .graph_batch import GraphBatcher
+from .graph_errors import error_for
+
+T = TypeVar("T")
+_FIELDS = ["id", "userPrincipalName", "userType", "mail"]
+_ERRORS: dict[str, Any] = {"XXX": ODataError}
+
+# Application permissions per call (https://learn.microsoft.com/graph/permissions-reference).
+PERMISSION_READ = "User.Read.All"
+PERMISSION_REVOKE = "User.RevokeSessions.All"
+PERMISSION_ENABLE = "User.EnableDisableAccount.All"
+PERMISSION_PASSWORD = "User-PasswordProfile.ReadWrite.All"
+
+
+class WriteLimiter(Protocol):
+    async def acquire(self, cost: float = 1.0) -> None: ...
+
+
+class MailboxProtocols(Protocol):
+    async def disable(self, upn: str) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def graph_client(
+    graph_url: str,
+    credential: AsyncTokenCredential,
+    *,
+    scope: str,
+    timeout_s: float,
+) -> GraphServiceClient:
+    """A client without the SDK's retry middleware, pointed at `graph_url` (+ `/v1.0`)."""
+    middleware = [
+        m
+        for m in KiotaClientFactory.get_default_middleware(None)
+        if not isinstance(m, RetryHandler)
+    ]
+    http = GraphClientFactory.create_with_custom_middleware(
+        middleware, client=httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
+    )
+    auth = AzureIdentityAuthenticationProvider(credential, scopes=[scope])
+    adapter = GraphRequestAdapter(auth, http)
+    # Without the trailing slash, or every request goes to `//users`.
+    adapter.base_url = graph_url.rstrip("/") + "/v1.0"
+    return GraphServiceClient(request_adapter=adapter)
+
+
+class GraphSdkDirectory:
+    def __init__(
+        self,
+        client: GraphServiceClient,
+        *,
+        credential: AsyncTokenCredential | None = None,
+        limiter: WriteLimiter | None = None,
+        concurrency: int = 32,
+        mailbox: MailboxProtocols | None = None,
+        batch_linger_s: float | None = None,
+    ) -> None:
+        """`batch_linger_s`: writes of concurrent users wait that long to share a `$batch`
+        (None: every write is its own request)."""
+        self._client = client
+        self._credential = credential
+        self._limiter = limiter
+        self._slots = asyncio.Semaphore(concurrency)
+        self._mailbox = mailbox
+        self.batcher: GraphBatcher | None = None
+        if batch_linger_s is not None:
+            self.batcher = GraphBatcher(
+                client.request_adapter.base_url, self._send_raw, linger_s=batch_linger_s
+            )
+
+    async def aclose(self) -> None:
+        http = getattr(self._client.request_adapter, "_http_client", None)
+        if isinstance(http, httpx.AsyncClient):
+            await http.aclose()
+        if self._mailbox is not None:
+            await self._mailbox.aclose()
+        if self._credential is not None:
+            await self._credential.close()
+
+    async def _call(
+        self,
+        what: str,
+        permission: str,
+        call: Callable[[], Awaitable[T]],
+        *,
+        write: bool = True,
+    ) -> T:
+        if write and self._limiter is not None:
+            await self._limiter.acquire()
+        try:
+            async with self._slots:
+                return await call()
+        except ODataError as err:
+            code = err.error.code if err.error is not None else None
+            raise error_for(
+                err.response_status_code or 0,
+                code,
+                err.response_headers,
+                what,
+                permission=permission,
+            ) from err
+        except APIError as err:
+            raise error_for(
+                err.response_status_code or 0,
+                None,
+                err.response_headers,
+                what,
+                permission=permission,
+            ) from err
+        except httpx.TimeoutException as err:
+            raise TransientError(f"Graph timed out on {what}", code="graph_timeout") from err
+        except httpx.TransportError as err:
+            raise TransientError(
+                f"Graph unreachable for {what} ({type(err).__name__})", code="graph_unreachable"
+            ) from err
+
+    async def _send_raw(self, info: RequestInformation, what: str) -> bytes | None:
+        adapter = self._client.request_adapter
+        raw: bytes | None = await self._call(
+            what,
+            PERMISSION_READ,
+            lambda: adapter.send_primitive_async(info, "bytes", _ERRORS),  # type: ignore[func-returns-value]
+            write=False,
+        )
+        return raw
+
+    async def _write(
+        self,
+        user: str,
+        what: str,
+        permission: str,
+        info: Callable[[], RequestInformation],
+        direct: Callable[[], Awaitable[Any]],
+    ) -> None:
+        if self.batcher is None:
+            await self._call(what, permission, direct)
+            return
+        if self._limiter is not None:
+            await self._limiter.acquire()
+
+        async def alone() -> None:
+            await self._call(what, permission, direct, write=False)
+
+        await self.batcher.submit(user, info(), what, permission, alone)
+
+    def _user(self, user: str) -> UserItemRequestBuilder:
+        if not user:
+            raise PermanentError("empty user id", code="invalid_user")
+        return self._client.users.by_user_id(user)
+
+    async def _get_json(self, info: RequestInformation, what: str) -> Any:
+        """GET through the SDK's pipeline, read as plain JSON: the SDK's `User` model costs
+        tens of milliseconds of CPU per parse, which caps a worker at a few dozen users/s."""
+        raw = await self._send_raw(info, what)
+        try:
+            return json.loads(raw or b"null")
+        except ValueError as err:
+            raise TransientError(
+                f"Graph sent unreadable JSON for {what}", code="graph_bad_json"
+            ) from err
+
+    async def find_user(self, key: str) -> M365User:
+        query = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(select=_FIELDS)
+        info = self._user(key).to_get_request_information(
+            RequestConfiguration(query_parameters=query)
+        )
+        what = "the user lookup"
+        try:
+            if self.batcher is None:
+                found = await self._get_json(info, what)
+            else:
+                found = await self.batcher.submit(
+                    key, info, what, PERMISSION_READ, lambda: self._get_json(info, what)
+                )
+        except NotFoundError:
+            if "@" not in key:
+                raise
+            found = await self._find_by_mail(key)
+        if not isinstance(found, dict) or not isinstance(found.get("id"), str):
+            raise NotFoundError("user not found in Microsoft 365")
+        upn = found.get("userPrincipalName")
+        return M365User(
+            id=found["id"],
+            upn=upn if isinstance(upn, str) and upn else key,
+            guest=str(found.get("userType") or "").lower() == "guest",
+        )
+
+    async def _find_by_mail(self, mail: str) -> dict[str, Any] | None:
+        # OData string literals double their single quotes.
+        literal = mail.replace("'", "''")
+        query = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(
+            filter=f"mail eq '{literal}'", select=_FIELDS, top=2
+        )
+        config: Any = RequestConfiguration(query_parameters=query)
+        info = self._client.users.to_get_request_information(config)
+        page = await self._get_json(info, "the user lookup by mail")
+        users = page.get("value") if isinstance(page, dict) else None
+        if not isinstance(users, list) or len(users) != 1 or not isinstance(users[0], dict):
+            return None
+        return users[0]
+
+    async def revoke_sessions(self, user: str) -> None:
+        item = self._user(user).revoke_sign_in_sessions
+        await self._write(
+            user,
+            "revokeSignInSessions",
+            PERMISSION_REVOKE,
+            item.to_post_request_information,
+            item.post,
+        )
+
+    async def block_sign_in(self, user: str) -> None:
+        item = self._user(user)
+        body = User(account_enabled=False)
+        await self._write(
+            user,
+            "blocking sign-in",
+            PERMISSION_ENABLE,
+            lambda: item.to_patch_request_information(body),
+            lambda: item.patch(body),
+        )
+
+    async def reset_password(self, user: str, password: SecretStr) -> None:
+        item = self._user(user)
+
+        def body() -> User:
+            # Built at the last moment, dropped with the request.
+            profile = PasswordProfile(
+                password=password.get_secret_value(), force_change_password_next_sign_in=True
+            )
+            return User(password_profile=profile)
+
+        await self._write(
+            user,
+            "the password reset",
+            PERMISSION_PASSWORD,
+            lambda: item.to_patch_request_information(body()),
+            lambda: item.patch(body()),
+        )
+
+    async def disable_mail_protocols(self, user: str) -> None:
+        if self._mailbox is None:
+            raise StepSkipped("mailbox protocols adapter not configured")
+        # Exchange Online throttles apart from Graph: only the concurrency bound applies.
+        async with self._slots:
+            await self._mailbox.disable(user)

@@ -1,0 +1,255 @@
+"""The helpdesk status page under `/ui`: sign in with an API token (scope `requests:read`),
+recent requests filtered by user and status, and one request's timeline updated live by
+server-sent events. The token is exchanged once for a session: a random id in an HttpOnly,
+SameSite=Strict cookie, whose hash keys the session in Redis (8 hours)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator
+from html import escape
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import parse_qs, quote
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+
+from sortie_core.events import utcnow
+
+from . import handlers
+from .problems import Problem, problem_response
+from .settings import match_token
+from .statuspage_render import (
+    live_fragment,
+    page,
+    request_page,
+    request_rows,
+    template,
+)
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+
+COOKIE = "sortie_session"
+SESSION_TTL_S = 8 * 3600
+SSE_MAX_S = 600
+SCOPE = "requests:read"
+_STATIC = Path(__file__).parent / "static"
+_STATUSES = [
+    "",
+    "scheduled",
+    "in_progress",
+    "sso_logout",
+    "completed",
+    "partial",
+    "failed",
+    "cancelled",
+]
+
+
+def _session_key(sid: str) -> str:
+    return "sortie:ui:session:" + hashlib.sha256(sid.encode()).hexdigest()
+
+
+def _deps(request: Request) -> handlers.Deps:
+    deps: handlers.Deps = request.app.state.deps
+    return deps
+
+
+async def _viewer(request: Request) -> str | None:
+    sid = request.cookies.get(COOKIE)
+    if not sid or len(sid) > 100:
+        return None
+    raw = await _deps(request).store.redis.get(_session_key(sid))
+    if raw is None:
+        return None
+    name: str = json.loads(raw)["name"]
+    return name
+
+
+_NEXT = re.compile(r"^/ui/(?!/)[A-Za-z0-9/_.?=&%-]{0,250}$")
+
+
+def _safe_next(value: str | None) -> str:
+    """Only a page of this site: never another host (`//evil`), nothing to escape."""
+    if value and _NEXT.match(value) and "//" not in value:
+        return value
+    return "/ui/"
+
+
+def _to_login(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/ui/login?next={quote(_safe_next(target), safe='/')}", 303)
+
+
+def _login_page(next_url: str, error: str = "", status: int = 200) -> HTMLResponse:
+    body = template("login.html").substitute(next=escape(next_url), error=escape(error))
+    return HTMLResponse(page("Sign in", body), status_code=status)
+
+
+@router.get("/login")
+async def login_form(next: Annotated[str | None, Query(max_length=300)] = None) -> HTMLResponse:
+    return _login_page(_safe_next(next))
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    raw = await request.body()
+    as_json = ctype == "application/json"
+    try:
+        if as_json:
+            data: Any = json.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError
+            token, next_url = data.get("token"), data.get("next")
+        elif ctype == "application/x-www-form-urlencoded":
+            form = parse_qs(raw.decode(), max_num_fields=5)
+            token, next_url = form.get("token", [None])[0], form.get("next", [None])[0]
+        else:
+            raise Problem(415, "send the form or application/json", slug="unsupported-media-type")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Problem(400, "the body is not a valid form", slug="malformed-body") from exc
+    next_url = _safe_next(next_url if isinstance(next_url, str) else None)
+    found = None
+    if isinstance(token, str) and 0 < len(token) <= 512:
+        found = match_token(request.app.state.token_table, token.strip())
+    if found is None or SCOPE not in found[1]:
+        why = "This token was refused." if found is None else f"This token lacks {SCOPE}."
+        if as_json:
+            return problem_response(401, why, slug="unauthenticated")
+        return _login_page(next_url, why, 401)
+    sid = secrets.token_urlsafe(32)
+    await _deps(request).store.redis.set(
+        _session_key(sid), json.dumps({"name": found[0]}), ex=SESSION_TTL_S
+    )
+    resp: Response = Response(status_code=204) if as_json else RedirectResponse(next_url, 303)
+    resp.set_cookie(
+        COOKIE,
+        sid,
+        max_age=SESSION_TTL_S,
+        path="/ui",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return resp
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    sid = request.cookies.get(COOKIE)
+    if sid and len(sid) <= 100:
+        await _deps(request).store.redis.delete(_session_key(sid))
+    resp = RedirectResponse("/ui/login", 303)
+    resp.delete_cookie(COOKIE, path="/ui")
+    return resp
+
+
+@router.get("/static/{name}")
+async def static(name: str) -> Response:
+    if name not in ("app.css", "app.js"):
+        raise Problem(404, "no such file", slug="not-found")
+    media = "text/css" if name.endswith(".css") else "text/javascript"
+    return FileResponse(_STATIC / name, media_type=media)
+
+
+@router.get("/")
+async def list_page(
+    request: Request,
+    deps: Annotated[handlers.Deps, Depends(_deps)],
+    user: Annotated[str | None, Query(max_length=256)] = None,
+    status: Annotated[str | None, Query(max_length=20)] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    viewer = await _viewer(request)
+    if viewer is None:
+        return _to_login(request)
+    if status and status not in _STATUSES:
+        raise Problem(422, f"unknown status {status[:20]!r}", slug="invalid-request")
+    try:
+        items, next_cursor = await deps.store.list(
+            subject=user or None, status=status or None, limit=50, cursor=cursor
+        )
+    except ValueError as exc:
+        raise Problem(400, "invalid cursor", slug="invalid-cursor") from exc
+    options = "".join(
+        f'<option value="{s}"{" selected" if s == (status or "") else ""}>{s or "any"}</option>'
+        for s in _STATUSES
+    )
+    more = ""
+    if next_cursor:
+        q = f"cursor={quote(next_cursor)}" + (f"&user={quote(user)}" if user else "")
+        q += f"&status={quote(status)}" if status else ""
+        more = f'<p><a href="/ui/?{escape(q)}">Older requests →</a></p>'
+    body = template("list.html").substitute(
+        user=escape(user or ""), status_options=options, rows=request_rows(items), more=more
+    )
+    return HTMLResponse(page("Requests", body, viewer))
+
+
+@router.get("/requests/{request_id}")
+async def request_view(
+    request_id: uuid.UUID, request: Request, deps: Annotated[handlers.Deps, Depends(_deps)]
+) -> Response:
+    viewer = await _viewer(request)
+    if viewer is None:
+        return _to_login(request)
+    loaded = await deps.store.load(request_id)
+    if loaded is None:
+        raise Problem(404, f"no request {request_id}", slug="not-found")
+    return HTMLResponse(page(f"Request {request_id}", request_page(loaded.state, utcnow()), viewer))
+
+
+def _event(name: str, data: str) -> str:
+    return f"event: {name}\n" + "".join(f"data: {line}\n" for line in data.splitlines()) + "\n"
+
+
+@router.get("/requests/{request_id}/events")
+async def request_events(
+    request_id: uuid.UUID, request: Request, deps: Annotated[handlers.Deps, Depends(_deps)]
+) -> Response:
+    if await _viewer(request) is None:
+        raise Problem(401, "sign in first", slug="unauthenticated")
+    if await deps.store.load(request_id) is None:
+        raise Problem(404, f"no request {request_id}", slug="not-found")
+
+    async def stream() -> AsyncIterator[str]:
+        seen: int | None = None
+        quiet_since = time.monotonic()
+        stop_at = time.monotonic() + SSE_MAX_S
+        yield "retry: 2000\n\n"
+        while time.monotonic() < stop_at and not await request.is_disconnected():
+            loaded = await deps.store.load(request_id)
+            if loaded is None:
+                yield _event("end", "gone")
+                return
+            if loaded.version != seen:
+                seen = loaded.version
+                quiet_since = time.monotonic()
+                yield _event("update", live_fragment(loaded.state, utcnow()))
+                if loaded.state.finished:
+                    yield _event("end", loaded.state.status)
+                    return
+            elif time.monotonic() - quiet_since > 15:
+                quiet_since = time.monotonic()
+                yield ": still running\n\n"
+            await asyncio.sleep(0.2)
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

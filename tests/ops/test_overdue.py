@@ -1,0 +1,68 @@
+"""sortie_requests_overdue: the orchestrator's sweeper counts deadlines left unfired past
+a grace period, which is what SortieRequestsStuck pages on."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+from redis.asyncio import Redis
+
+from sortie_orchestrator.app import (
+    OVERDUE_GRACE_S,
+    create_app,
+    start_background,
+    stop_background,
+)
+from sortie_orchestrator.store import DEADLINES
+from tests.orchestrator.conftest import settings_for
+from tests.redis_server import RedisServer
+
+
+async def overdue(client: httpx.AsyncClient) -> float:
+    text = (await client.get("/metrics")).text
+    line = next(ln for ln in text.splitlines() if ln.startswith("sortie_requests_overdue "))
+    return float(line.split()[1])
+
+
+async def wait_for(client: httpx.AsyncClient, value: float) -> None:
+    deadline = time.monotonic() + 10
+    while (got := await overdue(client)) != value:
+        assert time.monotonic() < deadline, f"sortie_requests_overdue stayed {got}, not {value}"
+        await asyncio.sleep(0.05)
+
+
+async def test_overdue_gauge_counts_deadlines_nobody_fired(
+    redis: Redis, redis_server: RedisServer
+) -> None:
+    # A deadline loop that polls once at start and then sleeps for ten minutes: the
+    # situation the gauge exists to reveal.
+    settings = settings_for(redis_server, deadline_poll_ms=600_000, sweep_interval_s=0.05)
+    app = create_app(settings)
+    # The loop's one poll removes this deadline of a request that does not exist.
+    await redis.zadd(DEADLINES, {"first-poll-probe": time.time() - 3600})
+    loops = await start_background(app.state.wiring)
+    try:
+        deadline = time.monotonic() + 10
+        while await redis.zscore(DEADLINES, "first-poll-probe") is not None:
+            assert time.monotonic() < deadline, "the deadline loop never polled"
+            await asyncio.sleep(0.02)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://orch") as client:
+            await wait_for(client, 0)
+            now = time.time()
+            await redis.zadd(
+                DEADLINES,
+                {
+                    "overdue-1": now - OVERDUE_GRACE_S - 60,
+                    "overdue-2": now - OVERDUE_GRACE_S - 1,
+                    "within-grace": now - OVERDUE_GRACE_S + 20,
+                    "future": now + 60,
+                },
+            )
+            await wait_for(client, 2)
+            await redis.zrem(DEADLINES, "overdue-1", "overdue-2")
+            await wait_for(client, 0)
+    finally:
+        await asyncio.wait_for(stop_background(app.state.wiring, loops), 20)

@@ -1,0 +1,63 @@
+"""200 simulated agents in one process, the real orchestrator, a real redis-server: a
+logout of a user with sessions on 3 hosts touches only those 3."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+from redis.asyncio import Redis
+
+from tests.redis_server import RedisServer
+from tests.workstation.fleet import Fleet
+
+AGENTS = 200
+ALICE_HOSTS = ("pc-0007", "pc-0101", "pc-0199")
+
+
+async def test_logout_fans_out_only_to_the_hosts_holding_a_session(
+    client: httpx.AsyncClient, redis: Redis, redis_server: RedisServer
+) -> None:
+    fleet = Fleet(redis_server.url)
+    for n in range(AGENTS):
+        host = f"pc-{n:04d}"
+        users = [(1, f"pupil{n}")] + ([(2, "alice")] if host in ALICE_HOSTS else [])
+        fleet.add(host, users, group=f"room{n // 25}")
+    await fleet.start()
+    try:
+        deadline = time.monotonic() + 30
+        while await redis.scard("sortie:agents") < AGENTS and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert await redis.scard("sortie:agents") == AGENTS
+        assert sorted(await redis.smembers("sortie:hosts:alice")) == [
+            h.encode() for h in ALICE_HOSTS
+        ]
+
+        resp = await client.post(
+            "/v1/logouts", json={"subject": {"user_id": "alice"}, "targets": ["workstations"]}
+        )
+        assert resp.status_code == 202
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            view = (await client.get(resp.headers["Location"])).json()
+            if view["status"] != "in_progress":
+                break
+            await asyncio.sleep(0.05)
+        assert sorted(view["services"]) == [f"workstation:{h}" for h in ALICE_HOSTS]
+        assert {s["state"] for s in view["services"].values()} == {"reported"}
+        assert view["status"] == "sso_logout"  # phase 1 done; no CAS worker runs here
+        touched = sorted(h for h, _t in fleet.handled)
+        assert touched == list(ALICE_HOSTS)
+        for host in ALICE_HOSTS:
+            assert [u.user for u in fleet.backend(host).sessions.values()] == [
+                f"pupil{int(host[3:])}"
+            ]
+        assert all(not fleet.backend(h).calls for h in fleet.agents if h not in ALICE_HOSTS)
+        # The orchestrator's index followed the agents' new presence: alice is nowhere now.
+        deadline = time.monotonic() + 10
+        while await redis.scard("sortie:hosts:alice") and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert await redis.scard("sortie:hosts:alice") == 0
+    finally:
+        await fleet.stop()
