@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 from sortie_core.errors import (
     NotFoundError,
@@ -19,26 +17,9 @@ from sortie_core.errors import (
     ThrottledError,
     TransientError,
 )
+from sortie_core.http import parse_retry_after
 
 _GRAPH_CODE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,80}$")
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """`Retry-After` is either seconds or an HTTP date (RFC 9110 §10.2.3)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def safe_code(code: object) -> str:
