@@ -41,11 +41,17 @@ async def _wait_healthy(port: int, proc: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("package", "prefix", "stream", "extra"),
+    ("package", "prefix", "stream", "extra", "reports"),
     [
-        ("sortie_m365", "SORTIE_M365_", streams.LOGOUT_REQUESTED, {}),
-        ("sortie_ent", "SORTIE_ENT_", streams.LOGOUT_REQUESTED, {}),
-        ("sortie_workstation", "SORTIE_AGENT_", "workstation.pc-101", {"HOST": "pc-101"}),
+        ("sortie_m365", "SORTIE_M365_", streams.LOGOUT_REQUESTED, {}, streams.REVOCATION_COMPLETED),
+        ("sortie_ent", "SORTIE_ENT_", streams.LOGOUT_REQUESTED, {}, streams.REVOCATION_COMPLETED),
+        (
+            "sortie_workstation",
+            "SORTIE_AGENT_",
+            "workstation.pc-101",
+            {"HOST": "pc-101"},
+            "agent.results.pc-101",
+        ),
     ],
 )
 async def test_service_process_runs_and_stops_cleanly(
@@ -56,6 +62,7 @@ async def test_service_process_runs_and_stops_cleanly(
     prefix: str,
     stream: str,
     extra: dict[str, str],
+    reports: str,
 ) -> None:
     stub = StubHttp(lambda seen: Reply(200, [] if seen.method == "GET" else {"value": True}))
     peer = serve(stub)
@@ -77,7 +84,7 @@ async def test_service_process_runs_and_stops_cleanly(
         await _wait_healthy(port, proc)
         event = logout()
         await publish(redis, stream, event)
-        [done] = await wait_for_events(redis, streams.REVOCATION_COMPLETED, timeout_s=15)
+        [done] = await wait_for_events(redis, reports, timeout_s=15)
         assert done.request_id == event.request_id
         proc.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.to_thread(proc.communicate, timeout=20)

@@ -133,7 +133,8 @@ async def test_alice_logout_against_the_simulators(
     )
     await publish(redis, streams.LOGOUT_REQUESTED, event)
     await publish(redis, streams.workstation_stream("pc-101"), event)
-    done = await wait_for_events(redis, streams.REVOCATION_COMPLETED, count=3)
+    done = await wait_for_events(redis, streams.REVOCATION_COMPLETED, count=2)
+    done += await wait_for_events(redis, streams.agent_results_stream("pc-101"))
     assert _by_service(done) == {
         "m365": {"revoke_sessions": Outcome.SUCCEEDED},
         "ent": {
@@ -170,7 +171,8 @@ async def test_bob_offboarding_against_the_simulators(
     event = offboard(BOB)
     await publish(redis, streams.OFFBOARD_REQUESTED, event)
     await publish(redis, streams.workstation_stream("pc-102"), event)
-    done = await wait_for_events(redis, streams.REVOCATION_COMPLETED, count=3)
+    done = await wait_for_events(redis, streams.REVOCATION_COMPLETED, count=2)
+    done += await wait_for_events(redis, streams.agent_results_stream("pc-102"))
     assert _by_service(done) == {
         "m365": {
             "block_sign_in": Outcome.SUCCEEDED,

@@ -21,7 +21,7 @@ from sortie_core.acl import (
     setuser_command,
 )
 from sortie_core.broker import publish
-from sortie_core.events import Outcome, RevocationCompleted
+from sortie_core.events import AgentResultsAvailable, Outcome, RevocationCompleted
 from sortie_core.presence import read_presence
 from sortie_workstation.adapters.fake import FakeSessions
 from sortie_workstation.bootstrap import SERVICE, make_build
@@ -50,10 +50,12 @@ async def test_agent_works_under_its_acl_user_and_nothing_more(
     event = logout()
     async with running_worker(SERVICE, settings, make_build(settings, backend=backend)):
         await publish(redis, streams.workstation_stream(HOST), event)
-        [done] = await wait_for_events(redis, streams.REVOCATION_COMPLETED)
+        [done] = await wait_for_events(redis, streams.agent_results_stream(HOST))
         # The same command again (a redelivery) is recognised by its per-host dedupe key.
         await publish(redis, streams.workstation_stream(HOST), event)
-        again = await wait_for_events(redis, streams.REVOCATION_COMPLETED, count=2, timeout_s=0.5)
+        again = await wait_for_events(
+            redis, streams.agent_results_stream(HOST), count=2, timeout_s=0.5
+        )
     assert isinstance(done, RevocationCompleted)
     assert [(s.action, s.outcome) for s in done.steps] == [("logoff", Outcome.SUCCEEDED)]
     assert len(again) == 1
@@ -74,6 +76,10 @@ async def test_agent_works_under_its_acl_user_and_nothing_more(
             ),
             agent.xrange(streams.workstation_stream("pc-other")),
             agent.xrange(streams.REVOCATION_COMPLETED),
+            # A report for another service or another host: only its own results stream.
+            agent.xadd(streams.REVOCATION_COMPLETED, {"data": done.model_dump_json()}),
+            agent.xadd(streams.agent_results_stream("pc-other"), {"data": "{}"}),
+            agent.xrange(streams.agent_results_stream("pc-other")),
             agent.hset("sortie:agent:pc-other", "users", "[]"),
             agent.set("sortie:seen:workstation-agent:pc-other:x", "1"),
             agent.set("sortie:seen:orchestrator:x", "1"),
@@ -88,13 +94,17 @@ async def test_agent_works_under_its_acl_user_and_nothing_more(
             with pytest.raises(NoPermissionError):
                 await call
         # What it may do.
-        await publish(agent, streams.REVOCATION_COMPLETED, done)
+        await publish(agent, streams.agent_results_stream(HOST), done)
+        await publish(agent, streams.AGENT_PRESENCE, AgentResultsAvailable(host=HOST))
         await agent.hset(f"sortie:agent:{HOST}", "version", "x")
     finally:
         await agent.aclose()
     other = offboard()
     await publish(redis, streams.workstation_stream("pc-other"), other)
     assert await redis.xlen(streams.LOGOUT_REQUESTED) == 0
+    assert await redis.xlen(streams.REVOCATION_COMPLETED) == 0
+    assert await redis.xlen(streams.agent_results_stream("pc-other")) == 0
+    assert await redis.xlen(streams.agent_results_stream(HOST)) == 2
 
 
 async def test_wrong_password_is_refused(redis: Redis, redis_server: RedisServer) -> None:

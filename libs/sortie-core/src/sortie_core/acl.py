@@ -1,9 +1,11 @@
 """The Redis ACL user of one workstation agent: the least trusted part of Sortie.
 
 It may read and acknowledge only its own `workstation.<host>` stream (with the agents'
-group), append only to `revocation.completed`, `agent.presence` and `deadletter`, and
-write only its presence record and its own de-duplication keys. Everything else, such
-as publishing a logout or reading another host's commands, is refused by Redis.
+group), append only to its own `agent.results.<host>`, `agent.presence` and
+`deadletter`, and write only its presence record and its own de-duplication keys.
+Everything else, such as publishing a logout, reading another host's commands or
+reporting on the shared `revocation.completed` stream (which would let it forge another
+service's report), is refused by Redis.
 Redis 7 selectors (the parenthesised part) give XADD its own, narrower key set.
 """
 
@@ -54,7 +56,8 @@ def agent_acl_rules(host: str, password_sha256: str) -> list[str]:
         f"~{stream}",
         f"~{agent_key(host)}",
         f"~{agent_dedupe_prefix(host)}:*",
-        f"(+xadd ~{streams.REVOCATION_COMPLETED} ~{streams.AGENT_PRESENCE} ~{streams.DEADLETTER})",
+        f"(+xadd ~{streams.agent_results_stream(host)} ~{streams.AGENT_PRESENCE}"
+        f" ~{streams.DEADLETTER})",
     ]
 
 

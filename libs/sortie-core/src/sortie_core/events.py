@@ -214,6 +214,18 @@ class AgentPresenceChanged(Frozen):
     host: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")]
 
 
+class AgentResultsAvailable(Frozen):
+    """An agent says it appended a report to its own `agent.results.<host>` stream; the
+    orchestrator reads that stream, which only that host can write, so a forged
+    announcement can only make it re-read genuine reports. No envelope, as above."""
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    version: int = CONTRACT_VERSION
+    occurred_at: AwareDatetime = Field(default_factory=utcnow)
+    type: Literal["agent.results_available"] = "agent.results_available"
+    host: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")]
+
+
 class DeadLettered(Frozen):
     """What `deadletter` holds: the original entry and why it was given up."""
 
@@ -236,7 +248,8 @@ Event = Annotated[
     | SsoLogoutRequested
     | SsoLogoutCompleted
     | RequestFinished
-    | AgentPresenceChanged,
+    | AgentPresenceChanged
+    | AgentResultsAvailable,
     Field(discriminator="type"),
 ]
 

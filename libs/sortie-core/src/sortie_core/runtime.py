@@ -68,6 +68,8 @@ def make_broker(settings: ServiceSettings) -> RedisBroker:
         middlewares=[RedisPrometheusMiddleware(registry=REGISTRY)],
         graceful_timeout=settings.graceful_timeout_s,
         logger=logging.getLogger("faststream"),
+        # One line per message is noise at INFO; it shows with SORTIE_*_LOG_LEVEL=DEBUG.
+        log_level=logging.DEBUG,
     )
 
 

@@ -16,6 +16,9 @@ DEADLETTER = "deadletter"
 AGENT_PRESENCE = "agent.presence"
 
 WORKSTATION_PREFIX = "workstation."
+# Each agent reports on a stream only its own Redis account may append to, so it cannot
+# forge another service's or another host's report; it then announces on AGENT_PRESENCE.
+AGENT_RESULTS_PREFIX = "agent.results."
 
 GROUP_ORCHESTRATOR = "orchestrator"
 GROUP_M365 = "m365-worker"
@@ -34,6 +37,12 @@ def workstation_stream(host: str) -> str:
     if not valid_host(host):
         raise ValueError(f"invalid workstation host name: {host!r}")
     return f"{WORKSTATION_PREFIX}{host.lower()}"
+
+
+def agent_results_stream(host: str) -> str:
+    if not valid_host(host):
+        raise ValueError(f"invalid workstation host name: {host!r}")
+    return f"{AGENT_RESULTS_PREFIX}{host.lower()}"
 
 
 ALL_FIXED_STREAMS = (

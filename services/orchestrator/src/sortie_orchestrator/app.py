@@ -59,7 +59,8 @@ async def _trim_streams(wiring: Wiring) -> None:
     members = await wiring.redis.smembers(AGENTS)  # type: ignore[misc]
     hosts = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
     names = [*streams.ALL_FIXED_STREAMS]
-    names += [streams.workstation_stream(h) for h in hosts if streams.valid_host(h)]
+    for host in filter(streams.valid_host, hosts):
+        names += [streams.workstation_stream(host), streams.agent_results_stream(host)]
     for name in names:
         await trim_stream(wiring.redis, name, retention)
 
@@ -79,6 +80,8 @@ async def _sweep_loop(wiring: Wiring) -> None:
             )
             await wiring.deps.store.trim_indexes(utcnow())
             await _trim_streams(wiring)
+            # Reports whose announcement was lost (an agent or replica crashed between).
+            await wiring.results.redrain_if_due()
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -11,11 +11,11 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from faststream.redis import RedisBroker, StreamSub
 from faststream.specification import AsyncAPI
-from pydantic import BaseModel
 
 from sortie_core import streams
 from sortie_core.events import (
     AgentPresenceChanged,
+    AgentResultsAvailable,
     DeadLettered,
     LogoutRequested,
     OffboardRequested,
@@ -39,7 +39,7 @@ ORCH, M365, ENT, WS = (
     streams.GROUP_WORKSTATION,
 )
 # stream, payload, who publishes, consumer groups, what it means
-CHANNELS: list[tuple[str, type[BaseModel], str, list[str], str]] = [
+CHANNELS: list[tuple[str, Any, str, list[str], str]] = [
     (streams.LOGOUT_REQUESTED, LogoutRequested, ORCH, [M365, ENT], "Phase 1, logout."),
     (streams.OFFBOARD_REQUESTED, OffboardRequested, ORCH, [M365, ENT], "Phase 1, offboarding."),
     (
@@ -52,19 +52,28 @@ CHANNELS: list[tuple[str, type[BaseModel], str, list[str], str]] = [
     (
         streams.REVOCATION_COMPLETED,
         RevocationCompleted,
-        "m365-worker, ent-worker, workstation-agent",
+        "m365-worker, ent-worker",
         [ORCH],
         "A service's report: every step with its outcome, attempts and timings.",
+    ),
+    (
+        f"{streams.AGENT_RESULTS_PREFIX}{{host}}",
+        RevocationCompleted,
+        WS,
+        [ORCH],
+        "Per workstation: that host's reports (only its agent may append; the orchestrator"
+        " applies only reports for `workstation:<host>`).",
     ),
     (streams.SSO_LOGOUT_REQUESTED, SsoLogoutRequested, ORCH, [ENT], "Phase 2: the CAS logout."),
     (streams.SSO_LOGOUT_COMPLETED, SsoLogoutCompleted, ENT, [ORCH], "The CAS logout's report."),
     (streams.REQUEST_FINISHED, RequestFinished, ORCH, [], "A request ended, with its summary."),
     (
         streams.AGENT_PRESENCE,
-        AgentPresenceChanged,
+        AgentPresenceChanged | AgentResultsAvailable,
         WS,
         [ORCH],
-        "An agent's presence record (users with sessions on its host) changed.",
+        "An agent's presence record (users with sessions on its host) changed, or it"
+        " appended reports to its results stream.",
     ),
     (
         streams.DEADLETTER,
@@ -76,7 +85,7 @@ CHANNELS: list[tuple[str, type[BaseModel], str, list[str], str]] = [
 ]
 
 
-def _describe(broker: RedisBroker, stream: str, model: type[BaseModel], group: str) -> None:
+def _describe(broker: RedisBroker, stream: str, model: Any, group: str) -> None:
     async def handler(event: Any) -> None:
         del event
 

@@ -10,10 +10,16 @@ from redis.asyncio import Redis
 
 from sortie_core import streams
 from sortie_core.broker import Consumers, Delivery, Subscription
-from sortie_core.events import AgentPresenceChanged, RevocationCompleted, SsoLogoutCompleted
+from sortie_core.events import (
+    AgentPresenceChanged,
+    AgentResultsAvailable,
+    RevocationCompleted,
+    SsoLogoutCompleted,
+)
 from sortie_core.runtime import make_broker, make_consumers, redis_client
 
 from . import handlers
+from .agent_results import AgentResults, deadletter
 from .presence import PresenceIndex
 from .saga import Timeouts
 from .settings import OrchestratorSettings
@@ -27,6 +33,7 @@ class Wiring:
     broker: RedisBroker
     consumers: Consumers
     deps: handlers.Deps
+    results: AgentResults
     last_trim: float = float("-inf")
 
 
@@ -47,20 +54,48 @@ def bootstrap(settings: OrchestratorSettings) -> Wiring:
         ),
     )
 
-    async def revocation(event: RevocationCompleted, _d: Delivery) -> None:
+    async def revocation(event: RevocationCompleted, d: Delivery) -> None:
+        if event.service.startswith("workstation:"):
+            # Agents report only on their own results stream: this one is forged.
+            await deadletter(
+                redis,
+                stream=d.stream,
+                group=d.group,
+                entry_id=d.entry_id,
+                deliveries=d.deliveries,
+                data=event.model_dump_json(),
+                reason="forged_report",
+                detail=f"service {event.service!r} on the shared stream",
+            )
+            return
         await handlers.on_revocation(deps, event)
 
     async def sso_completed(event: SsoLogoutCompleted, _d: Delivery) -> None:
         await handlers.on_sso_completed(deps, event)
 
-    async def presence(event: AgentPresenceChanged, _d: Delivery) -> None:
-        await handlers.on_presence(deps, event)
+    async def presence(event: AgentPresenceChanged | AgentResultsAvailable, _d: Delivery) -> None:
+        if isinstance(event, AgentResultsAvailable):
+            await results.drain(event.host)
+        else:
+            await handlers.on_presence(deps, event)
 
     group = streams.GROUP_ORCHESTRATOR
     subscriptions = [
         Subscription(streams.REVOCATION_COMPLETED, group, revocation, (RevocationCompleted,)),
         Subscription(streams.SSO_LOGOUT_COMPLETED, group, sso_completed, (SsoLogoutCompleted,)),
-        Subscription(streams.AGENT_PRESENCE, group, presence, (AgentPresenceChanged,)),
+        Subscription(
+            streams.AGENT_PRESENCE,
+            group,
+            presence,
+            (AgentPresenceChanged, AgentResultsAvailable),
+        ),
     ]
     consumers = make_consumers(settings, "orchestrator", broker, redis, subscriptions)
-    return Wiring(settings, redis, broker, consumers, deps)
+    results = AgentResults(
+        deps,
+        redis,
+        consumer=consumers.consumer,
+        claim_idle_ms=settings.claim_idle_ms,
+        max_deliveries=settings.max_deliveries,
+    )
+    return Wiring(settings, redis, broker, consumers, deps, results)

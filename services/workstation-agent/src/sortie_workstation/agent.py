@@ -19,6 +19,7 @@ from sortie_core.acl import agent_dedupe_prefix
 from sortie_core.broker import Delivery, Subscription, publish
 from sortie_core.events import (
     AgentPresenceChanged,
+    AgentResultsAvailable,
     DeadLettered,
     LogoutRequested,
     OffboardRequested,
@@ -100,7 +101,7 @@ class Agent:
             result = await handlers.handle_offboard(
                 event, host=self.host, backend=self.backend, policy=self.policy
             )
-        await publish(self.redis, streams.REVOCATION_COMPLETED, result)
+        await self.report(result)
         await self.refresh_presence()
 
     async def on_deadletter(self, event: object, record: DeadLettered) -> None:
@@ -112,7 +113,13 @@ class Agent:
             shared_station=self.shared_station,
         )
         if result is not None:
-            await publish(self.redis, streams.REVOCATION_COMPLETED, result)
+            await self.report(result)
+
+    async def report(self, result: RevocationCompleted) -> None:
+        """Append the report to this host's own results stream, then announce it. If the
+        announcement is lost, the orchestrator's periodic re-read still finds the report."""
+        await publish(self.redis, streams.agent_results_stream(self.host), result)
+        await publish(self.redis, streams.AGENT_PRESENCE, AgentResultsAvailable(host=self.host))
 
     async def refresh_presence(self) -> bool:
         """Write the presence record; announce it when the set of users changed.
