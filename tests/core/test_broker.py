@@ -41,6 +41,7 @@ async def running(
     consumer: str = "c1",
     max_deliveries: int = 5,
     on_deadletter: Callable[[object, DeadLettered], Awaitable[None]] | None = None,
+    claim_idle_ms: int = 200,
 ) -> AsyncIterator[Consumers]:
     redis = Redis.from_url(url)
     broker = RedisBroker(url)
@@ -50,7 +51,7 @@ async def running(
         consumer=consumer,
         subscriptions=[Subscription(STREAM, GROUP, handler, (LogoutRequested,), on_deadletter)],
         max_deliveries=max_deliveries,
-        claim_idle_ms=200,
+        claim_idle_ms=claim_idle_ms,
         claim_interval_ms=50,
         polling_interval_ms=10,
         graceful_timeout_s=2,
@@ -221,3 +222,32 @@ async def test_one_slow_entry_does_not_block_the_next(redis, redis_server, concu
         release.set()
         await wait_for(lambda: asyncio.sleep(0, len(done) == 2))
     assert done == ["fast", "slow"]
+
+
+async def test_dead_consumer_names_are_removed_but_not_ones_holding_entries(redis, redis_server):
+    await redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    await publish(redis, STREAM, logout())
+    await publish(redis, STREAM, logout())
+    # "gone-clean" read and acknowledged its entry; "gone-holding" still holds one.
+    got = await redis.xreadgroup(GROUP, "gone-clean", {STREAM: ">"}, count=1)
+    await redis.xack(STREAM, GROUP, got[0][1][0][0])
+    await redis.xreadgroup(GROUP, "gone-holding", {STREAM: ">"}, count=1)
+    await asyncio.sleep(0.05)
+
+    async def handler(event: LogoutRequested, _d: Delivery) -> None:
+        raise AssertionError("nothing new to handle")
+
+    # A huge claim idle time keeps the held entry with "gone-holding".
+    async with running(
+        redis_server.url, handler, consumer="alive", claim_idle_ms=10_000_000
+    ) as consumers:
+        await asyncio.sleep(0.3)  # "alive" has polled by now
+        before = {c["name"].decode() for c in await redis.xinfo_consumers(STREAM, GROUP)}
+        assert {"gone-clean", "gone-holding"} <= before
+        consumers.consumer_expiry_s = 0.01
+        consumers.janitor_interval_s = 0.0
+        removed = await consumers._expire_consumers()
+    names = {c["name"].decode() for c in await redis.xinfo_consumers(STREAM, GROUP)}
+    assert removed == 1
+    assert "gone-clean" not in names
+    assert "gone-holding" in names

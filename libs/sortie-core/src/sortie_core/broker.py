@@ -121,11 +121,16 @@ class Consumers:
     claim_interval_ms: int = 1_000
     polling_interval_ms: int = 100
     graceful_timeout_s: float = 15.0
+    # Consumers of a group that left no pending entry and were idle this long are removed
+    # (a restarted process gets a new name: without this, dead names pile up). None: off.
+    consumer_expiry_s: float | None = None
+    janitor_interval_s: float = 60.0
     _sem: asyncio.Semaphore = field(init=False)
     _tasks: set[asyncio.Task[None]] = field(init=False, default_factory=set)
     _inflight: dict[str, _InFlight] = field(init=False, default_factory=dict)
     _loops: list[asyncio.Task[None]] = field(init=False, default_factory=list)
     _stopping: bool = field(init=False, default=False)
+    _last_janitor: float = field(init=False, default=float("-inf"))
 
     def __post_init__(self) -> None:
         self._sem = asyncio.Semaphore(self.concurrency)
@@ -297,11 +302,33 @@ class Consumers:
                 await self._touch_inflight()
                 for sub in self.subscriptions:
                     await self._claim(sub)
+                await self._expire_consumers()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("claim loop iteration failed")
             await asyncio.sleep(interval)
+
+    async def _expire_consumers(self) -> int:
+        """Delete dead consumer names: idle past the expiry and holding no pending entry.
+        A live consumer polls, so its idle time stays small; one deleted by mistake is
+        re-created by Redis at its next read."""
+        now = asyncio.get_running_loop().time()
+        if self.consumer_expiry_s is None or now - self._last_janitor < self.janitor_interval_s:
+            return 0
+        self._last_janitor = now
+        removed = 0
+        for stream, group in {(s.stream, s.group) for s in self.subscriptions}:
+            for info in await self.redis.xinfo_consumers(stream, group):
+                name = _s(info["name"])
+                idle_s = int(info.get("idle", 0)) / 1000
+                if name == self.consumer or int(info.get("pending", 0)):
+                    continue
+                if idle_s > self.consumer_expiry_s:
+                    await self.redis.xgroup_delconsumer(stream, group, name)
+                    removed += 1
+                    log.info("removed dead consumer %s from %s/%s", name, stream, group)
+        return removed
 
     async def _touch_inflight(self) -> None:
         """Reset the idle time of entries still being handled so nobody claims them."""

@@ -91,6 +91,7 @@ def make_consumers(
         claim_interval_ms=settings.claim_interval_ms,
         polling_interval_ms=settings.polling_interval_ms,
         graceful_timeout_s=settings.graceful_timeout_s,
+        consumer_expiry_s=settings.consumer_expiry_s,
     )
 
 

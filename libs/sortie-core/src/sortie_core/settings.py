@@ -42,6 +42,8 @@ class ServiceSettings(BaseSettings):
     polling_interval_ms: int = Field(default=100, ge=1)
     concurrency: int = Field(default=32, ge=1, le=1024)
     graceful_timeout_s: float = Field(default=15.0, ge=0)
+    # Dead consumer names (idle this long, nothing pending) are removed from their groups.
+    consumer_expiry_s: float | None = Field(default=3600.0, gt=0)
     # Step retries inside a handler.
     step_max_attempts: int = Field(default=4, ge=1)
     step_backoff_base_s: float = Field(default=0.2, ge=0)

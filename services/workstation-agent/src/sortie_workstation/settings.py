@@ -23,6 +23,9 @@ class AgentSettings(ServiceSettings):
     )
 
     redis_url: SecretStr = redis_url_field("SORTIE_AGENT_")
+    # An agent's Redis account may not list or delete consumers; the orchestrator's
+    # group janitor does not cover agents' groups, which hold one consumer each.
+    consumer_expiry_s: float | None = None
     host: str = Field(default_factory=default_host)
     # Where sessions are listed and ended: the workstations simulator, the machine's own
     # commands, or `auto` (`windows` on Windows, `linux` elsewhere).
