@@ -233,3 +233,37 @@ async def test_group_index_follows_a_host_that_changes_room(redis: Redis) -> Non
     await redis.delete("sortie:agent:pc-9")
     await index.refresh("pc-9")
     assert await index.records("b12") == [("pc-9", None)]
+
+
+async def test_the_station_list_is_paged_by_host_name(
+    client: httpx.AsyncClient, redis: Redis
+) -> None:
+    index = PresenceIndex(redis)
+    now = time.time()
+    for i in range(7):
+        host = f"pc-{i:02d}"
+        await write_presence(
+            redis,
+            PresenceRecord(
+                host=host, version="t", users=frozenset(), heartbeat_at=now, heartbeat_s=30
+            ),
+        )
+        await index.refresh(host)
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {"limit": 3}
+        if cursor:
+            params["after"] = cursor
+        body = (await client.get("/v1/workstations", params=params)).json()
+        pages += 1
+        assert body["total"] == 7
+        seen += [item["host"] for item in body["items"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 3
+    assert seen == [f"pc-{i:02d}" for i in range(7)]
+    bad = await client.get("/v1/workstations", params={"limit": 0})
+    assert bad.status_code == 422 and bad.headers["content-type"] == PROBLEM

@@ -96,12 +96,18 @@ class PresenceIndex:
             out.append(HostPresence(host=host, live=record is not None and record.is_live(now)))
         return out
 
-    async def records(self, group: str | None = None) -> list[tuple[str, PresenceRecord | None]]:
-        """Every host ever seen (or those of `group`), with its record (None once it
-        expired), by name."""
+    async def host_names(self, group: str | None = None) -> list[str]:
         key = AGENTS if group is None else group_key(group)
         members = await self.redis.smembers(key)  # type: ignore[misc]
-        hosts = sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+        return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+
+    async def records(
+        self, group: str | None = None, hosts: list[str] | None = None
+    ) -> list[tuple[str, PresenceRecord | None]]:
+        """Every host ever seen (or those of `group`, or exactly `hosts`), with its record
+        (None once it expired), by name."""
+        if hosts is None:
+            hosts = await self.host_names(group)
         out: list[tuple[str, PresenceRecord | None]] = []
         for i in range(0, len(hosts), 500):
             chunk = hosts[i : i + 500]

@@ -5,6 +5,7 @@ request like any other (`GET /v1/requests/{id}` shows its steps and timings)."""
 
 from __future__ import annotations
 
+import bisect
 import time
 import uuid
 from datetime import UTC, datetime
@@ -75,7 +76,12 @@ class HostView(BaseModel):
 
 class HostList(BaseModel):
     items: list[HostView]
+    # Live hosts among `items`.
     online: int
+    # Hosts matching the query, over every page.
+    total: int
+    # Pass as `after` for the next page; null on the last one.
+    next_cursor: str | None = None
 
 
 class Target(Strict):
@@ -109,11 +115,22 @@ async def list_workstations(
     _principal: Annotated[Principal, Depends(require(SCOPE))],
     deps: Annotated[handlers.Deps, Depends(_deps)],
     group: Annotated[str | None, Query(max_length=63)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    after: Annotated[str | None, Query(max_length=63, description="host name cursor")] = None,
 ) -> HostList:
     now = time.time()
-    records = await deps.presence.records(group)
+    names = await deps.presence.host_names(group)
+    start = bisect.bisect_right(names, after.lower()) if after else 0
+    page = names[start : start + limit]
+    records = await deps.presence.records(hosts=page)
     items = [HostView.of(host, record, now) for host, record in records]
-    return HostList(items=items, online=sum(1 for i in items if i.live))
+    more = start + limit < len(names)
+    return HostList(
+        items=items,
+        online=sum(1 for i in items if i.live),
+        total=len(names),
+        next_cursor=page[-1] if more and page else None,
+    )
 
 
 async def _hosts(deps: handlers.Deps, target: Target) -> tuple[list[HostPresence], str | None]:
