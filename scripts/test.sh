@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
+scripts/bootstrap-test.sh
 echo "== ruff" >&2
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -33,7 +33,7 @@ def compose() -> dict:
 
 
 def test_compose_file_matches_the_compose_schema(compose: dict) -> None:
-    assert SCHEMA.exists(), "run scripts/bootstrap.sh: it installs the compose schema"
+    assert SCHEMA.exists(), "run scripts/bootstrap-test.sh: it installs the compose schema"
     schema = json.loads(SCHEMA.read_text())
     errors = [
         f"{'/'.join(map(str, e.path))}: {e.message}"

@@ -24,7 +24,7 @@ JOBS = ("orchestrator", "m365-worker", "ent-worker", "workstation-agent")
 @pytest.fixture(scope="session")
 def promtool() -> str:
     path = shutil.which("promtool")
-    assert path, "promtool is missing: scripts/bootstrap.sh installs Debian's prometheus"
+    assert path, "promtool is missing: scripts/bootstrap-test.sh installs Debian's prometheus"
     return path
 
 

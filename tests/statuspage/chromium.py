@@ -10,7 +10,7 @@ from pathlib import Path
 def chromium(profile: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     binary = shutil.which("chromium")
     if binary is None:
-        raise RuntimeError("chromium is not installed: run scripts/bootstrap.sh")
+        raise RuntimeError("chromium is not installed: run scripts/bootstrap-test.sh")
     cmd = [
         binary,
         "--headless",
