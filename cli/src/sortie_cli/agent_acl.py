@@ -13,10 +13,11 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from sortie_core.acl import agent_user, new_password, password_hash, setuser_command
 from sortie_core.streams import valid_host
+
+from .render import redact_url
 
 
 def _password(path: Path) -> tuple[str, bool]:
@@ -28,11 +29,6 @@ def _password(path: Path) -> tuple[str, bool]:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(password + "\n")
     return password, True
-
-
-def _public(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}"
 
 
 def cmd_agent_acl(args: argparse.Namespace, workdir: Path) -> int:
@@ -61,9 +57,9 @@ def cmd_agent_acl(args: argparse.Namespace, workdir: Path) -> int:
         client.execute_command(*command)
         client.close()
     except redis.RedisError as exc:
-        print(f"sortie: {_public(url)}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"sortie: {redact_url(url)}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    print(f"# applied on {_public(url)}: user {agent_user(host)}")
+    print(f"# applied on {redact_url(url)}: user {agent_user(host)}")
     return 0
 
 

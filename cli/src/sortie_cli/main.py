@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from . import agent_acl, offboard
-from .render import Painter, render_request
+from .render import Painter, redact_url, render_request
 from .stack import Stack, StackError, load_stack_file
 
 EXIT = {"completed": 0, "partial": 3, "failed": 4, "cancelled": 5}
@@ -64,8 +64,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     print()
     print(paint.bold("Sortie is up."))
     print(f"  API          {stack.urls['api']}  (docs at /docs, metrics at /metrics)")
-    print(f"  token        {stack.token}")
-    print(f"  Redis        {_redact(stack.urls['redis'])}")
+    # A token the user chose is theirs already: only a generated one is shown.
+    if stack.token_generated:
+        print(f"  token        {stack.token}  (saved in {stack.workdir / 'stack.json'})")
+    else:
+        print("  token        the value of SORTIE_DEV_TOKEN")
+    print(f"  Redis        {redact_url(stack.urls['redis'])}")
     for key, url in sorted(stack.urls.items()):
         if key.startswith("sim_"):
             print(f"  simulator    {key[4:]:<13}{url}")
@@ -112,13 +116,6 @@ def cmd_up(args: argparse.Namespace) -> int:
         stack.stop()
         print("Stopped.")
     return status
-
-
-def _redact(url: str) -> str:
-    if "@" in url:
-        scheme, _, rest = url.partition("://")
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
 
 
 def _sso_session_from_cas_sim(workdir: Path, user: str) -> dict[str, Any] | None:

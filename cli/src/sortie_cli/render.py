@@ -57,6 +57,14 @@ class Painter:
         )
 
 
+def redact_url(url: str) -> str:
+    """A URL fit to print: any user and password replaced by `***`."""
+    if "@" in url:
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    return url
+
+
 def _ts(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 

@@ -86,6 +86,7 @@ class Stack:
     api_port: int = 8080
     redis_url: str | None = None
     token: str | None = None
+    token_generated: bool = field(init=False, default=False)
     agents: tuple[str, ...] = DEMO_AGENTS
     base_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     # Shorter timers make the demo and the tests snappy; production uses the defaults.
@@ -95,9 +96,10 @@ class Stack:
 
     def __post_init__(self) -> None:
         self.workdir = self.workdir.resolve()
-        self.token = (
-            self.token or self.base_env.get("SORTIE_DEV_TOKEN") or secrets.token_urlsafe(32)
-        )
+        self.token = self.token or self.base_env.get("SORTIE_DEV_TOKEN") or None
+        self.token_generated = self.token is None
+        if self.token is None:
+            self.token = secrets.token_urlsafe(32)
         self.redis_url = self.redis_url or self.base_env.get("REDIS_URL") or None
 
     # -- planning -----------------------------------------------------------------------

@@ -13,6 +13,7 @@ What this adds (see FIELD-NOTES.md for why each is needed):
 * A delivery limit: an entry delivered more than `max_deliveries` times, or one that
   does not fit the contract, goes to the `deadletter` stream with its reason and is
   acknowledged; a hook lets the service mark the step failed so its request finishes.
+* A handler that raises `RefusedError` has its entry dead-lettered with the error's code.
 * Consumers de-duplicate on `event_id`.
 
 Entries are written by `publish` as flat fields (`type`, `event_id`, `request_id`,
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,7 @@ from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from .errors import RefusedError
 from .events import DeadLettered, Event, decode_event
 from .metrics import DEADLETTER_TOTAL
 from .streams import DEADLETTER
@@ -67,6 +69,52 @@ async def ensure_groups(redis: Redis, pairs: Iterable[tuple[str, str]]) -> None:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+
+
+async def write_deadletter(
+    redis: Redis, record: DeadLettered, *, metric_stream: str | None = None
+) -> None:
+    """Append `record` to `deadletter` and acknowledge the entry it gives up, atomically."""
+    log.warning(
+        "dead-lettering %s entry %s for group %s: %s (%s)",
+        record.stream,
+        record.entry_id,
+        record.group,
+        record.reason,
+        record.detail[:200],
+    )
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.xadd(
+            DEADLETTER,
+            {"type": "deadletter", "reason": record.reason, "data": record.model_dump_json()},
+            maxlen=DEADLETTER_MAXLEN,
+            approximate=True,
+        )
+        pipe.xack(record.stream, record.group, record.entry_id)
+        await pipe.execute()
+    DEADLETTER_TOTAL.labels(metric_stream or record.stream, record.reason).inc()
+
+
+async def claim_stale(
+    redis: Redis, stream: str, group: str, consumer: str, min_idle_ms: int, *, count: int = 50
+) -> AsyncIterator[tuple[str, dict[Any, Any], int]]:
+    """Take over entries of `group` pending for longer than `min_idle_ms` (whoever held
+    them, this consumer included): yields (entry id, fields, times delivered)."""
+    start = "0-0"
+    while True:
+        result = await redis.xautoclaim(
+            stream, group, consumer, min_idle_ms, start_id=start, count=count
+        )
+        next_start, entries = _s(result[0]), result[1]
+        for entry in entries:
+            entry_id, fields = _s(entry[0]), entry[1]
+            if fields is None:
+                continue  # deleted from the stream while pending
+            pending = await redis.xpending_range(stream, group, min=entry_id, max=entry_id, count=1)
+            yield entry_id, fields, int(pending[0]["times_delivered"]) if pending else 1
+        if next_start in ("0-0", start) or not entries:
+            return
+        start = next_start
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +282,10 @@ class Consumers:
             await sub.handler(event, delivery)
         except asyncio.CancelledError:
             raise
+        except RefusedError as exc:
+            # The handler judged the entry unacceptable (e.g. a forged report): give it up.
+            await self._deadletter(sub, delivery, _s(data), event, exc.code, exc.message)
+            return
         except Exception:
             # Left pending: the claim loop brings it back after `claim_idle_ms`, and the
             # delivery limit ends the loop for an entry that always fails.
@@ -268,14 +320,6 @@ class Consumers:
             deliveries=delivery.deliveries,
             data=data[:65536],
         )
-        log.warning(
-            "dead-lettering %s entry %s for group %s: %s (%s)",
-            sub.stream,
-            delivery.entry_id,
-            sub.group,
-            reason,
-            detail[:200],
-        )
         if sub.on_deadletter is not None and event is not None:
             try:
                 await sub.on_deadletter(event, record)
@@ -283,16 +327,7 @@ class Consumers:
                 # Keep the entry pending: dead-lettering is retried on the next claim.
                 log.exception("dead-letter hook failed for %s", delivery.entry_id)
                 return
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(
-                DEADLETTER,
-                {"type": "deadletter", "reason": reason, "data": record.model_dump_json()},
-                maxlen=DEADLETTER_MAXLEN,
-                approximate=True,
-            )
-            pipe.xack(sub.stream, sub.group, delivery.entry_id)
-            await pipe.execute()
-        DEADLETTER_TOTAL.labels(sub.stream, reason).inc()
+        await write_deadletter(self.redis, record)
 
     # -- claiming -----------------------------------------------------------------------
     async def _claim_loop(self) -> None:
@@ -341,30 +376,12 @@ class Consumers:
             )
 
     async def _claim(self, sub: Subscription) -> None:
-        start = "0-0"
-        while not self._stopping:
-            result = await self.redis.xautoclaim(
-                sub.stream,
-                sub.group,
-                self.consumer,
-                self.claim_idle_ms,
-                start_id=start,
-                count=50,
-            )
-            next_start, entries = _s(result[0]), result[1]
-            for entry in entries:
-                entry_id, fields = _s(entry[0]), entry[1]
-                if fields is None:
-                    continue  # deleted from the stream while pending
-                pending = await self.redis.xpending_range(
-                    sub.stream, sub.group, min=entry_id, max=entry_id, count=1
-                )
-                deliveries = int(pending[0]["times_delivered"]) if pending else 1
-                log.info("claimed %s entry %s (delivery %d)", sub.stream, entry_id, deliveries)
-                await self._dispatch(sub, entry_id, fields, deliveries)
-            if next_start in ("0-0", start) or not entries:
+        claimed = claim_stale(self.redis, sub.stream, sub.group, self.consumer, self.claim_idle_ms)
+        async for entry_id, fields, deliveries in claimed:
+            if self._stopping:
                 return
-            start = next_start
+            log.info("claimed %s entry %s (delivery %d)", sub.stream, entry_id, deliveries)
+            await self._dispatch(sub, entry_id, fields, deliveries)
 
 
 def _short(exc: ValidationError) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from .errors import NotFoundError, PermanentError, SortieError, TransientError
-from .events import Outcome, StepError, StepResult, utcnow
+from .events import DeadLettered, Outcome, StepError, StepResult, utcnow
 from .metrics import REVOCATION_DURATION, STEP_RETRIES
 
 log = logging.getLogger(__name__)
@@ -134,4 +134,20 @@ def skipped(action: str, reason: str) -> StepResult:
         started_at=now,
         finished_at=now,
         detail=reason,
+    )
+
+
+def deadlettered(action: str, record: DeadLettered) -> StepResult:
+    """The step of a command the broker gave up on: failed, so its request still ends."""
+    now = utcnow()
+    return StepResult(
+        action=action,
+        outcome=Outcome.FAILED,
+        attempts=record.deliveries,
+        started_at=now,
+        finished_at=now,
+        error=StepError(
+            code="deadlettered",
+            message=f"command given up after {record.deliveries} deliveries ({record.reason})",
+        ),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from faststream.redis import RedisBroker
 from pydantic import BaseModel, SecretStr
@@ -105,29 +106,23 @@ def make_build(
         elif reg.applications and any(a.protocol is AppProtocol.OIDC_BCL for a in reg.applications):
             log.warning("no OIDC signing key: oidc_bcl applications will be skipped")
 
+        # How the application logouts of a logout or an offboarding run.
+        run_apps: dict[str, Any] = {
+            "registry": reg,
+            "apps": app_logout,
+            "policy": policy,
+            "concurrency": settings.app_concurrency,
+            "default_timeout_s": settings.app_timeout_s,
+            "signer": token_signer,
+        }
+
         async def on_logout(event: LogoutRequested, _: Delivery) -> None:
-            result = await handlers.handle_logout(
-                event,
-                registry=reg,
-                apps=app_logout,
-                policy=policy,
-                concurrency=settings.app_concurrency,
-                default_timeout_s=settings.app_timeout_s,
-                signer=token_signer,
-            )
+            result = await handlers.handle_logout(event, **run_apps)
             if result is not None:
                 await publish(redis, streams.REVOCATION_COMPLETED, result)
 
         async def on_offboard(event: OffboardRequested, _: Delivery) -> None:
-            result = await handlers.handle_offboard(
-                event,
-                registry=reg,
-                apps=app_logout,
-                policy=policy,
-                concurrency=settings.app_concurrency,
-                default_timeout_s=settings.app_timeout_s,
-                signer=token_signer,
-            )
+            result = await handlers.handle_offboard(event, **run_apps)
             await publish(redis, streams.REVOCATION_COMPLETED, result)
 
         async def on_sso_logout(event: SsoLogoutRequested, _: Delivery) -> None:

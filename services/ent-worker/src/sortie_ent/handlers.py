@@ -30,7 +30,7 @@ from sortie_core.events import (
     utcnow,
 )
 from sortie_core.metrics import REVOCATION_DURATION
-from sortie_core.steps import RetryPolicy, run_step, skipped
+from sortie_core.steps import RetryPolicy, deadlettered, run_step, skipped
 
 from .adapters import AppLogout, SsoSessions
 from .oidc import LogoutTokenSigner
@@ -337,25 +337,11 @@ def handle_deadlettered(
 ) -> RevocationCompleted | SsoLogoutCompleted | None:
     """A command given up by the broker: its steps are reported failed so the request
     still finishes (and, for the SSO logout, fails visibly)."""
-    now = utcnow()
-    error = StepError(
-        code="deadlettered",
-        message=f"command given up after {record.deliveries} deliveries ({record.reason})",
-    )
-
-    def failed(action: str) -> StepResult:
-        return StepResult(
-            action=action,
-            outcome=Outcome.FAILED,
-            attempts=record.deliveries,
-            started_at=now,
-            finished_at=now,
-            error=error,
-        )
-
     if isinstance(event, SsoLogoutRequested):
         return SsoLogoutCompleted(
-            request_id=event.request_id, subject=event.subject, steps=(failed(sso_action(event)),)
+            request_id=event.request_id,
+            subject=event.subject,
+            steps=(deadlettered(sso_action(event), record),),
         )
     if isinstance(event, LogoutRequested):
         if Target.ENT not in event.targets:
@@ -369,5 +355,5 @@ def handle_deadlettered(
         service=SERVICE,
         request_id=event.request_id,
         subject=event.subject,
-        steps=tuple(failed(s.action) for s in plan),
+        steps=tuple(deadlettered(s.action, record) for s in plan),
     )

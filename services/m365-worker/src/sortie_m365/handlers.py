@@ -18,12 +18,11 @@ from sortie_core.events import (
     OffboardRequested,
     Outcome,
     RevocationCompleted,
-    StepError,
     StepResult,
     Target,
     utcnow,
 )
-from sortie_core.steps import RetryPolicy, run_step, skipped
+from sortie_core.steps import RetryPolicy, deadlettered, run_step, skipped
 
 from .adapters import M365Directory, M365User
 
@@ -197,22 +196,7 @@ def handle_deadlettered(event: object, record: DeadLettered) -> RevocationComple
         return None
     if isinstance(event, LogoutRequested) and Target.M365 not in event.targets:
         return None
-    now = utcnow()
-    error = StepError(
-        code="deadlettered",
-        message=f"command given up after {record.deliveries} deliveries ({record.reason})",
-    )
-    steps = tuple(
-        StepResult(
-            action=action,
-            outcome=Outcome.FAILED,
-            attempts=record.deliveries,
-            started_at=now,
-            finished_at=now,
-            error=error,
-        )
-        for action in expected_actions(event)
-    )
+    steps = tuple(deadlettered(action, record) for action in expected_actions(event))
     return RevocationCompleted(
         service=SERVICE, request_id=event.request_id, subject=event.subject, steps=steps
     )

@@ -26,9 +26,8 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from sortie_core import streams
-from sortie_core.broker import DEADLETTER_MAXLEN, ensure_groups
+from sortie_core.broker import claim_stale, ensure_groups, write_deadletter
 from sortie_core.events import DeadLettered, RevocationCompleted, decode_event
-from sortie_core.metrics import DEADLETTER_TOTAL
 
 from . import handlers
 from .presence import AGENTS
@@ -45,41 +44,6 @@ METRIC_STREAM = f"{streams.AGENT_RESULTS_PREFIX}*"
 
 def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-async def deadletter(
-    redis: Redis,
-    *,
-    stream: str,
-    group: str,
-    entry_id: str,
-    deliveries: int,
-    data: str,
-    reason: str,
-    detail: str,
-    metric_stream: str | None = None,
-) -> None:
-    """Write the `deadletter` record (the shape `Consumers` writes) and acknowledge."""
-    record = DeadLettered(
-        stream=stream,
-        group=group,
-        entry_id=entry_id,
-        reason=reason,
-        detail=detail[:2000],
-        deliveries=deliveries,
-        data=data[:65536],
-    )
-    log.warning("dead-lettering %s entry %s: %s (%s)", stream, entry_id, reason, detail[:200])
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.xadd(
-            streams.DEADLETTER,
-            {"type": "deadletter", "reason": reason, "data": record.model_dump_json()},
-            maxlen=DEADLETTER_MAXLEN,
-            approximate=True,
-        )
-        pipe.xack(stream, group, entry_id)
-        await pipe.execute()
-    DEADLETTER_TOTAL.labels(metric_stream or stream, reason).inc()
 
 
 class AgentResults:
@@ -121,24 +85,15 @@ class AgentResults:
                 raise
 
     async def _claim(self, host: str, stream: str) -> int:
-        handled, start = 0, "0-0"
-        for _ in range(MAX_BATCHES):
-            result = await self.redis.xautoclaim(
-                stream, self.group, self.consumer, self.claim_idle_ms, start_id=start, count=BATCH
-            )
-            next_start, entries = _s(result[0]), result[1]
-            for entry_id, fields in entries:
-                if fields is None:
-                    continue  # deleted from the stream while pending
-                pending = await self.redis.xpending_range(
-                    stream, self.group, min=entry_id, max=entry_id, count=1
-                )
-                deliveries = int(pending[0]["times_delivered"]) if pending else 1
-                await self._handle(host, stream, _s(entry_id), fields, deliveries)
-                handled += 1
-            if next_start == "0-0" or not entries:
+        handled = 0
+        claimed = claim_stale(
+            self.redis, stream, self.group, self.consumer, self.claim_idle_ms, count=BATCH
+        )
+        async for entry_id, fields, deliveries in claimed:
+            await self._handle(host, stream, entry_id, fields, deliveries)
+            handled += 1
+            if handled >= BATCH * MAX_BATCHES:
                 break
-            start = next_start
         return handled
 
     async def _read_new(self, host: str, stream: str) -> int:
@@ -161,17 +116,16 @@ class AgentResults:
         data = _s(fields.get(b"data", fields.get("data", b"")))
 
         async def refuse(reason: str, detail: str) -> None:
-            await deadletter(
-                self.redis,
+            record = DeadLettered(
                 stream=stream,
                 group=self.group,
                 entry_id=entry_id,
-                deliveries=deliveries,
-                data=data,
                 reason=reason,
-                detail=detail,
-                metric_stream=METRIC_STREAM,
+                detail=detail[:2000],
+                deliveries=deliveries,
+                data=data[:65536],
             )
+            await write_deadletter(self.redis, record, metric_stream=METRIC_STREAM)
 
         try:
             event = decode_event(data)
@@ -198,7 +152,8 @@ class AgentResults:
         await self.redis.xack(stream, self.group, entry_id)
 
     async def redrain_all(self) -> int:
-        """Drain every known host's results stream (those that ever reported)."""
+        """Drain every known host's results stream that holds something for this group:
+        one pipelined XINFO GROUPS per 500 hosts, then a drain only where it is needed."""
         members = await self.redis.smembers(AGENTS)  # type: ignore[misc]
         hosts = sorted(_s(m) for m in members if streams.valid_host(_s(m)))
         handled = 0
@@ -206,10 +161,10 @@ class AgentResults:
             chunk = hosts[i : i + 500]
             async with self.redis.pipeline(transaction=False) as pipe:
                 for host in chunk:
-                    pipe.exists(streams.agent_results_stream(host))
-                present = await pipe.execute()
-            for host, exists in zip(chunk, present, strict=True):
-                if not exists:
+                    pipe.xinfo_groups(streams.agent_results_stream(host))
+                infos = await pipe.execute(raise_on_error=False)
+            for host, info in zip(chunk, infos, strict=True):
+                if not self._has_work(info):
                     continue
                 try:
                     handled += await self.drain(host)
@@ -218,6 +173,15 @@ class AgentResults:
                 except Exception:
                     log.exception("re-drain of %s failed", host)
         return handled
+
+    def _has_work(self, groups: Any) -> bool:
+        if isinstance(groups, Exception):
+            return False  # no such stream: the host never reported
+        mine = next((g for g in groups if _s(g["name"]) == self.group), None)
+        if mine is None:
+            return True  # never drained here: creating the group reads it from the start
+        lag = mine.get("lag")
+        return int(mine.get("pending", 0)) > 0 or lag is None or int(lag) > 0
 
     async def redrain_if_due(self) -> int:
         now = time.monotonic()

@@ -219,11 +219,16 @@ IdemKey = Annotated[
 ]
 
 
-def _accepted(response: Response, rid: uuid.UUID, created: bool, status: str) -> Accepted:
+def mark_accepted(response: Response, rid: uuid.UUID, created: bool) -> Links:
+    """The headers of a 202 (and of its idempotent replay); the links of its body."""
     response.headers["Location"] = f"/v1/requests/{rid}"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
-    return Accepted(request_id=rid, status=status, links=Links(self=f"/v1/requests/{rid}"))
+    return Links(self=f"/v1/requests/{rid}")
+
+
+def _accepted(response: Response, rid: uuid.UUID, created: bool, status: str) -> Accepted:
+    return Accepted(request_id=rid, status=status, links=mark_accepted(response, rid, created))
 
 
 def _subject(body: SubjectIn) -> Subject:

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from sortie_core import streams
 from sortie_core.broker import Consumers, Delivery, Subscription
+from sortie_core.errors import RefusedError
 from sortie_core.events import (
     AgentPresenceChanged,
     AgentResultsAvailable,
@@ -19,7 +20,7 @@ from sortie_core.events import (
 from sortie_core.runtime import make_broker, make_consumers, redis_client
 
 from . import handlers
-from .agent_results import AgentResults, deadletter
+from .agent_results import AgentResults
 from .presence import PresenceIndex
 from .saga import Timeouts
 from .settings import OrchestratorSettings
@@ -54,20 +55,12 @@ def bootstrap(settings: OrchestratorSettings) -> Wiring:
         ),
     )
 
-    async def revocation(event: RevocationCompleted, d: Delivery) -> None:
+    async def revocation(event: RevocationCompleted, _d: Delivery) -> None:
         if event.service.startswith("workstation:"):
             # Agents report only on their own results stream: this one is forged.
-            await deadletter(
-                redis,
-                stream=d.stream,
-                group=d.group,
-                entry_id=d.entry_id,
-                deliveries=d.deliveries,
-                data=event.model_dump_json(),
-                reason="forged_report",
-                detail=f"service {event.service!r} on the shared stream",
+            raise RefusedError(
+                f"service {event.service!r} on the shared stream", code="forged_report"
             )
-            return
         await handlers.on_revocation(deps, event)
 
     async def sso_completed(event: SsoLogoutCompleted, _d: Delivery) -> None:

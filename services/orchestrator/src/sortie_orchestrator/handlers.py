@@ -10,7 +10,6 @@ from datetime import datetime
 
 from sortie_core.events import (
     AgentPresenceChanged,
-    Kind,
     RevocationCompleted,
     SsoLogoutCompleted,
     SsoSession,
@@ -60,6 +59,18 @@ async def _hosts(deps: Deps, state: SagaState) -> list[saga.HostPresence]:
     return await deps.presence.hosts_for(state.subject.workstation_account)
 
 
+async def _create(
+    deps: Deps, transition: Transition, idempotency_key: str | None, principal: str
+) -> tuple[bool, uuid.UUID]:
+    """Store a new request and its first messages; count it once, however often it
+    is submitted with the same Idempotency-Key."""
+    created, rid = await deps.store.create(transition, idempotency_key, principal)
+    if created:
+        REQUESTS_TOTAL.labels(transition.state.kind.value, "accepted").inc()
+        _observe(transition)
+    return created, rid
+
+
 async def accept_logout(
     deps: Deps,
     *,
@@ -73,11 +84,7 @@ async def accept_logout(
     now = utcnow()
     state = saga.new_logout(uuid.uuid4(), subject, reason, targets, sso_session, now)
     transition = saga.start(state, await _hosts(deps, state), now, deps.timeouts)
-    created, rid = await deps.store.create(transition, idempotency_key, principal)
-    if created:
-        REQUESTS_TOTAL.labels(Kind.LOGOUT.value, "accepted").inc()
-        _observe(transition)
-    return created, rid
+    return await _create(deps, transition, idempotency_key, principal)
 
 
 async def accept_offboard(
@@ -98,11 +105,7 @@ async def accept_offboard(
     transition = Transition(state)
     if state.status == "in_progress":
         transition = saga.start(state, await _hosts(deps, state), now, deps.timeouts)
-    created, rid = await deps.store.create(transition, idempotency_key, principal)
-    if created:
-        REQUESTS_TOTAL.labels(Kind.OFFBOARD.value, "accepted").inc()
-        _observe(transition)
-    return created, rid
+    return await _create(deps, transition, idempotency_key, principal)
 
 
 async def accept_admin(
@@ -121,11 +124,7 @@ async def accept_admin(
     now = utcnow()
     state = saga.new_admin(uuid.uuid4(), subject, reason, requested_by, order, now)
     transition = saga.start(state, hosts, now, deps.timeouts)
-    created, rid = await deps.store.create(transition, idempotency_key, principal)
-    if created:
-        REQUESTS_TOTAL.labels(Kind.WORKSTATION_ADMIN.value, "accepted").inc()
-        _observe(transition)
-    return created, rid
+    return await _create(deps, transition, idempotency_key, principal)
 
 
 async def on_revocation(deps: Deps, event: RevocationCompleted) -> None:

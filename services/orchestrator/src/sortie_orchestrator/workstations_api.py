@@ -18,7 +18,7 @@ from sortie_core.events import Subject
 from sortie_core.presence import PresenceRecord, read_presence
 
 from . import handlers
-from .api import IdemKey, Links, Strict, _deps, _require_json
+from .api import IdemKey, Links, Strict, _deps, _require_json, mark_accepted
 from .auth import Principal, require
 from .problems import Problem
 from .saga import AdminOrder, HostPresence
@@ -197,14 +197,11 @@ async def _order(
         idempotency_key=idempotency_key,
         principal=principal.name,
     )
-    response.headers["Location"] = f"/v1/requests/{rid}"
-    if not created:
-        response.headers["Idempotent-Replayed"] = "true"
     return Ordered(
         request_id=rid,
         status="accepted",
         hosts=[h.host for h in hosts],
-        links=Links(self=f"/v1/requests/{rid}"),
+        links=mark_accepted(response, rid, created),
     )
 
 

@@ -16,14 +16,11 @@ from sortie_core.events import (
     DeadLettered,
     LogoutRequested,
     OffboardRequested,
-    Outcome,
     RevocationCompleted,
-    StepError,
     StepResult,
     WorkstationCommandRequested,
-    utcnow,
 )
-from sortie_core.steps import RetryPolicy, run_step, skipped
+from sortie_core.steps import RetryPolicy, deadlettered, run_step, skipped
 
 from .adapters import Session, SessionAction, SessionBackend, SessionId, account_name
 
@@ -220,21 +217,9 @@ def handle_deadlettered(
         action = event.action
     else:
         return None
-    now = utcnow()
-    step = StepResult(
-        action=action,
-        outcome=Outcome.FAILED,
-        attempts=record.deliveries,
-        started_at=now,
-        finished_at=now,
-        error=StepError(
-            code="deadlettered",
-            message=f"command given up after {record.deliveries} deliveries ({record.reason})",
-        ),
-    )
     return RevocationCompleted(
         service=service_name(host),
         request_id=event.request_id,
         subject=event.subject,
-        steps=(step,),
+        steps=(deadlettered(action, record),),
     )

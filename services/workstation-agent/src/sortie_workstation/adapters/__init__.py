@@ -35,6 +35,23 @@ def account_name(user: str) -> str:
     return user.rsplit("\\", 1)[-1].strip().lower()
 
 
+class ActsOnSessions:
+    """The three session actions of `SessionBackend` as one `_act`, for implementations
+    whose actions differ only by name (a command, a URL path, a state change)."""
+
+    async def _act(self, session_id: SessionId, action: SessionAction) -> None:
+        raise NotImplementedError
+
+    async def logoff(self, session_id: SessionId) -> None:
+        await self._act(session_id, SessionAction.LOGOFF)
+
+    async def disconnect(self, session_id: SessionId) -> None:
+        await self._act(session_id, SessionAction.DISCONNECT)
+
+    async def lock(self, session_id: SessionId) -> None:
+        await self._act(session_id, SessionAction.LOCK)
+
+
 class SessionBackend(Protocol):
     async def list_sessions(self) -> list[Session]:
         """Every user session open on this machine."""

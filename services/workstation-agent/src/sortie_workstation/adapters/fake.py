@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from sortie_core.errors import NotFoundError
 
-from . import Session, SessionAction, SessionId
+from . import ActsOnSessions, Session, SessionAction, SessionId
 
 
 def _order(session: Session) -> tuple[int, int, str]:
@@ -15,7 +15,7 @@ def _order(session: Session) -> tuple[int, int, str]:
 
 
 @dataclass
-class FakeSessions:
+class FakeSessions(ActsOnSessions):
     sessions: dict[SessionId, Session] = field(default_factory=dict)
     calls: list[tuple[str, SessionId]] = field(default_factory=list)
     list_calls: int = 0
@@ -49,15 +49,6 @@ class FakeSessions:
         else:
             state = "disconnected" if action is SessionAction.DISCONNECT else "locked"
             self.sessions[session_id] = Session(session.id, session.user, state, session.station)
-
-    async def logoff(self, session_id: SessionId) -> None:
-        await self._act(session_id, SessionAction.LOGOFF)
-
-    async def disconnect(self, session_id: SessionId) -> None:
-        await self._act(session_id, SessionAction.DISCONNECT)
-
-    async def lock(self, session_id: SessionId) -> None:
-        await self._act(session_id, SessionAction.LOCK)
 
     async def close_browsers(self, account: str) -> str:
         self.calls.append(("close_browsers", account))

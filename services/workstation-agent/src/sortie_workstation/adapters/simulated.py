@@ -21,7 +21,7 @@ from sortie_core.errors import (
 )
 from sortie_core.steps import StepSkipped
 
-from . import Session, SessionAction, SessionId
+from . import ActsOnSessions, Session, SessionAction, SessionId
 
 
 def _error(response: httpx.Response, what: str, *, gone_on_404: bool) -> SortieError:
@@ -40,7 +40,7 @@ def _error(response: httpx.Response, what: str, *, gone_on_404: bool) -> SortieE
     return PermanentError(f"{what}: HTTP {status}", code="backend_rejected")
 
 
-class SimulatedSessions:
+class SimulatedSessions(ActsOnSessions):
     def __init__(
         self,
         sim_url: str,
@@ -95,15 +95,6 @@ class SimulatedSessions:
         response = await self._request("POST", f"{self._prefix}/{session_id}/{action.value}", what)
         if not response.is_success:
             raise _error(response, what, gone_on_404=True)
-
-    async def logoff(self, session_id: SessionId) -> None:
-        await self._act(session_id, SessionAction.LOGOFF)
-
-    async def disconnect(self, session_id: SessionId) -> None:
-        await self._act(session_id, SessionAction.DISCONNECT)
-
-    async def lock(self, session_id: SessionId) -> None:
-        await self._act(session_id, SessionAction.LOCK)
 
     async def close_browsers(self, account: str) -> str:
         raise StepSkipped("the workstations simulator runs no browsers")

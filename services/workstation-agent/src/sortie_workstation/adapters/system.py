@@ -11,7 +11,7 @@ import re
 
 from sortie_core.errors import NotFoundError, PermanentError
 
-from . import Session, SessionAction, SessionId
+from . import ActsOnSessions, Session, SessionAction, SessionId
 from .browsers import close_browsers_linux, close_browsers_windows
 from .commands import CommandFailed, first_lines, run
 from .tables import (
@@ -25,7 +25,7 @@ from .tables import (
 _SAFE_ID = re.compile(r"^[A-Za-z0-9]{1,32}$")
 
 
-class CommandSessions:
+class CommandSessions(ActsOnSessions):
     """What every command backend shares; subclasses say which command does what."""
 
     name = "commands"
@@ -51,15 +51,6 @@ class CommandSessions:
             if all(str(s.id) != sid for s in await self.list_sessions()):
                 raise NotFoundError(f"session {sid} is gone ({err.output})") from err
             raise
-
-    async def logoff(self, session_id: SessionId) -> None:
-        await self._act(session_id, SessionAction.LOGOFF)
-
-    async def disconnect(self, session_id: SessionId) -> None:
-        await self._act(session_id, SessionAction.DISCONNECT)
-
-    async def lock(self, session_id: SessionId) -> None:
-        await self._act(session_id, SessionAction.LOCK)
 
     async def close_browsers(self, account: str) -> str:
         raise NotImplementedError
