@@ -1,0 +1,200 @@
+"""What SCIM writes mean beyond the store: a user set inactive or deleted starts the
+configured offboarding (scim_policy); a user set active again is recorded
+(`reactivationRequestedAt` in the Sortie extension) and a still-scheduled offboarding of
+theirs is cancelled. Group memberships are kept both ways (a group's `members`, a user's
+read-only `groups`)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import Request
+from scim2_models import (
+    Group,
+    GroupMember,
+    GroupMembership,
+    InvalidValueException,
+    UniquenessException,
+)
+
+from . import handlers
+from .auth import Principal
+from .scim_model import SORTIE_USER, ScimUser, SortieUser
+from .scim_policy import ScimConfig, deactivation_profile, effective_at, subject_of
+from .scim_store import ScimStore, Stale, Stored
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """One resource type's endpoint: its model, its store, and the other type's store
+    (a user's groups; a group's members)."""
+
+    model: Any
+    store: ScimStore
+    endpoint: str
+    other: ScimStore
+
+    @property
+    def groups(self) -> ScimStore:
+        return self.other if self.endpoint == "Users" else self.store
+
+
+def from_doc(kind: Kind, doc: dict[str, Any]) -> Any:
+    return kind.model.model_validate(doc)
+
+
+def to_doc(resource: Any) -> dict[str, Any]:
+    """What is stored: never the password, never the computed `groups`."""
+    if isinstance(resource, ScimUser):
+        resource.password = None
+        resource.groups = None
+    doc: dict[str, Any] = resource.model_dump()
+    return doc
+
+
+def taken(kind: Kind, doc: dict[str, Any]) -> UniquenessException:
+    name = kind.store.kind.name
+    return UniquenessException(detail=f"{name} {str(doc[name])[:256]!r} is taken")
+
+
+async def hydrate(kind: Kind, stored: Stored, base: str) -> Any:
+    """The stored resource as served: version, location, and a user's groups."""
+    resource = from_doc(kind, stored.doc)
+    resource.meta.version = f'W/"{stored.version}"'
+    resource.meta.location = f"{base}/{kind.endpoint}/{stored.id}"
+    if kind.endpoint == "Users":
+        groups = await kind.other.many(await kind.other.groups_of(stored.id))
+        resource.groups = [
+            GroupMembership(
+                value=g.id, display=g.doc.get("displayName"), ref=f"{base}/Groups/{g.id}", type="direct"
+            )
+            for g in groups
+        ] or None
+    return resource
+
+
+async def check_members(kind: Kind, resource: Any) -> None:
+    """A group's members must be known users or groups (the reverse index stays clean)."""
+    if not isinstance(resource, Group):
+        return
+    members: list[GroupMember] = resource.members or []
+    for member in members:
+        value = str(member.value or "")
+        if not value or not (await kind.other.get(value) or await kind.store.get(value)):
+            raise InvalidValueException(detail=f"members: no user or group {value[:64]!r}")
+
+
+def keep_read_only(original: Any, replacement: Any) -> None:
+    if isinstance(original, ScimUser) and original[SortieUser] is not None:
+        kept = original[SortieUser]
+        ext = replacement[SortieUser] or SortieUser()
+        ext.offboarding = kept.offboarding
+        ext.reactivation_requested_at = kept.reactivation_requested_at
+        replacement[SortieUser] = ext
+
+
+async def forget_member(kind: Kind, rid: str) -> None:
+    """A deleted user or group leaves every group it was a member of."""
+    groups = kind.groups
+    for gid in await groups.groups_of(rid):
+        for _ in range(5):
+            group = await groups.get(gid)
+            if group is None:
+                break
+            doc = {**group.doc}
+            doc["members"] = [m for m in doc.get("members") or [] if m.get("value") != rid]
+            try:
+                await groups.put(doc, group, 0)
+                break
+            except Stale:
+                continue
+    await groups.redis.delete(f"sortie:scim:memberof:{rid}")
+
+
+def _config(request: Request) -> ScimConfig:
+    config: ScimConfig = request.app.state.settings.scim
+    return config
+
+
+def _active(doc: dict[str, Any]) -> bool:
+    return doc.get("active") is not False
+
+
+def _ext(doc: dict[str, Any]) -> dict[str, Any]:
+    if SORTIE_USER not in doc.get("schemas", []):
+        doc["schemas"] = [*doc.get("schemas", []), SORTIE_USER]
+    ext: dict[str, Any] = doc.setdefault(SORTIE_USER, {})
+    return ext
+
+
+async def _offboard(
+    request: Request,
+    principal: Principal,
+    kind: Kind,
+    before: Stored,
+    user: ScimUser,
+    event: str,
+) -> uuid.UUID:
+    """Same user, same version, same key: a retried or racing call gets the same request."""
+    config = _config(request)
+    if event == "deactivated":
+        names = [g.doc.get("displayName", "") for g in await kind.other.many(await kind.other.groups_of(before.id))]
+        profile = deactivation_profile(config, user, names)
+    else:
+        profile = config.delete_profile
+    when = effective_at(config, user)
+    max_days = request.app.state.settings.max_schedule_days
+    if when is not None and when > datetime.now(UTC) + timedelta(days=max_days):
+        raise InvalidValueException(detail=f"the offboarding date is more than {max_days} days ahead")
+    deps: handlers.Deps = request.app.state.deps
+    reason = f"scim_{event}" if profile == "full" else f"scim_{event}:{profile}"
+    _, rid = await handlers.accept_offboard(
+        deps,
+        subject=subject_of(config, user),
+        reason=reason,
+        requested_by=principal.name,
+        actions=list(config.profiles[profile]),
+        effective_at=when,
+        idempotency_key=f"scim:{before.id}:{before.version}",
+        principal=principal.name,
+    )
+    log.info("SCIM user %s %s: offboarding %s (profile %s)", before.id, event, rid, profile)
+    return rid
+
+
+async def on_change(
+    request: Request, principal: Principal, kind: Kind, before: Stored, doc: dict[str, Any]
+) -> dict[str, str]:
+    """Before a user's new state is stored: start what its change of `active` means."""
+    if kind.endpoint != "Users" or _active(before.doc) == _active(doc):
+        return {}
+    if not _active(doc):
+        rid = await _offboard(request, principal, kind, before, from_doc(kind, doc), "deactivated")
+        _ext(doc)["offboarding"] = f"/v1/requests/{rid}"
+        return {"Sortie-Offboarding": f"/v1/requests/{rid}"}
+    # Reactivation: recorded; a scheduled offboarding that has not started is cancelled.
+    # Undoing a finished one (sign-in, mail protocols) is not done by Sortie yet.
+    ext = _ext(doc)
+    ext["reactivationRequestedAt"] = datetime.now(UTC).isoformat()
+    link = (before.doc.get(SORTIE_USER) or {}).get("offboarding")
+    if link:
+        deps: handlers.Deps = request.app.state.deps
+        cancelled = await handlers.cancel(deps, uuid.UUID(link.rsplit("/", 1)[1]))
+        if cancelled is not None:
+            return {"Sortie-Cancelled": link}
+    return {}
+
+
+async def on_delete(
+    request: Request, principal: Principal, kind: Kind, before: Stored
+) -> dict[str, str]:
+    if kind.endpoint != "Users" or not _active(before.doc):
+        return {}  # an inactive user's offboarding already happened
+    rid = await _offboard(request, principal, kind, before, from_doc(kind, before.doc), "deleted")
+    return {"Sortie-Offboarding": f"/v1/requests/{rid}"}
