@@ -1,6 +1,6 @@
 """What SCIM writes mean beyond the store: a user set inactive or deleted starts the
 configured offboarding (scim_policy); a user set active again is recorded
-(`reactivationRequestedAt` in the Sortie extension) and a still-scheduled offboarding of
+(`reactivationRequestedAt` in the Sortie extension, returned when asked for) and a still-scheduled offboarding of
 theirs is cancelled. Group memberships are kept both ways (a group's `members`, a user's
 read-only `groups`)."""
 

@@ -32,6 +32,7 @@ from scim2_models import (
     Patch,
     Reference,
     ResourceType,
+    Returned,
     SchemaExtension,
     ScimPolicy,
     ScimProvider,
@@ -94,10 +95,15 @@ class SortieUser(Extension):
     offboard_at: datetime | None = None
     """When set, deactivating or deleting the user schedules the offboarding for then."""
 
-    offboarding: Annotated[str | None, Mutability.read_only] = None
+
+    # What Sortie did: read-only, and returned only when asked for (`attributes=`), so that
+    # an IdP comparing its PATCH with the answer sees only what it wrote.
+    offboarding: Annotated[str | None, Mutability.read_only, Returned.request] = None
     """The last offboarding request Sortie started for this user."""
 
-    reactivation_requested_at: Annotated[datetime | None, Mutability.read_only] = None
+    reactivation_requested_at: Annotated[
+        datetime | None, Mutability.read_only, Returned.request
+    ] = None
     """When the user was last set active again after an offboarding."""
 
 
