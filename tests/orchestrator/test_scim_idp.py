@@ -253,6 +253,9 @@ def test_okta_user_and_group_lifecycle(scim: httpx.Client, api: httpx.Client, se
     uid = user["id"]
     assert user["locale"] == "en-US" and "password" not in user and "groups" not in user
     assert "1mz050nq" not in json.dumps(ok(scim.get(f"/Users/{uid}")))
+    stored = redis_sync.Redis.from_url(server.url)
+    assert b"1mz050nq" not in stored.hget(f"sortie:scim:user:{uid}", "doc")  # never stored
+    stored.close()
     put = {**create, "id": uid, "name": {"givenName": "Another", "middleName": "", "familyName": "User"}, "meta": {"resourceType": "User"}}
     replaced = ok(scim.put(f"/Users/{uid}", json=put))
     assert replaced["name"]["givenName"] == "Another" and replaced["externalId"] == create["externalId"]

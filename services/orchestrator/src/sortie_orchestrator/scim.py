@@ -19,7 +19,6 @@ from pydantic import ValidationError
 from scim2_models import (
     Context,
     Error,
-    Group,
     InvalidSyntaxException,
     ListResponse,
     Meta,
@@ -34,7 +33,7 @@ from scim2_models import (
 from . import handlers, scim_lifecycle
 from .auth import Principal, require
 from .problems import Problem
-from .scim_model import CONFIG, MAX_RESULTS, POLICY, PROVIDER, ScimUser
+from .scim_model import CONFIG, MAX_RESULTS, POLICY, PROVIDER, ScimGroup, ScimUser
 from .scim_schema import GROUP_BODY, PATCH_BODY, SEARCH_BODY, USER_BODY, body_doc
 from .scim_lifecycle import Kind
 from .scim_search import search
@@ -103,7 +102,7 @@ def _kind(request: Request, endpoint: str) -> Kind:
     users, groups = _stores(request)
     if endpoint == "Users":
         return Kind(ScimUser, users, "Users", groups)
-    return Kind(Group, groups, "Groups", users)
+    return Kind(ScimGroup, groups, "Groups", users)
 
 
 def _ok(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -336,7 +335,7 @@ async def _get(request: Request, endpoint: str, rid: str) -> Response:
 
 
 async def _list(request: Request, kinds: list[Kind], params: dict[str, Any]) -> Response:
-    model: Any = kinds[0].model if len(kinds) == 1 else ScimUser | Group
+    model: Any = kinds[0].model if len(kinds) == 1 else ScimUser | ScimGroup
     params.setdefault("count", MAX_RESULTS)
     count = params.get("count")
     if isinstance(count, int) and not isinstance(count, bool):

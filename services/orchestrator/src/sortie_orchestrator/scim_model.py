@@ -11,6 +11,7 @@ What stays hand-written here, and why:
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -74,8 +75,30 @@ class Email(BaseEmail):
     value: Annotated[str | None, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")] = None  # type: ignore[assignment]
 
 
+_NO_CTRL = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")
+
+
+def _name(value: Any) -> Any:
+    """userName and displayName key the uniqueness index: not empty, one short line."""
+    if isinstance(value, str) and not _NO_CTRL.match(value):
+        raise ValueError("must be 1 to 256 characters without control characters")
+    return value
+
+
 class CoreUser(User[Any]):
     emails: list[Email] | None = None  # type: ignore[assignment]
+
+    @field_validator("user_name")
+    @classmethod
+    def _user_name(cls, value: Any) -> Any:
+        return _name(value)
+
+
+class ScimGroup(Group):
+    @field_validator("display_name")
+    @classmethod
+    def _display_name(cls, value: Any) -> Any:
+        return _name(value)
 
 
 class SortieUser(Extension):
@@ -108,7 +131,6 @@ class SortieUser(Extension):
 
 
 ScimUser = CoreUser[Enterprise | SortieUser]
-ScimGroup = Group
 
 USER_TYPE = ResourceType.from_resource(ScimUser).model_copy(
     update={
@@ -147,8 +169,8 @@ POLICY = ScimPolicy(
 )
 
 PROVIDER = ScimProvider(
-    models=[CoreUser, Enterprise, SortieUser, Group],
-    resource_types=[USER_TYPE, ResourceType.from_resource(Group)],
+    models=[CoreUser, Enterprise, SortieUser, ScimGroup],
+    resource_types=[USER_TYPE, ResourceType.from_resource(ScimGroup)],
     config=CONFIG,
     policy=POLICY,
 )
