@@ -118,7 +118,7 @@ def test_filters_by_user_name_and_external_id(scim: httpx.Client) -> None:
     )
     picked = scim.get(f"/Users/{u['id']}", params={"attributes": "userName"}).json()
     assert set(picked) == {"schemas", "id", "userName"}
-    for bad in ('shoeSize eq "44"', 'userName eq', 'userName zz "x"'):
+    for bad in ('shoeSize eq "44"', "userName eq", 'userName zz "x"'):
         assert_scim_error(scim.get("/Users", params={"filter": bad}), 400, "invalidFilter")
 
 
@@ -240,11 +240,17 @@ def test_filters_paging_and_attribute_selection(scim: httpx.Client) -> None:
     assert ids('userName co "amm"') == [c["id"]]
     assert ids('userName sw "flt." and title ne "Nurse"') == [a["id"], c["id"]]
     assert ids('emails[type eq "work" and value ew "beta@lycee.example"]') == [b["id"]]
-    page = scim.get("/Users", params={"filter": 'userName sw "flt."', "startIndex": 2, "count": 1}).json()
+    page = scim.get(
+        "/Users", params={"filter": 'userName sw "flt."', "startIndex": 2, "count": 1}
+    ).json()
     assert page["totalResults"] == 3 and page["startIndex"] == 2
     assert [r["id"] for r in page["Resources"]] == [b["id"]]
-    picked = scim.get("/Users", params={"filter": f'id eq "{a["id"]}"', "attributes": "displayName"})
-    assert picked.json()["Resources"] == [{"schemas": [USER], "id": a["id"], "displayName": "Alpha"}]
+    picked = scim.get(
+        "/Users", params={"filter": f'id eq "{a["id"]}"', "attributes": "displayName"}
+    )
+    assert picked.json()["Resources"] == [
+        {"schemas": [USER], "id": a["id"], "displayName": "Alpha"}
+    ]
     dropped = scim.get(f"/Users/{a['id']}", params={"excludedAttributes": "emails,title"}).json()
     assert "emails" not in dropped and "title" not in dropped and dropped["userName"] == "flt.alpha"
 

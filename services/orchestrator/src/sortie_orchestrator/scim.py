@@ -33,9 +33,9 @@ from scim2_models import (
 from . import handlers, scim_lifecycle
 from .auth import Principal, require
 from .problems import Problem
+from .scim_lifecycle import Kind
 from .scim_model import CONFIG, MAX_RESULTS, POLICY, PROVIDER, ScimGroup, ScimUser
 from .scim_schema import GROUP_BODY, PATCH_BODY, SEARCH_BODY, USER_BODY, body_doc
-from .scim_lifecycle import Kind
 from .scim_search import search
 from .scim_store import GROUPS, USERS, ScimStore, Stale, Stored, Taken
 
@@ -348,7 +348,9 @@ async def _list(request: Request, kinds: list[Kind], params: dict[str, Any]) -> 
         items_per_page=len(page),
         resources=page,
     )
-    return _ok(response.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE, response_parameters=req))
+    return _ok(
+        response.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE, response_parameters=req)
+    )
 
 
 def _get_params(**given: Any) -> dict[str, Any]:
@@ -359,14 +361,18 @@ async def _search_body(request: Request) -> dict[str, Any]:
     body = await _json_body(request)
     schemas = body.get("schemas")
     if not isinstance(schemas, list) or str(SearchRequest.__schema__) not in schemas:
-        raise InvalidSyntaxException(detail=f"the body must carry the schema {SearchRequest.__schema__}")
+        raise InvalidSyntaxException(
+            detail=f"the body must carry the schema {SearchRequest.__schema__}"
+        )
     return body
 
 
 def _routes(endpoint: str, body: dict[str, Any]) -> None:
     """The same six routes for Users and Groups."""
 
-    @router.post(f"/{endpoint}", status_code=201, openapi_extra=body_doc(body), name=f"create_{endpoint}")
+    @router.post(
+        f"/{endpoint}", status_code=201, openapi_extra=body_doc(body), name=f"create_{endpoint}"
+    )
     async def create(request: Request, principal: Scim) -> Response:
         return await _create(request, principal, endpoint)
 
@@ -399,7 +405,9 @@ def _routes(endpoint: str, body: dict[str, Any]) -> None:
         )
         return await _list(request, [_kind(request, endpoint)], params)
 
-    @router.post(f"/{endpoint}/.search", openapi_extra=body_doc(SEARCH_BODY), name=f"search_{endpoint}")
+    @router.post(
+        f"/{endpoint}/.search", openapi_extra=body_doc(SEARCH_BODY), name=f"search_{endpoint}"
+    )
     async def searching(request: Request, _p: Scim) -> Response:
         return await _list(request, [_kind(request, endpoint)], await _search_body(request))
 
@@ -407,7 +415,9 @@ def _routes(endpoint: str, body: dict[str, Any]) -> None:
     async def replace(rid: str, request: Request, principal: Scim) -> Response:
         return await _replace(request, principal, endpoint, rid)
 
-    @router.patch(f"/{endpoint}/{{rid}}", openapi_extra=body_doc(PATCH_BODY), name=f"patch_{endpoint}")
+    @router.patch(
+        f"/{endpoint}/{{rid}}", openapi_extra=body_doc(PATCH_BODY), name=f"patch_{endpoint}"
+    )
     async def patch(rid: str, request: Request, principal: Scim) -> Response:
         return await _patch(request, principal, endpoint, rid)
 
@@ -446,4 +456,3 @@ async def not_here(rest: str, request: Request, _p: Scim) -> Response:
     ):
         return scim_error(405, f"{request.method} is not allowed on {path[:100]}")
     return scim_error(404, f"no SCIM endpoint {path[:100]}")
-

@@ -1,8 +1,8 @@
 """What SCIM writes mean beyond the store: a user set inactive or deleted starts the
 configured offboarding (scim_policy); a user set active again is recorded
-(`reactivationRequestedAt` in the Sortie extension, returned when asked for) and a still-scheduled offboarding of
-theirs is cancelled. Group memberships are kept both ways (a group's `members`, a user's
-read-only `groups`)."""
+(`reactivationRequestedAt` in the Sortie extension, returned when asked for) and a
+still-scheduled offboarding of theirs is cancelled. Group memberships are kept both ways
+(a group's `members`, a user's read-only `groups`)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from scim2_models import (
 
 from . import handlers
 from .auth import Principal
-from .scim_model import SORTIE_USER, ScimUser, SortieUser
+from .scim_model import SORTIE_USER, CoreUser, ScimUser, SortieUser
 from .scim_policy import ScimConfig, deactivation_profile, effective_at, subject_of
 from .scim_store import ScimStore, Stale, Stored
 
@@ -51,7 +51,7 @@ def from_doc(kind: Kind, doc: dict[str, Any]) -> Any:
 
 def to_doc(resource: Any) -> dict[str, Any]:
     """What is stored: never the password, never the computed `groups`."""
-    if isinstance(resource, ScimUser):
+    if isinstance(resource, CoreUser):
         resource.password = None
         resource.groups = None
     doc: dict[str, Any] = resource.model_dump()
@@ -71,8 +71,13 @@ async def hydrate(kind: Kind, stored: Stored, base: str) -> Any:
     if kind.endpoint == "Users":
         groups = await kind.other.many(await kind.other.groups_of(stored.id))
         resource.groups = [
-            GroupMembership(
-                value=g.id, display=g.doc.get("displayName"), ref=f"{base}/Groups/{g.id}", type="direct"
+            GroupMembership.model_validate(
+                {
+                    "value": g.id,
+                    "display": g.doc.get("displayName"),
+                    "$ref": f"{base}/Groups/{g.id}",
+                    "type": "direct",
+                }
             )
             for g in groups
         ] or None
@@ -91,7 +96,7 @@ async def check_members(kind: Kind, resource: Any) -> None:
 
 
 def keep_read_only(original: Any, replacement: Any) -> None:
-    if isinstance(original, ScimUser) and original[SortieUser] is not None:
+    if isinstance(original, CoreUser) and original[SortieUser] is not None:
         kept = original[SortieUser]
         ext = replacement[SortieUser] or SortieUser()
         ext.offboarding = kept.offboarding
@@ -144,14 +149,19 @@ async def _offboard(
     """Same user, same version, same key: a retried or racing call gets the same request."""
     config = _config(request)
     if event == "deactivated":
-        names = [g.doc.get("displayName", "") for g in await kind.other.many(await kind.other.groups_of(before.id))]
+        names = [
+            g.doc.get("displayName", "")
+            for g in await kind.other.many(await kind.other.groups_of(before.id))
+        ]
         profile = deactivation_profile(config, user, names)
     else:
         profile = config.delete_profile
     when = effective_at(config, user)
     max_days = request.app.state.settings.max_schedule_days
     if when is not None and when > datetime.now(UTC) + timedelta(days=max_days):
-        raise InvalidValueException(detail=f"the offboarding date is more than {max_days} days ahead")
+        raise InvalidValueException(
+            detail=f"the offboarding date is more than {max_days} days ahead"
+        )
     deps: handlers.Deps = request.app.state.deps
     reason = f"scim_{event}" if profile == "full" else f"scim_{event}:{profile}"
     _, rid = await handlers.accept_offboard(

@@ -18,15 +18,16 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from scim2_models import (
     URN,
+    AnyExtension,
     AuthenticationScheme,
     Bulk,
     CaseExact,
-    Email as BaseEmail,
     ChangePassword,
     ComplexAttribute,
     EnterpriseUser,
     ETag,
     Extension,
+    External,
     Filter,
     Group,
     Mutability,
@@ -40,6 +41,9 @@ from scim2_models import (
     ServiceProviderConfig,
     Sort,
     User,
+)
+from scim2_models import (
+    Email as BaseEmail,
 )
 
 SORTIE_USER = "urn:sortie:params:scim:schemas:extension:sortie:2.0:User"
@@ -85,7 +89,7 @@ def _name(value: Any) -> Any:
     return value
 
 
-class CoreUser(User[Any]):
+class CoreUser(User[AnyExtension]):
     emails: list[Email] | None = None  # type: ignore[assignment]
 
     @field_validator("user_name")
@@ -118,7 +122,6 @@ class SortieUser(Extension):
     offboard_at: datetime | None = None
     """When set, deactivating or deleting the user schedules the offboarding for then."""
 
-
     # What Sortie did: read-only, and returned only when asked for (`attributes=`), so that
     # an IdP comparing its PATCH with the answer sees only what it wrote.
     offboarding: Annotated[str | None, Mutability.read_only, Returned.request] = None
@@ -135,14 +138,14 @@ ScimUser = CoreUser[Enterprise | SortieUser]
 USER_TYPE = ResourceType.from_resource(ScimUser).model_copy(
     update={
         "schema_extensions": [
-            SchemaExtension(schema_=ENTERPRISE_USER, required=False),
-            SchemaExtension(schema_=SORTIE_USER, required=False),
+            SchemaExtension.model_validate({"schema": ENTERPRISE_USER, "required": False}),
+            SchemaExtension.model_validate({"schema": SORTIE_USER, "required": False}),
         ]
     }
 )
 
 CONFIG = ServiceProviderConfig(
-    documentation_uri="https://datatracker.ietf.org/doc/html/rfc7644",
+    documentation_uri=Reference[External]("https://datatracker.ietf.org/doc/html/rfc7644"),
     patch=Patch(supported=True),
     bulk=Bulk(supported=False, max_operations=0, max_payload_size=0),
     filter=Filter(supported=True, max_results=MAX_RESULTS),

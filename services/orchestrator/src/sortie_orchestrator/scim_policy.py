@@ -3,7 +3,8 @@ file `scim_file`): how its attributes map onto the request subject, with per-sit
 templates, and what each lifecycle event starts.
 
 A template is text with `${<SCIM attribute path>}` placeholders, e.g. `${userName}`,
-`${emails[type eq "work"].value}`, `EDU\\${urn:sortie:params:scim:schemas:extension:sortie:2.0:User:casUsername}`.
+`${emails[type eq "work"].value}`,
+`EDU\\${urn:sortie:params:scim:schemas:extension:sortie:2.0:User:casUsername}`.
 Each identifier takes the first of its templates whose placeholders all have a value.
 """
 
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from scim2_models import Path, ScimFilter, SCIMException
+from scim2_models import Path, SCIMException, ScimFilter
 
 from sortie_core.events import Subject
 

@@ -35,7 +35,9 @@ def _indexed(node: Any, name: str) -> tuple[str, str] | None:
     return None
 
 
-async def _candidates(kind: Kind, text: str | None, start: int, stop: int | None) -> tuple[list[Stored], int | None]:
+async def _candidates(
+    kind: Kind, text: str | None, start: int, stop: int | None
+) -> tuple[list[Stored], int | None]:
     """Candidates, and the total when no filter narrows them (then they are the page)."""
     store = kind.store
     if not text:

@@ -90,9 +90,15 @@ class Kind:
     name: str
 
 
-USERS = Kind("sortie:scim:user:", "sortie:scim:name:", "sortie:scim:ext:", "sortie:scim:users", "userName")
+USERS = Kind(
+    "sortie:scim:user:", "sortie:scim:name:", "sortie:scim:ext:", "sortie:scim:users", "userName"
+)
 GROUPS = Kind(
-    "sortie:scim:group:", "sortie:scim:gname:", "sortie:scim:gext:", "sortie:scim:groups", "displayName"
+    "sortie:scim:group:",
+    "sortie:scim:gname:",
+    "sortie:scim:gext:",
+    "sortie:scim:groups",
+    "displayName",
 )
 MEMBER_OF = "sortie:scim:memberof:"
 
@@ -145,7 +151,7 @@ class ScimStore:
             *(MEMBER_OF + m for m in leave),
             *(MEMBER_OF + m for m in join),
         ]
-        args = [
+        args: list[str | int] = [
             rid,
             json.dumps(doc),
             "" if before is None else str(before.version),
