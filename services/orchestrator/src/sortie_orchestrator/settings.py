@@ -14,6 +14,7 @@ from pydantic_settings import SettingsConfigDict
 
 from sortie_core.settings import ServiceSettings, redis_url_field
 
+from .oauth import OAuthSettings
 from .scim_policy import ScimConfig
 
 ALL_SCOPES = frozenset(
@@ -67,6 +68,9 @@ class OrchestratorSettings(ServiceSettings):
     # SCIM mapping and lifecycle policy (scim_policy.ScimConfig), as JSON, or a YAML/JSON
     # file (`scim_file`, which wins).
     scim: ScimConfig = Field(default_factory=ScimConfig)
+    # An OAuth 2.0 issuer whose JWT access tokens may call SCIM (oauth.OAuthSettings), e.g.
+    # {"issuer": "…", "audience": "…", "jwks_url": "https://…/keys", "scope": "scim"}.
+    oauth: OAuthSettings | None = None
     scim_file: Path | None = None
 
     @model_validator(mode="after")
