@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.intake.live import READER, SCIM_TOKEN, TOKEN, live_orchestrator
+from tests.intake.live import READER, live_orchestrator
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -20,19 +20,6 @@ ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
 def base() -> Iterator[str]:
     with live_orchestrator() as url:
         yield url
-
-
-@pytest.fixture
-def scim(base: str) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {SCIM_TOKEN}", "Content-Type": "application/scim+json"}
-    with httpx.Client(base_url=f"{base}/scim/v2", headers=headers, timeout=10) as c:
-        yield c
-
-
-@pytest.fixture
-def api(base: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
-        yield c
 
 
 def make_user(scim: httpx.Client, name: str, **extra: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import redis as redis_sync
 
 from sortie_core import streams
 from sortie_orchestrator.scim_policy import ScimConfig
-from tests.intake.live import SCIM_TOKEN, TOKEN, live_orchestrator
+from tests.intake.live import live_orchestrator
 from tests.redis_server import RedisServer
 
 CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -45,19 +45,6 @@ def server() -> Iterator[RedisServer]:
 def base(server: RedisServer) -> Iterator[str]:
     with live_orchestrator(server, scim=CONFIG) as url:
         yield url
-
-
-@pytest.fixture
-def scim(base: str) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {SCIM_TOKEN}", "Content-Type": "application/scim+json"}
-    with httpx.Client(base_url=f"{base}/scim/v2", headers=headers, timeout=10) as c:
-        yield c
-
-
-@pytest.fixture
-def api(base: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
-        yield c
 
 
 def offboard_event(server: RedisServer, link: str) -> dict[str, Any]:
