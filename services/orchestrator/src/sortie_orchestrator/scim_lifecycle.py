@@ -63,25 +63,44 @@ def taken(kind: Kind, doc: dict[str, Any]) -> UniquenessException:
     return UniquenessException(detail=f"{name} {str(doc[name])[:256]!r} is taken")
 
 
-async def hydrate(kind: Kind, stored: Stored, base: str) -> Any:
-    """The stored resource as served: version, location, and a user's groups."""
-    resource = from_doc(kind, stored.doc)
-    resource.meta.version = f'W/"{stored.version}"'
-    resource.meta.location = f"{base}/{kind.endpoint}/{stored.id}"
-    if kind.endpoint == "Users":
-        groups = await kind.other.many(await kind.other.groups_of(stored.id))
+async def hydrate_many(kind: Kind, stored: list[Stored], base: str) -> list[Any]:
+    """The stored resources as served: version, location, and a user's groups."""
+    resources = []
+    for item in stored:
+        resource = from_doc(kind, item.doc)
+        resource.meta.version = f'W/"{item.version}"'
+        resource.meta.location = f"{base}/{kind.endpoint}/{item.id}"
+        resources.append(resource)
+    if kind.endpoint != "Users" or not stored:
+        return resources
+    memberships = await kind.other.groups_of([s.id for s in stored])
+    names = {
+        g.id: g.doc.get("displayName")
+        for g in await kind.other.many(sorted({gid for ids in memberships for gid in ids}))
+    }
+    for resource, ids in zip(resources, memberships, strict=True):
         resource.groups = [
             GroupMembership.model_validate(
                 {
-                    "value": g.id,
-                    "display": g.doc.get("displayName"),
-                    "$ref": f"{base}/Groups/{g.id}",
+                    "value": gid,
+                    "display": names[gid],
+                    "$ref": f"{base}/Groups/{gid}",
                     "type": "direct",
                 }
             )
-            for g in groups
+            for gid in ids
+            if gid in names
         ] or None
-    return resource
+    return resources
+
+
+async def hydrate(kind: Kind, stored: Stored, base: str) -> Any:
+    return (await hydrate_many(kind, [stored], base))[0]
+
+
+async def group_names(kind: Kind, user_id: str) -> list[str]:
+    groups = await kind.groups.many((await kind.groups.groups_of([user_id]))[0])
+    return [str(g.doc.get("displayName", "")) for g in groups]
 
 
 async def check_members(kind: Kind, resource: Any) -> None:
@@ -89,10 +108,11 @@ async def check_members(kind: Kind, resource: Any) -> None:
     if not isinstance(resource, Group):
         return
     members: list[GroupMember] = resource.members or []
-    for member in members:
-        value = str(member.value or "")
-        if not value or not (await kind.other.get(value) or await kind.store.get(value)):
-            raise InvalidValueException(detail=f"members: no user or group {value[:64]!r}")
+    values = [str(m.value or "") for m in members]
+    known = await kind.other.existing(values) | await kind.store.existing(values)
+    unknown = [v for v in values if v not in known]
+    if unknown:
+        raise InvalidValueException(detail=f"members: no user or group {unknown[0][:64]!r}")
 
 
 def keep_read_only(original: Any, replacement: Any) -> None:
@@ -107,7 +127,7 @@ def keep_read_only(original: Any, replacement: Any) -> None:
 async def forget_member(kind: Kind, rid: str) -> None:
     """A deleted user or group leaves every group it was a member of."""
     groups = kind.groups
-    for gid in await groups.groups_of(rid):
+    for gid in (await groups.groups_of([rid]))[0]:
         for _ in range(5):
             group = await groups.get(gid)
             if group is None:
@@ -149,11 +169,7 @@ async def _offboard(
     """Same user, same version, same key: a retried or racing call gets the same request."""
     config = _config(request)
     if event == "deactivated":
-        names = [
-            g.doc.get("displayName", "")
-            for g in await kind.other.many(await kind.other.groups_of(before.id))
-        ]
-        profile = deactivation_profile(config, user, names)
+        profile = deactivation_profile(config, user, await group_names(kind, before.id))
     else:
         profile = config.delete_profile
     when = effective_at(config, user)

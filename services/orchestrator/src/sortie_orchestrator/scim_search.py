@@ -10,7 +10,7 @@ from typing import Any
 from scim2_models import ScimFilter, SearchRequest
 from scim2_models.path import CompareOperator, Comparison, LogicalExpr, LogicalOperator
 
-from .scim_lifecycle import Kind, hydrate
+from .scim_lifecycle import Kind, from_doc, hydrate_many
 from .scim_store import Stored
 
 MAX_SCAN = 10_000
@@ -57,18 +57,24 @@ async def _candidates(
 
 
 async def search(kinds: list[Kind], req: SearchRequest[Any], base: str) -> tuple[int, list[Any]]:
-    """(totalResults, the page of resources) for a validated search request."""
+    """(totalResults, the page of resources) for a validated search request. Only a filter
+    naming `groups` needs a user's groups to match; otherwise only the page reads them."""
     start, stop = req.start_index_0 or 0, req.stop_index_0
     text = str(req.filter) if req.filter else None
     if len(kinds) == 1 and text is None:
         stored, total = await _candidates(kinds[0], None, start, stop)
-        return int(total or 0), [await hydrate(kinds[0], s, base) for s in stored]
-    matched: list[Any] = []
+        return int(total or 0), await hydrate_many(kinds[0], stored, base)
+    matched: list[tuple[Kind, Stored]] = []
     for kind in kinds:
         stored, _ = await _candidates(kind, text, 0, None)
         bound = ScimFilter[kind.model](text) if text else None  # type: ignore[name-defined]
-        for item in stored:
-            resource = await hydrate(kind, item, base)
+        needs_groups = "groups" in (text or "").lower()
+        resources = await hydrate_many(kind, stored, base) if needs_groups else None
+        for n, item in enumerate(stored):
+            resource = resources[n] if resources else from_doc(kind, item.doc)
             if bound is None or bound.match(resource):
-                matched.append(resource)
-    return len(matched), matched[start:stop]
+                matched.append((kind, item))
+    page: list[Any] = []
+    for kind, item in matched[start:stop]:
+        page += await hydrate_many(kind, [item], base)
+    return len(matched), page

@@ -208,6 +208,22 @@ class ScimStore:
             rows = await pipe.execute()
         return [Stored(json.loads(r[0]), int(_text(r[1]))) for r in rows if r[0] is not None]
 
-    async def groups_of(self, user_id: str) -> list[str]:
-        ids = await self.redis.smembers(MEMBER_OF + user_id)  # type: ignore[misc]
-        return sorted(_text(i) for i in ids)
+    async def groups_of(self, member_ids: list[str]) -> list[list[str]]:
+        """For each id, the ids of the groups it is a member of."""
+        if not member_ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for rid in member_ids:
+                pipe.smembers(MEMBER_OF + rid)
+            rows = await pipe.execute()
+        return [sorted(_text(i) for i in row) for row in rows]
+
+    async def existing(self, ids: list[str]) -> set[str]:
+        ids = [i for i in ids if 0 < len(i) <= 64]
+        if not ids:
+            return set()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for rid in ids:
+                pipe.exists(self._key(rid))
+            found = await pipe.execute()
+        return {rid for rid, hit in zip(ids, found, strict=True) if hit}
