@@ -36,9 +36,11 @@ def _check_templates(value: list[str]) -> list[str]:
     for template in value:
         for path in _PLACEHOLDER.findall(template):
             try:
-                Path[ScimUser](path)  # type: ignore[misc]
+                known = Path[ScimUser](path).resolve()  # type: ignore[misc]
             except (SCIMException, ValueError) as exc:
                 raise ValueError(f"template {template!r}: {exc}") from exc
+            if known is None:
+                raise ValueError(f"template {template!r}: no attribute {path!r}")
     return value
 
 
@@ -112,7 +114,7 @@ class ScimConfig(_Strict):
         missing = sorted(set(named) - set(self.profiles))
         if missing:
             raise ValueError(f"no profile named {missing}")
-        _check_templates(self.effective_at)
+        _check_templates([*self.effective_at, f"${{{self.site_attribute}}}"])
         return self
 
 
