@@ -253,3 +253,11 @@ def test_groups_refuse_unknown_members_and_lose_deleted_ones(scim: httpx.Client)
     assert_scim_error(scim.post("/Groups", json=group), 409, "uniqueness")
     assert scim.delete(f"/Users/{u['id']}").status_code == 204
     assert "members" not in scim.get(f"/Groups/{gid}").json()
+
+
+def test_bad_response_parameters_refuse_the_write(scim: httpx.Client) -> None:
+    before = total(scim)
+    body = {"schemas": [USER], "userName": "params.user"}
+    refused = scim.post("/Users", json=body, params={"attributes": "shoeSize[type eq 1]"})
+    assert_scim_error(refused, 400)
+    assert total(scim) == before

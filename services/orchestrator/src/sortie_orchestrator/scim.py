@@ -165,11 +165,16 @@ def _query_params(request: Request) -> dict[str, str]:
     return {k: v for k, v in request.query_params.items() if k in keep}
 
 
+def _response_params(request: Request, kind: Kind) -> Any:
+    """`attributes` / `excludedAttributes`; a write checks them before it changes anything."""
+    return SearchRequest[kind.model].model_validate(_query_params(request))  # type: ignore[name-defined]
+
+
 async def _render(
     request: Request, kind: Kind, stored: Stored, ctx: Context, status: int = 200
 ) -> Response:
     resource = await scim_lifecycle.hydrate(kind, stored, _base(request))
-    params = SearchRequest[kind.model].model_validate(_query_params(request))  # type: ignore[name-defined]
+    params = _response_params(request, kind)
     body = resource.model_dump(scim_ctx=ctx, response_parameters=params)
     headers = {"ETag": _etag(stored.version)}
     if status == 201:
@@ -245,6 +250,7 @@ Index = Annotated[int, Query(ge=-(2**31), le=2**31)]
 
 async def _create(request: Request, principal: Principal, endpoint: str) -> Response:
     kind = _kind(request, endpoint)
+    _response_params(request, kind)
     body = _resource_body(await _json_body(request))
     resource = kind.model.model_validate(
         body, scim_ctx=Context.RESOURCE_CREATION_REQUEST, scim_policy=POLICY
@@ -287,6 +293,7 @@ async def _write(
 
 async def _replace(request: Request, principal: Principal, endpoint: str, rid: str) -> Response:
     kind = _kind(request, endpoint)
+    _response_params(request, kind)
     body = _resource_body(await _json_body(request))
     before = await _load(kind, rid)
     _check_if_match(request, before)
@@ -303,6 +310,7 @@ async def _replace(request: Request, principal: Principal, endpoint: str, rid: s
 
 async def _patch(request: Request, principal: Principal, endpoint: str, rid: str) -> Response:
     kind = _kind(request, endpoint)
+    _response_params(request, kind)
     body = await _json_body(request)
     before = await _load(kind, rid)
     _check_if_match(request, before)
