@@ -115,3 +115,9 @@ def test_the_policy_file_is_read_with_the_settings(tmp_path: Path) -> None:
     path.write_text("delete_profile: missing\n")
     with pytest.raises(ValidationError, match="missing"):
         OrchestratorSettings(redis_url="redis://127.0.0.1:1/0", scim_file=path)  # type: ignore[arg-type]
+
+
+def test_a_date_template_on_a_text_attribute_gives_a_clear_error() -> None:
+    config = ScimConfig.model_validate({"effective_at": ["${title}"]})
+    with pytest.raises(ValueError, match="not an ISO 8601 date-time"):
+        effective_at(config, user(title="end of June"))

@@ -172,7 +172,10 @@ async def _offboard(
         profile = deactivation_profile(config, user, await group_names(kind, before.id))
     else:
         profile = config.delete_profile
-    when = effective_at(config, user)
+    try:
+        when = effective_at(config, user)
+    except ValueError as exc:
+        raise InvalidValueException(detail=str(exc)) from exc
     max_days = request.app.state.settings.max_schedule_days
     if when is not None and when > datetime.now(UTC) + timedelta(days=max_days):
         raise InvalidValueException(

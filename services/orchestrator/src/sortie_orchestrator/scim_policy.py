@@ -187,6 +187,11 @@ def effective_at(config: ScimConfig, user: ScimUser) -> datetime | None:
     text = render(user, config.effective_at)
     if text is None:
         return None
-    when = datetime.fromisoformat(text)
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(
+            f"the offboarding date {text[:64]!r} is not an ISO 8601 date-time"
+        ) from exc
     when = when if when.tzinfo else when.replace(tzinfo=UTC)
     return when if when > datetime.now(UTC) else None
