@@ -72,3 +72,10 @@ REQUESTS_OVERDUE = Gauge(
     "Unfinished requests whose deadline passed more than a grace period ago (read from Redis)",
     registry=REGISTRY,
 )
+VERIFICATIONS = Counter(
+    "sortie_verification_total",
+    "Read-backs of a step's post-condition, by result (verified, acknowledged, contradicted, "
+    "unverified)",
+    ["service", "result"],
+    registry=REGISTRY,
+)

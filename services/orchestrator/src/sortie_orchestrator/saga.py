@@ -21,7 +21,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sortie_core import streams
 from sortie_core.events import (
-    GOOD_OUTCOMES,
     OFFBOARD_M365_ORDER,
     Envelope,
     Kind,
@@ -469,7 +468,7 @@ def on_sso_completed(
 def final_status(state: SagaState) -> Status:
     if state.kind == Kind.WORKSTATION_ADMIN:
         good = [
-            svc.state == "reported" and all(s.outcome in GOOD_OUTCOMES for s in svc.steps)
+            svc.state == "reported" and all(s.done for s in svc.steps)
             for svc in state.services.values()
         ]
         return "completed" if all(good) else "partial" if any(good) else "failed"
@@ -477,12 +476,12 @@ def final_status(state: SagaState) -> Status:
         state.sso is not None
         and state.sso.state == "reported"
         and bool(state.sso.steps)
-        and all(s.outcome in GOOD_OUTCOMES for s in state.sso.steps)
+        and all(s.done for s in state.sso.steps)
     )
     if not sso_ok:
         return "failed"
     phase1_ok = all(
-        svc.state == "reported" and all(s.outcome in GOOD_OUTCOMES for s in svc.steps)
+        svc.state == "reported" and bool(svc.steps) and all(s.done for s in svc.steps)
         for svc in state.services.values()
     )
     return "completed" if phase1_ok else "partial"

@@ -17,6 +17,7 @@ from sortie_core.events import (
     LogoutRequested,
     OffboardRequested,
     RevocationCompleted,
+    SkipReason,
     StepResult,
     WorkstationCommandRequested,
 )
@@ -165,7 +166,9 @@ async def handle_offboard(
             event.subject.workstation_account, action, host=host, backend=backend, policy=policy
         )
     else:
-        step = skipped(action.value, "not among the requested actions")
+        step = skipped(
+            action.value, "not among the requested actions", SkipReason.ACTION_NOT_SELECTED
+        )
     log.info("request %s: %s %s=%s", event.request_id, host, step.action, step.outcome.value)
     return RevocationCompleted(
         service=service_name(host),
