@@ -481,7 +481,7 @@ def final_status(state: SagaState) -> Status:
     if not sso_ok:
         return "failed"
     phase1_ok = all(
-        svc.state == "reported" and bool(svc.steps) and all(s.done for s in svc.steps)
+        svc.state == "reported" and all(s.done for s in svc.steps)
         for svc in state.services.values()
     )
     return "completed" if phase1_ok else "partial"
