@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
 
 from sortie_core import streams
 from sortie_core.events import (
+    Discovery,
+    Evidence,
     Outcome,
     RequestFinished,
     RevocationCompleted,
+    SkipReason,
     SsoLogoutCompleted,
     SsoLogoutRequested,
     SsoSession,
@@ -17,6 +23,7 @@ from sortie_core.events import (
     StepResult,
     Subject,
     Target,
+    Verification,
 )
 from sortie_orchestrator import saga
 
@@ -25,7 +32,13 @@ TIMEOUTS = saga.Timeouts(phase1=timedelta(seconds=30), sso=timedelta(seconds=60)
 ALICE = Subject(user_id="alice", upn="alice@example.org", cas_username="alice")
 
 
-def step(action: str, outcome: Outcome = Outcome.SUCCEEDED, at: datetime = T0) -> StepResult:
+def step(
+    action: str,
+    outcome: Outcome = Outcome.SUCCEEDED,
+    at: datetime = T0,
+    verification: Verification | None = Verification.VERIFIED,
+    **extra: Any,
+) -> StepResult:
     err = StepError(code="x", message="y") if outcome == Outcome.FAILED else None
     return StepResult(
         action=action,
@@ -34,6 +47,8 @@ def step(action: str, outcome: Outcome = Outcome.SUCCEEDED, at: datetime = T0) -
         started_at=at,
         finished_at=at + timedelta(milliseconds=50),
         error=err,
+        verification=verification if outcome in (Outcome.SUCCEEDED, Outcome.NOT_FOUND) else None,
+        **extra,
     )
 
 
@@ -49,18 +64,29 @@ def started(hosts: list[saga.HostPresence] | None = None, targets: list[Target] 
     return saga.start(state, hosts or [], T0, TIMEOUTS)
 
 
-def report(state: saga.SagaState, service: str, outcome: Outcome = Outcome.SUCCEEDED):
+def report(
+    state: saga.SagaState,
+    service: str,
+    outcome: Outcome = Outcome.SUCCEEDED,
+    one: StepResult | None = None,
+    discovery: Discovery | None = None,
+):
     return RevocationCompleted(
         request_id=state.request_id,
         subject=ALICE,
         service=service,
-        steps=(step("revoke_sessions", outcome),),
+        steps=(one or step("revoke_sessions", outcome),),
+        discovery=discovery,
     )
 
 
-def sso_report(state: saga.SagaState, outcome: Outcome = Outcome.SUCCEEDED):
+def sso_report(
+    state: saga.SagaState, outcome: Outcome = Outcome.SUCCEEDED, one: StepResult | None = None
+):
     return SsoLogoutCompleted(
-        request_id=state.request_id, subject=ALICE, steps=(step("destroy_sso_session", outcome),)
+        request_id=state.request_id,
+        subject=ALICE,
+        steps=(one or step("destroy_sso_session", outcome),),
     )
 
 
@@ -132,7 +158,7 @@ def test_final_statuses():
     assert failed_m365 is not None
     partial = saga.on_sso_completed(failed_m365.state, sso_report(failed_m365.state), T0)
     assert partial is not None and partial.state.status == "partial"
-    # not_found counts as good: nothing to revoke there.
+    # not_found after an authoritative lookup (verified) counts: nothing to revoke there.
     nf = saga.on_revocation(t.state, report(t.state, "m365", Outcome.NOT_FOUND), T0, TIMEOUTS)
     assert nf is not None
     fine = saga.on_sso_completed(nf.state, sso_report(nf.state), T0)
@@ -169,3 +195,89 @@ def test_scheduled_offboarding_and_cancel():
     assert sso2 is not None
     msg = sso2.messages[0].event
     assert isinstance(msg, SsoLogoutRequested) and msg.all_sessions and msg.tgt is None
+
+
+EVIDENCE = Evidence(source="graph GET /users/{id}", observed={"accountEnabled": False}, read_at=T0)
+
+
+def _m365_then_sso(m365: StepResult, sso: StepResult | None = None) -> saga.SagaState:
+    t = started(targets=[Target.M365])
+    s1 = saga.on_revocation(t.state, report(t.state, "m365", one=m365), T0, TIMEOUTS)
+    assert s1 is not None
+    done = saga.on_sso_completed(s1.state, sso_report(s1.state, one=sso), T0)
+    assert done is not None
+    return done.state
+
+
+@pytest.mark.parametrize(
+    ("m365", "status", "proof"),
+    [
+        (step("block_sign_in"), "completed", "verified"),
+        (step("x", verification=Verification.ACKNOWLEDGED), "completed", "acknowledged"),
+        # A success nobody could read back proves nothing.
+        (step("x", verification=Verification.UNVERIFIED), "partial", "unverified"),
+        (step("x", verification=None), "partial", "unverified"),
+        # not_found is good only after an authoritative lookup (with its evidence).
+        (step("x", Outcome.NOT_FOUND, verification=None), "partial", "not_found without"),
+        (
+            step("x", Outcome.NOT_FOUND, evidence=EVIDENCE),
+            "completed",
+            "not_found (verified)",
+        ),
+        # skipped is good only for a policy reason.
+        (step("x", Outcome.SKIPPED), "partial", "skipped without a policy reason"),
+        (
+            step("x", Outcome.SKIPPED, skip_reason=SkipReason.NOT_CONFIGURED),
+            "partial",
+            "skipped without a policy reason (not_configured)",
+        ),
+        (
+            step("x", Outcome.SKIPPED, skip_reason=SkipReason.GUEST_BY_POLICY),
+            "completed",
+            "skipped (guest_by_policy)",
+        ),
+        (step("x", Outcome.FAILED), "partial", "failed (x)"),
+    ],
+)
+def test_a_step_counts_only_when_proven(m365: StepResult, status: str, proof: str):
+    state = _m365_then_sso(m365)
+    assert state.status == status
+    assert saga.proof_of(state.services["m365"].steps[0]).startswith(proof)
+    finished = saga.finished_event(state, T0)
+    assert (
+        finished.services["m365"]
+        .proofs["x" if m365.action == "x" else m365.action]
+        .startswith(proof)
+    )
+
+
+@pytest.mark.parametrize("verification", [Verification.ACKNOWLEDGED, Verification.UNVERIFIED, None])
+def test_the_sso_step_counts_only_when_read_back(verification: Verification | None):
+    """The CAS answers 200 to a TGT delete whatever happened: only the read-back counts."""
+    sso = step("destroy_sso_session", verification=verification)
+    assert _m365_then_sso(step("block_sign_in"), sso).status == "failed"
+    contradicted = step("destroy_sso_session", Outcome.FAILED)
+    assert _m365_then_sso(step("block_sign_in"), contradicted).status == "failed"
+
+
+def test_coverage_sums_what_the_services_found():
+    t = started([saga.HostPresence("pc-1", True, age_s=3.5)])
+    found = Discovery(
+        source="cas ssoSessions actuator",
+        sso_sessions_found=2,
+        applications=("esper", "mer"),
+        tickets_found=3,
+        tickets_from_caller=0,
+    )
+    who = Discovery(source="graph", identity="alice@example.org", identity_tried=("upn",))
+    s = saga.on_revocation(t.state, report(t.state, "ent", discovery=found), T0, TIMEOUTS)
+    assert s is not None
+    s = saga.on_revocation(s.state, report(s.state, "m365", discovery=who), T0, TIMEOUTS)
+    assert s is not None
+    s = saga.on_revocation(s.state, report(s.state, "workstation:pc-1"), T0, TIMEOUTS)
+    assert s is not None and s.state.services["workstation:pc-1"].presence_age_s == 3.5
+    cov = saga.coverage(s.state)
+    assert cov.m365_identity == "alice@example.org" and cov.m365_identity_tried == ("upn",)
+    assert cov.sso_sessions_found == 2 and cov.tickets_found == 3
+    assert cov.applications == ("esper", "mer") and cov.hosts == ("pc-1",)
+    assert cov.steps_total == 3 and cov.steps_verified == 3 and cov.steps_not_proven == 0

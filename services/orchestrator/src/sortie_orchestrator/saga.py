@@ -22,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sortie_core import streams
 from sortie_core.events import (
     OFFBOARD_M365_ORDER,
+    Coverage,
+    Discovery,
     Envelope,
     Kind,
     LogoutRequested,
@@ -36,6 +38,7 @@ from sortie_core.events import (
     StepResult,
     Subject,
     Target,
+    Verification,
     WorkstationCommandRequested,
 )
 
@@ -54,6 +57,10 @@ class ServiceState(BaseModel):
     reported_at: datetime | None = None
     # A report that arrived after the service was given up (kept for the record).
     late: bool = False
+    # What the service learnt of where the user had access (from its report).
+    discovery: Discovery | None = None
+    # For a host: the age of its presence record when the request started.
+    presence_age_s: float | None = None
 
 
 class TimelineEntry(BaseModel):
@@ -147,6 +154,8 @@ class HostPresence:
 
     host: str
     live: bool
+    # Seconds since the agent last wrote its presence record (None: no record any more).
+    age_s: float | None = None
 
 
 def _note(state: SagaState, at: datetime, event: str, detail: str | None = None) -> None:
@@ -320,7 +329,7 @@ def start(
         for presence in hosts:
             name = f"workstation:{presence.host}"
             if presence.live:
-                services[name] = ServiceState()
+                services[name] = ServiceState(presence_age_s=presence.age_s)
                 messages.append(
                     Outgoing(
                         streams.workstation_stream(presence.host),
@@ -331,6 +340,7 @@ def start(
                 services[name] = ServiceState(
                     state="unreachable",
                     reported_at=now,
+                    presence_age_s=presence.age_s,
                     steps=_synthetic_steps(
                         state, name, Outcome.UNREACHABLE, now, now, "agent heartbeat lapsed"
                     ),
@@ -357,11 +367,13 @@ def on_revocation(
     if svc.state in ("timed_out", "unreachable"):
         # Given up already; keep the late report for the record, change nothing else.
         svc.steps = list(event.steps)
+        svc.discovery = event.discovery
         svc.late = True
         _note(state, now, "late_report", event.service)
         return Transition(state)
     svc.state = "reported"
     svc.steps = list(event.steps)
+    svc.discovery = event.discovery
     svc.reported_at = now
     _note(state, now, "service_reported", event.service)
     transition = Transition(state)
@@ -453,11 +465,13 @@ def on_sso_completed(
     assert state.sso is not None
     if state.status != "sso_logout":
         state.sso.steps = list(event.steps)
+        state.sso.discovery = event.discovery
         state.sso.late = True
         _note(state, now, "late_report", "sso")
         return Transition(state)
     state.sso.state = "reported"
     state.sso.steps = list(event.steps)
+    state.sso.discovery = event.discovery
     state.sso.reported_at = now
     _note(state, now, "service_reported", "sso")
     transition = Transition(state)
@@ -466,6 +480,9 @@ def on_sso_completed(
 
 
 def final_status(state: SagaState) -> Status:
+    """`completed` only when every step is proven (StepResult.done) and the SSO session's
+    end was read back from the CAS (`verified`: its answer to a delete proves nothing);
+    `failed` when the SSO session may still be alive; `partial` otherwise."""
     if state.kind == Kind.WORKSTATION_ADMIN:
         good = [
             svc.state == "reported" and all(s.done for s in svc.steps)
@@ -476,7 +493,7 @@ def final_status(state: SagaState) -> Status:
         state.sso is not None
         and state.sso.state == "reported"
         and bool(state.sso.steps)
-        and all(s.done for s in state.sso.steps)
+        and all(s.done and s.verification == Verification.VERIFIED for s in state.sso.steps)
     )
     if not sso_ok:
         return "failed"
@@ -497,10 +514,68 @@ def _finish(transition: Transition, now: datetime) -> None:
     transition.messages.append(Outgoing(streams.REQUEST_FINISHED, finished_event(state, now)))
 
 
+def proof_of(step: StepResult) -> str:
+    """`verified`, `acknowledged`, or in a few words why the step proves nothing."""
+    if step.done:
+        if step.outcome == Outcome.SKIPPED:
+            return f"skipped ({step.skip_reason.value if step.skip_reason else 'policy'})"
+        if step.outcome == Outcome.NOT_FOUND:
+            return "not_found (verified)"
+        return (step.verification or Verification.ACKNOWLEDGED).value
+    if step.outcome == Outcome.SKIPPED:
+        why = step.skip_reason.value if step.skip_reason else "no policy reason"
+        return f"skipped without a policy reason ({why})"
+    if step.outcome == Outcome.NOT_FOUND:
+        return "not_found without an authoritative lookup"
+    if step.outcome == Outcome.SUCCEEDED:
+        return (step.verification or Verification.UNVERIFIED).value
+    code = step.error.code if step.error else step.outcome.value
+    return f"{step.outcome.value} ({code})"
+
+
+def all_services(state: SagaState) -> dict[str, ServiceState]:
+    return {**state.services, **({"sso": state.sso} if state.sso else {})}
+
+
+def coverage(state: SagaState) -> Coverage:
+    """Where the user had access and what was ended, from the services' own reports."""
+    m365 = state.services.get("m365")
+    m365_found = m365.discovery if m365 else None
+    found = [s.discovery for s in all_services(state).values() if s.discovery is not None]
+
+    def total(attr: str) -> int | None:
+        values = [getattr(d, attr) for d in found if getattr(d, attr) is not None]
+        return max(values) if values else None
+
+    steps = [step for svc in all_services(state).values() for step in svc.steps]
+    proven = [s for s in steps if s.done]
+    verified = [s for s in proven if s.verification == Verification.VERIFIED]
+    return Coverage(
+        m365_identity=m365_found.identity if m365_found else None,
+        m365_identity_tried=m365_found.identity_tried if m365_found else (),
+        sso_sessions_found=total("sso_sessions_found"),
+        sso_sessions_ended=state.sso.discovery.sso_sessions_ended
+        if state.sso and state.sso.discovery
+        else None,
+        applications=tuple(sorted({a for d in found for a in d.applications})),
+        tickets_found=total("tickets_found"),
+        tickets_from_caller=total("tickets_from_caller"),
+        hosts=tuple(sorted(n.split(":", 1)[1] for n in state.services if ":" in n)),
+        steps_total=len(steps),
+        steps_verified=len(verified),
+        steps_acknowledged=len(proven) - len(verified),
+        steps_not_proven=len(steps) - len(proven),
+    )
+
+
 def finished_event(state: SagaState, now: datetime) -> RequestFinished:
     services = {
-        name: ServiceSummary(state=svc.state, outcomes={s.action: s.outcome for s in svc.steps})
-        for name, svc in {**state.services, **({"sso": state.sso} if state.sso else {})}.items()
+        name: ServiceSummary(
+            state=svc.state,
+            outcomes={s.action: s.outcome for s in svc.steps},
+            proofs={s.action: proof_of(s) for s in svc.steps},
+        )
+        for name, svc in all_services(state).items()
     }
     status = state.status
     assert status in ("completed", "partial", "failed", "cancelled")
@@ -511,6 +586,7 @@ def finished_event(state: SagaState, now: datetime) -> RequestFinished:
         status=status,
         duration_seconds=state.duration_seconds() or 0.0,
         services=services,
+        coverage=coverage(state),
         occurred_at=now,
     )
 
