@@ -25,6 +25,7 @@ from sortie_core.events import (
 from . import handlers, saga
 from .auth import Principal, require
 from .problems import Problem
+from .followup import FollowUp
 from .saga import SagaState, ServiceState
 
 router = APIRouter(prefix="/v1")
@@ -193,6 +194,10 @@ class RequestView(BaseModel):
     services: dict[str, ServiceView]
     sso: ServiceView | None
     coverage: Coverage
+    # Revocations still being delivered after the deadline, per service, and until when.
+    followups: dict[str, FollowUp]
+    followup_until: datetime | None
+    healed_at: datetime | None
     timeline: list[TimelineView]
     links: Links
 
@@ -216,6 +221,9 @@ class RequestView(BaseModel):
             services={k: ServiceView.of(v) for k, v in sorted(state.services.items())},
             sso=ServiceView.of(state.sso) if state.sso else None,
             coverage=saga.coverage(state),
+            followups=state.followups,
+            followup_until=state.followup_until,
+            healed_at=state.healed_at,
             timeline=[TimelineView(**t.model_dump()) for t in state.timeline],
             links=Links(self=f"/v1/requests/{state.request_id}"),
         )

@@ -52,6 +52,9 @@ def bootstrap(settings: OrchestratorSettings) -> Wiring:
         timeouts=Timeouts(
             phase1=timedelta(seconds=settings.phase1_timeout_s),
             sso=timedelta(seconds=settings.sso_timeout_s),
+            followup_base=timedelta(seconds=settings.followup_base_s),
+            followup_max=timedelta(seconds=settings.followup_max_s),
+            followup_horizon=timedelta(seconds=settings.followup_horizon_s),
         ),
     )
 
