@@ -24,8 +24,8 @@ from sortie_core.events import (
 
 from . import handlers, saga
 from .auth import Principal, require
-from .problems import Problem
 from .followup import FollowUp
+from .problems import Problem
 from .saga import SagaState, ServiceState
 
 router = APIRouter(prefix="/v1")

@@ -323,9 +323,12 @@ def start(
     if Target.WORKSTATIONS in state.targets:
         for presence in hosts:
             name = f"workstation:{presence.host}"
-            # Sent to a lapsed host too: its agent finds it when it comes back, and its
-            # late report can still heal the request.
-            messages.append(Outgoing(streams.workstation_stream(presence.host), _for_host(command)))
+            # A user's logout goes to a lapsed host too: its agent finds it when it comes
+            # back, and its late report can still heal the request. An administrator's
+            # order is for now only.
+            if presence.live or state.kind != Kind.WORKSTATION_ADMIN:
+                host_stream = streams.workstation_stream(presence.host)
+                messages.append(Outgoing(host_stream, _for_host(command)))
             if presence.live:
                 services[name] = ServiceState(presence_age_s=presence.age_s)
             else:
