@@ -152,6 +152,7 @@ class FollowUpScope(Frozen):
     services named act, and only for the actions named; `attempt` counts from 1."""
 
     services: tuple[ServiceName, ...] = ()
+    # Empty: every action of those services (they never reported).
     actions: tuple[ActionName, ...] = ()
     attempt: Annotated[int, Field(ge=1)] = 1
 
@@ -165,7 +166,7 @@ class Command(Envelope):
 
     def retries(self, action: str) -> bool:
         """Whether `action` is part of this command (always, unless a follow-up)."""
-        return self.followup is None or action in self.followup.actions
+        return self.followup is None or not self.followup.actions or action in self.followup.actions
 
 
 class LogoutRequested(Command):
