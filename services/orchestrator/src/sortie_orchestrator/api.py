@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from sortie_core.events import (
-    OFFBOARD_M365_ORDER,
     Coverage,
     Discovery,
     Evidence,
@@ -21,6 +20,7 @@ from sortie_core.events import (
     Subject,
     Target,
 )
+from sortie_core.services import OFFBOARD_ACTIONS
 
 from . import handlers, saga
 from .auth import Principal, require
@@ -31,9 +31,6 @@ from .saga import SagaState, ServiceState
 router = APIRouter(prefix="/v1")
 
 _NO_CTRL = r"^[^\x00-\x1f\x7f]+$"
-OFFBOARD_ACTIONS = frozenset(
-    {a.value for a in OFFBOARD_M365_ORDER} | {"app_logout", "disable_account", "logoff"}
-)
 
 
 class Strict(BaseModel):
