@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from scim2_models import Path, SCIMException, ScimFilter
 
 from sortie_core.events import Subject
+from sortie_core.services import OFFBOARD_ACTIONS
 
 from .scim_model import SORTIE_USER, ScimUser
 
@@ -103,8 +104,6 @@ class ScimConfig(_Strict):
 
     @model_validator(mode="after")
     def _known_profiles(self) -> ScimConfig:
-        from .api import OFFBOARD_ACTIONS  # one list of actions, the API's
-
         for name, actions in self.profiles.items():
             unknown = sorted(set(actions) - OFFBOARD_ACTIONS)
             if unknown:
