@@ -60,7 +60,11 @@ async def _trim_streams(wiring: Wiring) -> None:
     hosts = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
     names = [*streams.ALL_FIXED_STREAMS]
     for host in filter(streams.valid_host, hosts):
-        names += [streams.workstation_stream(host), streams.agent_results_stream(host)]
+        names += [
+            streams.workstation_stream(host),
+            streams.agent_results_stream(host),
+            streams.agent_deadletter_stream(host),
+        ]
     for name in names:
         await trim_stream(wiring.redis, name, retention)
 
@@ -96,6 +100,8 @@ async def start_background(wiring: Wiring) -> list[asyncio.Task[None]]:
     loops = [
         asyncio.create_task(_deadline_loop(wiring), name="deadlines"),
         asyncio.create_task(_sweep_loop(wiring), name="sweeper"),
+        asyncio.create_task(wiring.watch.listen(), name="agent-wake"),
+        asyncio.create_task(wiring.watch.sweep_loop(), name="presence-sweep"),
     ]
     log.info("orchestrator ready (consumer %s)", wiring.consumers.consumer)
     return loops
@@ -103,6 +109,7 @@ async def start_background(wiring: Wiring) -> list[asyncio.Task[None]]:
 
 async def stop_background(wiring: Wiring, loops: list[asyncio.Task[None]]) -> None:
     await cancel_tasks(loops)
+    await wiring.watch.aclose()
     await wiring.broker.stop()
     await wiring.consumers.stop()
     await wiring.redis.aclose()

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sortie_core.events import (
-    AgentPresenceChanged,
     RevocationCompleted,
     SsoLogoutCompleted,
     SsoSession,
@@ -139,10 +138,6 @@ async def on_sso_completed(deps: Deps, event: SsoLogoutCompleted) -> None:
         event.request_id, lambda s: saga.on_sso_completed(s, event, utcnow())
     )
     _observe(transition)
-
-
-async def on_presence(deps: Deps, event: AgentPresenceChanged) -> None:
-    await deps.presence.refresh(event.host)
 
 
 async def fire_deadline(deps: Deps, request_id: str) -> None:

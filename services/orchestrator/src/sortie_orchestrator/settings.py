@@ -57,6 +57,9 @@ class OrchestratorSettings(ServiceSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     deadline_poll_ms: int = Field(default=200, ge=10)
     sweep_interval_s: float = Field(default=5.0, gt=0)
+    # Every agent's presence record is re-read this often (keep it at most one agent
+    # heartbeat, default 10 s): a lost wake-up hides a session no longer than this.
+    presence_sweep_s: float = Field(default=5.0, gt=0, le=3600)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
     max_schedule_days: int = Field(default=400, ge=1)
 
