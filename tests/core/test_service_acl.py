@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
+from redis.exceptions import AuthenticationError, NoPermissionError
 
 from sortie_cli.main import main
 from sortie_core import streams
@@ -29,7 +29,9 @@ def acl_server(tmp_path: Path) -> tuple[RedisServer, dict[str, str], Path]:
     hosts.write_text("# room B12\npc-b12-1\nPC-B12-2  # the teacher's\n")
     out = tmp_path / "users.acl"
     with pytest.raises(SystemExit) as done:
-        main(["--workdir", str(tmp_path), "redis-acl", "--out", str(out), "--hosts-file", str(hosts)])
+        main(
+            ["--workdir", str(tmp_path), "redis-acl", "--out", str(out), "--hosts-file", f"{hosts}"]
+        )
     assert done.value.code == 0
     assert out.stat().st_mode & 0o777 == 0o600
     passwords = {
@@ -54,7 +56,7 @@ async def test_anonymous_refused_and_each_service_limited(
     server.start_with_auth()
     try:
         anonymous = Redis.from_url(server.url)
-        with pytest.raises((AuthenticationError, ResponseError), match="(?i)auth|noauth"):
+        with pytest.raises(AuthenticationError):
             await anonymous.get("sortie:req:{x}")
         await anonymous.aclose()
 
