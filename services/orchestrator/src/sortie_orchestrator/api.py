@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -219,6 +220,11 @@ IdemKey = Annotated[
 ]
 
 
+def fingerprint(what: str, body: BaseModel) -> str:
+    """What an Idempotency-Key is bound to: the kind of order and its validated body."""
+    return hashlib.sha256(f"{what}\x00{body.model_dump_json()}".encode()).hexdigest()
+
+
 def mark_accepted(response: Response, rid: uuid.UUID, created: bool) -> Links:
     """The headers of a 202 (and of its idempotent replay); the links of its body."""
     response.headers["Location"] = f"/v1/requests/{rid}"
@@ -266,6 +272,7 @@ async def post_logout(
         sso_session=sso,
         idempotency_key=idempotency_key,
         principal=principal.name,
+        fingerprint=fingerprint("logout", body),
     )
     return _accepted(response, rid, created, "accepted")
 
@@ -301,6 +308,7 @@ async def post_offboarding(
         effective_at=body.effective_at,
         idempotency_key=idempotency_key,
         principal=principal.name,
+        fingerprint=fingerprint("offboard", body),
     )
     loaded = await deps.store.load(rid)
     status = loaded.state.status if loaded else "accepted"

@@ -11,6 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .store import IdempotencyMismatch
+
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
@@ -114,6 +116,17 @@ def install(app: FastAPI) -> None:
             str(exc.detail),
             instance=request.url.path,
             headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(IdempotencyMismatch)
+    async def _reused(request: Request, exc: IdempotencyMismatch) -> JSONResponse:
+        return problem_response(
+            422,
+            "this Idempotency-Key was already used for a request with another body;"
+            " use a new key for a new request",
+            slug="idempotency-key-reused",
+            instance=request.url.path,
+            extra={"request_id": exc.request_id},
         )
 
     @app.exception_handler(Exception)

@@ -18,7 +18,7 @@ from sortie_core.events import Subject
 from sortie_core.presence import PresenceRecord, read_presence
 
 from . import handlers
-from .api import IdemKey, Links, Strict, _deps, _require_json, mark_accepted
+from .api import IdemKey, Links, Strict, _deps, _require_json, fingerprint, mark_accepted
 from .auth import Principal, require
 from .problems import Problem
 from .saga import AdminOrder, HostPresence
@@ -196,6 +196,7 @@ async def _order(
         hosts=hosts,
         idempotency_key=idempotency_key,
         principal=principal.name,
+        fingerprint=fingerprint(action, target),
     )
     return Ordered(
         request_id=rid,
