@@ -20,7 +20,7 @@ from sortie_core.events import (
 )
 
 from . import handlers
-from .auth import Principal, require
+from .auth import Principal, authenticate, require
 from .problems import Problem
 from .saga import SagaState, ServiceState
 
@@ -210,6 +210,8 @@ def _deps(request: Request) -> handlers.Deps:
 
 
 def _require_json(request: Request) -> None:
+    # Authenticated first: an anonymous caller learns nothing, not even the media type.
+    authenticate(request)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/json" and not ctype.endswith("+json"):
         raise Problem(415, "send the body as application/json", slug="unsupported-media-type")

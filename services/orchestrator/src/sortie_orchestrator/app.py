@@ -23,6 +23,7 @@ from sortie_core.trim import trim_stream
 
 from . import api, asyncapi, handlers, jwks, problems, scim, statuspage, workstations_api
 from .bootstrap import Wiring, bootstrap
+from .guards import FailedAuth
 from .presence import AGENTS
 from .security import SecurityHeaders
 from .settings import OrchestratorSettings
@@ -136,6 +137,7 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
     app.state.deps = wiring.deps
     app.state.wiring = wiring
     app.state.token_table = settings.token_table()
+    app.state.failed_auth = FailedAuth(settings.auth_failure_limit, settings.auth_failure_window_s)
     problems.install(app)
     app.include_router(api.router)
     app.include_router(jwks.router)

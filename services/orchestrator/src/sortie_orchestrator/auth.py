@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from .guards import limiter
 from .problems import Problem
 from .settings import match_token
 
@@ -29,12 +30,17 @@ def _challenge(error: str | None = None) -> dict[str, str]:
 
 
 def authenticate(request: Request) -> Principal:
+    """The caller's token, checked; failures are logged and rate-limited per client."""
+    failures = limiter(request)
+    failures.check(request)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
+        failures.failed(request, "no bearer token")
         raise Problem(401, "missing bearer token", slug="unauthenticated", headers=_challenge())
     found = match_token(request.app.state.token_table, token.strip())
     if found is None:
+        failures.failed(request, "unknown token")
         raise Problem(
             401,
             "invalid bearer token",

@@ -129,6 +129,17 @@ def install(app: FastAPI) -> None:
             extra={"request_id": exc.request_id},
         )
 
+    @app.exception_handler(RecursionError)
+    async def _too_deep(request: Request, exc: RecursionError) -> JSONResponse:
+        # json.loads (and pydantic on what it returns) recurse once per nesting level: a
+        # deeply nested body, on any route that parses JSON itself (/scim, /ui/login).
+        return problem_response(
+            400,
+            "the JSON body is nested too deeply",
+            slug="malformed-json",
+            instance=request.url.path,
+        )
+
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)

@@ -19,6 +19,7 @@ _ALWAYS = [
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),
 ]
 _NO_CSP = ("/docs", "/redoc")
+_PERSONAL = ("/ui", "/v1/", "/scim/")
 
 
 class SecurityHeaders:
@@ -35,7 +36,8 @@ class SecurityHeaders:
             extra.append((b"content-security-policy", CSP.encode()))
         if scope.get("scheme") == "https":
             extra.append((b"strict-transport-security", b"max-age=31536000"))
-        if path.startswith("/ui"):
+        if path.startswith(_PERSONAL):
+            # Personal data: no browser or proxy keeps a copy.
             extra.append((b"cache-control", b"no-store"))
 
         async def with_headers(message: dict[str, Any]) -> None:

@@ -62,6 +62,10 @@ class OrchestratorSettings(ServiceSettings):
     presence_sweep_s: float = Field(default=5.0, gt=0, le=3600)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
     max_schedule_days: int = Field(default=400, ge=1)
+    # Failed authentications (API and /ui/login) per client address and replica: past
+    # this many within the window, the client is answered 429 until the window moves on.
+    auth_failure_limit: int = Field(default=10, ge=1)
+    auth_failure_window_s: float = Field(default=60.0, gt=0)
 
     def token_table(self) -> list[tuple[bytes, str, frozenset[str]]]:
         table = [(t.digest(), t.name, t.scopes) for t in self.tokens]

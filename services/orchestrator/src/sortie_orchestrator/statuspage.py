@@ -33,6 +33,7 @@ from fastapi.responses import (
 from sortie_core.events import utcnow
 
 from . import handlers
+from .guards import limiter, refuse_cross_site
 from .problems import Problem, problem_response
 from .settings import match_token
 from .statuspage_render import (
@@ -125,6 +126,9 @@ async def login_form(next: Annotated[str | None, Query(max_length=300)] = None) 
 
 @router.post("/login")
 async def login(request: Request) -> Response:
+    refuse_cross_site(request)
+    failures = limiter(request)
+    failures.check(request)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     raw = await request.body()
     as_json = ctype == "application/json"
@@ -147,6 +151,7 @@ async def login(request: Request) -> Response:
         found = match_token(request.app.state.token_table, token.strip())
     if found is None or SCOPE not in found[1]:
         why = "This token was refused." if found is None else f"This token lacks {SCOPE}."
+        failures.failed(request, "status page sign-in: " + why)
         if as_json:
             return problem_response(401, why, slug="unauthenticated")
         return _login_page(next_url, why, 401)
@@ -170,6 +175,7 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
+    refuse_cross_site(request)
     sid = request.cookies.get(COOKIE)
     if sid and len(sid) <= 100:
         await _deps(request).store.redis.delete(_session_key(sid))
