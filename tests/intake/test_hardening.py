@@ -1,0 +1,108 @@
+"""Low-severity findings of the security audit (issue 11, items 8, 9, 13, 15, 17), over real
+HTTP to a real orchestrator on its own redis-server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.intake.live import READER, SCIM_TOKEN, TOKEN, live_orchestrator
+
+PROBLEM = "application/problem+json"
+DEEP = "[" * 30_000 + "]" * 30_000
+
+
+@pytest.fixture(scope="module")
+def base() -> Iterator[str]:
+    with live_orchestrator(auth_failure_limit=5, auth_failure_window_s=60) as url:
+        yield url
+
+
+def test_cross_site_posts_to_the_status_page_are_refused(base: str) -> None:
+    """Item 8: login CSRF and forced logout from another site."""
+    for path in ("/ui/login", "/ui/logout"):
+        for headers in (
+            {"Origin": "https://evil.example"},
+            {"Sec-Fetch-Site": "cross-site"},
+            {"Sec-Fetch-Site": "same-site", "Origin": base},
+        ):
+            resp = httpx.post(f"{base}{path}", data={"token": READER}, headers=headers)
+            assert resp.status_code == 403, (path, headers)
+            assert resp.headers["content-type"] == PROBLEM
+            assert "set-cookie" not in resp.headers
+    # From its own pages (the browser says so, or sends its own origin) it works.
+    own = {"Origin": base, "Sec-Fetch-Site": "same-origin"}
+    resp = httpx.post(f"{base}/ui/login", data={"token": READER, "next": "/ui/"}, headers=own)
+    assert resp.status_code == 303 and "set-cookie" in resp.headers
+    assert httpx.post(f"{base}/ui/logout", headers={"Origin": base}).status_code == 303
+
+
+@pytest.mark.parametrize(
+    ("path", "ctype", "auth"),
+    [
+        ("/ui/login", "application/json", None),
+        ("/scim/v2/Users", "application/scim+json", "scim"),
+        ("/v1/logouts", "application/json", "all"),
+    ],
+)
+def test_deeply_nested_json_is_a_400_problem(
+    base: str, path: str, ctype: str, auth: str | None
+) -> None:
+    """Item 9: a RecursionError in any JSON parser is a 400, never a 500."""
+    headers = {"Content-Type": ctype}
+    if auth:
+        headers["Authorization"] = f"Bearer {SCIM_TOKEN if auth == 'scim' else TOKEN}"
+    body = '{"a": ' + DEEP + "}"
+    resp = httpx.post(f"{base}{path}", content=body, headers=headers, timeout=30)
+    assert resp.status_code == 400, resp.text[:300]
+    assert resp.headers["content-type"] == PROBLEM
+
+
+def test_personal_data_is_never_cached(base: str) -> None:
+    """Item 13."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    for path, headers in (
+        ("/v1/requests", auth),
+        ("/scim/v2/Users", {"Authorization": f"Bearer {SCIM_TOKEN}"}),
+        ("/v1/requests", {}),
+    ):
+        resp = httpx.get(f"{base}{path}", headers=headers)
+        assert resp.headers["cache-control"] == "no-store", path
+
+
+def test_wrong_content_type_is_answered_after_authentication(base: str) -> None:
+    """Item 17: an anonymous caller gets 401, not 415."""
+    resp = httpx.post(f"{base}/v1/logouts", content="x", headers={"Content-Type": "text/plain"})
+    assert resp.status_code == 401
+    resp = httpx.post(
+        f"{base}/v1/logouts",
+        content="x",
+        headers={"Content-Type": "text/plain", "Authorization": f"Bearer {TOKEN}"},
+    )
+    assert resp.status_code == 415
+
+
+def test_failed_authentications_are_logged_and_rate_limited(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Item 15: per client, API and /ui/login together; a good token is refused too while
+    the client is limited."""
+    with (
+        live_orchestrator(auth_failure_limit=3, auth_failure_window_s=60) as url,
+        caplog.at_level("WARNING", logger="sortie_orchestrator.guards"),
+    ):
+        bad = {"Authorization": "Bearer wrong-token-wrong-token-wrong"}
+        assert httpx.get(f"{url}/v1/requests", headers=bad).status_code == 401
+        assert httpx.post(f"{url}/ui/login", data={"token": "nope"}).status_code == 401
+        assert httpx.get(f"{url}/v1/requests").status_code == 401
+        limited = httpx.get(f"{url}/v1/requests", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert limited.status_code == 429
+        assert limited.headers["content-type"] == PROBLEM
+        assert 1 <= int(limited.headers["retry-after"]) <= 60
+        assert httpx.post(f"{url}/ui/login", data={"token": READER}).status_code == 429
+    failures = [r.getMessage() for r in caplog.records if "authentication failed" in r.getMessage()]
+    assert len(failures) == 3
+    assert all("127.0.0.1" in m for m in failures)
+    assert not any("wrong-token" in m or "nope" in m for m in failures)  # never the token
