@@ -16,8 +16,8 @@ from sortie_orchestrator.settings import OrchestratorSettings, TokenSpec
 from tests.redis_server import RedisServer, free_port
 
 TOKEN = "live-token-all-scopes-0123456789"
-SCIM_TOKEN = "live-token-scim-only-0123456789"
-READER = "live-token-read-only-0123456789"
+SCIM_TOKEN = "live-token-scim-only-0123456789a"
+READER = "live-token-read-only-0123456789a"
 ALL = frozenset({"logout:write", "offboard:write", "requests:read", "workstations:admin", "scim"})
 
 

@@ -3,6 +3,9 @@ HTTP to a real orchestrator on its own redis-server."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import httpx
@@ -106,3 +109,38 @@ def test_failed_authentications_are_logged_and_rate_limited(
     assert len(failures) == 3
     assert all("127.0.0.1" in m for m in failures)
     assert not any("wrong-token" in m or "nope" in m for m in failures)  # never the token
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"SORTIE_ORCHESTRATOR_TOKENS": '[{"name":"ent","token":"s3cret","scopes":["scim"]}]'},
+            "tokens.0.token: Value error, the token is shorter than 32 characters",
+        ),
+        (
+            {
+                "SORTIE_ORCHESTRATOR_TOKENS": '[{"name":"ent","token":"'
+                + "s" * 40
+                + '","scopes":["logout:wrte"]}]'
+            },
+            "tokens.0.scopes: Value error, unknown scope(s) ['logout:wrte']",
+        ),
+        ({"SORTIE_DEV_TOKEN": "dev"}, "SORTIE_DEV_TOKEN is shorter than 32 characters"),
+    ],
+)
+def test_weak_configuration_is_refused_at_start_up(env: dict[str, str], expected: str) -> None:
+    """Item 15: the process stops at once with one clear line, and no secret in it."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SORTIE_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "sortie_orchestrator"],
+        env={**clean, "SORTIE_REDIS_URL": "redis://127.0.0.1:1/0", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], done.stderr
+    assert "s3cret" not in done.stderr and "sss" not in done.stderr

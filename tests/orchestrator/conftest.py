@@ -12,7 +12,7 @@ from sortie_orchestrator.settings import OrchestratorSettings, TokenSpec
 from tests.redis_server import RedisServer
 
 TOKEN = "test-token-all-scopes-0123456789"
-READ_ONLY = "test-token-read-only-0123456789"
+READ_ONLY = "test-token-read-only-0123456789a"
 
 
 def settings_for(redis_server: RedisServer, **overrides: object) -> OrchestratorSettings:

@@ -26,7 +26,7 @@ from .bootstrap import Wiring, bootstrap
 from .guards import FailedAuth
 from .presence import AGENTS
 from .security import SecurityHeaders
-from .settings import OrchestratorSettings
+from .settings import OrchestratorSettings, load_settings
 from .store import DEADLINES
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
 
 
 def main() -> None:
-    settings = OrchestratorSettings()
+    settings = load_settings()
     setup_logging(settings, "orchestrator")
     if not settings.tokens and settings.dev_token is None:
         log.warning("no API token configured: every authenticated call will be refused")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import sys
 from typing import Annotated
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from sortie_core.settings import ServiceSettings, redis_url_field
@@ -22,6 +23,18 @@ ALL_SCOPES = frozenset(
 )
 
 
+# A token shorter than this is refused at start-up (`secrets.token_urlsafe(32)`, what
+# `sortie up` generates, is 43 characters). A `token_sha256` cannot be checked: make it
+# from a token at least this long.
+MIN_TOKEN_CHARS = 32
+
+
+def _strong(token: SecretStr | None, what: str) -> SecretStr | None:
+    if token is not None and len(token.get_secret_value()) < MIN_TOKEN_CHARS:
+        raise ValueError(f"{what} is shorter than {MIN_TOKEN_CHARS} characters: too weak")
+    return token
+
+
 class TokenSpec(BaseModel):
     """One API client: a name for audit logs, its token (or the token's SHA-256), scopes."""
 
@@ -29,6 +42,19 @@ class TokenSpec(BaseModel):
     token: SecretStr | None = None
     token_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
     scopes: frozenset[str]
+
+    @field_validator("token")
+    @classmethod
+    def _token_strong(cls, token: SecretStr | None) -> SecretStr | None:
+        return _strong(token, "the token")
+
+    @field_validator("scopes")
+    @classmethod
+    def _known_scopes(cls, scopes: frozenset[str]) -> frozenset[str]:
+        unknown = sorted(scopes - ALL_SCOPES)
+        if unknown:
+            raise ValueError(f"unknown scope(s) {unknown}; known: {sorted(ALL_SCOPES)}")
+        return scopes
 
     def digest(self) -> bytes:
         if self.token_sha256:
@@ -67,12 +93,32 @@ class OrchestratorSettings(ServiceSettings):
     auth_failure_limit: int = Field(default=10, ge=1)
     auth_failure_window_s: float = Field(default=60.0, gt=0)
 
+    @field_validator("dev_token")
+    @classmethod
+    def _dev_token_strong(cls, token: SecretStr | None) -> SecretStr | None:
+        return _strong(token, "SORTIE_DEV_TOKEN")
+
     def token_table(self) -> list[tuple[bytes, str, frozenset[str]]]:
         table = [(t.digest(), t.name, t.scopes) for t in self.tokens]
         if self.dev_token is not None:
             digest = hashlib.sha256(self.dev_token.get_secret_value().encode()).digest()
             table.append((digest, "dev", ALL_SCOPES))
         return table
+
+
+def load_settings() -> OrchestratorSettings:
+    """The settings from the environment; a weak or malformed configuration ends the
+    process with one clear line per problem (no secret in it)."""
+    try:
+        return OrchestratorSettings()
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()))
+            print(
+                f"sortie-orchestrator: configuration refused: {where}: {err['msg']}",
+                file=sys.stderr,
+            )
+        raise SystemExit(2) from None
 
 
 def match_token(
