@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import uvicorn
 
-from sortie_orchestrator.app import create_app
+from sortie_orchestrator.app import create_app, uvicorn_options
 from sortie_orchestrator.settings import OrchestratorSettings, TokenSpec
 from tests.redis_server import RedisServer, free_port
 
@@ -50,6 +50,7 @@ def live_orchestrator(
             port=port,
             log_level="warning",
             lifespan="on",
+            **uvicorn_options(settings),
         )
     )
     thread = threading.Thread(target=server.run, name="live-orchestrator", daemon=True)

@@ -144,3 +144,28 @@ def test_weak_configuration_is_refused_at_start_up(env: dict[str, str], expected
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], done.stderr
     assert "s3cret" not in done.stderr and "sss" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("overrides", "secure"),
+    [
+        ({}, True),  # 127.0.0.1 is a trusted proxy by default: its X-Forwarded-Proto counts
+        ({"trusted_proxies": ["10.9.9.9"]}, False),
+        ({"trusted_proxies": ["10.9.9.9"], "force_secure": True}, True),
+    ],
+)
+def test_secure_cookies_and_hsts_follow_trusted_proxies(
+    overrides: dict[str, object], secure: bool
+) -> None:
+    """Item 16."""
+    with live_orchestrator(**overrides) as url:
+        resp = httpx.post(
+            f"{url}/ui/login",
+            data={"token": READER, "next": "/ui/"},
+            headers={"X-Forwarded-Proto": "https"},
+        )
+    assert resp.status_code == 303
+    assert ("strict-transport-security" in resp.headers) is secure
+    assert (
+        "; Secure" in resp.headers["set-cookie"] or "; secure" in resp.headers["set-cookie"]
+    ) is secure

@@ -9,6 +9,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -163,8 +164,13 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
         return JSONResponse({"status": "ready"})
 
     app.add_middleware(problems.BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, force_secure=settings.force_secure)
     return app
+
+
+def uvicorn_options(settings: OrchestratorSettings) -> dict[str, Any]:
+    """Forwarded headers believed only from `trusted_proxies`."""
+    return {"proxy_headers": True, "forwarded_allow_ips": settings.trusted_proxies}
 
 
 def main() -> None:
@@ -178,4 +184,5 @@ def main() -> None:
         port=settings.http_port,
         log_level="warning",
         timeout_graceful_shutdown=int(settings.graceful_timeout_s),
+        **uvicorn_options(settings),
     )

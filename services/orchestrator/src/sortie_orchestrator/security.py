@@ -4,6 +4,7 @@ the status page included, gets a strict one."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 CSP = (
@@ -22,9 +23,16 @@ _NO_CSP = ("/docs", "/redoc")
 _PERSONAL = ("/ui", "/v1/", "/scim/")
 
 
+def is_secure(scope: Mapping[str, Any], force_secure: bool) -> bool:
+    """HTTPS as the client saw it: the scheme uvicorn derived (X-Forwarded-Proto only from
+    `trusted_proxies`), or always with `force_secure`."""
+    return force_secure or scope.get("scheme") == "https"
+
+
 class SecurityHeaders:
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, force_secure: bool = False) -> None:
         self.app = app
+        self.force_secure = force_secure
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -34,7 +42,7 @@ class SecurityHeaders:
         extra = list(_ALWAYS)
         if not path.startswith(_NO_CSP):
             extra.append((b"content-security-policy", CSP.encode()))
-        if scope.get("scheme") == "https":
+        if is_secure(scope, self.force_secure):
             extra.append((b"strict-transport-security", b"max-age=31536000"))
         if path.startswith(_PERSONAL):
             # Personal data: no browser or proxy keeps a copy.

@@ -92,6 +92,12 @@ class OrchestratorSettings(ServiceSettings):
     # this many within the window, the client is answered 429 until the window moves on.
     auth_failure_limit: int = Field(default=10, ge=1)
     auth_failure_window_s: float = Field(default=60.0, gt=0)
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (a TLS-terminating
+    # reverse proxy): addresses or networks, as uvicorn's `forwarded_allow_ips`.
+    trusted_proxies: list[str] = ["127.0.0.1"]
+    # Behind a proxy that does not send X-Forwarded-Proto: treat every request as HTTPS
+    # (Secure cookies, HSTS).
+    force_secure: bool = False
 
     @field_validator("dev_token")
     @classmethod

@@ -35,6 +35,7 @@ from sortie_core.events import utcnow
 from . import handlers
 from .guards import limiter, refuse_cross_site
 from .problems import Problem, problem_response
+from .security import is_secure
 from .settings import match_token
 from .statuspage_render import (
     live_fragment,
@@ -168,7 +169,7 @@ async def login(request: Request) -> Response:
         path="/ui",
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=is_secure(request.scope, request.app.state.settings.force_secure),
     )
     return resp
 
