@@ -169,3 +169,33 @@ def test_secure_cookies_and_hsts_follow_trusted_proxies(
     assert (
         "; Secure" in resp.headers["set-cookie"] or "; secure" in resp.headers["set-cookie"]
     ) is secure
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # Item 10: control characters in a service URL.
+        {"subject": {"user_id": "alice"}, "sso_session": {"service_tickets": [
+            {"service": "https://ent.school.example/\x01x", "ticket": "ST-1"}]}},
+        {"subject": {"user_id": "alice"}, "sso_session": {"service_tickets": [
+            {"service": "https://ent.school.example/\x7f", "ticket": "ST-1"}]}},
+        # Item 18: bidi override, zero-width and other Cc/Cf characters.
+        {"subject": {"user_id": "alice\u202egnp.exe"}},
+        {"subject": {"user_id": "al\u200bice"}},
+        {"subject": {"user_id": "alice", "windows_account": "al\u2066ice"}},
+        {"subject": {"user_id": "alice"}, "reason": "user\u200flogout"},
+        {"subject": {"user_id": "alice"}, "reason": "x\u0085y"},
+    ],
+)  # fmt: skip
+def test_invisible_and_control_characters_are_refused_at_intake(
+    base: str, body: dict[str, object]
+) -> None:
+    resp = httpx.post(f"{base}/v1/logouts", json=body, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert resp.status_code == 422, resp.text
+    assert resp.headers["content-type"] == PROBLEM
+    admin = httpx.post(
+        f"{base}/v1/workstations/sessions:end",
+        json={"host": "pc-1", "user": "bob\u202e", "reason": "x"},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    assert admin.status_code == 422

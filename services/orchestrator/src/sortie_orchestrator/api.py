@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from sortie_core.events import (
     OFFBOARD_M365_ORDER,
@@ -27,6 +28,19 @@ from .saga import SagaState, ServiceState
 router = APIRouter(prefix="/v1")
 
 _NO_CTRL = r"^[^\x00-\x1f\x7f]+$"
+# Control, format (bidi overrides, zero-width), separator and private-use characters:
+# they would be shown verbatim, or invisibly, on the status page and in reports.
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Co", "Cs"})
+
+
+def _visible(value: str) -> str:
+    bad = next((c for c in value if unicodedata.category(c) in _INVISIBLE), None)
+    if bad is not None:
+        raise ValueError(f"contains the control or invisible character U+{ord(bad):04X}")
+    return value
+
+
+Visible = AfterValidator(_visible)
 OFFBOARD_ACTIONS = frozenset(
     {a.value for a in OFFBOARD_M365_ORDER} | {"app_logout", "disable_account", "logoff"}
 )
@@ -37,18 +51,20 @@ class Strict(BaseModel):
 
 
 class SubjectIn(Strict):
-    user_id: Annotated[str, Field(min_length=1, max_length=256, pattern=_NO_CTRL)]
-    upn: Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
-    cas_username: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^\S+$")] | None = (
-        None
-    )
+    user_id: Annotated[str, Field(min_length=1, max_length=256, pattern=_NO_CTRL), Visible]
+    upn: Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$"), Visible] | None = None
+    cas_username: (
+        Annotated[str, Field(min_length=1, max_length=256, pattern=r"^\S+$"), Visible] | None
+    ) = None
     windows_account: (
-        Annotated[str, Field(min_length=1, max_length=256, pattern=_NO_CTRL)] | None
+        Annotated[str, Field(min_length=1, max_length=256, pattern=_NO_CTRL), Visible] | None
     ) = None
 
 
 class ServiceTicketIn(Strict):
-    service: Annotated[str, Field(max_length=2048, pattern=r"^https?://[^\s]+$")]
+    # Printable ASCII only (a CAS service URL is percent-encoded): no control character
+    # (\x01, \x7f) can reach the registry match or a log line.
+    service: Annotated[str, Field(max_length=2048, pattern=r"^https?://[\x21-\x7e]+$")]
     ticket: Annotated[str, Field(pattern=r"^ST-[A-Za-z0-9._\-]{1,250}$")]
 
 
@@ -59,7 +75,9 @@ class SsoSessionIn(Strict):
 
 class LogoutIn(Strict):
     subject: SubjectIn
-    reason: Annotated[str, Field(min_length=1, max_length=200, pattern=_NO_CTRL)] = "user_logout"
+    reason: Annotated[str, Field(min_length=1, max_length=200, pattern=_NO_CTRL), Visible] = (
+        "user_logout"
+    )
     targets: Annotated[list[Target], Field(min_length=1, max_length=3)] = [
         Target.M365,
         Target.ENT,
@@ -77,7 +95,9 @@ class LogoutIn(Strict):
 
 class OffboardIn(Strict):
     subject: SubjectIn
-    reason: Annotated[str, Field(min_length=1, max_length=200, pattern=_NO_CTRL)] = "offboarding"
+    reason: Annotated[str, Field(min_length=1, max_length=200, pattern=_NO_CTRL), Visible] = (
+        "offboarding"
+    )
     effective_at: AwareDatetime | None = None
     actions: Annotated[list[str], Field(max_length=20)] | None = None
 
