@@ -309,7 +309,7 @@ class Stack:
         for name, protocol in DEMO_APPS:
             base = f"{entapps_url}/{name}/"
             app: dict[str, Any] = {"name": name, "protocol": protocol, "timeout_s": 5}
-            app["service_patterns"] = [_regex_prefix(base)]
+            app["service_urls"] = [base]
             if protocol == "http":
                 app.update(
                     logout_url=f"{entapps_url}/{name}/api/logout",
@@ -402,12 +402,6 @@ class Stack:
 
 def _url(port: int, user: str, password: str) -> str:
     return f"redis://{quote(user, safe='')}:{quote(password, safe='')}@127.0.0.1:{port}/0"
-
-
-def _regex_prefix(url: str) -> str:
-    import re
-
-    return "^" + re.escape(url) + ".*$"
 
 
 def _redis_ping(url: str) -> bool:
