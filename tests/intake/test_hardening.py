@@ -4,9 +4,12 @@ HTTP to a real orchestrator on its own redis-server."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -199,3 +202,31 @@ def test_invisible_and_control_characters_are_refused_at_intake(
         headers={"Authorization": f"Bearer {TOKEN}"},
     )
     assert admin.status_code == 422
+
+
+def test_a_trickled_body_is_cut_off() -> None:
+    """Item 14: one byte a second never completes a request; the server answers 408 at
+    its read deadline and closes the connection."""
+    with live_orchestrator(body_read_timeout_s=1.0) as url:
+        parts = urlsplit(url)
+        with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /v1/logouts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"Authorization: Bearer {TOKEN}\r\nContent-Length: 1000\r\n\r\n".encode()
+            )
+            started = time.monotonic()
+            answer = b""
+            while b"\r\n\r\n" not in answer and time.monotonic() - started < 8:
+                try:
+                    sock.sendall(b" ")
+                except OSError:
+                    break
+                sock.settimeout(1.0)
+                try:
+                    answer += sock.recv(4096)
+                except TimeoutError:
+                    continue
+            elapsed = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"application/problem+json" in answer
+    assert elapsed < 5

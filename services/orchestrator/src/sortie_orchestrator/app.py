@@ -163,7 +163,11 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
             return JSONResponse({"status": "redis unreachable"}, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    app.add_middleware(problems.BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        problems.BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        read_timeout_s=settings.body_read_timeout_s,
+    )
     app.add_middleware(SecurityHeaders, force_secure=settings.force_secure)
     return app
 

@@ -3,6 +3,7 @@ guard. Every 4xx says clearly what was wrong; no 5xx says anything about interna
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -147,11 +148,14 @@ def install(app: FastAPI) -> None:
 
 
 class BodyLimit:
-    """ASGI middleware: refuse bodies over `max_bytes` (413) before anything reads them."""
+    """ASGI middleware: refuse bodies over `max_bytes` (413) before anything reads them,
+    and bodies not received within `read_timeout_s` (408): a client trickling one byte a
+    second would otherwise hold a connection and a task for ever."""
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    def __init__(self, app: Any, max_bytes: int, read_timeout_s: float = 10.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout_s = read_timeout_s
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -172,8 +176,20 @@ class BodyLimit:
         # Read the (small) body here, with the limit, then replay it to the app.
         chunks: list[bytes] = []
         seen = 0
+        deadline = asyncio.get_running_loop().time() + self.read_timeout_s
         while True:
-            message = await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                response = problem_response(
+                    408,
+                    f"request body not received within {self.read_timeout_s:g} s",
+                    slug="body-timeout",
+                    headers={"Connection": "close"},
+                )
+                await response(scope, receive, send)
+                return
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")

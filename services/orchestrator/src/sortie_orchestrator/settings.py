@@ -81,6 +81,8 @@ class OrchestratorSettings(ServiceSettings):
     # Stream entries no group needs any more are trimmed once older than this.
     stream_retention_days: float = Field(default=7.0, ge=0)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # A request body must arrive whole within this (408 otherwise).
+    body_read_timeout_s: float = Field(default=10.0, gt=0, le=300)
     deadline_poll_ms: int = Field(default=200, ge=10)
     sweep_interval_s: float = Field(default=5.0, gt=0)
     # Every agent's presence record is re-read this often (keep it at most one agent
