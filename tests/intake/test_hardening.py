@@ -230,3 +230,26 @@ def test_a_trickled_body_is_cut_off() -> None:
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert b"application/problem+json" in answer
     assert elapsed < 5
+
+
+def test_docs_assets_come_from_this_origin_and_docs_can_be_off(base: str) -> None:
+    """Item 12."""
+    page = httpx.get(f"{base}/docs")
+    assert page.status_code == 200
+    assert "cdn" not in page.text.lower() and "https://" not in page.text
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self' 'unsafe-inline'" in policy and "http" not in policy
+    for asset, ctype in (
+        ("/docs/assets/swagger-ui-bundle.js", "text/javascript"),
+        ("/docs/assets/swagger-ui.css", "text/css"),
+    ):
+        assert asset in page.text
+        resp = httpx.get(f"{base}{asset}")
+        assert resp.status_code == 200 and resp.headers["content-type"].startswith(ctype)
+        assert len(resp.content) > 1000
+    assert httpx.get(f"{base}/docs/assets/../settings.py").status_code == 404
+    assert httpx.get(f"{base}/redoc").status_code == 404
+    assert httpx.get(f"{base}/openapi.json").status_code == 200
+    with live_orchestrator(docs_enabled=False) as url:
+        assert httpx.get(f"{url}/docs").status_code == 404
+        assert httpx.get(f"{url}/openapi.json").status_code == 404

@@ -22,7 +22,7 @@ from sortie_core.metrics import AGENTS_ONLINE, REGISTRY, REQUESTS_IN_FLIGHT, REQ
 from sortie_core.runtime import cancel_tasks, setup_logging
 from sortie_core.trim import trim_stream
 
-from . import api, asyncapi, handlers, jwks, problems, scim, statuspage, workstations_api
+from . import api, asyncapi, docs, handlers, jwks, problems, scim, statuspage, workstations_api
 from .bootstrap import Wiring, bootstrap
 from .guards import FailedAuth
 from .presence import AGENTS
@@ -133,6 +133,10 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
         version="0.1.0",
         description="Ends a person's access everywhere, in the right order, and proves it.",
         lifespan=lifespan,
+        # Served by docs.py from packaged assets, never from a CDN; ReDoc is not served.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     app.state.settings = settings
     app.state.deps = wiring.deps
@@ -140,6 +144,8 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
     app.state.token_table = settings.token_table()
     app.state.failed_auth = FailedAuth(settings.auth_failure_limit, settings.auth_failure_window_s)
     problems.install(app)
+    if settings.docs_enabled:
+        docs.install(app)
     app.include_router(api.router)
     app.include_router(jwks.router)
     app.include_router(scim.router)

@@ -81,6 +81,8 @@ class OrchestratorSettings(ServiceSettings):
     # Stream entries no group needs any more are trimmed once older than this.
     stream_retention_days: float = Field(default=7.0, ge=0)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # `/docs` (Swagger UI, assets from the package) and `/openapi.json`.
+    docs_enabled: bool = True
     # A request body must arrive whole within this (408 otherwise).
     body_read_timeout_s: float = Field(default=10.0, gt=0, le=300)
     deadline_poll_ms: int = Field(default=200, ge=10)
