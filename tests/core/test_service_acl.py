@@ -102,14 +102,17 @@ async def test_anonymous_refused_and_each_service_limited(
                 await client.aclose()
 
         # ACL SAVE works (there is an aclfile) and the users survive a restart.
-        admin = Redis.from_url(url(server, ADMIN, passwords[ADMIN]))
-        await admin.execute_command("ACL", "SETUSER", "sortie-agent-pc-new", "on", ">pw", "+ping")
-        assert await admin.execute_command("ACL", "SAVE")
-        await admin.aclose()
+        admin_url = url(server, ADMIN, passwords[ADMIN])
+        workdir = server.dir / "cli"
+        with pytest.raises(SystemExit) as done:
+            args = ["--workdir", str(workdir), "agent-acl", "pc-new", "--apply"]
+            await asyncio.to_thread(main, [*args, "--redis-url", admin_url])
+        assert done.value.code == 0
         server.stop()
         server.start_with_auth()
-        new = Redis.from_url(f"redis://sortie-agent-pc-new:pw@127.0.0.1:{server.port}/0")
-        assert await new.ping()
+        password = (workdir / "agents" / "pc-new.password").read_text().strip()
+        new = Redis.from_url(agent_redis_url(server.url, "pc-new", password))
+        assert await new.publish(streams.agent_wake_channel("pc-new"), "x") == 0
         await new.aclose()
     finally:
         server.cleanup()
@@ -126,6 +129,7 @@ async def test_agent_acl_many_hosts_and_warns_about_an_open_default(
     assert done.value.code == 0
     captured = capsys.readouterr()
     assert "WARNING: the Redis `default` user is on" in captured.err
+    assert "no ACL file" in captured.err
     users = {u.decode() for u in await redis.execute_command("ACL", "USERS")}
     assert {f"sortie-agent-pc-{i}" for i in range(4)} <= users
     for i in range(4):

@@ -109,13 +109,31 @@ def cmd_agent_acl(args: argparse.Namespace, workdir: Path) -> int:
             for command in commands:
                 pipe.execute_command(*command)
             pipe.execute()
+        saved = _acl_save(client)
         client.close()
     except redis.RedisError as exc:
         print(f"sortie: {redact_url(url)}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     names = ", ".join(str(c[2]) for c in commands)
     print(f"# applied on {redact_url(url)}: {names}")
+    if not saved:
+        print(
+            "sortie: WARNING: the server has no ACL file (aclfile): these users are lost at"
+            " its next restart",
+            file=sys.stderr,
+        )
     return 0
+
+
+def _acl_save(client: Any) -> bool:
+    """Persist the users in the server's ACL file; False when it has none."""
+    import redis
+
+    try:
+        client.execute_command("ACL", "SAVE")
+    except redis.ResponseError:
+        return False
+    return True
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
