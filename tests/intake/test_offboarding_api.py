@@ -76,13 +76,13 @@ def test_an_effective_at_in_the_past_means_now(api: httpx.Client) -> None:
 def test_idempotency_key_returns_the_first_request_per_token(base: str, api: httpx.Client) -> None:
     key = {"Idempotency-Key": "hr-batch-2027-06-30-row-17"}
     first = api.post("/v1/offboardings", json=body("hlambert"), headers=key)
-    again = api.post("/v1/offboardings", json=body("hlambert"), headers=key)
+    again = api.post("/v1/offboardings", json=body("hlambert", reason="second try"), headers=key)
     assert first.status_code == again.status_code == 202
     assert again.json()["request_id"] == first.json()["request_id"]
     assert again.headers["idempotent-replayed"] == "true"
     assert "idempotent-replayed" not in first.headers
-    # The same key with another body is another request: refused, not silently replayed.
-    other = api.post("/v1/offboardings", json=body("hlambert", reason="second try"), headers=key)
+    # The same key for another person is another request: refused, not silently replayed.
+    other = api.post("/v1/offboardings", json=body("mdurand"), headers=key)
     assert other.status_code == 422 and other.json()["request_id"] == first.json()["request_id"]
     # A read-only token cannot post at all, so its key never reaches the store.
     reader = httpx.post(

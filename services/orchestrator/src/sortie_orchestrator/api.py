@@ -242,9 +242,16 @@ IdemKey = Annotated[
 ]
 
 
+# Not part of what a request does: a re-run of the same order may word its reason anew or
+# re-resolve a relative date ("+1d", as `sortie offboard --csv` does), and stays a replay.
+_NOT_FINGERPRINTED = frozenset({"reason", "effective_at"})
+
+
 def fingerprint(what: str, body: BaseModel) -> str:
-    """What an Idempotency-Key is bound to: the kind of order and its validated body."""
-    return hashlib.sha256(f"{what}\x00{body.model_dump_json()}".encode()).hexdigest()
+    """What an Idempotency-Key is bound to: the kind of order, who and what it is for (the
+    validated body but its reason and date); another subject or target is a 422."""
+    data = body.model_dump_json(exclude=set(_NOT_FINGERPRINTED))
+    return hashlib.sha256(f"{what}\x00{data}".encode()).hexdigest()
 
 
 def mark_accepted(response: Response, rid: uuid.UUID, created: bool) -> Links:
