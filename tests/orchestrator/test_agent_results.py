@@ -19,7 +19,7 @@ from sortie_core import streams
 from sortie_core.broker import ensure_groups, publish
 from sortie_core.events import AgentResultsAvailable, DeadLettered
 from sortie_core.presence import PresenceRecord, write_presence
-from sortie_orchestrator.app import create_app, start_background, stop_background
+from sortie_orchestrator.app import background, create_app
 from tests.orchestrator.conftest import TOKEN, settings_for
 from tests.orchestrator.test_replicas import report
 from tests.redis_server import RedisServer
@@ -29,9 +29,8 @@ from tests.redis_server import RedisServer
 async def app(redis: Redis, redis_server: RedisServer) -> AsyncIterator[FastAPI]:
     # Deadlines far off, so a state that stays put was not moved by a timeout either.
     app = create_app(settings_for(redis_server, phase1_timeout_s=60.0, sso_timeout_s=60.0))
-    loops = await start_background(app.state.wiring)
-    yield app
-    await asyncio.wait_for(stop_background(app.state.wiring, loops), 20)
+    async with background(app.state.wiring):
+        yield app
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import pytest
 from redis.asyncio import Redis
 
 from sortie_core import streams
-from sortie_core.broker import publish
 from sortie_core.errors import NotFoundError, PermanentError, TransientError
 from sortie_core.events import (
     AgentPresenceChanged,
@@ -29,7 +28,7 @@ from sortie_workstation.agent import Agent
 from sortie_workstation.bootstrap import SERVICE, make_build
 from sortie_workstation.settings import AgentSettings
 from tests.redis_server import RedisServer, free_port
-from tests.workers.helpers import fast, logout, offboard, running_worker, wait_for_events
+from tests.workers.helpers import command, fast, logout, offboard, running_worker, wait_for_events
 from tests.workers.stub_http import Reply, Seen, StubHttp
 
 HOST = "pc-101"
@@ -221,9 +220,9 @@ async def test_agent_consumes_its_own_stream_only(
         assert [(s.stream, s.group) for s in parts.subscriptions] == [
             ("workstation.pc-101", streams.GROUP_WORKSTATION)
         ]
-        await publish(redis, streams.LOGOUT_REQUESTED, logout())  # not for an agent
-        await publish(redis, streams.workstation_stream("pc-102"), offboard())  # another host
-        await publish(redis, streams.workstation_stream(HOST), event)
+        await command(redis, streams.LOGOUT_REQUESTED, logout())  # not for an agent
+        await command(redis, streams.workstation_stream("pc-102"), offboard())  # another host
+        await command(redis, streams.workstation_stream(HOST), event)
         [done] = await wait_for_events(redis, streams.agent_results_stream(HOST))
         announced = await wait_for_events(redis, streams.AGENT_PRESENCE, count=3)
         record = await read_presence(redis, HOST)

@@ -24,6 +24,8 @@ _COMMANDS = (
     "+multi", "+exec", "+discard",
     "+xreadgroup", "+xack", "+xgroup|create", "+xautoclaim", "+xclaim", "+xpending",
     "+exists", "+set", "+hset", "+expire",
+    # broker.py's de-duplication scripts (GET, SET, DEL and XACK on the keys above).
+    "+evalsha", "+eval", "+script|load", "+get", "+del",
 )  # fmt: skip
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
@@ -10,17 +11,19 @@ from typing import Any
 from faststream.redis import RedisBroker
 from pydantic import BaseModel, SecretStr
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from sortie_core import streams
-from sortie_core.broker import Delivery, Handler, Subscription, publish
+from sortie_core.broker import Delivery, Handler, Subscription, command_request_key
 from sortie_core.events import (
     DeadLettered,
     LogoutRequested,
     OffboardRequested,
+    RevocationCompleted,
     SsoLogoutCompleted,
     SsoLogoutRequested,
 )
-from sortie_core.jwks import publish_signing_key
+from sortie_core.jwks import JWKS_KEY, publish_signing_key
 from sortie_core.runtime import WorkerParts
 from sortie_core.steps import RetryPolicy
 
@@ -76,6 +79,30 @@ def app_tokens(registry: Registry, environ: Mapping[str, str]) -> dict[str, Secr
     return tokens
 
 
+def keep_key_published(
+    redis: Redis, signer: LogoutTokenSigner, settings: EntSettings
+) -> Callable[[], Awaitable[None]]:
+    """Publish the signing key again when it is gone, checked every
+    `oidc_key_republish_s`: a Redis that lost its data (restarted empty, failover) gets
+    it back without a restart. Only when gone: during a rotation the old worker must not
+    make its key current again."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(settings.oidc_key_republish_s)
+            try:
+                if await redis.hexists(JWKS_KEY, signer.kid):  # type: ignore[misc]
+                    continue
+                log.warning("signing key %s missing from Redis: publishing it again", signer.kid)
+                await publish_signing_key(
+                    redis, signer.public_jwk, grace_s=settings.oidc_key_grace_s
+                )
+            except RedisError as exc:
+                log.warning("signing key not re-published (%s); next try later", exc)
+
+    return loop
+
+
 def make_build(
     settings: EntSettings,
     *,
@@ -98,11 +125,13 @@ def make_build(
         policy = retry_policy(settings)
         log.info("application registry: %d applications", len(reg.applications))
         token_signer = signer or make_signer(settings)
+        republish: Callable[[], Awaitable[None]] | None = None
         if token_signer is not None:
             await publish_signing_key(
                 redis, token_signer.public_jwk, grace_s=settings.oidc_key_grace_s
             )
             log.info("OIDC logout tokens signed with key %s", token_signer.kid)
+            republish = keep_key_published(redis, token_signer, settings)
         elif reg.applications and any(a.protocol is AppProtocol.OIDC_BCL for a in reg.applications):
             log.warning("no OIDC signing key: oidc_bcl applications will be skipped")
 
@@ -116,37 +145,48 @@ def make_build(
             "signer": token_signer,
         }
 
-        async def on_logout(event: LogoutRequested, _: Delivery) -> None:
-            result = await handlers.handle_logout(event, **run_apps)
-            if result is not None:
-                await publish(redis, streams.REVOCATION_COMPLETED, result)
+        async def on_logout(event: LogoutRequested, _: Delivery) -> RevocationCompleted | None:
+            return await handlers.handle_logout(event, **run_apps)
 
-        async def on_offboard(event: OffboardRequested, _: Delivery) -> None:
-            result = await handlers.handle_offboard(event, **run_apps)
-            await publish(redis, streams.REVOCATION_COMPLETED, result)
+        async def on_offboard(event: OffboardRequested, _: Delivery) -> RevocationCompleted:
+            return await handlers.handle_offboard(event, **run_apps)
 
-        async def on_sso_logout(event: SsoLogoutRequested, _: Delivery) -> None:
-            result = await handlers.handle_sso_logout(event, sso=cas, policy=policy)
-            await publish(redis, streams.SSO_LOGOUT_COMPLETED, result)
+        async def on_sso_logout(event: SsoLogoutRequested, _: Delivery) -> SsoLogoutCompleted:
+            return await handlers.handle_sso_logout(event, sso=cas, policy=policy)
 
-        async def on_deadletter(event: object, record: DeadLettered) -> None:
-            result = handlers.handle_deadlettered(event, record, reg)
-            if isinstance(result, SsoLogoutCompleted):
-                await publish(redis, streams.SSO_LOGOUT_COMPLETED, result)
-            elif result is not None:
-                await publish(redis, streams.REVOCATION_COMPLETED, result)
+        def on_deadletter(event: object, record: DeadLettered) -> BaseModel | None:
+            return handlers.handle_deadlettered(event, record, reg)
 
-        def sub(stream: str, handler: Handler, accepts: type[BaseModel]) -> Subscription:
-            return Subscription(
-                stream, streams.GROUP_ENT, handler, accepts=(accepts,), on_deadletter=on_deadletter
-            )
-
+        # stream, handler, what it accepts, where its report goes
+        table: list[tuple[str, Handler, type[BaseModel], str]] = [
+            (streams.LOGOUT_REQUESTED, on_logout, LogoutRequested, streams.REVOCATION_COMPLETED),
+            (
+                streams.OFFBOARD_REQUESTED,
+                on_offboard,
+                OffboardRequested,
+                streams.REVOCATION_COMPLETED,
+            ),
+            (
+                streams.SSO_LOGOUT_REQUESTED,
+                on_sso_logout,
+                SsoLogoutRequested,
+                streams.SSO_LOGOUT_COMPLETED,
+            ),
+        ]
         return WorkerParts(
             subscriptions=[
-                sub(streams.LOGOUT_REQUESTED, on_logout, LogoutRequested),
-                sub(streams.OFFBOARD_REQUESTED, on_offboard, OffboardRequested),
-                sub(streams.SSO_LOGOUT_REQUESTED, on_sso_logout, SsoLogoutRequested),
+                Subscription(
+                    stream,
+                    streams.GROUP_ENT,
+                    handler,
+                    accepts=(accepts,),
+                    on_deadletter=on_deadletter,
+                    publishes=publishes,
+                    request_key=command_request_key,
+                )
+                for stream, handler, accepts, publishes in table
             ],
+            background=[republish] if republish is not None else [],
             on_stop=[app_logout.aclose, cas.aclose],
         )
 

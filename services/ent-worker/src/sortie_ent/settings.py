@@ -40,3 +40,5 @@ class EntSettings(ServiceSettings):
     oidc_token_ttl_s: float = Field(default=120.0, gt=0, le=3600)
     # How long a replaced signing key stays published: >= the token lifetime plus skew.
     oidc_key_grace_s: float = Field(default=300.0, gt=0)
+    # How often the worker checks its public key is still published (Redis lost data).
+    oidc_key_republish_s: float = Field(default=30.0, gt=0)

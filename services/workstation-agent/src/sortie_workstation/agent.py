@@ -73,16 +73,23 @@ class Agent:
                 self.on_command,
                 accepts=(LogoutRequested, OffboardRequested, WorkstationCommandRequested),
                 on_deadletter=self.on_deadletter,
+                publishes=streams.agent_results_stream(self.host),
+                announce=self.results_available,
                 dedupe=True,
                 dedupe_prefix=agent_dedupe_prefix(self.host),
             )
         ]
 
+    def results_available(self) -> tuple[str, AgentResultsAvailable]:
+        """Said after each report; if it is lost, the orchestrator's periodic re-read
+        still finds the report."""
+        return streams.AGENT_PRESENCE, AgentResultsAvailable(host=self.host)
+
     async def on_command(
         self,
         event: LogoutRequested | OffboardRequested | WorkstationCommandRequested,
         _: Delivery,
-    ) -> None:
+    ) -> RevocationCompleted:
         result: RevocationCompleted
         if isinstance(event, WorkstationCommandRequested):
             result = await handlers.handle_admin(
@@ -101,35 +108,28 @@ class Agent:
             result = await handlers.handle_offboard(
                 event, host=self.host, backend=self.backend, policy=self.policy
             )
-        await self.report(result)
         await self.refresh_presence()
+        return result
 
-    async def on_deadletter(self, event: object, record: DeadLettered) -> None:
-        result = handlers.handle_deadlettered(
+    def on_deadletter(self, event: object, record: DeadLettered) -> RevocationCompleted | None:
+        return handlers.handle_deadlettered(
             event,
             record,
             host=self.host,
             session_policy=self.session_policy,
             shared_station=self.shared_station,
         )
-        if result is not None:
-            await self.report(result)
-
-    async def report(self, result: RevocationCompleted) -> None:
-        """Append the report to this host's own results stream, then announce it. If the
-        announcement is lost, the orchestrator's periodic re-read still finds the report."""
-        await publish(self.redis, streams.agent_results_stream(self.host), result)
-        await publish(self.redis, streams.AGENT_PRESENCE, AgentResultsAvailable(host=self.host))
 
     async def refresh_presence(self) -> bool:
-        """Write the presence record; announce it when the set of users changed.
+        """Write the presence record; announce it when the set of users changed or the
+        record was gone (lapsed, or Redis lost its data: the orchestrator's index too).
         Returns whether a record was written. Never raises: a missed refresh is retried
         by the next heartbeat, and a lapsed record is the truth (the agent cannot see)."""
         async with self._presence_lock:
             try:
                 sessions = await self.backend.list_sessions()
                 users = frozenset(account_name(s.user) for s in sessions)
-                await write_presence(
+                existed = await write_presence(
                     self.redis,
                     PresenceRecord(
                         self.host,
@@ -143,7 +143,7 @@ class Agent:
                         ),
                     ),
                 )
-                if users != self.users:
+                if users != self.users or not existed:
                     await publish(
                         self.redis, streams.AGENT_PRESENCE, AgentPresenceChanged(host=self.host)
                     )
