@@ -59,6 +59,9 @@ def setup_logging(settings: ServiceSettings, service: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+READ_TIMEOUT_MARGIN_S = 10.0
+
+
 def pool_size(settings: ServiceSettings) -> int:
     """Connections one process may open: its handlers in flight, the claim loop and the
     readers, and room for the HTTP intake (orchestrator)."""
@@ -84,6 +87,10 @@ def make_broker(settings: ServiceSettings) -> RedisBroker:
         settings.redis_url.get_secret_value(),
         # The readers' XREADGROUP connections, one per subscription, and its publishes.
         max_connections=pool_size(settings),
+        # Above the XREADGROUP BLOCK time: redis-py's default socket timeout is 5 s, as
+        # long as an idle agent's block, so an idle read failed ("Timeout reading") and
+        # FastStream then slept 5 s more before reading again.
+        socket_timeout=settings.polling_interval_ms / 1000 + READ_TIMEOUT_MARGIN_S,
         middlewares=[RedisPrometheusMiddleware(registry=REGISTRY)],
         graceful_timeout=settings.graceful_timeout_s,
         logger=logging.getLogger("faststream"),
