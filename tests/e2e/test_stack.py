@@ -172,3 +172,33 @@ def test_many_logouts_finish(stack: Stack) -> None:
         views = [wait_finished(client, rid) for rid in ids]
     # Unknown users: nothing to revoke anywhere, and that is a success.
     assert {v["status"] for v in views} == {"completed"}
+
+
+def test_redis_restarted_empty_then_new_requests_complete_without_restarts(stack: Stack) -> None:
+    """Issue 14: data lost (a restart without it, or a failover to an empty replica).
+    Every consumer recreates its group, the agents announce themselves again, the ENT
+    worker re-publishes its JWKS key; no process is restarted."""
+    pids = {p.name: p.popen.pid for p in stack.procs if p.popen}
+    redis = Redis.from_url(stack.urls["redis"])
+    redis.flushall()
+    deadline = time.monotonic() + 20
+    # The agents' presence is back in the orchestrator's index (its group recreated).
+    while not redis.sismember("sortie:agents", "pc-101"):
+        assert time.monotonic() < deadline, "pc-101's presence never came back"
+        time.sleep(0.1)
+    with api(stack) as client:
+        ids = [
+            client.post(
+                "/v1/logouts",
+                json={"subject": {"user_id": f"after{i}", "upn": f"after{i}@example.org"}},
+            ).json()["request_id"]
+            for i in range(10)
+        ]
+        views = [wait_finished(client, rid, timeout=20) for rid in ids]
+        deadline = time.monotonic() + 40
+        while not client.get("/.well-known/jwks.json").json().get("keys"):
+            assert time.monotonic() < deadline, "the JWKS key was never re-published"
+            time.sleep(0.2)
+    assert {v["status"] for v in views} == {"completed"}
+    assert {p.name: p.popen.pid for p in stack.procs if p.popen} == pids
+    assert not stack.dead()

@@ -176,3 +176,28 @@ async def test_lost_announcement_and_stale_pending_entry_are_recovered(
     assert states["workstation:pc-1"] == states["workstation:pc-2"] == "reported"
     assert await _pending(redis, pc2) == 0
     assert await redis.xlen(streams.DEADLETTER) == 0
+
+
+async def test_reports_for_unknown_requests_are_dead_lettered_and_invalid_utf8_too(
+    app: FastAPI, api: httpx.AsyncClient, redis: Redis
+) -> None:
+    """Issue 14: reports for a request that does not exist were dropped without a trace,
+    and one undecodable entry stopped a host's drain, stranding the reports beside it."""
+    rid = await _logout(app, api, redis)
+    stream = streams.agent_results_stream("pc-1")
+    ghost = uuid.uuid4()
+    await publish(redis, streams.REVOCATION_COMPLETED, report(ghost, "m365"))
+    await redis.xadd(stream, {"type": "revocation.completed", "data": b"\xff\xfe{"})
+    await publish(redis, stream, report(ghost, "workstation:pc-1"))
+    await publish(redis, stream, report(rid, "workstation:pc-1"))
+    await publish(redis, streams.AGENT_PRESENCE, AgentResultsAvailable(host="pc-1"))
+    await _wait_state(api, rid, "workstation:pc-1", "reported")
+    records = await _deadletters(redis, 3)
+    assert sorted((r.stream, r.reason) for r in records) == [
+        (stream, "invalid_message"),
+        (stream, "unknown_request"),
+        (streams.REVOCATION_COMPLETED, "unknown_request"),
+    ]
+    assert any("\\xff\\xfe" in r.data for r in records)
+    assert await _pending(redis, stream) == 0
+    assert await _pending(redis, streams.REVOCATION_COMPLETED) == 0

@@ -235,7 +235,12 @@ class Stack:
         )
         self.urls["m365_metrics"] = f"http://127.0.0.1:{m365_port}/metrics"
         ent_port = free_port()
-        ent_env = {"SORTIE_ENT_HTTP_PORT": str(ent_port), **common}
+        # The signing key comes back within 5 s after Redis lost its data.
+        ent_env = {
+            "SORTIE_ENT_HTTP_PORT": str(ent_port),
+            "SORTIE_ENT_OIDC_KEY_REPUBLISH_S": "5",
+            **common,
+        }
         if "cas" in sim_url:
             ent_env["SORTIE_ENT_CAS_URL"] = sim_url["cas"] + "/cas"
         if not configured.get("SORTIE_ENT_OIDC_SIGNING_KEY_PATH"):
