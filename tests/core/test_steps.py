@@ -42,4 +42,3 @@ async def test_a_step_gives_up_on_redis_after_its_attempts_as_retryable():
         await down.aclose()
     assert result.outcome is Outcome.FAILED and result.error is not None
     assert (result.error.code, result.error.retryable) == ("redis_unavailable", True)
-
