@@ -48,3 +48,37 @@ async def test_an_idle_reader_blocks_without_fetch_errors_or_back_off(
         assert proc.consumers.healthy()
     assert handled and handled[0] - sent < 1.0
     assert not [r for r in caplog.records if "fetch error" in r.getMessage()]
+
+
+async def test_messages_reach_the_handler_without_a_thread_hop(
+    redis: Redis, redis_server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FastStream resolved the injected message parameter in the thread pool, once per
+    message; the path's batch handler takes the raw batch and is called in the loop."""
+    import anyio.to_thread
+
+    hops: list[object] = []
+    real = anyio.to_thread.run_sync
+
+    async def counting(func: object, *args: object, **kw: object) -> object:
+        hops.append(func)
+        return await real(func, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
+    handled: list[object] = []
+
+    async def build(_broker: RedisBroker, _redis: Redis) -> WorkerParts:
+        async def on(event: LogoutRequested, _d: Delivery) -> None:
+            handled.append(event)
+
+        return WorkerParts([Subscription(streams.LOGOUT_REQUESTED, "hops", on, (LogoutRequested,))])
+
+    settings = ServiceSettings(
+        redis_url=redis_server.url, consumer_name="hops", polling_interval_ms=20
+    )
+    async with running("hops-test", settings, build):
+        for _ in range(20):
+            await publish(redis, streams.LOGOUT_REQUESTED, logout())
+        while len(handled) < 20:
+            await asyncio.sleep(0.02)
+    assert hops == []
