@@ -156,11 +156,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--graph-writes-per-s", type=float, default=100_000.0)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="sortie-bench-"))
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     for service in ("ORCHESTRATOR", "M365", "ENT", "AGENT"):
         env[f"SORTIE_{service}_LOG_LEVEL"] = "WARNING"
+    # The simulator does not throttle: measure Sortie, not the shipped tenant budget.
+    env["SORTIE_M365_TENANT_WRITES_PER_S"] = str(args.graph_writes_per_s)
     stack = Stack(workdir=workdir, api_port=0, base_env=env)
     stack.plan()
     try:

@@ -8,12 +8,14 @@ import json
 import uuid
 from collections import Counter
 
+from faststream.redis import RedisBroker
 from redis.asyncio import Redis
 
 from sortie_core import streams
-from sortie_core.broker import Delivery, entry_fields, publish
+from sortie_core.broker import Consumers, Delivery, Subscription, entry_fields, publish
 from sortie_core.events import DeadLettered, LogoutRequested, RevocationCompleted
 
+from .roundtrips import counted
 from .test_broker import GROUP, STREAM, _pending_is, logout, running, wait_for
 
 REQ = "test:req"
@@ -198,3 +200,37 @@ async def test_consumers_carry_on_after_redis_lost_its_data(redis, redis_server)
         await wait_for(lambda: asyncio.sleep(0, len(seen) == 2), timeout=15)
         assert consumers.healthy()
     assert seen == [before.event_id, after.event_id]
+
+
+async def test_a_worker_message_costs_two_round_trips(redis, redis_server):
+    """The de-duplication script (request check included), then one MULTI with the
+    result, the done mark and the acknowledgement. Nothing started: only the path runs."""
+
+    async def handler(event: LogoutRequested, _d: Delivery) -> RevocationCompleted:
+        return RevocationCompleted(
+            request_id=event.request_id, subject=event.subject, service="m365", steps=()
+        )
+
+    sub = Subscription(
+        STREAM,
+        GROUP,
+        handler,
+        (LogoutRequested,),
+        publishes=streams.REVOCATION_COMPLETED,
+        request_key=lambda e: f"{REQ}:{e.request_id}",
+    )
+    client = Redis.from_url(redis_server.url)
+    path = Consumers(RedisBroker(redis_server.url), client, "c1", [])
+    await redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    trips: list[list[str]] = []
+    for event in (logout(), logout()):  # the first one loads the script
+        await redis.set(f"{REQ}:{event.request_id}", 1)
+        entry_id = await publish(redis, STREAM, event)
+        await redis.xreadgroup(GROUP, "c1", {STREAM: ">"})
+        with counted(client) as made:
+            await path.process(sub, entry_id, entry_fields(event), 1)
+        trips.append(made)
+    await client.aclose()
+    assert trips[1] == ["EVALSHA", "pipeline"]
+    assert await _pending_is(redis, 0)
+    assert await redis.xlen(streams.REVOCATION_COMPLETED) == 2
