@@ -383,6 +383,10 @@ class Consumers:
                 await self._sem.acquire()
             try:
                 await self.process(sub, entry_id, fields, deliveries)
+            except Exception:
+                # Redis failed around the handler (e.g. lost its data meanwhile): the
+                # entry stays pending, or was lost with the rest.
+                log.exception("%s entry %s: not finished; left pending", sub.stream, entry_id)
             finally:
                 self._sem.release()
 
