@@ -25,6 +25,7 @@ from sortie_core.events import (
     StepResult,
     Subject,
     Target,
+    Verification,
 )
 from sortie_orchestrator import handlers
 from sortie_orchestrator.presence import PresenceIndex
@@ -36,7 +37,13 @@ from tests.redis_server import RedisServer
 def steps(*actions: str) -> tuple[StepResult, ...]:
     now = datetime.now(UTC)
     return tuple(
-        StepResult(action=a, outcome=Outcome.SUCCEEDED, started_at=now, finished_at=now)
+        StepResult(
+            action=a,
+            outcome=Outcome.SUCCEEDED,
+            started_at=now,
+            finished_at=now,
+            verification=Verification.VERIFIED,
+        )
         for a in actions
     )
 

@@ -18,6 +18,7 @@ from sortie_core.events import (
     StepResult,
     Subject,
     Target,
+    Verification,
 )
 from sortie_core.metrics import REGISTRY
 from sortie_orchestrator import handlers
@@ -43,7 +44,15 @@ def report(rid: uuid.UUID, service: str) -> RevocationCompleted:
         request_id=rid,
         subject=ALICE,
         service=service,
-        steps=(StepResult(action="x", outcome=Outcome.SUCCEEDED, started_at=now, finished_at=now),),
+        steps=(
+            StepResult(
+                action="x",
+                outcome=Outcome.SUCCEEDED,
+                started_at=now,
+                finished_at=now,
+                verification=Verification.VERIFIED,
+            ),
+        ),
     )
 
 
@@ -132,6 +141,7 @@ async def test_full_saga_through_the_streams(client: httpx.AsyncClient, redis: R
                     outcome=Outcome.SUCCEEDED,
                     started_at=now,
                     finished_at=now,
+                    verification=Verification.VERIFIED,
                 ),
             ),
         ),

@@ -8,7 +8,14 @@ from datetime import timedelta
 import pytest
 
 from sortie_core.errors import NotFoundError, PermanentError, TransientError
-from sortie_core.events import DeadLettered, Outcome, Subject, WorkstationCommandRequested, utcnow
+from sortie_core.events import (
+    DeadLettered,
+    Outcome,
+    Subject,
+    Verification,
+    WorkstationCommandRequested,
+    utcnow,
+)
 from sortie_core.steps import RetryPolicy
 from sortie_workstation.adapters import account_name
 from sortie_workstation.adapters.fake import FakeSessions
@@ -20,7 +27,7 @@ from sortie_workstation.handlers import (
 )
 from tests.workers.helpers import ALICE, logout, offboard
 
-POLICY = RetryPolicy(max_attempts=3, base_s=0.001, max_s=0.002)
+POLICY = RetryPolicy(max_attempts=3, base_s=0.001, max_s=0.002, verify_delay_s=0.001)
 HOST = "pc-101"
 
 
@@ -161,7 +168,31 @@ async def test_transient_listing_then_success(backend: FakeSessions) -> None:
     result = await handle_logout(logout(), host=HOST, backend=backend, policy=POLICY)
     [step] = result.steps
     assert (step.outcome, step.attempts) == (Outcome.SUCCEEDED, 2)
-    assert backend.list_calls == 2
+    # Two listings for the step, one more to read the result back.
+    assert backend.list_calls == 3
+    assert step.verification is Verification.VERIFIED and step.done
+    assert step.evidence is not None and step.evidence.observed["sessions_left"] == 0
+
+
+async def test_a_logoff_that_leaves_the_session_open_fails(backend: FakeSessions) -> None:
+    backend.lying = True
+    result = await handle_logout(logout(), host=HOST, backend=backend, policy=POLICY)
+    [step] = result.steps
+    assert step.outcome is Outcome.FAILED and not step.done
+    assert step.verification is Verification.CONTRADICTED
+    assert step.error is not None and step.error.code == "not_verified"
+    assert step.evidence is not None and step.evidence.observed["left_ids"] == "1, 3"
+
+
+async def test_no_session_of_the_user_is_an_authoritative_not_found(
+    backend: FakeSessions,
+) -> None:
+    backend.sessions.clear()
+    backend.open(7, "carol")
+    result = await handle_logout(logout(), host=HOST, backend=backend, policy=POLICY)
+    [step] = result.steps
+    assert step.outcome is Outcome.NOT_FOUND and step.done
+    assert step.evidence is not None and step.evidence.observed["sessions_listed"] == 1
 
 
 async def test_retry_after_partial_success_keeps_the_whole_story(backend: FakeSessions) -> None:

@@ -47,7 +47,15 @@ class PermanentError(SortieError):
 
 
 class NotFoundError(PermanentError):
+    """`evidence` (a `sortie_core.events.Evidence`) when the lookup was authoritative: by
+    every identifier known, in the system that holds the accounts. Without it, `not_found`
+    proves nothing and the step does not count as done."""
+
     code = "not_found"
+
+    def __init__(self, message: str, *, code: str | None = None, evidence: object = None) -> None:
+        super().__init__(message, code=code)
+        self.evidence = evidence
 
 
 class RefusedError(PermanentError):

@@ -48,7 +48,40 @@ class Outcome(StrEnum):
     UNREACHABLE = "unreachable"
 
 
-GOOD_OUTCOMES = frozenset({Outcome.SUCCEEDED, Outcome.NOT_FOUND, Outcome.SKIPPED})
+class Verification(StrEnum):
+    """How a step's post-condition is known. Only the first two prove that access is gone."""
+
+    # Read back from the system itself after the step, and the post-condition holds.
+    VERIFIED = "verified"
+    # The protocol offers no read-back (CAS SLO, OIDC back-channel logout): the peer's own
+    # answer is the evidence.
+    ACKNOWLEDGED = "acknowledged"
+    # Read back, and the post-condition does not hold: access may still be alive.
+    CONTRADICTED = "contradicted"
+    # The read-back could not be made (an error, or nothing to read it with).
+    UNVERIFIED = "unverified"
+
+
+class SkipReason(StrEnum):
+    """Why a step was skipped. Only the policy reasons (POLICY_SKIPS) count as done."""
+
+    EXCLUDED_BY_CALLER = "excluded_by_caller"  # the request's targets left it out
+    ACTION_NOT_SELECTED = "action_not_selected"  # the request's `actions` left it out
+    GUEST_BY_POLICY = "guest_by_policy"  # a guest account: its home tenant holds its sessions
+    # The deployment turned this action off on purpose (e.g. no Exchange admin path).
+    DISABLED_BY_CONFIGURATION = "disabled_by_configuration"
+    # Something the step needs is missing (e.g. no signing key): access may still be alive.
+    NOT_CONFIGURED = "not_configured"
+
+
+POLICY_SKIPS = frozenset(
+    {
+        SkipReason.EXCLUDED_BY_CALLER,
+        SkipReason.ACTION_NOT_SELECTED,
+        SkipReason.GUEST_BY_POLICY,
+        SkipReason.DISABLED_BY_CONFIGURATION,
+    }
+)
 
 
 class Kind(StrEnum):
@@ -114,7 +147,29 @@ class Envelope(Frozen):
     subject: Subject
 
 
-class LogoutRequested(Envelope):
+class FollowUpScope(Frozen):
+    """Set on a command sent again after the deadline (follow-up delivery): only the
+    services named act, and only for the actions named; `attempt` counts from 1."""
+
+    services: tuple[ServiceName, ...] = ()
+    # Empty: every action of those services (they never reported).
+    actions: tuple[ActionName, ...] = ()
+    attempt: Annotated[int, Field(ge=1)] = 1
+
+
+class Command(Envelope):
+    followup: FollowUpScope | None = None
+
+    def addressed_to(self, service: str) -> bool:
+        """Whether `service` has anything to do with this command."""
+        return self.followup is None or service in self.followup.services
+
+    def retries(self, action: str) -> bool:
+        """Whether `action` is part of this command (always, unless a follow-up)."""
+        return self.followup is None or not self.followup.actions or action in self.followup.actions
+
+
+class LogoutRequested(Command):
     type: Literal["logout.requested"] = "logout.requested"
     reason: ShortText = "user_logout"
     targets: tuple[Target, ...] = (Target.M365, Target.ENT, Target.WORKSTATIONS)
@@ -122,7 +177,7 @@ class LogoutRequested(Envelope):
     deadline: AwareDatetime
 
 
-class OffboardRequested(Envelope):
+class OffboardRequested(Command):
     type: Literal["offboard.requested"] = "offboard.requested"
     reason: ShortText = "offboarding"
     requested_by: ShortText = "unknown"
@@ -131,7 +186,7 @@ class OffboardRequested(Envelope):
     deadline: AwareDatetime
 
     def wants(self, action: str) -> bool:
-        return not self.actions or action in self.actions
+        return (not self.actions or action in self.actions) and self.retries(action)
 
 
 class WorkstationCommandRequested(Envelope):
@@ -151,6 +206,29 @@ class StepError(Frozen):
     code: Annotated[str, Field(max_length=128)]
     message: Annotated[str, Field(max_length=2000)]
     retryable: bool = False
+    # The peer's Retry-After on the last attempt, if it gave one.
+    retry_after_s: Annotated[float, Field(ge=0)] | None = None
+
+
+Observed = str | int | float | bool | None
+
+
+class Evidence(Frozen):
+    """What was read back, from where, and when: the proof kept on a step."""
+
+    # e.g. "graph GET /users/{id}?$select=accountEnabled" or "cas ssoSessions actuator"
+    source: Annotated[str, Field(max_length=300)]
+    observed: Annotated[dict[str, Observed], Field(max_length=20)] = {}
+    read_at: AwareDatetime
+
+
+class StepItem(Frozen):
+    """One part of a step, tried and reported on its own (e.g. one service ticket of an
+    application's single logout). `ref` never holds a credential."""
+
+    ref: Annotated[str, Field(max_length=128)]
+    outcome: Outcome
+    error: StepError | None = None
 
 
 class StepResult(Frozen):
@@ -162,19 +240,62 @@ class StepResult(Frozen):
     error: StepError | None = None
     # Free-form facts a person reading the report needs (e.g. which session ids).
     detail: Annotated[str, Field(max_length=2000)] | None = None
+    verification: Verification | None = None
+    evidence: Evidence | None = None
+    skip_reason: SkipReason | None = None
+    items: Annotated[tuple[StepItem, ...], Field(max_length=200)] = ()
 
     @property
     def duration_seconds(self) -> float:
         return max(0.0, (self.finished_at - self.started_at).total_seconds())
+
+    @property
+    def done(self) -> bool:
+        """Whether this step proves its part of the access is gone (DESIGN.md, the saga):
+        a success verified or acknowledged; `not_found` only after an authoritative lookup
+        (verified, with its evidence); `skipped` only for a policy reason."""
+        if self.outcome == Outcome.SUCCEEDED:
+            return self.verification in (Verification.VERIFIED, Verification.ACKNOWLEDGED)
+        if self.outcome == Outcome.NOT_FOUND:
+            return self.verification == Verification.VERIFIED
+        if self.outcome == Outcome.SKIPPED:
+            return self.skip_reason in POLICY_SKIPS
+        return False
+
+
+class Discovery(Frozen):
+    """What a worker learnt, from the system that knows, of where the user has access.
+    Carried by a report; the orchestrator sums the reports into the request's coverage."""
+
+    # e.g. "graph", "cas ssoSessions actuator", "agent presence"
+    source: Annotated[str, Field(max_length=200)]
+    # The resolved identity there (e.g. the M365 object id and UPN), None when unresolved.
+    identity: Annotated[str, Field(max_length=400)] | None = None
+    # The identifiers tried, in order (e.g. "upn", "mail", "employeeId=…").
+    identity_tried: Annotated[
+        tuple[Annotated[str, Field(max_length=400)], ...], Field(max_length=20)
+    ] = ()
+    # SSO sessions (TGTs) found for the user, and how many of them were ended.
+    sso_sessions_found: Annotated[int, Field(ge=0)] | None = None
+    sso_sessions_ended: Annotated[int, Field(ge=0)] | None = None
+    # Registered applications the sessions reached (by name) and tickets found / sent by the caller.
+    applications: Annotated[
+        tuple[Annotated[str, Field(max_length=128)], ...], Field(max_length=200)
+    ] = ()
+    tickets_found: Annotated[int, Field(ge=0)] | None = None
+    tickets_from_caller: Annotated[int, Field(ge=0)] | None = None
+    # Why discovery could not be made, if it could not.
+    error: Annotated[str, Field(max_length=500)] | None = None
 
 
 class RevocationCompleted(Envelope):
     type: Literal["revocation.completed"] = "revocation.completed"
     service: ServiceName
     steps: Annotated[tuple[StepResult, ...], Field(max_length=500)]
+    discovery: Discovery | None = None
 
 
-class SsoLogoutRequested(Envelope):
+class SsoLogoutRequested(Command):
     type: Literal["sso.logout.requested"] = "sso.logout.requested"
     kind: Kind
     # Known only for a logout whose request carried the SSO session.
@@ -187,11 +308,31 @@ class SsoLogoutCompleted(Envelope):
     type: Literal["sso.logout.completed"] = "sso.logout.completed"
     service: Literal["sso"] = "sso"
     steps: Annotated[tuple[StepResult, ...], Field(max_length=50)]
+    discovery: Discovery | None = None
 
 
 class ServiceSummary(Frozen):
     state: str
     outcomes: dict[str, Outcome]
+    # Per step: `verified`, `acknowledged`, or why it does not prove access is gone.
+    proofs: dict[str, str] = {}
+
+
+class Coverage(Frozen):
+    """Where the user had access and what was ended, summed from the services' reports."""
+
+    m365_identity: str | None = None
+    m365_identity_tried: tuple[str, ...] = ()
+    sso_sessions_found: int | None = None
+    sso_sessions_ended: int | None = None
+    applications: tuple[str, ...] = ()
+    tickets_found: int | None = None
+    tickets_from_caller: int | None = None
+    hosts: tuple[str, ...] = ()
+    steps_total: int = 0
+    steps_verified: int = 0
+    steps_acknowledged: int = 0
+    steps_not_proven: int = 0
 
 
 class RequestFinished(Envelope):
@@ -200,6 +341,7 @@ class RequestFinished(Envelope):
     status: Literal["completed", "partial", "failed", "cancelled"]
     duration_seconds: float
     services: dict[str, ServiceSummary]
+    coverage: Coverage | None = None
 
 
 class AgentPresenceChanged(Frozen):

@@ -72,3 +72,17 @@ REQUESTS_OVERDUE = Gauge(
     "Unfinished requests whose deadline passed more than a grace period ago (read from Redis)",
     registry=REGISTRY,
 )
+VERIFICATIONS = Counter(
+    "sortie_verification_total",
+    "Read-backs of a step's post-condition, by result (verified, acknowledged, contradicted, "
+    "unverified)",
+    ["service", "result"],
+    registry=REGISTRY,
+)
+FOLLOWUP_PENDING = Gauge(
+    "sortie_followup_pending",
+    "Requests with a revocation still being delivered after their deadline (follow-up), "
+    "per service (read from Redis: the same on every replica)",
+    ["service"],
+    registry=REGISTRY,
+)

@@ -1,8 +1,12 @@
-"""Run one revocation step: retries with backoff and jitter, timing, outcome, metrics.
+"""Run one revocation step: retries with backoff and jitter, timing, outcome, read-back
+proof, metrics.
 
 Transient errors are retried (honouring a peer's Retry-After) up to a number of attempts;
-permanent ones end the step at once. The result is always a `StepResult`: a step never
-raises, so one user's failure never stops the handling of another's.
+permanent ones end the step at once. After a success, the step's post-condition is read
+back from the system itself when the caller gives a `verify` (a few times: directories
+are eventually consistent); without one, the peer's answer is the evidence
+(`acknowledged`). The result is always a `StepResult`: a step never raises, so one user's
+failure never stops the handling of another's.
 """
 
 from __future__ import annotations
@@ -16,8 +20,17 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError
 
 from .errors import NotFoundError, PermanentError, SortieError, TransientError
-from .events import DeadLettered, Outcome, StepError, StepResult, utcnow
-from .metrics import REVOCATION_DURATION, STEP_RETRIES
+from .events import (
+    DeadLettered,
+    Evidence,
+    Outcome,
+    SkipReason,
+    StepError,
+    StepResult,
+    Verification,
+    utcnow,
+)
+from .metrics import REVOCATION_DURATION, STEP_RETRIES, VERIFICATIONS
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +42,9 @@ class RetryPolicy:
     max_s: float = 5.0
     # Never sleep longer than this for one Retry-After, whatever the peer says.
     retry_after_cap_s: float = 60.0
+    # Read-backs of the post-condition before it is called contradicted or unverified.
+    verify_attempts: int = 4
+    verify_delay_s: float = 0.25
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """Delay before attempt `attempt + 1` (attempt counts from 1)."""
@@ -40,14 +56,65 @@ class RetryPolicy:
 
 
 class StepSkipped(Exception):
-    """Raised by a step body to report `skipped` with a reason (e.g. not configured)."""
+    """Raised by a step body to report `skipped` with a reason. `why` says whether the skip
+    is a policy (done) or something missing (`not_configured`: not done)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, why: SkipReason = SkipReason.NOT_CONFIGURED) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.why = why
+
+
+class Contradicted(Exception):
+    """Raised by a `verify` read-back whose post-condition does not hold."""
+
+    def __init__(self, message: str, evidence: Evidence) -> None:
+        super().__init__(message)
+        self.message = message
+        self.evidence = evidence
 
 
 Body = Callable[[], Awaitable[str | None]]
+Verify = Callable[[], Awaitable[Evidence]]
+
+
+@dataclass(frozen=True, slots=True)
+class Proof:
+    verification: Verification
+    evidence: Evidence | None = None
+    error: StepError | None = None
+
+
+async def read_back(verify: Verify, policy: RetryPolicy) -> Proof:
+    """Read the post-condition until it holds, or give the last contradiction or error."""
+    last = Proof(Verification.UNVERIFIED)
+    for attempt in range(1, max(1, policy.verify_attempts) + 1):
+        try:
+            return Proof(Verification.VERIFIED, await verify())
+        except Contradicted as exc:
+            last = Proof(
+                Verification.CONTRADICTED,
+                exc.evidence,
+                StepError(code="not_verified", message=exc.message),
+            )
+        except asyncio.CancelledError:
+            raise
+        except SortieError as exc:
+            last = Proof(
+                Verification.UNVERIFIED,
+                None,
+                StepError(code="unverified", message=f"read-back failed: {exc.message}"),
+            )
+        except Exception as exc:
+            log.exception("read-back raised an unexpected error")
+            last = Proof(
+                Verification.UNVERIFIED,
+                None,
+                StepError(code="unverified", message=f"read-back failed: {type(exc).__name__}"),
+            )
+        if attempt < policy.verify_attempts:
+            await asyncio.sleep(policy.verify_delay_s * attempt)
+    return last
 
 
 async def _call(body: Body) -> str | None:
@@ -66,8 +133,10 @@ async def run_step(
     policy: RetryPolicy,
     *,
     metric_service: str | None = None,
+    verify: Verify | None = None,
 ) -> StepResult:
-    """Run `body` until it succeeds, fails permanently or runs out of attempts.
+    """Run `body` until it succeeds, fails permanently or runs out of attempts, then read
+    its post-condition back with `verify` (None: the peer's answer is the evidence).
 
     `body` returns an optional human detail for the report. `metric_service` lets a
     workstation agent report `workstation` instead of one label per host.
@@ -77,6 +146,8 @@ async def run_step(
     outcome = Outcome.FAILED
     error: StepError | None = None
     detail: str | None = None
+    proof: Proof | None = None
+    skip_reason: SkipReason | None = None
     while True:
         attempts += 1
         try:
@@ -85,16 +156,24 @@ async def run_step(
             break
         except StepSkipped as skip:
             outcome, detail, error = Outcome.SKIPPED, skip.reason, None
+            skip_reason = skip.why
             break
         except NotFoundError as exc:
             outcome, error = Outcome.NOT_FOUND, None
             detail = exc.message
+            if isinstance(exc.evidence, Evidence):
+                proof = Proof(Verification.VERIFIED, exc.evidence)
             break
         except PermanentError as exc:
             outcome, error = Outcome.FAILED, StepError(code=exc.code, message=exc.message)
             break
         except TransientError as exc:
-            error = StepError(code=exc.code, message=exc.message, retryable=True)
+            error = StepError(
+                code=exc.code,
+                message=exc.message,
+                retryable=True,
+                retry_after_s=exc.retry_after,
+            )
             if attempts >= policy.max_attempts:
                 outcome = Outcome.FAILED
                 break
@@ -120,6 +199,13 @@ async def run_step(
             outcome = Outcome.FAILED
             error = StepError(code="internal_error", message=type(exc).__name__)
             break
+    if outcome == Outcome.SUCCEEDED:
+        proof = await read_back(verify, policy) if verify else Proof(Verification.ACKNOWLEDGED)
+        if proof.verification == Verification.CONTRADICTED:
+            outcome = Outcome.FAILED
+        error = proof.error
+    if proof is not None:
+        VERIFICATIONS.labels(metric_service or service, proof.verification.value).inc()
     finished = utcnow()
     result = StepResult(
         action=action,
@@ -129,6 +215,9 @@ async def run_step(
         finished_at=finished,
         error=error,
         detail=detail,
+        verification=proof.verification if proof else None,
+        evidence=proof.evidence if proof else None,
+        skip_reason=skip_reason,
     )
     REVOCATION_DURATION.labels(metric_service or service, action, outcome.value).observe(
         result.duration_seconds
@@ -136,7 +225,7 @@ async def run_step(
     return result
 
 
-def skipped(action: str, reason: str) -> StepResult:
+def skipped(action: str, reason: str, why: SkipReason) -> StepResult:
     now = utcnow()
     return StepResult(
         action=action,
@@ -145,6 +234,7 @@ def skipped(action: str, reason: str) -> StepResult:
         started_at=now,
         finished_at=now,
         detail=reason,
+        skip_reason=why,
     )
 
 

@@ -21,6 +21,7 @@ from sortie_core.events import (
     Outcome,
     RevocationCompleted,
     ServiceTicket,
+    SkipReason,
     SsoLogoutCompleted,
     SsoLogoutRequested,
     StepError,
@@ -212,6 +213,7 @@ async def _execute(
             return skipped(
                 step.action,
                 "no OIDC signing key configured (SORTIE_ENT_OIDC_SIGNING_KEY_PATH)",
+                SkipReason.NOT_CONFIGURED,
             )
         body = _bcl_body(apps, app, subject, signer, timeout_s)
     elif step.kind is StepKind.SLO:

@@ -18,6 +18,7 @@ from sortie_core.events import (
     OffboardRequested,
     Outcome,
     RevocationCompleted,
+    SkipReason,
     StepResult,
     Target,
     utcnow,
@@ -115,7 +116,7 @@ async def _run_actions(
     if not actions:
         return []
     if not upn:
-        return [skipped(a.value, NO_UPN) for a in actions]
+        return [skipped(a.value, NO_UPN, SkipReason.NOT_CONFIGURED) for a in actions]
     user, lookup = await _resolve(directory, upn, policy)
     if user is None:
         return [_from_lookup(a.value, lookup) for a in actions]
@@ -123,7 +124,7 @@ async def _run_actions(
     missing_since: str | None = None
     for action in actions:
         if user.guest and action in _GUEST_SKIPS:
-            steps.append(skipped(action.value, _GUEST_SKIPS[action]))
+            steps.append(skipped(action.value, _GUEST_SKIPS[action], SkipReason.GUEST_BY_POLICY))
         elif missing_since is not None:
             steps.append(_not_found_after(action.value, missing_since))
         else:

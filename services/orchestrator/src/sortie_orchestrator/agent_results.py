@@ -26,7 +26,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from sortie_core import streams
+from sortie_core import services, streams
 from sortie_core.broker import (
     Consumers,
     Delivery,
@@ -73,7 +73,7 @@ class AgentResults:
         stream = streams.agent_results_stream(host)
         sub = self._subs.get(stream)
         if sub is None:
-            expected = f"workstation:{host.lower()}"
+            expected = services.workstation_service(host)
 
             async def report(event: RevocationCompleted, delivery: Delivery) -> None:
                 if event.service != expected:

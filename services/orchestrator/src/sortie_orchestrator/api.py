@@ -10,25 +10,27 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from sortie_core.events import (
-    OFFBOARD_M365_ORDER,
+    Coverage,
+    Discovery,
+    Evidence,
     ServiceTicket,
     SsoSession,
+    StepItem,
     StepResult,
     Subject,
     Target,
 )
+from sortie_core.services import OFFBOARD_ACTIONS
 
-from . import handlers
+from . import handlers, saga
 from .auth import Principal, require
+from .followup import FollowUp
 from .problems import Problem
 from .saga import SagaState, ServiceState
 
 router = APIRouter(prefix="/v1")
 
 _NO_CTRL = r"^[^\x00-\x1f\x7f]+$"
-OFFBOARD_ACTIONS = frozenset(
-    {a.value for a in OFFBOARD_M365_ORDER} | {"app_logout", "disable_account", "logoff"}
-)
 
 
 class Strict(BaseModel):
@@ -118,6 +120,13 @@ class StepView(BaseModel):
     duration_seconds: float
     error: dict[str, Any] | None = None
     detail: str | None = None
+    # `verified`, `acknowledged`, or why this step does not prove the access is gone.
+    proof: str
+    done: bool
+    verification: str | None = None
+    evidence: Evidence | None = None
+    skip_reason: str | None = None
+    items: list[StepItem] = []
 
     @classmethod
     def of(cls, step: StepResult) -> StepView:
@@ -130,6 +139,12 @@ class StepView(BaseModel):
             duration_seconds=round(step.duration_seconds, 6),
             error=step.error.model_dump() if step.error else None,
             detail=step.detail,
+            proof=saga.proof_of(step),
+            done=step.done,
+            verification=step.verification.value if step.verification else None,
+            evidence=step.evidence,
+            skip_reason=step.skip_reason.value if step.skip_reason else None,
+            items=list(step.items),
         )
 
 
@@ -138,6 +153,8 @@ class ServiceView(BaseModel):
     reported_at: datetime | None
     late: bool = False
     steps: list[StepView]
+    discovery: Discovery | None = None
+    presence_age_s: float | None = None
 
     @classmethod
     def of(cls, svc: ServiceState) -> ServiceView:
@@ -146,6 +163,8 @@ class ServiceView(BaseModel):
             reported_at=svc.reported_at,
             late=svc.late,
             steps=[StepView.of(s) for s in svc.steps],
+            discovery=svc.discovery,
+            presence_age_s=svc.presence_age_s,
         )
 
 
@@ -171,6 +190,11 @@ class RequestView(BaseModel):
     duration_seconds: float | None
     services: dict[str, ServiceView]
     sso: ServiceView | None
+    coverage: Coverage
+    # Revocations still being delivered after the deadline, per service, and until when.
+    followups: dict[str, FollowUp]
+    followup_until: datetime | None
+    healed_at: datetime | None
     timeline: list[TimelineView]
     links: Links
 
@@ -193,6 +217,10 @@ class RequestView(BaseModel):
             duration_seconds=state.duration_seconds(),
             services={k: ServiceView.of(v) for k, v in sorted(state.services.items())},
             sso=ServiceView.of(state.sso) if state.sso else None,
+            coverage=saga.coverage(state),
+            followups=state.followups,
+            followup_until=state.followup_until,
+            healed_at=state.healed_at,
             timeline=[TimelineView(**t.model_dump()) for t in state.timeline],
             links=Links(self=f"/v1/requests/{state.request_id}"),
         )

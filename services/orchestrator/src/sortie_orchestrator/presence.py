@@ -93,7 +93,13 @@ class PresenceIndex:
             record = parse_presence(raw)
             if record is not None and account.lower() not in record.users:
                 continue  # the index is behind the record: no session there any more
-            out.append(HostPresence(host=host, live=record is not None and record.is_live(now)))
+            out.append(
+                HostPresence(
+                    host=host,
+                    live=record is not None and record.is_live(now),
+                    age_s=round(now - record.heartbeat_at, 3) if record is not None else None,
+                )
+            )
         return out
 
     async def host_names(self, group: str | None = None) -> list[str]:

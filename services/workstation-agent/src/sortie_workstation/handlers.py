@@ -14,13 +14,16 @@ from typing import Any
 from sortie_core.errors import NotFoundError
 from sortie_core.events import (
     DeadLettered,
+    Evidence,
     LogoutRequested,
     OffboardRequested,
     RevocationCompleted,
+    SkipReason,
     StepResult,
     WorkstationCommandRequested,
+    utcnow,
 )
-from sortie_core.steps import RetryPolicy, deadlettered, run_step, skipped
+from sortie_core.steps import Contradicted, RetryPolicy, deadlettered, run_step, skipped
 
 from .adapters import Session, SessionAction, SessionBackend, SessionId, account_name
 
@@ -74,11 +77,20 @@ async def end_sessions(
     already: list[SessionId] = []
     gone: list[SessionId] = []
 
+    source = f"session list of {host}"
+
     async def body() -> str | None:
         # Listed again on each attempt: a retry sees what the previous one left.
-        sessions = [s for s in await backend.list_sessions() if picked(s)]
+        listed = await backend.list_sessions()
+        sessions = [s for s in listed if picked(s)]
         if not sessions and not done:
-            raise NotFoundError(f"no session {scope} on {host}")
+            # The host's own session list is authoritative for the host.
+            evidence = Evidence(
+                source=source,
+                observed={"sessions_listed": len(listed), "sessions_matching": 0},
+                read_at=utcnow(),
+            )
+            raise NotFoundError(f"no session {scope} on {host}", evidence=evidence)
         for session in sessions:
             if session.id in done or session.id in already:
                 continue
@@ -106,8 +118,42 @@ async def end_sessions(
             parts.append(note)
         return "; ".join(parts)
 
+    async def verify() -> Evidence:
+        """Listed again: no session logged off remains; a disconnected one is disconnected.
+        A lock leaves no trace in `query session` / loginctl's list: its command's exit
+        status is the evidence (`acknowledged`)."""
+        listed = await backend.list_sessions()
+        left = [
+            s
+            for s in listed
+            if picked(s)
+            and (action is SessionAction.LOGOFF or s.state != _ALREADY[action])
+            and s.id not in gone
+        ]
+        evidence = Evidence(
+            source=source,
+            observed={
+                "sessions_listed": len(listed),
+                "sessions_left": len(left),
+                "left_ids": _ids([s.id for s in left])[:200] or None,
+            },
+            read_at=utcnow(),
+        )
+        if left:
+            raise Contradicted(
+                f"still {'open' if action is SessionAction.LOGOFF else 'active'} on {host} "
+                f"after {action.value}: {_ids([s.id for s in left])}",
+                evidence,
+            )
+        return evidence
+
     return await run_step(
-        service_name(host), action.value, body, policy, metric_service=METRIC_SERVICE
+        service_name(host),
+        action.value,
+        body,
+        policy,
+        metric_service=METRIC_SERVICE,
+        verify=None if action is SessionAction.LOCK else verify,
     )
 
 
@@ -165,7 +211,9 @@ async def handle_offboard(
             event.subject.workstation_account, action, host=host, backend=backend, policy=policy
         )
     else:
-        step = skipped(action.value, "not among the requested actions")
+        step = skipped(
+            action.value, "not among the requested actions", SkipReason.ACTION_NOT_SELECTED
+        )
     log.info("request %s: %s %s=%s", event.request_id, host, step.action, step.outcome.value)
     return RevocationCompleted(
         service=service_name(host),

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pydantic import SecretStr
 
 from sortie_core.errors import NotFoundError
+from sortie_core.events import SkipReason
 from sortie_core.steps import StepSkipped
 
 from . import M365User
@@ -78,7 +79,10 @@ class FakeDirectory:
     async def disable_mail_protocols(self, user: str) -> None:
         if not self.mail_protocols_supported:
             self.calls.append(("disable_mail_protocols", user))
-            raise StepSkipped("mailbox protocols adapter not configured")
+            raise StepSkipped(
+                "mailbox protocols adapter not configured",
+                SkipReason.DISABLED_BY_CONFIGURATION,
+            )
         self._enter("disable_mail_protocols", user).mail_protocols_enabled = False
 
     async def aclose(self) -> None:

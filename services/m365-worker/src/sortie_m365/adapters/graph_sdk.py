@@ -34,6 +34,7 @@ from msgraph_core import GraphClientFactory
 from pydantic import SecretStr
 
 from sortie_core.errors import NotFoundError, PermanentError, TransientError
+from sortie_core.events import SkipReason
 from sortie_core.steps import StepSkipped
 
 from . import M365User
@@ -280,7 +281,10 @@ class GraphSdkDirectory:
 
     async def disable_mail_protocols(self, user: str) -> None:
         if self._mailbox is None:
-            raise StepSkipped("mailbox protocols adapter not configured")
+            raise StepSkipped(
+                "mailbox protocols adapter not configured",
+                SkipReason.DISABLED_BY_CONFIGURATION,
+            )
         # Exchange Online throttles apart from Graph: only the concurrency bound applies.
         async with self._slots:
             await self._mailbox.disable(user)

@@ -23,6 +23,8 @@ class FakeSessions(ActsOnSessions):
     list_failures: list[Exception | None] = field(default_factory=list)
     action_failures: list[Exception | None] = field(default_factory=list)
     closed: bool = False
+    # Accept every action and change nothing (a host whose logoff silently fails).
+    lying: bool = False
 
     def open(
         self, session_id: SessionId, user: str, state: str = "active", station: str = "0"
@@ -44,6 +46,8 @@ class FakeSessions(ActsOnSessions):
         session = self.sessions.get(session_id)
         if session is None:
             raise NotFoundError(f"session {session_id} is gone")
+        if self.lying:
+            return
         if action is SessionAction.LOGOFF:
             del self.sessions[session_id]
         else:

@@ -19,6 +19,7 @@ from sortie_core.errors import (
     ThrottledError,
     TransientError,
 )
+from sortie_core.events import SkipReason
 from sortie_core.steps import StepSkipped
 
 from . import ActsOnSessions, Session, SessionAction, SessionId
@@ -97,4 +98,7 @@ class SimulatedSessions(ActsOnSessions):
             raise _error(response, what, gone_on_404=True)
 
     async def close_browsers(self, account: str) -> str:
-        raise StepSkipped("the workstations simulator runs no browsers")
+        # The simulator runs no browsers: nothing is alive there to close.
+        raise StepSkipped(
+            "the workstations simulator runs no browsers", SkipReason.DISABLED_BY_CONFIGURATION
+        )
