@@ -311,11 +311,15 @@ class Consumers:
 
         # `raw` is the batch as read (ids and fields): no model, no injected parameter.
         async def on_batch(raw: Any) -> None:
-            for entry_id, fields in zip(raw["message_ids"], raw["data"], strict=True):
-                if not self._take(sub.stream, _s(entry_id), sub.group):
-                    continue
+            # The whole batch is held (and kept alive) before any of it waits for a slot.
+            taken = [
+                (_s(entry_id), fields)
+                for entry_id, fields in zip(raw["message_ids"], raw["data"], strict=True)
+                if self._take(sub.stream, _s(entry_id), sub.group)
+            ]
+            for entry_id, fields in taken:
                 await self._sem.acquire()  # back-pressure: the read waits for a slot
-                self._spawn(sub, _s(entry_id), fields, 1, acquired=True)
+                self._spawn(sub, entry_id, fields, 1, acquired=True)
 
         on_batch.__name__ = f"on_{sub.stream.replace('.', '_')}"
         subscriber = self.broker.subscriber(
