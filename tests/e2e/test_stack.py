@@ -160,16 +160,21 @@ def test_bad_input_is_refused_and_changes_nothing(stack: Stack) -> None:
     assert len(after) == len(before)
 
 
+def unknown_users_logouts(client: httpx.Client, prefix: str, count: int) -> list[dict]:
+    """Logouts of users nobody knows, each waited for until it finished."""
+    ids = [
+        client.post(
+            "/v1/logouts",
+            json={"subject": {"user_id": f"{prefix}{i}", "upn": f"{prefix}{i}@example.org"}},
+        ).json()["request_id"]
+        for i in range(count)
+    ]
+    return [wait_finished(client, rid, timeout=20) for rid in ids]
+
+
 def test_many_logouts_finish(stack: Stack) -> None:
     with api(stack) as client:
-        ids = [
-            client.post(
-                "/v1/logouts",
-                json={"subject": {"user_id": f"user{i}", "upn": f"nobody{i}@example.org"}},
-            ).json()["request_id"]
-            for i in range(20)
-        ]
-        views = [wait_finished(client, rid) for rid in ids]
+        views = unknown_users_logouts(client, "user", 20)
     # Unknown users: nothing to revoke anywhere, and that is a success.
     assert {v["status"] for v in views} == {"completed"}
 
@@ -197,3 +202,26 @@ def test_redis_refuses_anonymous_clients_and_each_process_has_its_own_user(stack
     assert "default" not in users
     for proc in stack.procs:
         assert "NOPERM" not in proc.log_tail(10_000), proc.name
+
+
+def test_redis_restarted_empty_then_new_requests_complete_without_restarts(stack: Stack) -> None:
+    """Issue 14: data lost (a restart without it, or a failover to an empty replica).
+    Every consumer recreates its group, the agents announce themselves again, the ENT
+    worker re-publishes its JWKS key; no process is restarted."""
+    pids = {p.name: p.popen.pid for p in stack.procs if p.popen}
+    redis = Redis.from_url(stack.urls["redis"])
+    redis.flushall()
+    deadline = time.monotonic() + 20
+    # The agents' presence is back in the orchestrator's index (its group recreated).
+    while not redis.sismember("sortie:agents", "pc-101"):
+        assert time.monotonic() < deadline, "pc-101's presence never came back"
+        time.sleep(0.1)
+    with api(stack) as client:
+        views = unknown_users_logouts(client, "after", 10)
+        deadline = time.monotonic() + 40
+        while not client.get("/.well-known/jwks.json").json().get("keys"):
+            assert time.monotonic() < deadline, "the JWKS key was never re-published"
+            time.sleep(0.2)
+    assert {v["status"] for v in views} == {"completed"}
+    assert {p.name: p.popen.pid for p in stack.procs if p.popen} == pids
+    assert not stack.dead()

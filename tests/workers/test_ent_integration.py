@@ -11,7 +11,6 @@ import pytest
 from redis.asyncio import Redis
 
 from sortie_core import streams
-from sortie_core.broker import publish
 from sortie_core.events import (
     Kind,
     Outcome,
@@ -22,7 +21,15 @@ from sortie_core.events import (
 from sortie_ent.bootstrap import SERVICE, make_build
 from sortie_ent.settings import EntSettings
 from tests.redis_server import RedisServer
-from tests.workers.helpers import ALICE, fast, logout, offboard, running_worker, wait_for_events
+from tests.workers.helpers import (
+    ALICE,
+    command,
+    fast,
+    logout,
+    offboard,
+    running_worker,
+    wait_for_events,
+)
 from tests.workers.stub_http import Reply, StubHttp
 
 SAMLP = "{urn:oasis:names:tc:SAML:2.0:protocol}"
@@ -63,12 +70,12 @@ async def test_logout_then_sso_logout(
         tickets=[(f"{base}/esper/", "ST-1-esper"), (f"{base}/evil/?steal=1", "ST-2-evil")],
     )
     async with running_worker(SERVICE, settings, make_build(settings)):
-        await publish(redis, streams.LOGOUT_REQUESTED, event)
+        await command(redis, streams.LOGOUT_REQUESTED, event)
         [done] = await wait_for_events(redis, streams.REVOCATION_COMPLETED)
         sso_request = SsoLogoutRequested(
             request_id=event.request_id, subject=ALICE, kind=Kind.LOGOUT, tgt="TGT-1-alice"
         )
-        await publish(redis, streams.SSO_LOGOUT_REQUESTED, sso_request)
+        await command(redis, streams.SSO_LOGOUT_REQUESTED, sso_request)
         [sso_done] = await wait_for_events(redis, streams.SSO_LOGOUT_COMPLETED)
     assert isinstance(done, RevocationCompleted)
     assert (done.service, done.request_id) == ("ent", event.request_id)
@@ -103,8 +110,8 @@ async def test_offboard_and_all_sso_sessions(
     stub.script("DELETE", "/cas/actuator/ssoSessions/users/alice", Reply(503), Reply(200, {}))
     event = offboard()
     async with running_worker(SERVICE, settings, make_build(settings)):
-        await publish(redis, streams.OFFBOARD_REQUESTED, event)
-        await publish(
+        await command(redis, streams.OFFBOARD_REQUESTED, event)
+        await command(
             redis,
             streams.SSO_LOGOUT_REQUESTED,
             SsoLogoutRequested(

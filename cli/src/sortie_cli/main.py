@@ -102,14 +102,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             if args.exit:
                 return status
         while not stopping:
-            dead = stack.dead()
-            if dead:
-                for proc in dead:
-                    print(
-                        f"sortie up: {proc.name} stopped unexpectedly:\n{proc.log_tail()}",
-                        file=sys.stderr,
-                    )
-                return 1
+            # A process that dies is restarted (with a back-off), never the whole stack.
+            stack.supervise(lambda line: print(line, file=sys.stderr, flush=True))
             time.sleep(0.5)
     finally:
         print("\nStopping Sortie…")

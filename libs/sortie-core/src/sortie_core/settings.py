@@ -46,6 +46,12 @@ class ServiceSettings(BaseSettings):
     claim_interval_ms: int = Field(default=1_000, ge=50)
     polling_interval_ms: int = Field(default=100, ge=1)
     concurrency: int = Field(default=32, ge=1, le=1024)
+    # Entries larger than this (all fields) are dead-lettered `too_large`.
+    max_entry_bytes: int = Field(default=1_048_576, ge=1024)
+    # Redis connections per process (None: 2 x concurrency + 16) and how long a command
+    # waits for a free one before failing (the intake then answers 503).
+    redis_max_connections: int | None = Field(default=None, ge=4)
+    redis_pool_timeout_s: float = Field(default=2.0, gt=0)
     graceful_timeout_s: float = Field(default=15.0, ge=0)
     # Dead consumer names (idle this long, nothing pending) are removed from their groups.
     consumer_expiry_s: float | None = Field(default=3600.0, gt=0)

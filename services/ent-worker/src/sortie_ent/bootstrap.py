@@ -13,11 +13,12 @@ from pydantic import BaseModel, SecretStr
 from redis.asyncio import Redis
 
 from sortie_core import streams
-from sortie_core.broker import Delivery, Handler, Subscription, publish
+from sortie_core.broker import Delivery, Handler, Subscription, command_request_key
 from sortie_core.events import (
     DeadLettered,
     LogoutRequested,
     OffboardRequested,
+    RevocationCompleted,
     SsoLogoutCompleted,
     SsoLogoutRequested,
 )
@@ -153,36 +154,46 @@ def make_build(
             "signer": token_signer,
         }
 
-        async def on_logout(event: LogoutRequested, _: Delivery) -> None:
-            result = await handlers.handle_logout(event, **run_apps)
-            if result is not None:
-                await publish(redis, streams.REVOCATION_COMPLETED, result)
+        async def on_logout(event: LogoutRequested, _: Delivery) -> RevocationCompleted | None:
+            return await handlers.handle_logout(event, **run_apps)
 
-        async def on_offboard(event: OffboardRequested, _: Delivery) -> None:
-            result = await handlers.handle_offboard(event, **run_apps)
-            await publish(redis, streams.REVOCATION_COMPLETED, result)
+        async def on_offboard(event: OffboardRequested, _: Delivery) -> RevocationCompleted:
+            return await handlers.handle_offboard(event, **run_apps)
 
-        async def on_sso_logout(event: SsoLogoutRequested, _: Delivery) -> None:
-            result = await handlers.handle_sso_logout(event, sso=cas, policy=policy)
-            await publish(redis, streams.SSO_LOGOUT_COMPLETED, result)
+        async def on_sso_logout(event: SsoLogoutRequested, _: Delivery) -> SsoLogoutCompleted:
+            return await handlers.handle_sso_logout(event, sso=cas, policy=policy)
 
-        async def on_deadletter(event: object, record: DeadLettered) -> None:
-            result = handlers.handle_deadlettered(event, record, reg)
-            if isinstance(result, SsoLogoutCompleted):
-                await publish(redis, streams.SSO_LOGOUT_COMPLETED, result)
-            elif result is not None:
-                await publish(redis, streams.REVOCATION_COMPLETED, result)
+        def on_deadletter(event: object, record: DeadLettered) -> BaseModel | None:
+            return handlers.handle_deadlettered(event, record, reg)
 
-        def sub(stream: str, handler: Handler, accepts: type[BaseModel]) -> Subscription:
-            return Subscription(
-                stream, streams.GROUP_ENT, handler, accepts=(accepts,), on_deadletter=on_deadletter
-            )
-
+        # stream, handler, what it accepts, where its report goes
+        table: list[tuple[str, Handler, type[BaseModel], str]] = [
+            (streams.LOGOUT_REQUESTED, on_logout, LogoutRequested, streams.REVOCATION_COMPLETED),
+            (
+                streams.OFFBOARD_REQUESTED,
+                on_offboard,
+                OffboardRequested,
+                streams.REVOCATION_COMPLETED,
+            ),
+            (
+                streams.SSO_LOGOUT_REQUESTED,
+                on_sso_logout,
+                SsoLogoutRequested,
+                streams.SSO_LOGOUT_COMPLETED,
+            ),
+        ]
         return WorkerParts(
             subscriptions=[
-                sub(streams.LOGOUT_REQUESTED, on_logout, LogoutRequested),
-                sub(streams.OFFBOARD_REQUESTED, on_offboard, OffboardRequested),
-                sub(streams.SSO_LOGOUT_REQUESTED, on_sso_logout, SsoLogoutRequested),
+                Subscription(
+                    stream,
+                    streams.GROUP_ENT,
+                    handler,
+                    accepts=(accepts,),
+                    on_deadletter=on_deadletter,
+                    publishes=publishes,
+                    request_key=command_request_key,
+                )
+                for stream, handler, accepts, publishes in table
             ],
             background=background,
             on_stop=[app_logout.aclose, cas.aclose],

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from faststream.redis import RedisBroker
+from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from sortie_core import streams
-from sortie_core.broker import Delivery, Subscription, publish
-from sortie_core.events import DeadLettered, LogoutRequested, OffboardRequested
+from sortie_core.broker import Delivery, Handler, Subscription, command_request_key
+from sortie_core.events import LogoutRequested, OffboardRequested, RevocationCompleted
 from sortie_core.ratelimit import RedisRateLimiter
 from sortie_core.runtime import WorkerParts
 from sortie_core.steps import RetryPolicy
@@ -75,38 +76,29 @@ def make_build(settings: M365Settings, directory: M365Directory | None = None) -
         m365 = directory or graph_directory(settings, redis)
         policy = retry_policy(settings)
 
-        async def on_logout(event: LogoutRequested, _: Delivery) -> None:
-            result = await handlers.handle_logout(event, directory=m365, policy=policy)
-            if result is not None:
-                await publish(redis, streams.REVOCATION_COMPLETED, result)
+        async def on_logout(event: LogoutRequested, _: Delivery) -> RevocationCompleted | None:
+            return await handlers.handle_logout(event, directory=m365, policy=policy)
 
-        async def on_offboard(event: OffboardRequested, _: Delivery) -> None:
-            result = await handlers.handle_offboard(
+        async def on_offboard(event: OffboardRequested, _: Delivery) -> RevocationCompleted:
+            return await handlers.handle_offboard(
                 event, directory=m365, policy=policy, password_length=settings.password_length
             )
-            await publish(redis, streams.REVOCATION_COMPLETED, result)
 
-        async def on_deadletter(event: object, record: DeadLettered) -> None:
-            result = handlers.handle_deadlettered(event, record)
-            if result is not None:
-                await publish(redis, streams.REVOCATION_COMPLETED, result)
+        def command(stream: str, handler: Handler, accepts: type[BaseModel]) -> Subscription:
+            return Subscription(
+                stream,
+                streams.GROUP_M365,
+                handler,
+                accepts=(accepts,),
+                on_deadletter=handlers.handle_deadlettered,
+                publishes=streams.REVOCATION_COMPLETED,
+                request_key=command_request_key,
+            )
 
         return WorkerParts(
             subscriptions=[
-                Subscription(
-                    streams.LOGOUT_REQUESTED,
-                    streams.GROUP_M365,
-                    on_logout,
-                    accepts=(LogoutRequested,),
-                    on_deadletter=on_deadletter,
-                ),
-                Subscription(
-                    streams.OFFBOARD_REQUESTED,
-                    streams.GROUP_M365,
-                    on_offboard,
-                    accepts=(OffboardRequested,),
-                    on_deadletter=on_deadletter,
-                ),
+                command(streams.LOGOUT_REQUESTED, on_logout, LogoutRequested),
+                command(streams.OFFBOARD_REQUESTED, on_offboard, OffboardRequested),
             ],
             on_stop=[m365.aclose],
         )

@@ -25,7 +25,7 @@ from sortie_core.metrics import (
     REQUESTS_IN_FLIGHT,
     REQUESTS_OVERDUE,
 )
-from sortie_core.runtime import cancel_tasks, setup_logging
+from sortie_core.runtime import cancel_tasks, consuming, setup_logging
 from sortie_core.trim import trim_stream
 
 from . import api, asyncapi, docs, handlers, jwks, problems, scim, statuspage, workstations_api
@@ -104,26 +104,26 @@ async def _sweep_loop(wiring: Wiring) -> None:
         await asyncio.sleep(wiring.settings.sweep_interval_s)
 
 
-async def start_background(wiring: Wiring) -> list[asyncio.Task[None]]:
+@contextlib.asynccontextmanager
+async def background(wiring: Wiring) -> AsyncIterator[None]:
     """Consumers, broker and loops: what runs beside the HTTP app."""
-    await wiring.consumers.start()
-    await wiring.broker.start()
-    loops = [
-        asyncio.create_task(_deadline_loop(wiring), name="deadlines"),
-        asyncio.create_task(_sweep_loop(wiring), name="sweeper"),
-        asyncio.create_task(wiring.watch.listen(), name="agent-wake"),
-        asyncio.create_task(wiring.watch.sweep_loop(), name="presence-sweep"),
-    ]
-    log.info("orchestrator ready (consumer %s)", wiring.consumers.consumer)
-    return loops
-
-
-async def stop_background(wiring: Wiring, loops: list[asyncio.Task[None]]) -> None:
-    await cancel_tasks(loops)
-    await wiring.watch.aclose()
-    await wiring.broker.stop()
-    await wiring.consumers.stop()
-    await wiring.redis.aclose()
+    try:
+        async with consuming(wiring.broker, wiring.consumers):
+            loops = [
+                asyncio.create_task(_deadline_loop(wiring), name="deadlines"),
+                asyncio.create_task(_sweep_loop(wiring), name="sweeper"),
+                asyncio.create_task(wiring.watch.listen(), name="agent-wake"),
+                asyncio.create_task(wiring.watch.sweep_loop(), name="presence-sweep"),
+            ]
+            wiring.loops = loops
+            log.info("orchestrator ready (consumer %s)", wiring.consumers.consumer)
+            try:
+                yield
+            finally:
+                await cancel_tasks(loops)
+                await wiring.watch.aclose()
+    finally:
+        await wiring.redis.aclose()
 
 
 def create_app(settings: OrchestratorSettings) -> FastAPI:
@@ -131,11 +131,8 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loops = await start_background(wiring)
-        try:
+        async with background(wiring):
             yield
-        finally:
-            await stop_background(wiring, loops)
 
     app = FastAPI(
         title="Sortie orchestrator",
@@ -176,6 +173,8 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
             await wiring.redis.ping()
         except Exception:
             return JSONResponse({"status": "redis unreachable"}, status_code=503)
+        if not wiring.consumers.healthy() or any(t.done() for t in wiring.loops):
+            return JSONResponse({"status": "subscribers stopped"}, status_code=503)
         return JSONResponse({"status": "ready"})
 
     app.add_middleware(

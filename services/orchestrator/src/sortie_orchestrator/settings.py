@@ -102,6 +102,11 @@ class OrchestratorSettings(ServiceSettings):
     # heartbeat, default 10 s): a lost wake-up hides a session no longer than this.
     presence_sweep_s: float = Field(default=5.0, gt=0, le=3600)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
+    # Durability before a 202: WAIT for this many replicas (0: none; a single Redis is
+    # then as durable as its `appendfsync`: `always` loses nothing acknowledged,
+    # `everysec` up to a second on an OS crash).
+    durable_replicas: int = Field(default=0, ge=0)
+    durable_timeout_ms: int = Field(default=1000, ge=1)
     max_schedule_days: int = Field(default=400, ge=1)
     # SCIM mapping and lifecycle policy (scim_policy.ScimConfig), as JSON, or a YAML/JSON
     # file (`scim_file`, which wins).
