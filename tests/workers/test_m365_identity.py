@@ -9,6 +9,7 @@ import pytest
 
 from sortie_core.errors import TransientError
 from sortie_core.events import Outcome, Subject, Verification, utcnow
+from sortie_core.metrics import REGISTRY
 from sortie_core.steps import RetryPolicy
 from sortie_m365.adapters.fake import FakeDirectory
 from sortie_m365.handlers import IdentityConfig, handle_logout, handle_offboard
@@ -215,3 +216,23 @@ def test_lookups_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert M365Settings().lookups == (Lookup("employeeId", "{user_id}"),)
     monkeypatch.delenv("SORTIE_M365_IDENTITY_LOOKUPS")
     assert M365Settings().lookups == ()
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_unresolved_and_unknown_steps_are_counted_in_the_metrics(
+    directory: FakeDirectory,
+) -> None:
+    failed = {"service": "m365", "action": "block_sign_in", "outcome": "failed"}
+    verified = {"service": "m365", "result": "verified"}
+    before = _sample("sortie_revocation_duration_seconds_count", **failed)
+    proofs = _sample("sortie_verification_total", **verified)
+    await handle_offboard(offboard(DAVE), directory=directory, policy=POLICY)
+    assert _sample("sortie_revocation_duration_seconds_count", **failed) == before + 1
+    await handle_logout(
+        logout(Subject(user_id="zoe", upn="zoe@example.org")), directory=directory, policy=POLICY
+    )
+    # The authoritative not_found is a verification like a read-back.
+    assert _sample("sortie_verification_total", **verified) == proofs + 1

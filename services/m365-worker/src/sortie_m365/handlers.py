@@ -27,7 +27,7 @@ from sortie_core.events import (
     Verification,
     utcnow,
 )
-from sortie_core.metrics import VERIFICATIONS
+from sortie_core.metrics import REVOCATION_DURATION, VERIFICATIONS
 from sortie_core.steps import RetryPolicy, deadlettered, run_step, skipped
 
 from .adapters import M365Directory, M365User
@@ -92,11 +92,12 @@ class IdentityConfig:
 
 def _unresolved(action: str, found: Resolution) -> StepResult:
     """A step that stands for a lookup that found no one: `not_found` with the lookups as
-    evidence when Graph answered every one of them, else failed with why."""
+    evidence when Graph answered every one of them, else failed with why. Counted in the
+    step metrics like any step."""
     now = utcnow()
     if found.unknown:
         VERIFICATIONS.labels(SERVICE, Verification.VERIFIED.value).inc()
-        return StepResult(
+        step = StepResult(
             action=action,
             outcome=Outcome.NOT_FOUND,
             attempts=found.attempts,
@@ -106,14 +107,17 @@ def _unresolved(action: str, found: Resolution) -> StepResult:
             verification=Verification.VERIFIED,
             evidence=found.evidence(),
         )
-    return StepResult(
-        action=action,
-        outcome=Outcome.FAILED,
-        attempts=found.attempts,
-        started_at=found.started_at,
-        finished_at=now,
-        error=found.error,
-    )
+    else:
+        step = StepResult(
+            action=action,
+            outcome=Outcome.FAILED,
+            attempts=found.attempts,
+            started_at=found.started_at,
+            finished_at=now,
+            error=found.error,
+        )
+    REVOCATION_DURATION.labels(SERVICE, action, step.outcome.value).observe(step.duration_seconds)
+    return step
 
 
 async def _run_actions(
