@@ -249,7 +249,8 @@ class GraphSdkDirectory:
         found = await self._get_user_json(user, fields, "the read-back")
         if not isinstance(found, dict):
             raise TransientError("Graph sent no user for the read-back", code="graph_bad_json")
-        return found
+        # `@odata.context` and other annotations are not properties.
+        return {k: v for k, v in found.items() if not k.startswith("@odata.")}
 
     async def read_mail_protocols(self, user: str) -> dict[str, bool]:
         if self._mailbox is None:
