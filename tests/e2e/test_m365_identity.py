@@ -99,14 +99,14 @@ def test_offboard_dave_by_ent_id(stack: Stack) -> None:
     assert view["status"] == "completed", view
     report = m365_report(stack, view["request_id"])
     steps = {s.action: s for s in report.steps}
-    # `sortie up` sets no Exchange path: that step is off by configuration, a policy skip.
-    mailbox = steps.pop("disable_mail_protocols")
-    assert (mailbox.outcome, mailbox.skip_reason) == ("skipped", "disabled_by_configuration")
     for step in steps.values():
         assert (step.outcome, step.verification) == ("succeeded", "verified"), step
         assert step.evidence is not None and step.evidence.read_at >= step.started_at
     assert steps["block_sign_in"].evidence.observed == {"accountEnabled": False}  # type: ignore[union-attr]
+    # `sortie up` points the Exchange path at the simulator: read back with Get-CASMailbox.
+    assert steps["disable_mail_protocols"].evidence.source.startswith("exchange")  # type: ignore[union-attr]
     assert report.discovery is not None
     assert report.discovery.identity == f"{DAVE.upn} ({DAVE.graph_id})"
     assert graph["accountEnabled"] is False
     assert graph["revocation_count"] == 1
+    assert set(graph["cas_mailbox"].values()) == {False}

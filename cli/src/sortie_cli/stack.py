@@ -220,6 +220,9 @@ class Stack:
         if "graph" in sim_url:
             m365_env["SORTIE_M365_GRAPH_URL"] = sim_url["graph"]
             m365_env["SORTIE_M365_GRAPH_TOKEN"] = "simulator-token"
+            if not configured.get("SORTIE_M365_EXCHANGE_URL"):
+                # The Graph simulator also serves Exchange's InvokeCommand (Set-/Get-CASMailbox).
+                m365_env["SORTIE_M365_EXCHANGE_URL"] = sim_url["graph"]
         if self.m365_identity_lookups is not None:
             m365_env["SORTIE_M365_IDENTITY_LOOKUPS"] = self.m365_identity_lookups
         procs.append(
