@@ -2,7 +2,8 @@
 id only. With the default configuration nobody can tell who he is in Microsoft 365, so
 the request is `partial` (exit 3) with `identity_unresolved`; with an identity mapping
 (`sortie up --m365-lookups`) he is found, every M365 step is read back from Graph, and
-the request is `completed` with dave blocked in the Graph simulator."""
+the request is `completed` with dave blocked in the Graph simulator. A Graph that accepts
+a PATCH without applying it is caught by the read-back: `partial`."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from redis import Redis
 from sortie_cli.stack import Stack
 from sortie_core import streams
 from sortie_core.events import RevocationCompleted, decode_event
-from sortie_simulators.demo import DAVE
+from sortie_simulators.demo import BOB, DAVE
 
 pytestmark = pytest.mark.e2e
 
@@ -45,12 +46,12 @@ def stack(
         s.stop()
 
 
-def offboard_and_wait(stack: Stack, user: str) -> subprocess.CompletedProcess[str]:
+def offboard_and_wait(stack: Stack, user: str, *extra: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SORTIE_WORKDIR": str(stack.workdir), "NO_COLOR": "1"}
     for name in ("SORTIE_API_URL", "SORTIE_TOKEN", "SORTIE_DEV_TOKEN"):
         env.pop(name, None)
     return subprocess.run(
-        [sys.executable, "-m", "sortie_cli", "offboard", user, "--wait", "--timeout", "60"],
+        [sys.executable, "-m", "sortie_cli", "offboard", user, *extra, "--wait", "--timeout", "60"],
         capture_output=True,
         text=True,
         env=env,
@@ -110,3 +111,22 @@ def test_offboard_dave_by_ent_id(stack: Stack) -> None:
     assert graph["accountEnabled"] is False
     assert graph["revocation_count"] == 1
     assert set(graph["cas_mailbox"].values()) == {False}
+
+
+def test_a_graph_that_accepts_a_patch_without_applying_it_ends_partial(stack: Stack) -> None:
+    graph = stack.urls["sim_graph"]
+    httpx.post(f"{graph}/_sim/drop-writes", json={"drop": ["accountEnabled"]}).raise_for_status()
+    try:
+        run = offboard_and_wait(stack, BOB.username, "--upn", BOB.upn)
+    finally:
+        httpx.post(f"{graph}/_sim/drop-writes", json={"drop": []}).raise_for_status()
+    assert run.returncode == 3, run.stdout + run.stderr
+    view = last_request(stack, BOB.username)
+    assert view["status"] == "partial", view
+    steps = {s.action: s for s in m365_report(stack, view["request_id"]).steps}
+    block = steps.pop("block_sign_in")
+    assert (block.outcome, block.verification) == ("failed", "contradicted")
+    assert block.error is not None and block.error.code == "not_verified"
+    assert block.evidence is not None and block.evidence.observed == {"accountEnabled": True}
+    assert all(s.done for s in steps.values())
+    assert httpx.get(f"{graph}/_sim/users/{BOB.upn}").json()["accountEnabled"] is True
