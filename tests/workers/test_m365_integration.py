@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from sortie_core import streams
-from sortie_core.events import Outcome, RevocationCompleted, Subject, Target
+from sortie_core.events import Outcome, RevocationCompleted, SkipReason, Subject, Target
 from sortie_m365.bootstrap import SERVICE, make_build
 from sortie_m365.settings import M365Settings
 from tests.m365.conftest import ALICE, GUEST, TOKEN, GraphSim, graph_sim, serve  # noqa: F401
@@ -104,13 +104,18 @@ async def test_guest_and_unknown_users_are_reported(
         await command(redis, streams.LOGOUT_REQUESTED, ghost)
         events = await wait_for_events(redis, streams.REVOCATION_COMPLETED, count=2)
     by_request = {e.request_id: e for e in events}
-    assert [(s.action, s.outcome) for s in by_request[guest.request_id].steps] == [
-        ("block_sign_in", Outcome.SUCCEEDED),
-        ("revoke_sessions", Outcome.SKIPPED),
+    assert [(s.action, s.outcome, s.skip_reason) for s in by_request[guest.request_id].steps] == [
+        ("block_sign_in", Outcome.SUCCEEDED, None),
+        ("reset_password", Outcome.SKIPPED, SkipReason.ACTION_NOT_SELECTED),
+        ("revoke_sessions", Outcome.SKIPPED, SkipReason.GUEST_BY_POLICY),
+        ("disable_mail_protocols", Outcome.SKIPPED, SkipReason.ACTION_NOT_SELECTED),
     ]
-    assert "guest" in (by_request[guest.request_id].steps[1].detail or "")
+    assert "guest" in (by_request[guest.request_id].steps[2].detail or "")
+    assert all(s.done for s in by_request[guest.request_id].steps)
     [step] = by_request[ghost.request_id].steps
     assert step.outcome is Outcome.NOT_FOUND and step.error is None
+    # Graph answered 404 to the UPN and no user to the mail filter: proven unknown.
+    assert step.done and step.evidence is not None
 
 
 async def test_deadlettered_command_still_reports_its_steps(

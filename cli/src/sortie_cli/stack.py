@@ -106,6 +106,9 @@ class Stack:
     base_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     # Shorter timers make the demo and the tests snappy; production uses the defaults.
     agent_heartbeat_s: float = 2.0
+    # How the m365-worker finds a user named by ENT id only (SORTIE_M365_IDENTITY_LOOKUPS,
+    # e.g. "onPremisesSamAccountName={user_id}"); None keeps the environment's value.
+    m365_identity_lookups: str | None = None
     procs: list[Proc] = field(default_factory=list)
     urls: dict[str, str] = field(default_factory=dict)
     # One Redis URL per process (its own ACL user) when the stack runs its own Redis.
@@ -239,6 +242,11 @@ class Stack:
         if "graph" in sim_url:
             m365_env["SORTIE_M365_GRAPH_URL"] = sim_url["graph"]
             m365_env["SORTIE_M365_GRAPH_TOKEN"] = "simulator-token"
+            if not configured.get("SORTIE_M365_EXCHANGE_URL"):
+                # The Graph simulator also serves Exchange's InvokeCommand (Set-/Get-CASMailbox).
+                m365_env["SORTIE_M365_EXCHANGE_URL"] = sim_url["graph"]
+        if self.m365_identity_lookups is not None:
+            m365_env["SORTIE_M365_IDENTITY_LOOKUPS"] = self.m365_identity_lookups
         procs.append(
             self._py(
                 "m365-worker", "sortie_m365", [], f"http://127.0.0.1:{m365_port}/readyz", **m365_env

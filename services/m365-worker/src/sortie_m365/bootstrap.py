@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from faststream.redis import RedisBroker
 from pydantic import BaseModel
@@ -32,6 +33,12 @@ def retry_policy(settings: M365Settings) -> RetryPolicy:
         max_attempts=settings.step_max_attempts,
         base_s=settings.step_backoff_base_s,
         max_s=settings.step_backoff_max_s,
+    )
+
+
+def identity_config(settings: M365Settings) -> handlers.IdentityConfig:
+    return handlers.IdentityConfig(
+        lookups=settings.lookups, skew=timedelta(seconds=settings.verify_clock_skew_s)
     )
 
 
@@ -75,13 +82,20 @@ def make_build(settings: M365Settings, directory: M365Directory | None = None) -
     async def build(broker: RedisBroker, redis: Redis) -> WorkerParts:
         m365 = directory or graph_directory(settings, redis)
         policy = retry_policy(settings)
+        identity = identity_config(settings)
 
         async def on_logout(event: LogoutRequested, _: Delivery) -> RevocationCompleted | None:
-            return await handlers.handle_logout(event, directory=m365, policy=policy)
+            return await handlers.handle_logout(
+                event, directory=m365, policy=policy, identity=identity
+            )
 
         async def on_offboard(event: OffboardRequested, _: Delivery) -> RevocationCompleted:
             return await handlers.handle_offboard(
-                event, directory=m365, policy=policy, password_length=settings.password_length
+                event,
+                directory=m365,
+                policy=policy,
+                identity=identity,
+                password_length=settings.password_length,
             )
 
         def command(stream: str, handler: Handler, accepts: type[BaseModel]) -> Subscription:
