@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from sortie_core.settings import ServiceSettings, redis_url_field
+from sortie_core.settings import ServiceSettings, redis_password_field, redis_url_field
 
 
 class M365Settings(ServiceSettings):
@@ -14,6 +14,7 @@ class M365Settings(ServiceSettings):
     )
 
     redis_url: SecretStr = redis_url_field("SORTIE_M365_")
+    redis_password: SecretStr | None = redis_password_field("SORTIE_M365_")
     # Graph's root, without `/v1.0`; the default is the project's Graph simulator.
     graph_url: str = "http://127.0.0.1:8081"
     # Token scope asked of Entra; the simulators ignore it.
@@ -42,3 +43,23 @@ class M365Settings(ServiceSettings):
     exchange_scope: str = "https://outlook.office365.com/.default"
     # Length of the generated replacement password (Entra accepts up to 256).
     password_length: int = Field(default=40, ge=32, le=256)
+
+    def production_problems(self) -> list[str]:
+        problems = super().production_problems()
+        if self.graph_token.get_secret_value():
+            problems.append("SORTIE_M365_GRAPH_TOKEN: a static token is for the simulators only")
+        if not self.graph_url.startswith("https://"):
+            problems.append("SORTIE_M365_GRAPH_URL: not https (https://graph.microsoft.com)")
+        for env, value in (("TENANT_ID", self.tenant_id), ("CLIENT_ID", self.client_id)):
+            if not value:
+                problems.append(f"SORTIE_M365_{env}: missing (the Entra app registration)")
+        if not (
+            self.client_secret.get_secret_value()
+            or self.certificate_pem.get_secret_value()
+            or self.certificate_path
+        ):
+            problems.append(
+                "SORTIE_M365_CLIENT_SECRET_FILE or SORTIE_M365_CERTIFICATE_PATH: missing "
+                "(the app registration's credential)"
+            )
+        return problems

@@ -25,6 +25,7 @@ from sortie_core.metrics import (
     REQUESTS_OVERDUE,
 )
 from sortie_core.runtime import cancel_tasks, setup_logging
+from sortie_core.settings import load_settings
 from sortie_core.trim import trim_stream
 
 from . import api, asyncapi, handlers, jwks, problems, scim, statuspage, workstations_api
@@ -163,12 +164,12 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
         return JSONResponse({"status": "ready"})
 
     app.add_middleware(problems.BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, force_secure=settings.force_secure)
     return app
 
 
 def main() -> None:
-    settings = OrchestratorSettings()
+    settings = load_settings(OrchestratorSettings)
     setup_logging(settings, "orchestrator")
     if not settings.tokens and settings.dev_token is None:
         log.warning("no API token configured: every authenticated call will be refused")
@@ -177,5 +178,8 @@ def main() -> None:
         host=settings.http_host,
         port=settings.http_port,
         log_level="warning",
+        # uvicorn's ProxyHeadersMiddleware: X-Forwarded-* only from these peers.
+        proxy_headers=True,
+        forwarded_allow_ips=settings.trusted_proxies,
         timeout_graceful_shutdown=int(settings.graceful_timeout_s),
     )

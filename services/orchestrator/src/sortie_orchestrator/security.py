@@ -22,8 +22,9 @@ _NO_CSP = ("/docs", "/redoc")
 
 
 class SecurityHeaders:
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, force_secure: bool = False) -> None:
         self.app = app
+        self.force_secure = force_secure
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -33,7 +34,7 @@ class SecurityHeaders:
         extra = list(_ALWAYS)
         if not path.startswith(_NO_CSP):
             extra.append((b"content-security-policy", CSP.encode()))
-        if scope.get("scheme") == "https":
+        if self.force_secure or scope.get("scheme") == "https":
             extra.append((b"strict-transport-security", b"max-age=31536000"))
         if path.startswith("/ui"):
             extra.append((b"cache-control", b"no-store"))

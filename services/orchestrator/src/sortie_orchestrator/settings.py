@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from sortie_core.settings import ServiceSettings, redis_url_field
+from sortie_core.settings import ServiceSettings, redis_password_field, redis_url_field
 
 ALL_SCOPES = frozenset(
     {
@@ -43,8 +43,17 @@ class OrchestratorSettings(ServiceSettings):
         env_prefix="SORTIE_ORCHESTRATOR_", extra="ignore", populate_by_name=True
     )
 
+    # The API tokens may come from a file (SORTIE_ORCHESTRATOR_TOKENS_FILE), like secrets.
+    file_settings: ClassVar[tuple[str, ...]] = ("tokens",)
+
     redis_url: SecretStr = redis_url_field("SORTIE_ORCHESTRATOR_")
+    redis_password: SecretStr | None = redis_password_field("SORTIE_ORCHESTRATOR_")
     http_port: int = 8080
+    # Peers whose X-Forwarded-Proto / X-Forwarded-For are believed (the TLS reverse proxy):
+    # comma-separated addresses or networks; from anyone else those headers are ignored.
+    trusted_proxies: str = "127.0.0.1"
+    # Behind a TLS proxy whose headers cannot be trusted: HSTS and `Secure` cookies always.
+    force_secure: bool = False
     # JSON list of TokenSpec, e.g. [{"name":"ent","token":"…","scopes":["logout:write"]}]
     tokens: list[TokenSpec] = []
     # `sortie up` passes SORTIE_DEV_TOKEN here: a token with every scope.
@@ -64,6 +73,14 @@ class OrchestratorSettings(ServiceSettings):
     sweep_interval_s: float = Field(default=5.0, gt=0)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
     max_schedule_days: int = Field(default=400, ge=1)
+
+    def production_problems(self) -> list[str]:
+        problems = super().production_problems()
+        if not self.tokens:
+            problems.append("SORTIE_ORCHESTRATOR_TOKENS: no API client; every call is refused")
+        if self.dev_token is not None:
+            problems.append("SORTIE_DEV_TOKEN: a development token with every scope; remove it")
+        return problems
 
     def token_table(self) -> list[tuple[bytes, str, frozenset[str]]]:
         table = [(t.digest(), t.name, t.scopes) for t in self.tokens]

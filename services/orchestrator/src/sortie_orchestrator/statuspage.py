@@ -143,7 +143,7 @@ async def login(request: Request) -> Response:
         path="/ui",
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=request.url.scheme == "https" or request.app.state.settings.force_secure,
     )
     return resp
 
