@@ -32,7 +32,9 @@ def secret(tmp_path: Path, name: str, text: str) -> str:
     return str(path)
 
 
-def test_every_secret_setting_reads_its_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_secret_setting_reads_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SORTIE_M365_CLIENT_SECRET_FILE", secret(tmp_path, "cs", "s3cret\n"))
     monkeypatch.setenv("SORTIE_M365_CLIENT_SECRET", "ignored-when-a-file-is-given")
     monkeypatch.setenv("SORTIE_ENT_CAS_ACTUATOR_PASSWORD_FILE", secret(tmp_path, "cas", "pw"))
@@ -65,9 +67,8 @@ def test_an_unreadable_secret_file_is_one_line_without_content(
     monkeypatch.setenv("SORTIE_M365_CLIENT_SECRET_FILE", "/nonexistent/secret")
     with pytest.raises(SettingsError) as err:
         read_settings(M365Settings)
-    assert err.value.lines == [
-        "SORTIE_M365_CLIENT_SECRET_FILE: cannot read /nonexistent/secret (No such file or directory)"
-    ]
+    why = "cannot read /nonexistent/secret (No such file or directory)"
+    assert err.value.lines == [f"SORTIE_M365_CLIENT_SECRET_FILE: {why}"]
 
 
 def test_a_demo_configuration_is_accepted_as_is(monkeypatch: pytest.MonkeyPatch) -> None:
