@@ -54,3 +54,16 @@ if ! command -v caddy >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; the
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends caddy >/dev/null
   }
 fi
+
+# kubectl (Debian's `kubernetes-client`): tests/test_k8s.py renders deploy/k8s with its
+# built-in kustomize (the manifests use fields that kustomize v2 to v5 all read).
+if ! command -v kubectl >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "bootstrap: installing kubectl (kubernetes-client)" >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    kubernetes-client >/dev/null 2>&1 || {
+    $SUDO apt-get update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+      kubernetes-client >/dev/null
+  }
+fi
