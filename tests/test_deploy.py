@@ -208,7 +208,9 @@ def test_dockerfile_rules(dockerfile: str) -> None:
     ins = instructions(dockerfile)
     froms = [a for op, a in ins if op == "FROM"]
     assert len(froms) >= 2, "multi-stage: build in one stage, run in a clean one"
-    assert all(re.fullmatch(r"python:3\.11-slim-bookworm( AS \w+)?", f) for f in froms), froms
+    # A digest may follow the tag (docs/upgrading.md: how to pin and refresh it).
+    base = r"python:3\.11-slim-bookworm(@sha256:[0-9a-f]{64})?( AS \w+)?"
+    assert all(re.fullmatch(base, f) for f in froms), froms
     users = [a for op, a in ins if op == "USER"]
     assert users and users[-1] not in ("root", "0"), "must end as a non-root user"
     last_stage = ins[max(i for i, (op, _) in enumerate(ins) if op == "FROM") :]
@@ -240,7 +242,7 @@ def test_service_image_holds_only_the_core_and_itself(service: str) -> None:
     }
     code = {c for c in copied if c.startswith(("libs/", "services/", "simulators", "cli"))}
     assert code == {"libs/sortie-core", f"services/{service}"} | {
-        c for c in code if c.startswith(f"services/{service}/")
+        c for c in code if c.startswith((f"services/{service}/", "libs/sortie-core/"))
     }
     assert "constraints.txt" in copied
     pip = " ".join(a for op, a in instructions(f"services/{service}/Dockerfile") if op == "RUN")
@@ -304,3 +306,52 @@ def test_prometheus_and_grafana_are_provisioned(compose: dict) -> None:
     redis_job = next(j for j in prometheus["scrape_configs"] if j["job_name"] == "redis")
     assert redis_job["static_configs"][0]["targets"] == ["redis-exporter:9121"]
     assert "redis-exporter" in services
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_dependencies_are_a_layer_before_the_source(dockerfile: str) -> None:
+    """The first pip install sees only pyproject files; the source comes after it."""
+    ins = instructions(dockerfile)
+    runs = [i for i, (op, a) in enumerate(ins) if op == "RUN" and "pip install" in a]
+    first = runs[0]
+    before = [a.split()[0] for op, a in ins[:first] if op == "COPY" and "--from" not in a]
+    assert before and all(
+        c.endswith(("pyproject.toml", "constraints.txt")) or c == "scripts/image_requirements.py"
+        for c in before
+    ), before
+    assert "-r requirements.txt" in ins[first][1]
+    later = [a for op, a in ins[first:] if op == "RUN" and "pip install" in a]
+    assert any("--no-deps" in a for a in later), "the source installs without re-resolving"
+
+
+def test_image_requirements_are_the_third_party_ones() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "image_requirements.py"),
+         str(ROOT / "libs/sortie-core/pyproject.toml"),
+         str(ROOT / "services/orchestrator/pyproject.toml")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    reqs = out.stdout.split()
+    assert "fastapi>=0.115" in reqs and not any(r.startswith("sortie") for r in reqs)
+    assert any(r.startswith("faststream[redis,prometheus]") for r in reqs)
+
+
+def test_dockerignore_keeps_the_venv_and_secrets_out_but_not_what_images_copy() -> None:
+    patterns = [
+        ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]  # fmt: skip
+    assert {".venv", ".git", "deploy/secrets"} <= set(patterns)
+    copied = {
+        a.split()[0]
+        for d in DOCKERFILES
+        for op, a in instructions(d)
+        if op == "COPY" and not a.startswith("--from")
+    } | {"scripts/image_requirements.py"}
+    for path in copied:
+        for pattern in patterns:
+            bare = pattern.removeprefix("**/")
+            assert not (path == bare or path.startswith(bare + "/")), (path, pattern)
