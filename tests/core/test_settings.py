@@ -138,3 +138,35 @@ def test_a_malformed_value_is_one_line_not_a_traceback() -> None:
         "configuration: SORTIE_ORCHESTRATOR_TOKENS (0.token_sha256): "
         "String should match pattern '^[0-9a-f]{64}$'"
     )
+
+
+async def test_the_url_and_password_file_open_a_redis_with_default_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As compose runs it: `default` off, the service's user in the URL, its password in a
+    file. An anonymous client is refused; the settings' URL gets in."""
+    from redis.asyncio import Redis
+    from redis.exceptions import AuthenticationError, ResponseError
+
+    from tests.redis_server import RedisServer
+
+    server = RedisServer().start()
+    admin = Redis.from_url(server.url)
+    try:
+        await admin.execute_command(
+            "ACL", "SETUSER", "orchestrator", "on", ">s3cret/pw", "~*", "&*", "+@all"
+        )
+        await admin.execute_command("ACL", "SETUSER", "default", "off")
+        await admin.aclose()
+        host = server.url.removeprefix("redis://")
+        monkeypatch.setenv("SORTIE_REDIS_URL", f"redis://orchestrator@{host}")
+        monkeypatch.setenv("SORTIE_REDIS_PASSWORD_FILE", secret(tmp_path, "pw", "s3cret/pw\n"))
+        client = Redis.from_url(OrchestratorSettings().redis_url.get_secret_value())
+        assert await client.execute_command("ACL", "WHOAMI") in (b"orchestrator", "orchestrator")
+        await client.aclose()
+        anonymous = Redis.from_url(server.url)
+        with pytest.raises((AuthenticationError, ResponseError)):
+            await anonymous.ping()
+        await anonymous.aclose()
+    finally:
+        server.cleanup()
