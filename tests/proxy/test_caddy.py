@@ -118,6 +118,32 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("SORTIE_", "REDIS_"))}
+
+
+def start_orchestrator(
+    tmp: Path, redis_url: str, port: int, **settings: str
+) -> subprocess.Popen[bytes]:
+    """The orchestrator process, its API token from a file, believing X-Forwarded-* from
+    127.0.0.1 only (where Caddy connects from)."""
+    tokens = tmp / "tokens.json"
+    tokens.write_text(
+        json.dumps([{"name": "helpdesk", "token": TOKEN, "scopes": ["requests:read"]}])
+    )
+    env = {
+        "SORTIE_REDIS_URL": redis_url,
+        "SORTIE_ORCHESTRATOR_HTTP_HOST": "127.0.0.1",
+        "SORTIE_ORCHESTRATOR_HTTP_PORT": str(port),
+        "SORTIE_ORCHESTRATOR_TOKENS_FILE": str(tokens),
+        "SORTIE_ORCHESTRATOR_TRUSTED_PROXIES": "127.0.0.1",
+        **{f"SORTIE_ORCHESTRATOR_{k.upper()}": v for k, v in settings.items()},
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "sortie_orchestrator"], env={**clean_env(), **env}
+    )
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     caddy = shutil.which("caddy")
@@ -126,22 +152,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     ca_pem, cert_pem, key_pem = make_test_ca(tmp)
     redis = RedisServer().start()
     api_port, http_port, https_port, health_port = (free_port() for _ in range(4))
-    tokens = tmp / "tokens.json"
-    tokens.write_text(
-        json.dumps([{"name": "helpdesk", "token": TOKEN, "scopes": ["requests:read"]}])
-    )
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("SORTIE_", "REDIS_"))}
-    orchestrator = subprocess.Popen(
-        [sys.executable, "-m", "sortie_orchestrator"],
-        env={
-            **base,
-            "SORTIE_REDIS_URL": redis.url,
-            "SORTIE_ORCHESTRATOR_HTTP_HOST": "127.0.0.1",
-            "SORTIE_ORCHESTRATOR_HTTP_PORT": str(api_port),
-            "SORTIE_ORCHESTRATOR_TOKENS_FILE": str(tokens),
-            "SORTIE_ORCHESTRATOR_TRUSTED_PROXIES": "127.0.0.1",
-        },
-    )
+    base = clean_env()
+    orchestrator = start_orchestrator(tmp, redis.url, api_port)
     proxy = subprocess.Popen(
         [caddy, "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
         env={
@@ -236,3 +248,51 @@ def test_forwarded_headers_from_another_peer_are_ignored(stack: Stack) -> None:
     with httpx.Client(base_url=stack.direct, headers=forged) as client:
         trusted = client.get("/healthz")
     assert "strict-transport-security" in trusted.headers
+
+
+@pytest.mark.parametrize("tls", ["admin@ac-exemple.fr", "internal", "provided"])
+def test_the_caddyfile_is_valid_in_each_certificate_mode(tls: str, tmp_path: Path) -> None:
+    """SORTIE_TLS as docs/install-compose.md offers it: ACME, Caddy's CA, a provided one."""
+    caddy = shutil.which("caddy")
+    assert caddy
+    if tls == "provided":
+        _, cert, key = make_test_ca(tmp_path)
+        tls = f"{cert} {key}"
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "SORTIE_CADDY_DATA": str(tmp_path / "data"),
+        "SORTIE_DOMAIN": "sortie.ac-exemple.fr",
+        "SORTIE_TLS": tls,
+    }
+    out = subprocess.run(
+        [caddy, "validate", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Valid configuration" in out.stdout + out.stderr
+
+
+def test_force_secure_marks_cookies_and_sends_hsts_whatever_the_peer(
+    tmp_path: Path,
+) -> None:
+    """For a TLS proxy whose address cannot be pinned: SORTIE_ORCHESTRATOR_FORCE_SECURE."""
+    redis = RedisServer().start()
+    port = free_port()
+    proc = start_orchestrator(tmp_path, redis.url, port, force_secure="true")
+    try:
+        wait_for(f"http://127.0.0.1:{port}/readyz", proc)
+        transport = httpx.HTTPTransport(local_address=OTHER_PEER)
+        direct = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=direct, transport=transport) as client:
+            resp = login(client, direct)
+            health = client.get("/healthz")
+        assert resp.status_code == 303 and "Secure" in resp.headers["set-cookie"]
+        assert health.headers["strict-transport-security"] == "max-age=31536000"
+    finally:
+        stop(proc)
+        redis.cleanup()
