@@ -111,6 +111,12 @@ def test_every_secret_is_a_file_from_a_generated_secret(rendered: dict, overlay:
         for path in files:
             assert path.removeprefix(mount["mountPath"] + "/") in secret["data"], (name, path)
         user = env["SORTIE_REDIS_URL"].split("//")[1].split("@")[0]
+        # $(SORTIE_REDIS_HOST) is expanded by the kubelet from the ConfigMap of envFrom.
+        (config,) = [n for n in by_kind(docs, "ConfigMap") if n.startswith("sortie-config")]
+        assert "$(SORTIE_REDIS_HOST)" in env["SORTIE_REDIS_URL"]
+        assert "SORTIE_REDIS_HOST" in by_kind(docs, "ConfigMap")[config]["data"]
+        env_from = pod["containers"][0]["envFrom"][0]["configMapRef"]["name"]
+        assert env_from == config
         assert user == name and ":" not in user, "the password comes from its file"
         for key in env:
             if any(w in key for w in ("TOKEN", "PASSWORD", "SECRET")):
@@ -150,7 +156,9 @@ def test_only_the_orchestrator_is_reachable_from_outside(rendered: dict) -> None
             if ns == "ingress-nginx":
                 outside.add(policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"])
     assert outside == {"orchestrator"}
-    assert set(by_kind(docs, "Ingress")) == {"orchestrator"}
+    (ingress,) = by_kind(docs, "Ingress").values()
+    assert ingress["metadata"]["name"] == "orchestrator" and ingress["spec"]["tls"]
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/ssl-redirect"] == "true"
     assert all(
         s["spec"].get("type", "ClusterIP") == "ClusterIP" for s in by_kind(docs, "Service").values()
     )
