@@ -115,7 +115,7 @@ def test_forwarded_headers_are_trusted_from_the_proxy_only(compose: dict) -> Non
     services = compose["services"]
     proxy_ip = services["proxy"]["networks"]["edge"]["ipv4_address"]
     env = services["orchestrator"]["environment"]
-    assert env["SORTIE_ORCHESTRATOR_TRUSTED_PROXIES"] == proxy_ip
+    assert json.loads(env["SORTIE_ORCHESTRATOR_TRUSTED_PROXIES"]) == [proxy_ip]
     (pool,) = compose["networks"]["edge"]["ipam"]["config"]
     subnet, dynamic = ipaddress.ip_network(pool["subnet"]), ipaddress.ip_network(pool["ip_range"])
     ip = ipaddress.ip_address(proxy_ip)

@@ -139,7 +139,7 @@ def test_the_demo_settings_load_as_compose_passes_them(
         assert "mer" in app_tokens(registry, dict(os.environ))
     if isinstance(settings, OrchestratorSettings):
         assert [t.name for t in settings.tokens] == ["admin"]
-        assert settings.trusted_proxies == "172.30.80.10"
+        assert settings.trusted_proxies == ["172.30.80.10"]
 
 
 def test_production_mode_names_what_is_left_of_the_demo(

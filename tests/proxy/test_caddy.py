@@ -136,7 +136,7 @@ def start_orchestrator(
         "SORTIE_ORCHESTRATOR_HTTP_HOST": "127.0.0.1",
         "SORTIE_ORCHESTRATOR_HTTP_PORT": str(port),
         "SORTIE_ORCHESTRATOR_TOKENS_FILE": str(tokens),
-        "SORTIE_ORCHESTRATOR_TRUSTED_PROXIES": "127.0.0.1",
+        "SORTIE_ORCHESTRATOR_TRUSTED_PROXIES": '["127.0.0.1"]',
         **{f"SORTIE_ORCHESTRATOR_{k.upper()}": v for k, v in settings.items()},
     }
     return subprocess.Popen(

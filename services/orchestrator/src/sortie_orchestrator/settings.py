@@ -50,8 +50,9 @@ class OrchestratorSettings(ServiceSettings):
     redis_password: SecretStr | None = redis_password_field("SORTIE_ORCHESTRATOR_")
     http_port: int = 8080
     # Peers whose X-Forwarded-Proto / X-Forwarded-For are believed (the TLS reverse proxy):
-    # comma-separated addresses or networks; from anyone else those headers are ignored.
-    trusted_proxies: str = "127.0.0.1"
+    # a JSON list of addresses or networks, as uvicorn's `forwarded_allow_ips`; from
+    # anyone else those headers are ignored.
+    trusted_proxies: list[str] = ["127.0.0.1"]
     # Behind a TLS proxy whose headers cannot be trusted: HSTS and `Secure` cookies always.
     force_secure: bool = False
     # JSON list of TokenSpec, e.g. [{"name":"ent","token":"…","scopes":["logout:write"]}]
