@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from faststream.redis import RedisBroker
@@ -107,6 +108,8 @@ def app_tokens(registry: Registry, environ: Mapping[str, str]) -> dict[str, Secr
         if not app.token_env:
             continue
         value = environ.get(app.token_env)
+        if not value and environ.get(f"{app.token_env}_FILE"):  # a compose/k8s secret
+            value = Path(environ[f"{app.token_env}_FILE"]).read_text().strip()
         if value:
             tokens[app.name] = SecretStr(value)
         else:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from sortie_core.settings import ServiceSettings, redis_url_field
+from sortie_core.settings import ServiceSettings, redis_password_field, redis_url_field
 
 from .identity import Lookup
 
@@ -19,6 +19,7 @@ class M365Settings(ServiceSettings):
     )
 
     redis_url: SecretStr = redis_url_field("SORTIE_M365_")
+    redis_password: SecretStr | None = redis_password_field("SORTIE_M365_")
     # Graph's root, without `/v1.0`; the default is the project's Graph simulator.
     graph_url: str = "http://127.0.0.1:8081"
     # Token scope asked of Entra; the simulators ignore it.
@@ -79,3 +80,23 @@ class M365Settings(ServiceSettings):
     @property
     def lookups(self) -> tuple[Lookup, ...]:
         return tuple(Lookup.parse(text) for text in self.identity_lookups)
+
+    def production_problems(self) -> list[str]:
+        problems = super().production_problems()
+        if self.graph_token.get_secret_value():
+            problems.append("SORTIE_M365_GRAPH_TOKEN: a static token is for the simulators only")
+        if not self.graph_url.startswith("https://"):
+            problems.append("SORTIE_M365_GRAPH_URL: not https (https://graph.microsoft.com)")
+        for env, value in (("TENANT_ID", self.tenant_id), ("CLIENT_ID", self.client_id)):
+            if not value:
+                problems.append(f"SORTIE_M365_{env}: missing (the Entra app registration)")
+        if not (
+            self.client_secret.get_secret_value()
+            or self.certificate_pem.get_secret_value()
+            or self.certificate_path
+        ):
+            problems.append(
+                "SORTIE_M365_CLIENT_SECRET_FILE or SORTIE_M365_CERTIFICATE_PATH: missing "
+                "(the app registration's credential)"
+            )
+        return problems

@@ -26,6 +26,7 @@ from sortie_core.metrics import (
     REQUESTS_OVERDUE,
 )
 from sortie_core.runtime import cancel_tasks, consuming, setup_logging
+from sortie_core.settings import load_settings
 from sortie_core.trim import trim_stream
 
 from . import api, asyncapi, docs, handlers, jwks, problems, scim, statuspage, workstations_api
@@ -33,7 +34,7 @@ from .bootstrap import Wiring, bootstrap
 from .guards import FailedAuth
 from .presence import AGENTS
 from .security import SecurityHeaders
-from .settings import OrchestratorSettings, load_settings
+from .settings import OrchestratorSettings
 from .store import DEADLINES
 
 log = logging.getLogger(__name__)
@@ -187,12 +188,13 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
 
 
 def uvicorn_options(settings: OrchestratorSettings) -> dict[str, Any]:
-    """Forwarded headers believed only from `trusted_proxies`."""
+    """uvicorn's ProxyHeadersMiddleware: X-Forwarded-* believed only from
+    `trusted_proxies`."""
     return {"proxy_headers": True, "forwarded_allow_ips": settings.trusted_proxies}
 
 
 def main() -> None:
-    settings = load_settings()
+    settings = load_settings(OrchestratorSettings)
     setup_logging(settings, "orchestrator")
     if not settings.tokens and settings.dev_token is None:
         log.warning("no API token configured: every authenticated call will be refused")
