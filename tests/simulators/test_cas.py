@@ -131,7 +131,9 @@ async def test_actuator_lists_sso_sessions(client: httpx.AsyncClient) -> None:
     assert alice["ticket_granting_ticket"] == DEMO_TGT
     assert alice["number_of_uses"] == 2
     assert ISO_US.match(alice["authentication_date"])
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000", alice["creation_date_formatted"])
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000", alice["creation_date_formatted"]
+    )
     services = alice["authenticated_services"]
     assert {t: s["id"] for t, s in services.items()} == {
         st["ticket"]: st["service"] for st in demo_service_tickets(ENTAPPS)
