@@ -93,7 +93,7 @@ def sso_report(
 def test_start_publishes_one_command_and_one_per_live_host():
     t = started([saga.HostPresence("pc-1", True), saga.HostPresence("pc-2", False)])
     by_stream = [m.stream for m in t.messages]
-    assert by_stream == [streams.LOGOUT_REQUESTED, "workstation.pc-1"]
+    assert by_stream == [streams.LOGOUT_REQUESTED, "workstation.pc-1", "workstation.pc-2"]
     assert set(t.state.services) == {"m365", "ent", "workstation:pc-1", "workstation:pc-2"}
     assert t.state.services["workstation:pc-2"].state == "unreachable"
     assert t.state.services["workstation:pc-2"].steps[0].outcome == Outcome.UNREACHABLE
@@ -136,10 +136,11 @@ def test_deadline_times_out_missing_services_and_still_asks_for_sso():
     assert [m.stream for m in late.messages] == [streams.SSO_LOGOUT_REQUESTED]
     done = saga.on_sso_completed(late.state, sso_report(late.state), T0 + timedelta(seconds=32))
     assert done is not None and done.state.status == "partial"
-    # A report after the deadline is kept but changes no outcome.
+    # A report after the deadline is kept, marked late, and what it proves counts.
     after = saga.on_revocation(done.state, report(done.state, "ent"), T0, TIMEOUTS)
     assert after is not None and after.state.services["ent"].late
-    assert after.state.status == "partial" and after.messages == []
+    assert after.state.status == "completed" and after.state.healed_at == T0
+    assert [m.stream for m in after.messages] == [streams.REQUEST_FINISHED]
 
 
 def test_final_statuses():
@@ -281,3 +282,145 @@ def test_coverage_sums_what_the_services_found():
     assert cov.sso_sessions_found == 2 and cov.tickets_found == 3
     assert cov.applications == ("esper", "mer") and cov.hosts == ("pc-1",)
     assert cov.steps_total == 3 and cov.steps_verified == 3 and cov.steps_not_proven == 0
+
+
+def _unavailable(action: str) -> StepResult:
+    return StepResult(
+        action=action,
+        outcome=Outcome.FAILED,
+        started_at=T0,
+        finished_at=T0,
+        error=StepError(code="http_503", message="down", retryable=True, retry_after_s=30),
+    )
+
+
+def _partial_with_ent_down() -> saga.SagaState:
+    t = started(targets=[Target.M365, Target.ENT])
+    t.state.sso_session = SsoSession(tgt="TGT-1")
+    s = saga.on_revocation(t.state, report(t.state, "m365"), T0, TIMEOUTS)
+    assert s is not None
+    s = saga.on_revocation(
+        s.state, report(s.state, "ent", one=_unavailable("app_logout:mer")), T0, TIMEOUTS
+    )
+    assert s is not None and s.state.status == "sso_logout"
+    done = saga.on_sso_completed(s.state, sso_report(s.state), T0, TIMEOUTS)
+    assert done is not None
+    return done.state
+
+
+def test_a_transient_failure_is_followed_up_and_heals_the_request():
+    state = _partial_with_ent_down()
+    assert state.status == "partial"
+    assert list(state.followups) == ["ent"]
+    assert state.followups["ent"].actions == ["app_logout:mer"]
+    # The peer's Retry-After (30 s) is honoured; the horizon is 24 h away.
+    due = state.next_deadline()
+    assert due is not None and due >= T0 + timedelta(seconds=30)
+    assert state.followup_until == T0 + timedelta(hours=24)
+    # The tickets are kept while the application's logout may still be sent again.
+    assert state.sso_session is not None
+    assert saga.on_deadline(state, due - timedelta(seconds=1), TIMEOUTS) is None
+    fired = saga.on_deadline(state, due, TIMEOUTS)
+    assert fired is not None
+    [msg] = fired.messages
+    assert msg.stream == streams.LOGOUT_REQUESTED
+    assert msg.event.followup is not None
+    assert msg.event.followup.services == ("ent",)
+    assert msg.event.followup.actions == ("app_logout:mer",)
+    assert msg.event.followup.attempt == 1
+    assert msg.event.addressed_to("ent") and not msg.event.addressed_to("m365")
+    nxt = fired.state.next_deadline()
+    assert nxt is not None and nxt > due
+    ok = step("app_logout:mer", verification=Verification.ACKNOWLEDGED)
+    healed = saga.on_revocation(fired.state, report(fired.state, "ent", one=ok), due, TIMEOUTS)
+    assert healed is not None and healed.refinished
+    assert healed.state.status == "completed" and healed.state.healed_at == due
+    assert healed.state.followups == {} and healed.state.next_deadline() is None
+    assert healed.state.sso_session is None
+    [fin] = healed.messages
+    assert isinstance(fin.event, RequestFinished) and fin.event.status == "completed"
+
+
+def test_a_follow_up_for_other_actions_never_overwrites_a_step():
+    state = _partial_with_ent_down()
+    not_asked = step("app_logout:mer", Outcome.SKIPPED, skip_reason=SkipReason.ACTION_NOT_SELECTED)
+    after = saga.on_revocation(state, report(state, "ent", one=not_asked), T0, TIMEOUTS)
+    assert after is not None and after.state.status == "partial"
+    assert after.state.services["ent"].steps[0].outcome == Outcome.FAILED
+
+
+def test_follow_ups_stop_at_the_horizon():
+    state = _partial_with_ent_down()
+    late = T0 + timedelta(hours=25)
+    given_up = saga.on_deadline(state, late, TIMEOUTS)
+    assert given_up is not None and given_up.messages == []
+    assert given_up.state.followups == {} and given_up.state.status == "partial"
+    assert given_up.state.sso_session is None
+    assert given_up.state.timeline[-1].event == "followup_given_up"
+
+
+def test_an_sso_logout_that_failed_is_sent_again_with_its_tgt():
+    t = started(targets=[Target.M365])
+    t.state.sso_session = SsoSession(tgt="TGT-9")
+    s = saga.on_revocation(t.state, report(t.state, "m365"), T0, TIMEOUTS)
+    assert s is not None
+    down = _unavailable("destroy_sso_session")
+    failed = saga.on_sso_completed(s.state, sso_report(s.state, one=down), T0, TIMEOUTS)
+    assert failed is not None and failed.state.status == "failed"
+    assert list(failed.state.followups) == ["sso"] and failed.state.sso_session is not None
+    due = failed.state.next_deadline()
+    assert due is not None
+    fired = saga.on_deadline(failed.state, due, TIMEOUTS)
+    assert fired is not None
+    [msg] = fired.messages
+    assert isinstance(msg.event, SsoLogoutRequested) and msg.event.tgt == "TGT-9"
+    healed = saga.on_sso_completed(fired.state, sso_report(fired.state), due, TIMEOUTS)
+    assert healed is not None and healed.state.status == "completed"
+    assert healed.state.sso_session is None
+
+
+def test_a_late_report_heals_a_timed_out_service():
+    t = started(targets=[Target.M365, Target.ENT])
+    s = saga.on_revocation(t.state, report(t.state, "m365"), T0, TIMEOUTS)
+    assert s is not None
+    late = saga.on_deadline(s.state, T0 + timedelta(seconds=31), TIMEOUTS)
+    assert late is not None
+    done = saga.on_sso_completed(late.state, sso_report(late.state), T0, TIMEOUTS)
+    assert done is not None and done.state.status == "partial"
+    assert "ent" in done.state.followups
+    healed = saga.on_revocation(done.state, report(done.state, "ent"), T0, TIMEOUTS)
+    assert healed is not None and healed.state.status == "completed"
+    assert healed.state.services["ent"].late
+
+
+def test_hosts_get_no_sso_credentials_and_lapsed_hosts_get_the_command():
+    t = started([saga.HostPresence("pc-1", True), saga.HostPresence("pc-2", False)])
+    t.state.sso_session = SsoSession(tgt="TGT-1")
+    again = saga.start(
+        t.state,
+        [saga.HostPresence("pc-1", True), saga.HostPresence("pc-2", False)],
+        T0,
+        TIMEOUTS,
+    )
+    by_stream = {m.stream: m.event for m in again.messages}
+    assert set(by_stream) == {streams.LOGOUT_REQUESTED, "workstation.pc-1", "workstation.pc-2"}
+    assert by_stream[streams.LOGOUT_REQUESTED].sso_session is not None
+    assert by_stream["workstation.pc-1"].sso_session is None
+    assert by_stream["workstation.pc-2"].sso_session is None
+
+
+def test_a_service_that_never_reported_is_sent_everything_again():
+    t = started(targets=[Target.M365, Target.ENT])
+    s = saga.on_revocation(t.state, report(t.state, "m365"), T0, TIMEOUTS)
+    assert s is not None
+    late = saga.on_deadline(s.state, T0 + timedelta(seconds=31), TIMEOUTS)
+    assert late is not None
+    done = saga.on_sso_completed(late.state, sso_report(late.state), T0, TIMEOUTS)
+    assert done is not None and done.state.followups["ent"].actions == []
+    due = done.state.next_deadline()
+    assert due is not None
+    fired = saga.on_deadline(done.state, due, TIMEOUTS)
+    assert fired is not None
+    [msg] = fired.messages
+    assert msg.event.followup is not None and msg.event.followup.actions == ()
+    assert msg.event.retries("app_logout:esper")

@@ -155,7 +155,9 @@ async def test_bad_orders_are_refused_and_change_nothing(
 
 async def test_lapsed_host_is_unreachable_at_once(client: httpx.AsyncClient, redis: Redis) -> None:
     """A logout and an admin order both report a host whose heartbeat lapsed as
-    `unreachable` when accepted, without waiting for the deadline, and send it nothing."""
+    `unreachable` when accepted, without waiting for the deadline. The logout is still
+    queued for the lapsed host (its agent ends the session when it is back); the
+    administrator's order is not."""
     now = time.time()
     await write_presence(
         redis, PresenceRecord("pc-old", "0.1.0", frozenset({"alice"}), now - 600, 10.0, "b12")
@@ -175,7 +177,7 @@ async def test_lapsed_host_is_unreachable_at_once(client: httpx.AsyncClient, red
     assert old["state"] == "unreachable"
     assert [(s["action"], s["outcome"]) for s in old["steps"]] == [("logoff", "unreachable")]
     assert view["services"]["workstation:pc-new"]["state"] == "pending"
-    assert await redis.xlen("workstation.pc-old") == 0
+    assert await redis.xlen("workstation.pc-old") == 1
     assert await redis.xlen("workstation.pc-new") == 1
 
     resp = await client.post("/v1/workstations/sessions:end", json={"group": "b12"})
@@ -186,6 +188,7 @@ async def test_lapsed_host_is_unreachable_at_once(client: httpx.AsyncClient, red
     view = await until(client, resp.headers["Location"], finished)
     assert view["status"] == "failed"
     assert view["services"]["workstation:pc-new"]["state"] == "timed_out"
+    assert await redis.xlen("workstation.pc-old") == 1
 
 
 async def test_an_order_repeated_with_its_idempotency_key_is_sent_once(

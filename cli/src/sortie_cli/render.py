@@ -51,9 +51,13 @@ class Painter:
         err = step.get("error") or {}
         why = f"  {err.get('code')}: {err.get('message')}" if err else ""
         detail = f"  {step['detail']}" if step.get("detail") and not err else ""
+        proof = step.get("proof", "")
+        if proof:
+            proof_colour = "green" if step.get("done") else "red"
+            proof = f"  [{self.paint(proof, proof_colour)}]"
         return (
             f"{self.paint(mark, colour)} {service:<22} {step['action']:<28} "
-            f"{self.paint(step['outcome'], colour):<12} {ms:8.1f} ms{tries}{why}{detail}"
+            f"{self.paint(step['outcome'], colour):<12} {ms:8.1f} ms{proof}{tries}{why}{detail}"
         )
 
 
@@ -98,4 +102,32 @@ def render_request(view: dict[str, Any], paint: Painter) -> str:
         lines.extend("  " + paint.step_line("sso", step) for step in sso["steps"])
     else:
         lines.append(f"  sso {sso['state'] if sso else 'not started'}")
+    cov = view.get("coverage")
+    if cov:
+        lines.append("")
+        lines.extend(render_coverage(cov))
     return "\n".join(lines)
+
+
+def _count(value: int | None) -> str:
+    return "unknown" if value is None else str(value)
+
+
+def render_coverage(cov: dict[str, Any]) -> list[str]:
+    """What Sortie found and how much of it is proven ended."""
+    tried = ", ".join(cov.get("m365_identity_tried") or []) or "nothing"
+    identity = cov.get("m365_identity") or f"not resolved (tried: {tried})"
+    apps = ", ".join(cov.get("applications") or []) or "none found"
+    hosts = ", ".join(cov.get("hosts") or []) or "none"
+    return [
+        "Coverage:",
+        f"  Microsoft 365 identity  {identity}",
+        f"  SSO sessions            {_count(cov.get('sso_sessions_found'))} found, "
+        f"{_count(cov.get('sso_sessions_ended'))} ended",
+        f"  applications reached    {apps}  (tickets: {_count(cov.get('tickets_found'))} found "
+        f"in the CAS, {_count(cov.get('tickets_from_caller'))} from the caller)",
+        f"  hosts with a session    {hosts}",
+        f"  steps                   {cov.get('steps_total', 0)}: "
+        f"{cov.get('steps_verified', 0)} verified, {cov.get('steps_acknowledged', 0)} "
+        f"acknowledged, {cov.get('steps_not_proven', 0)} not proven",
+    ]

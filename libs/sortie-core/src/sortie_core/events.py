@@ -147,7 +147,29 @@ class Envelope(Frozen):
     subject: Subject
 
 
-class LogoutRequested(Envelope):
+class FollowUpScope(Frozen):
+    """Set on a command sent again after the deadline (follow-up delivery): only the
+    services named act, and only for the actions named; `attempt` counts from 1."""
+
+    services: tuple[ServiceName, ...] = ()
+    # Empty: every action of those services (they never reported).
+    actions: tuple[ActionName, ...] = ()
+    attempt: Annotated[int, Field(ge=1)] = 1
+
+
+class Command(Envelope):
+    followup: FollowUpScope | None = None
+
+    def addressed_to(self, service: str) -> bool:
+        """Whether `service` has anything to do with this command."""
+        return self.followup is None or service in self.followup.services
+
+    def retries(self, action: str) -> bool:
+        """Whether `action` is part of this command (always, unless a follow-up)."""
+        return self.followup is None or not self.followup.actions or action in self.followup.actions
+
+
+class LogoutRequested(Command):
     type: Literal["logout.requested"] = "logout.requested"
     reason: ShortText = "user_logout"
     targets: tuple[Target, ...] = (Target.M365, Target.ENT, Target.WORKSTATIONS)
@@ -155,7 +177,7 @@ class LogoutRequested(Envelope):
     deadline: AwareDatetime
 
 
-class OffboardRequested(Envelope):
+class OffboardRequested(Command):
     type: Literal["offboard.requested"] = "offboard.requested"
     reason: ShortText = "offboarding"
     requested_by: ShortText = "unknown"
@@ -164,7 +186,7 @@ class OffboardRequested(Envelope):
     deadline: AwareDatetime
 
     def wants(self, action: str) -> bool:
-        return not self.actions or action in self.actions
+        return (not self.actions or action in self.actions) and self.retries(action)
 
 
 class WorkstationCommandRequested(Envelope):
@@ -184,6 +206,8 @@ class StepError(Frozen):
     code: Annotated[str, Field(max_length=128)]
     message: Annotated[str, Field(max_length=2000)]
     retryable: bool = False
+    # The peer's Retry-After on the last attempt, if it gave one.
+    retry_after_s: Annotated[float, Field(ge=0)] | None = None
 
 
 Observed = str | int | float | bool | None
@@ -271,7 +295,7 @@ class RevocationCompleted(Envelope):
     discovery: Discovery | None = None
 
 
-class SsoLogoutRequested(Envelope):
+class SsoLogoutRequested(Command):
     type: Literal["sso.logout.requested"] = "sso.logout.requested"
     kind: Kind
     # Known only for a logout whose request carried the SSO session.

@@ -79,3 +79,10 @@ VERIFICATIONS = Counter(
     ["service", "result"],
     registry=REGISTRY,
 )
+FOLLOWUP_PENDING = Gauge(
+    "sortie_followup_pending",
+    "Requests with a revocation still being delivered after their deadline (follow-up), "
+    "per service (read from Redis: the same on every replica)",
+    ["service"],
+    registry=REGISTRY,
+)

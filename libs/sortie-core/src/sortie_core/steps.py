@@ -157,7 +157,12 @@ async def run_step(
             outcome, error = Outcome.FAILED, StepError(code=exc.code, message=exc.message)
             break
         except TransientError as exc:
-            error = StepError(code=exc.code, message=exc.message, retryable=True)
+            error = StepError(
+                code=exc.code,
+                message=exc.message,
+                retryable=True,
+                retry_after_s=exc.retry_after,
+            )
             if attempts >= policy.max_attempts:
                 outcome = Outcome.FAILED
                 break

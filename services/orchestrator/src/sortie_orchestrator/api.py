@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from sortie_core.events import (
-    OFFBOARD_M365_ORDER,
     Coverage,
     Discovery,
     Evidence,
@@ -21,18 +20,17 @@ from sortie_core.events import (
     Subject,
     Target,
 )
+from sortie_core.services import OFFBOARD_ACTIONS
 
 from . import handlers, saga
 from .auth import Principal, require
+from .followup import FollowUp
 from .problems import Problem
 from .saga import SagaState, ServiceState
 
 router = APIRouter(prefix="/v1")
 
 _NO_CTRL = r"^[^\x00-\x1f\x7f]+$"
-OFFBOARD_ACTIONS = frozenset(
-    {a.value for a in OFFBOARD_M365_ORDER} | {"app_logout", "disable_account", "logoff"}
-)
 
 
 class Strict(BaseModel):
@@ -193,6 +191,10 @@ class RequestView(BaseModel):
     services: dict[str, ServiceView]
     sso: ServiceView | None
     coverage: Coverage
+    # Revocations still being delivered after the deadline, per service, and until when.
+    followups: dict[str, FollowUp]
+    followup_until: datetime | None
+    healed_at: datetime | None
     timeline: list[TimelineView]
     links: Links
 
@@ -216,6 +218,9 @@ class RequestView(BaseModel):
             services={k: ServiceView.of(v) for k, v in sorted(state.services.items())},
             sso=ServiceView.of(state.sso) if state.sso else None,
             coverage=saga.coverage(state),
+            followups=state.followups,
+            followup_until=state.followup_until,
+            healed_at=state.healed_at,
             timeline=[TimelineView(**t.model_dump()) for t in state.timeline],
             links=Links(self=f"/v1/requests/{state.request_id}"),
         )

@@ -17,7 +17,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sortie_core import streams
 from sortie_core.events import Kind, utcnow
-from sortie_core.metrics import AGENTS_ONLINE, REGISTRY, REQUESTS_IN_FLIGHT, REQUESTS_OVERDUE
+from sortie_core.metrics import (
+    AGENTS_ONLINE,
+    FOLLOWUP_PENDING,
+    REGISTRY,
+    REQUESTS_IN_FLIGHT,
+    REQUESTS_OVERDUE,
+)
 from sortie_core.runtime import cancel_tasks, setup_logging
 from sortie_core.trim import trim_stream
 
@@ -73,6 +79,9 @@ async def _sweep_loop(wiring: Wiring) -> None:
                     await wiring.deps.store.in_flight(kind.value)
                 )
             AGENTS_ONLINE.set(await wiring.deps.presence.count_online())
+            pending = await wiring.deps.store.followups_pending()
+            for service in ("m365", "ent", "sso", "workstation"):
+                FOLLOWUP_PENDING.labels(service).set(pending.get(service, 0))
             REQUESTS_OVERDUE.set(
                 await wiring.deps.store.redis.zcount(
                     DEADLINES, "-inf", utcnow().timestamp() - OVERDUE_GRACE_S

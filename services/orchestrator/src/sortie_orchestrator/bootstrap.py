@@ -8,7 +8,7 @@ from datetime import timedelta
 from faststream.redis import RedisBroker
 from redis.asyncio import Redis
 
-from sortie_core import streams
+from sortie_core import services, streams
 from sortie_core.broker import Consumers, Delivery, Subscription
 from sortie_core.errors import RefusedError
 from sortie_core.events import (
@@ -52,11 +52,14 @@ def bootstrap(settings: OrchestratorSettings) -> Wiring:
         timeouts=Timeouts(
             phase1=timedelta(seconds=settings.phase1_timeout_s),
             sso=timedelta(seconds=settings.sso_timeout_s),
+            followup_base=timedelta(seconds=settings.followup_base_s),
+            followup_max=timedelta(seconds=settings.followup_max_s),
+            followup_horizon=timedelta(seconds=settings.followup_horizon_s),
         ),
     )
 
     async def revocation(event: RevocationCompleted, _d: Delivery) -> None:
-        if event.service.startswith("workstation:"):
+        if services.host_of(event.service) is not None:
             # Agents report only on their own results stream: this one is forged.
             raise RefusedError(
                 f"service {event.service!r} on the shared stream", code="forged_report"

@@ -36,9 +36,15 @@ class Deps:
 
 def _observe(transition: Transition | None) -> None:
     """Metrics for a committed transition (only the replica that committed it gets here)."""
-    if transition is None or not transition.finished_now:
+    if transition is None:
         return
     state = transition.state
+    if transition.refinished:
+        # Counted once already when it first finished: only say what changed.
+        log.info("request %s (%s) is now %s", state.request_id, state.kind.value, state.status)
+        return
+    if not transition.finished_now:
+        return
     REQUESTS_TOTAL.labels(state.kind.value, state.status).inc()
     if state.status != "cancelled":
         REQUEST_DURATION.labels(state.kind.value, state.status).observe(
@@ -136,7 +142,7 @@ async def on_revocation(deps: Deps, event: RevocationCompleted) -> None:
 
 async def on_sso_completed(deps: Deps, event: SsoLogoutCompleted) -> None:
     transition = await deps.store.apply(
-        event.request_id, lambda s: saga.on_sso_completed(s, event, utcnow())
+        event.request_id, lambda s: saga.on_sso_completed(s, event, utcnow(), deps.timeouts)
     )
     _observe(transition)
 

@@ -19,12 +19,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sortie_core import services as services_
 from sortie_core import streams
 from sortie_core.events import (
-    OFFBOARD_M365_ORDER,
     Coverage,
     Discovery,
     Envelope,
+    FollowUpScope,
     Kind,
     LogoutRequested,
     OffboardRequested,
@@ -41,6 +42,10 @@ from sortie_core.events import (
     Verification,
     WorkstationCommandRequested,
 )
+from sortie_core.services import expected_actions
+
+from . import followup
+from .followup import FollowUp
 
 Status = Literal[
     "scheduled", "in_progress", "sso_logout", "completed", "partial", "failed", "cancelled"
@@ -106,6 +111,11 @@ class SagaState(BaseModel):
     timeline: list[TimelineEntry] = []
     # An administrator's order on workstation sessions (kind `workstation_admin`).
     admin: AdminOrder | None = None
+    # Follow-up delivery after the deadline (followup.py), per service, until the horizon.
+    followups: dict[str, FollowUp] = {}
+    followup_until: datetime | None = None
+    # When a request that had ended `partial`/`failed` became `completed`.
+    healed_at: datetime | None = None
 
     @property
     def finished(self) -> bool:
@@ -118,6 +128,8 @@ class SagaState(BaseModel):
             return self.phase1_deadline
         if self.status == "sso_logout":
             return self.sso_deadline
+        if self.status in ("partial", "failed"):
+            return followup.next_at(self)
         return None
 
     def duration_seconds(self) -> float | None:
@@ -136,6 +148,8 @@ class Outgoing:
 class Transition:
     state: SagaState
     messages: list[Outgoing] = field(default_factory=list)
+    # A finished request finished again with another status (healed by a follow-up).
+    refinished: bool = False
 
     @property
     def finished_now(self) -> bool:
@@ -146,6 +160,13 @@ class Transition:
 class Timeouts:
     phase1: timedelta
     sso: timedelta
+    # Follow-up delivery: first retry after ~base, doubling up to max, until the horizon.
+    followup_base: timedelta = timedelta(seconds=5)
+    followup_max: timedelta = timedelta(minutes=10)
+    followup_horizon: timedelta = timedelta(hours=24)
+
+
+DEFAULT_TIMEOUTS = Timeouts(phase1=timedelta(seconds=30), sso=timedelta(seconds=60))
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,21 +181,6 @@ class HostPresence:
 
 def _note(state: SagaState, at: datetime, event: str, detail: str | None = None) -> None:
     state.timeline.append(TimelineEntry(at=at, event=event, detail=detail))
-
-
-def expected_actions(kind: Kind, service: str, actions: list[str]) -> list[str]:
-    """Actions a service is expected to report; used to name steps it never reported."""
-    if service == "m365":
-        if kind == Kind.LOGOUT:
-            return ["revoke_sessions"]
-        return [a.value for a in OFFBOARD_M365_ORDER if not actions or a.value in actions]
-    if service == "ent":
-        return ["app_logout"]
-    if service.startswith("workstation:"):
-        return [actions[0]] if kind == Kind.WORKSTATION_ADMIN and actions else ["logoff"]
-    if service == "sso":
-        return ["destroy_sso_session" if kind == Kind.LOGOUT else "destroy_all_sso_sessions"]
-    return ["unknown"]
 
 
 def _synthetic_steps(
@@ -294,32 +300,7 @@ def start(
     state.phase1_deadline = now + timeouts.phase1
     messages: list[Outgoing] = []
     services: dict[str, ServiceState] = {}
-    command: LogoutRequested | OffboardRequested | WorkstationCommandRequested
-    if state.kind == Kind.WORKSTATION_ADMIN:
-        command = _admin_command(state, now)
-        stream = streams.LOGOUT_REQUESTED  # unused: an admin order targets hosts only
-    elif state.kind == Kind.LOGOUT:
-        command = LogoutRequested(
-            request_id=state.request_id,
-            subject=state.subject,
-            reason=state.reason,
-            targets=tuple(state.targets),
-            sso_session=state.sso_session,
-            deadline=state.phase1_deadline,
-            occurred_at=now,
-        )
-        stream = streams.LOGOUT_REQUESTED
-    else:
-        command = OffboardRequested(
-            request_id=state.request_id,
-            subject=state.subject,
-            reason=state.reason,
-            requested_by=state.requested_by or "unknown",
-            actions=tuple(state.actions),
-            deadline=state.phase1_deadline,
-            occurred_at=now,
-        )
-        stream = streams.OFFBOARD_REQUESTED
+    command, stream = _command(state, now, state.phase1_deadline)
     for target in (Target.M365, Target.ENT):
         if target in state.targets:
             services[target.value] = ServiceState()
@@ -327,15 +308,15 @@ def start(
         messages.append(Outgoing(stream, command))
     if Target.WORKSTATIONS in state.targets:
         for presence in hosts:
-            name = f"workstation:{presence.host}"
+            name = services_.workstation_service(presence.host)
+            # A user's logout goes to a lapsed host too: its agent finds it when it comes
+            # back, and its late report can still heal the request. An administrator's
+            # order is for now only.
+            if presence.live or state.kind != Kind.WORKSTATION_ADMIN:
+                host_stream = streams.workstation_stream(presence.host)
+                messages.append(Outgoing(host_stream, _for_host(command)))
             if presence.live:
                 services[name] = ServiceState(presence_age_s=presence.age_s)
-                messages.append(
-                    Outgoing(
-                        streams.workstation_stream(presence.host),
-                        command.model_copy(update={"event_id": uuid.uuid4()}),
-                    )
-                )
             else:
                 services[name] = ServiceState(
                     state="unreachable",
@@ -353,6 +334,45 @@ def start(
     return transition
 
 
+Command = LogoutRequested | OffboardRequested | WorkstationCommandRequested
+
+
+def _command(state: SagaState, now: datetime, deadline: datetime) -> tuple[Command, str]:
+    """The phase-1 command of the request and its stream (hosts get copies)."""
+    if state.kind == Kind.WORKSTATION_ADMIN:
+        # An admin order targets hosts only: the stream is unused.
+        return _admin_command(state, now), streams.LOGOUT_REQUESTED
+    if state.kind == Kind.LOGOUT:
+        logout = LogoutRequested(
+            request_id=state.request_id,
+            subject=state.subject,
+            reason=state.reason,
+            targets=tuple(state.targets),
+            sso_session=state.sso_session,
+            deadline=deadline,
+            occurred_at=now,
+        )
+        return logout, streams.LOGOUT_REQUESTED
+    offboard = OffboardRequested(
+        request_id=state.request_id,
+        subject=state.subject,
+        reason=state.reason,
+        requested_by=state.requested_by or "unknown",
+        actions=tuple(state.actions),
+        deadline=deadline,
+        occurred_at=now,
+    )
+    return offboard, streams.OFFBOARD_REQUESTED
+
+
+def _for_host(command: Command) -> Command:
+    """A host's copy: its own event id, and no SSO credentials (an agent needs none)."""
+    update: dict[str, object] = {"event_id": uuid.uuid4()}
+    if isinstance(command, LogoutRequested):
+        update["sso_session"] = None
+    return command.model_copy(update=update)
+
+
 # -- phase 1 ------------------------------------------------------------------------------
 def on_revocation(
     state: SagaState, event: RevocationCompleted, now: datetime, timeouts: Timeouts
@@ -360,17 +380,18 @@ def on_revocation(
     svc = state.services.get(event.service)
     if svc is None:
         return None  # not a service this request waits for
-    if svc.state == "reported":
+    if svc.state == "reported" and event.service not in state.followups:
         return None  # a duplicate delivery
     state = state.model_copy(deep=True)
     svc = state.services[event.service]
-    if svc.state in ("timed_out", "unreachable"):
-        # Given up already; keep the late report for the record, change nothing else.
-        svc.steps = list(event.steps)
-        svc.discovery = event.discovery
-        svc.late = True
-        _note(state, now, "late_report", event.service)
-        return Transition(state)
+    if svc.state != "pending":
+        # After the deadline (a late report) or a follow-up's answer: what it proves
+        # counts, and may heal a finished request.
+        followup.merge(svc, event.steps)
+        svc.discovery = event.discovery or svc.discovery
+        svc.late = svc.late or svc.state != "reported"
+        _note(state, now, "late_report" if svc.late else "followup_report", event.service)
+        return _reevaluate(Transition(state), now, timeouts)
     svc.state = "reported"
     svc.steps = list(event.steps)
     svc.discovery = event.discovery
@@ -388,6 +409,8 @@ def on_deadline(state: SagaState, now: datetime, timeouts: Timeouts) -> Transiti
     if deadline is None or deadline > now:
         return None
     state = state.model_copy(deep=True)
+    if state.status in ("partial", "failed"):
+        return _follow_up(Transition(state), now, timeouts)
     if state.status == "in_progress":
         for name, svc in state.services.items():
             if svc.state == "pending":
@@ -419,7 +442,7 @@ def on_deadline(state: SagaState, now: datetime, timeouts: Timeouts) -> Transiti
         )
         _note(state, now, "sso_deadline")
         transition = Transition(state)
-        _finish(transition, now)
+        _finish(transition, now, timeouts)
         return transition
     return None
 
@@ -427,7 +450,7 @@ def on_deadline(state: SagaState, now: datetime, timeouts: Timeouts) -> Transiti
 def _end_phase1(transition: Transition, now: datetime, timeouts: Timeouts) -> None:
     """The SSO logout, except after an administrator's order: that one ends here."""
     if transition.state.kind == Kind.WORKSTATION_ADMIN:
-        _finish(transition, now)
+        _finish(transition, now, timeouts)
     else:
         _enter_phase2(transition, now, timeouts)
 
@@ -438,44 +461,46 @@ def _enter_phase2(transition: Transition, now: datetime, timeouts: Timeouts) -> 
     state.sso = ServiceState()
     state.sso_requested_at = now
     state.sso_deadline = now + timeouts.sso
-    tgt = state.sso_session.tgt if state.sso_session else None
-    transition.messages.append(
-        Outgoing(
-            streams.SSO_LOGOUT_REQUESTED,
-            SsoLogoutRequested(
-                request_id=state.request_id,
-                subject=state.subject,
-                kind=state.kind,
-                tgt=tgt if state.kind == Kind.LOGOUT else None,
-                all_sessions=state.kind == Kind.OFFBOARD,
-                occurred_at=now,
-            ),
-        )
-    )
+    transition.messages.append(Outgoing(streams.SSO_LOGOUT_REQUESTED, _sso_command(state, now)))
     _note(state, now, "sso_logout_requested")
+
+
+def _sso_command(state: SagaState, now: datetime) -> SsoLogoutRequested:
+    tgt = state.sso_session.tgt if state.sso_session else None
+    return SsoLogoutRequested(
+        request_id=state.request_id,
+        subject=state.subject,
+        kind=state.kind,
+        tgt=tgt if state.kind == Kind.LOGOUT else None,
+        all_sessions=state.kind == Kind.OFFBOARD,
+        occurred_at=now,
+    )
 
 
 # -- phase 2 ------------------------------------------------------------------------------
 def on_sso_completed(
-    state: SagaState, event: SsoLogoutCompleted, now: datetime
+    state: SagaState,
+    event: SsoLogoutCompleted,
+    now: datetime,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
 ) -> Transition | None:
-    if state.sso is None or state.sso.state == "reported":
+    if state.sso is None or (state.sso.state == "reported" and followup.SSO not in state.followups):
         return None
     state = state.model_copy(deep=True)
     assert state.sso is not None
     if state.status != "sso_logout":
-        state.sso.steps = list(event.steps)
-        state.sso.discovery = event.discovery
-        state.sso.late = True
-        _note(state, now, "late_report", "sso")
-        return Transition(state)
+        followup.merge(state.sso, event.steps)
+        state.sso.discovery = event.discovery or state.sso.discovery
+        state.sso.late = state.sso.late or state.sso.state != "reported"
+        _note(state, now, "late_report" if state.sso.late else "followup_report", "sso")
+        return _reevaluate(Transition(state), now, timeouts)
     state.sso.state = "reported"
     state.sso.steps = list(event.steps)
     state.sso.discovery = event.discovery
     state.sso.reported_at = now
     _note(state, now, "service_reported", "sso")
     transition = Transition(state)
-    _finish(transition, now)
+    _finish(transition, now, timeouts)
     return transition
 
 
@@ -485,7 +510,7 @@ def final_status(state: SagaState) -> Status:
     `failed` when the SSO session may still be alive; `partial` otherwise."""
     if state.kind == Kind.WORKSTATION_ADMIN:
         good = [
-            svc.state == "reported" and all(s.done for s in svc.steps)
+            svc.state != "pending" and all(s.done for s in svc.steps)
             for svc in state.services.values()
         ]
         return "completed" if all(good) else "partial" if any(good) else "failed"
@@ -497,21 +522,84 @@ def final_status(state: SagaState) -> Status:
     )
     if not sso_ok:
         return "failed"
+    # A service given up at the deadline counts once a late report proves its steps.
     phase1_ok = all(
-        svc.state == "reported" and all(s.done for s in svc.steps)
-        for svc in state.services.values()
+        svc.state != "pending" and all(s.done for s in svc.steps) for svc in state.services.values()
     )
     return "completed" if phase1_ok else "partial"
 
 
-def _finish(transition: Transition, now: datetime) -> None:
+def _finish(transition: Transition, now: datetime, timeouts: Timeouts) -> None:
     state = transition.state
     state.status = final_status(state)
     state.finished_at = now
-    # The TGT is not needed any more: do not keep a credential for the retention period.
-    state.sso_session = None
+    if state.status != "completed" and state.kind != Kind.WORKSTATION_ADMIN:
+        followup.schedule(state, now, timeouts)
+    _forget_credentials(state)
     _note(state, now, "finished", state.status)
     transition.messages.append(Outgoing(streams.REQUEST_FINISHED, finished_event(state, now)))
+
+
+def _forget_credentials(state: SagaState) -> None:
+    """The TGT and tickets are kept only while the SSO logout or an application's single
+    logout may still be sent again: never for the retention period."""
+    if not {followup.SSO, Target.ENT.value} & set(state.followups):
+        state.sso_session = None
+
+
+def _reevaluate(transition: Transition, now: datetime, timeouts: Timeouts) -> Transition:
+    """After a late or follow-up report: a finished request may change status (healed)."""
+    state = transition.state
+    if not state.finished or state.status == "cancelled":
+        return transition
+    followup.schedule(state, now, timeouts)
+    status = final_status(state)
+    if status != state.status and status in ("completed", "partial"):
+        state.status = status
+        if status == "completed":
+            state.healed_at = now
+            state.followups = {}
+        _note(state, now, "healed" if status == "completed" else "improved", status)
+        transition.refinished = True
+        transition.messages.append(Outgoing(streams.REQUEST_FINISHED, finished_event(state, now)))
+    _forget_credentials(state)
+    return transition
+
+
+def _follow_up(transition: Transition, now: datetime, timeouts: Timeouts) -> Transition | None:
+    """Send again what is due: each service's command, for its unfinished actions only."""
+    state = transition.state
+    names = followup.due(state, now)
+    if not names:
+        return None
+    for name in names:
+        taken, live = followup.advance(state, name, now, timeouts)
+        if not live or taken is None:
+            _note(state, now, "followup_given_up", name)
+            continue
+        transition.messages.extend(_followup_messages(state, name, taken, now, timeouts))
+        _note(state, now, "followup_sent", f"{name} attempt {taken.attempt}")
+    _forget_credentials(state)
+    return transition
+
+
+def _followup_messages(
+    state: SagaState, name: str, taken: FollowUp, now: datetime, timeouts: Timeouts
+) -> list[Outgoing]:
+    scope = FollowUpScope(services=(name,), actions=tuple(taken.actions), attempt=taken.attempt)
+    if name == followup.SSO:
+        return [
+            Outgoing(
+                streams.SSO_LOGOUT_REQUESTED,
+                _sso_command(state, now).model_copy(update={"followup": scope}),
+            )
+        ]
+    command, stream = _command(state, now, now + timeouts.phase1)
+    command = command.model_copy(update={"followup": scope})
+    host = services_.host_of(name)
+    if host is not None:
+        return [Outgoing(streams.workstation_stream(host), _for_host(command))]
+    return [Outgoing(stream, command)]
 
 
 def proof_of(step: StepResult) -> str:
@@ -560,7 +648,7 @@ def coverage(state: SagaState) -> Coverage:
         applications=tuple(sorted({a for d in found for a in d.applications})),
         tickets_found=total("tickets_found"),
         tickets_from_caller=total("tickets_from_caller"),
-        hosts=tuple(sorted(n.split(":", 1)[1] for n in state.services if ":" in n)),
+        hosts=tuple(sorted(h for n in state.services if (h := services_.host_of(n)))),
         steps_total=len(steps),
         steps_verified=len(verified),
         steps_acknowledged=len(proven) - len(verified),

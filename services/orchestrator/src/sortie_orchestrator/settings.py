@@ -51,6 +51,11 @@ class OrchestratorSettings(ServiceSettings):
     dev_token: SecretStr | None = Field(default=None, validation_alias="SORTIE_DEV_TOKEN")
     phase1_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     sso_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    # Follow-up delivery after the deadline: first retry after ~base, doubling up to max,
+    # until the horizon (then the request stays `partial`/`failed` and says so).
+    followup_base_s: float = Field(default=5.0, gt=0, le=3600)
+    followup_max_s: float = Field(default=600.0, gt=0, le=86400)
+    followup_horizon_s: float = Field(default=24 * 3600.0, ge=0, le=30 * 86400)
     retention_days: float = Field(default=90.0, gt=0)
     # Stream entries no group needs any more are trimmed once older than this.
     stream_retention_days: float = Field(default=7.0, ge=0)

@@ -11,7 +11,9 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
-from .saga import SagaState, ServiceState
+from sortie_core.events import StepResult
+
+from .saga import SagaState, ServiceState, coverage, proof_of
 
 _HERE = Path(__file__).parent
 _LABEL_W, _PLOT_L, _PLOT_R, _ROW_H, _TOP = 230, 240, 960, 26, 34
@@ -151,18 +153,61 @@ def step_table(state: SagaState) -> str:
             )
         for step in svc.steps:
             err = f"{step.error.code}: {step.error.message}" if step.error else step.detail or ""
+            proof = proof_of(step)
             rows.append(
                 f"<tr><td>{escape(label)}</td><td>{escape(step.action)}</td>"
                 f'<td><span class="o-{escape(step.outcome.value)}">'
                 f"{escape(step.outcome.value)}</span></td>"
+                f'<td><span class="p-{"ok" if step.done else "no"}">{escape(proof)}</span>'
+                f"{_evidence(step)}</td>"
                 f"<td>{step.duration_seconds * 1000:.1f} ms"
                 f"{f' ({step.attempts} attempts)' if step.attempts > 1 else ''}</td>"
                 f"<td>{escape(err[:300])}</td></tr>"
             )
     return (
         '<table class="steps"><thead><tr><th>Service</th><th>Step</th><th>Outcome</th>'
-        "<th>Duration</th><th>Detail</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+        "<th>Proof</th><th>Duration</th><th>Detail</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
     )
+
+
+def _evidence(step: StepResult) -> str:
+    ev = step.evidence
+    if ev is None:
+        return ""
+    seen = ", ".join(f"{k}={v}" for k, v in ev.observed.items())
+    return (
+        f'<div class="evidence">{escape(ev.source)} at {_when(ev.read_at)}'
+        f"{': ' + escape(seen[:300]) if seen else ''}</div>"
+    )
+
+
+def coverage_list(state: SagaState) -> str:
+    cov = coverage(state)
+
+    def n(value: int | None) -> str:
+        return "unknown" if value is None else str(value)
+
+    tried = ", ".join(cov.m365_identity_tried) or "nothing"
+    facts = [
+        ("Microsoft 365 identity", cov.m365_identity or f"not resolved (tried: {tried})"),
+        ("SSO sessions", f"{n(cov.sso_sessions_found)} found, {n(cov.sso_sessions_ended)} ended"),
+        (
+            "Applications reached",
+            (", ".join(cov.applications) or "none found")
+            + f" (tickets: {n(cov.tickets_found)} found in the CAS,"
+            f" {n(cov.tickets_from_caller)} from the caller)",
+        ),
+        ("Hosts with a session", ", ".join(cov.hosts) or "none"),
+        (
+            "Steps",
+            f"{cov.steps_total}: {cov.steps_verified} verified, {cov.steps_acknowledged} "
+            f"acknowledged, {cov.steps_not_proven} not proven",
+        ),
+    ]
+    items = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in facts)
+    return f'<dl class="facts coverage">{items}</dl>'
 
 
 def live_fragment(state: SagaState, now: datetime) -> str:
@@ -180,6 +225,7 @@ def live_fragment(state: SagaState, now: datetime) -> str:
         f'<dl class="facts">{"".join(facts)}</dl>'
         f"<h2>Timeline</h2>{timeline_svg(state, now)}"
         f"<h2>Steps</h2>{step_table(state)}"
+        f"<h2>Coverage</h2>{coverage_list(state)}"
     )
 
 

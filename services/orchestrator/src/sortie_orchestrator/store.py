@@ -10,6 +10,8 @@ Keys (the `{request_id}` hash tag keeps one request's keys in one Cluster slot):
     sortie:requests:subject:<u>  zset: the same, per subject
     sortie:active:<kind>         set: requests not finished (the in-flight gauge)
     sortie:idem:<sha256>         string: Idempotency-Key -> request id
+    sortie:followups             hash: request id -> services with a follow-up pending
+                                 (for the gauge only: the schedule is in the state)
 
 On Redis Cluster the streams and shared indexes live in other slots: there a transition's
 messages would go to an outbox in the request's slot, moved on by a relay (not built yet).
@@ -34,6 +36,7 @@ from .saga import SagaState, Transition
 
 DEADLINES = "sortie:deadlines"
 REQUESTS = "sortie:requests"
+FOLLOWUPS = "sortie:followups"
 
 _CREATE = """
 -- KEYS: req, deadlines, requests, subject_index, active, idem
@@ -182,6 +185,21 @@ class SagaStore:
         )
         if int(result) != 1:
             raise Conflict(str(state.request_id))
+        if state.followups or loaded.state.followups:
+            rid = str(state.request_id)
+            if state.followups:
+                await self.redis.hset(FOLLOWUPS, rid, ",".join(sorted(state.followups)))  # type: ignore[misc]
+            else:
+                await self.redis.hdel(FOLLOWUPS, rid)  # type: ignore[misc]
+
+    async def followups_pending(self) -> dict[str, int]:
+        """Requests with a follow-up pending, per service (hosts counted as `workstation`)."""
+        counts: dict[str, int] = {}
+        for raw in await self.redis.hvals(FOLLOWUPS):  # type: ignore[misc]
+            text = raw.decode() if isinstance(raw, bytes) else str(raw)
+            for name in {n.split(":", 1)[0] for n in text.split(",") if n}:
+                counts[name] = counts.get(name, 0) + 1
+        return counts
 
     async def apply(
         self,

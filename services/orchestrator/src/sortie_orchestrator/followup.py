@@ -1,0 +1,153 @@
+"""Follow-up delivery: what the phase-1 deadline did not finish is not given up.
+
+The deadline decides when the SSO logout goes out (the SSO session must not wait for a
+dead application); it does not end the work. When a request ends `partial` or `failed`,
+every service with a step that failed for a transient reason (an error marked retryable,
+a timeout, a read-back that could not be made) gets a follow-up: its command is sent
+again, for those actions only, with exponential backoff and jitter (honouring a peer's
+Retry-After) until the horizon. A report that proves the remaining steps heals the
+request: it becomes `completed` with `healed_at`. The SSO logout is followed up the same
+way: an alive SSO session is the worst outcome.
+
+Pure functions like the saga: the follow-up schedule is part of the request's state, and
+its next attempt is the request's next deadline in the polled set, so any replica fires it
+once and a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict
+
+from sortie_core.events import Outcome, SkipReason, StepResult, Verification
+
+if TYPE_CHECKING:
+    from .saga import SagaState, ServiceState, Timeouts
+
+SSO = "sso"
+
+
+class FollowUp(BaseModel):
+    """The next delivery of one service's unfinished actions."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    attempt: int = 0
+    next_at: datetime
+    # The actions to send again; empty: every action (the service never reported).
+    actions: list[str]
+    last_error: str | None = None
+
+
+def retryable(step: StepResult) -> bool:
+    """Worth sending again: not proven, and failed for a reason that can pass."""
+    if step.done:
+        return False
+    if step.outcome in (Outcome.TIMED_OUT, Outcome.UNREACHABLE):
+        return True
+    if step.outcome == Outcome.SUCCEEDED:
+        return step.verification in (Verification.UNVERIFIED, None)
+    return step.outcome == Outcome.FAILED and step.error is not None and step.error.retryable
+
+
+_PLACEHOLDERS = (Outcome.TIMED_OUT, Outcome.UNREACHABLE)
+
+
+def _pending_actions(svc: ServiceState) -> list[str] | None:
+    """None: nothing to follow up; []: everything (the service never reported, its
+    steps are the orchestrator's placeholders); else the actions to send again."""
+    pending = [s for s in svc.steps if retryable(s)]
+    if not pending:
+        return None
+    if any(s.outcome in _PLACEHOLDERS for s in pending):
+        return []
+    return [s.action for s in pending]
+
+
+def _delay(state: SagaState, service: str, attempt: int, timeouts: Timeouts) -> timedelta:
+    """Exponential backoff with full jitter, deterministic per request and attempt so
+    that a replayed transition computes the same schedule."""
+    ceiling = min(
+        timeouts.followup_max.total_seconds(),
+        timeouts.followup_base.total_seconds() * (2 ** max(0, attempt - 1)),
+    )
+    rng = random.Random(f"{state.request_id}:{service}:{attempt}")
+    return timedelta(seconds=ceiling / 2 + rng.uniform(0, ceiling / 2))
+
+
+def _retry_after(svc: ServiceState) -> timedelta:
+    waits = [s.error.retry_after_s for s in svc.steps if s.error and s.error.retry_after_s]
+    return timedelta(seconds=max(waits)) if waits else timedelta(0)
+
+
+def schedule(state: SagaState, now: datetime, timeouts: Timeouts) -> None:
+    """At the end of a request (and after each report): follow up what is still open."""
+    from .saga import all_services
+
+    for name, svc in all_services(state).items():
+        actions = _pending_actions(svc)
+        current = state.followups.get(name)
+        if actions is None:
+            state.followups.pop(name, None)
+            continue
+        if current is None:
+            delay = max(_delay(state, name, 1, timeouts), _retry_after(svc))
+            state.followups[name] = FollowUp(
+                next_at=now + delay, actions=actions, last_error=_last_error(svc)
+            )
+        else:
+            current.actions = actions
+            current.last_error = _last_error(svc)
+    if state.followups and state.followup_until is None:
+        state.followup_until = now + timeouts.followup_horizon
+
+
+def _last_error(svc: ServiceState) -> str | None:
+    for step in svc.steps:
+        if retryable(step):
+            return step.error.code if step.error else (step.verification or step.outcome).value
+    return None
+
+
+def due(state: SagaState, now: datetime) -> list[str]:
+    return sorted(name for name, f in state.followups.items() if f.next_at <= now)
+
+
+def next_at(state: SagaState) -> datetime | None:
+    return min((f.next_at for f in state.followups.values()), default=None)
+
+
+def advance(
+    state: SagaState, name: str, now: datetime, timeouts: Timeouts
+) -> tuple[FollowUp | None, bool]:
+    """Take the follow-up of `name` for sending now: (it, True), or (None, False) when
+    the horizon has passed (it is dropped and the request stays as it is)."""
+    followup = state.followups[name]
+    if state.followup_until is not None and now > state.followup_until:
+        del state.followups[name]
+        return None, False
+    followup.attempt += 1
+    delay = max(_delay(state, name, followup.attempt + 1, timeouts), timedelta(seconds=1))
+    followup.next_at = now + delay
+    return followup, True
+
+
+def _news(step: StepResult) -> bool:
+    """A step that says "not asked" (a follow-up for other actions) is never news."""
+    return not (
+        step.outcome == Outcome.SKIPPED and step.skip_reason == SkipReason.ACTION_NOT_SELECTED
+    )
+
+
+def merge(svc: ServiceState, steps: tuple[StepResult, ...]) -> None:
+    """A later report replaces the steps it names and adds the others."""
+    # The orchestrator's own placeholders (a service timed out, a host unreachable) give
+    # way to any real report.
+    kept = [s for s in svc.steps if s.outcome not in _PLACEHOLDERS] if steps else svc.steps
+    known = {s.action for s in kept}
+    by_action = {s.action: s for s in steps if _news(s) or s.action not in known}
+    merged = [by_action.pop(s.action, s) for s in kept]
+    svc.steps = merged + list(by_action.values())
