@@ -162,6 +162,7 @@ async def test_offboard_ends_every_session_and_a_lying_cas_fails(sims: Sims) -> 
         result = await handle_offboard(
             offboard(), registry=sims.registry, apps=apps, sso=sims.sso, policy=POLICY
         )
+        assert result is not None
     finally:
         await apps.aclose()
     assert {s.action: s.outcome for s in result.steps} == {

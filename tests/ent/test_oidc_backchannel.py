@@ -138,6 +138,7 @@ async def test_signed_logout_token_ends_the_sessions_across_a_rotation(
             policy=POLICY,
             signer=second,
         )
+        assert offboarded is not None
     finally:
         await apps.aclose()
     assert [(s.action, s.outcome) for s in offboarded.steps] == [

@@ -12,6 +12,7 @@ import pytest
 from sortie_core.errors import NotFoundError, PermanentError, TransientError
 from sortie_core.events import (
     DeadLettered,
+    FollowUpScope,
     Kind,
     Outcome,
     ServiceTicket,
@@ -297,6 +298,7 @@ async def test_apps_run_in_parallel_bounded_by_concurrency(apps: FakeAppLogout) 
 async def test_offboard_reaches_identity_apps_only(registry: Registry, apps: FakeAppLogout) -> None:
     event = offboard()
     result = await handle_offboard(event, registry=registry, apps=apps, sso=CAS, policy=POLICY)
+    assert result is not None
     assert result.request_id == event.request_id
     assert outcomes(result) == {
         "app_logout:mer": Outcome.SUCCEEDED,
@@ -320,6 +322,7 @@ async def test_offboard_honours_requested_actions(
     result = await handle_offboard(
         offboard(actions=actions), registry=registry, apps=apps, sso=CAS, policy=POLICY
     )
+    assert result is not None
     assert [s.action for s in result.steps] == expected
 
 
@@ -570,6 +573,7 @@ async def test_offboard_logs_out_every_session_the_cas_knows(
     cas.login("TGT-1-alice", "alice", st("esper", 1))
     cas.login("TGT-2-alice", "alice", st("escada", 2))
     result = await handle_offboard(offboard(), registry=registry, apps=apps, sso=cas, policy=POLICY)
+    assert result is not None
     assert outcomes(result) == {
         "app_logout:esper": Outcome.SUCCEEDED,
         "app_logout:escada": Outcome.SUCCEEDED,
@@ -641,3 +645,25 @@ def test_deadlettered_commands_report_failed_steps(registry: Registry) -> None:
     ]
     assert handle_deadlettered(logout(targets=(Target.M365,)), _record(), registry) is None
     assert handle_deadlettered(ALICE, _record(), registry) is None
+
+
+async def test_a_follow_up_redoes_only_the_named_actions(
+    registry: Registry, apps: FakeAppLogout
+) -> None:
+    cas = FakeSsoSessions()
+    cas.login("TGT-1-alice", "alice", st("esper", 1), st("escada", 2))
+    scope = FollowUpScope(services=("ent",), actions=("app_logout:escada",), attempt=2)
+    again = logout().model_copy(update={"followup": scope})
+    result = await handle_logout(again, registry=registry, apps=apps, sso=cas, policy=POLICY)
+    assert result is not None
+    assert [s.action for s in result.steps] == ["app_logout:escada"]
+    assert sent_tickets(apps) == ["ST-2-escada"]
+    elsewhere = FollowUpScope(services=("m365",))
+    not_ours = logout().model_copy(update={"followup": elsewhere})
+    assert (
+        await handle_logout(not_ours, registry=registry, apps=apps, sso=cas, policy=POLICY) is None
+    )
+    leaving = offboard().model_copy(update={"followup": elsewhere})
+    assert (
+        await handle_offboard(leaving, registry=registry, apps=apps, sso=cas, policy=POLICY) is None
+    )

@@ -130,7 +130,8 @@ def make_build(
 
         async def on_offboard(event: OffboardRequested, _: Delivery) -> None:
             result = await handlers.handle_offboard(event, **run_apps)
-            await publish(redis, streams.REVOCATION_COMPLETED, result)
+            if result is not None:
+                await publish(redis, streams.REVOCATION_COMPLETED, result)
 
         async def on_sso_logout(event: SsoLogoutRequested, _: Delivery) -> None:
             result = await handlers.handle_sso_logout(event, sso=cas, policy=policy)

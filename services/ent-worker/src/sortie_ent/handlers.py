@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from sortie_core import services
 from sortie_core.errors import PermanentError, RefusedError, SortieError, TransientError
 from sortie_core.events import (
     DeadLettered,
@@ -45,11 +46,11 @@ from .slo import logout_request
 
 log = logging.getLogger(__name__)
 
-SERVICE = "ent"
-SSO_SERVICE = "sso"
-DESTROY_SSO_SESSION = "destroy_sso_session"
-DESTROY_ALL_SSO_SESSIONS = "destroy_all_sso_sessions"
-APP_LOGOUT = "app_logout"
+SERVICE = services.ENT
+SSO_SERVICE = services.SSO
+DESTROY_SSO_SESSION = services.SsoAction.DESTROY_SSO_SESSION.value
+DESTROY_ALL_SSO_SESSIONS = services.SsoAction.DESTROY_ALL_SSO_SESSIONS.value
+APP_LOGOUT = services.EntAction.APP_LOGOUT.value
 
 
 class StepKind(StrEnum):
@@ -411,12 +412,12 @@ async def handle_logout(
 ) -> RevocationCompleted | None:
     """Discover the session's services in the CAS (the TGT's, or every session of the
     user when the caller gave no TGT), then log every application out."""
-    if Target.ENT not in event.targets:
+    if Target.ENT not in event.targets or not event.addressed_to(SERVICE):
         return None
     tgt = event.sso_session.tgt if event.sso_session else None
     found = await discover(sso, event.subject, registry, tgt=tgt, caller=caller_tickets(event))
     steps = await _run_plan(
-        plan_apps(found.tickets, registry, unknown_why=found.error),
+        plan_apps(found.tickets, registry, unknown_why=found.error, wants=event.retries),
         subject=event.subject,
         apps=apps,
         policy=policy,
@@ -444,9 +445,11 @@ async def handle_offboard(
     concurrency: int = 8,
     default_timeout_s: float = 10.0,
     signer: LogoutTokenSigner | None = None,
-) -> RevocationCompleted:
+) -> RevocationCompleted | None:
     """Every SSO session of the user: their services are logged out, and every identity
     application the request asks for."""
+    if not event.addressed_to(SERVICE):
+        return None
     found = await discover(sso, event.subject, registry)
     steps = await _run_plan(
         plan_apps(found.tickets, registry, unknown_why=found.error, wants=offboard_wants(event)),
