@@ -100,6 +100,11 @@ def test_logout_everywhere_completes_with_the_sso_step_last(stack: Stack) -> Non
     sso_steps = view["sso"]["steps"]
     assert [s["action"] for s in sso_steps] == ["destroy_sso_session"]
     assert sso_steps[0]["outcome"] == "succeeded"
+    # Read back through the CAS simulator's ssoSessions actuator, which `sortie up` serves.
+    assert sso_steps[0]["verification"] == "verified", sso_steps[0]
+    assert sso_steps[0]["evidence"]["observed"]["tgt_known"] is False
+    discovery = services["ent"]["discovery"]
+    assert (discovery["sso_sessions_found"], discovery["tickets_found"]) == (1, 2)
     last_phase1 = max(ts(s["finished_at"]) for s in phase1)
     assert ts(sso_steps[0]["started_at"]) >= last_phase1
     for step in phase1 + sso_steps:

@@ -15,6 +15,7 @@ from sortie_core.events import (
     FollowUpScope,
     Kind,
     Outcome,
+    RevocationCompleted,
     ServiceTicket,
     SkipReason,
     SsoLogoutCompleted,
@@ -22,6 +23,8 @@ from sortie_core.events import (
     Subject,
     Target,
     Verification,
+    decode_event,
+    encode_event,
 )
 from sortie_core.steps import RetryPolicy
 from sortie_ent.adapters.fake import FakeAppLogout, FakeSsoSessions
@@ -667,3 +670,20 @@ async def test_a_follow_up_redoes_only_the_named_actions(
     assert (
         await handle_offboard(leaving, registry=registry, apps=apps, sso=cas, policy=POLICY) is None
     )
+
+
+async def test_many_tickets_fit_the_contract_with_the_failures_first(
+    registry: Registry, apps: FakeAppLogout
+) -> None:
+    cas = FakeSsoSessions()
+    cas.login("TGT-1-alice", "alice", *(st("esper", n) for n in range(250)))
+    apps.fail("esper", *([None] * 120), PermanentError("gone", code="app_rejected"))
+    result = await handle_logout(logout(), registry=registry, apps=apps, sso=cas, policy=POLICY)
+    assert result is not None
+    decoded = decode_event(encode_event(result))
+    assert isinstance(decoded, RevocationCompleted)
+    esper = next(s for s in decoded.steps if s.action == "app_logout:esper")
+    assert len(apps.slo_calls) == 250
+    assert len(esper.items) == 200
+    assert esper.items[0].outcome is Outcome.FAILED and esper.items[0].ref.startswith("121:")
+    assert esper.error is not None and "1 of 250" in esper.error.message

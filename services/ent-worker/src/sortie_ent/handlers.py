@@ -51,6 +51,8 @@ SSO_SERVICE = services.SSO
 DESTROY_SSO_SESSION = services.SsoAction.DESTROY_SSO_SESSION.value
 DESTROY_ALL_SSO_SESSIONS = services.SsoAction.DESTROY_ALL_SSO_SESSIONS.value
 APP_LOGOUT = services.EntAction.APP_LOGOUT.value
+# StepResult.items holds at most this many.
+MAX_ITEMS = 200
 
 
 class StepKind(StrEnum):
@@ -274,28 +276,32 @@ class SloTickets:
             waits = [e.retry_after for e in transient if e.retry_after is not None]
             raise TransientError(
                 f"{len(transient)} of {count} single logouts not delivered yet: "
-                f"{transient[0].message}",
+                f"{transient[0].message[:1500]}",
                 code=transient[0].code,
                 retry_after=max(waits) if waits else None,
             )
         if self._errors:
             first = next(iter(self._errors.values()))
             raise PermanentError(
-                f"{len(self._errors)} of {count} single logouts failed: {first.message}",
+                f"{len(self._errors)} of {count} single logouts failed: {first.message[:1500]}",
                 code=first.code,
             )
         return f"single logout delivered for {count} service ticket{'s' if count > 1 else ''}"
 
     def items(self) -> tuple[StepItem, ...]:
+        """One item per ticket, the failed ones first, at most MAX_ITEMS (the contract's
+        limit; the step's error counts them all)."""
         unsent = StepError(code="timeout", message="not delivered in time", retryable=True)
-        return tuple(
+        items = [
             StepItem(
                 ref=ticket_ref(i + 1, st.ticket, st.service),
                 outcome=Outcome.SUCCEEDED if i in self._delivered else Outcome.FAILED,
                 error=None if i in self._delivered else self._errors.get(i, unsent),
             )
             for i, st in enumerate(self._tickets)
-        )
+        ]
+        items.sort(key=lambda item: item.outcome is Outcome.SUCCEEDED)
+        return tuple(items[:MAX_ITEMS])
 
 
 def _bcl_body(
