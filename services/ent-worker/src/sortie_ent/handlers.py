@@ -524,7 +524,10 @@ async def handle_sso_logout(
     found = before.discovery.sso_sessions_found
     discovery = before.discovery.model_copy(
         update={
+            # The ent report counts applications and tickets; this one counts sessions.
             "applications": (),
+            "tickets_found": None,
+            "tickets_from_caller": None,
             "sso_sessions_ended": (
                 max(0, found - remaining[0]) if found is not None and remaining else None
             ),
