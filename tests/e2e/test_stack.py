@@ -177,3 +177,32 @@ def test_many_logouts_finish(stack: Stack) -> None:
         views = [wait_finished(client, rid) for rid in ids]
     # Unknown users: nothing to revoke anywhere, and that is a success.
     assert {v["status"] for v in views} == {"completed"}
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [("tickets_api_missing", "cas_rest_missing"), ("keep_sessions_on_delete", "not_verified")],
+)
+def test_a_cas_that_cannot_prove_the_logout_fails_the_request(
+    stack: Stack, fault: str, code: str
+) -> None:
+    cas = stack.urls["sim_cas"]
+    tgt = httpx.post(f"{cas}/_sim/sessions", json={"username": "carol"}).json()["tgt"]
+    httpx.post(f"{cas}/_sim/config", json={fault: True}).raise_for_status()
+    try:
+        with api(stack) as client:
+            body = {
+                "subject": {"user_id": "carol", "cas_username": "carol"},
+                "targets": ["ent"],
+                "sso_session": {"tgt": tgt},
+            }
+            resp = client.post("/v1/logouts", json=body)
+            assert resp.status_code == 202, resp.text
+            view = wait_finished(client, resp.json()["request_id"])
+    finally:
+        httpx.post(f"{cas}/_sim/config", json={fault: False}).raise_for_status()
+    assert view["status"] == "failed", view
+    [step] = view["sso"]["steps"]
+    assert step["outcome"] == "failed" and step["error"]["code"] == code, step
+    assert tgt not in str(view)
+    assert any(t["tgt"] == tgt for t in httpx.get(f"{cas}/_sim/tickets").json())
