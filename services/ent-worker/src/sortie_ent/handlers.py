@@ -8,17 +8,15 @@ are credentials or carry them.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 from sortie_core import services
-from sortie_core.errors import PermanentError, RefusedError, SortieError, TransientError
+from sortie_core.errors import PermanentError, RefusedError
 from sortie_core.events import (
     DeadLettered,
-    Discovery,
     Evidence,
     LogoutRequested,
     Observed,
@@ -30,7 +28,6 @@ from sortie_core.events import (
     SsoLogoutCompleted,
     SsoLogoutRequested,
     StepError,
-    StepItem,
     StepResult,
     Subject,
     Target,
@@ -39,10 +36,11 @@ from sortie_core.events import (
 from sortie_core.metrics import REVOCATION_DURATION
 from sortie_core.steps import Contradicted, RetryPolicy, deadlettered, run_step, skipped
 
-from .adapters import AppLogout, CasSession, SsoSessions
+from .adapters import AppLogout, SsoSessions
+from .discovery import discover, ticket_ref
 from .oidc import LogoutTokenSigner
 from .registry import UNREGISTERED, Application, AppProtocol, Registry, url_host
-from .slo import logout_request
+from .slo import SloTickets
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +49,6 @@ SSO_SERVICE = services.SSO
 DESTROY_SSO_SESSION = services.SsoAction.DESTROY_SSO_SESSION.value
 DESTROY_ALL_SSO_SESSIONS = services.SsoAction.DESTROY_ALL_SSO_SESSIONS.value
 APP_LOGOUT = services.EntAction.APP_LOGOUT.value
-# StepResult.items holds at most this many.
-MAX_ITEMS = 200
 
 
 class StepKind(StrEnum):
@@ -71,67 +67,6 @@ class PlannedStep:
     tickets: tuple[ServiceTicket, ...] = ()
     refused_hosts: tuple[str, ...] = ()
     why: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Found:
-    """Discovery's result: the tickets to log out (the CAS's and the caller's, once each)
-    and the report. `error` says why the CAS could not be asked."""
-
-    tickets: tuple[ServiceTicket, ...]
-    discovery: Discovery
-    error: str | None = None
-
-
-def ticket_ref(index: int, ticket: str, service: str | None = None) -> str:
-    """How a report names a ticket or TGT: never the credential, a short hash of it."""
-    digest = hashlib.sha256(ticket.encode()).hexdigest()[:12]
-    host = f"{url_host(service)[:80]}:" if service else ""
-    return f"{index}:{host}{digest}"
-
-
-def merge_tickets(*groups: Iterable[ServiceTicket]) -> tuple[ServiceTicket, ...]:
-    merged: dict[str, ServiceTicket] = {}
-    for group in groups:
-        for st in group:
-            merged.setdefault(st.ticket, st)
-    return tuple(merged.values())
-
-
-async def discover(
-    sso: SsoSessions,
-    subject: Subject,
-    registry: Registry,
-    *,
-    tgt: str | None = None,
-    caller: Sequence[ServiceTicket] = (),
-) -> Found:
-    """Ask the CAS which SSO sessions the user has (only `tgt`'s when given) and which
-    services each reached; merge in the caller's tickets, never required."""
-    error: str | None = None
-    sessions: list[CasSession] = []
-    try:
-        sessions = await sso.user_sessions(subject.sso_username)
-    except SortieError as exc:
-        error = exc.message
-    except Exception as exc:
-        log.exception("CAS discovery raised an unexpected error")
-        error = f"discovery failed ({type(exc).__name__})"
-    if tgt is not None:
-        sessions = [s for s in sessions if s.tgt == tgt]
-    found = [st for session in sessions for st in session.services]
-    tickets = merge_tickets(found, caller)
-    reached = {app.name for st in tickets if (app := registry.match(st.service)) is not None}
-    known = error is None
-    discovery = Discovery(
-        source=sso.source,
-        sso_sessions_found=len(sessions) if known else None,
-        applications=tuple(a.name for a in registry.applications if a.name in reached),
-        tickets_found=len(found) if known else None,
-        tickets_from_caller=len(caller),
-        error=error[:500] if error else None,
-    )
-    return Found(tickets, discovery, error)
 
 
 def plan_apps(
@@ -226,82 +161,6 @@ async def bounded_step(
             result.duration_seconds
         )
         return result
-
-
-class SloTickets:
-    """The single logouts of one application, each ticket tried and reported on its own:
-    a failing ticket never stops the others; a retry sends only the tickets whose last
-    try failed for a transient reason."""
-
-    def __init__(
-        self,
-        apps: AppLogout,
-        app: Application,
-        subject: Subject,
-        tickets: Sequence[ServiceTicket],
-        timeout_s: float,
-    ) -> None:
-        self._apps, self._app, self._subject = apps, app, subject
-        self._tickets = tuple(tickets)
-        self._timeout_s = timeout_s
-        self._pending = list(range(len(self._tickets)))
-        self._errors: dict[int, StepError] = {}
-        self._delivered: set[int] = set()
-
-    async def _send(self, index: int) -> TransientError | None:
-        st = self._tickets[index]
-        message = logout_request(self._subject.sso_username, st.ticket)
-        try:
-            await self._apps.single_logout(
-                self._app, st.service, message, timeout_s=self._timeout_s
-            )
-        except TransientError as exc:
-            self._errors[index] = StepError(code=exc.code, message=exc.message, retryable=True)
-            return exc
-        except SortieError as exc:
-            self._errors[index] = StepError(code=exc.code, message=exc.message)
-        except Exception as exc:
-            log.exception("single logout to %s raised an unexpected error", self._app.name)
-            self._errors[index] = StepError(code="internal_error", message=type(exc).__name__)
-        else:
-            self._errors.pop(index, None)
-            self._delivered.add(index)
-        self._pending.remove(index)
-        return None
-
-    async def body(self) -> str | None:
-        transient = [exc for i in list(self._pending) if (exc := await self._send(i)) is not None]
-        count = len(self._tickets)
-        if transient:
-            waits = [e.retry_after for e in transient if e.retry_after is not None]
-            raise TransientError(
-                f"{len(transient)} of {count} single logouts not delivered yet: "
-                f"{transient[0].message[:1500]}",
-                code=transient[0].code,
-                retry_after=max(waits) if waits else None,
-            )
-        if self._errors:
-            first = next(iter(self._errors.values()))
-            raise PermanentError(
-                f"{len(self._errors)} of {count} single logouts failed: {first.message[:1500]}",
-                code=first.code,
-            )
-        return f"single logout delivered for {count} service ticket{'s' if count > 1 else ''}"
-
-    def items(self) -> tuple[StepItem, ...]:
-        """One item per ticket, the failed ones first, at most MAX_ITEMS (the contract's
-        limit; the step's error counts them all)."""
-        unsent = StepError(code="timeout", message="not delivered in time", retryable=True)
-        items = [
-            StepItem(
-                ref=ticket_ref(i + 1, st.ticket, st.service),
-                outcome=Outcome.SUCCEEDED if i in self._delivered else Outcome.FAILED,
-                error=None if i in self._delivered else self._errors.get(i, unsent),
-            )
-            for i, st in enumerate(self._tickets)
-        ]
-        items.sort(key=lambda item: item.outcome is Outcome.SUCCEEDED)
-        return tuple(items[:MAX_ITEMS])
 
 
 def _bcl_body(
