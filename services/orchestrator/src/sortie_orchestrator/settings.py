@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, Field, SecretStr
+import yaml
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from sortie_core.settings import ServiceSettings, redis_url_field
+
+from .oauth import OAuthSettings
+from .scim_policy import ScimConfig
 
 ALL_SCOPES = frozenset(
     {
@@ -64,6 +70,21 @@ class OrchestratorSettings(ServiceSettings):
     sweep_interval_s: float = Field(default=5.0, gt=0)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
     max_schedule_days: int = Field(default=400, ge=1)
+    # SCIM mapping and lifecycle policy (scim_policy.ScimConfig), as JSON, or a YAML/JSON
+    # file (`scim_file`, which wins).
+    scim: ScimConfig = Field(default_factory=ScimConfig)
+    # An OAuth 2.0 issuer whose JWT access tokens may call SCIM (oauth.OAuthSettings), e.g.
+    # {"issuer": "…", "audience": "…", "jwks_url": "https://…/keys", "scope": "scim"}.
+    oauth: OAuthSettings | None = None
+    scim_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _scim_file(self) -> OrchestratorSettings:
+        if self.scim_file is not None:
+            text = self.scim_file.read_text(encoding="utf-8")
+            raw = json.loads(text) if self.scim_file.suffix == ".json" else yaml.safe_load(text)
+            self.scim = ScimConfig.model_validate(raw or {})
+        return self
 
     def token_table(self) -> list[tuple[bytes, str, frozenset[str]]]:
         table = [(t.digest(), t.name, t.scopes) for t in self.tokens]
