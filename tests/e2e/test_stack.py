@@ -206,3 +206,28 @@ def test_a_cas_that_cannot_prove_the_logout_fails_the_request(
     assert step["outcome"] == "failed" and step["error"]["code"] == code, step
     assert tgt not in str(view)
     assert any(t["tgt"] == tgt for t in httpx.get(f"{cas}/_sim/tickets").json())
+
+
+def test_redis_refuses_anonymous_clients_and_each_process_has_its_own_user(stack: Stack) -> None:
+    from urllib.parse import urlsplit
+
+    from redis.exceptions import AuthenticationError
+
+    port = urlsplit(stack.urls["redis"]).port
+    anonymous = Redis(host="127.0.0.1", port=port)
+    with pytest.raises(AuthenticationError):
+        anonymous.get("sortie:agents")
+    anonymous.close()
+    admin = Redis.from_url(stack.urls["redis"])
+    users = {c["user"] for c in admin.client_list()}
+    admin.close()
+    assert {
+        "sortie-orchestrator",
+        "sortie-m365-worker",
+        "sortie-ent-worker",
+        "sortie-agent-pc-101",
+        "sortie-agent-pc-102",
+    } <= users
+    assert "default" not in users
+    for proc in stack.procs:
+        assert "NOPERM" not in proc.log_tail(10_000), proc.name

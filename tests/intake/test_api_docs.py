@@ -43,7 +43,7 @@ def test_documents_describe_the_api_and_the_streams() -> None:
     assert "revocation.completed:orchestrator" in channels
     assert "offboard.requested:m365-worker" in channels
     assert "agent.results.{host}:orchestrator" in channels
-    assert "AgentResultsAvailable" in asyncapi["components"]["schemas"]
+    assert "DeadLettered" in asyncapi["components"]["schemas"]
     assert {"RevocationCompleted", "StepResult", "OffboardRequested"} <= set(
         asyncapi["components"]["schemas"]
     )

@@ -13,7 +13,7 @@ from tests.intake import live
 from tests.redis_server import RedisServer
 
 TOKEN = "test-token-all-scopes-0123456789"
-READ_ONLY = "test-token-read-only-0123456789"
+READ_ONLY = "test-token-read-only-0123456789a"
 
 
 def settings_for(redis_server: RedisServer, **overrides: object) -> OrchestratorSettings:

@@ -171,6 +171,11 @@ def _bcl_body(
     timeout_s: float,
 ) -> Body:
     async def body() -> str | None:
+        if signer.retired:
+            raise PermanentError(
+                "the OIDC signing key was retired; restart the worker with a new key",
+                code="signing_key_retired",
+            )
         # A fresh token (new jti, iat) on every attempt.
         token = signer.sign(app.audience, sub=subject.sso_username)
         await apps.backchannel_logout(app, token, timeout_s=timeout_s)

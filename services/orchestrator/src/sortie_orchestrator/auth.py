@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from .guards import limiter
 from .oauth import OAuthVerifier
 from .problems import Problem
 from .settings import match_token
@@ -40,15 +41,21 @@ def _verifier(request: Request) -> OAuthVerifier | None:
 
 
 async def authenticate(request: Request) -> Principal:
+    """The caller's token (or an OAuth access token for SCIM), checked; failures are
+    logged and rate-limited per client."""
+    failures = limiter(request)
+    failures.check(request)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
+        failures.failed(request, "no bearer token")
         raise Problem(401, "missing bearer token", slug="unauthenticated", headers=_challenge())
     found = match_token(request.app.state.token_table, token.strip())
     verifier = _verifier(request)
     if found is None and verifier is not None and token.count(".") == 2:
         found = await verifier.verify(token.strip())
     if found is None:
+        failures.failed(request, "unknown token")
         raise Problem(
             401,
             "invalid bearer token",

@@ -1,12 +1,15 @@
 """The helpdesk status page under `/ui`: sign in with an API token (scope `requests:read`),
 recent requests filtered by user and status, and one request's timeline updated live by
 server-sent events. The token is exchanged once for a session: a random id in an HttpOnly,
-SameSite=Strict cookie, whose hash keys the session in Redis (8 hours)."""
+SameSite=Strict cookie, whose hash keys the session in Redis (8 hours). The session holds
+the token's SHA-256, checked against the configured tokens on every request: once the
+token is removed (or loses `requests:read`), its sessions are worth nothing."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -30,7 +33,9 @@ from fastapi.responses import (
 from sortie_core.events import utcnow
 
 from . import handlers
+from .guards import limiter, refuse_cross_site
 from .problems import Problem, problem_response
+from .security import is_secure
 from .settings import match_token
 from .statuspage_render import (
     live_fragment,
@@ -72,11 +77,27 @@ async def _viewer(request: Request) -> str | None:
     sid = request.cookies.get(COOKIE)
     if not sid or len(sid) > 100:
         return None
-    raw = await _deps(request).store.redis.get(_session_key(sid))
+    redis = _deps(request).store.redis
+    raw = await redis.get(_session_key(sid))
     if raw is None:
         return None
-    name: str = json.loads(raw)["name"]
+    try:
+        digest = bytes.fromhex(json.loads(raw)["digest"])
+    except (ValueError, KeyError, TypeError):
+        digest = b""  # a session of an older version: bound to no token
+    name = _token_name(request.app.state.token_table, digest)
+    if name is None:
+        await redis.delete(_session_key(sid))
     return name
+
+
+def _token_name(table: list[tuple[bytes, str, frozenset[str]]], digest: bytes) -> str | None:
+    """The name of the configured token with this digest and the page's scope."""
+    found = None
+    for known, name, scopes in table:
+        if hmac.compare_digest(known, digest) and SCOPE in scopes:
+            found = name
+    return found
 
 
 _NEXT = re.compile(r"^/ui/(?!/)[A-Za-z0-9/_.?=&%-]{0,250}$")
@@ -106,6 +127,9 @@ async def login_form(next: Annotated[str | None, Query(max_length=300)] = None) 
 
 @router.post("/login")
 async def login(request: Request) -> Response:
+    refuse_cross_site(request)
+    failures = limiter(request)
+    failures.check(request)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     raw = await request.body()
     as_json = ctype == "application/json"
@@ -128,12 +152,14 @@ async def login(request: Request) -> Response:
         found = match_token(request.app.state.token_table, token.strip())
     if found is None or SCOPE not in found[1]:
         why = "This token was refused." if found is None else f"This token lacks {SCOPE}."
+        failures.failed(request, "status page sign-in: " + why)
         if as_json:
             return problem_response(401, why, slug="unauthenticated")
         return _login_page(next_url, why, 401)
     sid = secrets.token_urlsafe(32)
+    digest = hashlib.sha256(token.strip().encode()).hexdigest()  # type: ignore[union-attr]
     await _deps(request).store.redis.set(
-        _session_key(sid), json.dumps({"name": found[0]}), ex=SESSION_TTL_S
+        _session_key(sid), json.dumps({"name": found[0], "digest": digest}), ex=SESSION_TTL_S
     )
     resp: Response = Response(status_code=204) if as_json else RedirectResponse(next_url, 303)
     resp.set_cookie(
@@ -143,13 +169,14 @@ async def login(request: Request) -> Response:
         path="/ui",
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=is_secure(request.scope, request.app.state.settings.force_secure),
     )
     return resp
 
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
+    refuse_cross_site(request)
     sid = request.cookies.get(COOKIE)
     if sid and len(sid) <= 100:
         await _deps(request).store.redis.delete(_session_key(sid))
@@ -232,6 +259,9 @@ async def request_events(
         stop_at = time.monotonic() + SSE_MAX_S
         yield "retry: 2000\n\n"
         while time.monotonic() < stop_at and not await request.is_disconnected():
+            if await _viewer(request) is None:
+                yield _event("end", "signed out")  # the session or its token is gone
+                return
             loaded = await deps.store.load(request_id)
             if loaded is None:
                 yield _event("end", "gone")
