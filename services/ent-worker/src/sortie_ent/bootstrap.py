@@ -132,11 +132,17 @@ def make_build(
         app_logout = apps or HttpAppLogout(app_tokens(reg, os.environ))
         cas = sso or CasRestSessions(
             settings.cas_url,
+            actuator=settings.cas_actuator_enabled,
             actuator_user=settings.cas_actuator_user,
             actuator_password=settings.cas_actuator_password,
             timeout_s=settings.cas_timeout_s,
         )
         policy = retry_policy(settings)
+        if not settings.cas_actuator_enabled:
+            log.warning(
+                "no CAS ssoSessions actuator (SORTIE_ENT_CAS_ACTUATOR_ENABLED=false): sessions "
+                "are not discovered and SSO logouts cannot be verified (requests end failed)"
+            )
         log.info("application registry: %d applications", len(reg.applications))
         token_signer = signer or make_signer(settings)
         background = []
@@ -151,6 +157,7 @@ def make_build(
         run_apps: dict[str, Any] = {
             "registry": reg,
             "apps": app_logout,
+            "sso": cas,
             "policy": policy,
             "concurrency": settings.app_concurrency,
             "default_timeout_s": settings.app_timeout_s,
@@ -160,7 +167,7 @@ def make_build(
         async def on_logout(event: LogoutRequested, _: Delivery) -> RevocationCompleted | None:
             return await handlers.handle_logout(event, **run_apps)
 
-        async def on_offboard(event: OffboardRequested, _: Delivery) -> RevocationCompleted:
+        async def on_offboard(event: OffboardRequested, _: Delivery) -> RevocationCompleted | None:
             return await handlers.handle_offboard(event, **run_apps)
 
         async def on_sso_logout(event: SsoLogoutRequested, _: Delivery) -> SsoLogoutCompleted:

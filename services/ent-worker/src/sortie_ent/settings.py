@@ -19,6 +19,10 @@ class EntSettings(ServiceSettings):
     redis_password: SecretStr | None = redis_password_field("SORTIE_ENT_")
     # The CAS server's root, `/cas` included; the default is the project's CAS simulator.
     cas_url: str = "http://127.0.0.1:8082/cas"
+    # Whether the CAS exposes the `ssoSessions` actuator (`<cas_url>/actuator/ssoSessions`).
+    # Sortie asks it which sessions and services the user has, and reads every SSO logout
+    # back through it; without it the SSO step is `unverified` and the request fails.
+    cas_actuator_enabled: bool = True
     # HTTP Basic credentials of the CAS `ssoSessions` actuator, when it asks for them.
     cas_actuator_user: SecretStr | None = None
     cas_actuator_password: SecretStr | None = None

@@ -89,7 +89,7 @@ def make_build(settings: M365Settings, directory: M365Directory | None = None) -
                 event, directory=m365, policy=policy, identity=identity
             )
 
-        async def on_offboard(event: OffboardRequested, _: Delivery) -> RevocationCompleted:
+        async def on_offboard(event: OffboardRequested, _: Delivery) -> RevocationCompleted | None:
             return await handlers.handle_offboard(
                 event,
                 directory=m365,

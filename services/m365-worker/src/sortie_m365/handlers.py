@@ -177,7 +177,7 @@ async def handle_logout(
     policy: RetryPolicy,
     identity: IdentityConfig = IdentityConfig(),
 ) -> RevocationCompleted | None:
-    if Target.M365 not in event.targets:
+    if Target.M365 not in event.targets or not event.addressed_to(SERVICE):
         return None
     steps, discovery = await _run_actions(
         event, [M365Action.REVOKE_SESSIONS], directory, policy, identity, 40
@@ -199,9 +199,12 @@ async def handle_offboard(
     policy: RetryPolicy,
     identity: IdentityConfig = IdentityConfig(),
     password_length: int = 40,
-) -> RevocationCompleted:
+) -> RevocationCompleted | None:
     """Every offboarding step in the design's order: those the request wants run, the
-    others are reported skipped (`action_not_selected`)."""
+    others are reported skipped (`action_not_selected`). A follow-up for another
+    service is not for this one."""
+    if not event.addressed_to(SERVICE):
+        return None
     wanted = [a for a in OFFBOARD_M365_ORDER if event.wants(a.value)]
     done, discovery = await _run_actions(
         event, wanted, directory, policy, identity, password_length
