@@ -203,8 +203,9 @@ async def test_consumers_carry_on_after_redis_lost_its_data(redis, redis_server)
 
 
 async def test_a_worker_message_costs_two_round_trips(redis, redis_server):
-    """The de-duplication script (request check included), then one MULTI with the
-    result, the done mark and the acknowledgement. Nothing started: only the path runs."""
+    """The request check and the de-duplication script in one pipeline, then one MULTI
+    with the result, the done mark and the acknowledgement. Nothing started: only the
+    path runs."""
 
     async def handler(event: LogoutRequested, _d: Delivery) -> RevocationCompleted:
         return RevocationCompleted(
@@ -231,6 +232,6 @@ async def test_a_worker_message_costs_two_round_trips(redis, redis_server):
             await path.process(sub, entry_id, entry_fields(event), 1)
         trips.append(made)
     await client.aclose()
-    assert trips[1] == ["EVALSHA", "pipeline"]
+    assert trips[1] == ["pipeline", "pipeline"]
     assert await _pending_is(redis, 0)
     assert await redis.xlen(streams.REVOCATION_COMPLETED) == 2

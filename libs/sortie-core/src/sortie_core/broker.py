@@ -43,7 +43,7 @@ from faststream.message import StreamMessage
 from faststream.redis import RedisBroker, StreamSub
 from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from .errors import RefusedError
 from .events import CONTRACT_VERSION, DeadLettered, decode_event
@@ -176,15 +176,14 @@ Handler = Callable[[Any, Delivery], Awaitable[BaseModel | None]]
 # returns the report to publish with the dead-letter record (the failed step), or None.
 DeadLetterHook = Callable[[Any, DeadLettered], BaseModel | None]
 
-# KEYS: seen, stream, [request]; ARGV: token, ttl, group, entry id.
-# 'unknown': no such request; 'done': handled before; 'copy': another copy of the event
-# is in work (both acknowledged here); 'go': marked as started by `token`.
+# KEYS: seen; ARGV: token, ttl. 'done': handled before; 'copy': another copy of the
+# event is in work; 'go': marked as started by `token`. It touches only the service's own
+# de-duplication key, so a worker's Redis user needs no write access to anything else:
+# the request's existence is checked beside it (EXISTS, in the same round trip) and a
+# duplicate is acknowledged after.
 _BEGIN = """
-if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 0 then return 'unknown' end
-if ARGV[1] == '' then return 'go' end
 local v = redis.call('GET', KEYS[1])
 if v and v ~= ARGV[1] then
-  redis.call('XACK', KEYS[2], ARGV[3], ARGV[4])
   if v == 'done' then return 'done' end
   return 'copy'
 end
@@ -451,20 +450,15 @@ class Consumers:
         seen_key = f"{sub.dedupe_prefix or f'sortie:seen:{sub.group}'}:{event_id}"
         token = f"{sub.stream}/{entry_id}"
         if sub.dedupe or sub.request_key is not None:
-            keys = [seen_key, sub.stream]
-            if sub.request_key is not None:
-                keys.append(sub.request_key(event))
-            verdict = _s(
-                await self._begin(
-                    keys=keys, args=[token if sub.dedupe else "", SEEN_TTL_S, sub.group, entry_id]
-                )
-            )
+            verdict = await self._start(sub, event, seen_key, token)
             if verdict == "unknown":
                 detail = f"request {getattr(event, 'request_id', '?')} was never accepted"
                 await self._give_up(sub, delivery, data, None, "unknown_request", detail)
                 return
             if verdict != "go":
-                return  # a copy already handled or in work elsewhere: acknowledged
+                # A copy already handled, or in work elsewhere: acknowledged.
+                await self.redis.xack(sub.stream, sub.group, entry_id)  # type: ignore[no-untyped-call]
+                return
         try:
             result = await sub.handler(event, delivery)
         except asyncio.CancelledError:
@@ -494,6 +488,30 @@ class Consumers:
             if not delivery.acked:
                 pipe.xack(sub.stream, sub.group, entry_id)
             await pipe.execute()
+
+    async def _start(self, sub: Subscription, event: Any, seen_key: str, token: str) -> str:
+        """One round trip: does the request exist (commands), and is this event new
+        (marked as started) or a copy: `unknown`, `done`, `copy` or `go`."""
+        for _ in range(2):
+            # EVALSHA by hand: redis-py's pipelines send SCRIPT EXISTS before every
+            # execute for registered scripts (one more round trip each time).
+            async with self.redis.pipeline(transaction=False) as pipe:
+                if sub.request_key is not None:
+                    pipe.exists(sub.request_key(event))
+                if sub.dedupe:
+                    pipe.evalsha(self._begin.sha, 1, seen_key, token, SEEN_TTL_S)
+                replies = await pipe.execute(raise_on_error=False)
+            if not (sub.dedupe and isinstance(replies[-1], NoScriptError)):
+                break
+            await self.redis.script_load(_BEGIN)  # Redis restarted, or first use
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        if sub.request_key is not None and not replies[0]:
+            if sub.dedupe:
+                await self._forget(sub, seen_key, token)
+            return "unknown"
+        return _s(replies[-1]) if sub.dedupe else "go"
 
     def _publish_result(self, pipe: Any, sub: Subscription, result: BaseModel | None) -> None:
         if result is None or sub.publishes is None:

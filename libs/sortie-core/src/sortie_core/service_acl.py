@@ -41,13 +41,16 @@ _OWN_KEYS = "+exists +get +set +del +expire +evalsha +eval +script|load +script|
 
 def _worker(reads: list[str], writes: list[str], own: list[str], extra: str = "") -> list[str]:
     """A worker: stream commands on the streams it reads, XADD only to those it writes,
-    key commands only on its own keys."""
+    key commands only on its own keys, and whether a request exists (a command for a
+    request the orchestrator never accepted is refused; the request itself, which holds
+    the SSO session, stays unreadable)."""
     return [
         "resetchannels",
         *_READ_STREAMS,
         *(f"~{s}" for s in reads),
         f"(+xadd {' '.join(f'~{s}' for s in writes)})",
         f"({_OWN_KEYS}{extra} {' '.join(own)})",
+        "(+exists ~sortie:req:*)",
     ]
 
 
