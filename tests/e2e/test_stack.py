@@ -130,6 +130,13 @@ def test_logout_everywhere_completes_with_the_sso_step_last(stack: Stack) -> Non
     assert all(t.get("username", t.get("user")) != ALICE.cas_username for t in tickets)
     sessions = httpx.get(f"{stack.urls['sim_workstations']}/hosts/pc-101/sessions").json()
     assert all(s["user"] != ALICE.cas_username for s in sessions)
+    # The TGT and the tickets never went on a stream (the ent-worker read them from the
+    # request's credentials key), and that key went with the request's end.
+    secrets_ = [sso["tgt"].encode(), *(t["ticket"].encode() for t in sso["service_tickets"])]
+    for name in redis.scan_iter(_type="stream"):
+        for _id, fields in redis.xrange(name):
+            assert not any(x in b"".join(fields.values()) for x in secrets_), name
+    assert not redis.exists(f"sortie:cred:{{{view['request_id']}}}")
 
 
 def test_metrics_were_observed(stack: Stack) -> None:

@@ -9,6 +9,7 @@ import httpx
 from redis.asyncio import Redis
 
 from sortie_core import streams
+from sortie_core.credentials import load_credentials
 from tests.orchestrator.conftest import READ_ONLY
 
 LOGOUT = {
@@ -38,7 +39,14 @@ async def test_logout_is_accepted_durably_with_its_event(client: httpx.AsyncClie
     assert fields[b"request_id"].decode() == rid
     event = json.loads(fields[b"data"])
     assert event["type"] == "logout.requested"
-    assert event["sso_session"]["tgt"] == "TGT-1-secret-value"
+    # The credentials never go on a stream (issue 11, item 3): the ent-worker alone reads
+    # them from the request's credentials key, written in the same atomic step.
+    assert event["sso_session"] is None and event["sso_session_stored"] is True
+    assert b"TGT-1-secret-value" not in entries[0][1][b"data"]
+    assert b"ST-1-abc" not in entries[0][1][b"data"]
+    stored = await load_credentials(redis, rid)
+    assert stored is not None and stored.tgt == "TGT-1-secret-value"
+    assert stored.service_tickets[0].ticket == "ST-1-abc"
 
     status = await client.get(f"/v1/requests/{rid}")
     assert status.status_code == 200

@@ -112,7 +112,7 @@ def test_phase2_only_when_every_phase1_service_reported():
     assert last is not None
     assert [m.stream for m in last.messages] == [streams.SSO_LOGOUT_REQUESTED]
     sso = last.messages[0].event
-    assert isinstance(sso, SsoLogoutRequested) and sso.tgt == "TGT-1-abc"
+    assert isinstance(sso, SsoLogoutRequested) and sso.tgt is None and sso.tgt_stored
     assert last.state.status == "sso_logout"
 
 
@@ -373,7 +373,9 @@ def test_an_sso_logout_that_failed_is_sent_again_with_its_tgt():
     fired = saga.on_deadline(failed.state, due, TIMEOUTS)
     assert fired is not None
     [msg] = fired.messages
-    assert isinstance(msg.event, SsoLogoutRequested) and msg.event.tgt == "TGT-9"
+    # The TGT itself stays out of the stream: the ent-worker reads the credentials key.
+    assert isinstance(msg.event, SsoLogoutRequested) and msg.event.tgt is None
+    assert msg.event.tgt_stored
     healed = saga.on_sso_completed(fired.state, sso_report(fired.state), due, TIMEOUTS)
     assert healed is not None and healed.state.status == "completed"
     assert healed.state.sso_session is None
@@ -404,9 +406,11 @@ def test_hosts_get_no_sso_credentials_and_lapsed_hosts_get_the_command():
     )
     by_stream = {m.stream: m.event for m in again.messages}
     assert set(by_stream) == {streams.LOGOUT_REQUESTED, "workstation.pc-1", "workstation.pc-2"}
-    assert by_stream[streams.LOGOUT_REQUESTED].sso_session is not None
-    assert by_stream["workstation.pc-1"].sso_session is None
-    assert by_stream["workstation.pc-2"].sso_session is None
+    # No stream carries the credentials; only the ent-worker is told to read them.
+    assert by_stream[streams.LOGOUT_REQUESTED].sso_session is None
+    assert by_stream[streams.LOGOUT_REQUESTED].sso_session_stored
+    for host in ("workstation.pc-1", "workstation.pc-2"):
+        assert by_stream[host].sso_session is None and not by_stream[host].sso_session_stored
 
 
 def test_a_service_that_never_reported_is_sent_everything_again():

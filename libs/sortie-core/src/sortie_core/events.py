@@ -174,6 +174,9 @@ class LogoutRequested(Command):
     reason: ShortText = "user_logout"
     targets: tuple[Target, ...] = (Target.M365, Target.ENT, Target.WORKSTATIONS)
     sso_session: SsoSession | None = None
+    # The orchestrator keeps the SSO session out of the stream (credentials.py): True when
+    # the ent-worker is to read it from the request's credentials key.
+    sso_session_stored: bool = False
     deadline: AwareDatetime
 
 
@@ -300,6 +303,8 @@ class SsoLogoutRequested(Command):
     kind: Kind
     # Known only for a logout whose request carried the SSO session.
     tgt: str | None = Field(default=None, max_length=256, repr=False)
+    # The TGT is kept out of the stream: read it from the request's credentials key.
+    tgt_stored: bool = False
     # Offboarding ends every SSO session of the user, not only one.
     all_sessions: bool = False
 

@@ -86,7 +86,8 @@ def service_rules(user: str) -> list[str]:
         return _worker(
             [streams.LOGOUT_REQUESTED, streams.OFFBOARD_REQUESTED, streams.SSO_LOGOUT_REQUESTED],
             [streams.REVOCATION_COMPLETED, streams.SSO_LOGOUT_COMPLETED, streams.DEADLETTER],
-            [_seen(streams.GROUP_ENT), "~sortie:oidc:*"],
+            # The SSO credentials of a logout (credentials.py): the ent-worker only.
+            [_seen(streams.GROUP_ENT), "~sortie:oidc:*", "~sortie:cred:*"],
             " +time +hgetall +hget +hset +hdel +scan",  # the signing-key records
         )
     if user == ADMIN:

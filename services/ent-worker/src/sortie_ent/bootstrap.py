@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from sortie_core import streams
 from sortie_core.broker import Delivery, Handler, Subscription, command_request_key
+from sortie_core.credentials import load_credentials
 from sortie_core.events import (
     DeadLettered,
     LogoutRequested,
@@ -165,12 +166,19 @@ def make_build(
         }
 
         async def on_logout(event: LogoutRequested, _: Delivery) -> RevocationCompleted | None:
+            if event.sso_session_stored and event.sso_session is None:
+                # Kept out of the stream (sortie_core.credentials); gone: the request ended.
+                stored = await load_credentials(redis, event.request_id)
+                event = event.model_copy(update={"sso_session": stored})
             return await handlers.handle_logout(event, **run_apps)
 
         async def on_offboard(event: OffboardRequested, _: Delivery) -> RevocationCompleted | None:
             return await handlers.handle_offboard(event, **run_apps)
 
         async def on_sso_logout(event: SsoLogoutRequested, _: Delivery) -> SsoLogoutCompleted:
+            if event.tgt_stored and event.tgt is None:
+                stored = await load_credentials(redis, event.request_id)
+                event = event.model_copy(update={"tgt": stored.tgt if stored else None})
             return await handlers.handle_sso_logout(event, sso=cas, policy=policy)
 
         def on_deadletter(event: object, record: DeadLettered) -> BaseModel | None:

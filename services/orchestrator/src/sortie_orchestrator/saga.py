@@ -348,7 +348,8 @@ def _command(state: SagaState, now: datetime, deadline: datetime) -> tuple[Comma
             subject=state.subject,
             reason=state.reason,
             targets=tuple(state.targets),
-            sso_session=state.sso_session,
+            # The credentials stay in the request's own key (sortie_core.credentials).
+            sso_session_stored=state.sso_session is not None,
             deadline=deadline,
             occurred_at=now,
         )
@@ -370,6 +371,7 @@ def _for_host(command: Command) -> Command:
     update: dict[str, object] = {"event_id": uuid.uuid4()}
     if isinstance(command, LogoutRequested):
         update["sso_session"] = None
+        update["sso_session_stored"] = False
     return command.model_copy(update=update)
 
 
@@ -471,7 +473,7 @@ def _sso_command(state: SagaState, now: datetime) -> SsoLogoutRequested:
         request_id=state.request_id,
         subject=state.subject,
         kind=state.kind,
-        tgt=tgt if state.kind == Kind.LOGOUT else None,
+        tgt_stored=bool(tgt) and state.kind == Kind.LOGOUT,
         all_sessions=state.kind == Kind.OFFBOARD,
         occurred_at=now,
     )

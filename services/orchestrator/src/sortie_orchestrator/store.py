@@ -10,6 +10,8 @@ Keys (the `{request_id}` hash tag keeps one request's keys in one Cluster slot):
     sortie:requests:subject:<u>  zset: the same, per subject
     sortie:active:<kind>         set: requests not finished (the in-flight gauge)
     sortie:idem:<sha256>         string: Idempotency-Key -> request id
+    sortie:cred:{<id>}           string: the request's SSO session (TGT, tickets), read
+                                 by the ent-worker only, deleted when no longer needed
     sortie:followups             hash: request id -> services with a follow-up pending
                                  (for the gauge only: the schedule is in the state)
 
@@ -32,6 +34,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from sortie_core.broker import Delivery, entry_fields, request_key
+from sortie_core.credentials import credentials_key
 from sortie_core.errors import RefusedError
 
 from .saga import SagaState, Transition
@@ -41,15 +44,16 @@ REQUESTS = "sortie:requests"
 FOLLOWUPS = "sortie:followups"
 
 _CREATE = """
--- KEYS: req, deadlines, requests, subject_index, active, idem
+-- KEYS: req, deadlines, requests, subject_index, active, idem, credentials
 -- ARGV: rid, doc, deadline ('' = none), created_score, idem_ttl, messages (JSON),
---       body fingerprint
+--       body fingerprint, credentials (JSON, '' = none), credentials ttl
 if KEYS[6] ~= 'sortie:idem:' then
   local existing = redis.call('GET', KEYS[6])
   if existing then return {0, existing} end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {0, ARGV[1]} end
 redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'v', 1)
+if ARGV[8] ~= '' then redis.call('SET', KEYS[7], ARGV[8], 'EX', tonumber(ARGV[9])) end
 if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1]) end
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
@@ -64,9 +68,10 @@ return {1, ARGV[1]}
 """
 
 _COMMIT = """
--- KEYS: req, deadlines, active, [stream of the entry to acknowledge]
+-- KEYS: req, deadlines, active, credentials, [stream of the entry to acknowledge]
 -- ARGV: rid, expected version, doc, deadline ('' = none), finished ('1'/'0'),
---       retention seconds, messages (JSON), [group, entry id]
+--       retention seconds, messages (JSON), forget credentials ('1'/'0'),
+--       [group, entry id]
 local v = redis.call('HGET', KEYS[1], 'v')
 if not v then return -1 end
 if tonumber(v) ~= tonumber(ARGV[2]) then return 0 end
@@ -83,7 +88,8 @@ end
 for _, m in ipairs(cjson.decode(ARGV[7])) do
   redis.call('XADD', m[1], '*', 'type', m[2], 'event_id', m[3], 'request_id', m[4], 'data', m[5])
 end
-if KEYS[4] then redis.call('XACK', KEYS[4], ARGV[8], ARGV[9]) end
+if ARGV[8] == '1' then redis.call('DEL', KEYS[4]) end
+if KEYS[5] then redis.call('XACK', KEYS[5], ARGV[9], ARGV[10]) end
 return 1
 """
 
@@ -150,8 +156,12 @@ class SagaStore:
         *,
         durable_replicas: int = 0,
         durable_timeout_ms: int = 1000,
+        credentials_ttl_s: int = 26 * 3600,
     ) -> None:
         self.redis = redis
+        # The SSO credentials' key outlives no follow-up (24 h horizon by default): it is
+        # deleted when the request no longer needs them, this is only the backstop.
+        self.credentials_ttl_s = credentials_ttl_s
         # Before a 202: WAIT until this many replicas hold the write (0: no wait; then
         # durability is what the server's `appendfsync` gives, see docs/runbook.md).
         self.durable_replicas = durable_replicas
@@ -184,6 +194,7 @@ class SagaStore:
                 subject_key(state.subject.user_id),
                 active_key(state.kind.value),
                 idem_key(idempotency_key, principal),
+                credentials_key(state.request_id),
             ],
             args=[
                 str(state.request_id),
@@ -193,6 +204,8 @@ class SagaStore:
                 self.idempotency_ttl_s,
                 _messages_json(transition),
                 fingerprint,
+                state.sso_session.model_dump_json() if state.sso_session else "",
+                self.credentials_ttl_s,
             ],
         )
         stored = rid.decode() if isinstance(rid, bytes) else str(rid)
@@ -224,7 +237,12 @@ class SagaStore:
         """Compare-and-set; with `ack`, that stream entry is acknowledged in the same
         script (a report then costs two round trips: this and the load)."""
         state = transition.state
-        keys = [req_key(state.request_id), DEADLINES, active_key(state.kind.value)]
+        keys = [
+            req_key(state.request_id),
+            DEADLINES,
+            active_key(state.kind.value),
+            credentials_key(state.request_id),
+        ]
         extra: list[str] = []
         if ack is not None:
             keys.append(ack.stream)
@@ -239,6 +257,7 @@ class SagaStore:
                 "1" if state.finished else "0",
                 self.retention_s,
                 _messages_json(transition),
+                "1" if state.sso_session is None and loaded.state.sso_session is not None else "0",
                 *extra,
             ],
         )
