@@ -22,7 +22,7 @@ from sortie_core.events import (
     Target,
 )
 
-from . import handlers, saga
+from . import handlers, logoutpage, saga
 from .auth import Principal, require
 from .followup import FollowUp
 from .problems import Problem
@@ -112,6 +112,8 @@ class Accepted(BaseModel):
     request_id: uuid.UUID
     status: str
     links: Links
+    # A logout's page for the user's browser (logoutpage.py): unguessable, short-lived.
+    progress_url: str | None = None
 
 
 class StepView(BaseModel):
@@ -278,6 +280,7 @@ async def post_logout(
     response: Response,
     principal: Annotated[Principal, Depends(require("logout:write"))],
     deps: Annotated[handlers.Deps, Depends(_deps)],
+    request: Request,
     idempotency_key: IdemKey = None,
 ) -> Accepted:
     sso = None
@@ -298,7 +301,10 @@ async def post_logout(
         idempotency_key=idempotency_key,
         principal=principal.name,
     )
-    return _accepted(response, rid, created, "accepted")
+    accepted = _accepted(response, rid, created, "accepted")
+    ttl = request.app.state.settings.progress_ttl_s
+    token = await logoutpage.issue(deps.store.redis, rid, ttl)
+    return accepted.model_copy(update={"progress_url": logoutpage.progress_url(request, token)})
 
 
 @router.post(

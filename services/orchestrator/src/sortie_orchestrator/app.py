@@ -27,7 +27,17 @@ from sortie_core.metrics import (
 from sortie_core.runtime import cancel_tasks, setup_logging
 from sortie_core.trim import trim_stream
 
-from . import api, asyncapi, handlers, jwks, problems, scim, statuspage, workstations_api
+from . import (
+    api,
+    asyncapi,
+    handlers,
+    jwks,
+    logoutpage,
+    problems,
+    scim,
+    statuspage,
+    workstations_api,
+)
 from .bootstrap import Wiring, bootstrap
 from .presence import AGENTS
 from .security import SecurityHeaders
@@ -143,6 +153,7 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
     app.include_router(jwks.router)
     app.include_router(scim.router)
     app.include_router(statuspage.router)
+    app.include_router(logoutpage.router)
     app.include_router(asyncapi.router)
     app.include_router(workstations_api.router)
 
