@@ -112,8 +112,12 @@ class Accepted(BaseModel):
     request_id: uuid.UUID
     status: str
     links: Links
-    # A logout's page for the user's browser (logoutpage.py): unguessable, short-lived.
-    progress_url: str | None = None
+    progress_url: str | None = Field(
+        default=None,
+        description="A logout only: the page to send the user's browser to. It shows, in "
+        "their language, each service as it is signed out, the SSO session last; needs no "
+        "login; unguessable; expires after `progress_ttl_s` (default 15 minutes).",
+    )
 
 
 class StepView(BaseModel):
