@@ -85,9 +85,14 @@ class Page:
             await asyncio.sleep(0.1)
 
     async def text(self) -> str:
-        doc = await self.send("DOM.getDocument", depth=-1)
-        html = await self.send("DOM.getOuterHTML", nodeId=doc["root"]["nodeId"])
-        return str(html["outerHTML"])
+        for _ in range(20):
+            doc = await self.send("DOM.getDocument", depth=-1)
+            try:
+                html = await self.send("DOM.getOuterHTML", nodeId=doc["root"]["nodeId"])
+            except RuntimeError:
+                continue  # the page reloaded (its refresh) in between
+            return str(html["outerHTML"])
+        raise AssertionError("the page never stood still")
 
     async def width(self, px: int, height: int = 900) -> None:
         await self.send(
@@ -99,7 +104,16 @@ class Page:
         )
 
     async def screenshot(self, path: Path) -> Path:
-        shot = await self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        for _ in range(50):
+            try:
+                shot = await self.send(
+                    "Page.captureScreenshot", format="png", captureBeyondViewport=True
+                )
+                break
+            except RuntimeError:  # in the middle of a reload (the page's refresh)
+                await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("no screenshot could be taken")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(shot["data"]))
         return path
@@ -135,7 +149,7 @@ async def browser(
         "--disable-sync",
         "--no-first-run",
         f"--accept-lang={lang}",
-        f"--lang={lang.split(',')[0]}",
+        f"--lang={lang.split(',', maxsplit=1)[0]}",
         f"--remote-debugging-port={port}",
         f"--user-data-dir={profile}",
     ]
@@ -164,6 +178,9 @@ async def browser(
                 await page.send(
                     "Emulation.setUserAgentOverride", userAgent="Mozilla/5.0", acceptLanguage=lang
                 )
+                await page.width(1280)
+                if not javascript:
+                    await page.send("Emulation.setScriptExecutionDisabled", value=True)
                 try:
                     yield page
                 finally:
