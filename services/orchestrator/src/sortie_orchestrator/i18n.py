@@ -3,12 +3,9 @@ and dates in the deployment's time zone with their offset.
 
 The catalogues are `locale/<lang>/LC_MESSAGES/messages.po`, English message ids; they are
 compiled in memory when first used, so no compiled `.mo` can drift from its `.po`.
-Update them after changing a text (see docs/i18n.md):
-
-    pybabel extract -F services/orchestrator/babel.cfg -k N_ \\
-        -o services/orchestrator/src/sortie_orchestrator/locale/messages.pot \\
-        services/orchestrator/src/sortie_orchestrator
-    pybabel update -i …/locale/messages.pot -d …/locale
+After changing a text, `scripts/i18n.sh` extracts the texts (pybabel, babel.cfg) and
+merges them into each `.po`; translate the new ones; tests/statuspage/test_i18n.py fails
+while a text is missing or untranslated.
 """
 
 from __future__ import annotations
