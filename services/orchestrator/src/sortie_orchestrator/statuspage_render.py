@@ -113,7 +113,8 @@ def timeline_svg(t: L10n, state: SagaState, now: datetime) -> Markup:
         )
     for i, (label, outcome, a, b, tip) in enumerate(lanes):
         y = _TOP + i * _ROW_H
-        out.append(f'<text class="lane" x="{_LABEL_W}" y="{y + 17}">{escape(_clip(label, 36))}</text>')
+        name = escape(_clip(label, 36))
+        out.append(f'<text class="lane" x="{_LABEL_W}" y="{y + 17}">{name}</text>')
         if b < 0:
             x = _PLOT_L
             w = max((end - t0).total_seconds() * 1000 * scale, 2)
