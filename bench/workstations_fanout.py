@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from tests.redis_server import RedisServer, free_port  # noqa: E402
 from tests.workstation.fleet import Fleet  # noqa: E402
 
-TOKEN = "bench-token-0123456789abcdef"
+TOKEN = "bench-token-0123456789abcdef0123456"
 ROOM = 30  # hosts in a classroom
 
 

@@ -32,7 +32,11 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> RedisServer:
+    def start_with_auth(self) -> RedisServer:
+        """Start a server whose `default` user is off: ready once it answers NOAUTH."""
+        return self.start(ready=(b"+PONG", b"-NOAUTH"))
+
+    def start(self, ready: tuple[bytes, ...] = (b"+PONG",)) -> RedisServer:
         args = [
             str(self.binary),
             "--port",
@@ -55,7 +59,7 @@ class RedisServer:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock,
             ):
                 sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
+                if sock.recv(16).startswith(ready):
                     return self
             time.sleep(0.05)
         raise RuntimeError(f"redis-server did not start on port {self.port}")

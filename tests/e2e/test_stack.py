@@ -172,3 +172,28 @@ def test_many_logouts_finish(stack: Stack) -> None:
         views = [wait_finished(client, rid) for rid in ids]
     # Unknown users: nothing to revoke anywhere, and that is a success.
     assert {v["status"] for v in views} == {"completed"}
+
+
+def test_redis_refuses_anonymous_clients_and_each_process_has_its_own_user(stack: Stack) -> None:
+    from urllib.parse import urlsplit
+
+    from redis.exceptions import AuthenticationError
+
+    port = urlsplit(stack.urls["redis"]).port
+    anonymous = Redis(host="127.0.0.1", port=port)
+    with pytest.raises(AuthenticationError):
+        anonymous.get("sortie:agents")
+    anonymous.close()
+    admin = Redis.from_url(stack.urls["redis"])
+    users = {c["user"] for c in admin.client_list()}
+    admin.close()
+    assert {
+        "sortie-orchestrator",
+        "sortie-m365-worker",
+        "sortie-ent-worker",
+        "sortie-agent-pc-101",
+        "sortie-agent-pc-102",
+    } <= users
+    assert "default" not in users
+    for proc in stack.procs:
+        assert "NOPERM" not in proc.log_tail(10_000), proc.name

@@ -11,13 +11,13 @@ from contextlib import contextmanager
 
 import uvicorn
 
-from sortie_orchestrator.app import create_app
+from sortie_orchestrator.app import create_app, uvicorn_options
 from sortie_orchestrator.settings import OrchestratorSettings, TokenSpec
 from tests.redis_server import RedisServer, free_port
 
 TOKEN = "live-token-all-scopes-0123456789"
-SCIM_TOKEN = "live-token-scim-only-0123456789"
-READER = "live-token-read-only-0123456789"
+SCIM_TOKEN = "live-token-scim-only-0123456789a"
+READER = "live-token-read-only-0123456789a"
 ALL = frozenset({"logout:write", "offboard:write", "requests:read", "workstations:admin", "scim"})
 
 
@@ -50,6 +50,7 @@ def live_orchestrator(
             port=port,
             log_level="warning",
             lifespan="on",
+            **uvicorn_options(settings),
         )
     )
     thread = threading.Thread(target=server.run, name="live-orchestrator", daemon=True)

@@ -81,6 +81,9 @@ def test_idempotency_key_returns_the_first_request_per_token(base: str, api: htt
     assert again.json()["request_id"] == first.json()["request_id"]
     assert again.headers["idempotent-replayed"] == "true"
     assert "idempotent-replayed" not in first.headers
+    # The same key for another person is another request: refused, not silently replayed.
+    other = api.post("/v1/offboardings", json=body("mdurand"), headers=key)
+    assert other.status_code == 422 and other.json()["request_id"] == first.json()["request_id"]
     # A read-only token cannot post at all, so its key never reaches the store.
     reader = httpx.post(
         f"{base}/v1/offboardings",

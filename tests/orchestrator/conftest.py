@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -9,10 +9,11 @@ from fastapi import FastAPI
 
 from sortie_orchestrator.app import create_app, start_background, stop_background
 from sortie_orchestrator.settings import OrchestratorSettings, TokenSpec
+from tests.intake import live
 from tests.redis_server import RedisServer
 
 TOKEN = "test-token-all-scopes-0123456789"
-READ_ONLY = "test-token-read-only-0123456789"
+READ_ONLY = "test-token-read-only-0123456789a"
 
 
 def settings_for(redis_server: RedisServer, **overrides: object) -> OrchestratorSettings:
@@ -63,4 +64,24 @@ async def client(orchestrator: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         base_url="http://orchestrator",
         headers={"Authorization": f"Bearer {TOKEN}"},
     ) as c:
+        yield c
+
+
+# For the modules that run a live orchestrator and give its URL as their `base` fixture.
+
+
+@pytest.fixture
+def scim(base: str) -> Iterator[httpx.Client]:
+    """A SCIM client as an IdP's provisioning is one: the token with the scope `scim`."""
+    headers = {
+        "Authorization": f"Bearer {live.SCIM_TOKEN}",
+        "Content-Type": "application/scim+json",
+    }
+    with httpx.Client(base_url=f"{base}/scim/v2", headers=headers, timeout=10) as c:
+        yield c
+
+
+@pytest.fixture
+def api(base: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {live.TOKEN}"}) as c:
         yield c

@@ -17,12 +17,13 @@ from redis.asyncio import Redis
 
 from sortie_core import streams
 from sortie_core.broker import ensure_groups, publish
-from sortie_core.events import AgentResultsAvailable, DeadLettered
-from sortie_core.presence import PresenceRecord, write_presence
+from sortie_core.events import DeadLettered
+from sortie_core.presence import PresenceRecord, wake, write_presence
 from sortie_orchestrator.app import create_app, start_background, stop_background
 from tests.orchestrator.conftest import TOKEN, settings_for
 from tests.orchestrator.test_replicas import report
 from tests.redis_server import RedisServer
+from tests.workers.helpers import logout
 
 
 @pytest.fixture
@@ -95,7 +96,7 @@ async def test_genuine_report_moves_the_request_on(
     stream = streams.agent_results_stream("pc-1")
     assert stream == "agent.results.pc-1" == streams.agent_results_stream("PC-1")
     await publish(redis, stream, report(rid, "workstation:pc-1"))
-    await publish(redis, streams.AGENT_PRESENCE, AgentResultsAvailable(host="pc-1"))
+    await wake(redis, "pc-1", "results")
     await _wait_state(api, rid, "workstation:pc-1", "reported")
     after = await _states(api, rid)
     assert after == before | {"workstation:pc-1": "reported"}
@@ -112,9 +113,9 @@ async def test_forged_reports_on_a_results_stream_are_dead_lettered(
     # What a compromised pc-1 could write: reports for m365 and for pc-2, and junk.
     await publish(redis, stream, report(rid, "m365"))
     await publish(redis, stream, report(rid, "workstation:pc-2"))
-    await publish(redis, stream, AgentResultsAvailable(host="pc-1"))
+    await publish(redis, stream, logout())
     await redis.xadd(stream, {"type": "x", "data": "not json"})
-    await publish(redis, streams.AGENT_PRESENCE, AgentResultsAvailable(host="pc-1"))
+    await wake(redis, "pc-1", "results")
     records = await _deadletters(redis, 4)
     assert [(r.stream, r.group, r.reason) for r in records] == [
         (stream, streams.GROUP_ORCHESTRATOR, "forged_report"),
@@ -158,7 +159,7 @@ async def test_lost_announcement_and_stale_pending_entry_are_recovered(
         await asyncio.sleep(0.02)
     await asyncio.sleep(0.1)
     rid = await _logout(app, api, redis)
-    # pc-1 reported but its announcement was lost (no entry on agent.presence).
+    # pc-1 reported but its wake-up was lost.
     await publish(redis, streams.agent_results_stream("pc-1"), report(rid, "workstation:pc-1"))
     # pc-2's report was read by a replica that crashed before acknowledging it.
     pc2 = streams.agent_results_stream("pc-2")

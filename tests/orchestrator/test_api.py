@@ -107,6 +107,31 @@ async def test_idempotency_key_returns_the_first_request(client: httpx.AsyncClie
     assert await stream_len(redis, streams.LOGOUT_REQUESTED) == 1
 
 
+async def test_idempotency_key_reused_with_another_body_is_refused(
+    client: httpx.AsyncClient, redis: Redis
+) -> None:
+    headers = {"Idempotency-Key": "ent-logout-43"}
+    first = await client.post("/v1/logouts", json=LOGOUT, headers=headers)
+    other = {**LOGOUT, "subject": {"user_id": "somebody-else"}}
+    again = await client.post("/v1/logouts", json=other, headers=headers)
+    assert first.status_code == 202
+    assert again.status_code == 422, again.text
+    assert again.headers["content-type"] == "application/problem+json"
+    problem = again.json()
+    assert "Idempotency-Key" in problem["detail"]
+    assert problem["request_id"] == first.json()["request_id"]
+    # The same key on another endpoint is another body too; nothing was published.
+    offboard = await client.post(
+        "/v1/offboardings", json={"subject": {"user_id": "alice"}}, headers=headers
+    )
+    assert offboard.status_code == 422
+    assert await stream_len(redis, streams.LOGOUT_REQUESTED) == 1
+    assert await stream_len(redis, streams.OFFBOARD_REQUESTED) == 0
+    # The same body again is still a replay.
+    replay = await client.post("/v1/logouts", json=LOGOUT, headers=headers)
+    assert replay.status_code == 202 and replay.headers.get("idempotent-replayed") == "true"
+
+
 async def test_listing_newest_first_with_cursor_and_filters(client: httpx.AsyncClient):
     ids = []
     for user in ("u1", "u2", "u1", "u3", "u1"):

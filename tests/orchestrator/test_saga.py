@@ -407,3 +407,20 @@ def test_hosts_get_no_sso_credentials_and_lapsed_hosts_get_the_command():
     assert by_stream[streams.LOGOUT_REQUESTED].sso_session is not None
     assert by_stream["workstation.pc-1"].sso_session is None
     assert by_stream["workstation.pc-2"].sso_session is None
+
+
+def test_a_service_that_never_reported_is_sent_everything_again():
+    t = started(targets=[Target.M365, Target.ENT])
+    s = saga.on_revocation(t.state, report(t.state, "m365"), T0, TIMEOUTS)
+    assert s is not None
+    late = saga.on_deadline(s.state, T0 + timedelta(seconds=31), TIMEOUTS)
+    assert late is not None
+    done = saga.on_sso_completed(late.state, sso_report(late.state), T0, TIMEOUTS)
+    assert done is not None and done.state.followups["ent"].actions == []
+    due = done.state.next_deadline()
+    assert due is not None
+    fired = saga.on_deadline(done.state, due, TIMEOUTS)
+    assert fired is not None
+    [msg] = fired.messages
+    assert msg.event.followup is not None and msg.event.followup.actions == ()
+    assert msg.event.retries("app_logout:esper")

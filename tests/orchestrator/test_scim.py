@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.intake.live import READER, SCIM_TOKEN, TOKEN, live_orchestrator
+from tests.intake.live import READER, live_orchestrator
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -20,19 +20,6 @@ ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
 def base() -> Iterator[str]:
     with live_orchestrator() as url:
         yield url
-
-
-@pytest.fixture
-def scim(base: str) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {SCIM_TOKEN}", "Content-Type": "application/scim+json"}
-    with httpx.Client(base_url=f"{base}/scim/v2", headers=headers, timeout=10) as c:
-        yield c
-
-
-@pytest.fixture
-def api(base: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
-        yield c
 
 
 def make_user(scim: httpx.Client, name: str, **extra: Any) -> dict[str, Any]:
@@ -118,9 +105,8 @@ def test_filters_by_user_name_and_external_id(scim: httpx.Client) -> None:
     )
     picked = scim.get(f"/Users/{u['id']}", params={"attributes": "userName"}).json()
     assert set(picked) == {"schemas", "id", "userName"}
-    assert_scim_error(
-        scim.get("/Users", params={"filter": 'displayName co "x"'}), 400, "invalidFilter"
-    )
+    for bad in ('shoeSize eq "44"', "userName eq", 'userName zz "x"'):
+        assert_scim_error(scim.get("/Users", params={"filter": bad}), 400, "invalidFilter")
 
 
 def test_user_name_is_unique_case_insensitively(scim: httpx.Client) -> None:
@@ -186,7 +172,8 @@ def test_tokens_are_required_and_scoped(base: str) -> None:
 
 
 def test_unknown_paths_and_methods(scim: httpx.Client) -> None:
-    assert_scim_error(scim.get("/Groups"), 404)
+    assert_scim_error(scim.get("/Devices"), 404)
+    assert_scim_error(scim.delete("/Groups"), 405)
     assert_scim_error(scim.post("/ServiceProviderConfig", json={}), 405)
     assert_scim_error(scim.delete("/Users"), 405)
 
@@ -207,3 +194,70 @@ def test_renaming_onto_a_taken_name_starts_nothing(scim: httpx.Client, api: http
     assert_scim_error(scim.put(f"/Users/{other['id']}", json=put), 409, "uniqueness")
     assert api.get("/v1/requests", params={"subject": "ogarnier"}).json()["items"] == []
     assert api.get("/v1/requests", params={"subject": "ngarnier"}).json()["items"] == []
+
+
+def test_etags_guard_writes(scim: httpx.Client) -> None:
+    u = make_user(scim, "etag.user")
+    version = u["meta"]["version"]
+    assert scim.get(f"/Users/{u['id']}").headers["etag"] == version
+    op = {"schemas": [PATCH], "Operations": [{"op": "replace", "path": "title", "value": "CPE"}]}
+    stale = scim.patch(f"/Users/{u['id']}", json=op, headers={"If-Match": 'W/"999"'})
+    assert_scim_error(stale, 412)
+    assert_scim_error(scim.delete(f"/Users/{u['id']}", headers={"If-Match": 'W/"999"'}), 412)
+    fresh = scim.patch(f"/Users/{u['id']}", json=op, headers={"If-Match": version})
+    assert fresh.status_code == 200 and fresh.json()["title"] == "CPE"
+    assert fresh.headers["etag"] != version == u["meta"]["version"]
+    put = {"schemas": [USER], "userName": "etag.user"}
+    assert_scim_error(scim.put(f"/Users/{u['id']}", json=put, headers={"If-Match": version}), 412)
+
+
+def test_filters_paging_and_attribute_selection(scim: httpx.Client) -> None:
+    a = make_user(scim, "flt.alpha", title="Teacher", displayName="Alpha")
+    b = make_user(scim, "flt.beta", title="Nurse")
+    c = make_user(scim, "flt.gamma")
+
+    def ids(expr: str, **params: Any) -> list[str]:
+        resp = scim.get("/Users", params={"filter": expr, **params})
+        assert resp.status_code == 200, resp.text
+        return [r["id"] for r in resp.json()["Resources"]]
+
+    assert ids('userName sw "flt." and title pr') == [a["id"], b["id"]]
+    assert ids('userName sw "flt." and not (title pr)') == [c["id"]]
+    assert ids('title eq "teacher" or title eq "Nurse"') == [a["id"], b["id"]]
+    assert ids('userName co "amm"') == [c["id"]]
+    assert ids('userName sw "flt." and title ne "Nurse"') == [a["id"], c["id"]]
+    assert ids('emails[type eq "work" and value ew "beta@lycee.example"]') == [b["id"]]
+    page = scim.get(
+        "/Users", params={"filter": 'userName sw "flt."', "startIndex": 2, "count": 1}
+    ).json()
+    assert page["totalResults"] == 3 and page["startIndex"] == 2
+    assert [r["id"] for r in page["Resources"]] == [b["id"]]
+    picked = scim.get(
+        "/Users", params={"filter": f'id eq "{a["id"]}"', "attributes": "displayName"}
+    )
+    assert picked.json()["Resources"] == [
+        {"schemas": [USER], "id": a["id"], "displayName": "Alpha"}
+    ]
+    dropped = scim.get(f"/Users/{a['id']}", params={"excludedAttributes": "emails,title"}).json()
+    assert "emails" not in dropped and "title" not in dropped and dropped["userName"] == "flt.alpha"
+
+
+def test_groups_refuse_unknown_members_and_lose_deleted_ones(scim: httpx.Client) -> None:
+    group = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Profs"}
+    bad = scim.post("/Groups", json={**group, "members": [{"value": "no-such-user"}]})
+    assert_scim_error(bad, 400, "invalidValue")
+    u = make_user(scim, "member.one")
+    made = scim.post("/Groups", json={**group, "members": [{"value": u["id"]}]})
+    assert made.status_code == 201, made.text
+    gid = made.json()["id"]
+    assert_scim_error(scim.post("/Groups", json=group), 409, "uniqueness")
+    assert scim.delete(f"/Users/{u['id']}").status_code == 204
+    assert "members" not in scim.get(f"/Groups/{gid}").json()
+
+
+def test_bad_response_parameters_refuse_the_write(scim: httpx.Client) -> None:
+    before = total(scim)
+    body = {"schemas": [USER], "userName": "params.user"}
+    refused = scim.post("/Users", json=body, params={"attributes": "shoeSize[type eq 1]"})
+    assert_scim_error(refused, 400)
+    assert total(scim) == before

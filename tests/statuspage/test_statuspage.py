@@ -11,7 +11,9 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
-from tests.intake.live import READER, SCIM_TOKEN, TOKEN, live_orchestrator
+from sortie_orchestrator.settings import TokenSpec
+from tests.intake.live import ALL, READER, SCIM_TOKEN, TOKEN, live_orchestrator
+from tests.redis_server import RedisServer
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +175,28 @@ def test_a_logout_answers_its_progress_page(base: str) -> None:
                 break
     # No worker runs here: it times out and ends; each update was a fragment of the page.
     assert kinds[0] == "update" and kinds[-1] == "end"
+
+
+def test_a_session_ends_with_its_token() -> None:
+    """The session is bound to the token's digest, checked on every request: a token
+    removed from the configuration (or replaced under the same name) ends its sessions."""
+    redis = RedisServer().start()
+    try:
+        with live_orchestrator(redis) as url:
+            client = httpx.Client(base_url=url, timeout=10)
+            resp = client.post("/ui/login", data={"token": READER, "next": "/ui/"})
+            assert resp.status_code == 303
+            assert client.get("/ui/").status_code == 200
+        replaced = [
+            TokenSpec(name="all", token=TOKEN, scopes=ALL),
+            # Same name, another token: the old one must not keep its sessions.
+            TokenSpec(name="helpdesk", token="x" * 40, scopes=frozenset({"requests:read"})),
+        ]
+        with live_orchestrator(redis, tokens=replaced) as url:
+            client.base_url = httpx.URL(url)
+            assert client.get("/ui/").status_code == 303
+            rid = offboard(url, "bob")
+            assert client.get(f"/ui/requests/{rid}/events").status_code == 401
+        client.close()
+    finally:
+        redis.cleanup()

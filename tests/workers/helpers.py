@@ -114,3 +114,32 @@ async def wait_for_events(
         if len(events) >= count or time.monotonic() > deadline:
             return events
         await asyncio.sleep(0.02)
+
+
+class Wakes:
+    """Every agent wake-up published while it is open: (channel, payload) pairs."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        self.seen: list[tuple[str, str]] = []
+
+    async def __aenter__(self) -> Wakes:
+        from sortie_core.streams import AGENT_WAKE_PREFIX
+
+        await self.pubsub.psubscribe(f"{AGENT_WAKE_PREFIX}*")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.pubsub.aclose()
+
+    async def wait(self, count: int, timeout_s: float = 10.0) -> list[tuple[str, str]]:
+        """The wake-ups seen once `count` arrived (or the time ran out)."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.seen) < count:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            message = await self.pubsub.get_message(timeout=min(left, 0.1))
+            if message is not None:
+                self.seen.append((message["channel"].decode(), message["data"].decode()))
+        return list(self.seen)

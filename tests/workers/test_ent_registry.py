@@ -36,12 +36,24 @@ def test_empty_file_is_an_empty_registry() -> None:
     ("yaml_text", "complaint"),
     [
         (
-            "applications: [{name: a, protocol: cas_slo, service_patterns: ['x']},"
-            " {name: a, protocol: cas_slo, service_patterns: ['y']}]",
+            "applications: [{name: a, protocol: cas_slo, service_urls: ['https://x/']},"
+            " {name: a, protocol: cas_slo, service_urls: ['https://y/']}]",
             "listed twice",
         ),
         ("applications: [{name: a, protocol: cas_slo, service_patterns: ['(']}]", "invalid"),
         ("applications: [{name: a, protocol: cas_slo}]", "service_patterns"),
+        # Item 11 of issue 11: an unescaped dot in the host matches any character.
+        (
+            "applications: [{name: a, protocol: cas_slo,"
+            " service_patterns: ['https://ent.school.example/.*']}]",
+            "escaped dots",
+        ),
+        ("applications: [{name: a, protocol: cas_slo, service_patterns: ['.*']}]", "escaped"),
+        (
+            "applications: [{name: a, protocol: cas_slo,"
+            " service_urls: ['https://ent.school.example/?a=1']}]",
+            "plain http",
+        ),
         ("applications: [{name: a, protocol: http}]", "logout_url"),
         (
             "applications: [{name: a, protocol: oidc_bcl,"
@@ -93,13 +105,51 @@ def test_urls_with_credentials_or_odd_characters_never_match() -> None:
     # A sloppy pattern (no slash after the host) must still not let another host in.
     registry = parse_registry(
         r"applications: [{name: esper, protocol: cas_slo,"
-        r" service_patterns: ['https://esper\.ent\.test.*']}]"
+        r" service_patterns: ['https://esper\.ent\.test(:443)?(/.*)?']}]"
     )
     assert registry.match("https://esper.ent.test/x")
     assert registry.match("https://esper.ent.test@evil.net/") is None
     assert registry.match("https://esper.ent.test\\@evil.net/") is None
     assert registry.match("https://esper.ent.test /") is None
     assert registry.match("https://esper.ent.test:99999/") is None
+
+
+def test_structured_entries_match_scheme_host_port_and_path_prefix() -> None:
+    registry = parse_registry(
+        "applications: [{name: esper, protocol: cas_slo,"
+        " service_urls: ['https://ent.school.example/esper/', 'http://127.0.0.1:8103/e/']}]"
+    )
+    for url in (
+        "https://ent.school.example/esper/",
+        "https://ENT.school.example:443/esper/login?ticket=x",
+        "http://127.0.0.1:8103/e/x",
+    ):
+        assert registry.match(url), url
+    for url in (
+        "https://entXschool.example/esper/",
+        "https://ent.school.example.evil.net/esper/",
+        "http://ent.school.example/esper/",
+        "https://ent.school.example:8443/esper/",
+        "https://ent.school.example/other/",
+        "https://ent.school.example/esper/../admin",
+        "https://ent.school.example/esper/%2E%2E/admin",
+        "https://ent.school.example/esper/\x01",
+        "https://ent.school.example/esper/\x7f",
+        "http://127.0.0.1:8104/e/x",
+    ):
+        assert registry.match(url) is None, url
+
+
+def test_the_shipped_registries_load() -> None:
+    from pathlib import Path
+
+    from sortie_ent.registry import load_registry
+
+    root = Path(__file__).resolve().parents[2]
+    for path in ("deploy/ent-registry.yaml", "services/ent-worker/registry.example.yaml"):
+        registry = load_registry(root / path)
+        assert registry.match("https://esper.ent.example.org/x"), path
+        assert registry.match("https://esperXent.example.org/x") is None, path
 
 
 def test_first_matching_application_wins() -> None:

@@ -13,12 +13,7 @@ from redis.asyncio import Redis
 from sortie_core import streams
 from sortie_core.broker import publish
 from sortie_core.errors import NotFoundError, PermanentError, TransientError
-from sortie_core.events import (
-    AgentPresenceChanged,
-    AgentResultsAvailable,
-    Outcome,
-    RevocationCompleted,
-)
+from sortie_core.events import Outcome, RevocationCompleted
 from sortie_core.presence import read_presence
 from sortie_core.steps import RetryPolicy
 from sortie_workstation import __version__
@@ -29,7 +24,14 @@ from sortie_workstation.agent import Agent
 from sortie_workstation.bootstrap import SERVICE, make_build
 from sortie_workstation.settings import AgentSettings
 from tests.redis_server import RedisServer, free_port
-from tests.workers.helpers import fast, logout, offboard, running_worker, wait_for_events
+from tests.workers.helpers import (
+    Wakes,
+    fast,
+    logout,
+    offboard,
+    running_worker,
+    wait_for_events,
+)
 from tests.workers.stub_http import Reply, Seen, StubHttp
 
 HOST = "pc-101"
@@ -147,6 +149,7 @@ async def test_presence_is_written_and_announced_only_on_change(redis: Redis) ->
         host=HOST, backend=backend, redis=redis, policy=POLICY, heartbeat_s=5, clock=clock
     )
 
+    wakes = await Wakes(redis).__aenter__()
     assert await agent.refresh_presence()  # start: always announced
     record = await read_presence(redis, HOST)
     assert record is not None
@@ -160,39 +163,42 @@ async def test_presence_is_written_and_announced_only_on_change(redis: Redis) ->
     await agent.refresh_presence()  # heartbeat, same users: refreshed silently
     record = await read_presence(redis, HOST)
     assert record is not None and record.heartbeat_at == 1_005.0
-    assert len(await redis.xrange(streams.AGENT_PRESENCE)) == 1
+    assert len(await wakes.wait(2, timeout_s=0.3)) == 1
 
     del backend.sessions[2]
     await agent.refresh_presence()
     record = await read_presence(redis, HOST)
     assert record is not None and record.users == frozenset({"alice"})
-    announced = await wait_for_events(redis, streams.AGENT_PRESENCE, count=2, timeout_s=0)
-    assert [type(e) for e in announced] == [AgentPresenceChanged] * 2
-    assert {e.host for e in announced} == {HOST}
+    assert await wakes.wait(3, timeout_s=0.3) == [(f"sortie:agent-wake:{HOST}", "presence")] * 2
+    await wakes.__aexit__()
+    # The host put itself in the set the orchestrator's sweep reads.
+    assert await redis.smembers("sortie:agent-hosts") == {HOST.encode()}
 
 
 async def test_presence_is_not_written_when_sessions_cannot_be_listed(redis: Redis) -> None:
     backend = FakeSessions(list_failures=[TransientError("down")])
     agent = Agent(host=HOST, backend=backend, redis=redis, policy=POLICY)
-    assert not await agent.refresh_presence()
-    assert await read_presence(redis, HOST) is None
-    assert await redis.xlen(streams.AGENT_PRESENCE) == 0
-    assert await agent.refresh_presence()  # the next heartbeat recovers, and announces
-    assert await redis.xlen(streams.AGENT_PRESENCE) == 1
+    async with Wakes(redis) as wakes:
+        assert not await agent.refresh_presence()
+        assert await read_presence(redis, HOST) is None
+        assert await wakes.wait(1, timeout_s=0.2) == []
+        assert await agent.refresh_presence()  # the next heartbeat recovers, and announces
+        assert len(await wakes.wait(2, timeout_s=0.2)) == 1
 
 
 async def test_heartbeat_loop_refreshes_and_idles(redis: Redis) -> None:
     backend = FakeSessions()
     backend.open(1, "alice")
     agent = Agent(host=HOST, backend=backend, redis=redis, policy=POLICY, heartbeat_s=0.1)
-    task = asyncio.create_task(agent.run())
-    await asyncio.sleep(0.35)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    # At start and about every 100 ms: neither once nor a busy loop.
-    assert 3 <= backend.list_calls <= 5
-    assert await redis.xlen(streams.AGENT_PRESENCE) == 1
+    async with Wakes(redis) as wakes:
+        task = asyncio.create_task(agent.run())
+        await asyncio.sleep(0.35)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # At start and about every 100 ms: neither once nor a busy loop.
+        assert 3 <= backend.list_calls <= 5
+        assert len(await wakes.wait(2, timeout_s=0.2)) == 1
 
 
 # -- the agent in-process ------------------------------------------------------------------
@@ -217,6 +223,7 @@ async def test_agent_consumes_its_own_stream_only(
     stub = workstations_stub(state)
     settings = fast(AgentSettings, redis_server.url, host=HOST, sim_url=serve(stub), heartbeat_s=30)
     event = logout()
+    wakes = await Wakes(redis).__aenter__()
     async with running_worker(SERVICE, settings, make_build(settings)) as parts:
         assert [(s.stream, s.group) for s in parts.subscriptions] == [
             ("workstation.pc-101", streams.GROUP_WORKSTATION)
@@ -225,7 +232,7 @@ async def test_agent_consumes_its_own_stream_only(
         await publish(redis, streams.workstation_stream("pc-102"), offboard())  # another host
         await publish(redis, streams.workstation_stream(HOST), event)
         [done] = await wait_for_events(redis, streams.agent_results_stream(HOST))
-        announced = await wait_for_events(redis, streams.AGENT_PRESENCE, count=3)
+        announced = await wakes.wait(3)
         record = await read_presence(redis, HOST)
         # Nothing else comes.
         late = await wait_for_events(
@@ -241,15 +248,12 @@ async def test_agent_consumes_its_own_stream_only(
     assert state[HOST] == {2: {"user": "bob", "state": "disconnected", "station": "rdp-1"}}
     # Presence at start (alice and bob), the report, presence after the logoff; the start-up
     # announcement may land after the command was handled, so the order is not fixed.
-    kinds = sorted(type(e).__name__ for e in announced)
-    assert kinds == sorted(
-        [
-            AgentPresenceChanged.__name__,
-            AgentResultsAvailable.__name__,
-            AgentPresenceChanged.__name__,
-        ]
-    )
-    assert {e.host for e in announced} == {HOST}
+    await wakes.__aexit__()
+    assert sorted(announced) == [
+        (f"sortie:agent-wake:{HOST}", "presence"),
+        (f"sortie:agent-wake:{HOST}", "presence"),
+        (f"sortie:agent-wake:{HOST}", "results"),
+    ]
     assert record is not None and record.users == frozenset({"bob"})
     assert len(late) == 1
     groups = await redis.xinfo_groups(streams.LOGOUT_REQUESTED)

@@ -21,8 +21,8 @@ from sortie_core.acl import (
     setuser_command,
 )
 from sortie_core.broker import publish
-from sortie_core.events import AgentResultsAvailable, Outcome, RevocationCompleted
-from sortie_core.presence import read_presence
+from sortie_core.events import Outcome, RevocationCompleted
+from sortie_core.presence import read_presence, wake
 from sortie_workstation.adapters.fake import FakeSessions
 from sortie_workstation.bootstrap import SERVICE, make_build
 from sortie_workstation.settings import AgentSettings
@@ -62,7 +62,7 @@ async def test_agent_works_under_its_acl_user_and_nothing_more(
     assert await redis.exists(f"sortie:seen:workstation-agent:{HOST}:{event.event_id}")
     record = await read_presence(redis, HOST)
     assert record is not None and record.users == frozenset()
-    assert await redis.xlen(streams.AGENT_PRESENCE) >= 1
+    assert await redis.smembers("sortie:agent-hosts") == {HOST.encode()}
 
     agent = Redis.from_url(url)
     try:
@@ -89,13 +89,22 @@ async def test_agent_works_under_its_acl_user_and_nothing_more(
             agent.flushall(),
             agent.execute_command("ACL", "SETUSER", "me", "on", "+@all", "~*"),
             agent.publish("chan", "x"),
+            # No shared stream at all: an XADD there could block or empty it for everyone.
+            agent.xadd("agent.presence", {"data": "{}"}),
+            agent.xadd(streams.DEADLETTER, {"data": "{}"}),
+            agent.xadd(streams.agent_deadletter_stream("pc-other"), {"data": "{}"}),
+            agent.publish(streams.agent_wake_channel("pc-other"), "results"),
+            agent.srem("sortie:agent-hosts", "pc-other"),
+            agent.delete("sortie:agent-hosts"),
         ]
         for call in refused:
             with pytest.raises(NoPermissionError):
                 await call
         # What it may do.
         await publish(agent, streams.agent_results_stream(HOST), done)
-        await publish(agent, streams.AGENT_PRESENCE, AgentResultsAvailable(host=HOST))
+        await wake(agent, HOST, "results")
+        await agent.xadd(streams.agent_deadletter_stream(HOST), {"data": "{}"})
+        await agent.sadd("sortie:agent-hosts", HOST)
         await agent.hset(f"sortie:agent:{HOST}", "version", "x")
     finally:
         await agent.aclose()

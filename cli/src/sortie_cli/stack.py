@@ -21,9 +21,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import yaml
+
+from sortie_core.acl import agent_user
+from sortie_core.service_acl import ADMIN, ENT, M365, ORCHESTRATOR
 
 DEMO_AGENTS = ("pc-101", "pc-102")
 STACK_FILE = "stack.json"
@@ -93,6 +97,8 @@ class Stack:
     agent_heartbeat_s: float = 2.0
     procs: list[Proc] = field(default_factory=list)
     urls: dict[str, str] = field(default_factory=dict)
+    # One Redis URL per process (its own ACL user) when the stack runs its own Redis.
+    redis_users: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.workdir = self.workdir.resolve()
@@ -152,13 +158,15 @@ class Stack:
                         "yes",
                         "--appendfsync",
                         "everysec",
+                        "--aclfile",
+                        str(self._acl_file(port)),
                     ],
                     self._env(),
                     None,
                     self.workdir / "logs" / "redis.log",
                 )
             )
-            self.redis_url = f"redis://127.0.0.1:{port}/0"
+            self.redis_url = self.redis_users.get(ADMIN, f"redis://127.0.0.1:{port}/0")
         self.urls["redis"] = self.redis_url
 
         sims: dict[str, int] = {}
@@ -200,7 +208,10 @@ class Stack:
             self.urls[f"sim_{name}"] = sim_url[name]
 
         self.urls["api"] = api
-        common = {"SORTIE_REDIS_URL": self.redis_url}
+
+        def common(user: str) -> dict[str, str]:
+            return {"SORTIE_REDIS_URL": self.redis_users.get(user, self.redis_url or "")}
+
         procs.append(
             self._py(
                 "orchestrator",
@@ -211,11 +222,11 @@ class Stack:
                 SORTIE_DEV_TOKEN=self.token or "",
                 # The display names of the applications, for the pages.
                 SORTIE_ORCHESTRATOR_ENT_REGISTRY_PATH=str(self.workdir / "ent-registry.yaml"),
-                **common,
+                **common(ORCHESTRATOR),
             )
         )
         m365_port = free_port()
-        m365_env = {"SORTIE_M365_HTTP_PORT": str(m365_port), **common}
+        m365_env = {"SORTIE_M365_HTTP_PORT": str(m365_port), **common(M365)}
         if "graph" in sim_url:
             m365_env["SORTIE_M365_GRAPH_URL"] = sim_url["graph"]
             m365_env["SORTIE_M365_GRAPH_TOKEN"] = "simulator-token"
@@ -226,7 +237,7 @@ class Stack:
         )
         self.urls["m365_metrics"] = f"http://127.0.0.1:{m365_port}/metrics"
         ent_port = free_port()
-        ent_env = {"SORTIE_ENT_HTTP_PORT": str(ent_port), **common}
+        ent_env = {"SORTIE_ENT_HTTP_PORT": str(ent_port), **common(ENT)}
         if "cas" in sim_url:
             ent_env["SORTIE_ENT_CAS_URL"] = sim_url["cas"] + "/cas"
         if not configured.get("SORTIE_ENT_OIDC_SIGNING_KEY_PATH"):
@@ -256,12 +267,30 @@ class Stack:
                         SORTIE_AGENT_SIM_URL=sim_url["workstations"],
                         SORTIE_AGENT_HEARTBEAT_S=str(self.agent_heartbeat_s),
                         SORTIE_AGENT_HTTP_PORT=str(port),
-                        **common,
+                        **common(agent_user(host)),
                     )
                 )
                 self.urls[f"agent_{host}_metrics"] = f"http://127.0.0.1:{port}/metrics"
         self.procs = procs
         return procs
+
+    def _acl_file(self, port: int) -> Path:
+        """Its own Redis runs with `default` off and one user per process, as in
+        production, so whatever runs on the stack exercises the ACLs."""
+        from sortie_core.service_acl import acl_file
+
+        from .agent_acl import agent_passwords
+        from .redis_acl import service_passwords, write_acl_file
+
+        passwords = service_passwords(self.workdir / "redis-users")
+        agents = agent_passwords(list(self.agents), self.workdir, None)
+        for user, password in passwords.items():
+            self.redis_users[user] = _url(port, user, password)
+        for host, password in agents.items():
+            self.redis_users[agent_user(host)] = _url(port, agent_user(host), password)
+        path = self.workdir / "redis" / "users.acl"
+        write_acl_file(path, acl_file(passwords, agents))
+        return path
 
     def _oidc_signing_key(self) -> Path:
         """The ENT worker's logout-token signing key, made once per workdir (owner-only)."""
@@ -283,7 +312,7 @@ class Stack:
             base = f"{entapps_url}/{name}/"
             app: dict[str, Any] = {"name": name, "protocol": protocol, "timeout_s": 5}
             app["display_name"] = name.capitalize() if len(name) > 3 else name.upper()
-            app["service_patterns"] = [_regex_prefix(base)]
+            app["service_urls"] = [base]
             if protocol == "http":
                 app.update(
                     logout_url=f"{entapps_url}/{name}/api/logout",
@@ -374,10 +403,8 @@ class Stack:
             proc.popen.wait(5)
 
 
-def _regex_prefix(url: str) -> str:
-    import re
-
-    return "^" + re.escape(url) + ".*$"
+def _url(port: int, user: str, password: str) -> str:
+    return f"redis://{quote(user, safe='')}:{quote(password, safe='')}@127.0.0.1:{port}/0"
 
 
 def _redis_ping(url: str) -> bool:

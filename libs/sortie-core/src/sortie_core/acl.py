@@ -1,12 +1,15 @@
 """The Redis ACL user of one workstation agent: the least trusted part of Sortie.
 
 It may read and acknowledge only its own `workstation.<host>` stream (with the agents'
-group), append only to its own `agent.results.<host>`, `agent.presence` and
-`deadletter`, and write only its presence record and its own de-duplication keys.
-Everything else, such as publishing a logout, reading another host's commands or
+group), append only to its own `agent.results.<host>` and `agent.deadletter.<host>`,
+write only its presence record and its own de-duplication keys, add (never remove) a
+member of `sortie:agent-hosts`, and publish on its own wake-up channel. It writes no
+stream another host writes: Redis cannot limit how an XADD is used, and an entry with
+the largest possible id (or `MAXLEN 0`) would block (or empty) a shared stream for every
+host. Everything else, such as publishing a logout, reading another host's commands or
 reporting on the shared `revocation.completed` stream (which would let it forge another
 service's report), is refused by Redis.
-Redis 7 selectors (the parenthesised part) give XADD its own, narrower key set.
+Redis 7 selectors (the parenthesised parts) give XADD and SADD their own, narrower keys.
 """
 
 from __future__ import annotations
@@ -16,14 +19,14 @@ import secrets
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from . import streams
-from .presence import agent_key
+from .presence import AGENT_HOSTS, agent_key
 
 # What the agent's broker, claim loop, presence writer and redis-py send.
 _COMMANDS = (
     "+ping", "+hello", "+client|setname", "+select",
     "+multi", "+exec", "+discard",
     "+xreadgroup", "+xack", "+xgroup|create", "+xautoclaim", "+xclaim", "+xpending",
-    "+exists", "+set", "+hset", "+expire",
+    "+exists", "+set", "+hset", "+expire", "+publish",
 )  # fmt: skip
 
 
@@ -51,13 +54,14 @@ def agent_acl_rules(host: str, password_sha256: str) -> list[str]:
         "on",
         f"#{password_sha256}",
         "resetchannels",
+        f"&{streams.agent_wake_channel(host)}",
         "-@all",
         *_COMMANDS,
         f"~{stream}",
         f"~{agent_key(host)}",
         f"~{agent_dedupe_prefix(host)}:*",
-        f"(+xadd ~{streams.agent_results_stream(host)} ~{streams.AGENT_PRESENCE}"
-        f" ~{streams.DEADLETTER})",
+        f"(+xadd ~{streams.agent_results_stream(host)} ~{streams.agent_deadletter_stream(host)})",
+        f"(+sadd ~{AGENT_HOSTS})",
     ]
 
 

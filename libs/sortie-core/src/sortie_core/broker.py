@@ -72,9 +72,14 @@ async def ensure_groups(redis: Redis, pairs: Iterable[tuple[str, str]]) -> None:
 
 
 async def write_deadletter(
-    redis: Redis, record: DeadLettered, *, metric_stream: str | None = None
+    redis: Redis,
+    record: DeadLettered,
+    *,
+    metric_stream: str | None = None,
+    stream: str = DEADLETTER,
 ) -> None:
-    """Append `record` to `deadletter` and acknowledge the entry it gives up, atomically."""
+    """Append `record` to `stream` (by default `deadletter`) and acknowledge the entry it
+    gives up, atomically."""
     log.warning(
         "dead-lettering %s entry %s for group %s: %s (%s)",
         record.stream,
@@ -85,7 +90,7 @@ async def write_deadletter(
     )
     async with redis.pipeline(transaction=True) as pipe:
         pipe.xadd(
-            DEADLETTER,
+            stream,
             {"type": "deadletter", "reason": record.reason, "data": record.model_dump_json()},
             maxlen=DEADLETTER_MAXLEN,
             approximate=True,
@@ -142,6 +147,9 @@ class Subscription:
     # Dedupe keys are `<prefix>:<event_id>`, by default `sortie:seen:<group>`; a
     # workstation agent uses one per host so its Redis ACL can be limited to its own keys.
     dedupe_prefix: str | None = None
+    # Where given-up entries go; a workstation agent writes its own per-host stream,
+    # since an account that may XADD to a shared stream can block it for everyone.
+    deadletter_stream: str = DEADLETTER
 
 
 @dataclass(slots=True)
@@ -327,7 +335,7 @@ class Consumers:
                 # Keep the entry pending: dead-lettering is retried on the next claim.
                 log.exception("dead-letter hook failed for %s", delivery.entry_id)
                 return
-        await write_deadletter(self.redis, record)
+        await write_deadletter(self.redis, record, stream=sub.deadletter_stream)
 
     # -- claiming -----------------------------------------------------------------------
     async def _claim_loop(self) -> None:

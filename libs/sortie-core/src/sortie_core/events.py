@@ -152,6 +152,7 @@ class FollowUpScope(Frozen):
     services named act, and only for the actions named; `attempt` counts from 1."""
 
     services: tuple[ServiceName, ...] = ()
+    # Empty: every action of those services (they never reported).
     actions: tuple[ActionName, ...] = ()
     attempt: Annotated[int, Field(ge=1)] = 1
 
@@ -165,7 +166,7 @@ class Command(Envelope):
 
     def retries(self, action: str) -> bool:
         """Whether `action` is part of this command (always, unless a follow-up)."""
-        return self.followup is None or action in self.followup.actions
+        return self.followup is None or not self.followup.actions or action in self.followup.actions
 
 
 class LogoutRequested(Command):
@@ -343,32 +344,9 @@ class RequestFinished(Envelope):
     coverage: Coverage | None = None
 
 
-class AgentPresenceChanged(Frozen):
-    """An agent says its presence record changed; the record itself is read from Redis
-    (see presence.py), so a forged announcement can only make the orchestrator re-read
-    the genuine record. Not about one request, hence no envelope."""
-
-    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
-    version: int = CONTRACT_VERSION
-    occurred_at: AwareDatetime = Field(default_factory=utcnow)
-    type: Literal["agent.presence_changed"] = "agent.presence_changed"
-    host: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")]
-
-
-class AgentResultsAvailable(Frozen):
-    """An agent says it appended a report to its own `agent.results.<host>` stream; the
-    orchestrator reads that stream, which only that host can write, so a forged
-    announcement can only make it re-read genuine reports. No envelope, as above."""
-
-    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
-    version: int = CONTRACT_VERSION
-    occurred_at: AwareDatetime = Field(default_factory=utcnow)
-    type: Literal["agent.results_available"] = "agent.results_available"
-    host: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")]
-
-
 class DeadLettered(Frozen):
-    """What `deadletter` holds: the original entry and why it was given up."""
+    """What `deadletter` (and an agent's `agent.deadletter.<host>`) holds: the original
+    entry and why it was given up."""
 
     type: Literal["deadletter"] = "deadletter"
     stream: str
@@ -388,9 +366,7 @@ Event = Annotated[
     | RevocationCompleted
     | SsoLogoutRequested
     | SsoLogoutCompleted
-    | RequestFinished
-    | AgentPresenceChanged
-    | AgentResultsAvailable,
+    | RequestFinished,
     Field(discriminator="type"),
 ]
 

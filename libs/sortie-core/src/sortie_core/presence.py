@@ -1,8 +1,9 @@
 """Workstation agents' presence records.
 
 Each agent writes one hash, `sortie:agent:<host>`, that only its own Redis account may
-write (issue 5 adds the ACL), then announces the change on the `agent.presence` stream.
-The orchestrator re-reads the record on each announcement and keeps the reverse index
+write, adds its host to `sortie:agent-hosts` (SADD is all it may do there: add, never
+remove), then wakes the orchestrator on its own Pub/Sub channel. The orchestrator re-reads
+the record on each wake-up, and every record on a timer, and keeps the reverse index
 user -> hosts, which it alone writes. A record whose heartbeat is older than
 `LAPSE_FACTOR` heartbeats belongs to an agent that is treated as unreachable.
 """
@@ -15,7 +16,11 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from . import streams
+
 AGENT_KEY_PREFIX = "sortie:agent:"
+# Every host that ever wrote a record: where the orchestrator's timer finds new hosts.
+AGENT_HOSTS = "sortie:agent-hosts"
 LAPSE_FACTOR = 3
 # The record outlives a lapse long enough for the orchestrator to report `unreachable`.
 EXPIRE_FACTOR = 30
@@ -69,7 +74,13 @@ async def write_presence(redis: Redis, record: PresenceRecord) -> None:
             },
         )
         pipe.expire(key, max(60, int(record.heartbeat_s * EXPIRE_FACTOR)))
+        pipe.sadd(AGENT_HOSTS, record.host.lower())
         await pipe.execute()
+
+
+async def wake(redis: Redis, host: str, what: str) -> None:
+    """Tell the orchestrator that `host` has news (`what`: `presence` or `results`)."""
+    await redis.publish(streams.agent_wake_channel(host), what)
 
 
 def parse_presence(raw: dict[bytes, bytes]) -> PresenceRecord | None:

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import signal
+import ssl
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any
 import uvicorn
 from faststream.redis import RedisBroker
 from faststream.redis.prometheus import RedisPrometheusMiddleware
+from faststream.security import BaseSecurity
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 
@@ -58,13 +60,33 @@ def setup_logging(settings: ServiceSettings, service: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _tls(settings: ServiceSettings) -> ssl.SSLContext | None:
+    """The TLS context of a `rediss://` URL: the system's CAs unless a CA file is set."""
+    if not settings.redis_url.get_secret_value().startswith("rediss://"):
+        return None
+    context = ssl.create_default_context(cafile=settings.redis_ca_path)
+    if settings.redis_cert_path:
+        context.load_cert_chain(settings.redis_cert_path, settings.redis_key_path)
+    return context
+
+
 def redis_client(settings: ServiceSettings) -> Redis:
-    return Redis.from_url(settings.redis_url.get_secret_value(), health_check_interval=30)
+    url = settings.redis_url.get_secret_value()
+    tls: dict[str, Any] = {}
+    if _tls(settings) is not None:
+        tls = {
+            "ssl_ca_certs": settings.redis_ca_path,
+            "ssl_certfile": settings.redis_cert_path,
+            "ssl_keyfile": settings.redis_key_path,
+        }
+    return Redis.from_url(url, health_check_interval=30, **tls)
 
 
 def make_broker(settings: ServiceSettings) -> RedisBroker:
+    context = _tls(settings)
     return RedisBroker(
         settings.redis_url.get_secret_value(),
+        security=None if context is None else BaseSecurity(ssl_context=context, use_ssl=True),
         middlewares=[RedisPrometheusMiddleware(registry=REGISTRY)],
         graceful_timeout=settings.graceful_timeout_s,
         logger=logging.getLogger("faststream"),

@@ -29,6 +29,11 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     redis_url: SecretStr = Field(default=SecretStr("redis://127.0.0.1:6379/0"))
+    # TLS to Redis (a `rediss://` URL): the CA that signed the server's certificate, and
+    # this client's certificate and key when the server asks for one (`tls-auth-clients`).
+    redis_ca_path: str | None = None
+    redis_cert_path: str | None = None
+    redis_key_path: str | None = None
     consumer_name: str | None = None
     log_level: str = "INFO"
     log_json: bool = False

@@ -11,14 +11,18 @@ SSO_LOGOUT_REQUESTED = "sso.logout.requested"
 SSO_LOGOUT_COMPLETED = "sso.logout.completed"
 REQUEST_FINISHED = "request.finished"
 DEADLETTER = "deadletter"
-# Not in the first design table: agents announce that their presence record changed.
-# The record itself lives in a key only that agent may write (see presence.py).
-AGENT_PRESENCE = "agent.presence"
 
 WORKSTATION_PREFIX = "workstation."
 # Each agent reports on a stream only its own Redis account may append to, so it cannot
-# forge another service's or another host's report; it then announces on AGENT_PRESENCE.
+# forge another service's or another host's report. An agent writes no shared stream at
+# all: an entry with the largest id, or MAXLEN 0, would block or empty it for every host.
 AGENT_RESULTS_PREFIX = "agent.results."
+# What the agent's own consumer gives up (its `deadletter`).
+AGENT_DEADLETTER_PREFIX = "agent.deadletter."
+# Pub/Sub, not a stream: "host <h> changed (a report or its presence record)". Nothing
+# one agent publishes can delay another's; a lost wake-up is made good by the
+# orchestrator's periodic re-read (see sortie_orchestrator/agent_watch.py).
+AGENT_WAKE_PREFIX = "sortie:agent-wake:"
 
 GROUP_ORCHESTRATOR = "orchestrator"
 GROUP_M365 = "m365-worker"
@@ -45,6 +49,23 @@ def agent_results_stream(host: str) -> str:
     return f"{AGENT_RESULTS_PREFIX}{host.lower()}"
 
 
+def agent_deadletter_stream(host: str) -> str:
+    if not valid_host(host):
+        raise ValueError(f"invalid workstation host name: {host!r}")
+    return f"{AGENT_DEADLETTER_PREFIX}{host.lower()}"
+
+
+def agent_wake_channel(host: str) -> str:
+    if not valid_host(host):
+        raise ValueError(f"invalid workstation host name: {host!r}")
+    return f"{AGENT_WAKE_PREFIX}{host.lower()}"
+
+
+def host_of_wake_channel(channel: str) -> str | None:
+    host = channel.removeprefix(AGENT_WAKE_PREFIX)
+    return host if channel.startswith(AGENT_WAKE_PREFIX) and valid_host(host) else None
+
+
 ALL_FIXED_STREAMS = (
     LOGOUT_REQUESTED,
     OFFBOARD_REQUESTED,
@@ -53,5 +74,4 @@ ALL_FIXED_STREAMS = (
     SSO_LOGOUT_COMPLETED,
     REQUEST_FINISHED,
     DEADLETTER,
-    AGENT_PRESENCE,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
@@ -53,6 +54,42 @@ def read_registry(settings: EntSettings) -> Registry:
     return load_registry(settings.registry_path)
 
 
+async def keep_key_alive(redis: Redis, signer: LogoutTokenSigner, settings: EntSettings) -> bool:
+    """Publish the signing key for another `oidc_key_ttl_s`; once it was retired, say so
+    loudly and stop signing with it (returns False)."""
+    alive = await publish_signing_key(
+        redis,
+        signer.public_jwk,
+        grace_s=settings.oidc_key_grace_s,
+        ttl_s=settings.oidc_key_ttl_s,
+    )
+    if not alive and not signer.retired:
+        log.error(
+            "OIDC signing key %s was RETIRED: no logout token is signed with it any more;"
+            " oidc_bcl applications fail until this worker restarts with a new key"
+            " (SORTIE_ENT_OIDC_SIGNING_KEY_PATH)",
+            signer.kid,
+        )
+    signer.retired = not alive
+    return alive
+
+
+def key_heartbeat(
+    redis: Redis, signer: LogoutTokenSigner, settings: EntSettings
+) -> Callable[[], Awaitable[None]]:
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(settings.oidc_key_ttl_s / 3)
+            try:
+                await keep_key_alive(redis, signer, settings)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("signing key not re-published (%s); retrying", exc)
+
+    return loop
+
+
 def make_signer(settings: EntSettings) -> LogoutTokenSigner | None:
     if settings.oidc_signing_key_path is None:
         return None
@@ -98,11 +135,11 @@ def make_build(
         policy = retry_policy(settings)
         log.info("application registry: %d applications", len(reg.applications))
         token_signer = signer or make_signer(settings)
+        background = []
         if token_signer is not None:
-            await publish_signing_key(
-                redis, token_signer.public_jwk, grace_s=settings.oidc_key_grace_s
-            )
-            log.info("OIDC logout tokens signed with key %s", token_signer.kid)
+            if await keep_key_alive(redis, token_signer, settings):
+                log.info("OIDC logout tokens signed with key %s", token_signer.kid)
+            background.append(key_heartbeat(redis, token_signer, settings))
         elif reg.applications and any(a.protocol is AppProtocol.OIDC_BCL for a in reg.applications):
             log.warning("no OIDC signing key: oidc_bcl applications will be skipped")
 
@@ -147,6 +184,7 @@ def make_build(
                 sub(streams.OFFBOARD_REQUESTED, on_offboard, OffboardRequested),
                 sub(streams.SSO_LOGOUT_REQUESTED, on_sso_logout, SsoLogoutRequested),
             ],
+            background=background,
             on_stop=[app_logout.aclose, cas.aclose],
         )
 

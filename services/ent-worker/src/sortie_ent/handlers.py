@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sortie_core.errors import RefusedError
+from sortie_core.errors import PermanentError, RefusedError
 from sortie_core.events import (
     DeadLettered,
     LogoutRequested,
@@ -176,6 +176,11 @@ def _bcl_body(
     timeout_s: float,
 ) -> Body:
     async def body() -> str | None:
+        if signer.retired:
+            raise PermanentError(
+                "the OIDC signing key was retired; restart the worker with a new key",
+                code="signing_key_retired",
+            )
         # A fresh token (new jti, iat) on every attempt.
         token = signer.sign(app.audience, sub=subject.sso_username)
         await apps.backchannel_logout(app, token, timeout_s=timeout_s)

@@ -65,12 +65,17 @@ class LogoutTokenSigner:
         else:
             raise SigningKeyError("the OIDC signing key must be EC P-256 or RSA >= 2048 bits")
         self.kid = jwk_thumbprint(public)
+        # `use` only: PyJWT adds `key_ops`, and RFC 7517 §4.3 says not both (cryptojwt,
+        # behind idpyoidc, refuses a key with both).
+        public.pop("key_ops", None)
         self.public_jwk: dict[str, Any] = {
             **public,
             "kid": self.kid,
             "use": "sig",
             "alg": self.algorithm,
         }
+        # Set once the key was retired (see sortie_core.jwks): nothing is signed any more.
+        self.retired = False
         self._key = key
         self.issuer = issuer
         self.ttl_s = ttl_s

@@ -2,7 +2,10 @@
 
 Loaded once from YAML (see `registry.example.yaml`) and validated strictly. It is also
 Sortie's allow-list: a service URL that arrives in an event is called only when it
-fully matches a `service_patterns` entry of a `cas_slo` application (no SSRF).
+matches a `service_urls` entry (scheme, host and port exactly, path by prefix) or fully
+matches a `service_patterns` regular expression of a `cas_slo` application (no SSRF).
+A pattern's host must be literal, its dots escaped: `https://ent.school.example/.*` would
+also match `https://entXschool.example/`, so it is refused at load.
 """
 
 from __future__ import annotations
@@ -44,6 +47,29 @@ def is_plain_http_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname) and "@" not in parts.netloc
 
 
+def _host_dots_escaped(pattern: str) -> bool:
+    """Whether the host part of a pattern (after `://`, up to the first `/`) has no
+    unescaped `.` (which would match any character)."""
+    _, sep, rest = pattern.partition("://")
+    if not sep:
+        return False
+    i = 0
+    while i < len(rest) and rest[i] != "/":
+        if rest[i] == "\\":
+            i += 2
+            continue
+        if rest[i] == ".":
+            return False
+        i += 1
+    return True
+
+
+def _url_prefix(url: str) -> tuple[str, str, int, str]:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return parts.scheme, (parts.hostname or "").lower(), port, parts.path or "/"
+
+
 def url_host(url: str) -> str:
     """The host of `url`, for reports: never the path or query (they may hold tickets)."""
     try:
@@ -58,7 +84,11 @@ class Application(BaseModel):
 
     name: AppName
     protocol: AppProtocol
-    # Regular expressions, each matched against the whole service URL.
+    # URL prefixes: scheme, host and port must be equal, the path must start with the
+    # prefix's path (`https://esper.ent.example.org/` covers that host's every path).
+    service_urls: tuple[str, ...] = ()
+    # Regular expressions, each matched against the whole service URL; the host literal,
+    # dots escaped (`https://esper\.ent\.example\.org/.*`).
     service_patterns: tuple[str, ...] = ()
     # Time limit of this application's step, retries included (default: app_timeout_s).
     timeout_s: Annotated[float, Field(gt=0, le=300)] | None = None
@@ -84,6 +114,7 @@ class Application(BaseModel):
     ) = None
 
     _compiled: tuple[re.Pattern[str], ...] = PrivateAttr(default=())
+    _prefixes: tuple[tuple[str, str, int, str], ...] = PrivateAttr(default=())
 
     @field_validator("name")
     @classmethod
@@ -100,7 +131,21 @@ class Application(BaseModel):
                 re.compile(pattern)
             except re.error as exc:
                 raise ValueError(f"invalid service pattern {pattern!r}: {exc}") from exc
+            if not _host_dots_escaped(pattern):
+                raise ValueError(
+                    f"service pattern {pattern!r} needs a literal host with escaped dots"
+                    r" (`https://ent\.school\.example/.*`), or use service_urls"
+                )
         return patterns
+
+    @field_validator("service_urls")
+    @classmethod
+    def _plain_prefixes(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
+        for url in urls:
+            parts = urlsplit(url) if is_plain_http_url(url) else None
+            if parts is None or parts.query or parts.fragment or "{" in url:
+                raise ValueError(f"service URL {url!r} must be a plain http(s) URL prefix")
+        return urls
 
     @field_validator("headers")
     @classmethod
@@ -112,8 +157,12 @@ class Application(BaseModel):
 
     @model_validator(mode="after")
     def _fits_protocol(self) -> Application:
-        if self.protocol is AppProtocol.CAS_SLO and not self.service_patterns:
-            raise ValueError(f"{self.name}: a cas_slo application needs service_patterns")
+        if self.protocol is AppProtocol.CAS_SLO and not (
+            self.service_patterns or self.service_urls
+        ):
+            raise ValueError(
+                f"{self.name}: a cas_slo application needs service_urls or service_patterns"
+            )
         if self.protocol is AppProtocol.HTTP:
             if not self.logout_url:
                 raise ValueError(f"{self.name}: an http application needs logout_url")
@@ -135,6 +184,7 @@ class Application(BaseModel):
 
     def model_post_init(self, context: Any, /) -> None:
         self._compiled = tuple(re.compile(p) for p in self.service_patterns)
+        self._prefixes = tuple(_url_prefix(u) for u in self.service_urls)
 
     @property
     def action(self) -> str:
@@ -151,7 +201,17 @@ class Application(BaseModel):
         return self.protocol in (AppProtocol.HTTP, AppProtocol.OIDC_BCL)
 
     def matches(self, url: str) -> bool:
-        return is_plain_http_url(url) and any(p.fullmatch(url) for p in self._compiled)
+        if not is_plain_http_url(url) or any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+            return False
+        if any(p.fullmatch(url) for p in self._compiled):
+            return True
+        scheme, host, port, path = _url_prefix(url)
+        if any(seg in (".", "..") for seg in path.split("/")) or "%2e" in path.lower():
+            return False  # `/esper/../admin` is not under `/esper/`
+        return any(
+            (scheme, host, port) == (s, h, p) and path.startswith(prefix)
+            for s, h, p, prefix in self._prefixes
+        )
 
 
 class Registry(BaseModel):

@@ -32,11 +32,16 @@ class EntSettings(ServiceSettings):
     # logout tokens; its public key is published for the orchestrator's JWKS. Without it,
     # `oidc_bcl` applications are reported skipped. To rotate: make a new key (for example
     # `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out new.pem`), point
-    # this at it and restart every ENT worker within `oidc_key_grace_s`.
+    # this at it and restart the ENT workers (each replica publishes its own key, all are
+    # served; a stopped replica's key stays published for `oidc_key_grace_s`).
     oidc_signing_key_path: Path | None = None
     # The tokens' `iss`: the orchestrator's public base URL (JWKS at /.well-known/jwks.json).
     oidc_issuer: str = "http://127.0.0.1:8080"
     # Lifetime of a logout token (`exp - iat`).
     oidc_token_ttl_s: float = Field(default=120.0, gt=0, le=3600)
-    # How long a replaced signing key stays published: >= the token lifetime plus skew.
+    # How long a key stays published once its replica stopped re-publishing it (or it was
+    # retired): >= the token lifetime plus clock skew.
     oidc_key_grace_s: float = Field(default=300.0, gt=0)
+    # Each replica re-publishes its key every third of this; unrefreshed this long, the key
+    # is in its grace.
+    oidc_key_ttl_s: float = Field(default=30.0, ge=1, le=3600)

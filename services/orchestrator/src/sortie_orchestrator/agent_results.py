@@ -1,13 +1,13 @@
 """Workstation agents' reports, each read from the stream only that agent may write.
 
 An agent appends its `RevocationCompleted` to `agent.results.<host>` (its Redis ACL
-allows no other report stream) and announces `agent.results_available` on
-`agent.presence`. On each announcement, and every `REDRAIN_EVERY_S` for every known host
-(an announcement lost to a crash), the orchestrator drains that host's stream with its
+allows no other report stream) and wakes the orchestrator on its own channel
+(`agent_watch.py`). On each wake-up, and every `REDRAIN_EVERY_S` for every known host
+(a wake-up lost to a crash), the orchestrator drains that host's stream with its
 consumer group. A report is applied only if it speaks for that very host; any other
 entry is dead-lettered, so a compromised agent cannot report for another service or
-another host, and a forged announcement only makes the orchestrator re-read a stream
-that only that host can write.
+another host, and a forged wake-up only makes the orchestrator re-read a stream that
+only that host can write.
 
 Several orchestrator replicas may drain the same host at once: the consumer group hands
 each entry to one of them, a re-claimed entry may be applied twice, and

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import unicodedata
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from sortie_core.events import (
-    OFFBOARD_M365_ORDER,
     Coverage,
     Discovery,
     Evidence,
@@ -21,9 +22,10 @@ from sortie_core.events import (
     Subject,
     Target,
 )
+from sortie_core.services import OFFBOARD_ACTIONS
 
 from . import handlers, logoutpage, saga
-from .auth import Principal, require
+from .auth import Principal, authenticate, require
 from .followup import FollowUp
 from .problems import Problem
 from .saga import SagaState, ServiceState
@@ -31,9 +33,19 @@ from .saga import SagaState, ServiceState
 router = APIRouter(prefix="/v1")
 
 _NO_CTRL = r"^[^\x00-\x1f\x7f]+$"
-OFFBOARD_ACTIONS = frozenset(
-    {a.value for a in OFFBOARD_M365_ORDER} | {"app_logout", "disable_account", "logoff"}
-)
+# Control, format (bidi overrides, zero-width), separator and private-use characters:
+# they would be shown verbatim, or invisibly, on the status page and in reports.
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Co", "Cs"})
+
+
+def _visible(value: str) -> str:
+    bad = next((c for c in value if unicodedata.category(c) in _INVISIBLE), None)
+    if bad is not None:
+        raise ValueError(f"contains the control or invisible character U+{ord(bad):04X}")
+    return value
+
+
+Visible = AfterValidator(_visible)
 
 
 class Strict(BaseModel):
@@ -41,18 +53,20 @@ class Strict(BaseModel):
 
 
 class SubjectIn(Strict):
-    user_id: Annotated[str, Field(min_length=1, max_length=256, pattern=_NO_CTRL)]
-    upn: Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
-    cas_username: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^\S+$")] | None = (
-        None
-    )
+    user_id: Annotated[str, Field(min_length=1, max_length=256, pattern=_NO_CTRL), Visible]
+    upn: Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$"), Visible] | None = None
+    cas_username: (
+        Annotated[str, Field(min_length=1, max_length=256, pattern=r"^\S+$"), Visible] | None
+    ) = None
     windows_account: (
-        Annotated[str, Field(min_length=1, max_length=256, pattern=_NO_CTRL)] | None
+        Annotated[str, Field(min_length=1, max_length=256, pattern=_NO_CTRL), Visible] | None
     ) = None
 
 
 class ServiceTicketIn(Strict):
-    service: Annotated[str, Field(max_length=2048, pattern=r"^https?://[^\s]+$")]
+    # Printable ASCII only (a CAS service URL is percent-encoded): no control character
+    # (\x01, \x7f) can reach the registry match or a log line.
+    service: Annotated[str, Field(max_length=2048, pattern=r"^https?://[\x21-\x7e]+$")]
     ticket: Annotated[str, Field(pattern=r"^ST-[A-Za-z0-9._\-]{1,250}$")]
 
 
@@ -63,7 +77,9 @@ class SsoSessionIn(Strict):
 
 class LogoutIn(Strict):
     subject: SubjectIn
-    reason: Annotated[str, Field(min_length=1, max_length=200, pattern=_NO_CTRL)] = "user_logout"
+    reason: Annotated[str, Field(min_length=1, max_length=200, pattern=_NO_CTRL), Visible] = (
+        "user_logout"
+    )
     targets: Annotated[list[Target], Field(min_length=1, max_length=3)] = [
         Target.M365,
         Target.ENT,
@@ -81,7 +97,9 @@ class LogoutIn(Strict):
 
 class OffboardIn(Strict):
     subject: SubjectIn
-    reason: Annotated[str, Field(min_length=1, max_length=200, pattern=_NO_CTRL)] = "offboarding"
+    reason: Annotated[str, Field(min_length=1, max_length=200, pattern=_NO_CTRL), Visible] = (
+        "offboarding"
+    )
     effective_at: AwareDatetime | None = None
     actions: Annotated[list[str], Field(max_length=20)] | None = None
 
@@ -245,7 +263,9 @@ def _deps(request: Request) -> handlers.Deps:
     return deps
 
 
-def _require_json(request: Request) -> None:
+async def _require_json(request: Request) -> None:
+    # Authenticated first: an anonymous caller learns nothing, not even the media type.
+    await authenticate(request)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/json" and not ctype.endswith("+json"):
         raise Problem(415, "send the body as application/json", slug="unsupported-media-type")
@@ -254,6 +274,18 @@ def _require_json(request: Request) -> None:
 IdemKey = Annotated[
     str | None, Header(alias="Idempotency-Key", max_length=200, pattern=r"^[\x21-\x7e]+$")
 ]
+
+
+# Not part of what a request does: a re-run of the same order may word its reason anew or
+# re-resolve a relative date ("+1d", as `sortie offboard --csv` does), and stays a replay.
+_NOT_FINGERPRINTED = frozenset({"reason", "effective_at"})
+
+
+def fingerprint(what: str, body: BaseModel) -> str:
+    """What an Idempotency-Key is bound to: the kind of order, who and what it is for (the
+    validated body but its reason and date); another subject or target is a 422."""
+    data = body.model_dump_json(exclude=set(_NOT_FINGERPRINTED))
+    return hashlib.sha256(f"{what}\x00{data}".encode()).hexdigest()
 
 
 def mark_accepted(response: Response, rid: uuid.UUID, created: bool) -> Links:
@@ -304,6 +336,7 @@ async def post_logout(
         sso_session=sso,
         idempotency_key=idempotency_key,
         principal=principal.name,
+        fingerprint=fingerprint("logout", body),
     )
     accepted = _accepted(response, rid, created, "accepted")
     ttl = request.app.state.settings.progress_ttl_s
@@ -342,6 +375,7 @@ async def post_offboarding(
         effective_at=body.effective_at,
         idempotency_key=idempotency_key,
         principal=principal.name,
+        fingerprint=fingerprint("offboard", body),
     )
     loaded = await deps.store.load(rid)
     status = loaded.state.status if loaded else "accepted"

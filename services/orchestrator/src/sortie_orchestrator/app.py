@@ -9,6 +9,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -30,6 +31,7 @@ from sortie_core.trim import trim_stream
 from . import (
     api,
     asyncapi,
+    docs,
     handlers,
     jwks,
     logoutpage,
@@ -39,9 +41,10 @@ from . import (
     workstations_api,
 )
 from .bootstrap import Wiring, bootstrap
+from .guards import FailedAuth
 from .presence import AGENTS
 from .security import SecurityHeaders
-from .settings import OrchestratorSettings
+from .settings import OrchestratorSettings, load_settings
 from .store import DEADLINES
 
 log = logging.getLogger(__name__)
@@ -76,7 +79,11 @@ async def _trim_streams(wiring: Wiring) -> None:
     hosts = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
     names = [*streams.ALL_FIXED_STREAMS]
     for host in filter(streams.valid_host, hosts):
-        names += [streams.workstation_stream(host), streams.agent_results_stream(host)]
+        names += [
+            streams.workstation_stream(host),
+            streams.agent_results_stream(host),
+            streams.agent_deadletter_stream(host),
+        ]
     for name in names:
         await trim_stream(wiring.redis, name, retention)
 
@@ -115,6 +122,8 @@ async def start_background(wiring: Wiring) -> list[asyncio.Task[None]]:
     loops = [
         asyncio.create_task(_deadline_loop(wiring), name="deadlines"),
         asyncio.create_task(_sweep_loop(wiring), name="sweeper"),
+        asyncio.create_task(wiring.watch.listen(), name="agent-wake"),
+        asyncio.create_task(wiring.watch.sweep_loop(), name="presence-sweep"),
     ]
     log.info("orchestrator ready (consumer %s)", wiring.consumers.consumer)
     return loops
@@ -122,6 +131,7 @@ async def start_background(wiring: Wiring) -> list[asyncio.Task[None]]:
 
 async def stop_background(wiring: Wiring, loops: list[asyncio.Task[None]]) -> None:
     await cancel_tasks(loops)
+    await wiring.watch.aclose()
     await wiring.broker.stop()
     await wiring.consumers.stop()
     await wiring.redis.aclose()
@@ -143,12 +153,19 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
         version="0.1.0",
         description="Ends a person's access everywhere, in the right order, and proves it.",
         lifespan=lifespan,
+        # Served by docs.py from packaged assets, never from a CDN; ReDoc is not served.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     app.state.settings = settings
     app.state.deps = wiring.deps
     app.state.wiring = wiring
     app.state.token_table = settings.token_table()
+    app.state.failed_auth = FailedAuth(settings.auth_failure_limit, settings.auth_failure_window_s)
     problems.install(app)
+    if settings.docs_enabled:
+        docs.install(app)
     app.include_router(api.router)
     app.include_router(jwks.router)
     app.include_router(scim.router)
@@ -173,13 +190,22 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
             return JSONResponse({"status": "redis unreachable"}, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    app.add_middleware(problems.BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(
+        problems.BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        read_timeout_s=settings.body_read_timeout_s,
+    )
+    app.add_middleware(SecurityHeaders, force_secure=settings.force_secure)
     return app
 
 
+def uvicorn_options(settings: OrchestratorSettings) -> dict[str, Any]:
+    """Forwarded headers believed only from `trusted_proxies`."""
+    return {"proxy_headers": True, "forwarded_allow_ips": settings.trusted_proxies}
+
+
 def main() -> None:
-    settings = OrchestratorSettings()
+    settings = load_settings()
     setup_logging(settings, "orchestrator")
     if not settings.tokens and settings.dev_token is None:
         log.warning("no API token configured: every authenticated call will be refused")
@@ -189,4 +215,5 @@ def main() -> None:
         port=settings.http_port,
         log_level="warning",
         timeout_graceful_shutdown=int(settings.graceful_timeout_s),
+        **uvicorn_options(settings),
     )

@@ -14,8 +14,6 @@ from faststream.specification import AsyncAPI
 
 from sortie_core import streams
 from sortie_core.events import (
-    AgentPresenceChanged,
-    AgentResultsAvailable,
     DeadLettered,
     LogoutRequested,
     OffboardRequested,
@@ -62,19 +60,21 @@ CHANNELS: list[tuple[str, Any, str, list[str], str]] = [
         WS,
         [ORCH],
         "Per workstation: that host's reports (only its agent may append; the orchestrator"
-        " applies only reports for `workstation:<host>`).",
+        " applies only reports for `workstation:<host>`). The agent then publishes on its"
+        f" Pub/Sub channel `{streams.AGENT_WAKE_PREFIX}{{host}}` (payload `results` or"
+        " `presence`), and the orchestrator re-reads that host's stream and presence record.",
+    ),
+    (
+        f"{streams.AGENT_DEADLETTER_PREFIX}{{host}}",
+        DeadLettered,
+        WS,
+        [],
+        "Per workstation: the entries of `workstation.<host>` its agent gave up, with the"
+        " reason (an agent writes no shared stream).",
     ),
     (streams.SSO_LOGOUT_REQUESTED, SsoLogoutRequested, ORCH, [ENT], "Phase 2: the CAS logout."),
     (streams.SSO_LOGOUT_COMPLETED, SsoLogoutCompleted, ENT, [ORCH], "The CAS logout's report."),
     (streams.REQUEST_FINISHED, RequestFinished, ORCH, [], "A request ended, with its summary."),
-    (
-        streams.AGENT_PRESENCE,
-        AgentPresenceChanged | AgentResultsAvailable,
-        WS,
-        [ORCH],
-        "An agent's presence record (users with sessions on its host) changed, or it"
-        " appended reports to its results stream.",
-    ),
     (
         streams.DEADLETTER,
         DeadLettered,

@@ -1,5 +1,7 @@
 """Bearer tokens with scopes. Tokens come from configuration; every configured token is
-compared in constant time on every call (see settings.match_token)."""
+compared in constant time on every call (see settings.match_token). When an OAuth issuer
+is configured (setting `oauth`), a JWT access token of that issuer is accepted too, for
+the scope `scim` only (oauth.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from .guards import limiter
+from .oauth import OAuthVerifier
 from .problems import Problem
 from .settings import match_token
 
@@ -28,13 +32,30 @@ def _challenge(error: str | None = None) -> dict[str, str]:
     return {"WWW-Authenticate": value}
 
 
-def authenticate(request: Request) -> Principal:
+def _verifier(request: Request) -> OAuthVerifier | None:
+    verifier: OAuthVerifier | None = getattr(request.app.state, "oauth", None)
+    settings = request.app.state.settings
+    if verifier is None and settings.oauth is not None:
+        verifier = request.app.state.oauth = OAuthVerifier(settings.oauth)
+    return verifier
+
+
+async def authenticate(request: Request) -> Principal:
+    """The caller's token (or an OAuth access token for SCIM), checked; failures are
+    logged and rate-limited per client."""
+    failures = limiter(request)
+    failures.check(request)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
+        failures.failed(request, "no bearer token")
         raise Problem(401, "missing bearer token", slug="unauthenticated", headers=_challenge())
     found = match_token(request.app.state.token_table, token.strip())
+    verifier = _verifier(request)
+    if found is None and verifier is not None and token.count(".") == 2:
+        found = await verifier.verify(token.strip())
     if found is None:
+        failures.failed(request, "unknown token")
         raise Problem(
             401,
             "invalid bearer token",
@@ -46,7 +67,7 @@ def authenticate(request: Request) -> Principal:
 
 def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
     async def dependency(request: Request) -> Principal:
-        principal = authenticate(request)
+        principal = await authenticate(request)
         if scope not in principal.scopes:
             log.info("token %s lacks scope %s", principal.name, scope)
             raise Problem(

@@ -8,19 +8,15 @@ from datetime import timedelta
 from faststream.redis import RedisBroker
 from redis.asyncio import Redis
 
-from sortie_core import streams
+from sortie_core import services, streams
 from sortie_core.broker import Consumers, Delivery, Subscription
 from sortie_core.errors import RefusedError
-from sortie_core.events import (
-    AgentPresenceChanged,
-    AgentResultsAvailable,
-    RevocationCompleted,
-    SsoLogoutCompleted,
-)
+from sortie_core.events import RevocationCompleted, SsoLogoutCompleted
 from sortie_core.runtime import make_broker, make_consumers, redis_client
 
 from . import handlers
 from .agent_results import AgentResults
+from .agent_watch import AgentWatch
 from .presence import PresenceIndex
 from .saga import Timeouts
 from .settings import OrchestratorSettings
@@ -35,6 +31,7 @@ class Wiring:
     consumers: Consumers
     deps: handlers.Deps
     results: AgentResults
+    watch: AgentWatch
     last_trim: float = float("-inf")
 
 
@@ -59,7 +56,7 @@ def bootstrap(settings: OrchestratorSettings) -> Wiring:
     )
 
     async def revocation(event: RevocationCompleted, _d: Delivery) -> None:
-        if event.service.startswith("workstation:"):
+        if services.host_of(event.service) is not None:
             # Agents report only on their own results stream: this one is forged.
             raise RefusedError(
                 f"service {event.service!r} on the shared stream", code="forged_report"
@@ -69,22 +66,10 @@ def bootstrap(settings: OrchestratorSettings) -> Wiring:
     async def sso_completed(event: SsoLogoutCompleted, _d: Delivery) -> None:
         await handlers.on_sso_completed(deps, event)
 
-    async def presence(event: AgentPresenceChanged | AgentResultsAvailable, _d: Delivery) -> None:
-        if isinstance(event, AgentResultsAvailable):
-            await results.drain(event.host)
-        else:
-            await handlers.on_presence(deps, event)
-
     group = streams.GROUP_ORCHESTRATOR
     subscriptions = [
         Subscription(streams.REVOCATION_COMPLETED, group, revocation, (RevocationCompleted,)),
         Subscription(streams.SSO_LOGOUT_COMPLETED, group, sso_completed, (SsoLogoutCompleted,)),
-        Subscription(
-            streams.AGENT_PRESENCE,
-            group,
-            presence,
-            (AgentPresenceChanged, AgentResultsAvailable),
-        ),
     ]
     consumers = make_consumers(settings, "orchestrator", broker, redis, subscriptions)
     results = AgentResults(
@@ -94,4 +79,5 @@ def bootstrap(settings: OrchestratorSettings) -> Wiring:
         claim_idle_ms=settings.claim_idle_ms,
         max_deliveries=settings.max_deliveries,
     )
-    return Wiring(settings, redis, broker, consumers, deps, results)
+    watch = AgentWatch(redis, deps.presence, results, settings.presence_sweep_s)
+    return Wiring(settings, redis, broker, consumers, deps, results, watch)

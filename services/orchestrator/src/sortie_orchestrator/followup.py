@@ -37,6 +37,7 @@ class FollowUp(BaseModel):
 
     attempt: int = 0
     next_at: datetime
+    # The actions to send again; empty: every action (the service never reported).
     actions: list[str]
     last_error: str | None = None
 
@@ -52,8 +53,18 @@ def retryable(step: StepResult) -> bool:
     return step.outcome == Outcome.FAILED and step.error is not None and step.error.retryable
 
 
-def _pending_actions(svc: ServiceState) -> list[str]:
-    return [s.action for s in svc.steps if retryable(s)]
+_PLACEHOLDERS = (Outcome.TIMED_OUT, Outcome.UNREACHABLE)
+
+
+def _pending_actions(svc: ServiceState) -> list[str] | None:
+    """None: nothing to follow up; []: everything (the service never reported, its
+    steps are the orchestrator's placeholders); else the actions to send again."""
+    pending = [s for s in svc.steps if retryable(s)]
+    if not pending:
+        return None
+    if any(s.outcome in _PLACEHOLDERS for s in pending):
+        return []
+    return [s.action for s in pending]
 
 
 def _delay(state: SagaState, service: str, attempt: int, timeouts: Timeouts) -> timedelta:
@@ -79,7 +90,7 @@ def schedule(state: SagaState, now: datetime, timeouts: Timeouts) -> None:
     for name, svc in all_services(state).items():
         actions = _pending_actions(svc)
         current = state.followups.get(name)
-        if not actions:
+        if actions is None:
             state.followups.pop(name, None)
             continue
         if current is None:
@@ -135,8 +146,7 @@ def merge(svc: ServiceState, steps: tuple[StepResult, ...]) -> None:
     """A later report replaces the steps it names and adds the others."""
     # The orchestrator's own placeholders (a service timed out, a host unreachable) give
     # way to any real report.
-    mine = (Outcome.TIMED_OUT, Outcome.UNREACHABLE)
-    kept = [s for s in svc.steps if s.outcome not in mine] if steps else svc.steps
+    kept = [s for s in svc.steps if s.outcome not in _PLACEHOLDERS] if steps else svc.steps
     known = {s.action for s in kept}
     by_action = {s.action: s for s in steps if _news(s) or s.action not in known}
     merged = [by_action.pop(s.action, s) for s in kept]

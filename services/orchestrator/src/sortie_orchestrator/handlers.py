@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sortie_core.events import (
-    AgentPresenceChanged,
     RevocationCompleted,
     SsoLogoutCompleted,
     SsoSession,
@@ -66,11 +65,15 @@ async def _hosts(deps: Deps, state: SagaState) -> list[saga.HostPresence]:
 
 
 async def _create(
-    deps: Deps, transition: Transition, idempotency_key: str | None, principal: str
+    deps: Deps,
+    transition: Transition,
+    idempotency_key: str | None,
+    principal: str,
+    fingerprint: str,
 ) -> tuple[bool, uuid.UUID]:
     """Store a new request and its first messages; count it once, however often it
-    is submitted with the same Idempotency-Key."""
-    created, rid = await deps.store.create(transition, idempotency_key, principal)
+    is submitted with the same Idempotency-Key (and body: `fingerprint`)."""
+    created, rid = await deps.store.create(transition, idempotency_key, principal, fingerprint)
     if created:
         REQUESTS_TOTAL.labels(transition.state.kind.value, "accepted").inc()
         _observe(transition)
@@ -86,11 +89,12 @@ async def accept_logout(
     sso_session: SsoSession | None,
     idempotency_key: str | None,
     principal: str,
+    fingerprint: str = "",
 ) -> tuple[bool, uuid.UUID]:
     now = utcnow()
     state = saga.new_logout(uuid.uuid4(), subject, reason, targets, sso_session, now)
     transition = saga.start(state, await _hosts(deps, state), now, deps.timeouts)
-    return await _create(deps, transition, idempotency_key, principal)
+    return await _create(deps, transition, idempotency_key, principal, fingerprint)
 
 
 async def accept_offboard(
@@ -103,6 +107,7 @@ async def accept_offboard(
     effective_at: datetime | None,
     idempotency_key: str | None,
     principal: str,
+    fingerprint: str = "",
 ) -> tuple[bool, uuid.UUID]:
     now = utcnow()
     state = saga.new_offboard(
@@ -111,7 +116,7 @@ async def accept_offboard(
     transition = Transition(state)
     if state.status == "in_progress":
         transition = saga.start(state, await _hosts(deps, state), now, deps.timeouts)
-    return await _create(deps, transition, idempotency_key, principal)
+    return await _create(deps, transition, idempotency_key, principal, fingerprint)
 
 
 async def accept_admin(
@@ -124,13 +129,14 @@ async def accept_admin(
     hosts: list[saga.HostPresence],
     idempotency_key: str | None,
     principal: str,
+    fingerprint: str = "",
 ) -> tuple[bool, uuid.UUID]:
     """An administrator's order on workstation sessions: a request like any other, sent
     to `hosts` (a lapsed one is reported `unreachable` at once), without an SSO phase."""
     now = utcnow()
     state = saga.new_admin(uuid.uuid4(), subject, reason, requested_by, order, now)
     transition = saga.start(state, hosts, now, deps.timeouts)
-    return await _create(deps, transition, idempotency_key, principal)
+    return await _create(deps, transition, idempotency_key, principal, fingerprint)
 
 
 async def on_revocation(deps: Deps, event: RevocationCompleted) -> None:
@@ -145,10 +151,6 @@ async def on_sso_completed(deps: Deps, event: SsoLogoutCompleted) -> None:
         event.request_id, lambda s: saga.on_sso_completed(s, event, utcnow(), deps.timeouts)
     )
     _observe(transition)
-
-
-async def on_presence(deps: Deps, event: AgentPresenceChanged) -> None:
-    await deps.presence.refresh(event.host)
 
 
 async def fire_deadline(deps: Deps, request_id: str) -> None:

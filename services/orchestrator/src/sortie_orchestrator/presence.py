@@ -1,8 +1,8 @@
 """The orchestrator's index of which workstation holds a session of which user.
 
-Agents write only their own record (`sortie_core.presence`); the orchestrator, on each
-`agent.presence_changed`, re-reads that record and updates this index, which it alone
-writes:
+Agents write only their own record (`sortie_core.presence`); the orchestrator re-reads
+that record on each wake-up from the agent and, in `sweep`, every record on a timer, and
+updates this index, which it alone writes:
 
     sortie:hosts:<account>   set of hosts where the agent reported a session of <account>
     sortie:agent-users:<h>   the users last indexed for host <h> (to compute removals)
@@ -18,7 +18,9 @@ import time
 
 from redis.asyncio import Redis
 
+from sortie_core import streams
 from sortie_core.presence import (
+    AGENT_HOSTS,
     LAPSE_FACTOR,
     PresenceRecord,
     agent_key,
@@ -45,6 +47,20 @@ def group_key(group: str) -> str:
 
 def agent_group_key(host: str) -> str:
     return f"sortie:agent-group:{host.lower()}"
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _users(raw: bytes | str | None) -> frozenset[str] | None:
+    """The users of a record or index entry; None when unreadable (then re-indexed)."""
+    if raw is None:
+        return frozenset()
+    try:
+        return frozenset(str(u).lower() for u in json.loads(raw))
+    except (ValueError, TypeError):
+        return None
 
 
 class PresenceIndex:
@@ -76,6 +92,31 @@ class PresenceIndex:
             pipe.set(agent_users_key(host), json.dumps(sorted(users)))
             pipe.sadd(AGENTS, host)
             await pipe.execute()
+
+    async def sweep(self) -> int:
+        """Re-index every host whose record's users or group differ from the index (hosts
+        from `sortie:agent-hosts`, which agents add themselves to, and from the index), so
+        a lost wake-up hides no session for longer than one sweep. Returns how many hosts
+        were re-indexed."""
+        members = await self.redis.sunion([AGENT_HOSTS, AGENTS])  # type: ignore[misc]
+        hosts = sorted({h for h in (_s(m).lower() for m in members) if streams.valid_host(h)})
+        changed = 0
+        for i in range(0, len(hosts), 500):
+            chunk = hosts[i : i + 500]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for host in chunk:
+                    pipe.hmget(agent_key(host), ["users", "group"])
+                    pipe.get(agent_users_key(host))
+                    pipe.get(agent_group_key(host))
+                rows = await pipe.execute()
+            for j, host in enumerate(chunk):
+                (users, group), indexed, old_group = rows[3 * j : 3 * j + 3]
+                if users is None:
+                    continue  # no record (any more): a lapsed host stays indexed, unreachable
+                if _users(users) != _users(indexed) or _s(group or b"") != _s(old_group or b""):
+                    await self.refresh(host)
+                    changed += 1
+        return changed
 
     async def hosts_for(self, account: str) -> list[HostPresence]:
         """Hosts that reported a session of `account`, each live or lapsed."""

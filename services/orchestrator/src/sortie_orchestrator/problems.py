@@ -3,6 +3,7 @@ guard. Every 4xx says clearly what was wrong; no 5xx says anything about interna
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -10,6 +11,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .store import IdempotencyMismatch
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +119,28 @@ def install(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
+    @app.exception_handler(IdempotencyMismatch)
+    async def _reused(request: Request, exc: IdempotencyMismatch) -> JSONResponse:
+        return problem_response(
+            422,
+            "this Idempotency-Key was already used for a request with another body;"
+            " use a new key for a new request",
+            slug="idempotency-key-reused",
+            instance=request.url.path,
+            extra={"request_id": exc.request_id},
+        )
+
+    @app.exception_handler(RecursionError)
+    async def _too_deep(request: Request, exc: RecursionError) -> JSONResponse:
+        # json.loads (and pydantic on what it returns) recurse once per nesting level: a
+        # deeply nested body, on any route that parses JSON itself (/scim, /ui/login).
+        return problem_response(
+            400,
+            "the JSON body is nested too deeply",
+            slug="malformed-json",
+            instance=request.url.path,
+        )
+
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -123,11 +148,14 @@ def install(app: FastAPI) -> None:
 
 
 class BodyLimit:
-    """ASGI middleware: refuse bodies over `max_bytes` (413) before anything reads them."""
+    """ASGI middleware: refuse bodies over `max_bytes` (413) before anything reads them,
+    and bodies not received within `read_timeout_s` (408): a client trickling one byte a
+    second would otherwise hold a connection and a task for ever."""
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    def __init__(self, app: Any, max_bytes: int, read_timeout_s: float = 10.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout_s = read_timeout_s
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -148,8 +176,20 @@ class BodyLimit:
         # Read the (small) body here, with the limit, then replay it to the app.
         chunks: list[bytes] = []
         seen = 0
+        deadline = asyncio.get_running_loop().time() + self.read_timeout_s
         while True:
-            message = await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                response = problem_response(
+                    408,
+                    f"request body not received within {self.read_timeout_s:g} s",
+                    slug="body-timeout",
+                    headers={"Connection": "close"},
+                )
+                await response(scope, receive, send)
+                return
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")

@@ -19,9 +19,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sortie_core import services as services_
 from sortie_core import streams
 from sortie_core.events import (
-    OFFBOARD_M365_ORDER,
     Coverage,
     Discovery,
     Envelope,
@@ -42,6 +42,7 @@ from sortie_core.events import (
     Verification,
     WorkstationCommandRequested,
 )
+from sortie_core.services import expected_actions
 
 from . import followup
 from .followup import FollowUp
@@ -182,21 +183,6 @@ def _note(state: SagaState, at: datetime, event: str, detail: str | None = None)
     state.timeline.append(TimelineEntry(at=at, event=event, detail=detail))
 
 
-def expected_actions(kind: Kind, service: str, actions: list[str]) -> list[str]:
-    """Actions a service is expected to report; used to name steps it never reported."""
-    if service == "m365":
-        if kind == Kind.LOGOUT:
-            return ["revoke_sessions"]
-        return [a.value for a in OFFBOARD_M365_ORDER if not actions or a.value in actions]
-    if service == "ent":
-        return ["app_logout"]
-    if service.startswith("workstation:"):
-        return [actions[0]] if kind == Kind.WORKSTATION_ADMIN and actions else ["logoff"]
-    if service == "sso":
-        return ["destroy_sso_session" if kind == Kind.LOGOUT else "destroy_all_sso_sessions"]
-    return ["unknown"]
-
-
 def _synthetic_steps(
     state: SagaState, service: str, outcome: Outcome, since: datetime, now: datetime, why: str
 ) -> list[StepResult]:
@@ -322,7 +308,7 @@ def start(
         messages.append(Outgoing(stream, command))
     if Target.WORKSTATIONS in state.targets:
         for presence in hosts:
-            name = f"workstation:{presence.host}"
+            name = services_.workstation_service(presence.host)
             # A user's logout goes to a lapsed host too: its agent finds it when it comes
             # back, and its late report can still heal the request. An administrator's
             # order is for now only.
@@ -610,8 +596,8 @@ def _followup_messages(
         ]
     command, stream = _command(state, now, now + timeouts.phase1)
     command = command.model_copy(update={"followup": scope})
-    if name.startswith("workstation:"):
-        host = name.split(":", 1)[1]
+    host = services_.host_of(name)
+    if host is not None:
         return [Outgoing(streams.workstation_stream(host), _for_host(command))]
     return [Outgoing(stream, command)]
 
@@ -662,7 +648,7 @@ def coverage(state: SagaState) -> Coverage:
         applications=tuple(sorted({a for d in found for a in d.applications})),
         tickets_found=total("tickets_found"),
         tickets_from_caller=total("tickets_from_caller"),
-        hosts=tuple(sorted(n.split(":", 1)[1] for n in state.services if ":" in n)),
+        hosts=tuple(sorted(h for n in state.services if (h := services_.host_of(n)))),
         steps_total=len(steps),
         steps_verified=len(verified),
         steps_acknowledged=len(proven) - len(verified),

@@ -1,232 +1,179 @@
-"""The SCIM User as Sortie keeps it: input validation (attribute names are case-insensitive
-in SCIM, unknown attributes are refused), PATCH operations, attribute selection."""
+"""The SCIM resources Sortie keeps, on scim2-models (RFC 7643/7644): Users with the core,
+enterprise and Sortie schemas, Groups, and the service's description of itself.
+
+What stays hand-written here, and why:
+- the enterprise `manager` without a required `$ref`: Entra ID sends only its `value`, and
+  as a bare string in PATCH (`"value": "<manager id>"`), see
+  https://learn.microsoft.com/en-us/entra/identity/app-provisioning/use-scim-to-provision-users-and-groups
+- the Sortie extension schema (only Sortie needs those attributes);
+- the tolerances Entra relies on, set through scim2-models' own `ScimPolicy`.
+"""
 
 from __future__ import annotations
 
-import copy
 import re
+from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, field_validator
+from scim2_models import (
+    URN,
+    AnyExtension,
+    AuthenticationScheme,
+    Bulk,
+    CaseExact,
+    ChangePassword,
+    ComplexAttribute,
+    EnterpriseUser,
+    ETag,
+    Extension,
+    External,
+    Filter,
+    Group,
+    Mutability,
+    Patch,
+    Reference,
+    ResourceType,
+    Returned,
+    SchemaExtension,
+    ScimPolicy,
+    ScimProvider,
+    ServiceProviderConfig,
+    Sort,
+    User,
+)
+from scim2_models import (
+    Email as BaseEmail,
+)
 
-from .scim_schema import USER_SCHEMA
-
-_NO_CTRL = r"^[^\x00-\x1f\x7f]*$"
-Text = Annotated[str, Field(max_length=256, pattern=_NO_CTRL)]
-
-
-class ScimError(Exception):
-    def __init__(self, status: int, detail: str, scim_type: str | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.scim_type = scim_type
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class NameIn(_Strict):
-    formatted: Text | None = None
-    familyName: Text | None = None
-    givenName: Text | None = None
-
-
-class EmailIn(_Strict):
-    value: Annotated[str, Field(min_length=1, max_length=320, pattern=_NO_CTRL)]
-    type: Annotated[str, Field(max_length=32, pattern=_NO_CTRL)] | None = None
-    primary: bool | None = None
-
-
-class UserIn(_Strict):
-    userName: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
-    externalId: Text | None = None
-    name: NameIn | None = None
-    displayName: Text | None = None
-    emails: Annotated[list[EmailIn], Field(max_length=20)] | None = None
-    # Unassigned counts as active: only an explicit false starts an offboarding.
-    active: bool | None = None
+SORTIE_USER = "urn:sortie:params:scim:schemas:extension:sortie:2.0:User"
+ENTERPRISE_USER = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+MAX_RESULTS = 200
 
 
-_TOP = {n.lower(): n for n in UserIn.model_fields}
-_SUB = {
-    "name": {n.lower(): n for n in NameIn.model_fields},
-    "emails": {n.lower(): n for n in EmailIn.model_fields},
-}
-_READ_ONLY = {"id", "meta", "schemas"}
-_URN_PREFIX = USER_SCHEMA.lower() + ":"
+class Manager(ComplexAttribute):
+    value: Annotated[str | None, CaseExact.true] = None
+    """The id of the SCIM resource representing the User's manager."""
+
+    ref: Reference[User] | None = Field(  # type: ignore[type-arg]
+        None, serialization_alias="$ref", validation_alias="$ref"
+    )
+    display_name: Annotated[str | None, Mutability.read_only] = None
 
 
-def _canon_sub(attr: str, value: Any) -> Any:
-    names = _SUB.get(attr)
-    if names is None:
+class Enterprise(EnterpriseUser):
+    manager: Manager | None = None  # type: ignore[assignment]
+
+    @field_validator("manager", mode="before")
+    @classmethod
+    def _bare_id(cls, value: Any) -> Any:
+        # Entra ID: {"op": "Add", "path": "…:manager", "value": "26118915-6090-4610-87e4-…"}
+        if isinstance(value, str):
+            return {"value": value} if value else None
         return value
-    if isinstance(value, dict):
-        return {names.get(k.lower(), k): v for k, v in value.items()}
-    if isinstance(value, list):
-        return [_canon_sub(attr, v) for v in value]
+
+
+class Email(BaseEmail):
+    # RFC 7643 section 4.1.2 types `emails.value` as a string; the IdPs' own samples use
+    # reserved domains (Okta: test.user@okta.local), which an RFC 5321 validator refuses.
+    value: Annotated[str | None, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")] = None  # type: ignore[assignment]
+
+
+_NO_CTRL = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")
+
+
+def _name(value: Any) -> Any:
+    """userName and displayName key the uniqueness index: not empty, one short line."""
+    if isinstance(value, str) and not _NO_CTRL.match(value):
+        raise ValueError("must be 1 to 256 characters without control characters")
     return value
 
 
-def canonical(body: dict[str, Any]) -> dict[str, Any]:
-    """Attribute names as the schema spells them; read-only ones dropped."""
-    out: dict[str, Any] = {}
-    for key, value in body.items():
-        low = key.lower()
-        if low.startswith(_URN_PREFIX):
-            low = low[len(_URN_PREFIX) :]
-        if low in _READ_ONLY:
-            continue
-        name = _TOP.get(low, key)
-        out[name] = _canon_sub(name, value)
-    return out
+class CoreUser(User[AnyExtension]):
+    emails: list[Email] | None = None  # type: ignore[assignment]
+
+    @field_validator("user_name")
+    @classmethod
+    def _user_name(cls, value: Any) -> Any:
+        return _name(value)
 
 
-def validate_user(body: dict[str, Any]) -> dict[str, Any]:
-    """A clean resource body (no id/meta) from client input, or a 400."""
-    try:
-        user = UserIn.model_validate(canonical(body))
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "(body)"
-        kind = "invalidSyntax" if first.get("type") == "extra_forbidden" else "invalidValue"
-        raise ScimError(400, f"{where}: {first.get('msg')}", kind) from exc
-    return user.model_dump(exclude_none=True)
+class ScimGroup(Group):
+    @field_validator("display_name")
+    @classmethod
+    def _display_name(cls, value: Any) -> Any:
+        return _name(value)
 
 
-_PATH = re.compile(r"^(?:urn:[^ ]*:)?([A-Za-z][\w$-]*)(?:\.([A-Za-z][\w$-]*))?$")
+class SortieUser(Extension):
+    """What only Sortie needs to reach the user's accounts, and what it did."""
+
+    __schema__ = URN(SORTIE_USER)
+
+    cas_username: Annotated[str | None, Field(max_length=256)] = None
+    """The user's CAS (ENT single sign-on) username, when it is not the userName."""
+
+    windows_account: Annotated[str | None, Field(max_length=256)] = None
+    """The account the user opens school workstation sessions with."""
+
+    site: Annotated[str | None, Field(max_length=100)] = None
+    """The user's site or school: picks the site's identifier templates."""
+
+    offboard_at: datetime | None = None
+    """When set, deactivating or deleting the user schedules the offboarding for then."""
+
+    # What Sortie did: read-only, and returned only when asked for (`attributes=`), so that
+    # an IdP comparing its PATCH with the answer sees only what it wrote.
+    offboarding: Annotated[str | None, Mutability.read_only, Returned.request] = None
+    """The last offboarding request Sortie started for this user."""
+
+    reactivation_requested_at: Annotated[
+        datetime | None, Mutability.read_only, Returned.request
+    ] = None
+    """When the user was last set active again after an offboarding."""
 
 
-def _split_path(path: str) -> tuple[str, str | None]:
-    if path.lower().startswith(_URN_PREFIX):
-        path = path[len(_URN_PREFIX) :]
-    match = _PATH.match(path.strip())
-    if not match:
-        raise ScimError(400, f"unsupported PATCH path {path!r}", "invalidPath")
-    top = _TOP.get(match.group(1).lower())
-    if top is None or (top == "userName" and match.group(2)):
-        raise ScimError(400, f"no attribute {path!r}", "invalidPath")
-    sub = match.group(2)
-    if sub is not None:
-        sub_name = _SUB.get(top, {}).get(sub.lower())
-        if sub_name is None or top == "emails":
-            raise ScimError(400, f"unsupported PATCH path {path!r}", "invalidPath")
-        sub = sub_name
-    return top, sub
+ScimUser = CoreUser[Enterprise | SortieUser]
 
-
-def _set(doc: dict[str, Any], op: str, top: str, sub: str | None, value: Any) -> None:
-    if sub is not None:
-        target = doc.setdefault(top, {})
-        if op == "remove":
-            target.pop(sub, None)
-        else:
-            target[sub] = value
-        return
-    if op == "remove":
-        if top == "userName":
-            raise ScimError(400, "userName is required", "mutability")
-        doc.pop(top, None)
-        return
-    value = _canon_sub(top, value)
-    if op == "add" and top == "emails" and isinstance(value, list):
-        doc[top] = list(doc.get(top) or []) + value
-    elif op == "add" and top == "name" and isinstance(value, dict):
-        doc[top] = {**(doc.get(top) or {}), **value}
-    else:
-        doc[top] = value
-
-
-def apply_patch(doc: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
-    """RFC 7644 section 3.5.2 on a copy of `doc`; the result is validated again."""
-    ops = next((v for k, v in body.items() if k.lower() == "operations"), None)
-    if not isinstance(ops, list) or not ops or len(ops) > 50:
-        raise ScimError(400, "Operations must be a list of 1 to 50 operations", "invalidSyntax")
-    out = copy.deepcopy(doc)
-    for raw in ops:
-        if not isinstance(raw, dict):
-            raise ScimError(400, "each operation must be an object", "invalidSyntax")
-        item = {k.lower(): v for k, v in raw.items()}
-        op = str(item.get("op", "")).lower()
-        if op not in ("add", "replace", "remove") or set(item) - {"op", "path", "value"}:
-            raise ScimError(400, f"unsupported operation {raw!r:.100}", "invalidSyntax")
-        path = item.get("path")
-        if path is None:
-            if op == "remove" or not isinstance(item.get("value"), dict):
-                raise ScimError(400, f"{op} without a path needs an object value", "noTarget")
-            for key, value in canonical(item["value"]).items():
-                if key not in UserIn.model_fields:
-                    raise ScimError(400, f"no attribute {key!r}", "invalidPath")
-                _set(out, op, key, None, value)
-            continue
-        if not isinstance(path, str) or len(path) > 200:
-            raise ScimError(400, "path must be a short string", "invalidPath")
-        if op != "remove" and "value" not in item:
-            raise ScimError(400, f"{op} needs a value", "invalidValue")
-        top, sub = _split_path(path)
-        _set(out, op, top, sub, item.get("value"))
-    return validate_user(out)
-
-
-def _attr_names(raw: str | None) -> list[tuple[str, str | None]]:
-    if not raw:
-        return []
-    names = []
-    for raw_part in raw.split(",")[:50]:
-        part = raw_part.strip()
-        if part.lower().startswith(_URN_PREFIX):
-            part = part[len(_URN_PREFIX) :]
-        top, _, sub = part.partition(".")
-        names.append((top.lower(), sub.lower() or None))
-    return names
-
-
-def select(doc: dict[str, Any], attributes: str | None, excluded: str | None) -> dict[str, Any]:
-    """`attributes` / `excludedAttributes` (RFC 7644 section 3.4.2.5); id and schemas stay."""
-    keep = _attr_names(attributes)
-    drop = _attr_names(excluded)
-    if keep:
-        out: dict[str, Any] = {}
-        for key, value in doc.items():
-            low = key.lower()
-            if low in ("id", "schemas"):
-                out[key] = value
-                continue
-            subs = [sub for top, sub in keep if top == low]
-            if not subs:
-                continue
-            if None in subs or not isinstance(value, dict):
-                out[key] = value
-            else:
-                out[key] = {k: v for k, v in value.items() if k.lower() in subs}
-        return out
-    if drop:
-        out = {}
-        for key, value in doc.items():
-            low = key.lower()
-            subs = [sub for top, sub in drop if top == low]
-            if not subs or low in ("id", "schemas"):
-                out[key] = value
-            elif None not in subs and isinstance(value, dict):
-                out[key] = {k: v for k, v in value.items() if k.lower() not in subs}
-        return out
-    return doc
-
-
-_FILTER = re.compile(
-    r'^\s*(userName|externalId|id)\s+eq\s+"((?:[^"\\]|\\.){0,256})"\s*$', re.IGNORECASE
+USER_TYPE = ResourceType.from_resource(ScimUser).model_copy(
+    update={
+        "schema_extensions": [
+            SchemaExtension.model_validate({"schema": ENTERPRISE_USER, "required": False}),
+            SchemaExtension.model_validate({"schema": SORTIE_USER, "required": False}),
+        ]
+    }
 )
 
-
-def parse_filter(raw: str) -> tuple[str, str]:
-    """`userName eq "x"`, `externalId eq "x"` or `id eq "x"`: (attribute, value)."""
-    match = _FILTER.match(raw)
-    if not match:
-        raise ScimError(
-            400,
-            'supported filters: userName eq "…", externalId eq "…", id eq "…"',
-            "invalidFilter",
+CONFIG = ServiceProviderConfig(
+    documentation_uri=Reference[External]("https://datatracker.ietf.org/doc/html/rfc7644"),
+    patch=Patch(supported=True),
+    bulk=Bulk(supported=False, max_operations=0, max_payload_size=0),
+    filter=Filter(supported=True, max_results=MAX_RESULTS),
+    change_password=ChangePassword(supported=False),
+    sort=Sort(supported=False),
+    etag=ETag(supported=True),
+    authentication_schemes=[
+        AuthenticationScheme(
+            type=AuthenticationScheme.Type.oauthbearertoken,
+            name="Bearer token",
+            description="A Sortie API token with the scope `scim`, or an OAuth 2.0 "
+            "access token from the configured issuer.",
+            primary=True,
         )
-    value = re.sub(r"\\(.)", r"\1", match.group(2))
-    return match.group(1).lower(), value
+    ],
+)
+
+# Entra ID removes a member with {"op": "Remove", "path": "members", "value": [{"value": id}]}
+# and adds an entry through a value filter that matches none yet
+# (emails[type eq "work"].value): both are tolerances scim2-models names.
+POLICY = ScimPolicy(
+    remove_value_as_filter=ScimPolicy.RemoveValue.apply,
+    unmatched_path_filter=ScimPolicy.UnmatchedPathFilter.create,
+)
+
+PROVIDER = ScimProvider(
+    models=[CoreUser, Enterprise, SortieUser, ScimGroup],
+    resource_types=[USER_TYPE, ResourceType.from_resource(ScimGroup)],
+    config=CONFIG,
+    policy=POLICY,
+)

@@ -1,117 +1,15 @@
-"""What the SCIM service publishes about itself (RFC 7643 sections 5-7): its configuration,
-its one resource type (User) and the attributes of the User schema it keeps."""
+"""The request bodies the SCIM routes read themselves, as OpenAPI documents them (for
+docs/openapi.json and the fuzzer). The SCIM schemas themselves come from scim2-models
+(scim_model.PROVIDER)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
-LIST_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 SEARCH_REQUEST = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
-ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
-SPC_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"
-RT_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:ResourceType"
-SCHEMA_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Schema"
-MAX_RESULTS = 200
-
-
-def _attr(name: str, kind: str = "string", **extra: Any) -> dict[str, Any]:
-    attr: dict[str, Any] = {
-        "name": name,
-        "type": kind,
-        "multiValued": False,
-        "required": False,
-        "mutability": "readWrite",
-        "returned": "default",
-        "uniqueness": "none",
-        "description": extra.pop("description", name),
-    }
-    if kind == "string":
-        attr["caseExact"] = False
-    attr.update(extra)
-    return attr
-
-
-USER_ATTRIBUTES: list[dict[str, Any]] = [
-    _attr(
-        "userName",
-        required=True,
-        uniqueness="server",
-        description="Unique identifier of the user: the ENT, CAS and Windows account name.",
-    ),
-    _attr(
-        "name",
-        "complex",
-        subAttributes=[_attr("formatted"), _attr("familyName"), _attr("givenName")],
-    ),
-    _attr("displayName"),
-    _attr(
-        "emails",
-        "complex",
-        multiValued=True,
-        description="Email addresses; the primary one is the Microsoft 365 UPN.",
-        subAttributes=[
-            _attr("value"),
-            _attr("type", canonicalValues=["work", "home", "other"]),
-            _attr("primary", "boolean"),
-        ],
-    ),
-    _attr(
-        "active",
-        "boolean",
-        description="Setting it to false starts the user's offboarding.",
-    ),
-]
-
-
-def user_schema(base: str) -> dict[str, Any]:
-    return {
-        "schemas": [SCHEMA_SCHEMA],
-        "id": USER_SCHEMA,
-        "name": "User",
-        "description": "User account",
-        "attributes": USER_ATTRIBUTES,
-        "meta": {"resourceType": "Schema", "location": f"{base}/Schemas/{USER_SCHEMA}"},
-    }
-
-
-def user_resource_type(base: str) -> dict[str, Any]:
-    return {
-        "schemas": [RT_SCHEMA],
-        "id": "User",
-        "name": "User",
-        "endpoint": "/Users",
-        "description": "User account",
-        "schema": USER_SCHEMA,
-        "schemaExtensions": [],
-        "meta": {"resourceType": "ResourceType", "location": f"{base}/ResourceTypes/User"},
-    }
-
-
-def service_provider_config(base: str) -> dict[str, Any]:
-    return {
-        "schemas": [SPC_SCHEMA],
-        "documentationUri": "https://datatracker.ietf.org/doc/html/rfc7644",
-        "patch": {"supported": True},
-        "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
-        "filter": {"supported": True, "maxResults": MAX_RESULTS},
-        "changePassword": {"supported": False},
-        "sort": {"supported": False},
-        "etag": {"supported": False},
-        "authenticationSchemes": [
-            {
-                "type": "oauthbearertoken",
-                "name": "Bearer token",
-                "description": "A Sortie API token with the scope `scim`.",
-                "primary": True,
-            }
-        ],
-        "meta": {
-            "resourceType": "ServiceProviderConfig",
-            "location": f"{base}/ServiceProviderConfig",
-        },
-    }
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+SORTIE = "urn:sortie:params:scim:schemas:extension:sortie:2.0:User"
 
 
 def _str(max_length: int = 256) -> dict[str, Any]:
@@ -133,6 +31,10 @@ USER_BODY: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {"formatted": _str(), "familyName": _str(), "givenName": _str()},
         },
+        "title": _str(),
+        "locale": _str(32),
+        "timezone": _str(64),
+        "password": {"type": "string", "writeOnly": True},
         "emails": {
             "type": "array",
             "maxItems": 20,
@@ -145,6 +47,45 @@ USER_BODY: dict[str, Any] = {
                     "type": _str(32),
                     "primary": {"type": "boolean"},
                 },
+            },
+        },
+        ENTERPRISE: {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "employeeNumber": _str(),
+                "department": _str(),
+                "manager": {"type": "object", "properties": {"value": _str()}},
+            },
+        },
+        SORTIE: {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "casUsername": _str(),
+                "windowsAccount": _str(),
+                "site": _str(100),
+                "offboardAt": {"type": "string", "format": "date-time"},
+            },
+        },
+    },
+}
+GROUP_BODY: dict[str, Any] = {
+    "type": "object",
+    "required": ["displayName"],
+    "additionalProperties": False,
+    "properties": {
+        "schemas": {"type": "array", "items": _str(200), "maxItems": 5},
+        "displayName": {"type": "string", "minLength": 1, "maxLength": 256},
+        "externalId": _str(),
+        "members": {
+            "type": "array",
+            "maxItems": 100,
+            "items": {
+                "type": "object",
+                "required": ["value"],
+                "additionalProperties": False,
+                "properties": {"value": _str(64), "display": _str()},
             },
         },
     },
@@ -162,7 +103,7 @@ PATCH_BODY: dict[str, Any] = {
                 "type": "object",
                 "required": ["op"],
                 "properties": {
-                    "op": {"enum": ["add", "replace", "remove"]},
+                    "op": {"enum": ["add", "replace", "remove", "Add", "Replace", "Remove"]},
                     "path": _str(200),
                     "value": {},
                 },

@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import sys
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AnyHttpUrl, BaseModel, Field, SecretStr, field_validator
+import yaml
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import SettingsConfigDict
 
 from sortie_core.settings import ServiceSettings, redis_url_field
+
+from .oauth import OAuthSettings
+from .scim_policy import ScimConfig
 
 ALL_SCOPES = frozenset(
     {
@@ -24,6 +38,18 @@ ALL_SCOPES = frozenset(
 )
 
 
+# A token shorter than this is refused at start-up (`secrets.token_urlsafe(32)`, what
+# `sortie up` generates, is 43 characters). A `token_sha256` cannot be checked: make it
+# from a token at least this long.
+MIN_TOKEN_CHARS = 32
+
+
+def _strong(token: SecretStr | None, what: str) -> SecretStr | None:
+    if token is not None and len(token.get_secret_value()) < MIN_TOKEN_CHARS:
+        raise ValueError(f"{what} is shorter than {MIN_TOKEN_CHARS} characters: too weak")
+    return token
+
+
 class TokenSpec(BaseModel):
     """One API client: a name for audit logs, its token (or the token's SHA-256), scopes."""
 
@@ -31,6 +57,19 @@ class TokenSpec(BaseModel):
     token: SecretStr | None = None
     token_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
     scopes: frozenset[str]
+
+    @field_validator("token")
+    @classmethod
+    def _token_strong(cls, token: SecretStr | None) -> SecretStr | None:
+        return _strong(token, "the token")
+
+    @field_validator("scopes")
+    @classmethod
+    def _known_scopes(cls, scopes: frozenset[str]) -> frozenset[str]:
+        unknown = sorted(scopes - ALL_SCOPES)
+        if unknown:
+            raise ValueError(f"unknown scope(s) {unknown}; known: {sorted(ALL_SCOPES)}")
+        return scopes
 
     def digest(self) -> bytes:
         if self.token_sha256:
@@ -62,8 +101,15 @@ class OrchestratorSettings(ServiceSettings):
     # Stream entries no group needs any more are trimmed once older than this.
     stream_retention_days: float = Field(default=7.0, ge=0)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # `/docs` (Swagger UI, assets from the package) and `/openapi.json`.
+    docs_enabled: bool = True
+    # A request body must arrive whole within this (408 otherwise).
+    body_read_timeout_s: float = Field(default=10.0, gt=0, le=300)
     deadline_poll_ms: int = Field(default=200, ge=10)
     sweep_interval_s: float = Field(default=5.0, gt=0)
+    # Every agent's presence record is re-read this often (keep it at most one agent
+    # heartbeat, default 10 s): a lost wake-up hides a session no longer than this.
+    presence_sweep_s: float = Field(default=5.0, gt=0, le=3600)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
     max_schedule_days: int = Field(default=400, ge=1)
     # The pages (status page, the user's logout page): the language when the browser asks
@@ -93,12 +139,59 @@ class OrchestratorSettings(ServiceSettings):
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
+    # SCIM mapping and lifecycle policy (scim_policy.ScimConfig), as JSON, or a YAML/JSON
+    # file (`scim_file`, which wins).
+    scim: ScimConfig = Field(default_factory=ScimConfig)
+    # An OAuth 2.0 issuer whose JWT access tokens may call SCIM (oauth.OAuthSettings), e.g.
+    # {"issuer": "…", "audience": "…", "jwks_url": "https://…/keys", "scope": "scim"}.
+    oauth: OAuthSettings | None = None
+    scim_file: Path | None = None
+
+    # Failed authentications (API and /ui/login) per client address and replica: past
+    # this many within the window, the client is answered 429 until the window moves on.
+    auth_failure_limit: int = Field(default=10, ge=1)
+    auth_failure_window_s: float = Field(default=60.0, gt=0)
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (a TLS-terminating
+    # reverse proxy): addresses or networks, as uvicorn's `forwarded_allow_ips`.
+    trusted_proxies: list[str] = ["127.0.0.1"]
+    # Behind a proxy that does not send X-Forwarded-Proto: treat every request as HTTPS
+    # (Secure cookies, HSTS).
+    force_secure: bool = False
+
+    @model_validator(mode="after")
+    def _scim_file(self) -> OrchestratorSettings:
+        if self.scim_file is not None:
+            text = self.scim_file.read_text(encoding="utf-8")
+            raw = json.loads(text) if self.scim_file.suffix == ".json" else yaml.safe_load(text)
+            self.scim = ScimConfig.model_validate(raw or {})
+        return self
+
+    @field_validator("dev_token")
+    @classmethod
+    def _dev_token_strong(cls, token: SecretStr | None) -> SecretStr | None:
+        return _strong(token, "SORTIE_DEV_TOKEN")
+
     def token_table(self) -> list[tuple[bytes, str, frozenset[str]]]:
         table = [(t.digest(), t.name, t.scopes) for t in self.tokens]
         if self.dev_token is not None:
             digest = hashlib.sha256(self.dev_token.get_secret_value().encode()).digest()
             table.append((digest, "dev", ALL_SCOPES))
         return table
+
+
+def load_settings() -> OrchestratorSettings:
+    """The settings from the environment; a weak or malformed configuration ends the
+    process with one clear line per problem (no secret in it)."""
+    try:
+        return OrchestratorSettings()
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()))
+            print(
+                f"sortie-orchestrator: configuration refused: {where}: {err['msg']}",
+                file=sys.stderr,
+            )
+        raise SystemExit(2) from None
 
 
 def match_token(

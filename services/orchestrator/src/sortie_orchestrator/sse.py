@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
@@ -28,14 +28,20 @@ def follow(
     request: Request,
     request_id: uuid.UUID,
     fragment: Callable[[SagaState], str],
+    allowed: Callable[[], Awaitable[bool]] | None = None,
     max_s: float = SSE_MAX_S,
 ) -> StreamingResponse:
+    """`allowed`: asked before each read; when it says no the stream ends `signed out`."""
+
     async def stream() -> AsyncIterator[str]:
         seen: int | None = None
         quiet_since = time.monotonic()
         stop_at = time.monotonic() + max_s
         yield "retry: 2000\n\n"
         while time.monotonic() < stop_at and not await request.is_disconnected():
+            if allowed is not None and not await allowed():
+                yield event("end", "signed out")
+                return
             loaded = await store.load(request_id)
             if loaded is None:
                 yield event("end", "gone")

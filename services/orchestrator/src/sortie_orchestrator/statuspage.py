@@ -1,11 +1,14 @@
 """The helpdesk status page under `/ui`: sign in with an API token (scope `requests:read`),
 recent requests filtered by user and status, and one request's timeline updated live by
 server-sent events. The token is exchanged once for a session: a random id in an HttpOnly,
-SameSite=Strict cookie, whose hash keys the session in Redis (8 hours)."""
+SameSite=Strict cookie, whose hash keys the session in Redis (8 hours). The session holds
+the token's SHA-256, checked against the configured tokens on every request: once the
+token is removed (or loses `requests:read`), its sessions are worth nothing."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -25,7 +28,9 @@ from fastapi.responses import (
 from sortie_core.events import utcnow
 
 from . import handlers, i18n, sse
+from .guards import limiter, refuse_cross_site
 from .problems import Problem, problem_response
+from .security import is_secure
 from .settings import match_token
 from .statuspage_render import live_fragment, render, request_page
 
@@ -60,11 +65,27 @@ async def _viewer(request: Request) -> str | None:
     sid = request.cookies.get(COOKIE)
     if not sid or len(sid) > 100:
         return None
-    raw = await _deps(request).store.redis.get(_session_key(sid))
+    redis = _deps(request).store.redis
+    raw = await redis.get(_session_key(sid))
     if raw is None:
         return None
-    name: str = json.loads(raw)["name"]
+    try:
+        digest = bytes.fromhex(json.loads(raw)["digest"])
+    except (ValueError, KeyError, TypeError):
+        digest = b""  # a session of an older version: bound to no token
+    name = _token_name(request.app.state.token_table, digest)
+    if name is None:
+        await redis.delete(_session_key(sid))
     return name
+
+
+def _token_name(table: list[tuple[bytes, str, frozenset[str]]], digest: bytes) -> str | None:
+    """The name of the configured token with this digest and the page's scope."""
+    found = None
+    for known, name, scopes in table:
+        if hmac.compare_digest(known, digest) and SCOPE in scopes:
+            found = name
+    return found
 
 
 _NEXT = re.compile(r"^/ui/(?!/)[A-Za-z0-9/_.?=&%-]{0,250}$")
@@ -99,6 +120,9 @@ async def login_form(
 
 @router.post("/login")
 async def login(request: Request) -> Response:
+    refuse_cross_site(request)
+    failures = limiter(request)
+    failures.check(request)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     raw = await request.body()
     as_json = ctype == "application/json"
@@ -122,12 +146,14 @@ async def login(request: Request) -> Response:
     if found is None or SCOPE not in found[1]:
         refused = i18n.N_("This token was refused.")
         why = refused if found is None else i18n.N_("This token lacks requests:read.")
+        failures.failed(request, "status page sign-in: " + why)
         if as_json:
             return problem_response(401, why, slug="unauthenticated")
         return _login_page(request, next_url, i18n.from_request(request).gettext(why), 401)
     sid = secrets.token_urlsafe(32)
+    digest = hashlib.sha256(token.strip().encode()).hexdigest()  # type: ignore[union-attr]
     await _deps(request).store.redis.set(
-        _session_key(sid), json.dumps({"name": found[0]}), ex=SESSION_TTL_S
+        _session_key(sid), json.dumps({"name": found[0], "digest": digest}), ex=SESSION_TTL_S
     )
     resp: Response = Response(status_code=204) if as_json else RedirectResponse(next_url, 303)
     resp.set_cookie(
@@ -137,13 +163,14 @@ async def login(request: Request) -> Response:
         path="/ui",
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=is_secure(request.scope, request.app.state.settings.force_secure),
     )
     return resp
 
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
+    refuse_cross_site(request)
     sid = request.cookies.get(COOKIE)
     if sid and len(sid) <= 100:
         await _deps(request).store.redis.delete(_session_key(sid))
@@ -220,4 +247,10 @@ async def request_events(
         raise Problem(404, f"no request {request_id}", slug="not-found")
 
     t = i18n.from_request(request)
-    return sse.follow(deps.store, request, request_id, lambda s: live_fragment(t, s, utcnow()))
+
+    async def signed_in() -> bool:
+        return await _viewer(request) is not None  # the session or its token may be gone
+
+    return sse.follow(
+        deps.store, request, request_id, lambda s: live_fragment(t, s, utcnow()), signed_in
+    )

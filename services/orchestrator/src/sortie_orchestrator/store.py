@@ -40,7 +40,8 @@ FOLLOWUPS = "sortie:followups"
 
 _CREATE = """
 -- KEYS: req, deadlines, requests, subject_index, active, idem
--- ARGV: rid, doc, deadline ('' = none), created_score, idem_ttl, messages (JSON)
+-- ARGV: rid, doc, deadline ('' = none), created_score, idem_ttl, messages (JSON),
+--       body fingerprint
 if KEYS[6] ~= 'sortie:idem:' then
   local existing = redis.call('GET', KEYS[6])
   if existing then return {0, existing} end
@@ -52,7 +53,7 @@ redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
 redis.call('SADD', KEYS[5], ARGV[1])
 if KEYS[6] ~= 'sortie:idem:' then
-  redis.call('SET', KEYS[6], ARGV[1], 'EX', tonumber(ARGV[5]))
+  redis.call('SET', KEYS[6], ARGV[1] .. ' ' .. ARGV[7], 'EX', tonumber(ARGV[5]))
 end
 for _, m in ipairs(cjson.decode(ARGV[6])) do
   redis.call('XADD', m[1], '*', 'type', m[2], 'event_id', m[3], 'request_id', m[4], 'data', m[5])
@@ -125,6 +126,14 @@ class Conflict(Exception):
     """Another replica changed the request first."""
 
 
+class IdempotencyMismatch(Exception):
+    """An Idempotency-Key already used for a request with another body."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(request_id)
+        self.request_id = request_id
+
+
 class SagaStore:
     def __init__(self, redis: Redis, retention_s: int, idempotency_ttl_s: int) -> None:
         self.redis = redis
@@ -134,12 +143,18 @@ class SagaStore:
         self._commit = redis.register_script(_COMMIT)
 
     async def create(
-        self, transition: Transition, idempotency_key: str | None, principal: str
+        self,
+        transition: Transition,
+        idempotency_key: str | None,
+        principal: str,
+        fingerprint: str = "",
     ) -> tuple[bool, uuid.UUID]:
         """Persist a new request and publish its first messages atomically.
 
         Returns (created, request_id): with an Idempotency-Key already used, the first
-        request's id and False.
+        request's id and False. Raises `IdempotencyMismatch` when that first request had
+        another `fingerprint` (a digest of its body): replaying it would silently drop
+        this one.
         """
         state = transition.state
         created, rid = await self._create(
@@ -158,9 +173,13 @@ class SagaStore:
                 repr(int(state.created_at.timestamp() * 1_000_000)),
                 self.idempotency_ttl_s,
                 _messages_json(transition),
+                fingerprint,
             ],
         )
-        rid_s = rid.decode() if isinstance(rid, bytes) else str(rid)
+        stored = rid.decode() if isinstance(rid, bytes) else str(rid)
+        rid_s, _, first = stored.partition(" ")
+        if not created and first and fingerprint and first != fingerprint:
+            raise IdempotencyMismatch(rid_s)
         return bool(created), uuid.UUID(rid_s)
 
     async def load(self, request_id: uuid.UUID | str) -> Loaded | None:

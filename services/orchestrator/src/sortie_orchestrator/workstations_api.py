@@ -18,7 +18,7 @@ from sortie_core.events import Subject
 from sortie_core.presence import PresenceRecord, read_presence
 
 from . import handlers
-from .api import IdemKey, Links, Strict, _deps, _require_json, mark_accepted
+from .api import IdemKey, Links, Strict, Visible, _deps, _require_json, fingerprint, mark_accepted
 from .auth import Principal, require
 from .problems import Problem
 from .saga import AdminOrder, HostPresence
@@ -28,7 +28,9 @@ router = APIRouter(prefix="/v1/workstations", tags=["workstations"])
 SCOPE = "workstations:admin"
 HostName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")]
 GroupName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
-Account = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Account = Annotated[
+    str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$"), Visible
+]
 SessionRef = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,32}$")]
 
 
@@ -92,7 +94,7 @@ class Target(Strict):
     group: GroupName | None = None
     user: Account | None = None
     session_id: SessionRef | None = None
-    reason: Annotated[str, Field(min_length=1, max_length=200)] = "administrator"
+    reason: Annotated[str, Field(min_length=1, max_length=200), Visible] = "administrator"
 
     @model_validator(mode="after")
     def _one_place(self) -> Target:
@@ -196,6 +198,7 @@ async def _order(
         hosts=hosts,
         idempotency_key=idempotency_key,
         principal=principal.name,
+        fingerprint=fingerprint(action, target),
     )
     return Ordered(
         request_id=rid,

@@ -18,15 +18,13 @@ from sortie_core import streams
 from sortie_core.acl import agent_dedupe_prefix
 from sortie_core.broker import Delivery, Subscription, publish
 from sortie_core.events import (
-    AgentPresenceChanged,
-    AgentResultsAvailable,
     DeadLettered,
     LogoutRequested,
     OffboardRequested,
     RevocationCompleted,
     WorkstationCommandRequested,
 )
-from sortie_core.presence import PresenceRecord, SessionInfo, write_presence
+from sortie_core.presence import PresenceRecord, SessionInfo, wake, write_presence
 from sortie_core.steps import RetryPolicy
 
 from . import __version__, handlers
@@ -75,6 +73,7 @@ class Agent:
                 on_deadletter=self.on_deadletter,
                 dedupe=True,
                 dedupe_prefix=agent_dedupe_prefix(self.host),
+                deadletter_stream=streams.agent_deadletter_stream(self.host),
             )
         ]
 
@@ -116,10 +115,10 @@ class Agent:
             await self.report(result)
 
     async def report(self, result: RevocationCompleted) -> None:
-        """Append the report to this host's own results stream, then announce it. If the
-        announcement is lost, the orchestrator's periodic re-read still finds the report."""
+        """Append the report to this host's own results stream, then wake the orchestrator.
+        If the wake-up is lost, the orchestrator's periodic re-read still finds the report."""
         await publish(self.redis, streams.agent_results_stream(self.host), result)
-        await publish(self.redis, streams.AGENT_PRESENCE, AgentResultsAvailable(host=self.host))
+        await wake(self.redis, self.host, "results")
 
     async def refresh_presence(self) -> bool:
         """Write the presence record; announce it when the set of users changed.
@@ -144,9 +143,7 @@ class Agent:
                     ),
                 )
                 if users != self.users:
-                    await publish(
-                        self.redis, streams.AGENT_PRESENCE, AgentPresenceChanged(host=self.host)
-                    )
+                    await wake(self.redis, self.host, "presence")
                     log.info("%s: presence changed (%d users)", self.host, len(users))
                 self.users = users
                 return True

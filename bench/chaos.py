@@ -1,0 +1,253 @@
+"""Chaos suite: faults injected into the real processes of `sortie up` while logouts are in
+flight. Prints one row per scenario: sent, accepted, lost, stuck, statuses, p99.
+
+    .venv/bin/python bench/chaos.py                     # every scenario, 250 logouts each
+    .venv/bin/python bench/chaos.py --only app-down --requests 50 --down 20
+
+`lost`: accepted (HTTP 202) but unknown afterwards. `stuck`: not finished when the wait
+ends. A request healed by a follow-up counts with its final status; its duration is
+accepted → healed. Each scenario runs on a fresh stack (own redis-server, simulators).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+from redis import Redis
+
+from sortie_cli.stack import Proc, Stack
+
+FAST = {
+    # Short deadlines so that a scenario fits in a minute; the follow-up ladder is the
+    # production one scaled down.
+    "SORTIE_ORCHESTRATOR_PHASE1_TIMEOUT_S": "5",
+    "SORTIE_ORCHESTRATOR_SSO_TIMEOUT_S": "10",
+    "SORTIE_ORCHESTRATOR_FOLLOWUP_BASE_S": "1",
+    "SORTIE_ORCHESTRATOR_FOLLOWUP_MAX_S": "5",
+}
+FINAL = {"completed", "partial", "failed", "cancelled"}
+
+
+@dataclass
+class Run:
+    stack: Stack
+    down_s: float
+    notes: list[str] = field(default_factory=list)
+
+    def proc(self, name: str) -> Proc:
+        return next(p for p in self.stack.procs if p.name == name)
+
+    def kill9(self, name: str) -> None:
+        proc = self.proc(name)
+        assert proc.popen is not None
+        os.killpg(proc.popen.pid, signal.SIGKILL)
+        proc.popen.wait(10)
+
+    def restart(self, name: str) -> None:
+        self.proc(name).start()
+
+    def sim(self, name: str) -> str:
+        return self.stack.urls[f"sim_{name}"]
+
+
+Fault = Callable[[Run], Awaitable[None]]
+
+
+async def _kill_and_restart(run: Run, name: str, pause: float = 1.0) -> None:
+    run.kill9(name)
+    await asyncio.sleep(pause)
+    run.restart(name)
+
+
+async def _redis_restart(run: Run) -> None:
+    run.kill9("redis")
+    await asyncio.sleep(1.0)
+    run.restart("redis")
+
+
+async def _redis_empty(run: Run) -> None:
+    """Data lost (or a failover to an empty replica): the services must recover."""
+    Redis.from_url(run.stack.urls["redis"]).flushall()
+
+
+async def _app_down(run: Run) -> None:
+    apps = run.sim("entapps")
+    async with httpx.AsyncClient() as c:
+        await c.post(f"{apps}/_sim/config", json={"fail_apps": ["mer"]})
+        await asyncio.sleep(run.down_s)
+        await c.post(f"{apps}/_sim/config", json={"fail_apps": []})
+
+
+async def _cas_down(run: Run) -> None:
+    cas = run.sim("cas")
+    async with httpx.AsyncClient() as c:
+        resp = await c.post(f"{cas}/_sim/config", json={"down": True})
+        if resp.status_code >= 400:
+            run.notes.append(f"cas simulator has no down switch ({resp.status_code})")
+            return
+        await asyncio.sleep(run.down_s)
+        await c.post(f"{cas}/_sim/config", json={"down": False})
+
+
+async def _graph_storm(run: Run) -> None:
+    graph = run.sim("graph")
+    async with httpx.AsyncClient() as c:
+        await c.post(f"{graph}/_sim/config", json={"throttle_writes_per_s": 0.01})
+        await asyncio.sleep(min(run.down_s, 30.0))
+        await c.post(f"{graph}/_sim/config", json={"throttle_writes_per_s": 0})
+
+
+async def _poison(run: Run) -> None:
+    r = Redis.from_url(run.stack.urls["redis"])
+    for stream in (
+        "logout.requested",
+        "revocation.completed",
+        "sso.logout.requested",
+        "sso.logout.completed",
+    ):
+        r.xadd(stream, {"type": "logout.requested", "data": b"{not json"})
+        r.xadd(stream, {"type": "x", "data": b"\xff\xfe invalid utf-8"})
+
+
+async def _duplicates(run: Run) -> None:
+    r = Redis.from_url(run.stack.urls["redis"])
+    for stream in ("logout.requested", "revocation.completed"):
+        for _id, fields in r.xrange(stream, count=50):
+            r.xadd(stream, fields)
+
+
+async def _nothing(run: Run) -> None:
+    return None
+
+
+SCENARIOS: dict[str, Fault] = {
+    "baseline": _nothing,
+    "kill-orchestrator": lambda r: _kill_and_restart(r, "orchestrator"),
+    "kill-m365-worker": lambda r: _kill_and_restart(r, "m365-worker"),
+    "kill-ent-worker": lambda r: _kill_and_restart(r, "ent-worker"),
+    "kill-agent": lambda r: _kill_and_restart(r, "agent-pc-101"),
+    "redis-kill9-aof": _redis_restart,
+    "redis-empty": _redis_empty,
+    "app-down": _app_down,
+    "cas-down": _cas_down,
+    "graph-429-storm": _graph_storm,
+    "poison": _poison,
+    "duplicates": _duplicates,
+}
+
+
+async def _submit(client: httpx.AsyncClient, i: int, tag: str) -> str | None:
+    body = {
+        "subject": {"user_id": f"{tag}{i}", "upn": f"{tag}{i}@example.org"},
+        "reason": "chaos",
+    }
+    for _ in range(50):
+        try:
+            resp = await client.post("/v1/logouts", json=body)
+        except httpx.HTTPError:
+            await asyncio.sleep(0.2)
+            continue
+        if resp.status_code == 202:
+            return str(resp.json()["request_id"])
+        if resp.status_code in (429, 503):
+            await asyncio.sleep(float(resp.headers.get("retry-after", "0.5")))
+            continue
+        return None
+    return None
+
+
+def _duration(view: dict) -> float | None:
+    end = view.get("healed_at") or view.get("finished_at")
+    if not end:
+        return None
+    start = datetime.fromisoformat(view["created_at"])
+    return (datetime.fromisoformat(end) - start).total_seconds()
+
+
+async def run_scenario(name: str, requests: int, down_s: float, wait_s: float) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix=f"sortie-chaos-{name}-"))
+    stack = Stack(workdir=workdir, api_port=0, base_env={**os.environ, **FAST})
+    stack.plan()
+    stack.start(timeout=120)
+    run = Run(stack, down_s)
+    headers = {"Authorization": f"Bearer {stack.token}"}
+    try:
+        async with httpx.AsyncClient(
+            base_url=stack.urls["api"], headers=headers, timeout=10
+        ) as client:
+            fault = asyncio.create_task(SCENARIOS[name](run))
+            ids = await asyncio.gather(*(_submit(client, i, name) for i in range(requests)))
+            await fault
+            accepted = [i for i in ids if i]
+            views: dict[str, dict] = {}
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline:
+                for rid in accepted:
+                    if views.get(rid, {}).get("status") == "completed":
+                        continue
+                    with_retry = await client.get(f"/v1/requests/{rid}")
+                    if with_retry.status_code == 200:
+                        views[rid] = with_retry.json()
+                    elif with_retry.status_code == 404:
+                        views[rid] = {"status": "lost"}
+                settled = all(
+                    v.get("status") in FINAL and not v.get("followups") for v in views.values()
+                )
+                if len(views) == len(accepted) and settled:
+                    break
+                await asyncio.sleep(1.0)
+    finally:
+        stack.stop()
+    statuses = Counter(v.get("status", "?") for v in views.values())
+    durations = sorted(d for v in views.values() if (d := _duration(v)) is not None)
+    p99 = durations[max(0, int(len(durations) * 0.99) - 1)] if durations else None
+    return {
+        "scenario": name,
+        "sent": requests,
+        "accepted": len(accepted),
+        "lost": statuses.pop("lost", 0) + (len(accepted) - len(views)),
+        "stuck": sum(n for s, n in statuses.items() if s not in FINAL),
+        "statuses": dict(statuses),
+        "p50": statistics.median(durations) if durations else None,
+        "p99": p99,
+        "notes": "; ".join(run.notes),
+    }
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} s"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=250)
+    parser.add_argument("--down", type=float, default=60.0, help="seconds a target is down")
+    parser.add_argument("--wait", type=float, default=180.0, help="seconds to wait for the end")
+    parser.add_argument("--only", action="append", choices=sorted(SCENARIOS))
+    args = parser.parse_args()
+    rows = []
+    for name in args.only or list(SCENARIOS):
+        row = asyncio.run(run_scenario(name, args.requests, args.down, args.wait))
+        rows.append(row)
+        print(
+            f"{row['scenario']:<18} sent {row['sent']:>4}  accepted {row['accepted']:>4}  "
+            f"lost {row['lost']:>3}  stuck {row['stuck']:>3}  p50 {_fmt(row['p50'])}  "
+            f"p99 {_fmt(row['p99'])}  {row['statuses']}  {row['notes']}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Follow-up delivery end to end: a target down past the deadline is not given up. The
+real processes of `sortie up`, with short deadlines so that the story fits in seconds."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sortie_cli.stack import Stack
+from sortie_simulators.demo import ALICE
+
+pytestmark = pytest.mark.e2e
+
+FAST = {
+    "SORTIE_ORCHESTRATOR_PHASE1_TIMEOUT_S": "2",
+    "SORTIE_ORCHESTRATOR_FOLLOWUP_BASE_S": "0.5",
+    "SORTIE_ORCHESTRATOR_FOLLOWUP_MAX_S": "1",
+    "SORTIE_ENT_STEP_MAX_ATTEMPTS": "2",
+    "SORTIE_ENT_STEP_BACKOFF_MAX_S": "0.1",
+}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    workdir: Path = tmp_path_factory.mktemp("sortie-followup")
+    s = Stack(workdir=workdir, api_port=0, base_env={"PATH": "/usr/bin:/bin", **FAST})
+    s.plan()
+    try:
+        s.start(timeout=90)
+        yield s
+    finally:
+        s.stop()
+
+
+def _view(client: httpx.Client, rid: str, until: set[str], timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    view: dict = {}
+    while time.monotonic() < deadline:
+        view = client.get(f"/v1/requests/{rid}").json()
+        if view["status"] in until:
+            return view
+        time.sleep(0.1)
+    raise AssertionError(f"request {rid} never reached {until}: {view}")
+
+
+def test_an_application_down_past_the_deadline_is_logged_out_when_it_returns(
+    stack: Stack,
+) -> None:
+    apps = stack.urls["sim_entapps"]
+    httpx.post(f"{apps}/_sim/config", json={"fail_apps": ["mer"]}).raise_for_status()
+    headers = {"Authorization": f"Bearer {stack.token}"}
+    with httpx.Client(base_url=stack.urls["api"], headers=headers, timeout=10) as client:
+        subject = {"user_id": ALICE.cas_username, "cas_username": ALICE.cas_username}
+        resp = client.post("/v1/logouts", json={"subject": subject, "targets": ["ent"]})
+        assert resp.status_code == 202, resp.text
+        rid = resp.json()["request_id"]
+        partial = _view(client, rid, {"partial", "failed", "completed"})
+        assert partial["status"] == "partial", partial
+        assert "ent" in partial["followups"], partial
+        mer = {s["action"]: s for s in partial["services"]["ent"]["steps"]}["app_logout:mer"]
+        assert mer["outcome"] == "failed" and mer["error"]["retryable"]
+        # The SSO logout was not held back by the dead application.
+        assert partial["sso"]["state"] == "reported"
+        # It stays down a while: the follow-ups keep trying and the request says so.
+        time.sleep(2)
+        still = client.get(f"/v1/requests/{rid}").json()
+        assert still["status"] == "partial" and still["followups"]["ent"]["attempt"] >= 1
+        httpx.post(f"{apps}/_sim/config", json={"fail_apps": []}).raise_for_status()
+        healed = _view(client, rid, {"completed"})
+    assert healed["healed_at"] is not None and healed["followups"] == {}
+    steps = {s["action"]: s for s in healed["services"]["ent"]["steps"]}
+    assert steps["app_logout:mer"]["outcome"] == "succeeded"
+    received = httpx.get(f"{apps}/_sim/received").json()
+    delivered = [r for r in received if r["app"] == "mer" and r["accepted"]]
+    assert delivered and delivered[-1]["user"] == ALICE.cas_username
