@@ -12,8 +12,6 @@ from redis.asyncio import Redis
 from sortie_core import streams
 from sortie_core.broker import publish
 from sortie_core.events import (
-    AgentPresenceChanged,
-    AgentResultsAvailable,
     Outcome,
     RevocationCompleted,
     SsoLogoutCompleted,
@@ -21,7 +19,7 @@ from sortie_core.events import (
     Subject,
     Verification,
 )
-from sortie_core.presence import PresenceRecord, write_presence
+from sortie_core.presence import PresenceRecord, wake, write_presence
 
 
 def step(action: str, verification: Verification = Verification.VERIFIED) -> StepResult:
@@ -45,7 +43,7 @@ async def sits_at(redis: Redis, host: str, account: str) -> None:
         heartbeat_s=600,
     )
     await write_presence(redis, record)
-    await publish(redis, streams.AGENT_PRESENCE, AgentPresenceChanged(host=host))
+    await wake(redis, host, "presence")
 
 
 async def report(redis: Redis, rid: uuid.UUID, subject: Subject, service: str) -> None:
@@ -66,7 +64,7 @@ async def report(redis: Redis, rid: uuid.UUID, subject: Subject, service: str) -
             steps=(step("close_browsers"), step("logoff")),
         )
         await publish(redis, streams.agent_results_stream(host), event)
-        await publish(redis, streams.AGENT_PRESENCE, AgentResultsAvailable(host=host))
+        await wake(redis, host, "results")
         return
     event = RevocationCompleted(request_id=rid, subject=subject, service=service, steps=steps)
     await publish(redis, streams.REVOCATION_COMPLETED, event)
