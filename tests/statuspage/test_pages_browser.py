@@ -295,3 +295,35 @@ async def test_status_page_in_french_and_english(url: str, redis: Redis, tmp_pat
             await page.screenshot(SHOTS / f"status-request-{short}.png")
             await check_small_screen(page, f"status-request-{short}")
             await check_accessible(page)
+
+
+async def test_the_page_returns_to_the_ent_by_itself_when_configured() -> None:
+    """Not on a shared station (no advice to close the browser): after the end, the page
+    goes back to the ENT's public page, the configured one, after the configured delay."""
+    server = RedisServer().start()
+    client = Redis.from_url(server.url)
+    try:
+        with live_orchestrator(
+            server, phase1_timeout_s=60, ent_public_url=ENT, logout_return_after_s=7
+        ) as base:
+            body = {"subject": {"user_id": "fanny"}, "targets": ["m365", "ent"]}
+            async with httpx.AsyncClient(base_url=base) as http:
+                auth = {"Authorization": f"Bearer {TOKEN}"}
+                accepted = (await http.post("/v1/logouts", json=body, headers=auth)).json()
+                rid, subject = uuid.UUID(accepted["request_id"]), Subject(user_id="fanny")
+                running = (await http.get(accepted["progress_url"])).text
+                for service in ("m365", "ent"):
+                    await workers.report(client, rid, subject, service)
+                await sso_phase(base, client, rid, subject)
+
+                async def done() -> bool:
+                    return await status_of(base, rid) == "completed"
+
+                await until(done)
+                finished = (await http.get(accepted["progress_url"])).text
+    finally:
+        await client.aclose()
+        server.cleanup()
+    assert f'content="7;url={ENT}"' not in running
+    assert f'<meta http-equiv="refresh" content="7;url={ENT}">' in finished
+    assert "Fermez le navigateur" not in finished
