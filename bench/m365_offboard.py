@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sortie_core.events import OffboardRequested, Outcome, Subject, utcnow  # noqa: E402
+from sortie_core.events import OffboardRequested, Subject, utcnow  # noqa: E402
 from sortie_core.ratelimit import RedisRateLimiter  # noqa: E402
 from sortie_core.steps import RetryPolicy  # noqa: E402
 from sortie_m365.adapters.credentials import StaticTokenCredential  # noqa: E402
@@ -112,7 +112,8 @@ async def run(
                     deadline=utcnow() + timedelta(hours=1),
                 )
                 result = await handle_offboard(event, directory=directory, policy=policy)
-            if any(s.outcome is not Outcome.SUCCEEDED for s in result.steps[:3]):
+            # Offboarded means proven: each step succeeded and was read back from Graph.
+            if not all(s.done for s in result.steps):
                 failed += 1
 
         started = time.monotonic()

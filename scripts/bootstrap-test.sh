@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# What only the tests need, on top of scripts/bootstrap.sh: the Compose schema, promtool
-# and Chromium (Debian packages). `sortie up` does not need them, so it does not install them.
+# What only the tests need, on top of scripts/bootstrap.sh: the Compose schema, promtool,
+# Chromium, Caddy and kubectl (Debian packages). `sortie up` does not need them, so it does not install them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +40,31 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null 2>&1 || {
     $SUDO apt-get update -qq >/dev/null 2>&1 || true
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  }
+fi
+
+# Caddy (Debian's `caddy`): tests/proxy runs deploy/caddy/Caddyfile in front of the
+# orchestrator. The package's own service is not needed.
+if ! command -v caddy >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "bootstrap: installing caddy (proxy tests)" >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends caddy \
+    >/dev/null 2>&1 || {
+    $SUDO apt-get update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends caddy >/dev/null
+  }
+fi
+
+# kubectl (Debian's `kubernetes-client`): tests/test_k8s.py renders deploy/k8s with its
+# built-in kustomize (the manifests use fields that kustomize v2 to v5 all read).
+if ! command -v kubectl >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "bootstrap: installing kubectl (kubernetes-client)" >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    kubernetes-client >/dev/null 2>&1 || {
+    $SUDO apt-get update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+      kubernetes-client >/dev/null
   }
 fi
 

@@ -11,9 +11,11 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from faststream.redis import RedisBroker
+from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from sortie_core import streams
@@ -40,8 +42,10 @@ async def running(
     *,
     consumer: str = "c1",
     max_deliveries: int = 5,
-    on_deadletter: Callable[[object, DeadLettered], Awaitable[None]] | None = None,
+    on_deadletter: Callable[[object, DeadLettered], BaseModel | None] | None = None,
     claim_idle_ms: int = 200,
+    concurrency: int = 32,
+    **sub_kw: Any,
 ) -> AsyncIterator[Consumers]:
     redis = Redis.from_url(url)
     broker = RedisBroker(url)
@@ -49,12 +53,15 @@ async def running(
         broker=broker,
         redis=redis,
         consumer=consumer,
-        subscriptions=[Subscription(STREAM, GROUP, handler, (LogoutRequested,), on_deadletter)],
+        subscriptions=[
+            Subscription(STREAM, GROUP, handler, (LogoutRequested,), on_deadletter, **sub_kw)
+        ],
         max_deliveries=max_deliveries,
         claim_idle_ms=claim_idle_ms,
         claim_interval_ms=50,
         polling_interval_ms=10,
         graceful_timeout_s=2,
+        concurrency=concurrency,
     )
     await consumers.start()
     await broker.start()
@@ -142,7 +149,7 @@ async def test_an_entry_that_always_fails_goes_to_deadletter_after_the_limit(red
         attempts.append(delivery.deliveries)
         raise RuntimeError("boom")
 
-    async def hook(event: object, record: DeadLettered) -> None:
+    def hook(event: object, record: DeadLettered) -> None:
         hooked.append((event, record))
 
     event = logout()

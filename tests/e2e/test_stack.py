@@ -100,6 +100,11 @@ def test_logout_everywhere_completes_with_the_sso_step_last(stack: Stack) -> Non
     sso_steps = view["sso"]["steps"]
     assert [s["action"] for s in sso_steps] == ["destroy_sso_session"]
     assert sso_steps[0]["outcome"] == "succeeded"
+    # Read back through the CAS simulator's ssoSessions actuator, which `sortie up` serves.
+    assert sso_steps[0]["verification"] == "verified", sso_steps[0]
+    assert sso_steps[0]["evidence"]["observed"]["tgt_known"] is False
+    discovery = services["ent"]["discovery"]
+    assert (discovery["sso_sessions_found"], discovery["tickets_found"]) == (1, 2)
     last_phase1 = max(ts(s["finished_at"]) for s in phase1)
     assert ts(sso_steps[0]["started_at"]) >= last_phase1
     for step in phase1 + sso_steps:
@@ -160,18 +165,52 @@ def test_bad_input_is_refused_and_changes_nothing(stack: Stack) -> None:
     assert len(after) == len(before)
 
 
+def unknown_users_logouts(client: httpx.Client, prefix: str, count: int) -> list[dict]:
+    """Logouts of users nobody knows, each waited for until it finished."""
+    ids = [
+        client.post(
+            "/v1/logouts",
+            json={"subject": {"user_id": f"{prefix}{i}", "upn": f"{prefix}{i}@example.org"}},
+        ).json()["request_id"]
+        for i in range(count)
+    ]
+    return [wait_finished(client, rid, timeout=20) for rid in ids]
+
+
 def test_many_logouts_finish(stack: Stack) -> None:
     with api(stack) as client:
-        ids = [
-            client.post(
-                "/v1/logouts",
-                json={"subject": {"user_id": f"user{i}", "upn": f"nobody{i}@example.org"}},
-            ).json()["request_id"]
-            for i in range(20)
-        ]
-        views = [wait_finished(client, rid) for rid in ids]
+        views = unknown_users_logouts(client, "user", 20)
     # Unknown users: nothing to revoke anywhere, and that is a success.
     assert {v["status"] for v in views} == {"completed"}
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [("tickets_api_missing", "cas_rest_missing"), ("keep_sessions_on_delete", "not_verified")],
+)
+def test_a_cas_that_cannot_prove_the_logout_fails_the_request(
+    stack: Stack, fault: str, code: str
+) -> None:
+    cas = stack.urls["sim_cas"]
+    tgt = httpx.post(f"{cas}/_sim/sessions", json={"username": "carol"}).json()["tgt"]
+    httpx.post(f"{cas}/_sim/config", json={fault: True}).raise_for_status()
+    try:
+        with api(stack) as client:
+            body = {
+                "subject": {"user_id": "carol", "cas_username": "carol"},
+                "targets": ["ent"],
+                "sso_session": {"tgt": tgt},
+            }
+            resp = client.post("/v1/logouts", json=body)
+            assert resp.status_code == 202, resp.text
+            view = wait_finished(client, resp.json()["request_id"])
+    finally:
+        httpx.post(f"{cas}/_sim/config", json={fault: False}).raise_for_status()
+    assert view["status"] == "failed", view
+    [step] = view["sso"]["steps"]
+    assert step["outcome"] == "failed" and step["error"]["code"] == code, step
+    assert tgt not in str(view)
+    assert any(t["tgt"] == tgt for t in httpx.get(f"{cas}/_sim/tickets").json())
 
 
 def test_redis_refuses_anonymous_clients_and_each_process_has_its_own_user(stack: Stack) -> None:
@@ -197,3 +236,26 @@ def test_redis_refuses_anonymous_clients_and_each_process_has_its_own_user(stack
     assert "default" not in users
     for proc in stack.procs:
         assert "NOPERM" not in proc.log_tail(10_000), proc.name
+
+
+def test_redis_restarted_empty_then_new_requests_complete_without_restarts(stack: Stack) -> None:
+    """Issue 14: data lost (a restart without it, or a failover to an empty replica).
+    Every consumer recreates its group, the agents announce themselves again, the ENT
+    worker re-publishes its JWKS key; no process is restarted."""
+    pids = {p.name: p.popen.pid for p in stack.procs if p.popen}
+    redis = Redis.from_url(stack.urls["redis"])
+    redis.flushall()
+    deadline = time.monotonic() + 20
+    # The agents' presence is back in the orchestrator's index (its group recreated).
+    while not redis.sismember("sortie:agents", "pc-101"):
+        assert time.monotonic() < deadline, "pc-101's presence never came back"
+        time.sleep(0.1)
+    with api(stack) as client:
+        views = unknown_users_logouts(client, "after", 10)
+        deadline = time.monotonic() + 40
+        while not client.get("/.well-known/jwks.json").json().get("keys"):
+            assert time.monotonic() < deadline, "the JWKS key was never re-published"
+            time.sleep(0.2)
+    assert {v["status"] for v in views} == {"completed"}
+    assert {p.name: p.popen.pid for p in stack.procs if p.popen} == pids
+    assert not stack.dead()

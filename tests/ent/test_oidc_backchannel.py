@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from sortie_core.events import Outcome
 from sortie_core.jwks import JWKS_KEY, publish_signing_key
 from sortie_core.steps import RetryPolicy
+from sortie_ent.adapters.fake import FakeSsoSessions
 from sortie_ent.adapters.http import HttpAppLogout
 from sortie_ent.handlers import handle_logout, handle_offboard
 from sortie_ent.oidc import LogoutTokenSigner, generate_key_pem
@@ -96,7 +97,12 @@ async def run_logout(
     apps = HttpAppLogout()
     try:
         result = await handle_logout(
-            logout(), registry=registry, apps=apps, policy=POLICY, signer=signer
+            logout(),
+            registry=registry,
+            apps=apps,
+            sso=FakeSsoSessions(),
+            policy=POLICY,
+            signer=signer,
         )
     finally:
         await apps.aclose()
@@ -128,9 +134,11 @@ async def test_signed_logout_token_ends_the_sessions_across_a_rotation(
             offboard(actions=("app_logout:ism",)),
             registry=registry_for(setup.sim_url),
             apps=apps,
+            sso=FakeSsoSessions(),
             policy=POLICY,
             signer=second,
         )
+        assert offboarded is not None
     finally:
         await apps.aclose()
     assert [(s.action, s.outcome) for s in offboarded.steps] == [

@@ -22,7 +22,7 @@ import pytest
 
 from sortie_core.events import Outcome
 from sortie_core.steps import RetryPolicy
-from sortie_ent.adapters.http import HttpAppLogout
+from sortie_ent.adapters.http import CasRestSessions, HttpAppLogout
 from sortie_ent.handlers import handle_logout
 from sortie_ent.registry import parse_registry
 from tests.workers.helpers import ALICE, logout
@@ -163,14 +163,21 @@ async def sortie_single_logout(sites: CasSites, tickets: list[tuple[str, str]]) 
         f"    service_patterns: ['{escaped}/accounts/login/.*']\n"
     )
     apps = HttpAppLogout()
+    # django-cas-server has no ssoSessions actuator: discovery says so and the caller's
+    # tickets are logged out (discovery itself is shown against the CAS simulator).
+    cas = CasRestSessions(sites.cas_url, actuator=False)
     try:
         result = await handle_logout(
-            logout(tickets=tickets), registry=registry, apps=apps, policy=POLICY
+            logout(tickets=tickets), registry=registry, apps=apps, sso=cas, policy=POLICY
         )
     finally:
         await apps.aclose()
+        await cas.aclose()
     assert result is not None
+    assert result.discovery is not None and result.discovery.error is not None
+    assert result.discovery.tickets_from_caller == len(tickets)
     [step] = result.steps
+    assert len(step.items) == len(tickets)
     assert step.action == "app_logout:school-app"
     assert step.attempts == 1
     return step.outcome

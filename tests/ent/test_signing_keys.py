@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from sortie_core.events import Outcome
 from sortie_core.jwks import JWKS_KEY, publish_signing_key, retire_key
 from sortie_core.steps import RetryPolicy
-from sortie_ent.adapters.fake import FakeAppLogout
+from sortie_ent.adapters.fake import FakeAppLogout, FakeSsoSessions
 from sortie_ent.bootstrap import keep_key_alive
 from sortie_ent.handlers import handle_logout
 from sortie_ent.oidc import LogoutTokenSigner, generate_key_pem
@@ -111,7 +111,7 @@ async def test_a_retired_key_is_reported_and_no_longer_signs(
 
     apps = FakeAppLogout()
     result = await handle_logout(
-        logout(), registry=REGISTRY, apps=apps, policy=POLICY, signer=signer
+        logout(), registry=REGISTRY, apps=apps, sso=FakeSsoSessions(), policy=POLICY, signer=signer
     )
     assert result is not None
     [step] = result.steps

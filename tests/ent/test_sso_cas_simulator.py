@@ -18,7 +18,7 @@ from sortie_simulators import cas
 from tests.workers.helpers import ALICE, logout
 from tests.workers.stub_http import ServedApp
 
-POLICY = RetryPolicy(max_attempts=2, base_s=0.01, max_s=0.02)
+POLICY = RetryPolicy(max_attempts=2, base_s=0.01, max_s=0.02, verify_delay_s=0.01)
 PASSWORD = secrets.token_urlsafe(16)
 
 
@@ -41,7 +41,9 @@ def sso_request(tgt: str | None, *, all_sessions: bool) -> SsoLogoutRequested:
     )
 
 
-async def run(cas_url: str, event: SsoLogoutRequested, password: str = PASSWORD) -> Outcome:
+async def run(
+    cas_url: str, event: SsoLogoutRequested, password: str = PASSWORD
+) -> tuple[Outcome, str | None]:
     sessions = CasRestSessions(
         f"{cas_url}/cas",
         actuator_user=SecretStr("sortie"),
@@ -55,7 +57,10 @@ async def run(cas_url: str, event: SsoLogoutRequested, password: str = PASSWORD)
     [step] = result.steps
     if step.error is not None:
         assert PASSWORD not in step.error.message
-    return step.outcome
+    return step.outcome, step.verification.value if step.verification else None
+
+
+VERIFIED = (Outcome.SUCCEEDED, "verified")
 
 
 async def test_sso_logout_ends_the_tgt_then_every_session(cas_url: str) -> None:
@@ -79,19 +84,19 @@ async def test_sso_logout_ends_the_tgt_then_every_session(cas_url: str) -> None:
         )
 
         # A logout carrying its TGT ends that SSO session only.
-        assert await run(cas_url, sso_request(here, all_sessions=False)) is Outcome.SUCCEEDED
+        assert await run(cas_url, sso_request(here, all_sessions=False)) == VERIFIED
         assert not await alive(here)
         assert await alive(elsewhere) and await alive(bobs)
-        # Again: already gone is not an error.
-        assert await run(cas_url, sso_request(here, all_sessions=False)) is Outcome.NOT_FOUND
+        # Again: the CAS answers 200 and the read-back shows the TGT gone.
+        assert await run(cas_url, sso_request(here, all_sessions=False)) == VERIFIED
 
         # The actuator refuses a wrong password; nothing changes.
         wrong = await run(cas_url, sso_request(None, all_sessions=True), password="wrong")
-        assert wrong is Outcome.FAILED
+        assert wrong == (Outcome.FAILED, None)
         assert await alive(elsewhere)
 
         # Offboarding: every SSO session of the user, and nobody else's.
-        assert await run(cas_url, sso_request(None, all_sessions=True)) is Outcome.SUCCEEDED
+        assert await run(cas_url, sso_request(None, all_sessions=True)) == VERIFIED
         assert not await alive(elsewhere)
         assert await alive(bobs)
         listed = await sim.get(
@@ -103,3 +108,18 @@ async def test_sso_logout_ends_the_tgt_then_every_session(cas_url: str) -> None:
         assert user not in listed.text
         events = [e["what"] for e in (await sim.get("/_sim/events")).json()]
         assert events == ["tgt_deleted", "sso_sessions_deleted"]
+
+
+async def test_a_cas_without_its_rest_module_or_that_lies_fails_the_step(cas_url: str) -> None:
+    async with httpx.AsyncClient(base_url=cas_url) as sim:
+        made = await sim.post("/_sim/sessions", json={"username": ALICE.sso_username})
+        tgt = made.json()["tgt"]
+        await sim.post("/_sim/config", json={"tickets_api_missing": True})
+        assert await run(cas_url, sso_request(tgt, all_sessions=False)) == (Outcome.FAILED, None)
+        await sim.post(
+            "/_sim/config", json={"tickets_api_missing": False, "keep_sessions_on_delete": True}
+        )
+        lied = (Outcome.FAILED, "contradicted")
+        assert await run(cas_url, sso_request(tgt, all_sessions=False)) == lied
+        assert await run(cas_url, sso_request(None, all_sessions=True)) == lied
+        assert len((await sim.get("/_sim/tickets")).json()) == 1

@@ -119,7 +119,7 @@ def test_failed_authentications_are_logged_and_rate_limited(
     [
         (
             {"SORTIE_ORCHESTRATOR_TOKENS": '[{"name":"ent","token":"s3cret","scopes":["scim"]}]'},
-            "tokens.0.token: Value error, the token is shorter than 32 characters",
+            "SORTIE_ORCHESTRATOR_TOKENS (0.token): Value error, the token is shorter than 32",
         ),
         (
             {
@@ -127,7 +127,7 @@ def test_failed_authentications_are_logged_and_rate_limited(
                 + "s" * 40
                 + '","scopes":["logout:wrte"]}]'
             },
-            "tokens.0.scopes: Value error, unknown scope(s) ['logout:wrte']",
+            "SORTIE_ORCHESTRATOR_TOKENS (0.scopes): Value error, unknown scope(s) ['logout:wrte']",
         ),
         ({"SORTIE_DEV_TOKEN": "dev"}, "SORTIE_DEV_TOKEN is shorter than 32 characters"),
     ],

@@ -36,7 +36,7 @@ async def test_concurrent_writes_share_batches_of_at_most_20(
     users = [f"u{n:02d}@example.org" for n in range(45)]
 
     async def offboard(upn: str) -> None:
-        user = await batching.find_user(upn)
+        user = await batching.get_user(upn)
         await batching.block_sign_in(user.id)
         await batching.reset_password(user.id, SecretStr("Pw1!" * 9))
         await batching.revoke_sessions(user.id)

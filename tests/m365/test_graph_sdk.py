@@ -28,31 +28,64 @@ from tests.workers.stub_http import Reply, StubHttp
 ALICE_ID = "0a11ce00-0000-4000-8000-000000000001"
 
 
-async def test_find_user_by_upn_mail_and_object_id(directory: GraphSdkDirectory) -> None:
-    for key in (ALICE, ALICE_MAIL, ALICE_ID, ALICE.upper()):
-        user = await directory.find_user(key)
+async def test_get_user_by_upn_and_object_id(directory: GraphSdkDirectory) -> None:
+    for key in (ALICE, ALICE_ID, ALICE.upper()):
+        user = await directory.get_user(key)
         assert (user.id, user.upn, user.guest) == (ALICE_ID, ALICE, False)
 
 
-async def test_find_user_reports_guests(directory: GraphSdkDirectory) -> None:
-    user = await directory.find_user(GUEST)
+async def test_get_user_reports_guests(directory: GraphSdkDirectory) -> None:
+    user = await directory.get_user(GUEST)
     assert user.guest is True and user.upn == GUEST
 
 
-async def test_find_unknown_user_is_not_found(directory: GraphSdkDirectory) -> None:
-    with pytest.raises(NotFoundError):
-        await directory.find_user("nobody@example.org")
-    with pytest.raises(NotFoundError):
-        await directory.find_user("00000000-0000-4000-8000-00000000dead")
+async def test_get_unknown_user_is_not_found(directory: GraphSdkDirectory) -> None:
+    # Real Graph resolves /users/{id} by object id or UPN only, not by mail.
+    for key in ("nobody@example.org", "00000000-0000-4000-8000-00000000dead", ALICE_MAIL):
+        with pytest.raises(NotFoundError):
+            await directory.get_user(key)
 
 
-async def test_find_by_mail_filter_when_mail_is_not_an_id(
+async def test_find_users_by_mail_and_employee_id(
     graph_sim: GraphSim, directory: GraphSdkDirectory
 ) -> None:
-    # Real Graph resolves /users/{id} by object id or UPN only; the adapter then filters.
-    found = await directory._find_by_mail(ALICE_MAIL)
-    assert found is not None and found["id"] == ALICE_ID
-    assert await directory._find_by_mail("o'brien@example.org") is None
+    [found] = await directory.find_users("mail", ALICE_MAIL)
+    assert found.id == ALICE_ID
+    assert await directory.find_users("mail", "o'brien@example.org") == []
+    graph_sim.sim.users[ALICE_ID].employee_id = "E42"
+    assert [u.id for u in await directory.find_users("employeeId", "e42")] == [ALICE_ID]
+
+
+async def test_find_users_by_sam_account_name_is_an_advanced_query(
+    graph_sim: GraphSim, directory: GraphSdkDirectory
+) -> None:
+    graph_sim.sim.users[ALICE_ID].on_premises_sam_account_name = "amartin"
+    [found] = await directory.find_users("onPremisesSamAccountName", "amartin")
+    assert found.upn == ALICE
+    # Graph refuses that filter without `ConsistencyLevel: eventual` and `$count=true`:
+    # the simulator does too (tests/m365/test_simulator_fidelity.py), so the adapter sent
+    # both.
+    guest = graph_sim.sim.find(GUEST)
+    assert guest is not None
+    guest.on_premises_sam_account_name = "amartin"
+    assert len(await directory.find_users("onPremisesSamAccountName", "amartin")) == 2
+    with pytest.raises(PermanentError):
+        await directory.find_users("displayName", "Alice")
+
+
+async def test_read_user_and_mailbox_read_back(
+    graph_sim: GraphSim, directory: GraphSdkDirectory
+) -> None:
+    fields = ["accountEnabled", "signInSessionsValidFromDateTime", "lastPasswordChangeDateTime"]
+    read = await directory.read_user(ALICE_ID, fields)
+    assert read["accountEnabled"] is True
+    assert read["signInSessionsValidFromDateTime"].endswith("Z")
+    assert "mail" not in read  # $select was sent
+    assert set((await directory.read_mail_protocols(ALICE)).values()) == {True}
+    await directory.disable_mail_protocols(ALICE)
+    assert set((await directory.read_mail_protocols(ALICE)).values()) == {False}
+    with pytest.raises(NotFoundError):
+        await directory.read_mail_protocols("nobody@example.org")
 
 
 async def test_block_reset_revoke_change_the_user(

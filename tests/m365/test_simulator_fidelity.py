@@ -109,3 +109,71 @@ async def test_invoke_command_refusals_change_nothing(
     assert answer.status_code == status
     state = (await client.get(f"/_sim/users/{UPN}")).json()["cas_mailbox"]
     assert set(state.values()) == {True}
+
+
+async def test_filters_follow_graphs_advanced_query_rules(client: httpx.AsyncClient) -> None:
+    made = await client.post(
+        "/_sim/users",
+        json={
+            "userPrincipalName": "erin@example.org",
+            "employeeId": "E7",
+            "onPremisesSamAccountName": "erin",
+        },
+    )
+    assert made.status_code == 201
+    by_employee = await client.get(
+        "/v1.0/users", params={"$filter": "employeeId eq 'e7'"}, headers=APP_A
+    )
+    assert [u["userPrincipalName"] for u in by_employee.json()["value"]] == ["erin@example.org"]
+    sam = {"$filter": "onPremisesSamAccountName eq 'erin'"}
+    # Not a default query: both the header and $count=true are needed.
+    for params, headers in (
+        (sam, APP_A),
+        ({**sam, "$count": "true"}, APP_A),
+        (sam, {**APP_A, "ConsistencyLevel": "eventual"}),
+    ):
+        refused = await client.get("/v1.0/users", params=params, headers=headers)
+        assert refused.status_code == 400
+        assert refused.json()["error"]["code"] == "Request_UnsupportedQuery"
+    advanced = await client.get(
+        "/v1.0/users",
+        params={**sam, "$count": "true"},
+        headers={**APP_A, "ConsistencyLevel": "eventual"},
+    )
+    assert advanced.status_code == 200
+    assert advanced.json()["@odata.count"] == 1
+    # A mail address is no key of /users/{id}: Graph answers 404 unless it is the UPN.
+    assert (await client.get("/v1.0/users/c.dupont@example.org", headers=APP_A)).status_code == 404
+
+
+async def test_dropped_writes_are_answered_and_not_applied(client: httpx.AsyncClient) -> None:
+    refused = await client.post("/_sim/drop-writes", json={"drop": ["displayName"]})
+    assert refused.status_code == 422
+    set_ = await client.post(
+        "/_sim/drop-writes", json={"drop": ["accountEnabled", "revokeSignInSessions"]}
+    )
+    assert set_.json() == {"drop": ["accountEnabled", "revokeSignInSessions"]}
+    before = (await client.get(f"/_sim/users/{UPN}")).json()
+    patched = await client.patch(
+        f"/v1.0/users/{UPN}", json={"accountEnabled": False}, headers=APP_A
+    )
+    revoked = await client.post(f"/v1.0/users/{UPN}/revokeSignInSessions", headers=APP_A)
+    assert (patched.status_code, revoked.status_code) == (204, 200)
+    after = (await client.get(f"/_sim/users/{UPN}")).json()
+    assert after["accountEnabled"] is True
+    assert after["signInSessionsValidFromDateTime"] == before["signInSessionsValidFromDateTime"]
+    assert (await client.get("/_sim/stats")).json()["dropped"] == 2
+    await client.post("/_sim/drop-writes", json={"drop": []})
+    await client.patch(f"/v1.0/users/{UPN}", json={"accountEnabled": False}, headers=APP_A)
+    assert (await client.get(f"/_sim/users/{UPN}")).json()["accountEnabled"] is False
+
+
+async def test_get_cas_mailbox_reads_the_switches(client: httpx.AsyncClient) -> None:
+    await client.post(INVOKE, json=_cas(UPN, PopEnabled=False), headers=APP_A)
+    read = {"CmdletInput": {"CmdletName": "Get-CASMailbox", "Parameters": {"Identity": UPN}}}
+    answer = await client.post(INVOKE, json=read, headers=APP_A)
+    [mailbox] = answer.json()["value"]
+    assert mailbox["Identity"] == UPN
+    assert (mailbox["PopEnabled"], mailbox["OWAEnabled"]) == (False, True)
+    bad = {"CmdletInput": {"CmdletName": "Get-CASMailbox", "Parameters": {"Identity": UPN, "X": 1}}}
+    assert (await client.post(INVOKE, json=bad, headers=APP_A)).status_code == 400

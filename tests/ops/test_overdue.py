@@ -11,9 +11,8 @@ from redis.asyncio import Redis
 
 from sortie_orchestrator.app import (
     OVERDUE_GRACE_S,
+    background,
     create_app,
-    start_background,
-    stop_background,
 )
 from sortie_orchestrator.store import DEADLINES
 from tests.orchestrator.conftest import settings_for
@@ -42,8 +41,7 @@ async def test_overdue_gauge_counts_deadlines_nobody_fired(
     app = create_app(settings)
     # The loop's one poll removes this deadline of a request that does not exist.
     await redis.zadd(DEADLINES, {"first-poll-probe": time.time() - 3600})
-    loops = await start_background(app.state.wiring)
-    try:
+    async with background(app.state.wiring):
         deadline = time.monotonic() + 10
         while await redis.zscore(DEADLINES, "first-poll-probe") is not None:
             assert time.monotonic() < deadline, "the deadline loop never polled"
@@ -64,5 +62,3 @@ async def test_overdue_gauge_counts_deadlines_nobody_fired(
             await wait_for(client, 2)
             await redis.zrem(DEADLINES, "overdue-1", "overdue-2")
             await wait_for(client, 0)
-    finally:
-        await asyncio.wait_for(stop_background(app.state.wiring, loops), 20)

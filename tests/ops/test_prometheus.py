@@ -70,6 +70,10 @@ def test_the_alerts_of_the_issue_exist_and_each_is_tested_and_in_the_runbook() -
         "SortieAgentsDisappeared",
         "SortieTargetDown",
         "SortieServiceDown",
+        "SortieRedisMemoryHigh",
+        "SortieSSOSessionsStillAlive",
+        "SortieFollowUpPending",
+        "SortieVerificationsFailing",
     }
     tested = {
         case["alertname"]

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from sortie_orchestrator.app import create_app, start_background, stop_background
+from sortie_orchestrator.app import background, create_app
 from sortie_orchestrator.settings import OrchestratorSettings, TokenSpec
 from tests.intake import live
 from tests.redis_server import RedisServer
@@ -51,9 +50,8 @@ async def orchestrator(redis, redis_server) -> AsyncIterator[FastAPI]:
     app = create_app(settings_for(redis_server))
     # What the lifespan does, without Starlette's lifespan wrapper: under pytest-asyncio
     # its exit never resumed once a request had gone through httpx's ASGITransport.
-    loops = await start_background(app.state.wiring)
-    yield app
-    await asyncio.wait_for(stop_background(app.state.wiring, loops), 20)
+    async with background(app.state.wiring):
+        yield app
 
 
 @pytest.fixture

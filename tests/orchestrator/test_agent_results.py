@@ -19,7 +19,7 @@ from sortie_core import streams
 from sortie_core.broker import ensure_groups, publish
 from sortie_core.events import DeadLettered
 from sortie_core.presence import PresenceRecord, wake, write_presence
-from sortie_orchestrator.app import create_app, start_background, stop_background
+from sortie_orchestrator.app import background, create_app
 from tests.orchestrator.conftest import TOKEN, settings_for
 from tests.orchestrator.test_replicas import report
 from tests.redis_server import RedisServer
@@ -30,9 +30,8 @@ from tests.workers.helpers import logout
 async def app(redis: Redis, redis_server: RedisServer) -> AsyncIterator[FastAPI]:
     # Deadlines far off, so a state that stays put was not moved by a timeout either.
     app = create_app(settings_for(redis_server, phase1_timeout_s=60.0, sso_timeout_s=60.0))
-    loops = await start_background(app.state.wiring)
-    yield app
-    await asyncio.wait_for(stop_background(app.state.wiring, loops), 20)
+    async with background(app.state.wiring):
+        yield app
 
 
 @pytest.fixture
@@ -178,3 +177,28 @@ async def test_lost_announcement_and_stale_pending_entry_are_recovered(
     assert states["workstation:pc-1"] == states["workstation:pc-2"] == "reported"
     assert await _pending(redis, pc2) == 0
     assert await redis.xlen(streams.DEADLETTER) == 0
+
+
+async def test_reports_for_unknown_requests_are_dead_lettered_and_invalid_utf8_too(
+    app: FastAPI, api: httpx.AsyncClient, redis: Redis
+) -> None:
+    """Issue 14: reports for a request that does not exist were dropped without a trace,
+    and one undecodable entry stopped a host's drain, stranding the reports beside it."""
+    rid = await _logout(app, api, redis)
+    stream = streams.agent_results_stream("pc-1")
+    ghost = uuid.uuid4()
+    await publish(redis, streams.REVOCATION_COMPLETED, report(ghost, "m365"))
+    await redis.xadd(stream, {"type": "revocation.completed", "data": b"\xff\xfe{"})
+    await publish(redis, stream, report(ghost, "workstation:pc-1"))
+    await publish(redis, stream, report(rid, "workstation:pc-1"))
+    await wake(redis, "pc-1", "results")
+    await _wait_state(api, rid, "workstation:pc-1", "reported")
+    records = await _deadletters(redis, 3)
+    assert sorted((r.stream, r.reason) for r in records) == [
+        (stream, "invalid_message"),
+        (stream, "unknown_request"),
+        (streams.REVOCATION_COMPLETED, "unknown_request"),
+    ]
+    assert any("\\xff\\xfe" in r.data for r in records)
+    assert await _pending(redis, stream) == 0
+    assert await _pending(redis, streams.REVOCATION_COMPLETED) == 0

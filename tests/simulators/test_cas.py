@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 import httpx
@@ -43,8 +44,9 @@ async def test_rest_login_service_ticket_and_logout(client: httpx.AsyncClient) -
 
     deleted = await client.delete(f"/cas/v1/tickets/{tgt}")
     assert deleted.status_code == 200
-    assert deleted.text == tgt
-    assert (await client.delete(f"/cas/v1/tickets/{tgt}")).status_code == 404
+    assert deleted.text == ""
+    # Like Apereo: 200 again for a TGT that is gone.
+    assert (await client.delete(f"/cas/v1/tickets/{tgt}")).status_code == 200
     assert (await client.get(f"/cas/v1/tickets/{tgt}")).status_code == 404
     assert (await client.get("/_sim/users/carol/sso")).status_code == 404
     events = (await client.get("/_sim/events")).json()
@@ -74,8 +76,10 @@ async def test_service_ticket_errors(client: httpx.AsyncClient) -> None:
     assert missing.status_code == 400
 
 
-async def test_delete_unknown_tgt_is_404_and_not_an_event(client: httpx.AsyncClient) -> None:
-    assert (await client.delete("/cas/v1/tickets/TGT-404")).status_code == 404
+async def test_delete_unknown_tgt_is_200_and_not_an_event(client: httpx.AsyncClient) -> None:
+    # Apereo's TicketGrantingTicketResource answers 200 whatever the TGT.
+    response = await client.delete("/cas/v1/tickets/TGT-404")
+    assert (response.status_code, response.text) == (200, "")
     assert (await client.get("/_sim/events")).json() == []
 
 
@@ -104,15 +108,61 @@ async def test_sso_admin_returns_the_newest_live_tgt(client: httpx.AsyncClient) 
 async def test_actuator_lists_sso_sessions(client: httpx.AsyncClient) -> None:
     await login(client, "bob")
     body = (await client.get("/cas/actuator/ssoSessions", params={"type": "ALL"})).json()
+    assert set(body) == {"activeSsoSessions", "totalSsoSessions"}
+    assert body["totalSsoSessions"] == 2
     sessions = {s["authenticated_principal"]: s for s in body["activeSsoSessions"]}
     assert set(sessions) == {"alice", "bob"}
     alice = sessions["alice"]
+    assert list(alice) == [
+        "authenticated_principal",
+        "authentication_date",
+        "authentication_date_formatted",
+        "creation_date_formatted",
+        "last_used_date_formatted",
+        "number_of_uses",
+        "ticket_granting_ticket",
+        "principal_attributes",
+        "authentication_attributes",
+        "expiration_policy",
+        "remember_me",
+        "is_proxied",
+        "authenticated_services",
+    ]
     assert alice["ticket_granting_ticket"] == DEMO_TGT
+    assert alice["number_of_uses"] == 2
     assert ISO_US.match(alice["authentication_date"])
-    assert alice["authenticated_services"] == {
-        st["ticket"]: {"id": st["service"]} for st in demo_service_tickets(ENTAPPS)
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000", alice["creation_date_formatted"]
+    )
+    services = alice["authenticated_services"]
+    assert {t: s["id"] for t, s in services.items()} == {
+        st["ticket"]: st["service"] for st in demo_service_tickets(ENTAPPS)
     }
+    first = next(iter(services.values()))
+    assert first["originalUrl"] == first["id"] and first["principal"] == "alice"
+    assert first["@class"].endswith("SimpleWebApplicationServiceImpl")
     assert sessions["bob"]["authenticated_services"] == {}
+    direct = (await client.get("/cas/actuator/ssoSessions", params={"type": "DIRECT"})).json()
+    assert all("is_proxied" not in s for s in direct["activeSsoSessions"])
+    bad = await client.get("/cas/actuator/ssoSessions", params={"type": "SOME"})
+    assert bad.status_code == 400
+
+
+async def test_actuator_lists_the_sessions_of_one_user(client: httpx.AsyncClient) -> None:
+    second = await login(client, "alice")
+    await login(client, "bob")
+    body = (await client.get("/cas/actuator/ssoSessions/users/ALICE")).json()
+    # Apereo matches the principal case-insensitively, sorts by TGT id, and counts every
+    # session of the CAS in totalSsoSessions.
+    tgts = [s["ticket_granting_ticket"] for s in body["activeSsoSessions"]]
+    assert tgts == sorted([DEMO_TGT, second])
+    assert body["totalSsoSessions"] == 3
+    nobody = (await client.get("/cas/actuator/ssoSessions/users/nobody")).json()
+    assert nobody == {"activeSsoSessions": [], "totalSsoSessions": 3}
+    query = await client.get("/cas/actuator/ssoSessions", params={"username": "bob"})
+    assert [s["authenticated_principal"] for s in query.json()["activeSsoSessions"]] == ["bob"]
+    paged = await client.get("/cas/actuator/ssoSessions", params={"from": 1, "count": 1})
+    assert len(paged.json()["activeSsoSessions"]) == 1
 
 
 async def test_actuator_destroys_every_sso_session_of_a_user(client: httpx.AsyncClient) -> None:
@@ -121,18 +171,55 @@ async def test_actuator_destroys_every_sso_session_of_a_user(client: httpx.Async
     response = await client.delete("/cas/actuator/ssoSessions/users/alice")
     assert response.status_code == 200
     assert response.json() == {
-        "status": 200,
-        "ticketGrantingTickets": {DEMO_TGT: "destroyed", second: "destroyed"},
+        tgt: {"status": 200, "ticketGrantingTicket": tgt, "singleLogoutRequests": []}
+        for tgt in (DEMO_TGT, second)
     }
     assert [t["tgt"] for t in (await client.get("/_sim/tickets")).json()] == [bob]
     again = await client.delete("/cas/actuator/ssoSessions/users/alice")
     assert again.status_code == 200
-    assert again.json() == {"status": 200, "ticketGrantingTickets": {}}
+    assert again.json() == {}
     events = (await client.get("/_sim/events")).json()
     assert [e["what"] for e in events] == ["sso_sessions_deleted", "sso_sessions_deleted"]
-    assert events[0]["tgts"] == [DEMO_TGT, second]
+    assert sorted(events[0]["tgts"]) == sorted([DEMO_TGT, second])
     assert events[1]["tgt"] is None
     assert events[0]["monotonic"] <= events[1]["monotonic"]
+
+
+async def test_actuator_destroys_one_sso_session(client: httpx.AsyncClient) -> None:
+    second = await login(client, "alice")
+    response = await client.delete(f"/cas/actuator/ssoSessions/{DEMO_TGT}")
+    assert response.json() == {
+        "status": 200,
+        "ticketGrantingTicket": DEMO_TGT,
+        "singleLogoutRequests": [],
+    }
+    assert [t["tgt"] for t in (await client.get("/_sim/tickets")).json()] == [second]
+
+
+async def test_a_lying_cas_accepts_deletes_and_keeps_the_sessions(
+    client: httpx.AsyncClient,
+) -> None:
+    config = await client.post("/_sim/config", json={"keep_sessions_on_delete": True})
+    assert config.json() == {"keep_sessions_on_delete": True, "tickets_api_missing": False}
+    assert (await client.delete(f"/cas/v1/tickets/{DEMO_TGT}")).status_code == 200
+    users = await client.delete("/cas/actuator/ssoSessions/users/alice")
+    assert list(users.json()) == [DEMO_TGT]
+    listed = (await client.get("/cas/actuator/ssoSessions/users/alice")).json()
+    assert [s["ticket_granting_ticket"] for s in listed["activeSsoSessions"]] == [DEMO_TGT]
+    assert (await client.get("/_sim/events")).json() == []
+
+
+async def test_missing_rest_module_answers_404(client: httpx.AsyncClient) -> None:
+    await client.post("/_sim/config", json={"tickets_api_missing": True})
+    assert (await client.delete(f"/cas/v1/tickets/{DEMO_TGT}")).status_code == 404
+    login = await client.post("/cas/v1/tickets", data={"username": "a", "password": "b"})
+    assert login.status_code == 404
+    # The actuator is another module: still there.
+    listed = (await client.get("/cas/actuator/ssoSessions/users/alice")).json()
+    assert len(listed["activeSsoSessions"]) == 1
+    assert (await client.get("/_sim/config")).json()["tickets_api_missing"] is True
+    refused = await client.post("/_sim/config", json={"other": True})
+    assert refused.status_code == 422
 
 
 async def test_actuator_basic_auth() -> None:
@@ -150,7 +237,7 @@ async def test_actuator_basic_auth() -> None:
 
         ok = await client.delete(url, auth=("ops", "s3cret"))
         assert ok.status_code == 200
-        assert ok.json()["ticketGrantingTickets"] == {DEMO_TGT: "destroyed"}
+        assert list(ok.json()) == [DEMO_TGT]
         listed = await client.get("/cas/actuator/ssoSessions", auth=("ops", "s3cret"))
         assert listed.json()["activeSsoSessions"] == []
         # The REST API has no actuator credentials.

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from sortie_simulators import graph
-from sortie_simulators.demo import ALICE, BOB
+from sortie_simulators.demo import ALICE, BOB, DEMO_USERS
 from tests.simulators.asgi import asgi_client
 
 AUTH = {"Authorization": "Bearer test-token"}
@@ -280,7 +280,7 @@ async def test_throttled_writes_get_429_with_retry_after() -> None:
         clock.now += 1.0
         assert (await client.post(url, headers=AUTH)).status_code == 200
         stats = (await client.get("/_sim/stats")).json()
-        assert stats == {"requests": 4, "writes": 2, "throttled": 1, "errors": 0}
+        assert stats == {"requests": 4, "writes": 2, "throttled": 1, "errors": 0, "dropped": 0}
         state = (await client.get(f"/_sim/users/{ALICE.upn}")).json()
         assert state["revocation_count"] == 2
 
@@ -383,7 +383,8 @@ async def test_admin_bulk_creates_numbered_users(client: httpx.AsyncClient) -> N
     assert user.json()["mail"] == "user00137@example.org"
     again = await client.post("/_sim/users:bulk", json={"count": 251})
     assert again.json()["created"] == 1
-    assert len((await client.get("/_sim/users", params={"limit": 10_000})).json()) == 253
+    demo = len(DEMO_USERS)
+    assert len((await client.get("/_sim/users", params={"limit": 10_000})).json()) == 251 + demo
 
 
 async def test_admin_user_state_and_stats(client: httpx.AsyncClient) -> None:
@@ -395,7 +396,7 @@ async def test_admin_user_state_and_stats(client: httpx.AsyncClient) -> None:
     await client.get(f"/v1.0/users/{ALICE.upn}", headers=AUTH)
     await client.post(f"/v1.0/users/{ALICE.upn}/revokeSignInSessions", headers=AUTH)
     stats = (await client.get("/_sim/stats")).json()
-    assert stats == {"requests": 2, "writes": 1, "throttled": 0, "errors": 0}
+    assert stats == {"requests": 2, "writes": 1, "throttled": 0, "errors": 0, "dropped": 0}
     reset = await client.post("/_sim/reset-stats")
-    assert reset.json() == {"requests": 0, "writes": 0, "throttled": 0, "errors": 0}
+    assert reset.json() == {"requests": 0, "writes": 0, "throttled": 0, "errors": 0, "dropped": 0}
     assert (await client.get("/_sim/stats")).json()["requests"] == 0

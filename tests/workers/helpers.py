@@ -12,6 +12,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from sortie_core.broker import publish, request_key
 from sortie_core.events import (
     LogoutRequested,
     OffboardRequested,
@@ -22,7 +23,7 @@ from sortie_core.events import (
     decode_event,
     utcnow,
 )
-from sortie_core.runtime import WorkerParts, make_broker, make_consumers, redis_client
+from sortie_core.runtime import WorkerParts, running
 from sortie_core.settings import ServiceSettings
 
 Build = Callable[[Any, Redis], Awaitable[WorkerParts]]
@@ -81,24 +82,16 @@ def fast(settings_cls: type[ServiceSettings], redis_url: str, **kw: Any) -> Any:
 async def running_worker(
     service: str, settings: ServiceSettings, build: Build
 ) -> AsyncIterator[WorkerParts]:
-    """The sequence of `sortie_core.runtime.run_worker`, without signals or HTTP."""
-    redis = redis_client(settings)
-    broker = make_broker(settings)
-    parts = await build(broker, redis)
-    consumers = make_consumers(settings, service, broker, redis, parts.subscriptions)
-    await consumers.start()
-    await broker.start()
-    background = [asyncio.create_task(job()) for job in parts.background]
-    try:
-        yield parts
-    finally:
-        for task in background:
-            task.cancel()
-        await broker.stop()
-        await consumers.stop()
-        for hook in parts.on_stop:
-            await hook()
-        await redis.aclose()
+    """`sortie_core.runtime.run_worker`'s lifecycle, without signals or HTTP."""
+    async with running(service, settings, build) as proc:
+        yield proc.parts
+
+
+async def command(redis: Redis, stream: str, event: Any) -> str:
+    """Publish a command the way the orchestrator does: its request exists first (the
+    workers refuse commands of requests never accepted)."""
+    await redis.hset(request_key(event.request_id), "doc", "{}")
+    return await publish(redis, stream, event)
 
 
 async def read_events(redis: Redis, stream: str) -> list[Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from faststream.redis import RedisBroker
 from redis.asyncio import Redis
@@ -62,6 +64,16 @@ def test_app_tokens_come_from_the_named_variables() -> None:
     )
     tokens = app_tokens(registry, {"A_TOKEN": "secret-a", "OTHER": "x"})
     assert {k: v.get_secret_value() for k, v in tokens.items()} == {"a": "secret-a"}
+
+
+def test_app_tokens_come_from_a_file_named_by_token_env_file(tmp_path: Path) -> None:
+    registry = parse_registry(
+        "applications:\n"
+        "  - {name: a, protocol: http, logout_url: 'https://a.test/', token_env: A_TOKEN}\n"
+    )
+    (tmp_path / "a").write_text("secret-from-file\n")
+    tokens = app_tokens(registry, {"A_TOKEN_FILE": str(tmp_path / "a")})
+    assert tokens["a"].get_secret_value() == "secret-from-file"
 
 
 async def test_m365_subscribes_to_both_commands(redis: Redis) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 import xml.etree.ElementTree as ET
 
@@ -11,12 +12,19 @@ import pytest
 from sortie_core.errors import NotFoundError, PermanentError, TransientError
 from sortie_core.events import (
     DeadLettered,
+    FollowUpScope,
     Kind,
     Outcome,
+    RevocationCompleted,
+    ServiceTicket,
+    SkipReason,
     SsoLogoutCompleted,
     SsoLogoutRequested,
     Subject,
     Target,
+    Verification,
+    decode_event,
+    encode_event,
 )
 from sortie_core.steps import RetryPolicy
 from sortie_ent.adapters.fake import FakeAppLogout, FakeSsoSessions
@@ -29,7 +37,11 @@ from sortie_ent.handlers import (
 from sortie_ent.registry import Registry, parse_registry
 from tests.workers.helpers import ALICE, logout, offboard
 
-POLICY = RetryPolicy(max_attempts=3, base_s=0.001, max_s=0.002)
+POLICY = RetryPolicy(
+    max_attempts=3, base_s=0.001, max_s=0.002, verify_attempts=2, verify_delay_s=0.001
+)
+# A CAS that knows no session: only the caller's tickets are logged out.
+CAS = FakeSsoSessions()
 SAMLP = "{urn:oasis:names:tc:SAML:2.0:protocol}"
 SAML = "{urn:oasis:names:tc:SAML:2.0:assertion}"
 
@@ -72,7 +84,7 @@ def outcomes(result: object) -> dict[str, Outcome]:
 
 async def test_logout_reaches_every_application(registry: Registry, apps: FakeAppLogout) -> None:
     event = logout(tickets=[ESPER, ESCADA])
-    result = await handle_logout(event, registry=registry, apps=apps, policy=POLICY)
+    result = await handle_logout(event, registry=registry, apps=apps, sso=CAS, policy=POLICY)
     assert result is not None
     assert (result.service, result.request_id) == ("ent", event.request_id)
     assert outcomes(result) == {
@@ -95,7 +107,7 @@ async def test_logout_not_targeted_publishes_nothing(
     registry: Registry, apps: FakeAppLogout
 ) -> None:
     event = logout(targets=(Target.M365,), tickets=[ESPER])
-    assert await handle_logout(event, registry=registry, apps=apps, policy=POLICY) is None
+    assert await handle_logout(event, registry=registry, apps=apps, sso=CAS, policy=POLICY) is None
     assert apps.slo_calls == [] and apps.identity_calls == []
 
 
@@ -103,7 +115,7 @@ async def test_unregistered_url_is_refused_and_never_called(
     registry: Registry, apps: FakeAppLogout
 ) -> None:
     event = logout(tickets=[ESPER, EVIL, ("https://esper.ent.test.evil.example.net/", "ST-4")])
-    result = await handle_logout(event, registry=registry, apps=apps, policy=POLICY)
+    result = await handle_logout(event, registry=registry, apps=apps, sso=CAS, policy=POLICY)
     assert result is not None
     refused = next(s for s in result.steps if s.action == "app_logout:unregistered")
     assert refused.outcome is Outcome.FAILED
@@ -123,7 +135,11 @@ async def test_slo_message_is_well_formed_and_escaped(
     subject = Subject(user_id="u1", cas_username='o"brien<&>')
     ticket = "ST-9-<x>&'\""
     await handle_logout(
-        logout(subject, tickets=[(ESPER[0], ticket)]), registry=registry, apps=apps, policy=POLICY
+        logout(subject, tickets=[(ESPER[0], ticket)]),
+        registry=registry,
+        apps=apps,
+        sso=CAS,
+        policy=POLICY,
     )
     [call] = apps.slo_calls
     root = ET.fromstring(call.message)
@@ -141,7 +157,7 @@ async def test_slo_message_is_well_formed_and_escaped(
 
 async def test_two_tickets_of_one_app_are_one_step(registry: Registry, apps: FakeAppLogout) -> None:
     event = logout(tickets=[ESPER, ("https://esper.ent.test/other", "ST-5-esper")])
-    result = await handle_logout(event, registry=registry, apps=apps, policy=POLICY)
+    result = await handle_logout(event, registry=registry, apps=apps, sso=CAS, policy=POLICY)
     assert result is not None
     esper = [s for s in result.steps if s.action == "app_logout:esper"]
     assert len(esper) == 1
@@ -154,7 +170,7 @@ async def test_ticket_of_an_identity_app_is_not_sent_as_slo(
     registry: Registry, apps: FakeAppLogout
 ) -> None:
     event = logout(tickets=[("https://mer.ent.test/home", "ST-6-mer")])
-    result = await handle_logout(event, registry=registry, apps=apps, policy=POLICY)
+    result = await handle_logout(event, registry=registry, apps=apps, sso=CAS, policy=POLICY)
     assert result is not None
     assert apps.slo_calls == []
     assert [a.action for a in result.steps].count("app_logout:mer") == 1
@@ -166,7 +182,7 @@ async def test_transient_then_success_counts_attempts(
     apps.fail("esper", TransientError("503", code="app_unavailable"))
     apps.fail("mer", TransientError("reset", code="app_unreachable"), TransientError("x"))
     result = await handle_logout(
-        logout(tickets=[ESPER]), registry=registry, apps=apps, policy=POLICY
+        logout(tickets=[ESPER]), registry=registry, apps=apps, sso=CAS, policy=POLICY
     )
     assert result is not None
     by = {s.action: s for s in result.steps}
@@ -184,7 +200,7 @@ async def test_retry_resends_only_undelivered_tickets(
     # The first message goes through, the second fails once: the retry sends only it.
     apps.fail("esper", None, TransientError("blip", code="app_unreachable"))
     event = logout(tickets=[ESPER, (second, "ST-7")])
-    result = await handle_logout(event, registry=registry, apps=apps, policy=POLICY)
+    result = await handle_logout(event, registry=registry, apps=apps, sso=CAS, policy=POLICY)
     assert result is not None
     esper = next(s for s in result.steps if s.action == "app_logout:esper")
     assert (esper.outcome, esper.attempts) == (Outcome.SUCCEEDED, 2)
@@ -195,7 +211,7 @@ async def test_permanent_failure_and_not_found(registry: Registry, apps: FakeApp
     apps.fail("esper", PermanentError("HTTP 400", code="app_rejected"))
     apps.fail("mer", NotFoundError("no session"))
     result = await handle_logout(
-        logout(tickets=[ESPER, ESCADA]), registry=registry, apps=apps, policy=POLICY
+        logout(tickets=[ESPER, ESCADA]), registry=registry, apps=apps, sso=CAS, policy=POLICY
     )
     assert result is not None
     by = {s.action: s for s in result.steps}
@@ -222,6 +238,7 @@ async def test_slow_app_is_cut_at_its_timeout_and_others_are_not_delayed(
         logout(tickets=[ESPER, ESCADA]),
         registry=registry,
         apps=apps,
+        sso=CAS,
         policy=POLICY,
         concurrency=4,
     )
@@ -244,7 +261,7 @@ async def test_timeout_covers_retries_too(apps: FakeAppLogout) -> None:
     apps.fail("mer", *[TransientError("down", retry_after=10)] * 3)
     started = time.monotonic()
     result = await handle_logout(
-        logout(), registry=registry, apps=apps, policy=POLICY, default_timeout_s=0.3
+        logout(), registry=registry, apps=apps, sso=CAS, policy=POLICY, default_timeout_s=0.3
     )
     assert result is not None
     assert time.monotonic() - started < 2
@@ -266,7 +283,7 @@ async def test_apps_run_in_parallel_bounded_by_concurrency(apps: FakeAppLogout) 
         apps.delays[f"app{i}"] = 0.1
     started = time.monotonic()
     result = await handle_logout(
-        logout(), registry=registry, apps=apps, policy=POLICY, concurrency=2
+        logout(), registry=registry, apps=apps, sso=CAS, policy=POLICY, concurrency=2
     )
     elapsed = time.monotonic() - started
     assert result is not None
@@ -275,13 +292,16 @@ async def test_apps_run_in_parallel_bounded_by_concurrency(apps: FakeAppLogout) 
     assert 0.28 <= elapsed < 1.0
 
     apps.max_in_flight = 0
-    await handle_logout(logout(), registry=registry, apps=apps, policy=POLICY, concurrency=8)
+    await handle_logout(
+        logout(), registry=registry, apps=apps, sso=CAS, policy=POLICY, concurrency=8
+    )
     assert apps.max_in_flight == 6
 
 
 async def test_offboard_reaches_identity_apps_only(registry: Registry, apps: FakeAppLogout) -> None:
     event = offboard()
-    result = await handle_offboard(event, registry=registry, apps=apps, policy=POLICY)
+    result = await handle_offboard(event, registry=registry, apps=apps, sso=CAS, policy=POLICY)
+    assert result is not None
     assert result.request_id == event.request_id
     assert outcomes(result) == {
         "app_logout:mer": Outcome.SUCCEEDED,
@@ -303,8 +323,9 @@ async def test_offboard_honours_requested_actions(
     registry: Registry, apps: FakeAppLogout, actions: tuple[str, ...], expected: list[str]
 ) -> None:
     result = await handle_offboard(
-        offboard(actions=actions), registry=registry, apps=apps, policy=POLICY
+        offboard(actions=actions), registry=registry, apps=apps, sso=CAS, policy=POLICY
     )
+    assert result is not None
     assert [s.action for s in result.steps] == expected
 
 
@@ -319,35 +340,99 @@ def sso_request(tgt: str | None, *, all_sessions: bool = False) -> SsoLogoutRequ
     )
 
 
-async def test_sso_logout_by_tgt() -> None:
+async def test_sso_logout_by_tgt_is_verified_by_reading_the_cas_back() -> None:
     cas = FakeSsoSessions(sessions={"TGT-1-alice": "alice", "TGT-2-alice": "alice"})
     event = sso_request("TGT-1-alice")
     result = await handle_sso_logout(event, sso=cas, policy=POLICY)
     assert isinstance(result, SsoLogoutCompleted)
     assert (result.service, result.request_id) == ("sso", event.request_id)
-    assert [(s.action, s.outcome) for s in result.steps] == [
-        ("destroy_sso_session", Outcome.SUCCEEDED)
-    ]
+    [step] = result.steps
+    assert (step.action, step.outcome, step.verification) == (
+        "destroy_sso_session",
+        Outcome.SUCCEEDED,
+        Verification.VERIFIED,
+    )
+    assert step.done
+    assert step.evidence is not None
+    assert step.evidence.observed["tgt_known"] is False
+    assert step.evidence.observed["sso_sessions_of_user"] == 1
+    assert "TGT-1-alice" not in step.model_dump_json()
     assert cas.sessions == {"TGT-2-alice": "alice"}
+    assert result.discovery is not None
+    assert (result.discovery.sso_sessions_found, result.discovery.sso_sessions_ended) == (1, 1)
+    assert cas.calls == [
+        ("user_sessions", "alice"),
+        ("destroy_ticket", "TGT-1-alice"),
+        ("user_sessions", "alice"),
+    ]
 
 
-async def test_sso_logout_of_an_ended_session_is_not_found() -> None:
+async def test_sso_logout_of_an_ended_session_is_verified_gone() -> None:
+    # Apereo answers 200 for an unknown TGT; the read-back says it is gone.
     cas = FakeSsoSessions()
     result = await handle_sso_logout(sso_request("TGT-gone"), sso=cas, policy=POLICY)
-    assert result.steps[0].outcome is Outcome.NOT_FOUND
+    [step] = result.steps
+    assert (step.outcome, step.verification) == (Outcome.SUCCEEDED, Verification.VERIFIED)
+    assert result.discovery is not None and result.discovery.sso_sessions_found == 0
+
+
+async def test_a_404_on_the_tgt_delete_is_a_failure_not_a_not_found() -> None:
+    cas = FakeSsoSessions(sessions={"TGT-1-alice": "alice"}, rest_missing=True)
+    [step] = (await handle_sso_logout(sso_request("TGT-1-alice"), sso=cas, policy=POLICY)).steps
+    assert step.outcome is Outcome.FAILED
+    assert step.error is not None and step.error.code == "cas_rest_missing"
+    assert not step.done
+    assert cas.sessions == {"TGT-1-alice": "alice"}
+
+
+@pytest.mark.parametrize("tgt", ["TGT-1-alice", None])
+async def test_a_cas_that_keeps_the_session_is_contradicted(tgt: str | None) -> None:
+    cas = FakeSsoSessions(sessions={"TGT-1-alice": "alice"}, keep_sessions_on_delete=True)
+    result = await handle_sso_logout(
+        sso_request(tgt, all_sessions=tgt is None), sso=cas, policy=POLICY
+    )
+    [step] = result.steps
+    assert (step.outcome, step.verification) == (Outcome.FAILED, Verification.CONTRADICTED)
+    assert step.error is not None and step.error.code == "not_verified"
+    assert "still" in step.error.message
+    assert step.evidence is not None and step.evidence.observed["sso_sessions_of_user"] == 1
+    assert result.discovery is not None and result.discovery.sso_sessions_ended == 0
+
+
+async def test_without_the_actuator_the_tgt_delete_is_unverified() -> None:
+    cas = FakeSsoSessions(sessions={"TGT-1-alice": "alice"}, actuator=False)
+    result = await handle_sso_logout(sso_request("TGT-1-alice"), sso=cas, policy=POLICY)
+    [step] = result.steps
+    assert (step.outcome, step.verification) == (Outcome.SUCCEEDED, Verification.UNVERIFIED)
+    assert not step.done
+    assert step.error is not None and "not configured" in step.error.message
+    assert result.discovery is not None and result.discovery.error is not None
+    assert result.discovery.sso_sessions_found is None
+    # An offboarding needs the actuator to delete at all.
+    [all_step] = (await handle_sso_logout(sso_request(None), sso=cas, policy=POLICY)).steps
+    assert all_step.outcome is Outcome.FAILED
+    assert all_step.error is not None and all_step.error.code == "cas_actuator_not_configured"
 
 
 @pytest.mark.parametrize(("tgt", "all_sessions"), [(None, False), ("TGT-1-alice", True)])
 async def test_sso_logout_of_every_session(tgt: str | None, all_sessions: bool) -> None:
-    cas = FakeSsoSessions(sessions={"TGT-1-alice": "alice", "TGT-9-bob": "bob"})
+    cas = FakeSsoSessions(
+        sessions={"TGT-1-alice": "alice", "TGT-2-alice": "alice", "TGT-9-bob": "bob"}
+    )
     result = await handle_sso_logout(
         sso_request(tgt, all_sessions=all_sessions), sso=cas, policy=POLICY
     )
-    assert [(s.action, s.outcome) for s in result.steps] == [
-        ("destroy_all_sso_sessions", Outcome.SUCCEEDED)
-    ]
-    assert cas.calls == [("destroy_user_sessions", "alice")]
+    [step] = result.steps
+    assert (step.action, step.outcome, step.verification) == (
+        "destroy_all_sso_sessions",
+        Outcome.SUCCEEDED,
+        Verification.VERIFIED,
+    )
+    assert step.evidence is not None and step.evidence.observed == {"sso_sessions_of_user": 0}
+    assert ("destroy_user_sessions", "alice") in cas.calls
     assert cas.sessions == {"TGT-9-bob": "bob"}
+    assert result.discovery is not None
+    assert (result.discovery.sso_sessions_found, result.discovery.sso_sessions_ended) == (2, 2)
 
 
 async def test_sso_logout_retries_transient_errors() -> None:
@@ -367,6 +452,142 @@ async def test_sso_logout_permanent_failure() -> None:
     assert step.error is not None and step.error.code == "cas_unauthorized"
 
 
+def sent_tickets(apps: FakeAppLogout) -> list[str]:
+    found = (re.search(r"SessionIndex>([^<]+)<", c.message) for c in apps.slo_calls)
+    return sorted(m.group(1) for m in found if m)
+
+
+def st(app: str, n: int) -> ServiceTicket:
+    return ServiceTicket(service=f"https://{app}.ent.test/login/", ticket=f"ST-{n}-{app}")
+
+
+async def test_logout_without_tickets_logs_out_every_service_the_cas_knows(
+    registry: Registry, apps: FakeAppLogout
+) -> None:
+    cas = FakeSsoSessions()
+    cas.login("TGT-1-alice", "alice", st("esper", 1), st("escada", 2))
+    cas.login("TGT-2-alice", "alice", st("esper", 3), st("escada", 4))
+    cas.login("TGT-3-bob", "bob", st("esper", 5))
+    result = await handle_logout(logout(), registry=registry, apps=apps, sso=cas, policy=POLICY)
+    assert result is not None
+    # No TGT in the request: every session of the user.
+    assert sent_tickets(apps) == [
+        "ST-1-esper",
+        "ST-2-escada",
+        "ST-3-esper",
+        "ST-4-escada",
+    ]
+    esper = next(s for s in result.steps if s.action == "app_logout:esper")
+    assert (esper.outcome, esper.verification) == (Outcome.SUCCEEDED, Verification.ACKNOWLEDGED)
+    assert [i.outcome for i in esper.items] == [Outcome.SUCCEEDED, Outcome.SUCCEEDED]
+    assert all("ST-" not in i.ref and "esper.ent.test" in i.ref for i in esper.items)
+    d = result.discovery
+    assert d is not None
+    assert (d.sso_sessions_found, d.tickets_found, d.tickets_from_caller) == (2, 4, 0)
+    assert d.applications == ("esper", "escada")
+    assert d.error is None
+
+
+async def test_logout_with_a_tgt_logs_out_that_sessions_services_and_the_callers(
+    registry: Registry, apps: FakeAppLogout
+) -> None:
+    cas = FakeSsoSessions()
+    cas.login("TGT-1-alice", "alice", st("esper", 1))
+    cas.login("TGT-2-alice", "alice", st("escada", 2))
+    # The caller sends one ticket the CAS also knows, and one it does not.
+    event = logout(tgt="TGT-1-alice", tickets=[(st("esper", 1).service, "ST-1-esper"), ESCADA])
+    result = await handle_logout(event, registry=registry, apps=apps, sso=cas, policy=POLICY)
+    assert result is not None and result.discovery is not None
+    sent = sent_tickets(apps)
+    assert sent == ["ST-1-esper", ESCADA[1]]
+    assert (result.discovery.sso_sessions_found, result.discovery.tickets_found) == (1, 1)
+    assert result.discovery.tickets_from_caller == 2
+
+
+async def test_one_failing_ticket_does_not_stop_the_others(
+    registry: Registry, apps: FakeAppLogout
+) -> None:
+    cas = FakeSsoSessions()
+    cas.login("TGT-1-alice", "alice", st("esper", 1), st("esper", 2), st("esper", 3))
+    apps.fail("esper", PermanentError("rejected", code="app_rejected"))
+    result = await handle_logout(logout(), registry=registry, apps=apps, sso=cas, policy=POLICY)
+    assert result is not None
+    esper = next(s for s in result.steps if s.action == "app_logout:esper")
+    assert len(apps.slo_calls) == 3
+    assert esper.outcome is Outcome.FAILED
+    assert esper.error is not None and esper.error.code == "app_rejected"
+    assert "1 of 3" in esper.error.message
+    assert [i.outcome for i in esper.items] == [
+        Outcome.FAILED,
+        Outcome.SUCCEEDED,
+        Outcome.SUCCEEDED,
+    ]
+    assert esper.items[0].error is not None and esper.items[0].error.code == "app_rejected"
+    assert not esper.done
+
+
+async def test_transient_ticket_is_retried_alone_and_items_are_reported(
+    registry: Registry, apps: FakeAppLogout
+) -> None:
+    cas = FakeSsoSessions()
+    cas.login("TGT-1-alice", "alice", st("esper", 1), st("esper", 2))
+    apps.fail("esper", TransientError("blip", code="app_unavailable"))
+    result = await handle_logout(logout(), registry=registry, apps=apps, sso=cas, policy=POLICY)
+    assert result is not None
+    esper = next(s for s in result.steps if s.action == "app_logout:esper")
+    assert (esper.outcome, esper.attempts) == (Outcome.SUCCEEDED, 2)
+    assert len(apps.slo_calls) == 3
+    assert [i.outcome for i in esper.items] == [Outcome.SUCCEEDED, Outcome.SUCCEEDED]
+
+
+async def test_discovery_failure_reports_every_cas_app_and_keeps_the_callers_tickets(
+    registry: Registry, apps: FakeAppLogout
+) -> None:
+    cas = FakeSsoSessions(read_failures=[TransientError("down", code="cas_unavailable")])
+    result = await handle_logout(
+        logout(tickets=[ESPER]), registry=registry, apps=apps, sso=cas, policy=POLICY
+    )
+    assert result is not None and result.discovery is not None
+    assert result.discovery.error == "down"
+    assert result.discovery.sso_sessions_found is None
+    assert result.discovery.tickets_from_caller == 1
+    assert [c.service_url for c in apps.slo_calls] == [ESPER[0]]
+    assert outcomes(result)["app_logout:esper"] is Outcome.SUCCEEDED
+    escada = next(s for s in result.steps if s.action == "app_logout:escada")
+    assert escada.outcome is Outcome.FAILED
+    assert escada.error is not None and escada.error.code == "cas_slo_no_ticket"
+    assert "down" in escada.error.message
+
+
+async def test_an_app_the_cas_did_not_list_gets_no_step(
+    registry: Registry, apps: FakeAppLogout
+) -> None:
+    cas = FakeSsoSessions()
+    cas.login("TGT-1-alice", "alice", st("esper", 1))
+    result = await handle_logout(logout(), registry=registry, apps=apps, sso=cas, policy=POLICY)
+    assert result is not None
+    assert set(outcomes(result)) == {"app_logout:esper", "app_logout:mer", "app_logout:ism"}
+
+
+async def test_offboard_logs_out_every_session_the_cas_knows(
+    registry: Registry, apps: FakeAppLogout
+) -> None:
+    cas = FakeSsoSessions()
+    cas.login("TGT-1-alice", "alice", st("esper", 1))
+    cas.login("TGT-2-alice", "alice", st("escada", 2))
+    result = await handle_offboard(offboard(), registry=registry, apps=apps, sso=cas, policy=POLICY)
+    assert result is not None
+    assert outcomes(result) == {
+        "app_logout:esper": Outcome.SUCCEEDED,
+        "app_logout:escada": Outcome.SUCCEEDED,
+        "app_logout:mer": Outcome.SUCCEEDED,
+        "app_logout:ism": Outcome.SKIPPED,
+    }
+    ism = next(s for s in result.steps if s.action == "app_logout:ism")
+    assert ism.skip_reason is SkipReason.NOT_CONFIGURED and not ism.done
+    assert result.discovery is not None and result.discovery.sso_sessions_found == 2
+
+
 async def test_tickets_and_tgt_are_never_logged(
     registry: Registry, apps: FakeAppLogout, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -378,6 +599,7 @@ async def test_tickets_and_tgt_are_never_logged(
         logout(tgt=tgt, tickets=[ESPER, ESCADA, EVIL]),
         registry=registry,
         apps=apps,
+        sso=CAS,
         policy=POLICY,
     )
     cas = FakeSsoSessions(failures=[TransientError("x")], sessions={tgt: "alice"})
@@ -404,6 +626,7 @@ def test_deadlettered_commands_report_failed_steps(registry: Registry) -> None:
     assert result is not None and not isinstance(result, SsoLogoutCompleted)
     assert [s.action for s in result.steps] == [
         "app_logout:esper",
+        "app_logout:escada",
         "app_logout:mer",
         "app_logout:ism",
         "app_logout:unregistered",
@@ -417,6 +640,50 @@ def test_deadlettered_commands_report_failed_steps(registry: Registry) -> None:
 
     offboarded = handle_deadlettered(offboard(), _record(), registry)
     assert offboarded is not None
-    assert [s.action for s in offboarded.steps] == ["app_logout:mer", "app_logout:ism"]
+    assert [s.action for s in offboarded.steps] == [
+        "app_logout:esper",
+        "app_logout:escada",
+        "app_logout:mer",
+        "app_logout:ism",
+    ]
     assert handle_deadlettered(logout(targets=(Target.M365,)), _record(), registry) is None
     assert handle_deadlettered(ALICE, _record(), registry) is None
+
+
+async def test_a_follow_up_redoes_only_the_named_actions(
+    registry: Registry, apps: FakeAppLogout
+) -> None:
+    cas = FakeSsoSessions()
+    cas.login("TGT-1-alice", "alice", st("esper", 1), st("escada", 2))
+    scope = FollowUpScope(services=("ent",), actions=("app_logout:escada",), attempt=2)
+    again = logout().model_copy(update={"followup": scope})
+    result = await handle_logout(again, registry=registry, apps=apps, sso=cas, policy=POLICY)
+    assert result is not None
+    assert [s.action for s in result.steps] == ["app_logout:escada"]
+    assert sent_tickets(apps) == ["ST-2-escada"]
+    elsewhere = FollowUpScope(services=("m365",))
+    not_ours = logout().model_copy(update={"followup": elsewhere})
+    assert (
+        await handle_logout(not_ours, registry=registry, apps=apps, sso=cas, policy=POLICY) is None
+    )
+    leaving = offboard().model_copy(update={"followup": elsewhere})
+    assert (
+        await handle_offboard(leaving, registry=registry, apps=apps, sso=cas, policy=POLICY) is None
+    )
+
+
+async def test_many_tickets_fit_the_contract_with_the_failures_first(
+    registry: Registry, apps: FakeAppLogout
+) -> None:
+    cas = FakeSsoSessions()
+    cas.login("TGT-1-alice", "alice", *(st("esper", n) for n in range(250)))
+    apps.fail("esper", *([None] * 120), PermanentError("gone", code="app_rejected"))
+    result = await handle_logout(logout(), registry=registry, apps=apps, sso=cas, policy=POLICY)
+    assert result is not None
+    decoded = decode_event(encode_event(result))
+    assert isinstance(decoded, RevocationCompleted)
+    esper = next(s for s in decoded.steps if s.action == "app_logout:esper")
+    assert len(apps.slo_calls) == 250
+    assert len(esper.items) == 200
+    assert esper.items[0].outcome is Outcome.FAILED and esper.items[0].ref.startswith("121:")
+    assert esper.error is not None and "1 of 250" in esper.error.message

@@ -243,9 +243,12 @@ async def test_destroy_ticket_deletes_the_tgt(cas_peer: tuple[StubHttp, str]) ->
     cas = CasRestSessions(cas_url)
     try:
         await cas.destroy_ticket("TGT-1-abc")
+        # Apereo answers 200 for any TGT: a 404 means the REST module is missing.
         stub.script("DELETE", "/cas/v1/tickets/TGT-2", Reply(404))
-        with pytest.raises(NotFoundError) as info:
+        with pytest.raises(PermanentError) as info:
             await cas.destroy_ticket("TGT-2")
+        assert not isinstance(info.value, NotFoundError)
+        assert info.value.code == "cas_rest_missing"
         stub.script("DELETE", "/cas/v1/tickets/TGT-3", Reply(502))
         with pytest.raises(TransientError):
             await cas.destroy_ticket("TGT-3")
@@ -275,6 +278,11 @@ async def test_destroy_user_sessions_uses_the_actuator_with_basic_auth(
         stub.script("DELETE", "/cas/actuator/ssoSessions/users/carol", Reply(401))
         with pytest.raises(PermanentError) as unauthorized:
             await cas.destroy_user_sessions("carol")
+        # Apereo reports each TGT on its own; one it failed to destroy is not a success.
+        failed = {"TGT-1": {"status": 500, "ticketGrantingTicket": "TGT-1", "message": "x"}}
+        stub.script("DELETE", "/cas/actuator/ssoSessions/users/dan", Reply(200, failed))
+        with pytest.raises(TransientError) as partly:
+            await cas.destroy_user_sessions("dan")
     finally:
         await cas.aclose()
     seen = stub.seen[0]
@@ -283,7 +291,9 @@ async def test_destroy_user_sessions_uses_the_actuator_with_basic_auth(
     assert seen.headers["authorization"] == f"Basic {expected}"
     # A missing actuator must not pass for "no session": the sessions would live on.
     assert not isinstance(info.value, NotFoundError)
+    assert info.value.code == "cas_actuator_missing"
     assert unauthorized.value.code == "cas_unauthorized"
+    assert partly.value.code == "cas_destroy_failed" and "TGT-1" not in str(partly.value)
     assert "pa:ss" not in str(unauthorized.value)
 
 
@@ -297,3 +307,66 @@ async def test_cas_transport_errors_are_transient() -> None:
     await cas.aclose()
     assert info.value.code == "cas_timeout"
     assert "TGT-1" not in str(info.value)
+
+
+def apereo_session(tgt: str, user: str, services: dict[str, str]) -> dict[str, Any]:
+    """An `activeSsoSessions` entry as apereo/cas's SingleSignOnSessionsEndpoint writes it."""
+    return {
+        "authenticated_principal": user,
+        "ticket_granting_ticket": tgt,
+        "number_of_uses": len(services),
+        "expiration_policy": {"timeToLive": 28800, "name": "TicketGrantingTicketExpirationPolicy"},
+        "authenticated_services": {
+            st: {"@class": "SimpleWebApplicationServiceImpl", "id": url, "originalUrl": url}
+            for st, url in services.items()
+        },
+    }
+
+
+async def test_user_sessions_reads_the_actuator(cas_peer: tuple[StubHttp, str]) -> None:
+    stub, cas_url = cas_peer
+    body = {
+        "activeSsoSessions": [
+            apereo_session(
+                "TGT-1", "Alice", {"ST-1": "https://a.test/", "ST-2": "https://b.test/"}
+            ),
+            # An older CAS may ignore the user filter: someone else's session is dropped.
+            apereo_session("TGT-9", "bob", {"ST-9": "https://a.test/"}),
+        ],
+        "totalSsoSessions": 7,
+    }
+    stub.script("GET", "/cas/actuator/ssoSessions/users/alice", Reply(200, body))
+    stub.script("GET", "/cas/actuator/ssoSessions/users/bad", Reply(200, {"unexpected": 1}))
+    stub.script("GET", "/cas/actuator/ssoSessions/users/gone", Reply(404))
+    cas = CasRestSessions(cas_url, actuator_user=SecretStr("ops"), actuator_password=SecretStr("p"))
+    try:
+        [session] = await cas.user_sessions("alice")
+        with pytest.raises(PermanentError) as unexpected:
+            await cas.user_sessions("bad")
+        with pytest.raises(PermanentError) as missing:
+            await cas.user_sessions("gone")
+    finally:
+        await cas.aclose()
+    assert session.tgt == "TGT-1"
+    assert [(s.service, s.ticket) for s in session.services] == [
+        ("https://a.test/", "ST-1"),
+        ("https://b.test/", "ST-2"),
+    ]
+    assert "TGT-1" not in repr(session) and "ST-1" not in repr(session)
+    assert stub.seen[0].headers["authorization"].startswith("Basic ")
+    assert unexpected.value.code == "cas_actuator_unexpected"
+    assert missing.value.code == "cas_actuator_missing"
+
+
+async def test_without_the_actuator_nothing_is_asked(cas_peer: tuple[StubHttp, str]) -> None:
+    stub, cas_url = cas_peer
+    cas = CasRestSessions(cas_url, actuator=False)
+    try:
+        with pytest.raises(PermanentError) as listing:
+            await cas.user_sessions("alice")
+        with pytest.raises(PermanentError) as deleting:
+            await cas.destroy_user_sessions("alice")
+    finally:
+        await cas.aclose()
+    assert listing.value.code == deleting.value.code == "cas_actuator_not_configured"
+    assert stub.seen == []

@@ -11,21 +11,44 @@ import pytest
 from redis.asyncio import Redis
 
 from sortie_core import streams
-from sortie_core.broker import publish
 from sortie_core.events import (
     Kind,
     Outcome,
     RevocationCompleted,
     SsoLogoutCompleted,
     SsoLogoutRequested,
+    Verification,
 )
 from sortie_ent.bootstrap import SERVICE, make_build
 from sortie_ent.settings import EntSettings
 from tests.redis_server import RedisServer
-from tests.workers.helpers import ALICE, fast, logout, offboard, running_worker, wait_for_events
+from tests.workers.helpers import (
+    ALICE,
+    command,
+    fast,
+    logout,
+    offboard,
+    running_worker,
+    wait_for_events,
+)
 from tests.workers.stub_http import Reply, StubHttp
 
 SAMLP = "{urn:oasis:names:tc:SAML:2.0:protocol}"
+
+
+def actuator(sessions: list[tuple[str, dict[str, str]]]) -> dict[str, Any]:
+    """A `GET ssoSessions/users/alice` answer in Apereo's shape."""
+    return {
+        "activeSsoSessions": [
+            {
+                "authenticated_principal": "alice",
+                "ticket_granting_ticket": tgt,
+                "authenticated_services": {st: {"id": url} for st, url in services.items()},
+            }
+            for tgt, services in sessions
+        ],
+        "totalSsoSessions": len(sessions),
+    }
 
 
 @pytest.fixture
@@ -58,17 +81,22 @@ async def test_logout_then_sso_logout(
     redis: Redis, settings: EntSettings, peer: tuple[StubHttp, str]
 ) -> None:
     stub, base = peer
+    # The CAS knows the session and a service the caller did not send: discovery, the SSO
+    # step's own look, then the read-back after the delete.
+    users = "/cas/actuator/ssoSessions/users/alice"
+    known = actuator([("TGT-1-alice", {"ST-1-esper": f"{base}/esper/", "ST-7": f"{base}/esper/x"})])
+    stub.script("GET", users, Reply(200, known), Reply(200, known), Reply(200, actuator([])))
     event = logout(
         tgt="TGT-1-alice",
         tickets=[(f"{base}/esper/", "ST-1-esper"), (f"{base}/evil/?steal=1", "ST-2-evil")],
     )
     async with running_worker(SERVICE, settings, make_build(settings)):
-        await publish(redis, streams.LOGOUT_REQUESTED, event)
+        await command(redis, streams.LOGOUT_REQUESTED, event)
         [done] = await wait_for_events(redis, streams.REVOCATION_COMPLETED)
         sso_request = SsoLogoutRequested(
             request_id=event.request_id, subject=ALICE, kind=Kind.LOGOUT, tgt="TGT-1-alice"
         )
-        await publish(redis, streams.SSO_LOGOUT_REQUESTED, sso_request)
+        await command(redis, streams.SSO_LOGOUT_REQUESTED, sso_request)
         [sso_done] = await wait_for_events(redis, streams.SSO_LOGOUT_COMPLETED)
     assert isinstance(done, RevocationCompleted)
     assert (done.service, done.request_id) == ("ent", event.request_id)
@@ -81,14 +109,20 @@ async def test_logout_then_sso_logout(
     root = ET.fromstring(slo.form()["logoutRequest"])
     session_index = root.find(f"{SAMLP}SessionIndex")
     assert session_index is not None and session_index.text == "ST-1-esper"
+    # The ticket only the CAS knew was logged out too.
+    assert len(stub.calls("POST", "/esper/x")) == 1
+    esper = next(s for s in done.steps if s.action == "app_logout:esper")
+    assert len(esper.items) == 2
+    assert done.discovery is not None
+    assert (done.discovery.tickets_found, done.discovery.tickets_from_caller) == (2, 2)
     [identity] = stub.calls("POST", "/mer/logout/alice")
     assert identity.headers["authorization"] == "Bearer mer-secret"
     assert stub.calls(path="/evil/") == []  # the unregistered URL was never called
 
     assert isinstance(sso_done, SsoLogoutCompleted)
     assert sso_done.request_id == event.request_id
-    assert [(s.action, s.outcome) for s in sso_done.steps] == [
-        ("destroy_sso_session", Outcome.SUCCEEDED)
+    assert [(s.action, s.outcome, s.verification) for s in sso_done.steps] == [
+        ("destroy_sso_session", Outcome.SUCCEEDED, Verification.VERIFIED)
     ]
     assert len(stub.calls("DELETE", "/cas/v1/tickets/TGT-1-alice")) == 1
     # The CAS logout came after the application logouts.
@@ -99,12 +133,15 @@ async def test_logout_then_sso_logout(
 async def test_offboard_and_all_sso_sessions(
     redis: Redis, settings: EntSettings, peer: tuple[StubHttp, str]
 ) -> None:
-    stub, _ = peer
+    stub, base = peer
     stub.script("DELETE", "/cas/actuator/ssoSessions/users/alice", Reply(503), Reply(200, {}))
+    users = "/cas/actuator/ssoSessions/users/alice"
+    known = actuator([("TGT-1", {"ST-1": f"{base}/esper/"}), ("TGT-2", {"ST-2": f"{base}/esper/"})])
+    stub.script("GET", users, Reply(200, known), Reply(200, known), Reply(200, actuator([])))
     event = offboard()
     async with running_worker(SERVICE, settings, make_build(settings)):
-        await publish(redis, streams.OFFBOARD_REQUESTED, event)
-        await publish(
+        await command(redis, streams.OFFBOARD_REQUESTED, event)
+        await command(
             redis,
             streams.SSO_LOGOUT_REQUESTED,
             SsoLogoutRequested(
@@ -113,8 +150,12 @@ async def test_offboard_and_all_sso_sessions(
         )
         [done] = await wait_for_events(redis, streams.REVOCATION_COMPLETED)
         [sso_done] = await wait_for_events(redis, streams.SSO_LOGOUT_COMPLETED)
-    assert [(s.action, s.outcome) for s in done.steps] == [("app_logout:mer", Outcome.SUCCEEDED)]
-    assert stub.calls("POST", "/esper/") == []
+    # Every session the CAS listed is logged out of its applications.
+    assert [(s.action, s.outcome) for s in done.steps] == [
+        ("app_logout:esper", Outcome.SUCCEEDED),
+        ("app_logout:mer", Outcome.SUCCEEDED),
+    ]
+    assert len(stub.calls("POST", "/esper/")) == 2
     step = sso_done.steps[0]
     assert (step.action, step.outcome, step.attempts) == (
         "destroy_all_sso_sessions",

@@ -8,13 +8,13 @@ import string
 import pytest
 
 from sortie_core.errors import NotFoundError, PermanentError, ThrottledError, TransientError
-from sortie_core.events import DeadLettered, Outcome, Subject, Target
+from sortie_core.events import DeadLettered, Outcome, SkipReason, Subject, Target, Verification
 from sortie_core.steps import RetryPolicy
 from sortie_m365.adapters.fake import FakeDirectory
 from sortie_m365.handlers import handle_deadlettered, handle_logout, handle_offboard, new_password
 from tests.workers.helpers import ALICE, logout, offboard
 
-POLICY = RetryPolicy(max_attempts=3, base_s=0.001, max_s=0.002)
+POLICY = RetryPolicy(max_attempts=3, base_s=0.001, max_s=0.002, verify_delay_s=0.001)
 UPN = "alice@example.org"
 
 
@@ -32,8 +32,15 @@ async def test_logout_revokes_sessions(directory: FakeDirectory) -> None:
     assert result.subject == event.subject
     [step] = result.steps
     assert (step.action, step.outcome, step.attempts) == ("revoke_sessions", Outcome.SUCCEEDED, 1)
+    assert step.verification is Verification.VERIFIED and step.done
+    assert step.evidence is not None
+    assert "signInSessionsValidFromDateTime" in step.evidence.observed
     assert directory.calls == [("revoke_sessions", UPN)]
+    assert directory.reads == [("read_user", UPN)]
     assert directory.users[UPN].revocations == 1
+    assert result.discovery is not None
+    assert result.discovery.identity == f"{UPN} ({UPN})"
+    assert result.discovery.identity_tried == (f"upn={UPN}: found",)
 
 
 async def test_logout_not_targeted_publishes_nothing(directory: FakeDirectory) -> None:
@@ -42,24 +49,31 @@ async def test_logout_not_targeted_publishes_nothing(directory: FakeDirectory) -
     assert directory.calls == []
 
 
-async def test_logout_without_upn_is_skipped(directory: FakeDirectory) -> None:
+async def test_logout_without_identity_fails_unresolved(directory: FakeDirectory) -> None:
     result = await handle_logout(
         logout(Subject(user_id="carol")), directory=directory, policy=POLICY
     )
     assert result is not None
     [step] = result.steps
-    assert step.outcome is Outcome.SKIPPED
-    assert step.attempts == 0
-    assert step.detail is not None and "UPN" in step.detail
-    assert directory.calls == []
+    assert step.outcome is Outcome.FAILED and not step.done
+    assert step.error is not None and step.error.code == "identity_unresolved"
+    assert "no upn" in step.error.message and "IDENTITY_LOOKUPS" in step.error.message
+    assert directory.calls == [] and directory.lookups == []
+    assert result.discovery is not None and result.discovery.identity is None
 
 
-async def test_logout_unknown_user_is_not_found() -> None:
+async def test_logout_unknown_user_is_an_authoritative_not_found() -> None:
     directory = FakeDirectory.with_users(["bob@example.org"])
     result = await handle_logout(logout(), directory=directory, policy=POLICY)
     assert result is not None
-    assert result.steps[0].outcome is Outcome.NOT_FOUND
-    assert result.steps[0].error is None
+    [step] = result.steps
+    assert step.outcome is Outcome.NOT_FOUND and step.error is None
+    # Looked up by every identifier known: the lookups are the evidence, so it counts.
+    assert step.verification is Verification.VERIFIED and step.done
+    assert step.evidence is not None
+    assert step.evidence.observed["tried"] == f"upn={UPN}: no user; mail={UPN}: no user"
+    assert step.evidence.observed["users_found"] == 0
+    assert directory.lookups == [UPN, f"mail={UPN}"]
 
 
 async def test_logout_transient_then_success_counts_attempts(directory: FakeDirectory) -> None:
@@ -111,6 +125,13 @@ async def test_offboard_runs_every_step_in_the_design_order() -> None:
     ]
     assert [c[0] for c in directory.calls] == [s.action for s in result.steps]
     assert all(s.outcome is Outcome.SUCCEEDED for s in result.steps)
+    assert all(s.verification is Verification.VERIFIED and s.done for s in result.steps)
+    evidence = {s.action: s.evidence for s in result.steps}
+    assert all(e is not None for e in evidence.values())
+    assert evidence["block_sign_in"].observed == {"accountEnabled": False}  # type: ignore[union-attr]
+    assert "lastPasswordChangeDateTime" in evidence["reset_password"].observed  # type: ignore[union-attr]
+    assert set(evidence["disable_mail_protocols"].observed.values()) == {False}  # type: ignore[union-attr]
+    assert [r[0] for r in directory.reads] == ["read_user"] * 3 + ["read_mail_protocols"]
     user = directory.users[UPN]
     assert not user.enabled
     assert user.password is not None
@@ -126,36 +147,46 @@ async def test_offboard_reports_mail_protocols_skipped_without_adapter(
     step = by_action["disable_mail_protocols"]
     assert step.outcome is Outcome.SKIPPED
     assert step.detail == "mailbox protocols adapter not configured"
+    assert step.skip_reason is SkipReason.DISABLED_BY_CONFIGURATION and step.done
     assert by_action["revoke_sessions"].outcome is Outcome.SUCCEEDED
 
 
 async def test_offboard_runs_only_wanted_actions_in_order(directory: FakeDirectory) -> None:
     event = offboard(actions=("revoke_sessions", "block_sign_in", "logoff"))
     result = await handle_offboard(event, directory=directory, policy=POLICY)
-    assert [s.action for s in result.steps] == ["block_sign_in", "revoke_sessions"]
+    assert [(s.action, s.outcome) for s in result.steps] == [
+        ("block_sign_in", Outcome.SUCCEEDED),
+        ("reset_password", Outcome.SKIPPED),
+        ("revoke_sessions", Outcome.SUCCEEDED),
+        ("disable_mail_protocols", Outcome.SKIPPED),
+    ]
+    assert {s.skip_reason for s in result.steps if s.outcome is Outcome.SKIPPED} == {
+        SkipReason.ACTION_NOT_SELECTED
+    }
     assert [c[0] for c in directory.calls] == ["block_sign_in", "revoke_sessions"]
     assert directory.users[UPN].password is None
 
 
 async def test_offboard_with_no_m365_action_still_reports(directory: FakeDirectory) -> None:
-    # The orchestrator waits for m365 on every offboarding: an empty report ends that wait.
+    # The orchestrator waits for m365 on every offboarding: the report ends that wait.
     result = await handle_offboard(
         offboard(actions=("logoff",)), directory=directory, policy=POLICY
     )
-    assert result.steps == ()
-    assert directory.calls == []
+    assert [s.skip_reason for s in result.steps] == [SkipReason.ACTION_NOT_SELECTED] * 4
+    assert all(s.done for s in result.steps)
+    assert directory.calls == [] and directory.lookups == []
 
 
 async def test_offboard_not_found_stops_the_calls() -> None:
     directory = FakeDirectory.with_users(["bob@example.org"])
     result = await handle_offboard(offboard(), directory=directory, policy=POLICY)
     assert [s.outcome for s in result.steps] == [Outcome.NOT_FOUND] * 4
-    # The lookup finds no one: no write is attempted.
-    assert directory.lookups == [UPN]
+    # The lookups find no one: no write is attempted.
+    assert directory.lookups == [UPN, f"mail={UPN}"]
     assert directory.calls == []
-    # Each step reports the one lookup that stood for it.
-    assert [s.attempts for s in result.steps] == [1, 1, 1, 1]
-    assert all(s.detail and "user lookup" in s.detail for s in result.steps)
+    # Each step reports the lookups that stood for it, and their evidence.
+    assert [s.attempts for s in result.steps] == [2, 2, 2, 2]
+    assert all(s.done and s.evidence is not None for s in result.steps)
 
 
 async def test_offboard_user_gone_after_lookup_stops_the_calls() -> None:
@@ -166,6 +197,8 @@ async def test_offboard_user_gone_after_lookup_stops_the_calls() -> None:
     assert directory.calls == [("block_sign_in", UPN)]
     assert [s.attempts for s in result.steps] == [1, 0, 0, 0]
     assert result.steps[1].detail is not None and "block_sign_in" in result.steps[1].detail
+    # A write's 404 is not a lookup by every identifier: it proves nothing.
+    assert not any(s.done for s in result.steps)
 
 
 async def test_guest_is_reported_and_only_blocked() -> None:
@@ -179,6 +212,8 @@ async def test_guest_is_reported_and_only_blocked() -> None:
         ("disable_mail_protocols", Outcome.SKIPPED),
     ]
     assert all("guest account" in (s.detail or "") for s in result.steps[1:])
+    assert {s.skip_reason for s in result.steps[1:]} == {SkipReason.GUEST_BY_POLICY}
+    assert all(s.done for s in result.steps)
     assert directory.calls == [("block_sign_in", UPN)]
     logout_result = await handle_logout(logout(), directory=directory, policy=POLICY)
     assert logout_result is not None
@@ -188,12 +223,15 @@ async def test_guest_is_reported_and_only_blocked() -> None:
 
 async def test_lookup_failure_fails_every_step_with_its_error() -> None:
     directory = FakeDirectory.with_users([UPN])
-    directory.fail("find_user", *[TransientError("down", code="graph_unavailable")] * 4)
+    directory.fail("get_user", *[TransientError("down", code="graph_unavailable")] * 4)
     result = await handle_offboard(offboard(), directory=directory, policy=POLICY)
     assert {s.outcome for s in result.steps} == {Outcome.FAILED}
-    assert {(s.error.code, s.attempts) for s in result.steps if s.error} == {
-        ("graph_unavailable", POLICY.max_attempts)
+    # Three tries of the UPN, then the mail filter (no user): the failed lookup stands.
+    assert {(s.error.code, s.error.retryable, s.attempts) for s in result.steps if s.error} == {
+        ("graph_unavailable", True, POLICY.max_attempts + 1)
     }
+    message = result.steps[0].error.message  # type: ignore[union-attr]
+    assert f"upn={UPN}: graph_unavailable" in message and f"mail={UPN}: no user" in message
     assert directory.calls == []
 
 
@@ -209,11 +247,12 @@ async def test_offboard_failed_step_does_not_stop_the_next(directory: FakeDirect
     assert [c[0] for c in directory.calls] == ["block_sign_in", "reset_password"]
 
 
-async def test_offboard_without_upn_skips_each_step(directory: FakeDirectory) -> None:
+async def test_offboard_without_identity_fails_each_step(directory: FakeDirectory) -> None:
     result = await handle_offboard(
         offboard(Subject(user_id="x")), directory=directory, policy=POLICY
     )
-    assert [s.outcome for s in result.steps] == [Outcome.SKIPPED] * 4
+    assert [s.outcome for s in result.steps] == [Outcome.FAILED] * 4
+    assert {s.error.code for s in result.steps if s.error} == {"identity_unresolved"}
     assert directory.calls == []
 
 

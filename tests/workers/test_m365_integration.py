@@ -10,13 +10,12 @@ import pytest
 from redis.asyncio import Redis
 
 from sortie_core import streams
-from sortie_core.broker import publish
-from sortie_core.events import Outcome, RevocationCompleted, Subject, Target
+from sortie_core.events import Outcome, RevocationCompleted, SkipReason, Subject, Target
 from sortie_m365.bootstrap import SERVICE, make_build
 from sortie_m365.settings import M365Settings
 from tests.m365.conftest import ALICE, GUEST, TOKEN, GraphSim, graph_sim, serve  # noqa: F401
 from tests.redis_server import RedisServer
-from tests.workers.helpers import fast, logout, offboard, running_worker, wait_for_events
+from tests.workers.helpers import command, fast, logout, offboard, running_worker, wait_for_events
 
 ALICE_ID = "0a11ce00-0000-4000-8000-000000000001"
 
@@ -33,7 +32,7 @@ async def test_logout_through_redis_and_graph(
     settings = settings_for(redis_server, graph_sim.url)
     # Published before the worker starts: its group is created from id 0, so it is seen.
     event = logout()
-    await publish(redis, streams.LOGOUT_REQUESTED, event)
+    await command(redis, streams.LOGOUT_REQUESTED, event)
     async with running_worker(SERVICE, settings, make_build(settings)):
         [done] = await wait_for_events(redis, streams.REVOCATION_COMPLETED)
     assert isinstance(done, RevocationCompleted)
@@ -57,9 +56,9 @@ async def test_offboard_and_untargeted_logout(
     caplog.set_level(logging.DEBUG)
     settings = settings_for(redis_server, graph_sim.url, exchange_url=graph_sim.url)
     async with running_worker(SERVICE, settings, make_build(settings)):
-        await publish(redis, streams.LOGOUT_REQUESTED, logout(targets=(Target.ENT,)))
+        await command(redis, streams.LOGOUT_REQUESTED, logout(targets=(Target.ENT,)))
         event = offboard()
-        await publish(redis, streams.OFFBOARD_REQUESTED, event)
+        await command(redis, streams.OFFBOARD_REQUESTED, event)
         events = await wait_for_events(redis, streams.REVOCATION_COMPLETED)
         # Give the untargeted logout time to (not) produce anything.
         await wait_for_events(redis, streams.REVOCATION_COMPLETED, count=2, timeout_s=0.5)
@@ -101,17 +100,22 @@ async def test_guest_and_unknown_users_are_reported(
     guest = offboard(Subject(user_id="g", upn=GUEST), actions=("block_sign_in", "revoke_sessions"))
     ghost = logout(Subject(user_id="x", upn="nobody@example.org"))
     async with running_worker(SERVICE, settings, make_build(settings)):
-        await publish(redis, streams.OFFBOARD_REQUESTED, guest)
-        await publish(redis, streams.LOGOUT_REQUESTED, ghost)
+        await command(redis, streams.OFFBOARD_REQUESTED, guest)
+        await command(redis, streams.LOGOUT_REQUESTED, ghost)
         events = await wait_for_events(redis, streams.REVOCATION_COMPLETED, count=2)
     by_request = {e.request_id: e for e in events}
-    assert [(s.action, s.outcome) for s in by_request[guest.request_id].steps] == [
-        ("block_sign_in", Outcome.SUCCEEDED),
-        ("revoke_sessions", Outcome.SKIPPED),
+    assert [(s.action, s.outcome, s.skip_reason) for s in by_request[guest.request_id].steps] == [
+        ("block_sign_in", Outcome.SUCCEEDED, None),
+        ("reset_password", Outcome.SKIPPED, SkipReason.ACTION_NOT_SELECTED),
+        ("revoke_sessions", Outcome.SKIPPED, SkipReason.GUEST_BY_POLICY),
+        ("disable_mail_protocols", Outcome.SKIPPED, SkipReason.ACTION_NOT_SELECTED),
     ]
-    assert "guest" in (by_request[guest.request_id].steps[1].detail or "")
+    assert "guest" in (by_request[guest.request_id].steps[2].detail or "")
+    assert all(s.done for s in by_request[guest.request_id].steps)
     [step] = by_request[ghost.request_id].steps
     assert step.outcome is Outcome.NOT_FOUND and step.error is None
+    # Graph answered 404 to the UPN and no user to the mail filter: proven unknown.
+    assert step.done and step.evidence is not None
 
 
 async def test_deadlettered_command_still_reports_its_steps(
@@ -124,7 +128,7 @@ async def test_deadlettered_command_still_reports_its_steps(
     settings = settings_for(redis_server, graph_sim.url, max_deliveries=3, claim_idle_ms=100)
     event = offboard(actions=("block_sign_in", "revoke_sessions"))
     await redis.xgroup_create(streams.OFFBOARD_REQUESTED, streams.GROUP_M365, id="0", mkstream=True)
-    entry_id = await publish(redis, streams.OFFBOARD_REQUESTED, event)
+    entry_id = await command(redis, streams.OFFBOARD_REQUESTED, event)
     # A consumer that died mid-way, again and again: each claim counts a delivery.
     await redis.xreadgroup(streams.GROUP_M365, "ghost", {streams.OFFBOARD_REQUESTED: ">"})
     for _ in range(3):

@@ -17,9 +17,8 @@ import pytest
 from redis.asyncio import Redis
 
 from sortie_core import streams
-from sortie_core.broker import publish
 from tests.redis_server import RedisServer, free_port
-from tests.workers.helpers import logout, wait_for_events
+from tests.workers.helpers import command, logout, wait_for_events
 from tests.workers.stub_http import Reply, StubHttp
 
 
@@ -83,7 +82,7 @@ async def test_service_process_runs_and_stops_cleanly(
     try:
         await _wait_healthy(port, proc)
         event = logout()
-        await publish(redis, stream, event)
+        await command(redis, stream, event)
         [done] = await wait_for_events(redis, reports, timeout_s=15)
         assert done.request_id == event.request_id
         proc.send_signal(signal.SIGTERM)

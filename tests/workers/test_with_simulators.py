@@ -18,7 +18,6 @@ import pytest
 from redis.asyncio import Redis
 
 from sortie_core import streams
-from sortie_core.broker import publish
 from sortie_core.events import Kind, Outcome, SsoLogoutRequested, Subject, Target
 from sortie_ent.bootstrap import make_build as ent_build
 from sortie_ent.settings import EntSettings
@@ -28,7 +27,7 @@ from sortie_simulators import demo
 from sortie_workstation.bootstrap import make_build as agent_build
 from sortie_workstation.settings import AgentSettings
 from tests.redis_server import RedisServer
-from tests.workers.helpers import fast, logout, offboard, running_worker, wait_for_events
+from tests.workers.helpers import command, fast, logout, offboard, running_worker, wait_for_events
 
 LISTENING = re.compile(r"listening on (http://\S+)")
 ALICE = Subject(user_id="alice", upn="alice@example.org", cas_username="alice")
@@ -131,8 +130,8 @@ async def test_alice_logout_against_the_simulators(
         tgt=demo.DEMO_TGT,
         tickets=[(t["service"], t["ticket"]) for t in demo.demo_service_tickets(sims["entapps"])],
     )
-    await publish(redis, streams.LOGOUT_REQUESTED, event)
-    await publish(redis, streams.workstation_stream("pc-101"), event)
+    await command(redis, streams.LOGOUT_REQUESTED, event)
+    await command(redis, streams.workstation_stream("pc-101"), event)
     done = await wait_for_events(redis, streams.REVOCATION_COMPLETED, count=2)
     done += await wait_for_events(redis, streams.agent_results_stream("pc-101"))
     assert _by_service(done) == {
@@ -145,7 +144,7 @@ async def test_alice_logout_against_the_simulators(
         },
         "workstation:pc-101": {"logoff": Outcome.SUCCEEDED},
     }
-    await publish(
+    await command(
         redis,
         streams.SSO_LOGOUT_REQUESTED,
         SsoLogoutRequested(
@@ -169,8 +168,8 @@ async def test_bob_offboarding_against_the_simulators(
     redis: Redis, sims: dict[str, str], workers: None
 ) -> None:
     event = offboard(BOB)
-    await publish(redis, streams.OFFBOARD_REQUESTED, event)
-    await publish(redis, streams.workstation_stream("pc-102"), event)
+    await command(redis, streams.OFFBOARD_REQUESTED, event)
+    await command(redis, streams.workstation_stream("pc-102"), event)
     done = await wait_for_events(redis, streams.REVOCATION_COMPLETED, count=2)
     done += await wait_for_events(redis, streams.agent_results_stream("pc-102"))
     assert _by_service(done) == {
@@ -183,7 +182,7 @@ async def test_bob_offboarding_against_the_simulators(
         "ent": {"app_logout:mer": Outcome.SUCCEEDED, "app_logout:ism": Outcome.SKIPPED},
         "workstation:pc-102": {"logoff": Outcome.SUCCEEDED},
     }
-    await publish(
+    await command(
         redis,
         streams.SSO_LOGOUT_REQUESTED,
         SsoLogoutRequested(

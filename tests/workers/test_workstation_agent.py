@@ -11,7 +11,6 @@ import pytest
 from redis.asyncio import Redis
 
 from sortie_core import streams
-from sortie_core.broker import publish
 from sortie_core.errors import NotFoundError, PermanentError, TransientError
 from sortie_core.events import Outcome, RevocationCompleted
 from sortie_core.presence import read_presence
@@ -26,6 +25,7 @@ from sortie_workstation.settings import AgentSettings
 from tests.redis_server import RedisServer, free_port
 from tests.workers.helpers import (
     Wakes,
+    command,
     fast,
     logout,
     offboard,
@@ -228,9 +228,9 @@ async def test_agent_consumes_its_own_stream_only(
         assert [(s.stream, s.group) for s in parts.subscriptions] == [
             ("workstation.pc-101", streams.GROUP_WORKSTATION)
         ]
-        await publish(redis, streams.LOGOUT_REQUESTED, logout())  # not for an agent
-        await publish(redis, streams.workstation_stream("pc-102"), offboard())  # another host
-        await publish(redis, streams.workstation_stream(HOST), event)
+        await command(redis, streams.LOGOUT_REQUESTED, logout())  # not for an agent
+        await command(redis, streams.workstation_stream("pc-102"), offboard())  # another host
+        await command(redis, streams.workstation_stream(HOST), event)
         [done] = await wait_for_events(redis, streams.agent_results_stream(HOST))
         announced = await wakes.wait(3)
         record = await read_presence(redis, HOST)

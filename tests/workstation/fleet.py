@@ -2,7 +2,8 @@
 
 Each host is a real `Agent` (its handlers, its presence record, its reports) with an
 in-memory session backend; instead of one broker per agent, one XREADGROUP reads every
-host's stream at once and hands each command to its host's agent.
+host's stream at once and hands each command to the broker's path with its host's
+subscription.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ import asyncio
 import contextlib
 from collections.abc import Iterable
 
+from faststream.redis import RedisBroker
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ResponseError
 
 from sortie_core import streams
-from sortie_core.broker import Delivery
+from sortie_core.broker import Consumers
 from sortie_core.events import decode_event
 from sortie_core.steps import RetryPolicy
 from sortie_workstation.adapters.fake import FakeSessions
@@ -36,6 +38,8 @@ class Fleet:
         self.agents: dict[str, Agent] = {}
         self.handled: list[tuple[str, str]] = []  # (host, event type)
         self._task: asyncio.Task[None] | None = None
+        # The message path only (`process`): no subscriber of its own is registered.
+        self.path = Consumers(RedisBroker(redis_url), self.redis, "fleet", [])
 
     def add(
         self, host: str, sessions: Iterable[tuple[int, str]], group: str | None = None
@@ -102,9 +106,5 @@ class Fleet:
     ) -> None:
         event = decode_event(fields[b"data"])
         self.handled.append((host, event.type))
-        eid = entry_id.decode()
-        await self.agents[host].on_command(
-            event,  # type: ignore[arg-type]
-            Delivery(stream, streams.GROUP_WORKSTATION, eid, 1),
-        )
-        await self.redis.xack(stream, streams.GROUP_WORKSTATION, eid)
+        [sub] = self.agents[host].subscriptions()
+        await self.path.process(sub, entry_id.decode(), fields, 1)

@@ -27,7 +27,7 @@ from sortie_workstation.adapters.fake import FakeSessions
 from sortie_workstation.bootstrap import SERVICE, make_build
 from sortie_workstation.settings import AgentSettings
 from tests.redis_server import RedisServer
-from tests.workers.helpers import fast, logout, offboard, running_worker, wait_for_events
+from tests.workers.helpers import command, fast, logout, offboard, running_worker, wait_for_events
 
 HOST = "pc-acl"
 
@@ -49,10 +49,10 @@ async def test_agent_works_under_its_acl_user_and_nothing_more(
     settings = fast(AgentSettings, url, host=HOST, heartbeat_s=30)
     event = logout()
     async with running_worker(SERVICE, settings, make_build(settings, backend=backend)):
-        await publish(redis, streams.workstation_stream(HOST), event)
+        await command(redis, streams.workstation_stream(HOST), event)
         [done] = await wait_for_events(redis, streams.agent_results_stream(HOST))
         # The same command again (a redelivery) is recognised by its per-host dedupe key.
-        await publish(redis, streams.workstation_stream(HOST), event)
+        await command(redis, streams.workstation_stream(HOST), event)
         again = await wait_for_events(
             redis, streams.agent_results_stream(HOST), count=2, timeout_s=0.5
         )
@@ -109,7 +109,7 @@ async def test_agent_works_under_its_acl_user_and_nothing_more(
     finally:
         await agent.aclose()
     other = offboard()
-    await publish(redis, streams.workstation_stream("pc-other"), other)
+    await command(redis, streams.workstation_stream("pc-other"), other)
     assert await redis.xlen(streams.LOGOUT_REQUESTED) == 0
     assert await redis.xlen(streams.REVOCATION_COMPLETED) == 0
     assert await redis.xlen(streams.agent_results_stream("pc-other")) == 0

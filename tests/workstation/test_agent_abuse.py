@@ -22,7 +22,7 @@ from redis.exceptions import NoPermissionError
 from sortie_core import streams
 from sortie_core.acl import agent_redis_url, new_password, password_hash, setuser_command
 from sortie_core.presence import PresenceRecord, write_presence
-from sortie_orchestrator.app import create_app, start_background, stop_background
+from sortie_orchestrator.app import background, create_app
 from sortie_workstation.adapters.fake import FakeSessions
 from sortie_workstation.bootstrap import SERVICE, make_build
 from sortie_workstation.settings import AgentSettings
@@ -48,15 +48,16 @@ async def api(redis: Redis, redis_server: RedisServer) -> AsyncIterator[httpx.As
     app: FastAPI = create_app(
         settings_for(redis_server, phase1_timeout_s=20.0, presence_sweep_s=0.3)
     )
-    loops = await start_background(app.state.wiring)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app),
-        base_url="http://orchestrator",
-        headers={"Authorization": f"Bearer {TOKEN}"},
-    ) as client:
+    async with (
+        background(app.state.wiring),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://orchestrator",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        ) as client,
+    ):
         client.app = app  # type: ignore[attr-defined]
         yield client
-    await asyncio.wait_for(stop_background(app.state.wiring, loops), 20)
 
 
 async def agent_url(redis: Redis, redis_server: RedisServer, host: str) -> str:

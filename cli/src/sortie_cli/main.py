@@ -44,7 +44,9 @@ def _api(args: argparse.Namespace) -> tuple[str, str]:
 
 def cmd_up(args: argparse.Namespace) -> int:
     paint = Painter(sys.stdout)
-    stack = Stack(workdir=_workdir(args), api_port=args.port)
+    stack = Stack(
+        workdir=_workdir(args), api_port=args.port, m365_identity_lookups=args.m365_lookups
+    )
     try:
         stack.plan()
     except StackError as exc:
@@ -102,14 +104,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             if args.exit:
                 return status
         while not stopping:
-            dead = stack.dead()
-            if dead:
-                for proc in dead:
-                    print(
-                        f"sortie up: {proc.name} stopped unexpectedly:\n{proc.log_tail()}",
-                        file=sys.stderr,
-                    )
-                return 1
+            # A process that dies is restarted (with a back-off), never the whole stack.
+            stack.supervise(lambda line: print(line, file=sys.stderr, flush=True))
             time.sleep(0.5)
     finally:
         print("\nStopping Sortie…")
@@ -278,6 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--demo", action="store_true", help="log alice out once everything is up")
     up.add_argument("--exit", action="store_true", help="with --demo: stop after the demo")
     up.add_argument("--timeout", type=float, default=90.0, help="start-up timeout in seconds")
+    up.add_argument(
+        "--m365-lookups",
+        help="how Microsoft 365 users are found from the ENT id, e.g. "
+        "'onPremisesSamAccountName={user_id},upn={user_id}@school.example' "
+        "(default: $SORTIE_M365_IDENTITY_LOOKUPS, else the subject's UPN only)",
+    )
     up.set_defaults(func=cmd_up)
 
     logout = sub.add_parser("logout", help="sign a user out everywhere")

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,8 +57,13 @@ class Proc:
     ready_url: str | None
     log_path: Path
     popen: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    # Restarts in a row without a stable run, and when the next one is due.
+    failures: int = 0
+    restart_at: float | None = None
 
     def start(self) -> None:
+        self.started_at = time.monotonic()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.popen = subprocess.Popen(
@@ -80,6 +86,11 @@ class Proc:
             return ""
 
 
+# Back-off before restarting a process that died, by restarts in a row.
+RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+STABLE_AFTER_S = 60.0
+
+
 class StackError(RuntimeError):
     pass
 
@@ -95,6 +106,9 @@ class Stack:
     base_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     # Shorter timers make the demo and the tests snappy; production uses the defaults.
     agent_heartbeat_s: float = 2.0
+    # How the m365-worker finds a user named by ENT id only (SORTIE_M365_IDENTITY_LOOKUPS,
+    # e.g. "onPremisesSamAccountName={user_id}"); None keeps the environment's value.
+    m365_identity_lookups: str | None = None
     procs: list[Proc] = field(default_factory=list)
     urls: dict[str, str] = field(default_factory=dict)
     # One Redis URL per process (its own ACL user) when the stack runs its own Redis.
@@ -230,6 +244,11 @@ class Stack:
         if "graph" in sim_url:
             m365_env["SORTIE_M365_GRAPH_URL"] = sim_url["graph"]
             m365_env["SORTIE_M365_GRAPH_TOKEN"] = "simulator-token"
+            if not configured.get("SORTIE_M365_EXCHANGE_URL"):
+                # The Graph simulator also serves Exchange's InvokeCommand (Set-/Get-CASMailbox).
+                m365_env["SORTIE_M365_EXCHANGE_URL"] = sim_url["graph"]
+        if self.m365_identity_lookups is not None:
+            m365_env["SORTIE_M365_IDENTITY_LOOKUPS"] = self.m365_identity_lookups
         procs.append(
             self._py(
                 "m365-worker", "sortie_m365", [], f"http://127.0.0.1:{m365_port}/readyz", **m365_env
@@ -237,7 +256,13 @@ class Stack:
         )
         self.urls["m365_metrics"] = f"http://127.0.0.1:{m365_port}/metrics"
         ent_port = free_port()
-        ent_env = {"SORTIE_ENT_HTTP_PORT": str(ent_port), **common(ENT)}
+        # The signing key is re-published every 5 s (a third of its TTL): it comes back
+        # within 5 s after Redis lost its data.
+        ent_env = {
+            "SORTIE_ENT_HTTP_PORT": str(ent_port),
+            "SORTIE_ENT_OIDC_KEY_TTL_S": "15",
+            **common(ENT),
+        }
         if "cas" in sim_url:
             ent_env["SORTIE_ENT_CAS_URL"] = sim_url["cas"] + "/cas"
         if not configured.get("SORTIE_ENT_OIDC_SIGNING_KEY_PATH"):
@@ -377,6 +402,32 @@ class Stack:
 
     def dead(self) -> list[Proc]:
         return [p for p in self.procs if p.popen is not None and not p.alive()]
+
+    def supervise(self, say: Callable[[str], None]) -> list[Proc]:
+        """Restart each process that died, after a back-off that grows while it keeps
+        dying (reset once it ran `STABLE_AFTER_S`), saying so; returns those restarted."""
+        now = time.monotonic()
+        restarted: list[Proc] = []
+        for proc in self.dead():
+            if proc.restart_at is None:
+                if now - proc.started_at > STABLE_AFTER_S:
+                    proc.failures = 0
+                delay = RESTART_BACKOFF_S[min(proc.failures, len(RESTART_BACKOFF_S) - 1)]
+                proc.failures += 1
+                proc.restart_at = now + delay
+                code = proc.popen.returncode if proc.popen else None
+                say(
+                    f"sortie up: {proc.name} exited (code {code}); restarting it in {delay:g}s"
+                    f" (restart {proc.failures}). Last lines of its log:\n{proc.log_tail(10)}"
+                )
+            elif now >= proc.restart_at:
+                proc.restart_at = None
+                proc.start()
+                restarted.append(proc)
+                say(f"sortie up: {proc.name} restarted")
+        if restarted:
+            self._write_stack_file()
+        return restarted
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM in reverse start order (services finish in-flight work), then kill."""

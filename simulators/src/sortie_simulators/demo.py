@@ -2,7 +2,8 @@
 
 Alice has a live SSO session (`DEMO_TGT`) with one service ticket per CAS application, a
 session in every demo ENT application and an active session on `pc-101`. Bob exists in
-Microsoft 365 and sits at `pc-102`; he has no SSO session.
+Microsoft 365 and sits at `pc-102`; he has no SSO session. Dave exists in Microsoft 365
+only (employeeId `E1004`, onPremisesSamAccountName `dave`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ class DemoUser:
     cas_username: str
     windows_account: str
     host: str  # the workstation the user sits at
+    # Directory attributes a site can map its user ids to (SORTIE_M365_IDENTITY_LOOKUPS).
+    employee_id: str | None = None
+    sam_account_name: str | None = None
 
 
 ALICE = DemoUser(
@@ -44,7 +48,21 @@ BOB = DemoUser(
     windows_account="bob",
     host="pc-102",
 )
-DEMO_USERS: tuple[DemoUser, ...] = (ALICE, BOB)
+# Dave is known to Microsoft 365 by his UPN and AD account name only: an offboarding that
+# names him by his ENT uid finds him only through a configured identity mapping.
+DAVE = DemoUser(
+    username="dave",
+    upn="dave@example.org",
+    mail="dave@example.org",
+    display_name="Dave Moreau",
+    graph_id="da7e0000-0000-4000-8000-000000000004",
+    cas_username="dave",
+    windows_account="dave",
+    host="",
+    employee_id="E1004",
+    sam_account_name="dave",
+)
+DEMO_USERS: tuple[DemoUser, ...] = (ALICE, BOB, DAVE)
 
 # Ports `python -m sortie_simulators` listens on when `--port` is not given.
 DEFAULT_PORTS = {"graph": 8101, "cas": 8102, "entapps": 8103, "workstations": 8104}

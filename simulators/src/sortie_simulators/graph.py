@@ -2,7 +2,12 @@
 
 `GET`/`PATCH /v1.0/users/{id}`, `POST /v1.0/users/{id}/revokeSignInSessions` and JSON
 batching, `POST /v1.0/$batch` (https://learn.microsoft.com/en-us/graph/json-batching).
-`{id}` is an object id, a userPrincipalName or a mail address, case-insensitive.
+`{id}` is an object id or a userPrincipalName, case-insensitive (as Graph: a mail address
+that is not the UPN is found with `$filter`, see graph_query.py).
+
+Lying, for read-back tests (`POST /_sim/drop-writes`): the named writes are answered as
+if done (204, or 200 for revoke) and not applied: `accountEnabled`, `passwordProfile`,
+`revokeSignInSessions` (the timestamp does not move), `Set-CASMailbox`.
 
 Faults, settable at start and at run time (`POST /_sim/config`): latency on every /v1.0
 call, a fraction of operations answered 503, and a token bucket per app (bearer token) over
@@ -22,10 +27,10 @@ import base64
 import binascii
 import json
 import random
-import re
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -57,9 +62,9 @@ from .graph_model import (
     not_found,
     select_properties,
 )
+from .graph_query import list_users
 
 MAX_BATCH = 20
-FILTER_RE = re.compile(r"(mail|userPrincipalName) eq '((?:[^']|'')*)'")
 
 
 def needed_permissions(method: str, revoke: bool, body: Any) -> list[str]:
@@ -91,6 +96,7 @@ class GraphStats:
     writes: int = 0
     throttled: int = 0
     errors: int = 0
+    dropped: int = 0
 
 
 class GraphSimulator:
@@ -113,6 +119,8 @@ class GraphSimulator:
         self.buckets: dict[str, TokenBucket] = {}
         # Application permissions the app was not granted: calls needing one answer 403.
         self.missing_permissions: frozenset[str] = frozenset()
+        # Writes answered as done and not applied (`/_sim/drop-writes`).
+        self.dropped_writes: frozenset[str] = frozenset()
         self.configure(**vars(config or GraphConfig()))
 
     def configure(
@@ -144,13 +152,18 @@ class GraphSimulator:
         user_type: str = "Member",
         display_name: str | None = None,
         account_enabled: bool = True,
+        employee_id: str | None = None,
+        on_premises_sam_account_name: str | None = None,
+        created_at: datetime | None = None,
     ) -> GraphUser:
+        """`created_at` (default now) is also when sessions were last valid from and the
+        password last changed: a read-back can only be proven against an older value."""
         object_id = object_id or str(uuid.uuid5(uuid.NAMESPACE_DNS, upn.lower()))
         keys = {k.lower() for k in (object_id, upn, mail) if k}
         taken = sorted(k for k in keys if k in self._index)
         if taken:
             raise ValueError(f"already used by another user: {', '.join(taken)}")
-        now = utc_now()
+        now = created_at or utc_now()
         user = GraphUser(
             id=object_id,
             user_principal_name=upn,
@@ -160,6 +173,8 @@ class GraphSimulator:
             account_enabled=account_enabled,
             sign_in_sessions_valid_from=now,
             created_at=now,
+            employee_id=employee_id,
+            on_premises_sam_account_name=on_premises_sam_account_name,
         )
         self.users[object_id] = user
         for key in keys:
@@ -167,12 +182,27 @@ class GraphSimulator:
         return user
 
     def find(self, key: str) -> GraphUser | None:
+        """By object id, UPN or mail (the admin API and Exchange's `Identity`)."""
         object_id = self._index.get(key.lower())
         return self.users.get(object_id) if object_id else None
 
+    def by_path(self, key: str) -> GraphUser | None:
+        """`/users/{id | userPrincipalName}` as Graph resolves it: not by mail."""
+        user = self.find(key)
+        lowered = key.lower()
+        if user is None or lowered not in (user.id.lower(), user.user_principal_name.lower()):
+            return None
+        return user
+
     # -- operations -----------------------------------------------------------------------
     def execute_url(
-        self, method: str, url: str, body: Any, body_error: str | None = None, app: str = ""
+        self,
+        method: str,
+        url: str,
+        body: Any,
+        body_error: str | None = None,
+        app: str = "",
+        consistency: str | None = None,
     ) -> Reply:
         """Run one operation given a URL relative to /v1.0 (a batch item's `url`)."""
         parts = urlsplit(url)
@@ -183,7 +213,15 @@ class GraphSimulator:
                 break
         segments = [unquote(s) for s in path.strip("/").split("/")]
         query = dict(parse_qsl(parts.query))
-        return self.execute(method, segments, body, query=query, body_error=body_error, app=app)
+        return self.execute(
+            method,
+            segments,
+            body,
+            query=query,
+            body_error=body_error,
+            app=app,
+            consistency=consistency,
+        )
 
     def execute(
         self,
@@ -194,9 +232,11 @@ class GraphSimulator:
         query: dict[str, str] | None = None,
         body_error: str | None = None,
         app: str = "",
+        consistency: str | None = None,
     ) -> Reply:
         """Run one operation: error injection, routing, throttling, then the operation.
-        `app` is the caller's bearer token: each app has its own write budget."""
+        `app` is the caller's bearer token: each app has its own write budget;
+        `consistency` its `ConsistencyLevel` header (advanced queries)."""
         self.stats.requests += 1
         if self.config.error_rate > 0 and self.rng.random() < self.config.error_rate:
             self.stats.errors += 1
@@ -208,7 +248,7 @@ class GraphSimulator:
             )
         method = method.upper()
         if segments == ["users"] and method == "GET":
-            return self._list(query or {})
+            return list_users(self.users.values(), query or {}, consistency)
         if len(segments) < 2 or segments[0] != "users" or len(segments) > 3:
             return bad_request(f"Resource not found for the segment '{segments[0]}'.", "BadRequest")
         key = segments[1]
@@ -237,7 +277,7 @@ class GraphSimulator:
         denied = self._denied(method, len(segments) == 3, body)
         if denied is not None:
             return denied
-        user = self.find(key)
+        user = self.by_path(key)
         if user is None:
             return not_found(key)
         if method == "GET":
@@ -261,29 +301,6 @@ class GraphSimulator:
             )
         return None
 
-    def _list(self, query: dict[str, str]) -> Reply:
-        """`GET /users?$filter=mail eq '…'` (or userPrincipalName), the lookups Sortie makes."""
-        flt = query.get("$filter")
-        if flt is None:
-            found = list(self.users.values())
-        else:
-            match = FILTER_RE.fullmatch(flt.strip())
-            if match is None:
-                return bad_request(f"Unsupported or invalid query filter clause: {flt[:100]}")
-            prop, literal = match.group(1), match.group(2).replace("''", "'").lower()
-            attr = "mail" if prop == "mail" else "user_principal_name"
-            found = [u for u in self.users.values() if (getattr(u, attr) or "").lower() == literal]
-        top = query.get("$top")
-        if top is not None:
-            if not top.isdigit() or not 1 <= int(top) <= 999:
-                return bad_request(f"Invalid page size specified: '{top[:20]}'.")
-            found = found[: int(top)]
-        select = query.get("$select")
-        views = [select_properties(u.graph_view(), select) for u in found]
-        for view in views:
-            view.pop("@odata.context", None)
-        return Reply(200, {"@odata.context": f"{GRAPH_METADATA}#users", "value": views})
-
     def _patch(self, user: GraphUser, body: Any) -> Reply:
         if body is None:
             return bad_request("Empty Payload. JSON content expected.")
@@ -304,6 +321,11 @@ class GraphSimulator:
                 if problem is not None:
                     return problem
                 changes[name] = value
+        dropped = self.dropped_writes & changes.keys()
+        if dropped:
+            self.stats.dropped += 1
+            for name in dropped:
+                del changes[name]
         if "accountEnabled" in changes:
             user.account_enabled = changes["accountEnabled"]
         profile = changes.get("passwordProfile")
@@ -318,15 +340,27 @@ class GraphSimulator:
         return Reply(204)
 
     def _revoke(self, user: GraphUser) -> Reply:
-        user.sign_in_sessions_valid_from = utc_now()
-        user.revocation_count += 1
+        if "revokeSignInSessions" in self.dropped_writes:
+            self.stats.dropped += 1
+        else:
+            user.sign_in_sessions_valid_from = utc_now()
+            user.revocation_count += 1
         return Reply(200, {"@odata.context": f"{GRAPH_METADATA}#Edm.Boolean", "value": True})
 
 
 def load_demo(sim: GraphSimulator) -> None:
+    # Created a day ago, like any account that is offboarded: its timestamps are older
+    # than the request, so a read-back can tell a revocation from no change.
+    created = utc_now() - timedelta(days=1)
     for user in DEMO_USERS:
         sim.add_user(
-            user.upn, mail=user.mail, object_id=user.graph_id, display_name=user.display_name
+            user.upn,
+            mail=user.mail,
+            object_id=user.graph_id,
+            display_name=user.display_name,
+            employee_id=user.employee_id,
+            on_premises_sam_account_name=user.sam_account_name,
+            created_at=created,
         )
 
 
@@ -421,7 +455,9 @@ def create_app(
         responses = []
         for item in items:
             body, body_error = _item_body(item)
-            reply = sim.execute_url(item["method"], item["url"], body, body_error, app)
+            sent = item.get("headers")
+            level = sent.get("ConsistencyLevel") if isinstance(sent, dict) else None
+            reply = sim.execute_url(item["method"], item["url"], body, body_error, app, level)
             headers = {"Content-Type": "application/json"} if reply.body is not None else {}
             headers.update(reply.headers)
             responses.append(
@@ -439,7 +475,13 @@ def create_app(
         segments = path.strip("/").split("/")
         query = dict(request.query_params)
         reply = sim.execute(
-            request.method, segments, body, query=query, body_error=body_error, app=app
+            request.method,
+            segments,
+            body,
+            query=query,
+            body_error=body_error,
+            app=app,
+            consistency=request.headers.get("ConsistencyLevel"),
         )
         return _response(reply, request)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import FastAPI, HTTPException
@@ -28,6 +29,12 @@ class NewUser(BaseModel):
     user_type: Literal["Member", "Guest"] = Field(default="Member", alias="userType")
     display_name: str | None = Field(default=None, alias="displayName", max_length=256)
     account_enabled: bool = Field(default=True, alias="accountEnabled")
+    employee_id: str | None = Field(default=None, alias="employeeId", max_length=16)
+    on_premises_sam_account_name: str | None = Field(
+        default=None, alias="onPremisesSamAccountName", max_length=64
+    )
+    # Default now; an older value lets a test tell a revocation from no change.
+    created_date_time: datetime | None = Field(default=None, alias="createdDateTime")
 
 
 class BulkUsers(BaseModel):
@@ -56,6 +63,16 @@ class PasswordCheck(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     password: str
+
+
+class DropWrites(BaseModel):
+    """Writes to accept (204/200) and not apply, so a read-back can catch the lie."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    drop: list[
+        Literal["accountEnabled", "passwordProfile", "revokeSignInSessions", "Set-CASMailbox"]
+    ] = Field(max_length=4)
 
 
 class Permissions(BaseModel):
@@ -87,6 +104,9 @@ def add_admin_routes(app: FastAPI, sim: GraphSimulator) -> None:
                 user_type=new.user_type,
                 display_name=new.display_name,
                 account_enabled=new.account_enabled,
+                employee_id=new.employee_id,
+                on_premises_sam_account_name=new.on_premises_sam_account_name,
+                created_at=new.created_date_time,
             )
         except ValueError as exc:
             raise HTTPException(409, str(exc)) from exc
@@ -127,12 +147,18 @@ def add_admin_routes(app: FastAPI, sim: GraphSimulator) -> None:
     @app.post("/_sim/reset-stats")
     async def reset_stats() -> dict[str, int]:
         sim.stats.requests = sim.stats.writes = sim.stats.throttled = sim.stats.errors = 0
+        sim.stats.dropped = 0
         return asdict(sim.stats)
 
     @app.post("/_sim/permissions")
     async def set_permissions(update: Permissions) -> dict[str, list[str]]:
         sim.missing_permissions = frozenset(update.missing)
         return {"missing": sorted(sim.missing_permissions)}
+
+    @app.post("/_sim/drop-writes")
+    async def drop_writes(update: DropWrites) -> dict[str, list[str]]:
+        sim.dropped_writes = frozenset(update.drop)
+        return {"drop": sorted(sim.dropped_writes)}
 
     @app.get("/_sim/config")
     async def get_config() -> dict[str, Any]:

@@ -6,6 +6,8 @@ Exchange Online PowerShell (EXO V3) runs a cmdlet. Every Graph user has a mailbo
 one simulator serves both. Parameters follow
 https://learn.microsoft.com/powershell/module/exchange/set-casmailbox (only the protocol
 switches are accepted; anything else is refused as the cmdlet would refuse an unknown one).
+`Get-CASMailbox -Identity` (https://learn.microsoft.com/powershell/module/exchange/get-casmailbox)
+answers `value` with one object: `Identity` and the same switches, as read back.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 def _check(payload: Any) -> tuple[str, dict[str, bool]] | str:
     """(identity, switches) or the reason the command is refused."""
     cmdlet = payload.get("CmdletInput") if isinstance(payload, dict) else None
-    if not isinstance(cmdlet, dict) or cmdlet.get("CmdletName") != "Set-CASMailbox":
-        return "Only Set-CASMailbox is available here."
+    name = cmdlet.get("CmdletName") if isinstance(cmdlet, dict) else None
+    if not isinstance(cmdlet, dict) or name not in ("Set-CASMailbox", "Get-CASMailbox"):
+        return "Only Set-CASMailbox and Get-CASMailbox are available here."
     params = cmdlet.get("Parameters")
     if not isinstance(params, dict):
         return "Parameters must be an object."
@@ -38,14 +41,14 @@ def _check(payload: Any) -> tuple[str, dict[str, bool]] | str:
     if not isinstance(identity, str) or not identity:
         return "Cannot process argument because the value of argument 'Identity' is null."
     switches: dict[str, bool] = {}
-    for name, value in params.items():
-        if name == "Identity":
+    for param, value in params.items():
+        if param == "Identity":
             continue
-        if name not in MAILBOX_PROTOCOLS:
-            return f"A parameter cannot be found that matches parameter name '{name[:80]}'."
+        if name == "Get-CASMailbox" or param not in MAILBOX_PROTOCOLS:
+            return f"A parameter cannot be found that matches parameter name '{param[:80]}'."
         if not isinstance(value, bool):
-            return f"Cannot convert value to type System.Boolean for '{name}'."
-        switches[name] = value
+            return f"Cannot convert value to type System.Boolean for '{param}'."
+        switches[param] = value
     return identity, switches
 
 
@@ -71,6 +74,12 @@ def add_exchange_routes(app: FastAPI, sim: GraphSimulator) -> None:
                 f"The operation couldn't be performed because object '{identity[:256]}' "
                 "couldn't be found.",
             )
-        user.cas_mailbox.update(switches)
         sim.stats.requests += 1
+        if payload["CmdletInput"]["CmdletName"] == "Get-CASMailbox":
+            found = {"Identity": user.user_principal_name, **user.cas_mailbox}
+            return {"@odata.context": "InvokeCommand", "value": [found]}
+        if "Set-CASMailbox" in sim.dropped_writes:
+            sim.stats.dropped += 1
+        else:
+            user.cas_mailbox.update(switches)
         return {"@odata.context": "InvokeCommand", "value": []}

@@ -106,6 +106,9 @@ class GraphUser:
     password_changed_at: datetime | None = None
     force_change: bool = False
     force_change_mfa: bool = False
+    # Directory attributes a site may map its own user ids to (HR number, AD account).
+    employee_id: str | None = None
+    on_premises_sam_account_name: str | None = None
     cas_mailbox: dict[str, bool] = field(
         default_factory=lambda: dict.fromkeys(MAILBOX_PROTOCOLS, True)
     )
@@ -122,6 +125,8 @@ class GraphUser:
             "userType": self.user_type,
             "signInSessionsValidFromDateTime": iso_s(self.sign_in_sessions_valid_from),
             "lastPasswordChangeDateTime": iso_s(changed),
+            "employeeId": self.employee_id,
+            "onPremisesSamAccountName": self.on_premises_sam_account_name,
         }
 
     def sim_view(self) -> dict[str, Any]:
@@ -133,6 +138,8 @@ class GraphUser:
             "mail": self.mail,
             "displayName": self.display_name,
             "userType": self.user_type,
+            "employeeId": self.employee_id,
+            "onPremisesSamAccountName": self.on_premises_sam_account_name,
             "accountEnabled": self.account_enabled,
             "signInSessionsValidFromDateTime": iso_us(self.sign_in_sessions_valid_from),
             "revocation_count": self.revocation_count,

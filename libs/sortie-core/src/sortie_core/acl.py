@@ -27,6 +27,8 @@ _COMMANDS = (
     "+multi", "+exec", "+discard",
     "+xreadgroup", "+xack", "+xgroup|create", "+xautoclaim", "+xclaim", "+xpending",
     "+exists", "+set", "+hset", "+expire", "+publish",
+    # broker.py's de-duplication scripts (GET, SET, DEL and XACK on the keys above).
+    "+evalsha", "+eval", "+script|load", "+get", "+del",
 )  # fmt: skip
 
 

@@ -56,9 +56,12 @@ class PresenceRecord:
         return now - self.heartbeat_at <= self.heartbeat_s * LAPSE_FACTOR
 
 
-async def write_presence(redis: Redis, record: PresenceRecord) -> None:
+async def write_presence(redis: Redis, record: PresenceRecord) -> bool:
+    """Write the record; returns whether one was there before (False after it lapsed or
+    Redis lost its data: the agent then announces itself again)."""
     key = agent_key(record.host)
     async with redis.pipeline(transaction=True) as pipe:
+        pipe.exists(key)
         pipe.hset(
             key,
             mapping={
@@ -75,7 +78,8 @@ async def write_presence(redis: Redis, record: PresenceRecord) -> None:
         )
         pipe.expire(key, max(60, int(record.heartbeat_s * EXPIRE_FACTOR)))
         pipe.sadd(AGENT_HOSTS, record.host.lower())
-        await pipe.execute()
+        existed, *_ = await pipe.execute()
+    return bool(existed)
 
 
 async def wake(redis: Redis, host: str, what: str) -> None:

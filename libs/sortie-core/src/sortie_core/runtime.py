@@ -1,7 +1,8 @@
 """Process plumbing shared by the workers: logging, the Redis client, the broker, a small
 HTTP endpoint for `/metrics`, `/healthz` and `/readyz`, and a graceful shutdown on SIGTERM.
 
-Nothing here runs at import time; a service's `app.py` calls `run_worker`.
+Nothing here runs at import time; a service's `app.py` calls `run_worker`, which runs
+`running(...)`: the context manager that owns a process's consumers (tests use it too).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import signal
 import ssl
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ from faststream.redis import RedisBroker
 from faststream.redis.prometheus import RedisPrometheusMiddleware
 from faststream.security import BaseSecurity
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from .broker import Consumers, Subscription
 from .metrics import REGISTRY
@@ -70,8 +71,21 @@ def _tls(settings: ServiceSettings) -> ssl.SSLContext | None:
     return context
 
 
+READ_TIMEOUT_MARGIN_S = 10.0
+
+
+def pool_size(settings: ServiceSettings) -> int:
+    """Connections one process may open: its handlers in flight, the claim loop and the
+    readers, and room for the HTTP intake (orchestrator)."""
+    return settings.redis_max_connections or 2 * settings.concurrency + 16
+
+
 def redis_client(settings: ServiceSettings) -> Redis:
-    url = settings.redis_url.get_secret_value()
+    """One shared client per process. The pool waits (up to `redis_pool_timeout_s`) for a
+    free connection instead of failing at once (redis-py's default pool raises
+    MaxConnectionsError past 100); a wait that times out is a ConnectionError, which
+    the intake answers with 503. TLS for a `rediss://` URL, with the CA and client
+    certificate of the settings."""
     tls: dict[str, Any] = {}
     if _tls(settings) is not None:
         tls = {
@@ -79,7 +93,14 @@ def redis_client(settings: ServiceSettings) -> Redis:
             "ssl_certfile": settings.redis_cert_path,
             "ssl_keyfile": settings.redis_key_path,
         }
-    return Redis.from_url(url, health_check_interval=30, **tls)
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url.get_secret_value(),
+        max_connections=pool_size(settings),
+        timeout=settings.redis_pool_timeout_s,
+        health_check_interval=30,
+        **tls,
+    )
+    return Redis.from_pool(pool)
 
 
 def make_broker(settings: ServiceSettings) -> RedisBroker:
@@ -87,6 +108,12 @@ def make_broker(settings: ServiceSettings) -> RedisBroker:
     return RedisBroker(
         settings.redis_url.get_secret_value(),
         security=None if context is None else BaseSecurity(ssl_context=context, use_ssl=True),
+        # The readers' XREADGROUP connections, one per subscription, and its publishes.
+        max_connections=pool_size(settings),
+        # Above the XREADGROUP BLOCK time: redis-py's default socket timeout is 5 s, as
+        # long as an idle agent's block, so an idle read failed ("Timeout reading") and
+        # FastStream then slept 5 s more before reading again.
+        socket_timeout=settings.polling_interval_ms / 1000 + READ_TIMEOUT_MARGIN_S,
         middlewares=[RedisPrometheusMiddleware(registry=REGISTRY)],
         graceful_timeout=settings.graceful_timeout_s,
         logger=logging.getLogger("faststream"),
@@ -114,6 +141,7 @@ def make_consumers(
         polling_interval_ms=settings.polling_interval_ms,
         graceful_timeout_s=settings.graceful_timeout_s,
         consumer_expiry_s=settings.consumer_expiry_s,
+        max_entry_bytes=settings.max_entry_bytes,
     )
 
 
@@ -215,6 +243,67 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
+@dataclass
+class Running:
+    """A process's parts while `running(...)` holds them."""
+
+    redis: Redis
+    broker: RedisBroker
+    consumers: Consumers
+    parts: WorkerParts
+
+    async def ready(self) -> bool:
+        if not self.consumers.healthy():
+            return False
+        for check in self.parts.readiness:
+            if not await check():
+                return False
+        return True
+
+
+@contextlib.asynccontextmanager
+async def consuming(broker: RedisBroker, consumers: Consumers) -> AsyncIterator[None]:
+    """Groups, claim loop and readers, then, on the way out, the readers stopped and the
+    handlers in flight finished (the orchestrator's lifespan uses this too)."""
+    await consumers.start()
+    try:
+        await broker.start()
+        yield
+    finally:
+        await broker.stop()
+        await consumers.stop()
+
+
+@contextlib.asynccontextmanager
+async def running(
+    service: str,
+    settings: ServiceSettings,
+    build: Callable[[RedisBroker, Redis], Awaitable[WorkerParts]],
+) -> AsyncIterator[Running]:
+    """One worker's whole lifecycle: clients, subscriptions, background jobs; on exit,
+    everything stopped in order and every client closed."""
+    redis = redis_client(settings)
+    broker = make_broker(settings)
+    try:
+        parts = await build(broker, redis)
+        consumers = make_consumers(settings, service, broker, redis, parts.subscriptions)
+        async with consuming(broker, consumers):
+            background = [asyncio.ensure_future(job()) for job in parts.background]
+            try:
+                yield Running(redis, broker, consumers, parts)
+                log.info(
+                    "%s stopping: finishing %d handlers in flight", service, consumers.in_flight
+                )
+            finally:
+                await cancel_tasks(background)
+        for hook in parts.on_stop:
+            with contextlib.suppress(Exception):
+                await hook()
+    finally:
+        await redis.aclose()
+        await broker.stop()
+
+
 async def run_worker(
     service: str,
     settings: ServiceSettings,
@@ -222,42 +311,23 @@ async def run_worker(
 ) -> None:
     """Run one worker process until SIGTERM/SIGINT, then stop gracefully."""
     setup_logging(settings, service)
-    redis = redis_client(settings)
-    broker = make_broker(settings)
-    parts = await build(broker, redis)
-    consumers = make_consumers(settings, service, broker, redis, parts.subscriptions)
-
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-
-    server = _QuietServer(
-        uvicorn.Config(
-            health_app(redis, parts.readiness),
-            host=settings.http_host,
-            port=settings.http_port,
-            log_level="warning",
-            lifespan="off",
+    async with running(service, settings, build) as proc:
+        server = _QuietServer(
+            uvicorn.Config(
+                health_app(proc.redis, [proc.ready]),
+                host=settings.http_host,
+                port=settings.http_port,
+                log_level="warning",
+                lifespan="off",
+            )
         )
-    )
-    http_task = asyncio.create_task(server.serve())
-
-    await consumers.start()
-    await broker.start()
-    background: list[asyncio.Future[None]] = [
-        asyncio.ensure_future(job()) for job in parts.background
-    ]
-    log.info("%s started (consumer %s)", service, consumers.consumer)
-    await stop.wait()
-    log.info("%s stopping: finishing %d handlers in flight", service, consumers.in_flight)
-    await cancel_tasks(background)
-    await broker.stop()
-    await consumers.stop()
-    for hook in parts.on_stop:
-        with contextlib.suppress(Exception):
-            await hook()
-    server.should_exit = True
-    await http_task
-    await redis.aclose()
+        http_task = asyncio.create_task(server.serve())
+        log.info("%s started (consumer %s)", service, proc.consumers.consumer)
+        await stop.wait()
+        server.should_exit = True
+        await http_task
     log.info("%s stopped", service)

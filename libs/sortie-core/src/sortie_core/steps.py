@@ -17,6 +17,8 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from redis.exceptions import RedisError
+
 from .errors import NotFoundError, PermanentError, SortieError, TransientError
 from .events import (
     DeadLettered,
@@ -115,6 +117,15 @@ async def read_back(verify: Verify, policy: RetryPolicy) -> Proof:
     return last
 
 
+async def _call(body: Body) -> str | None:
+    """A step's body; an error of Redis itself (a rate limiter's script, a lost
+    connection) is transient: Redis comes back, the step is retried."""
+    try:
+        return await body()
+    except RedisError as exc:
+        raise TransientError(f"Redis: {type(exc).__name__}", code="redis_unavailable") from exc
+
+
 async def run_step(
     service: str,
     action: str,
@@ -140,7 +151,7 @@ async def run_step(
     while True:
         attempts += 1
         try:
-            detail = await body()
+            detail = await _call(body)
             outcome, error = Outcome.SUCCEEDED, None
             break
         except StepSkipped as skip:

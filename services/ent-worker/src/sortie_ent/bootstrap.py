@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from faststream.redis import RedisBroker
@@ -13,11 +14,12 @@ from pydantic import BaseModel, SecretStr
 from redis.asyncio import Redis
 
 from sortie_core import streams
-from sortie_core.broker import Delivery, Handler, Subscription, publish
+from sortie_core.broker import Delivery, Handler, Subscription, command_request_key
 from sortie_core.events import (
     DeadLettered,
     LogoutRequested,
     OffboardRequested,
+    RevocationCompleted,
     SsoLogoutCompleted,
     SsoLogoutRequested,
 )
@@ -106,6 +108,8 @@ def app_tokens(registry: Registry, environ: Mapping[str, str]) -> dict[str, Secr
         if not app.token_env:
             continue
         value = environ.get(app.token_env)
+        if not value and environ.get(f"{app.token_env}_FILE"):  # a compose/k8s secret
+            value = Path(environ[f"{app.token_env}_FILE"]).read_text().strip()
         if value:
             tokens[app.name] = SecretStr(value)
         else:
@@ -128,11 +132,17 @@ def make_build(
         app_logout = apps or HttpAppLogout(app_tokens(reg, os.environ))
         cas = sso or CasRestSessions(
             settings.cas_url,
+            actuator=settings.cas_actuator_enabled,
             actuator_user=settings.cas_actuator_user,
             actuator_password=settings.cas_actuator_password,
             timeout_s=settings.cas_timeout_s,
         )
         policy = retry_policy(settings)
+        if not settings.cas_actuator_enabled:
+            log.warning(
+                "no CAS ssoSessions actuator (SORTIE_ENT_CAS_ACTUATOR_ENABLED=false): sessions "
+                "are not discovered and SSO logouts cannot be verified (requests end failed)"
+            )
         log.info("application registry: %d applications", len(reg.applications))
         token_signer = signer or make_signer(settings)
         background = []
@@ -147,42 +157,53 @@ def make_build(
         run_apps: dict[str, Any] = {
             "registry": reg,
             "apps": app_logout,
+            "sso": cas,
             "policy": policy,
             "concurrency": settings.app_concurrency,
             "default_timeout_s": settings.app_timeout_s,
             "signer": token_signer,
         }
 
-        async def on_logout(event: LogoutRequested, _: Delivery) -> None:
-            result = await handlers.handle_logout(event, **run_apps)
-            if result is not None:
-                await publish(redis, streams.REVOCATION_COMPLETED, result)
+        async def on_logout(event: LogoutRequested, _: Delivery) -> RevocationCompleted | None:
+            return await handlers.handle_logout(event, **run_apps)
 
-        async def on_offboard(event: OffboardRequested, _: Delivery) -> None:
-            result = await handlers.handle_offboard(event, **run_apps)
-            await publish(redis, streams.REVOCATION_COMPLETED, result)
+        async def on_offboard(event: OffboardRequested, _: Delivery) -> RevocationCompleted | None:
+            return await handlers.handle_offboard(event, **run_apps)
 
-        async def on_sso_logout(event: SsoLogoutRequested, _: Delivery) -> None:
-            result = await handlers.handle_sso_logout(event, sso=cas, policy=policy)
-            await publish(redis, streams.SSO_LOGOUT_COMPLETED, result)
+        async def on_sso_logout(event: SsoLogoutRequested, _: Delivery) -> SsoLogoutCompleted:
+            return await handlers.handle_sso_logout(event, sso=cas, policy=policy)
 
-        async def on_deadletter(event: object, record: DeadLettered) -> None:
-            result = handlers.handle_deadlettered(event, record, reg)
-            if isinstance(result, SsoLogoutCompleted):
-                await publish(redis, streams.SSO_LOGOUT_COMPLETED, result)
-            elif result is not None:
-                await publish(redis, streams.REVOCATION_COMPLETED, result)
+        def on_deadletter(event: object, record: DeadLettered) -> BaseModel | None:
+            return handlers.handle_deadlettered(event, record, reg)
 
-        def sub(stream: str, handler: Handler, accepts: type[BaseModel]) -> Subscription:
-            return Subscription(
-                stream, streams.GROUP_ENT, handler, accepts=(accepts,), on_deadletter=on_deadletter
-            )
-
+        # stream, handler, what it accepts, where its report goes
+        table: list[tuple[str, Handler, type[BaseModel], str]] = [
+            (streams.LOGOUT_REQUESTED, on_logout, LogoutRequested, streams.REVOCATION_COMPLETED),
+            (
+                streams.OFFBOARD_REQUESTED,
+                on_offboard,
+                OffboardRequested,
+                streams.REVOCATION_COMPLETED,
+            ),
+            (
+                streams.SSO_LOGOUT_REQUESTED,
+                on_sso_logout,
+                SsoLogoutRequested,
+                streams.SSO_LOGOUT_COMPLETED,
+            ),
+        ]
         return WorkerParts(
             subscriptions=[
-                sub(streams.LOGOUT_REQUESTED, on_logout, LogoutRequested),
-                sub(streams.OFFBOARD_REQUESTED, on_offboard, OffboardRequested),
-                sub(streams.SSO_LOGOUT_REQUESTED, on_sso_logout, SsoLogoutRequested),
+                Subscription(
+                    stream,
+                    streams.GROUP_ENT,
+                    handler,
+                    accepts=(accepts,),
+                    on_deadletter=on_deadletter,
+                    publishes=publishes,
+                    request_key=command_request_key,
+                )
+                for stream, handler, accepts, publishes in table
             ],
             background=background,
             on_stop=[app_logout.aclose, cas.aclose],

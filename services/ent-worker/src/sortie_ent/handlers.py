@@ -13,10 +13,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from sortie_core import services
 from sortie_core.errors import PermanentError, RefusedError
 from sortie_core.events import (
     DeadLettered,
+    Evidence,
     LogoutRequested,
+    Observed,
     OffboardRequested,
     Outcome,
     RevocationCompleted,
@@ -31,26 +34,28 @@ from sortie_core.events import (
     utcnow,
 )
 from sortie_core.metrics import REVOCATION_DURATION
-from sortie_core.steps import RetryPolicy, deadlettered, run_step, skipped
+from sortie_core.steps import Contradicted, RetryPolicy, deadlettered, run_step, skipped
 
 from .adapters import AppLogout, SsoSessions
+from .discovery import discover, ticket_ref
 from .oidc import LogoutTokenSigner
 from .registry import UNREGISTERED, Application, AppProtocol, Registry, url_host
-from .slo import logout_request
+from .slo import SloTickets
 
 log = logging.getLogger(__name__)
 
-SERVICE = "ent"
-SSO_SERVICE = "sso"
-DESTROY_SSO_SESSION = "destroy_sso_session"
-DESTROY_ALL_SSO_SESSIONS = "destroy_all_sso_sessions"
-APP_LOGOUT = "app_logout"
+SERVICE = services.ENT
+SSO_SERVICE = services.SSO
+DESTROY_SSO_SESSION = services.SsoAction.DESTROY_SSO_SESSION.value
+DESTROY_ALL_SSO_SESSIONS = services.SsoAction.DESTROY_ALL_SSO_SESSIONS.value
+APP_LOGOUT = services.EntAction.APP_LOGOUT.value
 
 
 class StepKind(StrEnum):
     SLO = "slo"  # CAS single logout, one message per service ticket
     IDENTITY = "identity"  # an `http` application's logout endpoint
     OIDC_BCL = "oidc_bcl"  # a signed logout token to the back-channel logout URI
+    NO_TICKET = "no_ticket"  # a `cas_slo` application whose tickets could not be learnt
     REFUSED = "refused"  # service URLs outside the registry
 
 
@@ -61,15 +66,24 @@ class PlannedStep:
     app: Application | None = None
     tickets: tuple[ServiceTicket, ...] = ()
     refused_hosts: tuple[str, ...] = ()
+    why: str = ""
 
 
-def plan_logout(event: LogoutRequested, registry: Registry) -> list[PlannedStep]:
-    """One step per application: those named by the session's service tickets, then every
-    application that logs out by identity; one `app_logout:unregistered` step for the
-    tickets whose service URL matches no application."""
+def plan_apps(
+    tickets: Sequence[ServiceTicket],
+    registry: Registry,
+    *,
+    unknown_why: str | None = None,
+    wants: Callable[[str], bool] = lambda _: True,
+) -> list[PlannedStep]:
+    """One step per application: those the tickets reached, every application that logs
+    out by identity, and, when discovery failed (`unknown_why`), every other `cas_slo`
+    application (reported failed: its session cannot be ended without a ticket); one
+    `app_logout:unregistered` step for the tickets whose service URL matches no
+    application."""
     tickets_by_app: dict[str, list[ServiceTicket]] = {}
     refused: list[str] = []
-    for st in event.sso_session.service_tickets if event.sso_session else ():
+    for st in tickets:
         app = registry.match(st.service)
         if app is None:
             refused.append(url_host(st.service))
@@ -78,12 +92,16 @@ def plan_logout(event: LogoutRequested, registry: Registry) -> list[PlannedStep]
         # A ticket of an identity application: its identity step below covers it.
     steps: list[PlannedStep] = []
     for app in registry.applications:
+        if not wants(app.action):
+            continue
         if app.name in tickets_by_app:
             steps.append(
                 PlannedStep(app.action, StepKind.SLO, app, tuple(tickets_by_app[app.name]))
             )
         elif app.by_identity:
             steps.append(_identity_step(app))
+        elif unknown_why is not None:
+            steps.append(PlannedStep(app.action, StepKind.NO_TICKET, app, why=unknown_why))
     if refused:
         steps.append(
             PlannedStep(
@@ -95,13 +113,12 @@ def plan_logout(event: LogoutRequested, registry: Registry) -> list[PlannedStep]
     return steps
 
 
-def plan_offboard(event: OffboardRequested, registry: Registry) -> list[PlannedStep]:
-    """No session is known: every identity application the request asks for."""
-    return [
-        _identity_step(app)
-        for app in registry.identity_apps
-        if event.wants(app.action) or APP_LOGOUT in event.actions
-    ]
+def caller_tickets(event: LogoutRequested) -> tuple[ServiceTicket, ...]:
+    return event.sso_session.service_tickets if event.sso_session else ()
+
+
+def offboard_wants(event: OffboardRequested) -> Callable[[str], bool]:
+    return lambda action: event.wants(action) or APP_LOGOUT in event.actions
 
 
 def _identity_step(app: Application) -> PlannedStep:
@@ -146,28 +163,6 @@ async def bounded_step(
         return result
 
 
-def _slo_body(
-    apps: AppLogout,
-    app: Application,
-    subject: Subject,
-    tickets: Sequence[ServiceTicket],
-    timeout_s: float,
-) -> Body:
-    pending = list(tickets)
-
-    async def body() -> str | None:
-        # A retry sends only the messages not delivered yet.
-        while pending:
-            st = pending[0]
-            message = logout_request(subject.sso_username, st.ticket)
-            await apps.single_logout(app, st.service, message, timeout_s=timeout_s)
-            pending.pop(0)
-        count = len(tickets)
-        return f"single logout delivered for {count} service ticket{'s' if count > 1 else ''}"
-
-    return body
-
-
 def _bcl_body(
     apps: AppLogout,
     app: Application,
@@ -198,6 +193,14 @@ async def _refuse(hosts: Sequence[str]) -> str | None:
     )
 
 
+async def _no_ticket(app: Application, why: str) -> str | None:
+    raise PermanentError(
+        f"no service ticket of the user is known for {app.name} ({why}): its session, "
+        "if any, cannot be ended by CAS single logout",
+        code="cas_slo_no_ticket",
+    )
+
+
 async def _execute(
     step: PlannedStep,
     *,
@@ -212,6 +215,8 @@ async def _execute(
         return await run_step(SERVICE, step.action, lambda: _refuse(hosts), policy)
     assert step.app is not None
     app = step.app
+    if step.kind is StepKind.NO_TICKET:
+        return await run_step(SERVICE, step.action, lambda: _no_ticket(app, step.why), policy)
     timeout_s = app.timeout_s or default_timeout_s
     if step.kind is StepKind.OIDC_BCL:
         if signer is None:
@@ -222,7 +227,9 @@ async def _execute(
             )
         body = _bcl_body(apps, app, subject, signer, timeout_s)
     elif step.kind is StepKind.SLO:
-        body = _slo_body(apps, app, subject, step.tickets, timeout_s)
+        tickets = SloTickets(apps, app, subject, step.tickets, timeout_s)
+        result = await bounded_step(step.action, tickets.body, policy, timeout_s)
+        return result.model_copy(update={"items": tickets.items()})
     else:
 
         async def body() -> str | None:
@@ -267,15 +274,20 @@ async def handle_logout(
     *,
     registry: Registry,
     apps: AppLogout,
+    sso: SsoSessions,
     policy: RetryPolicy,
     concurrency: int = 8,
     default_timeout_s: float = 10.0,
     signer: LogoutTokenSigner | None = None,
 ) -> RevocationCompleted | None:
-    if Target.ENT not in event.targets:
+    """Discover the session's services in the CAS (the TGT's, or every session of the
+    user when the caller gave no TGT), then log every application out."""
+    if Target.ENT not in event.targets or not event.addressed_to(SERVICE):
         return None
+    tgt = event.sso_session.tgt if event.sso_session else None
+    found = await discover(sso, event.subject, registry, tgt=tgt, caller=caller_tickets(event))
     steps = await _run_plan(
-        plan_logout(event, registry),
+        plan_apps(found.tickets, registry, unknown_why=found.error, wants=event.retries),
         subject=event.subject,
         apps=apps,
         policy=policy,
@@ -285,7 +297,11 @@ async def handle_logout(
     )
     log.info("request %s: ent logout %s", event.request_id, _summary(steps))
     return RevocationCompleted(
-        service=SERVICE, request_id=event.request_id, subject=event.subject, steps=steps
+        service=SERVICE,
+        request_id=event.request_id,
+        subject=event.subject,
+        steps=steps,
+        discovery=found.discovery,
     )
 
 
@@ -294,13 +310,19 @@ async def handle_offboard(
     *,
     registry: Registry,
     apps: AppLogout,
+    sso: SsoSessions,
     policy: RetryPolicy,
     concurrency: int = 8,
     default_timeout_s: float = 10.0,
     signer: LogoutTokenSigner | None = None,
-) -> RevocationCompleted:
+) -> RevocationCompleted | None:
+    """Every SSO session of the user: their services are logged out, and every identity
+    application the request asks for."""
+    if not event.addressed_to(SERVICE):
+        return None
+    found = await discover(sso, event.subject, registry)
     steps = await _run_plan(
-        plan_offboard(event, registry),
+        plan_apps(found.tickets, registry, unknown_why=found.error, wants=offboard_wants(event)),
         subject=event.subject,
         apps=apps,
         policy=policy,
@@ -310,7 +332,11 @@ async def handle_offboard(
     )
     log.info("request %s: ent offboard %s", event.request_id, _summary(steps))
     return RevocationCompleted(
-        service=SERVICE, request_id=event.request_id, subject=event.subject, steps=steps
+        service=SERVICE,
+        request_id=event.request_id,
+        subject=event.subject,
+        steps=steps,
+        discovery=found.discovery,
     )
 
 
@@ -321,41 +347,87 @@ def sso_action(event: SsoLogoutRequested) -> str:
 async def handle_sso_logout(
     event: SsoLogoutRequested, *, sso: SsoSessions, policy: RetryPolicy
 ) -> SsoLogoutCompleted:
-    """The last step of every request: end the CAS session (404 on a TGT: already gone)."""
+    """The last step of every request: end the CAS session, then read back through the
+    actuator that the CAS no longer knows the TGT (logout) or lists no session of the
+    user (offboarding). The CAS's answer to the delete proves nothing (200 for any TGT)."""
     action = sso_action(event)
-    tgt = event.tgt
+    tgt = event.tgt if action == DESTROY_SSO_SESSION else None
     username = event.subject.sso_username
+    before = await discover(sso, event.subject, Registry(), tgt=tgt)
+    remaining: list[int] = []
 
     async def body() -> str | None:
-        if action == DESTROY_SSO_SESSION:
-            assert tgt is not None
+        if tgt is not None:
             await sso.destroy_ticket(tgt)
             return None
         await sso.destroy_user_sessions(username)
         return "every SSO session of the user"
 
-    step = await run_step(SSO_SERVICE, action, body, policy)
-    log.info("request %s: sso %s=%s", event.request_id, action, step.outcome.value)
-    return SsoLogoutCompleted(request_id=event.request_id, subject=event.subject, steps=(step,))
+    async def verify() -> Evidence:
+        read_at = utcnow()
+        sessions = await sso.user_sessions(username)
+        observed: dict[str, Observed] = {"sso_sessions_of_user": len(sessions)}
+        if tgt is not None:
+            left = sum(1 for s in sessions if s.tgt == tgt)
+            observed |= {"tgt": ticket_ref(1, tgt), "tgt_known": bool(left)}
+            claim = "the CAS still knows the TGT after deleting it"
+        else:
+            left = len(sessions)
+            claim = f"the CAS still lists {left} SSO session(s) of the user after deleting them"
+        remaining[:] = [left]
+        evidence = Evidence(
+            source=f"{sso.source}: GET ssoSessions/users/{{username}}",
+            observed=observed,
+            read_at=read_at,
+        )
+        if left:
+            raise Contradicted(claim, evidence)
+        return evidence
+
+    step = await run_step(SSO_SERVICE, action, body, policy, verify=verify)
+    found = before.discovery.sso_sessions_found
+    discovery = before.discovery.model_copy(
+        update={
+            # The ent report counts applications and tickets; this one counts sessions.
+            "applications": (),
+            "tickets_found": None,
+            "tickets_from_caller": None,
+            "sso_sessions_ended": (
+                max(0, found - remaining[0]) if found is not None and remaining else None
+            ),
+        }
+    )
+    log.info(
+        "request %s: sso %s=%s (%s)",
+        event.request_id,
+        action,
+        step.outcome.value,
+        step.verification.value if step.verification else "-",
+    )
+    return SsoLogoutCompleted(
+        request_id=event.request_id, subject=event.subject, steps=(step,), discovery=discovery
+    )
 
 
 def handle_deadlettered(
     event: object, record: DeadLettered, registry: Registry
 ) -> RevocationCompleted | SsoLogoutCompleted | None:
     """A command given up by the broker: its steps are reported failed so the request
-    still finishes (and, for the SSO logout, fails visibly)."""
+    still finishes (and, for the SSO logout, fails visibly). Nothing is discovered: the
+    caller's tickets and every application that may hold a session are named."""
     if isinstance(event, SsoLogoutRequested):
         return SsoLogoutCompleted(
             request_id=event.request_id,
             subject=event.subject,
             steps=(deadlettered(sso_action(event), record),),
         )
+    given_up = "the command was given up"
     if isinstance(event, LogoutRequested):
         if Target.ENT not in event.targets:
             return None
-        plan = plan_logout(event, registry)
+        plan = plan_apps(caller_tickets(event), registry, unknown_why=given_up)
     elif isinstance(event, OffboardRequested):
-        plan = plan_offboard(event, registry)
+        plan = plan_apps((), registry, unknown_why=given_up, wants=offboard_wants(event))
     else:
         return None
     return RevocationCompleted(

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from sortie_core.settings import ServiceSettings, redis_url_field
+from sortie_core.settings import ServiceSettings, redis_password_field, redis_url_field
 
 
 class EntSettings(ServiceSettings):
@@ -16,8 +16,13 @@ class EntSettings(ServiceSettings):
     )
 
     redis_url: SecretStr = redis_url_field("SORTIE_ENT_")
+    redis_password: SecretStr | None = redis_password_field("SORTIE_ENT_")
     # The CAS server's root, `/cas` included; the default is the project's CAS simulator.
     cas_url: str = "http://127.0.0.1:8082/cas"
+    # Whether the CAS exposes the `ssoSessions` actuator (`<cas_url>/actuator/ssoSessions`).
+    # Sortie asks it which sessions and services the user has, and reads every SSO logout
+    # back through it; without it the SSO step is `unverified` and the request fails.
+    cas_actuator_enabled: bool = True
     # HTTP Basic credentials of the CAS `ssoSessions` actuator, when it asks for them.
     cas_actuator_user: SecretStr | None = None
     cas_actuator_password: SecretStr | None = None
@@ -45,3 +50,11 @@ class EntSettings(ServiceSettings):
     # Each replica re-publishes its key every third of this; unrefreshed this long, the key
     # is in its grace.
     oidc_key_ttl_s: float = Field(default=30.0, ge=1, le=3600)
+
+    def production_problems(self) -> list[str]:
+        problems = super().production_problems()
+        if self.registry_path is None:
+            problems.append("SORTIE_ENT_REGISTRY_PATH: missing; every service ticket is refused")
+        if not self.cas_url.startswith("https://"):
+            problems.append("SORTIE_ENT_CAS_URL: not https; the CAS server's real URL")
+        return problems

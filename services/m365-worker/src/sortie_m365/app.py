@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 
 from sortie_core.runtime import run_worker
+from sortie_core.settings import load_settings
 
 from .bootstrap import SERVICE, make_build
 from .settings import M365Settings
 
 
 def main() -> None:
-    settings = M365Settings()
+    settings = load_settings(M365Settings)
     asyncio.run(run_worker(SERVICE, settings, make_build(settings)))

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from faststream.redis import RedisBroker
+from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from sortie_core import streams
-from sortie_core.broker import Delivery, Subscription, publish
-from sortie_core.events import DeadLettered, LogoutRequested, OffboardRequested
+from sortie_core.broker import Delivery, Handler, Subscription, command_request_key
+from sortie_core.events import LogoutRequested, OffboardRequested, RevocationCompleted
 from sortie_core.ratelimit import RedisRateLimiter
 from sortie_core.runtime import WorkerParts
 from sortie_core.steps import RetryPolicy
@@ -31,6 +33,12 @@ def retry_policy(settings: M365Settings) -> RetryPolicy:
         max_attempts=settings.step_max_attempts,
         base_s=settings.step_backoff_base_s,
         max_s=settings.step_backoff_max_s,
+    )
+
+
+def identity_config(settings: M365Settings) -> handlers.IdentityConfig:
+    return handlers.IdentityConfig(
+        lookups=settings.lookups, skew=timedelta(seconds=settings.verify_clock_skew_s)
     )
 
 
@@ -74,39 +82,37 @@ def make_build(settings: M365Settings, directory: M365Directory | None = None) -
     async def build(broker: RedisBroker, redis: Redis) -> WorkerParts:
         m365 = directory or graph_directory(settings, redis)
         policy = retry_policy(settings)
+        identity = identity_config(settings)
 
-        async def on_logout(event: LogoutRequested, _: Delivery) -> None:
-            result = await handlers.handle_logout(event, directory=m365, policy=policy)
-            if result is not None:
-                await publish(redis, streams.REVOCATION_COMPLETED, result)
-
-        async def on_offboard(event: OffboardRequested, _: Delivery) -> None:
-            result = await handlers.handle_offboard(
-                event, directory=m365, policy=policy, password_length=settings.password_length
+        async def on_logout(event: LogoutRequested, _: Delivery) -> RevocationCompleted | None:
+            return await handlers.handle_logout(
+                event, directory=m365, policy=policy, identity=identity
             )
-            await publish(redis, streams.REVOCATION_COMPLETED, result)
 
-        async def on_deadletter(event: object, record: DeadLettered) -> None:
-            result = handlers.handle_deadlettered(event, record)
-            if result is not None:
-                await publish(redis, streams.REVOCATION_COMPLETED, result)
+        async def on_offboard(event: OffboardRequested, _: Delivery) -> RevocationCompleted | None:
+            return await handlers.handle_offboard(
+                event,
+                directory=m365,
+                policy=policy,
+                identity=identity,
+                password_length=settings.password_length,
+            )
+
+        def command(stream: str, handler: Handler, accepts: type[BaseModel]) -> Subscription:
+            return Subscription(
+                stream,
+                streams.GROUP_M365,
+                handler,
+                accepts=(accepts,),
+                on_deadletter=handlers.handle_deadlettered,
+                publishes=streams.REVOCATION_COMPLETED,
+                request_key=command_request_key,
+            )
 
         return WorkerParts(
             subscriptions=[
-                Subscription(
-                    streams.LOGOUT_REQUESTED,
-                    streams.GROUP_M365,
-                    on_logout,
-                    accepts=(LogoutRequested,),
-                    on_deadletter=on_deadletter,
-                ),
-                Subscription(
-                    streams.OFFBOARD_REQUESTED,
-                    streams.GROUP_M365,
-                    on_offboard,
-                    accepts=(OffboardRequested,),
-                    on_deadletter=on_deadletter,
-                ),
+                command(streams.LOGOUT_REQUESTED, on_logout, LogoutRequested),
+                command(streams.OFFBOARD_REQUESTED, on_offboard, OffboardRequested),
             ],
             on_stop=[m365.aclose],
         )

@@ -7,12 +7,15 @@ import logging
 import secrets
 import string
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
 
 from pydantic import SecretStr
 
 from sortie_core.events import (
     OFFBOARD_M365_ORDER,
     DeadLettered,
+    Discovery,
     LogoutRequested,
     M365Action,
     OffboardRequested,
@@ -21,16 +24,18 @@ from sortie_core.events import (
     SkipReason,
     StepResult,
     Target,
+    Verification,
     utcnow,
 )
+from sortie_core.metrics import REVOCATION_DURATION, VERIFICATIONS
 from sortie_core.steps import RetryPolicy, deadlettered, run_step, skipped
 
 from .adapters import M365Directory, M365User
+from .identity import SERVICE, Lookup, Resolution, resolve
+from .verify import verifier
 
 log = logging.getLogger(__name__)
 
-SERVICE = "m365"
-NO_UPN = "no Microsoft 365 UPN for this subject"
 
 _SYMBOLS = "!#$%&()*+,-./:;<=>?@[]^_{|}~"
 _ALPHABET = string.ascii_letters + string.digits + _SYMBOLS
@@ -76,50 +81,61 @@ _GUEST_SKIPS = {
 }
 
 
-def _from_lookup(action: str, lookup: StepResult) -> StepResult:
-    detail = f"{lookup.detail} (user lookup)" if lookup.detail else "user lookup failed"
-    return StepResult(
-        action=action,
-        outcome=lookup.outcome,
-        attempts=lookup.attempts,
-        started_at=lookup.started_at,
-        finished_at=lookup.finished_at,
-        error=lookup.error,
-        detail=detail,
-    )
+@dataclass(frozen=True, slots=True)
+class IdentityConfig:
+    """How users are found and their steps read back (settings: IDENTITY_LOOKUPS,
+    VERIFY_CLOCK_SKEW_S)."""
+
+    lookups: tuple[Lookup, ...] = ()
+    skew: timedelta = timedelta(seconds=5)
 
 
-async def _resolve(
-    directory: M365Directory, key: str, policy: RetryPolicy
-) -> tuple[M365User | None, StepResult]:
-    """Find the user (retried like a step); the lookup's result stands for every step
-    when it did not find one."""
-    found: list[M365User] = []
-
-    async def body() -> str | None:
-        found.append(await directory.find_user(key))
-        return None
-
-    lookup = await run_step(SERVICE, "find_user", body, policy)
-    return (found[-1] if found and lookup.outcome is Outcome.SUCCEEDED else None), lookup
+def _unresolved(action: str, found: Resolution) -> StepResult:
+    """A step that stands for a lookup that found no one: `not_found` with the lookups as
+    evidence when Graph answered every one of them, else failed with why. Counted in the
+    step metrics like any step."""
+    now = utcnow()
+    if found.unknown:
+        VERIFICATIONS.labels(SERVICE, Verification.VERIFIED.value).inc()
+        step = StepResult(
+            action=action,
+            outcome=Outcome.NOT_FOUND,
+            attempts=found.attempts,
+            started_at=found.started_at,
+            finished_at=now,
+            detail="user not found in Microsoft 365 by any identifier known",
+            verification=Verification.VERIFIED,
+            evidence=found.evidence(),
+        )
+    else:
+        step = StepResult(
+            action=action,
+            outcome=Outcome.FAILED,
+            attempts=found.attempts,
+            started_at=found.started_at,
+            finished_at=now,
+            error=found.error,
+        )
+    REVOCATION_DURATION.labels(SERVICE, action, step.outcome.value).observe(step.duration_seconds)
+    return step
 
 
 async def _run_actions(
+    event: LogoutRequested | OffboardRequested,
     actions: list[M365Action],
-    upn: str | None,
     directory: M365Directory,
     policy: RetryPolicy,
+    identity: IdentityConfig,
     password_length: int,
-) -> list[StepResult]:
-    """Each action in order. A failed step does not stop the next ones (each still closes
-    a door); a user Graph does not know ends the calls."""
+) -> tuple[list[StepResult], Discovery | None]:
+    """Each action in order, once the user is resolved. A failed step does not stop the
+    next ones (each still closes a door); a user Graph does not know ends the calls."""
     if not actions:
-        return []
-    if not upn:
-        return [skipped(a.value, NO_UPN, SkipReason.NOT_CONFIGURED) for a in actions]
-    user, lookup = await _resolve(directory, upn, policy)
+        return [], None
+    found = await resolve(event.subject, identity.lookups, directory, policy)
+    user = found.user
     if user is None:
-        return [_from_lookup(a.value, lookup) for a in actions]
+        return [_unresolved(a.value, found) for a in actions], found.discovery()
     steps: list[StepResult] = []
     missing_since: str | None = None
     for action in actions:
@@ -129,17 +145,20 @@ async def _run_actions(
             steps.append(_not_found_after(action.value, missing_since))
         else:
             body = _step_body(directory, action, user, password_length)
-            step = await run_step(SERVICE, action.value, body, policy)
+            check = verifier(directory, action, user, event.occurred_at, identity.skew)
+            step = await run_step(SERVICE, action.value, body, policy, verify=check)
             if (
                 step.outcome is Outcome.NOT_FOUND
                 and action is not M365Action.DISABLE_MAIL_PROTOCOLS
             ):
                 missing_since = action.value
             steps.append(step)
-    return steps
+    return steps, found.discovery()
 
 
 def _not_found_after(action: str, earlier: str) -> StepResult:
+    """Graph said the user is gone in an earlier step: that step's word, not a lookup by
+    every identifier, so this proves nothing (no evidence)."""
     now = utcnow()
     return StepResult(
         action=action,
@@ -152,16 +171,24 @@ def _not_found_after(action: str, earlier: str) -> StepResult:
 
 
 async def handle_logout(
-    event: LogoutRequested, *, directory: M365Directory, policy: RetryPolicy
+    event: LogoutRequested,
+    *,
+    directory: M365Directory,
+    policy: RetryPolicy,
+    identity: IdentityConfig = IdentityConfig(),
 ) -> RevocationCompleted | None:
-    if Target.M365 not in event.targets:
+    if Target.M365 not in event.targets or not event.addressed_to(SERVICE):
         return None
-    steps = await _run_actions(
-        [M365Action.REVOKE_SESSIONS], event.subject.upn, directory, policy, 40
+    steps, discovery = await _run_actions(
+        event, [M365Action.REVOKE_SESSIONS], directory, policy, identity, 40
     )
     log.info("request %s: m365 logout %s", event.request_id, steps[0].outcome.value)
     return RevocationCompleted(
-        service=SERVICE, request_id=event.request_id, subject=event.subject, steps=tuple(steps)
+        service=SERVICE,
+        request_id=event.request_id,
+        subject=event.subject,
+        steps=tuple(steps),
+        discovery=discovery,
     )
 
 
@@ -170,18 +197,35 @@ async def handle_offboard(
     *,
     directory: M365Directory,
     policy: RetryPolicy,
+    identity: IdentityConfig = IdentityConfig(),
     password_length: int = 40,
-) -> RevocationCompleted:
-    """The offboarding steps the request wants, in the design's order."""
-    actions = [a for a in OFFBOARD_M365_ORDER if event.wants(a.value)]
-    steps = await _run_actions(actions, event.subject.upn, directory, policy, password_length)
+) -> RevocationCompleted | None:
+    """Every offboarding step in the design's order: those the request wants run, the
+    others are reported skipped (`action_not_selected`). A follow-up for another
+    service is not for this one."""
+    if not event.addressed_to(SERVICE):
+        return None
+    wanted = [a for a in OFFBOARD_M365_ORDER if event.wants(a.value)]
+    done, discovery = await _run_actions(
+        event, wanted, directory, policy, identity, password_length
+    )
+    ran = {s.action: s for s in done}
+    steps = [
+        ran.get(a.value)
+        or skipped(a.value, "not among the request's actions", SkipReason.ACTION_NOT_SELECTED)
+        for a in OFFBOARD_M365_ORDER
+    ]
     log.info(
         "request %s: m365 offboard %s",
         event.request_id,
-        ", ".join(f"{s.action}={s.outcome.value}" for s in steps) or "no step wanted",
+        ", ".join(f"{s.action}={s.outcome.value}" for s in steps),
     )
     return RevocationCompleted(
-        service=SERVICE, request_id=event.request_id, subject=event.subject, steps=tuple(steps)
+        service=SERVICE,
+        request_id=event.request_id,
+        subject=event.subject,
+        steps=tuple(steps),
+        discovery=discovery,
     )
 
 

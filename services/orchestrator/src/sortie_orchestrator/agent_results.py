@@ -12,6 +12,9 @@ only that host can write.
 Several orchestrator replicas may drain the same host at once: the consumer group hands
 each entry to one of them, a re-claimed entry may be applied twice, and
 `handlers.on_revocation` is idempotent (the saga ignores a service already reported).
+Each entry goes through the broker's one path (`Consumers.process`): size, delivery
+limit, decoding, version, type, then the report, refused when it is for an unknown
+request.
 """
 
 from __future__ import annotations
@@ -21,13 +24,19 @@ import logging
 import time
 from typing import Any
 
-from pydantic import ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
-from sortie_core import streams
-from sortie_core.broker import claim_stale, ensure_groups, write_deadletter
-from sortie_core.events import DeadLettered, RevocationCompleted, decode_event
+from sortie_core import services, streams
+from sortie_core.broker import (
+    Consumers,
+    Delivery,
+    Subscription,
+    claim_stale,
+    ensure_groups,
+    is_nogroup,
+)
+from sortie_core.errors import RefusedError
+from sortie_core.events import RevocationCompleted
 
 from . import handlers
 from .presence import AGENTS
@@ -47,109 +56,89 @@ def _s(value: bytes | str) -> str:
 
 
 class AgentResults:
-    def __init__(
-        self,
-        deps: handlers.Deps,
-        redis: Redis,
-        *,
-        consumer: str,
-        claim_idle_ms: int,
-        max_deliveries: int,
-    ) -> None:
+    def __init__(self, deps: handlers.Deps, consumers: Consumers, *, claim_idle_ms: int) -> None:
         self.deps = deps
-        self.redis = redis
-        self.consumer = consumer
+        self.consumers = consumers
+        self.redis: Redis = consumers.redis
+        self.consumer = consumers.consumer
         self.claim_idle_ms = claim_idle_ms
-        self.max_deliveries = max_deliveries
         self.group = streams.GROUP_ORCHESTRATOR
         self.last_redrain = float("-inf")
         self._grouped: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
+        self._subs: dict[str, Subscription] = {}
+
+    def subscription(self, host: str) -> Subscription:
+        """The path's description of one host's results stream."""
+        stream = streams.agent_results_stream(host)
+        sub = self._subs.get(stream)
+        if sub is None:
+            expected = services.workstation_service(host)
+
+            async def report(event: RevocationCompleted, delivery: Delivery) -> None:
+                if event.service != expected:
+                    raise RefusedError(
+                        f"service {event.service!r} reported by {host}", code="forged_report"
+                    )
+                await handlers.on_revocation(self.deps, event, delivery)
+
+            sub = self._subs[stream] = Subscription(
+                stream,
+                self.group,
+                report,
+                (RevocationCompleted,),
+                dedupe=False,
+                unexpected_reason="forged_report",
+                metric_stream=METRIC_STREAM,
+            )
+        return sub
 
     async def drain(self, host: str) -> int:
         """Handle this host's stale pending entries, then its new ones; returns how many
         entries were handled (applied or dead-lettered)."""
         if not streams.valid_host(host):
             return 0
-        stream = streams.agent_results_stream(host)
-        lock = self._locks.setdefault(stream, asyncio.Lock())
+        sub = self.subscription(host)
+        lock = self._locks.setdefault(sub.stream, asyncio.Lock())
         async with lock:
-            if stream not in self._grouped:
-                await ensure_groups(self.redis, [(stream, self.group)])
-                self._grouped.add(stream)
+            if sub.stream not in self._grouped:
+                await ensure_groups(self.redis, [(sub.stream, self.group)])
+                self._grouped.add(sub.stream)
             try:
-                return await self._claim(host, stream) + await self._read_new(host, stream)
-            except ResponseError as exc:
-                if "NOGROUP" in str(exc):
-                    self._grouped.discard(stream)  # the stream was deleted: recreate next time
+                return await self._claim(sub) + await self._read_new(sub)
+            except Exception as exc:
+                if is_nogroup(exc):
+                    self._grouped.discard(sub.stream)  # Redis lost it: recreated next time
                 raise
 
-    async def _claim(self, host: str, stream: str) -> int:
+    async def _claim(self, sub: Subscription) -> int:
         handled = 0
         claimed = claim_stale(
-            self.redis, stream, self.group, self.consumer, self.claim_idle_ms, count=BATCH
+            self.redis,
+            sub.stream,
+            self.group,
+            self.consumer,
+            self.claim_idle_ms,
+            count=BATCH * MAX_BATCHES,
         )
         async for entry_id, fields, deliveries in claimed:
-            await self._handle(host, stream, entry_id, fields, deliveries)
+            await self.consumers.process(sub, entry_id, fields, deliveries)
             handled += 1
-            if handled >= BATCH * MAX_BATCHES:
-                break
         return handled
 
-    async def _read_new(self, host: str, stream: str) -> int:
+    async def _read_new(self, sub: Subscription) -> int:
         handled = 0
         for _ in range(MAX_BATCHES):
             reply: Any = await self.redis.xreadgroup(
-                self.group, self.consumer, {stream: ">"}, count=BATCH
+                self.group, self.consumer, {sub.stream: ">"}, count=BATCH
             )
             entries: list[Any] = reply[0][1] if reply else []  # [[stream, entries]]
             for entry_id, fields in entries:
-                await self._handle(host, stream, _s(entry_id), fields, 1)
+                await self.consumers.process(sub, _s(entry_id), fields, 1)
                 handled += 1
             if len(entries) < BATCH:
                 break
         return handled
-
-    async def _handle(
-        self, host: str, stream: str, entry_id: str, fields: dict[Any, Any], deliveries: int
-    ) -> None:
-        data = _s(fields.get(b"data", fields.get("data", b"")))
-
-        async def refuse(reason: str, detail: str) -> None:
-            record = DeadLettered(
-                stream=stream,
-                group=self.group,
-                entry_id=entry_id,
-                reason=reason,
-                detail=detail[:2000],
-                deliveries=deliveries,
-                data=data[:65536],
-            )
-            await write_deadletter(self.redis, record, metric_stream=METRIC_STREAM)
-
-        try:
-            event = decode_event(data)
-        except ValidationError as exc:
-            await refuse("invalid_message", f"{exc.error_count()} validation error(s)")
-            return
-        if not isinstance(event, RevocationCompleted):
-            await refuse("forged_report", f"type {event.type!r} on a results stream")
-            return
-        if event.service != f"workstation:{host.lower()}":
-            await refuse("forged_report", f"service {event.service!r} reported by {host}")
-            return
-        if deliveries > self.max_deliveries:
-            await refuse("max_deliveries", f"delivered {deliveries} times")
-            return
-        try:
-            await handlers.on_revocation(self.deps, event)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # Left pending: the next drain re-claims it once `claim_idle_ms` passed.
-            log.exception("report %s of %s failed; left pending", entry_id, host)
-            return
-        await self.redis.xack(stream, self.group, entry_id)
 
     async def redrain_all(self) -> int:
         """Drain every known host's results stream that holds something for this group:

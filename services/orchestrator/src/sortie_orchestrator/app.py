@@ -25,7 +25,8 @@ from sortie_core.metrics import (
     REQUESTS_IN_FLIGHT,
     REQUESTS_OVERDUE,
 )
-from sortie_core.runtime import cancel_tasks, setup_logging
+from sortie_core.runtime import cancel_tasks, consuming, setup_logging
+from sortie_core.settings import load_settings
 from sortie_core.trim import trim_stream
 
 from . import (
@@ -44,7 +45,7 @@ from .bootstrap import Wiring, bootstrap
 from .guards import FailedAuth
 from .presence import AGENTS
 from .security import SecurityHeaders
-from .settings import OrchestratorSettings, load_settings
+from .settings import OrchestratorSettings
 from .store import DEADLINES
 
 log = logging.getLogger(__name__)
@@ -115,26 +116,26 @@ async def _sweep_loop(wiring: Wiring) -> None:
         await asyncio.sleep(wiring.settings.sweep_interval_s)
 
 
-async def start_background(wiring: Wiring) -> list[asyncio.Task[None]]:
+@contextlib.asynccontextmanager
+async def background(wiring: Wiring) -> AsyncIterator[None]:
     """Consumers, broker and loops: what runs beside the HTTP app."""
-    await wiring.consumers.start()
-    await wiring.broker.start()
-    loops = [
-        asyncio.create_task(_deadline_loop(wiring), name="deadlines"),
-        asyncio.create_task(_sweep_loop(wiring), name="sweeper"),
-        asyncio.create_task(wiring.watch.listen(), name="agent-wake"),
-        asyncio.create_task(wiring.watch.sweep_loop(), name="presence-sweep"),
-    ]
-    log.info("orchestrator ready (consumer %s)", wiring.consumers.consumer)
-    return loops
-
-
-async def stop_background(wiring: Wiring, loops: list[asyncio.Task[None]]) -> None:
-    await cancel_tasks(loops)
-    await wiring.watch.aclose()
-    await wiring.broker.stop()
-    await wiring.consumers.stop()
-    await wiring.redis.aclose()
+    try:
+        async with consuming(wiring.broker, wiring.consumers):
+            loops = [
+                asyncio.create_task(_deadline_loop(wiring), name="deadlines"),
+                asyncio.create_task(_sweep_loop(wiring), name="sweeper"),
+                asyncio.create_task(wiring.watch.listen(), name="agent-wake"),
+                asyncio.create_task(wiring.watch.sweep_loop(), name="presence-sweep"),
+            ]
+            wiring.loops = loops
+            log.info("orchestrator ready (consumer %s)", wiring.consumers.consumer)
+            try:
+                yield
+            finally:
+                await cancel_tasks(loops)
+                await wiring.watch.aclose()
+    finally:
+        await wiring.redis.aclose()
 
 
 def create_app(settings: OrchestratorSettings) -> FastAPI:
@@ -142,11 +143,8 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loops = await start_background(wiring)
-        try:
+        async with background(wiring):
             yield
-        finally:
-            await stop_background(wiring, loops)
 
     app = FastAPI(
         title="Sortie orchestrator",
@@ -188,6 +186,8 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
             await wiring.redis.ping()
         except Exception:
             return JSONResponse({"status": "redis unreachable"}, status_code=503)
+        if not wiring.consumers.healthy() or any(t.done() for t in wiring.loops):
+            return JSONResponse({"status": "subscribers stopped"}, status_code=503)
         return JSONResponse({"status": "ready"})
 
     app.add_middleware(
@@ -200,12 +200,13 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
 
 
 def uvicorn_options(settings: OrchestratorSettings) -> dict[str, Any]:
-    """Forwarded headers believed only from `trusted_proxies`."""
+    """uvicorn's ProxyHeadersMiddleware: X-Forwarded-* believed only from
+    `trusted_proxies`."""
     return {"proxy_headers": True, "forwarded_allow_ips": settings.trusted_proxies}
 
 
 def main() -> None:
-    settings = load_settings()
+    settings = load_settings(OrchestratorSettings)
     setup_logging(settings, "orchestrator")
     if not settings.tokens and settings.dev_token is None:
         log.warning("no API token configured: every authenticated call will be refused")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from faststream.redis import RedisBroker
@@ -33,6 +34,7 @@ class Wiring:
     results: AgentResults
     watch: AgentWatch
     last_trim: float = float("-inf")
+    loops: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 def bootstrap(settings: OrchestratorSettings) -> Wiring:
@@ -42,6 +44,8 @@ def bootstrap(settings: OrchestratorSettings) -> Wiring:
         redis,
         retention_s=int(settings.retention_days * 86400),
         idempotency_ttl_s=settings.idempotency_ttl_s,
+        durable_replicas=settings.durable_replicas,
+        durable_timeout_ms=settings.durable_timeout_ms,
     )
     deps = handlers.Deps(
         store=store,
@@ -55,29 +59,29 @@ def bootstrap(settings: OrchestratorSettings) -> Wiring:
         ),
     )
 
-    async def revocation(event: RevocationCompleted, _d: Delivery) -> None:
+    async def revocation(event: RevocationCompleted, delivery: Delivery) -> None:
         if services.host_of(event.service) is not None:
             # Agents report only on their own results stream: this one is forged.
             raise RefusedError(
                 f"service {event.service!r} on the shared stream", code="forged_report"
             )
-        await handlers.on_revocation(deps, event)
+        await handlers.on_revocation(deps, event, delivery)
 
-    async def sso_completed(event: SsoLogoutCompleted, _d: Delivery) -> None:
-        await handlers.on_sso_completed(deps, event)
+    async def sso_completed(event: SsoLogoutCompleted, delivery: Delivery) -> None:
+        await handlers.on_sso_completed(deps, event, delivery)
 
     group = streams.GROUP_ORCHESTRATOR
+    # Reports need no `event_id` mark: the saga ignores a service already reported, and
+    # its compare-and-set acknowledges the entry (two round trips per report).
     subscriptions = [
-        Subscription(streams.REVOCATION_COMPLETED, group, revocation, (RevocationCompleted,)),
-        Subscription(streams.SSO_LOGOUT_COMPLETED, group, sso_completed, (SsoLogoutCompleted,)),
+        Subscription(
+            streams.REVOCATION_COMPLETED, group, revocation, (RevocationCompleted,), dedupe=False
+        ),
+        Subscription(
+            streams.SSO_LOGOUT_COMPLETED, group, sso_completed, (SsoLogoutCompleted,), dedupe=False
+        ),
     ]
     consumers = make_consumers(settings, "orchestrator", broker, redis, subscriptions)
-    results = AgentResults(
-        deps,
-        redis,
-        consumer=consumers.consumer,
-        claim_idle_ms=settings.claim_idle_ms,
-        max_deliveries=settings.max_deliveries,
-    )
+    results = AgentResults(deps, consumers, claim_idle_ms=settings.claim_idle_ms)
     watch = AgentWatch(redis, deps.presence, results, settings.presence_sweep_s)
     return Wiring(settings, redis, broker, consumers, deps, results, watch)

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from sortie_core.broker import Delivery
 from sortie_core.events import (
     RevocationCompleted,
     SsoLogoutCompleted,
@@ -139,16 +140,26 @@ async def accept_admin(
     return await _create(deps, transition, idempotency_key, principal, fingerprint)
 
 
-async def on_revocation(deps: Deps, event: RevocationCompleted) -> None:
+async def on_revocation(
+    deps: Deps, event: RevocationCompleted, delivery: Delivery | None = None
+) -> None:
+    """`delivery`: the report's stream entry, acknowledged by the commit; a report for
+    an unknown request raises RefusedError."""
     transition = await deps.store.apply(
-        event.request_id, lambda s: saga.on_revocation(s, event, utcnow(), deps.timeouts)
+        event.request_id,
+        lambda s: saga.on_revocation(s, event, utcnow(), deps.timeouts),
+        ack=delivery,
     )
     _observe(transition)
 
 
-async def on_sso_completed(deps: Deps, event: SsoLogoutCompleted) -> None:
+async def on_sso_completed(
+    deps: Deps, event: SsoLogoutCompleted, delivery: Delivery | None = None
+) -> None:
     transition = await deps.store.apply(
-        event.request_id, lambda s: saga.on_sso_completed(s, event, utcnow(), deps.timeouts)
+        event.request_id,
+        lambda s: saga.on_sso_completed(s, event, utcnow(), deps.timeouts),
+        ack=delivery,
     )
     _observe(transition)
 

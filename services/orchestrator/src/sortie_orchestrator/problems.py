@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError, ResponseError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .store import IdempotencyMismatch
@@ -31,6 +33,13 @@ _TITLES = {
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
+
+
+# Redis answers that mean "not now" rather than "wrong command".
+_UNAVAILABLE = re.compile(
+    r"^(OOM|BUSY|LOADING|MASTERDOWN|READONLY|NOREPLICAS|TRYAGAIN|CLUSTERDOWN)"
+)
+RETRY_AFTER_S = 2
 
 
 class Problem(Exception):
@@ -139,6 +148,24 @@ def install(app: FastAPI) -> None:
             "the JSON body is nested too deeply",
             slug="malformed-json",
             instance=request.url.path,
+        )
+
+    @app.exception_handler(RedisError)
+    async def _redis(request: Request, exc: RedisError) -> JSONResponse:
+        # Unreachable, saturated (no free pooled connection in time), loading, out of
+        # memory, or not durable yet: the request was not accepted (the store writes a
+        # request in one script, so nothing half-written is left); the client retries.
+        if isinstance(exc, ResponseError) and not _UNAVAILABLE.match(str(exc)):
+            log.exception("Redis refused a command on %s %s", request.method, request.url.path)
+            return problem_response(500, "internal error; the request was not accepted")
+        log.warning("Redis unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return problem_response(
+            503,
+            "the request store is unavailable; nothing was accepted, retry later "
+            "(with the same Idempotency-Key)",
+            slug="store-unavailable",
+            instance=request.url.path,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
         )
 
     @app.exception_handler(Exception)

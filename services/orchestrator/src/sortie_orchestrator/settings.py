@@ -5,24 +5,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import (
-    AnyHttpUrl,
-    BaseModel,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import AnyHttpUrl, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from sortie_core.settings import ServiceSettings, redis_url_field
+from sortie_core.settings import ServiceSettings, redis_password_field, redis_url_field
 
 from .oauth import OAuthSettings
 from .scim_policy import ScimConfig
@@ -84,8 +75,18 @@ class OrchestratorSettings(ServiceSettings):
         env_prefix="SORTIE_ORCHESTRATOR_", extra="ignore", populate_by_name=True
     )
 
+    # The API tokens may come from a file (SORTIE_ORCHESTRATOR_TOKENS_FILE), like secrets.
+    file_settings: ClassVar[tuple[str, ...]] = ("tokens",)
+
     redis_url: SecretStr = redis_url_field("SORTIE_ORCHESTRATOR_")
+    redis_password: SecretStr | None = redis_password_field("SORTIE_ORCHESTRATOR_")
     http_port: int = 8080
+    # Peers whose X-Forwarded-Proto / X-Forwarded-For are believed (the TLS reverse proxy):
+    # a JSON list of addresses or networks, as uvicorn's `forwarded_allow_ips`; from
+    # anyone else those headers are ignored.
+    trusted_proxies: list[str] = ["127.0.0.1"]
+    # Behind a TLS proxy whose headers cannot be trusted: HSTS and `Secure` cookies always.
+    force_secure: bool = False
     # JSON list of TokenSpec, e.g. [{"name":"ent","token":"…","scopes":["logout:write"]}]
     tokens: list[TokenSpec] = []
     # `sortie up` passes SORTIE_DEV_TOKEN here: a token with every scope.
@@ -111,6 +112,11 @@ class OrchestratorSettings(ServiceSettings):
     # heartbeat, default 10 s): a lost wake-up hides a session no longer than this.
     presence_sweep_s: float = Field(default=5.0, gt=0, le=3600)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
+    # Durability before a 202: WAIT for this many replicas (0: none; a single Redis is
+    # then as durable as its `appendfsync`: `always` loses nothing acknowledged,
+    # `everysec` up to a second on an OS crash).
+    durable_replicas: int = Field(default=0, ge=0)
+    durable_timeout_ms: int = Field(default=1000, ge=1)
     max_schedule_days: int = Field(default=400, ge=1)
     # The pages (status page, the user's logout page): the language when the browser asks
     # for none we speak, and the time zone their dates are shown in (with the offset).
@@ -151,12 +157,6 @@ class OrchestratorSettings(ServiceSettings):
     # this many within the window, the client is answered 429 until the window moves on.
     auth_failure_limit: int = Field(default=10, ge=1)
     auth_failure_window_s: float = Field(default=60.0, gt=0)
-    # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (a TLS-terminating
-    # reverse proxy): addresses or networks, as uvicorn's `forwarded_allow_ips`.
-    trusted_proxies: list[str] = ["127.0.0.1"]
-    # Behind a proxy that does not send X-Forwarded-Proto: treat every request as HTTPS
-    # (Secure cookies, HSTS).
-    force_secure: bool = False
 
     @model_validator(mode="after")
     def _scim_file(self) -> OrchestratorSettings:
@@ -171,27 +171,20 @@ class OrchestratorSettings(ServiceSettings):
     def _dev_token_strong(cls, token: SecretStr | None) -> SecretStr | None:
         return _strong(token, "SORTIE_DEV_TOKEN")
 
+    def production_problems(self) -> list[str]:
+        problems = super().production_problems()
+        if not self.tokens:
+            problems.append("SORTIE_ORCHESTRATOR_TOKENS: no API client; every call is refused")
+        if self.dev_token is not None:
+            problems.append("SORTIE_DEV_TOKEN: a development token with every scope; remove it")
+        return problems
+
     def token_table(self) -> list[tuple[bytes, str, frozenset[str]]]:
         table = [(t.digest(), t.name, t.scopes) for t in self.tokens]
         if self.dev_token is not None:
             digest = hashlib.sha256(self.dev_token.get_secret_value().encode()).digest()
             table.append((digest, "dev", ALL_SCOPES))
         return table
-
-
-def load_settings() -> OrchestratorSettings:
-    """The settings from the environment; a weak or malformed configuration ends the
-    process with one clear line per problem (no secret in it)."""
-    try:
-        return OrchestratorSettings()
-    except ValidationError as exc:
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err.get("loc", ()))
-            print(
-                f"sortie-orchestrator: configuration refused: {where}: {err['msg']}",
-                file=sys.stderr,
-            )
-        raise SystemExit(2) from None
 
 
 def match_token(

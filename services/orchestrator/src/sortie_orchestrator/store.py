@@ -29,8 +29,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
-from sortie_core.broker import entry_fields
+from sortie_core.broker import Delivery, entry_fields, request_key
+from sortie_core.errors import RefusedError
 
 from .saga import SagaState, Transition
 
@@ -62,9 +64,9 @@ return {1, ARGV[1]}
 """
 
 _COMMIT = """
--- KEYS: req, deadlines, active
+-- KEYS: req, deadlines, active, [stream of the entry to acknowledge]
 -- ARGV: rid, expected version, doc, deadline ('' = none), finished ('1'/'0'),
---       retention seconds, messages (JSON)
+--       retention seconds, messages (JSON), [group, entry id]
 local v = redis.call('HGET', KEYS[1], 'v')
 if not v then return -1 end
 if tonumber(v) ~= tonumber(ARGV[2]) then return 0 end
@@ -81,12 +83,13 @@ end
 for _, m in ipairs(cjson.decode(ARGV[7])) do
   redis.call('XADD', m[1], '*', 'type', m[2], 'event_id', m[3], 'request_id', m[4], 'data', m[5])
 end
+if KEYS[4] then redis.call('XACK', KEYS[4], ARGV[8], ARGV[9]) end
 return 1
 """
 
 
 def req_key(request_id: uuid.UUID | str) -> str:
-    return f"sortie:req:{{{request_id}}}"
+    return request_key(request_id)
 
 
 def active_key(kind: str) -> str:
@@ -122,6 +125,10 @@ class Loaded:
     version: int
 
 
+class NotDurable(ResponseError):
+    """The request is written on the primary but not on enough replicas yet."""
+
+
 class Conflict(Exception):
     """Another replica changed the request first."""
 
@@ -135,8 +142,20 @@ class IdempotencyMismatch(Exception):
 
 
 class SagaStore:
-    def __init__(self, redis: Redis, retention_s: int, idempotency_ttl_s: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        retention_s: int,
+        idempotency_ttl_s: int,
+        *,
+        durable_replicas: int = 0,
+        durable_timeout_ms: int = 1000,
+    ) -> None:
         self.redis = redis
+        # Before a 202: WAIT until this many replicas hold the write (0: no wait; then
+        # durability is what the server's `appendfsync` gives, see docs/runbook.md).
+        self.durable_replicas = durable_replicas
+        self.durable_timeout_ms = durable_timeout_ms
         self.retention_s = retention_s
         self.idempotency_ttl_s = idempotency_ttl_s
         self._create = redis.register_script(_CREATE)
@@ -180,7 +199,18 @@ class SagaStore:
         rid_s, _, first = stored.partition(" ")
         if not created and first and fingerprint and first != fingerprint:
             raise IdempotencyMismatch(rid_s)
+        if self.durable_replicas:
+            await self.wait_durable()
         return bool(created), uuid.UUID(rid_s)
+
+    async def wait_durable(self) -> None:
+        """WAIT for the replicas; too few in time is NotDurable (a 503: the client retries
+        with its Idempotency-Key and gets this very request)."""
+        acked = int(await self.redis.wait(self.durable_replicas, self.durable_timeout_ms))
+        if acked < self.durable_replicas:
+            raise NotDurable(
+                f"NOREPLICAS {acked} of {self.durable_replicas} replicas acknowledged in time"
+            )
 
     async def load(self, request_id: uuid.UUID | str) -> Loaded | None:
         raw = await self.redis.hmget(req_key(request_id), ["doc", "v"])  # type: ignore[misc]
@@ -188,10 +218,19 @@ class SagaStore:
             return None
         return Loaded(SagaState.model_validate_json(raw[0]), int(raw[1] or 0))
 
-    async def commit(self, loaded: Loaded, transition: Transition) -> None:
+    async def commit(
+        self, loaded: Loaded, transition: Transition, ack: Delivery | None = None
+    ) -> None:
+        """Compare-and-set; with `ack`, that stream entry is acknowledged in the same
+        script (a report then costs two round trips: this and the load)."""
         state = transition.state
+        keys = [req_key(state.request_id), DEADLINES, active_key(state.kind.value)]
+        extra: list[str] = []
+        if ack is not None:
+            keys.append(ack.stream)
+            extra = [ack.group, ack.entry_id]
         result = await self._commit(
-            keys=[req_key(state.request_id), DEADLINES, active_key(state.kind.value)],
+            keys=keys,
             args=[
                 str(state.request_id),
                 loaded.version,
@@ -200,10 +239,13 @@ class SagaStore:
                 "1" if state.finished else "0",
                 self.retention_s,
                 _messages_json(transition),
+                *extra,
             ],
         )
         if int(result) != 1:
             raise Conflict(str(state.request_id))
+        if ack is not None:
+            ack.acked = True
         if state.followups or loaded.state.followups:
             rid = str(state.request_id)
             if state.followups:
@@ -226,17 +268,22 @@ class SagaStore:
         step: Callable[[SagaState], Transition | None],
         *,
         attempts: int = 20,
+        ack: Delivery | None = None,
     ) -> Transition | None:
-        """Load, compute, compare-and-set; again on conflict. None: nothing to do."""
+        """Load, compute, compare-and-set; again on conflict. None: nothing to do.
+        With `ack` (a report's delivery), an unknown request is refused
+        (`unknown_request`, dead-lettered) and the entry is acknowledged by the commit."""
         for _ in range(attempts):
             loaded = await self.load(request_id)
             if loaded is None:
+                if ack is not None:
+                    raise RefusedError(f"no request {request_id}", code="unknown_request")
                 return None
             transition = step(loaded.state)
             if transition is None:
                 return None
             try:
-                await self.commit(loaded, transition)
+                await self.commit(loaded, transition, ack)
             except Conflict:
                 continue
             return transition

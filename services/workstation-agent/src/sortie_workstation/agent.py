@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from sortie_core import streams
 from sortie_core.acl import agent_dedupe_prefix
-from sortie_core.broker import Delivery, Subscription, publish
+from sortie_core.broker import Delivery, Subscription
 from sortie_core.events import (
     DeadLettered,
     LogoutRequested,
@@ -71,6 +71,10 @@ class Agent:
                 self.on_command,
                 accepts=(LogoutRequested, OffboardRequested, WorkstationCommandRequested),
                 on_deadletter=self.on_deadletter,
+                publishes=streams.agent_results_stream(self.host),
+                # If the wake-up is lost, the orchestrator's periodic re-read still finds
+                # the report.
+                announce=(streams.agent_wake_channel(self.host), "results"),
                 dedupe=True,
                 dedupe_prefix=agent_dedupe_prefix(self.host),
                 deadletter_stream=streams.agent_deadletter_stream(self.host),
@@ -81,7 +85,7 @@ class Agent:
         self,
         event: LogoutRequested | OffboardRequested | WorkstationCommandRequested,
         _: Delivery,
-    ) -> None:
+    ) -> RevocationCompleted:
         result: RevocationCompleted
         if isinstance(event, WorkstationCommandRequested):
             result = await handlers.handle_admin(
@@ -100,35 +104,28 @@ class Agent:
             result = await handlers.handle_offboard(
                 event, host=self.host, backend=self.backend, policy=self.policy
             )
-        await self.report(result)
         await self.refresh_presence()
+        return result
 
-    async def on_deadletter(self, event: object, record: DeadLettered) -> None:
-        result = handlers.handle_deadlettered(
+    def on_deadletter(self, event: object, record: DeadLettered) -> RevocationCompleted | None:
+        return handlers.handle_deadlettered(
             event,
             record,
             host=self.host,
             session_policy=self.session_policy,
             shared_station=self.shared_station,
         )
-        if result is not None:
-            await self.report(result)
-
-    async def report(self, result: RevocationCompleted) -> None:
-        """Append the report to this host's own results stream, then wake the orchestrator.
-        If the wake-up is lost, the orchestrator's periodic re-read still finds the report."""
-        await publish(self.redis, streams.agent_results_stream(self.host), result)
-        await wake(self.redis, self.host, "results")
 
     async def refresh_presence(self) -> bool:
-        """Write the presence record; announce it when the set of users changed.
+        """Write the presence record; announce it when the set of users changed or the
+        record was gone (lapsed, or Redis lost its data: the orchestrator's index too).
         Returns whether a record was written. Never raises: a missed refresh is retried
         by the next heartbeat, and a lapsed record is the truth (the agent cannot see)."""
         async with self._presence_lock:
             try:
                 sessions = await self.backend.list_sessions()
                 users = frozenset(account_name(s.user) for s in sessions)
-                await write_presence(
+                existed = await write_presence(
                     self.redis,
                     PresenceRecord(
                         self.host,
@@ -142,7 +139,7 @@ class Agent:
                         ),
                     ),
                 )
-                if users != self.users:
+                if users != self.users or not existed:
                     await wake(self.redis, self.host, "presence")
                     log.info("%s: presence changed (%d users)", self.host, len(users))
                 self.users = users

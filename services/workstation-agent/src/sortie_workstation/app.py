@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 
 from sortie_core.runtime import run_worker
+from sortie_core.settings import load_settings
 
 from .bootstrap import SERVICE, make_build
 from .settings import AgentSettings
 
 
 def main() -> None:
-    settings = AgentSettings()
+    settings = load_settings(AgentSettings)
     asyncio.run(run_worker(SERVICE, settings, make_build(settings)))

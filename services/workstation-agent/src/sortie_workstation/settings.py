@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from sortie_core.settings import ServiceSettings, redis_url_field
+from sortie_core.settings import ServiceSettings, redis_password_field, redis_url_field
 from sortie_core.streams import valid_host
 
 
@@ -23,6 +23,7 @@ class AgentSettings(ServiceSettings):
     )
 
     redis_url: SecretStr = redis_url_field("SORTIE_AGENT_")
+    redis_password: SecretStr | None = redis_password_field("SORTIE_AGENT_")
     # An agent's Redis account may not list or delete consumers; the orchestrator's
     # group janitor does not cover agents' groups, which hold one consumer each.
     consumer_expiry_s: float | None = None
@@ -50,6 +51,12 @@ class AgentSettings(ServiceSettings):
     # `close_browsers`) and always logs off, because a disconnected or locked session
     # keeps a browser holding the user's SSO cookie.
     shared_station: bool = False
+
+    def production_problems(self) -> list[str]:
+        problems = super().production_problems()
+        if self.backend == "simulated":
+            problems.append("SORTIE_AGENT_BACKEND: `simulated` is the demo's; use auto")
+        return problems
 
     @field_validator("host")
     @classmethod

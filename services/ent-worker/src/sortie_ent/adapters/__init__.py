@@ -4,14 +4,17 @@
 Implementations translate every failure into Sortie's error tree (`sortie_core.errors`):
 `TransientError`/`ThrottledError` (with `retry_after`) for what is worth retrying,
 `NotFoundError` for "nothing to end there", `RefusedError` for a call Sortie will not
-make (a URL outside the registry), `PermanentError` for the rest.
+make (a URL outside the registry), `PermanentError` for the rest (on the CAS: code
+`cas_rest_missing` when the REST ticket API answers 404, `cas_actuator_missing` when the
+actuator does, `cas_actuator_not_configured` when Sortie was told it has none).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
-from sortie_core.events import Subject
+from sortie_core.events import ServiceTicket, Subject
 
 from ..registry import Application
 
@@ -37,9 +40,28 @@ class AppLogout(Protocol):
     async def aclose(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class CasSession:
+    """One SSO session as the CAS reports it: its TGT and every service it reached."""
+
+    tgt: str
+    username: str
+    services: tuple[ServiceTicket, ...] = ()
+
+    def __repr__(self) -> str:  # the TGT and tickets are credentials
+        return f"CasSession(username={self.username!r}, services={len(self.services)})"
+
+
 class SsoSessions(Protocol):
+    # Where sessions are read from, for evidence and discovery reports.
+    source: str
+
+    async def user_sessions(self, username: str) -> list[CasSession]:
+        """Every live SSO session of `username`, with the services each reached."""
+
     async def destroy_ticket(self, tgt: str) -> None:
-        """End one SSO session by its ticket-granting ticket (NotFoundError if unknown)."""
+        """End one SSO session by its ticket-granting ticket. The CAS answers the same for
+        a known and an unknown TGT: only `user_sessions` tells whether it is gone."""
 
     async def destroy_user_sessions(self, username: str) -> None:
         """End every SSO session of `username`."""

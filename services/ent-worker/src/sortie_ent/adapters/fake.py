@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from sortie_core.errors import NotFoundError, RefusedError
-from sortie_core.events import Subject
+from sortie_core.errors import PermanentError, RefusedError
+from sortie_core.events import ServiceTicket, Subject
 
 from ..registry import Application, url_host
+from . import CasSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,26 +75,63 @@ class FakeAppLogout:
 
 @dataclass
 class FakeSsoSessions:
-    """A CAS holding `sessions`: TGT -> username."""
+    """A CAS holding `sessions` (TGT -> username) and the services each TGT reached
+    (`services`: TGT -> tickets). Like Apereo: a TGT delete answers the same whether the
+    TGT is known or not; `rest_missing` answers 404 there (`cas_rest_missing`),
+    `keep_sessions_on_delete` accepts deletes and keeps the sessions, `actuator=False` is
+    a deployment without the actuator. `failures` are raised by the next deletes and
+    `read_failures` by the next reads, one per call."""
 
     sessions: dict[str, str] = field(default_factory=dict)
+    services: dict[str, list[ServiceTicket]] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
     failures: list[Exception] = field(default_factory=list)
+    read_failures: list[Exception] = field(default_factory=list)
+    keep_sessions_on_delete: bool = False
+    rest_missing: bool = False
+    actuator: bool = True
     closed: bool = False
+    source: str = "cas ssoSessions actuator"
+
+    def login(self, tgt: str, username: str, *services: ServiceTicket) -> None:
+        self.sessions[tgt] = username
+        self.services[tgt] = list(services)
+
+    def _needs_actuator(self) -> None:
+        if not self.actuator:
+            raise PermanentError(
+                "the CAS ssoSessions actuator is not configured",
+                code="cas_actuator_not_configured",
+            )
+
+    async def user_sessions(self, username: str) -> list[CasSession]:
+        self.calls.append(("user_sessions", username))
+        self._needs_actuator()
+        if self.read_failures:
+            raise self.read_failures.pop(0)
+        return [
+            CasSession(tgt, user, tuple(self.services.get(tgt, ())))
+            for tgt, user in sorted(self.sessions.items())
+            if user.lower() == username.lower()
+        ]
 
     async def destroy_ticket(self, tgt: str) -> None:
         self.calls.append(("destroy_ticket", tgt))
+        if self.rest_missing:
+            raise PermanentError("the CAS ticket API answered HTTP 404", code="cas_rest_missing")
         if self.failures:
             raise self.failures.pop(0)
-        if self.sessions.pop(tgt, None) is None:
-            raise NotFoundError("SSO session already ended or unknown")
+        if not self.keep_sessions_on_delete:
+            self.sessions.pop(tgt, None)
 
     async def destroy_user_sessions(self, username: str) -> None:
         self.calls.append(("destroy_user_sessions", username))
+        self._needs_actuator()
         if self.failures:
             raise self.failures.pop(0)
-        for tgt in [t for t, user in self.sessions.items() if user == username]:
-            del self.sessions[tgt]
+        if not self.keep_sessions_on_delete:
+            for tgt in [t for t, user in self.sessions.items() if user.lower() == username.lower()]:
+                del self.sessions[tgt]
 
     async def aclose(self) -> None:
         self.closed = True

@@ -1,8 +1,12 @@
 """ENT applications and the CAS server over HTTP (httpx).
 
 CAS REST protocol: https://apereo.github.io/cas/development/protocol/REST-Protocol.html
-(`DELETE /v1/tickets/{TGT}`); the `ssoSessions` actuator:
-https://apereo.github.io/cas/development/authentication/Configuring-SSO-Sessions.html .
+(`DELETE /v1/tickets/{TGT}`, 200 for any TGT: apereo/cas `TicketGrantingTicketResource`);
+the `ssoSessions` actuator:
+https://apereo.github.io/cas/development/authentication/Configuring-SSO-Sessions.html ,
+response shape from apereo/cas `SingleSignOnSessionsEndpoint` (support/cas-server-support-
+reports): `{"activeSsoSessions": [{"ticket_granting_ticket", "authenticated_principal",
+"authenticated_services": {ST id: {"id": service URL, "originalUrl", ...}}, ...}]}`.
 Redirects are never followed: a logout call goes to the configured host or nowhere.
 Nothing here logs or reports a URL path: it can carry tickets. Reports name the host.
 """
@@ -15,7 +19,7 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 import httpx
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from sortie_core.errors import (
     NotFoundError,
@@ -25,16 +29,23 @@ from sortie_core.errors import (
     ThrottledError,
     TransientError,
 )
-from sortie_core.events import Subject
+from sortie_core.events import ServiceTicket, Subject
 from sortie_core.http import parse_retry_after
 
 from ..registry import Application, url_host
+from . import CasSession
 
 
 def status_error(
-    response: httpx.Response, who: str, prefix: str, *, not_found: bool
+    response: httpx.Response,
+    who: str,
+    prefix: str,
+    *,
+    not_found: bool,
+    missing_code: str | None = None,
 ) -> SortieError:
-    """Translate an HTTP error status. `not_found`: whether 404 means "nothing to end"."""
+    """Translate an HTTP error status. `not_found`: whether 404 means "nothing to end";
+    `missing_code`: the code of a 404 that means the endpoint itself is missing."""
     status = response.status_code
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
     if status == 429 or (status == 503 and retry_after is not None):
@@ -49,6 +60,12 @@ def status_error(
         )
     if status == 404 and not_found:
         return NotFoundError(f"{who} has nothing to end (HTTP 404)")
+    if status == 404 and missing_code:
+        return PermanentError(
+            f"{who} answered HTTP 404: the endpoint is missing (module not deployed or "
+            "wrong URL); the SSO session may still be alive",
+            code=missing_code,
+        )
     if status in (401, 403):
         return PermanentError(
             f"{who} refused Sortie's credentials (HTTP {status})", code=f"{prefix}_unauthorized"
@@ -70,7 +87,8 @@ async def _send(
     not_found: bool,
     auth: httpx.Auth | None = None,
     redirect_ok: bool = False,
-) -> None:
+    missing_code: str | None = None,
+) -> httpx.Response:
     try:
         response = await client.send(request, auth=auth)
     except httpx.TimeoutException as err:
@@ -80,9 +98,10 @@ async def _send(
             f"{who} unreachable ({type(err).__name__})", code=f"{prefix}_unreachable"
         ) from err
     if redirect_ok and response.is_redirect:
-        return
+        return response
     if not response.is_success:
-        raise status_error(response, who, prefix, not_found=not_found)
+        raise status_error(response, who, prefix, not_found=not_found, missing_code=missing_code)
+    return response
 
 
 def _escape_for(content_type: str) -> Any:
@@ -193,18 +212,53 @@ class HttpAppLogout:
         await _send(self._client, request, f"{app.name} ({url_host(url)})", "app", not_found=False)
 
 
+class _Service(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str | None = None
+    originalUrl: str | None = None
+
+
+class _ActuatorSession(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    ticket_granting_ticket: str
+    authenticated_principal: str = ""
+    authenticated_services: dict[str, _Service] = {}
+
+
+class _ActuatorListing(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    activeSsoSessions: list[_ActuatorSession]
+
+
+def _cas_session(raw: _ActuatorSession) -> CasSession:
+    services = tuple(
+        ServiceTicket(service=url, ticket=ticket)
+        for ticket, svc in raw.authenticated_services.items()
+        if (url := svc.id or svc.originalUrl) and ticket
+    )
+    return CasSession(raw.ticket_granting_ticket, raw.authenticated_principal, services)
+
+
 class CasRestSessions:
-    """`SsoSessions` on Apereo CAS: the REST ticket API and the `ssoSessions` actuator."""
+    """`SsoSessions` on Apereo CAS: the REST ticket API and the `ssoSessions` actuator.
+    `actuator=False`: the deployment has no actuator, so nothing can be read back."""
+
+    source = "cas ssoSessions actuator"
 
     def __init__(
         self,
         cas_url: str,
         *,
+        actuator: bool = True,
         actuator_user: SecretStr | None = None,
         actuator_password: SecretStr | None = None,
         timeout_s: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        self._actuator = actuator
         self._auth: httpx.Auth | None = None
         if actuator_user is not None and actuator_password is not None:
             self._auth = httpx.BasicAuth(
@@ -221,20 +275,79 @@ class CasRestSessions:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def destroy_ticket(self, tgt: str) -> None:
-        request = self._client.build_request("DELETE", f"/v1/tickets/{quote(tgt, safe='')}")
-        await _send(self._client, request, "the CAS ticket API", "cas", not_found=True)
+    def _needs_actuator(self) -> None:
+        if not self._actuator:
+            raise PermanentError(
+                "the CAS ssoSessions actuator is not configured "
+                "(SORTIE_ENT_CAS_ACTUATOR_ENABLED=false)",
+                code="cas_actuator_not_configured",
+            )
 
-    async def destroy_user_sessions(self, username: str) -> None:
+    async def user_sessions(self, username: str) -> list[CasSession]:
+        self._needs_actuator()
         path = f"/actuator/ssoSessions/users/{quote(username, safe='')}"
-        request = self._client.build_request("DELETE", path)
-        # A 404 here means the actuator is not exposed (CAS answers 200 for a user with no
-        # session): reporting it as not_found would leave sessions alive unnoticed.
-        await _send(
+        response = await _send(
             self._client,
-            request,
+            self._client.build_request("GET", path),
             "the CAS ssoSessions actuator",
             "cas",
             not_found=False,
             auth=self._auth,
+            missing_code="cas_actuator_missing",
         )
+        wanted = username.lower()
+        try:
+            listing = _ActuatorListing.model_validate_json(response.content)
+            return [
+                _cas_session(s)
+                for s in listing.activeSsoSessions
+                # Apereo filters case-insensitively; an older CAS may not filter at all.
+                if s.authenticated_principal.lower() == wanted
+            ]
+        except ValidationError as err:
+            raise PermanentError(
+                "the CAS ssoSessions actuator answered an unexpected body",
+                code="cas_actuator_unexpected",
+            ) from err
+
+    async def destroy_ticket(self, tgt: str) -> None:
+        request = self._client.build_request("DELETE", f"/v1/tickets/{quote(tgt, safe='')}")
+        # Apereo answers 200 for any TGT: a 404 means the REST module is missing.
+        await _send(
+            self._client,
+            request,
+            "the CAS ticket API",
+            "cas",
+            not_found=False,
+            missing_code="cas_rest_missing",
+        )
+
+    async def destroy_user_sessions(self, username: str) -> None:
+        self._needs_actuator()
+        path = f"/actuator/ssoSessions/users/{quote(username, safe='')}"
+        # A 404 here means the actuator is not exposed (CAS answers 200 for a user with no
+        # session): reporting it as not_found would leave sessions alive unnoticed.
+        response = await _send(
+            self._client,
+            self._client.build_request("DELETE", path),
+            "the CAS ssoSessions actuator",
+            "cas",
+            not_found=False,
+            auth=self._auth,
+            missing_code="cas_actuator_missing",
+        )
+        # One entry per TGT, each with its own status (500 when CAS failed to destroy it);
+        # CAS 6 answered one top-level status instead.
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        entries = list(body.values()) if isinstance(body, dict) else []
+        failed = [e for e in entries if isinstance(e, dict) and e.get("status") not in (200, None)]
+        if isinstance(body, dict) and body.get("status") not in (200, None):
+            failed.append(body)
+        if failed:
+            raise TransientError(
+                f"the CAS failed to destroy {len(failed)} SSO session(s)",
+                code="cas_destroy_failed",
+            )

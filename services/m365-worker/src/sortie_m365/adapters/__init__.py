@@ -9,10 +9,33 @@ rest. A step that cannot be done by this implementation raises
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import SecretStr
+
+# Graph `$filter` properties a user can be looked up by (`eq`), and whether `eq` on it is an
+# advanced query (`ConsistencyLevel: eventual` and `$count=true`), per the table in
+# https://learn.microsoft.com/graph/aad-advanced-queries ("Support for filter by properties").
+FILTER_PROPERTIES: dict[str, bool] = {
+    "mail": False,
+    "userPrincipalName": False,
+    "employeeId": False,
+    "onPremisesSamAccountName": True,
+}
+# How many matches a filter lookup asks for: two tell "one user" from "ambiguous".
+FILTER_TOP = 2
+# Get-CASMailbox / Set-CASMailbox switches for every client protocol of one mailbox.
+MAIL_PROTOCOLS = (
+    "OWAEnabled",
+    "ActiveSyncEnabled",
+    "MAPIEnabled",
+    "EwsEnabled",
+    "PopEnabled",
+    "ImapEnabled",
+    "OutlookMobileEnabled",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,11 +50,23 @@ class M365User:
 class M365Directory(Protocol):
     """One user's account in Microsoft 365 (Entra ID and Exchange Online).
 
-    `user` is the object id `find_user` returned (Graph's `/users/{id}` also takes a UPN).
+    `user` is the object id a lookup returned (Graph's `/users/{id}` also takes a UPN).
     """
 
-    async def find_user(self, key: str) -> M365User:
-        """The user whose UPN, mail or object id is `key`; `NotFoundError` if none."""
+    async def get_user(self, key: str) -> M365User:
+        """`GET /users/{key}`: `key` is an object id or a UPN (Graph does not resolve a
+        mail address there); `NotFoundError` if Graph does not know it."""
+
+    async def find_users(self, prop: str, value: str) -> list[M365User]:
+        """`GET /users?$filter={prop} eq '{value}'` (a FILTER_PROPERTIES name), at most
+        FILTER_TOP users; an empty list when none matches."""
+
+    async def read_user(self, user: str, fields: Sequence[str]) -> dict[str, Any]:
+        """`GET /users/{user}?$select=…`: the properties as Graph returns them (JSON)."""
+
+    async def read_mail_protocols(self, user: str) -> dict[str, bool]:
+        """`Get-CASMailbox`: each MAIL_PROTOCOLS switch of the user's mailbox. Raises
+        `StepSkipped` when the Exchange path is not configured."""
 
     async def revoke_sessions(self, user: str) -> None:
         """Invalidate every refresh token and session cookie of the user."""

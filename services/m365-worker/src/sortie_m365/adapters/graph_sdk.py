@@ -1,17 +1,19 @@
 """`M365Directory` on msgraph-sdk (https://github.com/microsoftgraph/msgraph-sdk-python).
 
-Calls: `GET /users/{id}` (and `GET /users?$filter=mail eq '…'` for a mail address that is
-not a UPN), `PATCH /users/{id}` (`accountEnabled`, `passwordProfile`),
-`POST /users/{id}/revokeSignInSessions`. The SDK's own retry middleware is left out so
-that `run_step` makes (and reports) every attempt; throttling is avoided up front by a
-per-tenant rate limiter shared through Redis, and calls in flight are bounded.
+Calls: `GET /users/{id}` (lookups and read-backs, `$select`), `GET /users?$filter=… eq '…'`
+(lookups by mail, employeeId, onPremisesSamAccountName: advanced queries carry
+`ConsistencyLevel: eventual` and `$count=true`), `PATCH /users/{id}` (`accountEnabled`,
+`passwordProfile`), `POST /users/{id}/revokeSignInSessions`. The SDK's own retry
+middleware is left out so that `run_step` makes (and reports) every attempt; throttling is
+avoided up front by a per-tenant rate limiter shared through Redis, and calls in flight
+are bounded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 import httpx
@@ -37,7 +39,7 @@ from sortie_core.errors import NotFoundError, PermanentError, TransientError
 from sortie_core.events import SkipReason
 from sortie_core.steps import StepSkipped
 
-from . import M365User
+from . import FILTER_PROPERTIES, FILTER_TOP, M365User
 from .graph_batch import GraphBatcher
 from .graph_errors import error_for
 
@@ -58,6 +60,8 @@ class WriteLimiter(Protocol):
 
 class MailboxProtocols(Protocol):
     async def disable(self, upn: str) -> None: ...
+
+    async def read(self, upn: str) -> dict[str, bool]: ...
 
     async def aclose(self) -> None: ...
 
@@ -200,45 +204,62 @@ class GraphSdkDirectory:
                 f"Graph sent unreadable JSON for {what}", code="graph_bad_json"
             ) from err
 
-    async def find_user(self, key: str) -> M365User:
-        query = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(select=_FIELDS)
+    async def _get_user_json(self, key: str, fields: Sequence[str], what: str) -> Any:
+        query = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(select=list(fields))
         info = self._user(key).to_get_request_information(
             RequestConfiguration(query_parameters=query)
         )
-        what = "the user lookup"
-        try:
-            if self.batcher is None:
-                found = await self._get_json(info, what)
-            else:
-                found = await self.batcher.submit(
-                    key, info, what, PERMISSION_READ, lambda: self._get_json(info, what)
-                )
-        except NotFoundError:
-            if "@" not in key:
-                raise
-            found = await self._find_by_mail(key)
-        if not isinstance(found, dict) or not isinstance(found.get("id"), str):
-            raise NotFoundError("user not found in Microsoft 365")
-        upn = found.get("userPrincipalName")
-        return M365User(
-            id=found["id"],
-            upn=upn if isinstance(upn, str) and upn else key,
-            guest=str(found.get("userType") or "").lower() == "guest",
+        if self.batcher is None:
+            return await self._get_json(info, what)
+        return await self.batcher.submit(
+            key, info, what, PERMISSION_READ, lambda: self._get_json(info, what)
         )
 
-    async def _find_by_mail(self, mail: str) -> dict[str, Any] | None:
+    async def get_user(self, key: str) -> M365User:
+        found = _user_from(await self._get_user_json(key, _FIELDS, "the user lookup"))
+        if found is None:
+            raise NotFoundError("user not found in Microsoft 365")
+        return found
+
+    async def find_users(self, prop: str, value: str) -> list[M365User]:
+        if prop not in FILTER_PROPERTIES:
+            raise PermanentError(f"cannot look users up by {prop!r}", code="invalid_lookup")
+        advanced = FILTER_PROPERTIES[prop]
         # OData string literals double their single quotes.
-        literal = mail.replace("'", "''")
+        literal = value.replace("'", "''")
         query = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(
-            filter=f"mail eq '{literal}'", select=_FIELDS, top=2
+            filter=f"{prop} eq '{literal}'",
+            select=_FIELDS,
+            top=FILTER_TOP,
+            count=True if advanced else None,
         )
         config: Any = RequestConfiguration(query_parameters=query)
+        if advanced:
+            config.headers.add("ConsistencyLevel", "eventual")
         info = self._client.users.to_get_request_information(config)
-        page = await self._get_json(info, "the user lookup by mail")
+        page = await self._get_json(info, f"the user lookup by {prop}")
         users = page.get("value") if isinstance(page, dict) else None
-        if not isinstance(users, list) or len(users) != 1 or not isinstance(users[0], dict):
-            return None
-        return users[0]
+        if not isinstance(users, list):
+            raise TransientError(
+                f"Graph sent no user list for the lookup by {prop}", code="graph_bad_json"
+            )
+        return [u for u in map(_user_from, users) if u is not None]
+
+    async def read_user(self, user: str, fields: Sequence[str]) -> dict[str, Any]:
+        found = await self._get_user_json(user, fields, "the read-back")
+        if not isinstance(found, dict):
+            raise TransientError("Graph sent no user for the read-back", code="graph_bad_json")
+        # `@odata.context` and other annotations are not properties.
+        return {k: v for k, v in found.items() if not k.startswith("@odata.")}
+
+    async def read_mail_protocols(self, user: str) -> dict[str, bool]:
+        if self._mailbox is None:
+            raise StepSkipped(
+                "mailbox protocols adapter not configured",
+                SkipReason.DISABLED_BY_CONFIGURATION,
+            )
+        async with self._slots:
+            return await self._mailbox.read(user)
 
     async def revoke_sessions(self, user: str) -> None:
         item = self._user(user).revoke_sign_in_sessions
@@ -288,3 +309,14 @@ class GraphSdkDirectory:
         # Exchange Online throttles apart from Graph: only the concurrency bound applies.
         async with self._slots:
             await self._mailbox.disable(user)
+
+
+def _user_from(found: Any) -> M365User | None:
+    if not isinstance(found, dict) or not isinstance(found.get("id"), str):
+        return None
+    upn = found.get("userPrincipalName")
+    return M365User(
+        id=found["id"],
+        upn=upn if isinstance(upn, str) and upn else found["id"],
+        guest=str(found.get("userType") or "").lower() == "guest",
+    )

@@ -1,0 +1,177 @@
+"""End to end throughput: `sortie up`'s processes (its own redis-server, the simulators at
+zero latency, every service), driven through the HTTP API; completions read from
+`request.finished`. Prints sagas/s, CPU ms per saga for every process, Redis commands per
+saga (INFO commandstats; scripts' and transactions' inner commands included, so EVALSHA
+and EXEC are shown apart as the round trips that carry them), request duration
+percentiles and Redis memory per finished request.
+
+    .venv/bin/python bench/e2e.py [--requests 2000] [--concurrency 64]
+
+The subjects are users the simulators do not know (Graph answers 404, no CAS session):
+every saga still runs both phases through every worker, with no application logout.
+Run it with another checkout's interpreter to measure that checkout (the figures in the
+report of issue 12 compare two).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from redis.asyncio import Redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sortie_cli.stack import Stack
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def cpu_all(stack: Stack) -> dict[str, float]:
+    return {p.name: cpu_s(p.popen.pid) for p in stack.procs if p.popen and p.alive()}
+
+
+async def commandstats(redis: Redis) -> dict[str, int]:
+    info: dict[str, Any] = await redis.info("commandstats")
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()}
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def drive(stack: Stack, requests: int, concurrency: int) -> dict[str, Any]:
+    redis = Redis.from_url(stack.urls["redis"])
+    finished: dict[str, float] = {}
+    last_id: Any = "$"
+    wanted: set[str] = set()
+    errors: dict[int, int] = {}
+
+    async def read_finished() -> None:
+        nonlocal last_id
+        while True:
+            reply: Any = await redis.xread({"request.finished": last_id}, block=1000, count=1000)
+            for _stream, entries in reply or []:
+                for entry_id, fields in entries:
+                    last_id = entry_id
+                    rid = fields[b"request_id"].decode()
+                    # Possibly before its POST returned: matched against `wanted` later.
+                    finished[rid] = json.loads(fields[b"data"])["duration_seconds"]
+
+    headers = {"Authorization": f"Bearer {stack.token}"}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(requests):
+        queue.put_nowait(i)
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            i = queue.get_nowait()
+            body = {
+                "subject": {"user_id": f"bench{i}", "upn": f"bench{i}@example.org"},
+                "targets": ["m365", "ent"],
+            }
+            resp = await client.post("/v1/logouts", json=body)
+            if resp.status_code == 202:
+                wanted.add(resp.json()["request_id"])
+            else:
+                errors[resp.status_code] = errors.get(resp.status_code, 0) + 1
+
+    reader = asyncio.create_task(read_finished())
+    cmd0, cpu0 = await commandstats(redis), cpu_all(stack)
+    mem0 = int((await redis.info("memory"))["used_memory"])
+    started = time.monotonic()
+    async with httpx.AsyncClient(
+        base_url=stack.urls["api"], headers=headers, limits=limits, timeout=30
+    ) as client:
+        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+    deadline = time.monotonic() + 120
+    while len(wanted & finished.keys()) < len(wanted) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    elapsed = time.monotonic() - started
+    cmd1, cpu1 = await commandstats(redis), cpu_all(stack)
+    mem1 = int((await redis.info("memory"))["used_memory"])
+    reader.cancel()
+    await redis.aclose()
+    durations = [finished[rid] for rid in wanted if rid in finished]
+    done = len(durations)
+    calls = {k: cmd1.get(k, 0) - cmd0.get(k, 0) for k in cmd1}
+    return {
+        "sent": requests,
+        "accepted": len(wanted),
+        "finished": done,
+        "errors": errors,
+        "elapsed_s": elapsed,
+        "sagas_per_s": done / elapsed if elapsed else 0.0,
+        "cpu_ms_per_saga": {
+            name: 1000 * (cpu1.get(name, 0.0) - cpu0.get(name, 0.0)) / max(done, 1) for name in cpu0
+        },
+        "commands_per_saga": sum(calls.values()) / max(done, 1),
+        "evalsha_exec_per_saga": (calls.get("evalsha", 0) + calls.get("exec", 0)) / max(done, 1),
+        "top_commands": sorted(calls.items(), key=lambda kv: -kv[1])[:12],
+        "p50_s": pct(durations, 0.50),
+        "p95_s": pct(durations, 0.95),
+        "p99_s": pct(durations, 0.99),
+        "memory_bytes_per_finished": (mem1 - mem0) / max(done, 1),
+    }
+
+
+def report(result: dict[str, Any]) -> None:
+    print(f"sent {result['sent']}, accepted {result['accepted']}, finished {result['finished']}")
+    print(f"errors by HTTP status: {result['errors'] or 'none'}")
+    print(f"sagas/s: {result['sagas_per_s']:.1f} over {result['elapsed_s']:.1f} s")
+    print("CPU ms per saga:")
+    total = 0.0
+    for name, ms in sorted(result["cpu_ms_per_saga"].items(), key=lambda kv: -kv[1]):
+        total += ms
+        print(f"  {name:28s} {ms:7.2f}")
+    print(f"  {'total':28s} {total:7.2f}")
+    print(
+        f"Redis commands per saga: {result['commands_per_saga']:.1f}"
+        f" (EVALSHA + EXEC: {result['evalsha_exec_per_saga']:.1f})"
+    )
+    print("  " + ", ".join(f"{k} {v}" for k, v in result["top_commands"]))
+    print(
+        f"request duration p50/p95/p99: {1000 * result['p50_s']:.0f} /"
+        f" {1000 * result['p95_s']:.0f} / {1000 * result['p99_s']:.0f} ms"
+    )
+    print(f"Redis memory per finished request: {result['memory_bytes_per_finished']:.0f} bytes")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--graph-writes-per-s", type=float, default=100_000.0)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="sortie-bench-"))
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    for service in ("ORCHESTRATOR", "M365", "ENT", "AGENT"):
+        env[f"SORTIE_{service}_LOG_LEVEL"] = "WARNING"
+    # The simulator does not throttle: measure Sortie, not the shipped tenant budget.
+    env["SORTIE_M365_TENANT_WRITES_PER_S"] = str(args.graph_writes_per_s)
+    stack = Stack(workdir=workdir, api_port=0, base_env=env)
+    stack.plan()
+    try:
+        stack.start(timeout=90)
+        report(asyncio.run(drive(stack, args.requests, args.concurrency)))
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()
