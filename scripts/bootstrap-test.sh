@@ -67,3 +67,18 @@ if ! command -v kubectl >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; t
       kubernetes-client >/dev/null
   }
 fi
+
+# axe-core (npm), the accessibility checks the browser tests run in Chromium. Into .venv,
+# with neither a package.json nor a lock file.
+axe=.venv/share/axe
+if [ ! -s "$axe/node_modules/axe-core/axe.min.js" ]; then
+  if ! command -v npm >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    echo "bootstrap: installing npm (accessibility checks)" >&2
+    $SUDO apt-get update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq npm >/dev/null
+  fi
+  mkdir -p "$axe"
+  (cd "$axe" && npm install --no-save --no-package-lock --no-audit --no-fund --silent \
+    axe-core@4.14.1 >/dev/null)
+fi

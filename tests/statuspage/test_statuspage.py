@@ -135,6 +135,48 @@ def test_events_follow_the_request_until_it_ends(base: str) -> None:
     assert len(bars) >= 2
 
 
+def test_pages_speak_the_browsers_language(base: str) -> None:
+    french = httpx.get(f"{base}/ui/login")
+    assert '<html lang="fr">' in french.text and "<h1>Connexion</h1>" in french.text
+    english = httpx.get(f"{base}/ui/login", headers={"Accept-Language": "en-US,en;q=0.9"})
+    assert '<html lang="en">' in english.text and "<h1>Sign in</h1>" in english.text
+    refused = httpx.post(f"{base}/ui/login", data={"token": "nope", "next": "/ui/"})
+    assert refused.status_code == 401 and "Ce jeton a été refusé." in refused.text
+
+
+def test_a_logout_answers_its_progress_page(base: str) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}", "Idempotency-Key": "click-1"}
+    body = {"subject": {"user_id": "zoe", "upn": "zoe@lycee.example"}}
+    first = httpx.post(f"{base}/v1/logouts", json=body, headers=headers).json()
+    again = httpx.post(f"{base}/v1/logouts", json=body, headers=headers).json()
+    assert first["request_id"] == again["request_id"]
+    assert first["progress_url"] != again["progress_url"]
+    for link in (first["progress_url"], again["progress_url"]):
+        assert link.startswith(f"{base}/logout/")
+        page = httpx.get(link)
+        assert page.status_code == 200
+        h = page.headers
+        assert "default-src 'none'" in h["content-security-policy"]
+        assert "script-src 'self'" in h["content-security-policy"]
+        assert h["cache-control"] == "no-store" and h["referrer-policy"] == "no-referrer"
+        assert "zoe" not in page.text and first["request_id"] not in page.text
+    offboarding = httpx.post(
+        f"{base}/v1/offboardings", json=body, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert offboarding.json()["progress_url"] is None
+    with httpx.stream("GET", first["progress_url"] + "/events") as events:
+        assert events.status_code == 200
+        assert events.headers["content-type"].startswith("text/event-stream")
+        kinds = []
+        for text in events.iter_lines():
+            if text.startswith("event: "):
+                kinds.append(text[7:])
+            if text == "event: end":
+                break
+    # No worker runs here: it times out and ends; each update was a fragment of the page.
+    assert kinds[0] == "update" and kinds[-1] == "end"
+
+
 def test_a_session_ends_with_its_token() -> None:
     """The session is bound to the token's digest, checked on every request: a token
     removed from the configuration (or replaced under the same name) ends its sessions."""

@@ -234,6 +234,8 @@ class Stack:
                 f"{api}/readyz",
                 SORTIE_ORCHESTRATOR_HTTP_PORT=str(self.api_port),
                 SORTIE_DEV_TOKEN=self.token or "",
+                # The display names of the applications, for the pages.
+                SORTIE_ORCHESTRATOR_ENT_REGISTRY_PATH=str(self.workdir / "ent-registry.yaml"),
                 **common(ORCHESTRATOR),
             )
         )
@@ -334,6 +336,7 @@ class Stack:
         for name, protocol in DEMO_APPS:
             base = f"{entapps_url}/{name}/"
             app: dict[str, Any] = {"name": name, "protocol": protocol, "timeout_s": 5}
+            app["display_name"] = name.capitalize() if len(name) > 3 else name.upper()
             app["service_urls"] = [base]
             if protocol == "http":
                 app.update(

@@ -105,6 +105,13 @@ class Application(BaseModel):
     # Connect client id (the token's `aud`).
     backchannel_logout_uri: str | None = None
     client_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    # What the pages call it ("Escada"), one text or one per language ({"fr": …, "en": …}):
+    # read by the orchestrator from this same file (its appnames.py); unused here.
+    display_name: (
+        Annotated[str, Field(min_length=1, max_length=100)]
+        | dict[Annotated[str, Field(pattern=r"^[a-z]{2}$")], Annotated[str, Field(max_length=100)]]
+        | None
+    ) = None
 
     _compiled: tuple[re.Pattern[str], ...] = PrivateAttr(default=())
     _prefixes: tuple[tuple[str, str, int, str], ...] = PrivateAttr(default=())

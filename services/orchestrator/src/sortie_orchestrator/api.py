@@ -24,7 +24,7 @@ from sortie_core.events import (
 )
 from sortie_core.services import OFFBOARD_ACTIONS
 
-from . import handlers, saga
+from . import handlers, logoutpage, saga
 from .auth import Principal, authenticate, require
 from .followup import FollowUp
 from .problems import Problem
@@ -130,6 +130,12 @@ class Accepted(BaseModel):
     request_id: uuid.UUID
     status: str
     links: Links
+    progress_url: str | None = Field(
+        default=None,
+        description="A logout only: the page to send the user's browser to. It shows, in "
+        "their language, each service as it is signed out, the SSO session last; needs no "
+        "login; unguessable; expires after `progress_ttl_s` (default 15 minutes).",
+    )
 
 
 class StepView(BaseModel):
@@ -310,6 +316,7 @@ async def post_logout(
     response: Response,
     principal: Annotated[Principal, Depends(require("logout:write"))],
     deps: Annotated[handlers.Deps, Depends(_deps)],
+    request: Request,
     idempotency_key: IdemKey = None,
 ) -> Accepted:
     sso = None
@@ -331,7 +338,10 @@ async def post_logout(
         principal=principal.name,
         fingerprint=fingerprint("logout", body),
     )
-    return _accepted(response, rid, created, "accepted")
+    accepted = _accepted(response, rid, created, "accepted")
+    ttl = request.app.state.settings.progress_ttl_s
+    token = await logoutpage.issue(deps.store.redis, rid, ttl)
+    return accepted.model_copy(update={"progress_url": logoutpage.progress_url(request, token)})
 
 
 @router.post(

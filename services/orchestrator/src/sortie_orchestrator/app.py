@@ -29,7 +29,18 @@ from sortie_core.runtime import cancel_tasks, consuming, setup_logging
 from sortie_core.settings import load_settings
 from sortie_core.trim import trim_stream
 
-from . import api, asyncapi, docs, handlers, jwks, problems, scim, statuspage, workstations_api
+from . import (
+    api,
+    asyncapi,
+    docs,
+    handlers,
+    jwks,
+    logoutpage,
+    problems,
+    scim,
+    statuspage,
+    workstations_api,
+)
 from .bootstrap import Wiring, bootstrap
 from .guards import FailedAuth
 from .presence import AGENTS
@@ -157,6 +168,7 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
     app.include_router(jwks.router)
     app.include_router(scim.router)
     app.include_router(statuspage.router)
+    app.include_router(logoutpage.router)
     app.include_router(asyncapi.router)
     app.include_router(workstations_api.router)
 

@@ -6,10 +6,11 @@ import hashlib
 import hmac
 import json
 from pathlib import Path
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import AnyHttpUrl, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from sortie_core.settings import ServiceSettings, redis_password_field, redis_url_field
@@ -117,6 +118,33 @@ class OrchestratorSettings(ServiceSettings):
     durable_replicas: int = Field(default=0, ge=0)
     durable_timeout_ms: int = Field(default=1000, ge=1)
     max_schedule_days: int = Field(default=400, ge=1)
+    # The pages (status page, the user's logout page): the language when the browser asks
+    # for none we speak, and the time zone their dates are shown in (with the offset).
+    default_language: Literal["fr", "en"] = "fr"
+    time_zone: str = "Europe/Paris"
+    # Display names of the ENT's applications: the ENT worker's registry file (its
+    # `display_name` fields) and/or a JSON mapping {"escada": "Escada"} or
+    # {"escada": {"fr": "…", "en": "…"}} (appnames.py).
+    ent_registry_path: Path | None = None
+    app_display_names: dict[str, str | dict[str, str]] = {}
+    # The user's logout page (`progress_url` of POST /v1/logouts): how long its link
+    # lives, the public base URL it is built on (default: the URL the caller used), and
+    # the ENT's public page it links back to (configured here only, never from a request),
+    # optionally followed by itself that many seconds after the end.
+    progress_ttl_s: int = Field(default=900, ge=60, le=86400)
+    public_url: AnyHttpUrl | None = None
+    ent_public_url: AnyHttpUrl | None = None
+    logout_return_after_s: int | None = Field(default=None, ge=1, le=3600)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
     # SCIM mapping and lifecycle policy (scim_policy.ScimConfig), as JSON, or a YAML/JSON
     # file (`scim_file`, which wins).
     scim: ScimConfig = Field(default_factory=ScimConfig)

@@ -7,19 +7,15 @@ token is removed (or loses `requests:read`), its sessions are worth nothing."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
 import re
 import secrets
-import time
 import uuid
-from collections.abc import AsyncIterator
-from html import escape
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import (
@@ -27,29 +23,21 @@ from fastapi.responses import (
     HTMLResponse,
     RedirectResponse,
     Response,
-    StreamingResponse,
 )
 
 from sortie_core.events import utcnow
 
-from . import handlers
+from . import handlers, i18n, sse
 from .guards import limiter, refuse_cross_site
 from .problems import Problem, problem_response
 from .security import is_secure
 from .settings import match_token
-from .statuspage_render import (
-    live_fragment,
-    page,
-    request_page,
-    request_rows,
-    template,
-)
+from .statuspage_render import live_fragment, render, request_page
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
 COOKIE = "sortie_session"
 SESSION_TTL_S = 8 * 3600
-SSE_MAX_S = 600
 SCOPE = "requests:read"
 _STATIC = Path(__file__).parent / "static"
 _STATUSES = [
@@ -115,14 +103,19 @@ def _to_login(request: Request) -> RedirectResponse:
     return RedirectResponse(f"/ui/login?next={quote(_safe_next(target), safe='/')}", 303)
 
 
-def _login_page(next_url: str, error: str = "", status: int = 200) -> HTMLResponse:
-    body = template("login.html").substitute(next=escape(next_url), error=escape(error))
-    return HTMLResponse(page("Sign in", body), status_code=status)
+def _login_page(
+    request: Request, next_url: str, error: str = "", status: int = 200
+) -> HTMLResponse:
+    t = i18n.from_request(request)
+    html = render(t, "login.html", viewer=None, next=next_url, error=error, scope=SCOPE)
+    return HTMLResponse(html, status_code=status)
 
 
 @router.get("/login")
-async def login_form(next: Annotated[str | None, Query(max_length=300)] = None) -> HTMLResponse:
-    return _login_page(_safe_next(next))
+async def login_form(
+    request: Request, next: Annotated[str | None, Query(max_length=300)] = None
+) -> HTMLResponse:
+    return _login_page(request, _safe_next(next))
 
 
 @router.post("/login")
@@ -151,11 +144,12 @@ async def login(request: Request) -> Response:
     if isinstance(token, str) and 0 < len(token) <= 512:
         found = match_token(request.app.state.token_table, token.strip())
     if found is None or SCOPE not in found[1]:
-        why = "This token was refused." if found is None else f"This token lacks {SCOPE}."
+        refused = i18n.N_("This token was refused.")
+        why = refused if found is None else i18n.N_("This token lacks requests:read.")
         failures.failed(request, "status page sign-in: " + why)
         if as_json:
             return problem_response(401, why, slug="unauthenticated")
-        return _login_page(next_url, why, 401)
+        return _login_page(request, next_url, i18n.from_request(request).gettext(why), 401)
     sid = secrets.token_urlsafe(32)
     digest = hashlib.sha256(token.strip().encode()).hexdigest()  # type: ignore[union-attr]
     await _deps(request).store.redis.set(
@@ -212,19 +206,21 @@ async def list_page(
         )
     except ValueError as exc:
         raise Problem(400, "invalid cursor", slug="invalid-cursor") from exc
-    options = "".join(
-        f'<option value="{s}"{" selected" if s == (status or "") else ""}>{s or "any"}</option>'
-        for s in _STATUSES
-    )
     more = ""
     if next_cursor:
-        q = f"cursor={quote(next_cursor)}" + (f"&user={quote(user)}" if user else "")
-        q += f"&status={quote(status)}" if status else ""
-        more = f'<p><a href="/ui/?{escape(q)}">Older requests →</a></p>'
-    body = template("list.html").substitute(
-        user=escape(user or ""), status_options=options, rows=request_rows(items), more=more
+        query = {"cursor": next_cursor, "user": user or "", "status": status or ""}
+        more = urlencode({k: v for k, v in query.items() if v})
+    html = render(
+        i18n.from_request(request),
+        "list.html",
+        viewer=viewer,
+        user=user or "",
+        status=status or "",
+        statuses=_STATUSES,
+        items=items,
+        more=more,
     )
-    return HTMLResponse(page("Requests", body, viewer))
+    return HTMLResponse(html)
 
 
 @router.get("/requests/{request_id}")
@@ -237,11 +233,8 @@ async def request_view(
     loaded = await deps.store.load(request_id)
     if loaded is None:
         raise Problem(404, f"no request {request_id}", slug="not-found")
-    return HTMLResponse(page(f"Request {request_id}", request_page(loaded.state, utcnow()), viewer))
-
-
-def _event(name: str, data: str) -> str:
-    return f"event: {name}\n" + "".join(f"data: {line}\n" for line in data.splitlines()) + "\n"
+    t = i18n.from_request(request)
+    return HTMLResponse(request_page(t, loaded.state, utcnow(), viewer))
 
 
 @router.get("/requests/{request_id}/events")
@@ -253,33 +246,11 @@ async def request_events(
     if await deps.store.load(request_id) is None:
         raise Problem(404, f"no request {request_id}", slug="not-found")
 
-    async def stream() -> AsyncIterator[str]:
-        seen: int | None = None
-        quiet_since = time.monotonic()
-        stop_at = time.monotonic() + SSE_MAX_S
-        yield "retry: 2000\n\n"
-        while time.monotonic() < stop_at and not await request.is_disconnected():
-            if await _viewer(request) is None:
-                yield _event("end", "signed out")  # the session or its token is gone
-                return
-            loaded = await deps.store.load(request_id)
-            if loaded is None:
-                yield _event("end", "gone")
-                return
-            if loaded.version != seen:
-                seen = loaded.version
-                quiet_since = time.monotonic()
-                yield _event("update", live_fragment(loaded.state, utcnow()))
-                if loaded.state.finished:
-                    yield _event("end", loaded.state.status)
-                    return
-            elif time.monotonic() - quiet_since > 15:
-                quiet_since = time.monotonic()
-                yield ": still running\n\n"
-            await asyncio.sleep(0.2)
+    t = i18n.from_request(request)
 
-    return StreamingResponse(
-        stream(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    async def signed_in() -> bool:
+        return await _viewer(request) is not None  # the session or its token may be gone
+
+    return sse.follow(
+        deps.store, request, request_id, lambda s: live_fragment(t, s, utcnow()), signed_in
     )

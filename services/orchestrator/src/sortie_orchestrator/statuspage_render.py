@@ -1,65 +1,54 @@
-"""HTML for the helpdesk status page: the request list, and one request's timeline drawn
-as an SVG (one bar per step on a shared time axis). Every value is escaped."""
+"""HTML for the helpdesk status page and the user's logout page: Jinja2 templates (one
+environment per language, autoescaped) and one request's timeline drawn as an SVG (one
+bar per step on a shared time axis). Every value is escaped."""
 
 from __future__ import annotations
 
 import math
-import string
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 from html import escape
 from pathlib import Path
-from urllib.parse import quote
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
 
 from sortie_core.events import StepResult
 
-from .saga import SagaState, ServiceState, coverage, proof_of
+from . import labels
+from .i18n import L10n, translations
+from .saga import SagaState, ServiceState, coverage
 
 _HERE = Path(__file__).parent
 _LABEL_W, _PLOT_L, _PLOT_R, _ROW_H, _TOP = 230, 240, 960, 26, 34
 
 
 @cache
-def template(name: str) -> string.Template:
-    return string.Template((_HERE / "templates" / name).read_text())
-
-
-def page(title: str, body: str, user: str | None = None) -> str:
-    nav = (
-        f'<form method="post" action="/ui/logout" class="who">{escape(user)} '
-        '<button type="submit">Sign out</button></form>'
-        if user
-        else ""
+def environment(lang: str) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(_HERE / "templates"),
+        autoescape=True,
+        extensions=["jinja2.ext.i18n"],
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
-    return template("base.html").substitute(title=escape(title), body=body, nav=nav)
+    env.install_gettext_translations(translations(lang), newstyle=True)  # type: ignore[attr-defined]
+    env.globals["labels"] = labels
+    return env
 
 
-def _when(dt: datetime | None) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if dt else "—"
+def render(t: L10n, name: str, **context: Any) -> str:
+    return environment(t.lang).get_template(name).render(t=t, **context)
 
 
-def status_badge(status: str) -> str:
-    return f'<span class="badge s-{escape(status)}">{escape(status.replace("_", " "))}</span>'
-
-
-def request_rows(items: list[SagaState]) -> str:
-    if not items:
-        return '<tr><td colspan="6" class="empty">No request.</td></tr>'
-    rows = []
-    for s in items:
-        dur = s.duration_seconds()
-        rows.append(
-            "<tr>"
-            f'<td><a href="/ui/requests/{s.request_id}">{str(s.request_id)[:8]}</a></td>'
-            f"<td>{escape(s.kind.value)}</td>"
-            f'<td><a href="/ui/?user={escape(quote(s.subject.user_id, safe=""))}">'
-            f"{escape(s.subject.user_id)}</a></td>"
-            f"<td>{status_badge(s.status)}</td>"
-            f"<td>{_when(s.created_at)}</td>"
-            f"<td>{'' if dur is None else f'{dur:.3f} s'}</td>"
-            "</tr>"
-        )
-    return "\n".join(rows)
+def rows(state: SagaState) -> list[tuple[str, ServiceState]]:
+    """Every service of the request, the SSO session last."""
+    out = sorted(state.services.items())
+    if state.sso is not None:
+        out.append(("sso", state.sso))
+    return out
 
 
 def _tick_step(span_ms: float) -> float:
@@ -71,41 +60,42 @@ def _tick_step(span_ms: float) -> float:
     return 10 * power
 
 
-def _fmt_ms(ms: float) -> str:
-    return f"{ms / 1000:g} s" if ms >= 1000 else f"{ms:g} ms"
+def _fmt_ms(t: L10n, ms: float) -> str:
+    return f"{t.number(ms / 1000)} s" if ms >= 1000 else f"{t.number(ms)} ms"
 
 
-def _rows(state: SagaState) -> list[tuple[str, str, ServiceState]]:
-    rows = [(name, name, svc) for name, svc in sorted(state.services.items())]
-    if state.sso is not None:
-        rows.append(("sso", "sso (CAS)", state.sso))
-    return rows
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def timeline_svg(state: SagaState, now: datetime) -> str:
+def timeline_svg(t: L10n, state: SagaState, now: datetime) -> Markup:
     """Each service's steps as bars from their start to their end, SSO last."""
     t0 = state.started_at or state.created_at
     end = state.finished_at or now
     lanes: list[tuple[str, str, float, float, str]] = []  # label, outcome, start, end, tip
-    for _key, label, svc in _rows(state):
+    for name, svc in rows(state):
+        label = labels.service_name(t, name)
         if not svc.steps:
-            lanes.append((f"{label} · {svc.state}", f"w-{svc.state}", 0.0, -1.0, svc.state))
+            what = labels.service_state(t, svc.state)
+            lanes.append((f"{label} · {what}", f"w-{svc.state}", 0.0, -1.0, what))
         for step in svc.steps:
             a = (step.started_at - t0).total_seconds() * 1000
             b = (step.finished_at - t0).total_seconds() * 1000
-            tip = f"{label} {step.action}: {step.outcome.value}, {b - a:.1f} ms"
+            plain = labels.step_name(t, name, step.action)
+            tip = f"{plain}: {labels.outcome(t, step.outcome.value)}, {_fmt_ms(t, b - a)}"
             if step.attempts > 1:
-                tip += f", {step.attempts} attempts"
-            lanes.append((f"{label} · {step.action}", step.outcome.value, a, b, tip))
+                tip += " · " + t.gettext("%(n)s attempts") % {"n": step.attempts}
+            lanes.append((plain, step.outcome.value, a, b, tip))
             end = max(end, step.finished_at)
     span = max((end - t0).total_seconds() * 1000, 1.0)
     step_ms = _tick_step(span)
     span = math.ceil(span / step_ms) * step_ms
     scale = (_PLOT_R - _PLOT_L) / span
     height = _TOP + max(len(lanes), 1) * _ROW_H + 12
+    aria = escape(t.gettext("timeline of the steps"))
     out = [
         f'<svg class="timeline" viewBox="0 0 980 {height}" width="980" height="{height}" '
-        'role="img" aria-label="timeline of the steps" xmlns="http://www.w3.org/2000/svg">'
+        f'role="img" aria-label="{aria}" xmlns="http://www.w3.org/2000/svg">'
     ]
     ticks = round(span / step_ms)
     for i in range(ticks + 1):
@@ -113,7 +103,9 @@ def timeline_svg(state: SagaState, now: datetime) -> str:
         out.append(
             f'<line class="grid" x1="{x:.1f}" y1="{_TOP - 6}" x2="{x:.1f}" y2="{height - 8}"/>'
         )
-        out.append(f'<text class="tick" x="{x:.1f}" y="{_TOP - 12}">{_fmt_ms(i * step_ms)}</text>')
+        out.append(
+            f'<text class="tick" x="{x:.1f}" y="{_TOP - 12}">{_fmt_ms(t, i * step_ms)}</text>'
+        )
     if state.sso_requested_at is not None:
         x = _PLOT_L + (state.sso_requested_at - t0).total_seconds() * 1000 * scale
         out.append(
@@ -121,7 +113,8 @@ def timeline_svg(state: SagaState, now: datetime) -> str:
         )
     for i, (label, outcome, a, b, tip) in enumerate(lanes):
         y = _TOP + i * _ROW_H
-        out.append(f'<text class="lane" x="{_LABEL_W}" y="{y + 17}">{escape(label[:34])}</text>')
+        name = escape(_clip(label, 36))
+        out.append(f'<text class="lane" x="{_LABEL_W}" y="{y + 17}">{name}</text>')
         if b < 0:
             x = _PLOT_L
             w = max((end - t0).total_seconds() * 1000 * scale, 2)
@@ -139,104 +132,33 @@ def timeline_svg(state: SagaState, now: datetime) -> str:
         # Near the right edge the duration goes left of its bar.
         right = x + w + 60 < _PLOT_R + 20
         tx, cls = (x + w + 4, "dur") if right else (x - 4, "dur left")
-        out.append(f'<text class="{cls}" x="{tx:.1f}" y="{y + 17}">{b - a:.1f} ms</text>')
+        out.append(f'<text class="{cls}" x="{tx:.1f}" y="{y + 17}">{_fmt_ms(t, b - a)}</text>')
     out.append("</svg>")
-    return "".join(out)
+    return Markup("".join(out))  # noqa: S704 (every value above is escaped)
 
 
-def step_table(state: SagaState) -> str:
-    rows = []
-    for _key, label, svc in _rows(state):
-        if not svc.steps:
-            rows.append(
-                f'<tr><td>{escape(label)}</td><td colspan="4">{escape(svc.state)}</td></tr>'
-            )
-        for step in svc.steps:
-            err = f"{step.error.code}: {step.error.message}" if step.error else step.detail or ""
-            proof = proof_of(step)
-            rows.append(
-                f"<tr><td>{escape(label)}</td><td>{escape(step.action)}</td>"
-                f'<td><span class="o-{escape(step.outcome.value)}">'
-                f"{escape(step.outcome.value)}</span></td>"
-                f'<td><span class="p-{"ok" if step.done else "no"}">{escape(proof)}</span>'
-                f"{_evidence(step)}</td>"
-                f"<td>{step.duration_seconds * 1000:.1f} ms"
-                f"{f' ({step.attempts} attempts)' if step.attempts > 1 else ''}</td>"
-                f"<td>{escape(err[:300])}</td></tr>"
-            )
-    return (
-        '<table class="steps"><thead><tr><th>Service</th><th>Step</th><th>Outcome</th>'
-        "<th>Proof</th><th>Duration</th><th>Detail</th></tr></thead><tbody>"
-        + "".join(rows)
-        + "</tbody></table>"
-    )
-
-
-def _evidence(step: StepResult) -> str:
+def evidence(t: L10n, step: StepResult) -> str:
     ev = step.evidence
     if ev is None:
         return ""
     seen = ", ".join(f"{k}={v}" for k, v in ev.observed.items())
-    return (
-        f'<div class="evidence">{escape(ev.source)} at {_when(ev.read_at)}'
-        f"{': ' + escape(seen[:300]) if seen else ''}</div>"
-    )
+    text = t.gettext("%(source)s at %(when)s") % {"source": ev.source, "when": t.when(ev.read_at)}
+    return text + (": " + seen[:300] if seen else "")
 
 
-def coverage_list(state: SagaState) -> str:
-    cov = coverage(state)
-
-    def n(value: int | None) -> str:
-        return "unknown" if value is None else str(value)
-
-    tried = ", ".join(cov.m365_identity_tried) or "nothing"
-    facts = [
-        ("Microsoft 365 identity", cov.m365_identity or f"not resolved (tried: {tried})"),
-        ("SSO sessions", f"{n(cov.sso_sessions_found)} found, {n(cov.sso_sessions_ended)} ended"),
-        (
-            "Applications reached",
-            (", ".join(cov.applications) or "none found")
-            + f" (tickets: {n(cov.tickets_found)} found in the CAS,"
-            f" {n(cov.tickets_from_caller)} from the caller)",
-        ),
-        ("Hosts with a session", ", ".join(cov.hosts) or "none"),
-        (
-            "Steps",
-            f"{cov.steps_total}: {cov.steps_verified} verified, {cov.steps_acknowledged} "
-            f"acknowledged, {cov.steps_not_proven} not proven",
-        ),
-    ]
-    items = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in facts)
-    return f'<dl class="facts coverage">{items}</dl>'
-
-
-def live_fragment(state: SagaState, now: datetime) -> str:
+def live_fragment(t: L10n, state: SagaState, now: datetime) -> str:
     """What the server-sent events replace as steps finish."""
-    dur = state.duration_seconds()
-    facts = [
-        f'<dt>Status</dt><dd id="status">{status_badge(state.status)}</dd>',
-        f"<dt>Created</dt><dd>{_when(state.created_at)}</dd>",
-    ]
-    if state.effective_at:
-        facts.append(f"<dt>Effective</dt><dd>{_when(state.effective_at)}</dd>")
-    if dur is not None:
-        facts.append(f"<dt>Duration</dt><dd>{dur:.3f} s</dd>")
-    return (
-        f'<dl class="facts">{"".join(facts)}</dl>'
-        f"<h2>Timeline</h2>{timeline_svg(state, now)}"
-        f"<h2>Steps</h2>{step_table(state)}"
-        f"<h2>Coverage</h2>{coverage_list(state)}"
+    return render(
+        t,
+        "live.html",
+        state=state,
+        services=rows(state),
+        cov=coverage(state),
+        timeline=timeline_svg(t, state, now),
+        evidence=evidence,
     )
 
 
-def request_page(state: SagaState, now: datetime) -> str:
-    subject = state.subject
-    who = escape(subject.user_id) + (f" ({escape(subject.upn)})" if subject.upn else "")
-    events = "" if state.finished else f' data-events="/ui/requests/{state.request_id}/events"'
-    return (
-        f'<p><a href="/ui/">← all requests</a></p>'
-        f"<h1>{escape(state.kind.value.capitalize())} of {who}</h1>"
-        f'<p class="rid">Request {state.request_id} · reason {escape(state.reason)}'
-        f" · by {escape(state.requested_by or '—')}</p>"
-        f'<section id="live"{events}>{live_fragment(state, now)}</section>'
-    )
+def request_page(t: L10n, state: SagaState, now: datetime, viewer: str | None) -> str:
+    live = Markup(live_fragment(t, state, now))  # noqa: S704 (rendered autoescaped)
+    return render(t, "request.html", viewer=viewer, state=state, live=live)

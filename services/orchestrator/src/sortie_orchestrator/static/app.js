@@ -16,7 +16,7 @@
         if (resp.ok) {
           location.replace(form.dataset.next || "/ui/");
         } else {
-          document.getElementById("login-error").textContent = "This token was refused.";
+          document.getElementById("login-error").textContent = form.dataset.refused;
         }
       });
     }

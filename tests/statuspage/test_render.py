@@ -1,0 +1,52 @@
+"""What the status page shows of a request's follow-ups and healing, in French."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sortie_core.events import Outcome, StepError, StepResult, Subject
+from sortie_orchestrator.followup import FollowUp
+from sortie_orchestrator.i18n import L10n
+from sortie_orchestrator.saga import ServiceState, new_logout
+from sortie_orchestrator.statuspage_render import live_fragment
+
+FR = L10n("fr", ZoneInfo("Europe/Paris"))
+AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+def test_follow_ups_and_healing_are_shown() -> None:
+    state = new_logout(uuid.uuid4(), Subject(user_id="alice"), "user_logout", [], None, AT)
+    failed = StepResult(
+        action="revoke_sessions",
+        outcome=Outcome.FAILED,
+        attempts=3,
+        started_at=AT,
+        finished_at=AT + timedelta(seconds=2),
+        error=StepError(code="http_503", message="Service Unavailable", retryable=True),
+    )
+    state.status = "partial"
+    state.finished_at = AT + timedelta(seconds=3)
+    state.services = {"m365": ServiceState(state="reported", steps=[failed], late=True)}
+    state.followups = {
+        "m365": FollowUp(
+            attempt=2,
+            next_at=AT + timedelta(minutes=1),
+            actions=["revoke_sessions"],
+            last_error="http_503",
+        )
+    }
+    state.followup_until = AT + timedelta(hours=24)
+    html = live_fragment(FR, state, AT + timedelta(seconds=5))
+    assert "<h2>Nouvelles tentatives</h2>" in html
+    assert "jusqu'au 2 déc. 2026, 10:00:00 (UTC+01:00)" in html
+    assert "1 déc. 2026, 10:01:00 (UTC+01:00)" in html  # the next attempt
+    assert "Échec (http_503)" in html and "3 tentatives" in html and "réponse tardive" in html
+    assert "Partielle" in html
+    state.status = "completed"
+    state.followups = {}
+    state.healed_at = AT + timedelta(minutes=1)
+    healed = live_fragment(FR, state, AT + timedelta(minutes=2))
+    assert "Nouvelles tentatives" not in healed
+    assert "Rétablie" in healed and "une nouvelle tentative a prouvé les étapes restantes" in healed
