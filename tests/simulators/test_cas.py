@@ -222,6 +222,15 @@ async def test_missing_rest_module_answers_404(client: httpx.AsyncClient) -> Non
     assert refused.status_code == 422
 
 
+async def test_a_cas_that_is_down_answers_503_and_comes_back(client: httpx.AsyncClient) -> None:
+    await client.post("/_sim/config", json={"down": True})
+    assert (await client.delete(f"/cas/v1/tickets/{DEMO_TGT}")).status_code == 503
+    assert (await client.get("/cas/actuator/ssoSessions/users/alice")).status_code == 503
+    await client.post("/_sim/config", json={"down": False})
+    listed = (await client.get("/cas/actuator/ssoSessions/users/alice")).json()
+    assert len(listed["activeSsoSessions"]) == 1  # nothing was lost while it was down
+
+
 async def test_actuator_basic_auth() -> None:
     app = cas.create_app(seed_demo=True, actuator_user="ops", actuator_password="s3cret")
     async with asgi_client(app) as client:

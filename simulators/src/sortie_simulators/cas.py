@@ -130,6 +130,8 @@ class CasFaults:
     keep_sessions_on_delete: bool = False
     # The REST module is not deployed: 404 on every /cas/v1/tickets request.
     tickets_api_missing: bool = False
+    # The CAS is down (behind its load balancer): 503 on everything but /_sim.
+    down: bool = False
 
 
 class CasSimulator:
@@ -209,6 +211,7 @@ class FaultsUpdate(BaseModel):
 
     keep_sessions_on_delete: bool | None = None
     tickets_api_missing: bool | None = None
+    down: bool | None = None
 
 
 def _text(body: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -246,6 +249,12 @@ def create_app(
         load_demo(sim, entapps_url)
     app = FastAPI(title="Sortie CAS simulator", docs_url="/_sim/docs")
     app.state.sim = sim
+
+    @app.middleware("http")
+    async def outage(request: Request, call_next: Any) -> Any:
+        if sim.faults.down and not request.url.path.startswith("/_sim"):
+            return _text("Service Unavailable", 503)
+        return await call_next(request)
 
     async def latency() -> None:
         await sleep_ms(latency_ms)
