@@ -200,7 +200,11 @@ async def test_a_lying_cas_accepts_deletes_and_keeps_the_sessions(
     client: httpx.AsyncClient,
 ) -> None:
     config = await client.post("/_sim/config", json={"keep_sessions_on_delete": True})
-    assert config.json() == {"keep_sessions_on_delete": True, "tickets_api_missing": False}
+    assert config.json() == {
+        "keep_sessions_on_delete": True,
+        "tickets_api_missing": False,
+        "down": False,
+    }
     assert (await client.delete(f"/cas/v1/tickets/{DEMO_TGT}")).status_code == 200
     users = await client.delete("/cas/actuator/ssoSessions/users/alice")
     assert list(users.json()) == [DEMO_TGT]
