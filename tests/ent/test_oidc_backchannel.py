@@ -153,11 +153,13 @@ async def test_the_simulated_app_rejects_what_a_relying_party_must(
     signer = LogoutTokenSigner(generate_key_pem(), issuer=setup.issuer)
     await publish_signing_key(redis, signer.public_jwk, grace_s=300)
 
-    # Wrong audience: Sortie's step fails (400 is not retried); the session stays.
+    # Wrong audience: Sortie's step fails, retryable (a refused token is most often a
+    # JWKS not current at the RP: the follow-up delivery sends it again); the session stays.
     steps = await run_logout(setup, signer, registry_for(setup.sim_url, per_client="ism"))
     per = steps["app_logout:per"]
     assert per.outcome is Outcome.FAILED  # type: ignore[attr-defined]
-    assert per.error.code == "app_rejected"  # type: ignore[attr-defined]
+    assert per.error.code == "logout_token_rejected"  # type: ignore[attr-defined]
+    assert per.error.retryable  # type: ignore[attr-defined]
     assert await sessions(setup.sim, "per") == ["alice"]
     accepted, reason = await last_reason(setup.sim, "per")
     assert not accepted and "aud" in reason

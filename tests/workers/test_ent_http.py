@@ -149,9 +149,15 @@ async def test_backchannel_logout_posts_the_token(
     assert (seen.method, seen.path) == ("POST", "/ism/oidc/backchannel-logout")
     assert seen.form() == {"logout_token": "h.p.s"}
     stub.script("POST", "/ism/oidc/backchannel-logout", Reply(400, {"error": "invalid_request"}))
-    with pytest.raises(PermanentError) as info:
+    # A refused token is worth sending again later (the RP's JWKS may not be current).
+    with pytest.raises(TransientError) as info:
         await apps.backchannel_logout(bcl_app(base), "h.p.s", timeout_s=2)
-    assert info.value.code == "app_rejected"
+    assert info.value.code == "logout_token_rejected"
+    # Credentials refused are not a token problem: final at once.
+    stub.script("POST", "/ism/oidc/backchannel-logout", Reply(403, {"error": "forbidden"}))
+    with pytest.raises(PermanentError) as refused:
+        await apps.backchannel_logout(bcl_app(base), "h.p.s", timeout_s=2)
+    assert refused.value.code == "app_unauthorized"
 
 
 async def test_slow_app_times_out_as_transient(

@@ -209,7 +209,19 @@ class HttpAppLogout:
             headers={"Cache-Control": "no-store"},
             timeout=timeout_s,
         )
-        await _send(self._client, request, f"{app.name} ({url_host(url)})", "app", not_found=False)
+        who = f"{app.name} ({url_host(url)})"
+        try:
+            await _send(self._client, request, who, "app", not_found=False)
+        except PermanentError as exc:
+            if exc.code != "app_rejected":
+                raise
+            # The RP could not validate the token. Most often its copy of the JWKS lacks
+            # the signing key (just rotated, or re-published after Redis lost its data):
+            # worth sending again later (follow-up delivery), not a final answer.
+            raise TransientError(
+                f"{exc.message}: the logout token was refused (JWKS not current there?)",
+                code="logout_token_rejected",
+            ) from exc
 
 
 class _Service(BaseModel):
