@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from sortie_cli.stack import Stack
 from sortie_simulators.demo import ALICE
+from tests.stacks import running_stack, wait_status
 
 pytestmark = pytest.mark.e2e
 
@@ -26,25 +26,8 @@ FAST = {
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir: Path = tmp_path_factory.mktemp("sortie-followup")
-    s = Stack(workdir=workdir, api_port=0, base_env={"PATH": "/usr/bin:/bin", **FAST})
-    s.plan()
-    try:
-        s.start(timeout=90)
+    with running_stack(tmp_path_factory.mktemp("sortie-followup"), FAST) as s:
         yield s
-    finally:
-        s.stop()
-
-
-def _view(client: httpx.Client, rid: str, until: set[str], timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    view: dict = {}
-    while time.monotonic() < deadline:
-        view = client.get(f"/v1/requests/{rid}").json()
-        if view["status"] in until:
-            return view
-        time.sleep(0.1)
-    raise AssertionError(f"request {rid} never reached {until}: {view}")
 
 
 def test_an_application_down_past_the_deadline_is_logged_out_when_it_returns(
@@ -58,7 +41,7 @@ def test_an_application_down_past_the_deadline_is_logged_out_when_it_returns(
         resp = client.post("/v1/logouts", json={"subject": subject, "targets": ["ent"]})
         assert resp.status_code == 202, resp.text
         rid = resp.json()["request_id"]
-        partial = _view(client, rid, {"partial", "failed", "completed"})
+        partial = wait_status(client, rid, {"partial", "failed", "completed"})
         assert partial["status"] == "partial", partial
         assert "ent" in partial["followups"], partial
         mer = {s["action"]: s for s in partial["services"]["ent"]["steps"]}["app_logout:mer"]
@@ -70,7 +53,7 @@ def test_an_application_down_past_the_deadline_is_logged_out_when_it_returns(
         still = client.get(f"/v1/requests/{rid}").json()
         assert still["status"] == "partial" and still["followups"]["ent"]["attempt"] >= 1
         httpx.post(f"{apps}/_sim/config", json={"fail_apps": []}).raise_for_status()
-        healed = _view(client, rid, {"completed"})
+        healed = wait_status(client, rid, {"completed"})
     assert healed["healed_at"] is not None and healed["followups"] == {}
     steps = {s["action"]: s for s in healed["services"]["ent"]["steps"]}
     assert steps["app_logout:mer"]["outcome"] == "succeeded"

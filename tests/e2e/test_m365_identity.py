@@ -20,6 +20,7 @@ from sortie_cli.stack import Stack
 from sortie_core import streams
 from sortie_core.events import RevocationCompleted, decode_event
 from sortie_simulators.demo import BOB, DAVE
+from tests.stacks import running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -32,18 +33,10 @@ M365_ACTIONS = ["block_sign_in", "reset_password", "revoke_sessions", "disable_m
 def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    s = Stack(
-        workdir=tmp_path_factory.mktemp("sortie-up"),
-        api_port=0,
-        base_env={"PATH": "/usr/bin:/bin"},
-        m365_identity_lookups=request.param,
-    )
-    s.plan()
-    try:
-        s.start(timeout=90)
+    with running_stack(
+        tmp_path_factory.mktemp("sortie-up"), m365_identity_lookups=request.param
+    ) as s:
         yield s
-    finally:
-        s.stop()
 
 
 def offboard_and_wait(stack: Stack, user: str, *extra: str) -> subprocess.CompletedProcess[str]:

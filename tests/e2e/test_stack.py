@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 
 import httpx
 import pytest
@@ -14,20 +13,15 @@ from redis import Redis
 
 from sortie_cli.stack import Stack
 from sortie_simulators.demo import ALICE
+from tests.stacks import running_stack
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir: Path = tmp_path_factory.mktemp("sortie-up")
-    s = Stack(workdir=workdir, api_port=0, base_env={"PATH": "/usr/bin:/bin"})
-    s.plan()
-    try:
-        s.start(timeout=90)
+    with running_stack(tmp_path_factory.mktemp("sortie-up")) as s:
         yield s
-    finally:
-        s.stop()
 
 
 def api(stack: Stack) -> httpx.Client:

@@ -16,6 +16,7 @@ import pytest
 
 from sortie_cli.stack import Stack
 from sortie_simulators.demo import ALICE, BOB
+from tests.stacks import running_stack
 from tests.statuspage.chromium import chromium
 
 pytestmark = pytest.mark.e2e
@@ -26,17 +27,8 @@ FINAL = ("completed", "partial", "failed", "cancelled")
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = Stack(
-        workdir=tmp_path_factory.mktemp("sortie-intake"),
-        api_port=0,
-        base_env={"PATH": "/usr/bin:/bin"},
-    )
-    s.plan()
-    try:
-        s.start(timeout=90)
+    with running_stack(tmp_path_factory.mktemp("sortie-intake")) as s:
         yield s
-    finally:
-        s.stop()
 
 
 def wait_final(client: httpx.Client, link: str, timeout: float = 30) -> dict:

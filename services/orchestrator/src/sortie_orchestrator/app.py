@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from sortie_core import streams
+from sortie_core import services, streams
 from sortie_core.events import Kind, utcnow
 from sortie_core.metrics import (
     AGENTS_ONLINE,
@@ -98,7 +98,7 @@ async def _sweep_loop(wiring: Wiring) -> None:
                 )
             AGENTS_ONLINE.set(await wiring.deps.presence.count_online())
             pending = await wiring.deps.store.followups_pending()
-            for service in ("m365", "ent", "sso", "workstation"):
+            for service in (services.M365, services.ENT, services.SSO, "workstation"):
                 FOLLOWUP_PENDING.labels(service).set(pending.get(service, 0))
             REQUESTS_OVERDUE.set(
                 await wiring.deps.store.redis.zcount(

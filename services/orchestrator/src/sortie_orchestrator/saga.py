@@ -367,10 +367,10 @@ def _command(state: SagaState, now: datetime, deadline: datetime) -> tuple[Comma
 
 
 def _for_host(command: Command) -> Command:
-    """A host's copy: its own event id, and no SSO credentials (an agent needs none)."""
+    """A host's copy: its own event id, and no pointer to the SSO credentials (an agent
+    needs none, and could not read them)."""
     update: dict[str, object] = {"event_id": uuid.uuid4()}
     if isinstance(command, LogoutRequested):
-        update["sso_session"] = None
         update["sso_session_stored"] = False
     return command.model_copy(update=update)
 
@@ -633,7 +633,7 @@ def coverage(state: SagaState) -> Coverage:
     m365_found = m365.discovery if m365 else None
     found = [s.discovery for s in all_services(state).values() if s.discovery is not None]
 
-    def total(attr: str) -> int | None:
+    def largest(attr: str) -> int | None:
         values = [getattr(d, attr) for d in found if getattr(d, attr) is not None]
         return max(values) if values else None
 
@@ -643,13 +643,13 @@ def coverage(state: SagaState) -> Coverage:
     return Coverage(
         m365_identity=m365_found.identity if m365_found else None,
         m365_identity_tried=m365_found.identity_tried if m365_found else (),
-        sso_sessions_found=total("sso_sessions_found"),
+        sso_sessions_found=largest("sso_sessions_found"),
         sso_sessions_ended=state.sso.discovery.sso_sessions_ended
         if state.sso and state.sso.discovery
         else None,
         applications=tuple(sorted({a for d in found for a in d.applications})),
-        tickets_found=total("tickets_found"),
-        tickets_from_caller=total("tickets_from_caller"),
+        tickets_found=largest("tickets_found"),
+        tickets_from_caller=largest("tickets_from_caller"),
         hosts=tuple(sorted(h for n in state.services if (h := services_.host_of(n)))),
         steps_total=len(steps),
         steps_verified=len(verified),

@@ -1,0 +1,44 @@
+"""The whole stack as `sortie up` runs it, for end-to-end tests: one way to start and
+stop it, and one way to wait for a request to reach a status."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from sortie_cli.stack import Stack
+
+
+@contextmanager
+def running_stack(
+    workdir: Path, env: dict[str, str] | None = None, **fields: Any
+) -> Iterator[Stack]:
+    """A planned and started stack (its own redis-server and simulators), stopped after."""
+    stack = Stack(
+        workdir=workdir, api_port=0, base_env={"PATH": "/usr/bin:/bin", **(env or {})}, **fields
+    )
+    stack.plan()
+    try:
+        stack.start(timeout=90)
+        yield stack
+    finally:
+        stack.stop()
+
+
+def wait_status(
+    client: httpx.Client, rid: str, statuses: set[str], timeout: float = 30
+) -> dict[str, Any]:
+    """The request's view once its status is one of `statuses`."""
+    deadline = time.monotonic() + timeout
+    view: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        view = client.get(f"/v1/requests/{rid}").json()
+        if view["status"] in statuses:
+            return view
+        time.sleep(0.1)
+    raise AssertionError(f"request {rid} never reached {statuses}: {view}")
