@@ -145,7 +145,7 @@ async def test_an_oversized_entry_is_dead_lettered_too_large(redis, redis_server
 
     fields = entry_fields(logout())
     async with running(redis_server.url, handler) as consumers:
-        consumers.max_entry_bytes = 100_000
+        consumers.path.max_entry_bytes = 100_000
         await redis.xadd(STREAM, {**fields, "pad": "x" * 200_000})
         await wait_for(lambda: _pending_is(redis, 0))
     assert calls == []

@@ -28,6 +28,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from .broker import Consumers, Subscription
 from .metrics import REGISTRY
 from .settings import ServiceSettings, default_consumer_name
+from .tasks import cancel_tasks
 
 log = logging.getLogger(__name__)
 
@@ -195,20 +196,6 @@ def health_app(redis: Redis, readiness: Sequence[Callable[[], Awaitable[bool]]] 
         await _send(send, status, json.dumps(body).encode(), "application/json")
 
     return app
-
-
-async def cancel_tasks(tasks: Sequence[asyncio.Future[Any]], timeout: float = 10.0) -> None:
-    """Cancel background loops and wait for them. redis-py can swallow a cancellation
-    that lands inside a command, so cancel again until each task is really done."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        pending = [t for t in tasks if not t.done()]
-        if not pending or loop.time() > deadline:
-            return
-        for task in pending:
-            task.cancel()
-        await asyncio.wait(pending, timeout=0.1)
 
 
 class _QuietServer(uvicorn.Server):
