@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from sortie_core import services
 from sortie_core.errors import NotFoundError
 from sortie_core.events import (
     DeadLettered,
@@ -35,7 +36,8 @@ _ALREADY = {SessionAction.DISCONNECT: "disconnected", SessionAction.LOCK: "locke
 
 
 def service_name(host: str) -> str:
-    return f"workstation:{host}"
+    # The orchestrator expects exactly this name on the host's results stream.
+    return services.workstation_service(host)
 
 
 def logout_action(policy: str, shared_station: bool) -> SessionAction:

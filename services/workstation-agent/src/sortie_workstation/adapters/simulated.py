@@ -20,6 +20,7 @@ from sortie_core.errors import (
     TransientError,
 )
 from sortie_core.events import SkipReason
+from sortie_core.http import transport_error
 from sortie_core.steps import StepSkipped
 
 from . import ActsOnSessions, Session, SessionAction, SessionId
@@ -64,12 +65,8 @@ class SimulatedSessions(ActsOnSessions):
     async def _request(self, method: str, path: str, what: str) -> httpx.Response:
         try:
             return await self._client.request(method, path)
-        except httpx.TimeoutException as err:
-            raise TransientError(f"{what}: timed out", code="backend_timeout") from err
         except httpx.TransportError as err:
-            raise TransientError(
-                f"{what}: unreachable ({type(err).__name__})", code="backend_unreachable"
-            ) from err
+            raise transport_error(err, f"the session backend ({what})", "backend") from err
 
     async def list_sessions(self) -> list[Session]:
         response = await self._request("GET", self._prefix, "listing sessions")
