@@ -14,7 +14,7 @@ import logging
 import signal
 import ssl
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -289,6 +289,17 @@ async def running(
     finally:
         await redis.aclose()
         await broker.stop()
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """`asyncio.run`, on uvloop where it is installed (not on Windows): less CPU per
+    socket read and write for every Redis and HTTP call of the process."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
 
 
 async def run_worker(
