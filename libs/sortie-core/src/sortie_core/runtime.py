@@ -78,7 +78,10 @@ READ_TIMEOUT_MARGIN_S = 10.0
 def pool_size(settings: ServiceSettings) -> int:
     """Connections one process may open: its handlers in flight, the claim loop and the
     readers, and room for the HTTP intake (orchestrator)."""
-    return settings.redis_max_connections or 2 * settings.concurrency + 16
+    return (
+        settings.redis_max_connections
+        or 2 * settings.concurrency + 16 + settings.redis_intake_connections
+    )
 
 
 def redis_client(settings: ServiceSettings) -> Redis:

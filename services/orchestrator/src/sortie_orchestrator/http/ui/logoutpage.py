@@ -24,6 +24,7 @@ from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 from redis.asyncio import Redis
 
+from sortie_core import services
 from sortie_orchestrator import handlers
 from sortie_orchestrator.http import sse
 from sortie_orchestrator.http.ui import i18n
@@ -114,9 +115,9 @@ def _lines(state: SagaState) -> list[Line]:
 def view(request: Request, state: SagaState) -> View:
     settings = request.app.state.settings
     shared = any(
-        s.action == "close_browsers"
+        s.action == services.WorkstationAction.CLOSE_BROWSERS
         for name, svc in state.services.items()
-        if name.startswith("workstation:")
+        if services.host_of(name) is not None
         for s in svc.steps
     )
     return View(
