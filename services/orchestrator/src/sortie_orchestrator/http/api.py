@@ -258,7 +258,8 @@ class RequestPage(BaseModel):
     next_cursor: str | None
 
 
-def _deps(request: Request) -> handlers.Deps:
+async def _deps(request: Request) -> handlers.Deps:
+    # Async: FastAPI runs a sync dependency in its thread pool, once per request.
     deps: handlers.Deps = request.app.state.deps
     return deps
 
