@@ -329,6 +329,7 @@ async def post_logout(
                 for t in body.sso_session.service_tickets
             ),
         )
+    token, link = logoutpage.new_link()
     created, rid = await handlers.accept_logout(
         deps,
         subject=_subject(body.subject),
@@ -338,10 +339,9 @@ async def post_logout(
         idempotency_key=idempotency_key,
         principal=principal.name,
         fingerprint=fingerprint("logout", body),
+        progress=(link, request.app.state.settings.progress_ttl_s),
     )
     accepted = _accepted(response, rid, created, "accepted")
-    ttl = request.app.state.settings.progress_ttl_s
-    token = await logoutpage.issue(deps.store.redis, rid, ttl)
     return accepted.model_copy(update={"progress_url": logoutpage.progress_url(request, token)})
 
 
