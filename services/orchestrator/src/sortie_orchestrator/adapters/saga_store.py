@@ -27,7 +27,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from redis.asyncio import Redis
@@ -43,17 +43,14 @@ REQUESTS = "sortie:requests"
 FOLLOWUPS = "sortie:followups"
 
 _CREATE = """
--- KEYS: req, deadlines, requests, subject_index, active, idem, credentials,
---       [progress link]
+-- KEYS: req, deadlines, requests, subject_index, active, idem, credentials, [link]
 -- ARGV: rid, doc, deadline ('' = none), created_score, idem_ttl, messages (JSON),
---       body fingerprint, credentials (JSON, '' = none), credentials ttl,
---       [progress link ttl]
+--       body fingerprint, credentials (JSON, '' = none), credentials ttl, [link ttl]
 if KEYS[6] ~= 'sortie:idem:' then
   local existing = redis.call('GET', KEYS[6])
   if existing then
+    -- Submitted again: the link names the first request (none when the body differs).
     local first, fp = string.match(existing, '^(%S+) ?(.*)$')
-    -- The same request submitted again: its link names the first one. Another body
-    -- is refused by the caller (no link for it).
     if KEYS[8] and (fp == '' or ARGV[7] == '' or fp == ARGV[7]) then
       redis.call('SET', KEYS[8], first, 'EX', tonumber(ARGV[10]))
     end
@@ -189,8 +186,8 @@ class SagaStore:
         fingerprint: str = "",
         progress: tuple[str, int] | None = None,
     ) -> tuple[bool, uuid.UUID]:
-        """Persist a new request and publish its first messages atomically; with
-        `progress` (a link's key and time to live), that link names the request too.
+        """Persist a new request and publish its first messages atomically (with
+        `progress`, a link's key and time to live: that link names the request).
 
         Returns (created, request_id): with an Idempotency-Key already used, the first
         request's id and False. Raises `IdempotencyMismatch` when that first request had
@@ -398,7 +395,3 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
         return int(score), rid
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError("invalid cursor") from exc
-
-
-def utc(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
