@@ -75,7 +75,14 @@ async def drive(
     async def read_finished() -> None:
         nonlocal last_id
         while True:
-            reply: Any = await redis.xread({"request.finished": last_id}, block=1000, count=1000)
+            try:
+                reply: Any = await redis.xread(
+                    {"request.finished": last_id}, block=1000, count=1000
+                )
+            except Exception as exc:  # a hiccup must not end the count silently
+                print(f"reading request.finished: {exc!r}; again", file=sys.stderr)
+                await asyncio.sleep(0.1)
+                continue
             for _stream, entries in reply or []:
                 for entry_id, fields in entries:
                     last_id = entry_id
