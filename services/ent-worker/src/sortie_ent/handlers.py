@@ -33,8 +33,7 @@ from sortie_core.events import (
     Target,
     utcnow,
 )
-from sortie_core.metrics import REVOCATION_DURATION
-from sortie_core.steps import Contradicted, RetryPolicy, deadlettered, run_step, skipped
+from sortie_core.steps import Contradicted, RetryPolicy, deadlettered, ended, run_step, skipped
 
 from .adapters import AppLogout, SsoSessions
 from .discovery import discover, ticket_ref
@@ -146,21 +145,16 @@ async def bounded_step(
         async with asyncio.timeout(timeout_s):
             return await run_step(SERVICE, action, counted, policy)
     except TimeoutError:
-        finished = utcnow()
-        result = StepResult(
-            action=action,
-            outcome=Outcome.FAILED,
+        return ended(
+            action,
+            Outcome.FAILED,
             attempts=max(1, attempts),
             started_at=started,
-            finished_at=finished,
             error=StepError(
                 code="timeout", message=f"no answer within {timeout_s:g}s", retryable=True
             ),
+            observed_by=SERVICE,
         )
-        REVOCATION_DURATION.labels(SERVICE, action, Outcome.FAILED.value).observe(
-            result.duration_seconds
-        )
-        return result
 
 
 def _bcl_body(
