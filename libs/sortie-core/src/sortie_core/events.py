@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -381,11 +381,3 @@ _EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 def decode_event(data: bytes | str) -> Event:
     """Decode any message of the contract; raises pydantic.ValidationError on bad input."""
     return _EVENT_ADAPTER.validate_json(data)
-
-
-def encode_event(event: BaseModel) -> str:
-    return event.model_dump_json()
-
-
-def event_json_schema() -> dict[str, Any]:
-    return _EVENT_ADAPTER.json_schema()

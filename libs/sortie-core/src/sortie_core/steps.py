@@ -35,7 +35,7 @@ from .events import (
 from .metrics import REVOCATION_DURATION, STEP_RETRIES, VERIFICATIONS
 
 if TYPE_CHECKING:
-    from .settings import ServiceSettings
+    from .settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class RetryPolicy:
         return random.uniform(0, ceiling)
 
     @classmethod
-    def of(cls, settings: ServiceSettings) -> RetryPolicy:
+    def of(cls, settings: WorkerSettings) -> RetryPolicy:
         """The step retries a service's settings ask for (`SORTIE_*_STEP_*`)."""
         return cls(
             max_attempts=settings.step_max_attempts,
