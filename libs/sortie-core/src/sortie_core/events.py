@@ -254,7 +254,7 @@ class StepResult(Frozen):
 
     @property
     def done(self) -> bool:
-        """Whether this step proves its part of the access is gone (DESIGN.md, the saga):
+        """Whether this step proves its part of the access is gone (the saga's rule):
         a success verified or acknowledged; `not_found` only after an authoritative lookup
         (verified, with its evidence); `skipped` only for a policy reason."""
         if self.outcome == Outcome.SUCCEEDED:
