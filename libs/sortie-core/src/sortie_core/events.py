@@ -10,6 +10,7 @@ union. Unknown fields are ignored so that a newer producer does not break an old
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -296,6 +297,23 @@ class RevocationCompleted(Envelope):
     service: ServiceName
     steps: Annotated[tuple[StepResult, ...], Field(max_length=500)]
     discovery: Discovery | None = None
+
+    @classmethod
+    def answering(
+        cls,
+        command: Envelope,
+        service: str,
+        steps: Iterable[StepResult],
+        discovery: Discovery | None = None,
+    ) -> RevocationCompleted:
+        """What `service` reports about `command`: its request, its subject, these steps."""
+        return cls(
+            service=service,
+            request_id=command.request_id,
+            subject=command.subject,
+            steps=tuple(steps),
+            discovery=discovery,
+        )
 
 
 class SsoLogoutRequested(Command):

@@ -290,13 +290,7 @@ async def handle_logout(
         signer=signer,
     )
     log.info("request %s: ent logout %s", event.request_id, _summary(steps))
-    return RevocationCompleted(
-        service=SERVICE,
-        request_id=event.request_id,
-        subject=event.subject,
-        steps=steps,
-        discovery=found.discovery,
-    )
+    return RevocationCompleted.answering(event, SERVICE, steps, found.discovery)
 
 
 async def handle_offboard(
@@ -325,13 +319,7 @@ async def handle_offboard(
         signer=signer,
     )
     log.info("request %s: ent offboard %s", event.request_id, _summary(steps))
-    return RevocationCompleted(
-        service=SERVICE,
-        request_id=event.request_id,
-        subject=event.subject,
-        steps=steps,
-        discovery=found.discovery,
-    )
+    return RevocationCompleted.answering(event, SERVICE, steps, found.discovery)
 
 
 def sso_action(event: SsoLogoutRequested) -> str:
@@ -424,9 +412,6 @@ def handle_deadlettered(
         plan = plan_apps((), registry, unknown_why=given_up, wants=offboard_wants(event))
     else:
         return None
-    return RevocationCompleted(
-        service=SERVICE,
-        request_id=event.request_id,
-        subject=event.subject,
-        steps=tuple(deadlettered(s.action, record) for s in plan),
+    return RevocationCompleted.answering(
+        event, SERVICE, (deadlettered(s.action, record) for s in plan)
     )

@@ -172,13 +172,7 @@ async def handle_logout(
         event, [M365Action.REVOKE_SESSIONS], directory, policy, identity, 40
     )
     log.info("request %s: m365 logout %s", event.request_id, steps[0].outcome.value)
-    return RevocationCompleted(
-        service=SERVICE,
-        request_id=event.request_id,
-        subject=event.subject,
-        steps=tuple(steps),
-        discovery=discovery,
-    )
+    return RevocationCompleted.answering(event, SERVICE, steps, discovery)
 
 
 async def handle_offboard(
@@ -209,13 +203,7 @@ async def handle_offboard(
         event.request_id,
         ", ".join(f"{s.action}={s.outcome.value}" for s in steps),
     )
-    return RevocationCompleted(
-        service=SERVICE,
-        request_id=event.request_id,
-        subject=event.subject,
-        steps=tuple(steps),
-        discovery=discovery,
-    )
+    return RevocationCompleted.answering(event, SERVICE, steps, discovery)
 
 
 def expected_actions(event: LogoutRequested | OffboardRequested) -> list[str]:
@@ -231,6 +219,4 @@ def handle_deadlettered(event: object, record: DeadLettered) -> RevocationComple
     if isinstance(event, LogoutRequested) and Target.M365 not in event.targets:
         return None
     steps = tuple(deadlettered(action, record) for action in expected_actions(event))
-    return RevocationCompleted(
-        service=SERVICE, request_id=event.request_id, subject=event.subject, steps=steps
-    )
+    return RevocationCompleted.answering(event, SERVICE, steps)
