@@ -240,6 +240,7 @@ def ended(
     *,
     attempts: int = 0,
     started_at: datetime | None = None,
+    finished_at: datetime | None = None,
     error: StepError | None = None,
     detail: str | None = None,
     verification: Verification | None = None,
@@ -247,9 +248,9 @@ def ended(
     skip_reason: SkipReason | None = None,
     observed_by: str | None = None,
 ) -> StepResult:
-    """A step that ends now (started now unless `started_at`). `observed_by`: the service
-    whose `sortie_revocation_duration_seconds` counts it."""
-    now = utcnow()
+    """A step that ends now, or at `finished_at` (started then unless `started_at`).
+    `observed_by`: the service whose `sortie_revocation_duration_seconds` counts it."""
+    now = finished_at or utcnow()
     result = StepResult(
         action=action,
         outcome=outcome,
