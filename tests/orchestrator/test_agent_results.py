@@ -183,7 +183,7 @@ async def test_reports_for_unknown_requests_are_dead_lettered_and_invalid_utf8_t
     app: FastAPI, api: httpx.AsyncClient, redis: Redis
 ) -> None:
     """Reports for a request that does not exist are not dropped without a trace, and
-    and one undecodable entry stopped a host's drain, stranding the reports beside it."""
+    one undecodable entry does not stop a host's drain, stranding the reports beside it."""
     rid = await _logout(app, api, redis)
     stream = streams.agent_results_stream("pc-1")
     ghost = uuid.uuid4()
