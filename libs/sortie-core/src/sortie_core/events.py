@@ -10,7 +10,6 @@ union. Unknown fields are ignored so that a newer producer does not break an old
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -303,7 +302,7 @@ class RevocationCompleted(Envelope):
         cls,
         command: Envelope,
         service: str,
-        steps: Iterable[StepResult],
+        steps: tuple[StepResult, ...] | list[StepResult],
         discovery: Discovery | None = None,
     ) -> RevocationCompleted:
         """What `service` reports about `command`: its request, its subject, these steps."""
@@ -368,8 +367,7 @@ class RequestFinished(Envelope):
 
 
 class DeadLettered(Frozen):
-    """What `deadletter` (and an agent's `agent.deadletter.<host>`) holds: the original
-    entry and why it was given up."""
+    """A `deadletter` (or `agent.deadletter.<host>`) entry: the original, and why."""
 
     type: Literal["deadletter"] = "deadletter"
     stream: str
