@@ -123,6 +123,8 @@ async def test_an_unknown_user_is_not_found_everywhere(contract: Subject) -> Non
         d.revoke_sessions(nobody),
         d.block_sign_in(nobody),
         d.reset_password(nobody, SecretStr("Zq9!" * 10)),
+        d.read_mail_protocols(nobody),
+        d.disable_mail_protocols(nobody),
     ):
         with pytest.raises(NotFoundError):
             await call
