@@ -15,8 +15,8 @@ meaningful below the stack's throughput, where no backlog builds up.
 
 The subjects are users the simulators do not know (Graph answers 404, no CAS session):
 every saga still runs both phases through every worker, with no application logout.
-Run it with another checkout's interpreter to measure that checkout (the figures in the
-report of issue 12 compare two).
+Run it with another checkout's interpreter to measure that checkout (run it in
+both to compare two).
 """
 
 from __future__ import annotations

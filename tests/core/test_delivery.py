@@ -1,5 +1,6 @@
-"""Issue 14's delivery defects, each against a real redis-server: a backlog, copies of one
-event, undecodable and oversized entries, versions, unknown requests, lost groups."""
+"""Delivery defects that must not come back, each against a real redis-server: a
+backlog, copies of one event, undecodable and oversized entries, versions, unknown
+requests, lost groups."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """A report costs two round trips: the load, then one script that compare-and-sets,
-publishes what follows and acknowledges the report's entry (issue 12)."""
+publishes what follows and acknowledges the report's entry."""
 
 from __future__ import annotations
 

@@ -158,10 +158,6 @@ class ServiceSettings(BaseSettings):
     graceful_timeout_s: float = Field(default=15.0, ge=0)
     # Dead consumer names (idle this long, nothing pending) are removed from their groups.
     consumer_expiry_s: float | None = Field(default=3600.0, gt=0)
-    # Step retries inside a handler.
-    step_max_attempts: int = Field(default=4, ge=1)
-    step_backoff_base_s: float = Field(default=0.2, ge=0)
-    step_backoff_max_s: float = Field(default=5.0, ge=0)
 
     @classmethod
     def settings_customise_sources(
@@ -199,6 +195,15 @@ class ServiceSettings(BaseSettings):
                 "(user in the URL, password in SORTIE_REDIS_PASSWORD_FILE)"
             )
         return problems
+
+
+class WorkerSettings(ServiceSettings):
+    """A service that runs revocation steps (the workers and the agent): how each step is
+    retried inside its handler (`sortie_core.steps.RetryPolicy.of`)."""
+
+    step_max_attempts: int = Field(default=4, ge=1)
+    step_backoff_base_s: float = Field(default=0.2, ge=0)
+    step_backoff_max_s: float = Field(default=5.0, ge=0)
 
 
 S = TypeVar("S", bound=ServiceSettings)

@@ -183,12 +183,7 @@ async def handle_logout(
     )
     for step in steps:
         log.info("request %s: %s %s=%s", event.request_id, host, step.action, step.outcome.value)
-    return RevocationCompleted(
-        service=service_name(host),
-        request_id=event.request_id,
-        subject=event.subject,
-        steps=tuple(steps),
-    )
+    return RevocationCompleted.answering(event, service_name(host), steps)
 
 
 async def close_browsers(
@@ -217,12 +212,7 @@ async def handle_offboard(
             action.value, "not among the requested actions", SkipReason.ACTION_NOT_SELECTED
         )
     log.info("request %s: %s %s=%s", event.request_id, host, step.action, step.outcome.value)
-    return RevocationCompleted(
-        service=service_name(host),
-        request_id=event.request_id,
-        subject=event.subject,
-        steps=(step,),
-    )
+    return RevocationCompleted.answering(event, service_name(host), (step,))
 
 
 async def handle_admin(
@@ -242,12 +232,7 @@ async def handle_admin(
         account, action, host=host, backend=backend, policy=policy, select=select, scope=scope
     )
     log.info("request %s: %s %s=%s", event.request_id, host, step.action, step.outcome.value)
-    return RevocationCompleted(
-        service=service_name(host),
-        request_id=event.request_id,
-        subject=event.subject,
-        steps=(step,),
-    )
+    return RevocationCompleted.answering(event, service_name(host), (step,))
 
 
 def handle_deadlettered(
@@ -267,9 +252,4 @@ def handle_deadlettered(
         action = event.action
     else:
         return None
-    return RevocationCompleted(
-        service=service_name(host),
-        request_id=event.request_id,
-        subject=event.subject,
-        steps=(deadlettered(action, record),),
-    )
+    return RevocationCompleted.answering(event, service_name(host), (deadlettered(action, record),))

@@ -28,7 +28,7 @@ from sortie_core.events import ServiceTicket, Subject
 from sortie_core.http import status_error, transport_error
 
 from ..registry import Application, url_host
-from . import CasSession
+from . import CasSession, backchannel_logout_uri, bearer_token, logout_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,10 +153,8 @@ class HttpAppLogout:
     async def identity_logout(
         self, app: Application, subject: Subject, *, timeout_s: float
     ) -> None:
-        if app.logout_url is None:
-            raise PermanentError(f"{app.name} has no logout_url", code="app_misconfigured")
         values = {"cas_username": subject.sso_username, "user_id": subject.user_id}
-        url = render(app.logout_url, values, lambda v: quote(v, safe=""))
+        url = render(logout_url(app), values, lambda v: quote(v, safe=""))
         headers = dict(app.headers)
         content: bytes | None = None
         if app.body_template is not None:
@@ -166,13 +164,7 @@ class HttpAppLogout:
             if content_type is None:
                 content_type = headers["Content-Type"] = "application/json"
             content = render(app.body_template, values, _escape_for(content_type)).encode()
-        if app.token_env:
-            token = self._tokens.get(app.name)
-            if token is None or not token.get_secret_value():
-                raise PermanentError(
-                    f"{app.name}: environment variable {app.token_env} is not set",
-                    code="app_token_missing",
-                )
+        if (token := bearer_token(app, self._tokens)) is not None:
             headers["Authorization"] = f"Bearer {token.get_secret_value()}"
         await self._http.send(
             app.method,
@@ -192,11 +184,7 @@ class HttpAppLogout:
     ) -> None:
         # OpenID Connect Back-Channel Logout 1.0 §2.5: a form POST; the RP answers 200
         # (204 is common too), 400 when it rejects the token.
-        url = app.backchannel_logout_uri
-        if url is None:
-            raise PermanentError(
-                f"{app.name} has no backchannel_logout_uri", code="app_misconfigured"
-            )
+        url = backchannel_logout_uri(app)
         who = f"{app.name} ({url_host(url)})"
         try:
             await self._http.send(

@@ -1,8 +1,8 @@
 """Sessions of one host of the project's workstations simulator, over HTTP.
 
 `GET /hosts/{host}/sessions` lists them; `POST /hosts/{host}/sessions/{id}/{action}`
-answers 204 (404: the session is gone). Real backends (Windows `query session`/`logoff`,
-MultiPoint, `loginctl`) implement the same `SessionBackend` later.
+answers 204 (404: the session is gone). The machine's own commands (Windows, MultiPoint,
+`loginctl`: `system.py`) implement the same `SessionBackend`.
 """
 
 from __future__ import annotations

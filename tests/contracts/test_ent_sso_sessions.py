@@ -105,7 +105,7 @@ async def test_user_delete_ends_every_session_of_the_user_only(
     peer.login("TGT-1-alice", "alice", A)
     peer.login("TGT-2-alice", "alice")
     peer.login("TGT-3-bob", "bob")
-    await sso.destroy_user_sessions("alice")
+    await sso.destroy_user_sessions("Alice")  # Apereo matches the user case-insensitively
     assert await tgts(sso, "alice") == []
     assert await tgts(sso, "bob") == ["TGT-3-bob"]
     await sso.destroy_user_sessions("alice")  # nothing left: still fine
