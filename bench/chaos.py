@@ -5,9 +5,10 @@ flight. Prints one row per scenario: sent, accepted, lost, stuck, statuses, p99.
     .venv/bin/python bench/chaos.py --only app-down --requests 50 --down 20
 
 `lost`: accepted (HTTP 202) but unknown afterwards. `stuck`: not finished when the wait
-ends. A request healed by a follow-up counts with its final status; its duration is
-accepted → healed. Each scenario runs on a fresh stack (own redis-server, simulators).
-"""
+ends. Every subject has an M365 account and an SSO session with tickets for every CAS
+application in the simulators, so each revocation is real work. A request healed by a
+follow-up counts with its final status; its duration is accepted → healed. Each scenario
+runs on a fresh stack (own redis-server, simulators)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import httpx
 from redis import Redis
 
 from sortie_cli.stack import Proc, Stack
+from sortie_simulators.demo import DEMO_CAS_APPS
 
 FAST = {
     # Short deadlines so that a scenario fits in a minute; the follow-up ladder is the
@@ -148,9 +150,39 @@ SCENARIOS: dict[str, Fault] = {
 }
 
 
+def _user(tag: str, i: int) -> str:
+    return f"{tag}{i:05d}"
+
+
+async def _seed(run: Run, tag: str, n: int) -> None:
+    """Every subject exists where a real one would: an M365 account in the Graph simulator
+    (so revocations are real writes, throttled like Graph) and an SSO session in the CAS
+    simulator that reached every CAS application (so there are tickets to log out)."""
+    apps = run.sim("entapps")
+    services = [f"{apps}/{name}/" for name in DEMO_CAS_APPS]
+    async with httpx.AsyncClient(timeout=30) as c:
+        resp = await c.post(
+            f"{run.sim('graph')}/_sim/users:bulk",
+            json={"prefix": tag, "domain": "example.org", "start": 0, "count": n},
+        )
+        resp.raise_for_status()
+        sem = asyncio.Semaphore(32)
+
+        async def session(i: int) -> None:
+            async with sem:
+                r = await c.post(
+                    f"{run.sim('cas')}/_sim/sessions",
+                    json={"username": _user(tag, i), "services": services},
+                )
+                r.raise_for_status()
+
+        await asyncio.gather(*(session(i) for i in range(n)))
+
+
 async def _submit(client: httpx.AsyncClient, i: int, tag: str) -> str | None:
+    user = _user(tag, i)
     body = {
-        "subject": {"user_id": f"{tag}{i}", "upn": f"{tag}{i}@example.org"},
+        "subject": {"user_id": user, "upn": f"{user}@example.org", "cas_username": user},
         "reason": "chaos",
     }
     for _ in range(50):
@@ -187,6 +219,7 @@ async def run_scenario(name: str, requests: int, down_s: float, wait_s: float) -
         async with httpx.AsyncClient(
             base_url=stack.urls["api"], headers=headers, timeout=10
         ) as client:
+            await _seed(run, name, requests)
             fault = asyncio.create_task(SCENARIOS[name](run))
             ids = await asyncio.gather(*(_submit(client, i, name) for i in range(requests)))
             await fault
