@@ -179,7 +179,10 @@ def make_build(
             if event.tgt_stored and event.tgt is None:
                 stored = await load_credentials(redis, event.request_id)
                 event = event.model_copy(update={"tgt": stored.tgt if stored else None})
-            return await handlers.handle_sso_logout(event, sso=cas, policy=policy)
+            return await handlers.handle_sso_logout(
+                event,
+                **run_apps,  # its registry and application clients, for app_logout_first
+            )
 
         def on_deadletter(event: object, record: DeadLettered) -> BaseModel | None:
             return handlers.handle_deadlettered(event, record, reg)

@@ -12,11 +12,13 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from sortie_core import services
-from sortie_core.errors import PermanentError, RefusedError
+from sortie_core.errors import NotFoundError, PermanentError, RefusedError
 from sortie_core.events import (
     DeadLettered,
+    Discovery,
     Evidence,
     LogoutRequested,
     Observed,
@@ -56,6 +58,9 @@ class StepKind(StrEnum):
     IDENTITY = "identity"  # an `http` application's logout endpoint
     OIDC_BCL = "oidc_bcl"  # a signed logout token to the back-channel logout URI
     NO_TICKET = "no_ticket"  # a `cas_slo` application whose tickets could not be learnt
+    # A `cas_slo` application asked for again (follow-up, or logged out before the SSO
+    # session) whose tickets the CAS, asked this time, does not list: nothing to end.
+    NOT_IN_SESSION = "not_in_session"
     REFUSED = "refused"  # service URLs outside the registry
 
 
@@ -75,12 +80,14 @@ def plan_apps(
     *,
     unknown_why: str | None = None,
     wants: Callable[[str], bool] = lambda _: True,
+    absent: str | None = None,
 ) -> list[PlannedStep]:
     """One step per application: those the tickets reached, every application that logs
     out by identity, and, when discovery failed (`unknown_why`), every other `cas_slo`
-    application (reported failed: its session cannot be ended without a ticket); one
-    `app_logout:unregistered` step for the tickets whose service URL matches no
-    application."""
+    application (reported failed: its session cannot be ended without a ticket); with
+    `absent` (the CAS was asked, named so), every wanted `cas_slo` application that no
+    ticket reached, reported `not_found` from that lookup; one `app_logout:unregistered`
+    step for the tickets whose service URL matches no application."""
     tickets_by_app: dict[str, list[ServiceTicket]] = {}
     refused: list[str] = []
     for st in tickets:
@@ -102,6 +109,8 @@ def plan_apps(
             steps.append(_identity_step(app))
         elif unknown_why is not None:
             steps.append(PlannedStep(app.action, StepKind.NO_TICKET, app, why=unknown_why))
+        elif absent is not None and app.protocol is AppProtocol.CAS_SLO:
+            steps.append(PlannedStep(app.action, StepKind.NOT_IN_SESSION, app, why=absent))
     if refused:
         steps.append(
             PlannedStep(
@@ -193,11 +202,18 @@ async def _refuse(hosts: Sequence[str]) -> str | None:
     )
 
 
+async def _not_in_session(app: Application, source: str) -> str | None:
+    raise NotFoundError(
+        f"the CAS lists no ticket of the user's sessions for {app.name}: nothing to log out",
+        evidence=Evidence(source=source, observed={"tickets": 0}, read_at=utcnow()),
+    )
+
+
 async def _no_ticket(app: Application, why: str) -> str | None:
     raise PermanentError(
         f"no service ticket of the user is known for {app.name} ({why}): its session, "
         "if any, cannot be ended by CAS single logout",
-        code="cas_slo_no_ticket",
+        code=services.CAS_SLO_NO_TICKET,
     )
 
 
@@ -217,6 +233,8 @@ async def _execute(
     app = step.app
     if step.kind is StepKind.NO_TICKET:
         return await run_step(SERVICE, step.action, lambda: _no_ticket(app, step.why), policy)
+    if step.kind is StepKind.NOT_IN_SESSION:
+        return await run_step(SERVICE, step.action, lambda: _not_in_session(app, step.why), policy)
     timeout_s = app.timeout_s or default_timeout_s
     if step.kind is StepKind.OIDC_BCL:
         if signer is None:
@@ -265,6 +283,14 @@ async def _run_plan(
     return tuple(await asyncio.gather(*(one(s) for s in plan)))
 
 
+def _absent(event: LogoutRequested | OffboardRequested, discovery: Discovery) -> str | None:
+    """A follow-up names the applications it asks for again: one the CAS (asked, this
+    time) lists no ticket for is `not_found`, not silently left failed."""
+    if event.followup is None or not event.followup.actions or discovery.error is not None:
+        return None
+    return f"{discovery.source}: GET ssoSessions/users/{{username}}"
+
+
 def _summary(steps: Sequence[StepResult]) -> str:
     return ", ".join(f"{s.action}={s.outcome.value}" for s in steps) or "no application"
 
@@ -287,7 +313,13 @@ async def handle_logout(
     tgt = event.sso_session.tgt if event.sso_session else None
     found = await discover(sso, event.subject, registry, tgt=tgt, caller=caller_tickets(event))
     steps = await _run_plan(
-        plan_apps(found.tickets, registry, unknown_why=found.error, wants=event.retries),
+        plan_apps(
+            found.tickets,
+            registry,
+            unknown_why=found.error,
+            wants=event.retries,
+            absent=_absent(event, found.discovery),
+        ),
         subject=event.subject,
         apps=apps,
         policy=policy,
@@ -322,7 +354,13 @@ async def handle_offboard(
         return None
     found = await discover(sso, event.subject, registry)
     steps = await _run_plan(
-        plan_apps(found.tickets, registry, unknown_why=found.error, wants=offboard_wants(event)),
+        plan_apps(
+            found.tickets,
+            registry,
+            unknown_why=found.error,
+            wants=offboard_wants(event),
+            absent=_absent(event, found.discovery),
+        ),
         subject=event.subject,
         apps=apps,
         policy=policy,
@@ -345,15 +383,41 @@ def sso_action(event: SsoLogoutRequested) -> str:
 
 
 async def handle_sso_logout(
-    event: SsoLogoutRequested, *, sso: SsoSessions, policy: RetryPolicy
+    event: SsoLogoutRequested,
+    *,
+    sso: SsoSessions,
+    policy: RetryPolicy,
+    registry: Registry | None = None,
+    **run_apps: Any,
 ) -> SsoLogoutCompleted:
     """The last step of every request: end the CAS session, then read back through the
     actuator that the CAS no longer knows the TGT (logout) or lists no session of the
-    user (offboarding). The CAS's answer to the delete proves nothing (200 for any TGT)."""
+    user (offboarding). The CAS's answer to the delete proves nothing (200 for any TGT).
+
+    Applications named in `app_logout_first` (their tickets were unknown) are logged out
+    first, from the tickets the CAS lists now, with `registry` and `run_apps` (as for a
+    logout): once the session is destroyed, the CAS forgets them."""
     action = sso_action(event)
     tgt = event.tgt if action == DESTROY_SSO_SESSION else None
     username = event.subject.sso_username
-    before = await discover(sso, event.subject, Registry(), tgt=tgt)
+    first = set(event.app_logout_first) if registry is not None else set()
+    before = await discover(
+        sso, event.subject, registry if registry and first else Registry(), tgt=tgt
+    )
+    app_steps: tuple[StepResult, ...] = ()
+    if registry is not None and first and before.error is None:
+        app_steps = await _run_plan(
+            plan_apps(
+                before.tickets,
+                registry,
+                wants=first.__contains__,
+                absent=f"{before.discovery.source}: GET ssoSessions/users/{{username}}",
+            ),
+            subject=event.subject,
+            policy=policy,
+            **run_apps,
+        )
+        log.info("request %s: before sso, ent %s", event.request_id, _summary(app_steps))
     remaining: list[int] = []
 
     async def body() -> str | None:
@@ -405,7 +469,12 @@ async def handle_sso_logout(
         step.verification.value if step.verification else "-",
     )
     return SsoLogoutCompleted(
-        request_id=event.request_id, subject=event.subject, steps=(step,), discovery=discovery
+        request_id=event.request_id,
+        subject=event.subject,
+        steps=(step,),
+        discovery=discovery,
+        app_steps=app_steps,
+        app_discovery=before.discovery if app_steps else None,
     )
 
 

@@ -475,8 +475,32 @@ def _sso_command(state: SagaState, now: datetime) -> SsoLogoutRequested:
         kind=state.kind,
         tgt_stored=bool(tgt) and state.kind == Kind.LOGOUT,
         all_sessions=state.kind == Kind.OFFBOARD,
+        app_logout_first=_apps_without_tickets(state),
         occurred_at=now,
     )
+
+
+def _apps_without_tickets(state: SagaState) -> tuple[str, ...]:
+    """The ENT applications not logged out because the CAS could not tell their tickets:
+    the SSO logout must end them first (once the session is gone the CAS forgets them)."""
+    ent = state.services.get(Target.ENT.value)
+    if ent is None or ent.discovery is None or ent.discovery.error is None:
+        return ()
+    return tuple(
+        s.action
+        for s in ent.steps
+        if not s.done and s.error is not None and s.error.code == services_.CAS_SLO_NO_TICKET
+    )
+
+
+def _apply_app_steps(state: SagaState, event: SsoLogoutCompleted, now: datetime) -> None:
+    """The applications the SSO logout ended first count as the ENT service's steps."""
+    ent = state.services.get(Target.ENT.value)
+    if ent is None or not event.app_steps:
+        return
+    followup.merge(ent, event.app_steps)
+    ent.discovery = event.app_discovery or ent.discovery
+    _note(state, now, "app_logout_before_sso", ", ".join(s.action for s in event.app_steps))
 
 
 # -- phase 2 ------------------------------------------------------------------------------
@@ -490,6 +514,7 @@ def on_sso_completed(
         return None
     state = state.model_copy(deep=True)
     assert state.sso is not None
+    _apply_app_steps(state, event, now)
     if state.status != "sso_logout":
         followup.merge(state.sso, event.steps)
         state.sso.discovery = event.discovery or state.sso.discovery
