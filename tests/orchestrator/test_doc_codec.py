@@ -23,10 +23,11 @@ from sortie_core.events import (
     Target,
     Verification,
 )
-from sortie_orchestrator import doc_codec, handlers
-from sortie_orchestrator.presence import PresenceIndex
+from sortie_orchestrator import handlers
+from sortie_orchestrator.adapters import doc_codec
+from sortie_orchestrator.adapters.presence import PresenceIndex
+from sortie_orchestrator.adapters.saga_store import SagaStore, req_key
 from sortie_orchestrator.saga import SagaState, Timeouts
-from sortie_orchestrator.store import SagaStore, req_key
 
 SUBJECT = Subject(user_id="jdupont", upn="jean.dupont@lycee.example", cas_username="jdupont")
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import zlib
 from importlib import resources
 
-from .saga import SagaState
+from sortie_orchestrator.saga import SagaState
 
 _V1 = b"\x01"
 # Raw deflate (no zlib header and checksum: the hash field is its own frame).
