@@ -428,3 +428,49 @@ def test_a_service_that_never_reported_is_sent_everything_again():
     [msg] = fired.messages
     assert msg.event.followup is not None and msg.event.followup.actions == ()
     assert msg.event.retries("app_logout:esper")
+
+
+def test_apps_whose_tickets_the_cas_could_not_tell_go_before_the_sso_session():
+    """The ENT worker could not read the CAS (down): the SSO logout is asked to end those
+    applications first, and its report of them completes the ENT service."""
+    state = started(targets=[Target.M365, Target.ENT]).state
+    no_ticket = StepResult(
+        action="app_logout:esper",
+        outcome=Outcome.FAILED,
+        started_at=T0,
+        finished_at=T0,
+        error=StepError(code="cas_slo_no_ticket", message="CAS down", retryable=False),
+    )
+    state = saga.on_revocation(state, report(state, "m365"), T0, TIMEOUTS).state  # type: ignore[union-attr]
+    cas_down = Discovery(source="cas", error="HTTP 503")
+    last = saga.on_revocation(
+        state, report(state, "ent", one=no_ticket, discovery=cas_down), T0, TIMEOUTS
+    )
+    assert last is not None
+    [command] = [m.event for m in last.messages if m.stream == streams.SSO_LOGOUT_REQUESTED]
+    assert isinstance(command, SsoLogoutRequested)
+    assert command.app_logout_first == ("app_logout:esper",)
+
+    ended = step("app_logout:esper", verification=Verification.ACKNOWLEDGED)
+    done = SsoLogoutCompleted(
+        request_id=state.request_id,
+        subject=ALICE,
+        steps=(step("destroy_sso_session"),),
+        app_steps=(ended,),
+        app_discovery=Discovery(source="cas", tickets_found=1),
+    )
+    final = saga.on_sso_completed(last.state, done, T0, TIMEOUTS)
+    assert final is not None and final.state.status == "completed"
+    assert final.state.services["ent"].steps == [ended]
+    assert final.state.services["ent"].discovery == Discovery(source="cas", tickets_found=1)
+
+
+def test_no_app_goes_first_when_the_cas_answered():
+    state = started(targets=[Target.M365, Target.ENT]).state
+    state = saga.on_revocation(state, report(state, "m365"), T0, TIMEOUTS).state  # type: ignore[union-attr]
+    last = saga.on_revocation(
+        state, report(state, "ent", one=step("app_logout:esper")), T0, TIMEOUTS
+    )
+    assert last is not None
+    [command] = [m.event for m in last.messages if m.stream == streams.SSO_LOGOUT_REQUESTED]
+    assert isinstance(command, SsoLogoutRequested) and command.app_logout_first == ()

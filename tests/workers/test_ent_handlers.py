@@ -687,3 +687,74 @@ async def test_many_tickets_fit_the_contract_with_the_failures_first(
     assert len(esper.items) == 200
     assert esper.items[0].outcome is Outcome.FAILED and esper.items[0].ref.startswith("121:")
     assert esper.error is not None and "1 of 250" in esper.error.message
+
+
+async def test_apps_whose_tickets_were_unknown_are_logged_out_before_the_sso_session(
+    registry: Registry, apps: FakeAppLogout
+) -> None:
+    """The CAS was down when the ENT worker asked for the tickets; by the SSO logout it is
+    back: the applications go first, from the tickets it lists, then the TGT."""
+    slo_before_destroy: list[int] = []
+
+    class Cas(FakeSsoSessions):
+        async def destroy_ticket(self, tgt: str) -> None:
+            slo_before_destroy.append(len(apps.slo_calls))
+            await super().destroy_ticket(tgt)
+
+    cas = Cas()
+    cas.login("TGT-1-alice", "alice", st("esper", 1))
+    event = sso_request("TGT-1-alice").model_copy(
+        update={"app_logout_first": ("app_logout:esper", "app_logout:escada")}
+    )
+    result = await handle_sso_logout(
+        event, sso=cas, policy=POLICY, registry=registry, apps=apps, concurrency=2
+    )
+    assert slo_before_destroy == [1]
+    assert [(c.app, c.service_url) for c in apps.slo_calls] == [
+        ("esper", "https://esper.ent.test/login/")
+    ]
+    assert "ST-1-esper" in apps.slo_calls[0].message
+    by_action = {s.action: s for s in result.app_steps}
+    assert set(by_action) == {"app_logout:esper", "app_logout:escada"}
+    assert by_action["app_logout:esper"].outcome is Outcome.SUCCEEDED
+    # Escada: the CAS, asked, lists no ticket for it: nothing to end, proven by that lookup.
+    escada = by_action["app_logout:escada"]
+    assert (escada.outcome, escada.done) == (Outcome.NOT_FOUND, True)
+    assert escada.evidence is not None and escada.evidence.observed == {"tickets": 0}
+    assert result.app_discovery is not None and result.app_discovery.tickets_found == 1
+    [sso] = result.steps
+    assert (sso.outcome, sso.verification) == (Outcome.SUCCEEDED, Verification.VERIFIED)
+
+
+async def test_apps_first_claims_nothing_while_the_cas_cannot_be_read(
+    registry: Registry, apps: FakeAppLogout
+) -> None:
+    cas = FakeSsoSessions(read_failures=[TransientError("down", code="cas_unavailable")])
+    cas.login("TGT-1-alice", "alice", st("esper", 1))
+    event = sso_request("TGT-1-alice").model_copy(
+        update={"app_logout_first": ("app_logout:esper",)}
+    )
+    result = await handle_sso_logout(event, sso=cas, policy=POLICY, registry=registry, apps=apps)
+    assert result.app_steps == () and result.app_discovery is None
+    assert apps.slo_calls == []
+
+
+async def test_a_follow_up_reports_an_app_the_cas_lists_no_ticket_for_as_not_found(
+    registry: Registry, apps: FakeAppLogout
+) -> None:
+    cas = FakeSsoSessions()
+    cas.login("TGT-1-alice", "alice", st("esper", 1))
+    event = logout().model_copy(
+        update={
+            "followup": FollowUpScope(
+                services=("ent",), actions=("app_logout:esper", "app_logout:escada")
+            )
+        }
+    )
+    result = await handle_logout(event, registry=registry, apps=apps, sso=cas, policy=POLICY)
+    assert result is not None
+    assert outcomes(result) == {
+        "app_logout:esper": Outcome.SUCCEEDED,
+        "app_logout:escada": Outcome.NOT_FOUND,
+    }
+    assert all(s.done for s in result.steps)
