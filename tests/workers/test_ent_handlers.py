@@ -739,22 +739,17 @@ async def test_apps_first_claims_nothing_while_the_cas_cannot_be_read(
     assert apps.slo_calls == []
 
 
-async def test_a_follow_up_reports_an_app_the_cas_lists_no_ticket_for_as_not_found(
+async def test_apps_first_claims_nothing_once_the_session_is_gone(
     registry: Registry, apps: FakeAppLogout
 ) -> None:
-    cas = FakeSsoSessions()
-    cas.login("TGT-1-alice", "alice", st("esper", 1))
-    event = logout().model_copy(
-        update={
-            "followup": FollowUpScope(
-                services=("ent",), actions=("app_logout:esper", "app_logout:escada")
-            )
-        }
+    """A CAS that lists no session (an earlier attempt destroyed it) cannot tell which
+    applications had one: nothing is claimed not_found."""
+    event = sso_request("TGT-1-alice").model_copy(
+        update={"app_logout_first": ("app_logout:esper",)}
     )
-    result = await handle_logout(event, registry=registry, apps=apps, sso=cas, policy=POLICY)
-    assert result is not None
-    assert outcomes(result) == {
-        "app_logout:esper": Outcome.SUCCEEDED,
-        "app_logout:escada": Outcome.NOT_FOUND,
-    }
-    assert all(s.done for s in result.steps)
+    result = await handle_sso_logout(
+        event, sso=FakeSsoSessions(), policy=POLICY, registry=registry, apps=apps
+    )
+    assert result.app_steps == ()
+    [sso] = result.steps
+    assert sso.outcome is Outcome.SUCCEEDED

@@ -29,7 +29,6 @@ from .adapters import AppLogout, SsoSessions
 from .discovery import discover, ticket_ref
 from .oidc import LogoutTokenSigner
 from .plan import (
-    absent_source,
     caller_tickets,
     offboard_wants,
     plan_apps,
@@ -70,7 +69,6 @@ async def handle_logout(
             registry,
             unknown_why=found.error,
             wants=event.retries,
-            absent=absent_source(event, found.discovery),
         ),
         subject=event.subject,
         apps=apps,
@@ -111,7 +109,6 @@ async def handle_offboard(
             registry,
             unknown_why=found.error,
             wants=offboard_wants(event),
-            absent=absent_source(event, found.discovery),
         ),
         subject=event.subject,
         apps=apps,
@@ -160,7 +157,10 @@ async def handle_sso_logout(
         sso, event.subject, registry if registry and first else Registry(), tgt=tgt
     )
     app_steps: tuple[StepResult, ...] = ()
-    if registry is not None and apps is not None and first and before.error is None:
+    # Only while the session is there: once it is gone the CAS lists no ticket of it, and
+    # an application's absence from its tickets proves nothing.
+    live = bool(before.discovery.sso_sessions_found)
+    if registry is not None and apps is not None and first and before.error is None and live:
         app_steps = await run_plan(
             plan_apps(
                 before.tickets,

@@ -12,7 +12,6 @@ from enum import StrEnum
 from sortie_core import services
 from sortie_core.errors import NotFoundError, PermanentError, RefusedError
 from sortie_core.events import (
-    Discovery,
     Evidence,
     LogoutRequested,
     OffboardRequested,
@@ -264,14 +263,6 @@ async def run_plan(
             )
 
     return tuple(await asyncio.gather(*(one(s) for s in plan)))
-
-
-def absent_source(event: LogoutRequested | OffboardRequested, discovery: Discovery) -> str | None:
-    """A follow-up names the applications it asks for again: one the CAS (asked, this
-    time) lists no ticket for is `not_found`, not silently left failed."""
-    if event.followup is None or not event.followup.actions or discovery.error is not None:
-        return None
-    return f"{discovery.source}: GET ssoSessions/users/{{username}}"
 
 
 def summary(steps: Sequence[StepResult]) -> str:
