@@ -208,7 +208,28 @@ def _duration(view: dict) -> float | None:
     return (datetime.fromisoformat(end) - start).total_seconds()
 
 
-async def run_scenario(name: str, requests: int, down_s: float, wait_s: float) -> dict:
+def _unfinished(view: dict) -> str:
+    """One line per step that keeps a request from `completed`, for diagnosis."""
+    lines = [f"  {view.get('request_id')} {view.get('status')} followups={view.get('followups')}"]
+    services = {**view.get("services", {}), "sso": view.get("sso") or {}}
+    for name, svc in services.items():
+        for s in svc.get("steps", []):
+            if s.get("outcome") not in ("succeeded", "not_found", "skipped") or s.get(
+                "verification"
+            ) in ("unverified", "contradicted"):
+                code = (s.get("error") or {}).get("code")
+                lines.append(
+                    f"    {name} {s['action']} {s['outcome']} {code} {s.get('verification')}"
+                )
+    lines += [
+        f"    @ {e['at'][11:23]} {e['event']} {e.get('detail') or ''}" for e in view["timeline"]
+    ]
+    return "\n".join(lines)
+
+
+async def run_scenario(
+    name: str, requests: int, down_s: float, wait_s: float, show: int = 0
+) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix=f"sortie-chaos-{name}-"))
     stack = Stack(workdir=workdir, api_port=0, base_env={**os.environ, **FAST})
     stack.plan()
@@ -244,6 +265,9 @@ async def run_scenario(name: str, requests: int, down_s: float, wait_s: float) -
     finally:
         stack.stop()
     statuses = Counter(v.get("status", "?") for v in views.values())
+    if show:
+        for view in [v for v in views.values() if v.get("status") != "completed"][:show]:
+            print(_unfinished(view), flush=True)
     durations = sorted(d for v in views.values() if (d := _duration(v)) is not None)
     p99 = durations[max(0, int(len(durations) * 0.99) - 1)] if durations else None
     return {
@@ -269,10 +293,13 @@ def main() -> None:
     parser.add_argument("--down", type=float, default=60.0, help="seconds a target is down")
     parser.add_argument("--wait", type=float, default=180.0, help="seconds to wait for the end")
     parser.add_argument("--only", action="append", choices=sorted(SCENARIOS))
+    parser.add_argument(
+        "--show", type=int, default=0, help="print the steps of up to N unfinished requests"
+    )
     args = parser.parse_args()
     rows = []
     for name in args.only or list(SCENARIOS):
-        row = asyncio.run(run_scenario(name, args.requests, args.down, args.wait))
+        row = asyncio.run(run_scenario(name, args.requests, args.down, args.wait, args.show))
         rows.append(row)
         print(
             f"{row['scenario']:<18} sent {row['sent']:>4}  accepted {row['accepted']:>4}  "

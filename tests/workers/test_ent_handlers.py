@@ -726,17 +726,36 @@ async def test_apps_whose_tickets_were_unknown_are_logged_out_before_the_sso_ses
     assert (sso.outcome, sso.verification) == (Outcome.SUCCEEDED, Verification.VERIFIED)
 
 
-async def test_apps_first_claims_nothing_while_the_cas_cannot_be_read(
-    registry: Registry, apps: FakeAppLogout
+@pytest.mark.parametrize(("attempt", "deferred"), [(None, True), (3, True), (4, False)])
+async def test_the_sso_logout_waits_a_few_times_for_the_cas_to_list_the_tickets(
+    registry: Registry, apps: FakeAppLogout, attempt: int | None, deferred: bool
 ) -> None:
-    cas = FakeSsoSessions(read_failures=[TransientError("down", code="cas_unavailable")])
-    cas.login("TGT-1-alice", "alice", st("esper", 1))
+    """The CAS cannot list the session (actuator down) while applications wait for their
+    tickets: the session is not destroyed yet (that would make the CAS forget them), at
+    most three times; then it is, since an alive SSO session is the worst outcome."""
+    cas = FakeSsoSessions(
+        read_failures=[TransientError("down", code="cas_unavailable")] * 10,
+        sessions={"TGT-1-alice": "alice"},
+    )
     event = sso_request("TGT-1-alice").model_copy(
-        update={"app_logout_first": ("app_logout:esper",)}
+        update={
+            "app_logout_first": ("app_logout:esper",),
+            "followup": None
+            if attempt is None
+            else FollowUpScope(services=("sso",), attempt=attempt),
+        }
     )
     result = await handle_sso_logout(event, sso=cas, policy=POLICY, registry=registry, apps=apps)
-    assert result.app_steps == () and result.app_discovery is None
-    assert apps.slo_calls == []
+    assert result.app_steps == () and apps.slo_calls == []
+    [step] = result.steps
+    if deferred:
+        assert step.outcome is Outcome.FAILED and not step.done
+        assert step.error is not None and step.error.retryable
+        assert step.error.code == "sso_deferred_for_app_logout"
+        assert cas.sessions == {"TGT-1-alice": "alice"}
+    else:
+        assert ("destroy_ticket", "TGT-1-alice") in cas.calls
+        assert "TGT-1-alice" not in cas.sessions
 
 
 async def test_apps_first_claims_nothing_once_the_session_is_gone(

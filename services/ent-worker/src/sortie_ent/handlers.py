@@ -16,9 +16,11 @@ from sortie_core.events import (
     LogoutRequested,
     Observed,
     OffboardRequested,
+    Outcome,
     RevocationCompleted,
     SsoLogoutCompleted,
     SsoLogoutRequested,
+    StepError,
     StepResult,
     Target,
     utcnow,
@@ -156,6 +158,8 @@ async def handle_sso_logout(
     before = await discover(
         sso, event.subject, registry if registry and first else Registry(), tgt=tgt
     )
+    if first and before.error is not None and _may_defer(event):
+        return _deferred(event, action, before.error)
     app_steps: tuple[StepResult, ...] = ()
     # Only while the session is there: once it is gone the CAS lists no ticket of it, and
     # an application's absence from its tickets proves nothing.
@@ -234,6 +238,38 @@ async def handle_sso_logout(
         app_steps=app_steps,
         app_discovery=before.discovery if app_steps else None,
     )
+
+
+# How many times the SSO logout waits for the CAS to list the session's tickets, so that
+# the applications named in `app_logout_first` go first. Past that it destroys the session
+# anyway: an alive SSO session is the worst outcome (e.g. an actuator that fails while the
+# ticket deletion works), even if those applications' sessions then cannot be ended.
+MAX_DEFERRALS = 3
+
+
+def _may_defer(event: SsoLogoutRequested) -> bool:
+    return event.followup is None or event.followup.attempt <= MAX_DEFERRALS
+
+
+def _deferred(event: SsoLogoutRequested, action: str, why: str) -> SsoLogoutCompleted:
+    now = utcnow()
+    step = StepResult(
+        action=action,
+        outcome=Outcome.FAILED,
+        started_at=now,
+        finished_at=now,
+        error=StepError(
+            code="sso_deferred_for_app_logout",
+            message=(
+                f"the CAS could not list the session's tickets ({why[:200]}): the "
+                f"applications {', '.join(event.app_logout_first[:10])} are logged out first, "
+                "the SSO logout is sent again"
+            ),
+            retryable=True,
+        ),
+    )
+    log.warning("request %s: sso logout deferred, the CAS lists no tickets", event.request_id)
+    return SsoLogoutCompleted(request_id=event.request_id, subject=event.subject, steps=(step,))
 
 
 def handle_deadlettered(
