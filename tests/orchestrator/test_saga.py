@@ -474,3 +474,48 @@ def test_no_app_goes_first_when_the_cas_answered():
     assert last is not None
     [command] = [m.event for m in last.messages if m.stream == streams.SSO_LOGOUT_REQUESTED]
     assert isinstance(command, SsoLogoutRequested) and command.app_logout_first == ()
+
+
+def test_the_sso_logout_stops_waiting_for_the_apps_after_its_window():
+    """Past `sso_apps_first` the SSO follow-up no longer names the applications: the
+    session is destroyed even though their tickets could not be learnt."""
+    state = started(targets=[Target.M365, Target.ENT]).state
+    no_ticket = StepResult(
+        action="app_logout:esper",
+        outcome=Outcome.FAILED,
+        started_at=T0,
+        finished_at=T0,
+        error=StepError(code="cas_slo_no_ticket", message="CAS down", retryable=False),
+    )
+    state = saga.on_revocation(state, report(state, "m365"), T0, TIMEOUTS).state  # type: ignore[union-attr]
+    cas_down = Discovery(source="cas", error="HTTP 503")
+    waiting = saga.on_revocation(
+        state, report(state, "ent", one=no_ticket, discovery=cas_down), T0, TIMEOUTS
+    )
+    assert waiting is not None
+    deferred = StepResult(
+        action="destroy_all_sso_sessions",
+        outcome=Outcome.FAILED,
+        started_at=T0,
+        finished_at=T0,
+        error=StepError(code="sso_deferred_for_app_logout", message="-", retryable=True),
+    )
+    failed = saga.on_sso_completed(
+        waiting.state,
+        SsoLogoutCompleted(request_id=state.request_id, subject=ALICE, steps=(deferred,)),
+        T0,
+        TIMEOUTS,
+    )
+    assert failed is not None and "sso" in failed.state.followups
+
+    def sso_followup(at: datetime) -> SsoLogoutRequested:
+        fired = saga.on_deadline(failed.state, at, TIMEOUTS)  # type: ignore[union-attr]
+        assert fired is not None
+        [command] = [m.event for m in fired.messages if m.stream == streams.SSO_LOGOUT_REQUESTED]
+        assert isinstance(command, SsoLogoutRequested)
+        return command
+
+    soon = failed.state.followups["sso"].next_at
+    assert sso_followup(soon).app_logout_first == ("app_logout:esper",)
+    late = T0 + TIMEOUTS.sso_apps_first + timedelta(seconds=1)
+    assert sso_followup(max(soon, late)).app_logout_first == ()

@@ -27,7 +27,7 @@ from sortie_core.events import (
     encode_event,
 )
 from sortie_core.steps import RetryPolicy
-from sortie_ent.adapters.fake import FakeAppLogout, FakeSsoSessions
+from sortie_ent.adapters.fake import FakeAppLogout, FakeSsoSessions, FakeTicketVault
 from sortie_ent.handlers import (
     handle_deadlettered,
     handle_logout,
@@ -726,13 +726,13 @@ async def test_apps_whose_tickets_were_unknown_are_logged_out_before_the_sso_ses
     assert (sso.outcome, sso.verification) == (Outcome.SUCCEEDED, Verification.VERIFIED)
 
 
-@pytest.mark.parametrize(("attempt", "deferred"), [(None, True), (3, True), (4, False)])
-async def test_the_sso_logout_waits_a_few_times_for_the_cas_to_list_the_tickets(
-    registry: Registry, apps: FakeAppLogout, attempt: int | None, deferred: bool
+@pytest.mark.parametrize("attempt", [None, 1, 7])
+async def test_the_sso_logout_waits_for_the_cas_to_list_the_tickets(
+    registry: Registry, apps: FakeAppLogout, attempt: int | None
 ) -> None:
-    """The CAS cannot list the session (actuator down) while applications wait for their
-    tickets: the session is not destroyed yet (that would make the CAS forget them), at
-    most three times; then it is, since an alive SSO session is the worst outcome."""
+    """The CAS cannot list the session (down) while applications wait for their tickets:
+    the session is not destroyed yet (that would make the CAS forget them); how long this
+    may last is the orchestrator's to say (it stops naming the applications)."""
     cas = FakeSsoSessions(
         read_failures=[TransientError("down", code="cas_unavailable")] * 10,
         sessions={"TGT-1-alice": "alice"},
@@ -748,14 +748,40 @@ async def test_the_sso_logout_waits_a_few_times_for_the_cas_to_list_the_tickets(
     result = await handle_sso_logout(event, sso=cas, policy=POLICY, registry=registry, apps=apps)
     assert result.app_steps == () and apps.slo_calls == []
     [step] = result.steps
-    if deferred:
-        assert step.outcome is Outcome.FAILED and not step.done
-        assert step.error is not None and step.error.retryable
-        assert step.error.code == "sso_deferred_for_app_logout"
-        assert cas.sessions == {"TGT-1-alice": "alice"}
-    else:
-        assert ("destroy_ticket", "TGT-1-alice") in cas.calls
-        assert "TGT-1-alice" not in cas.sessions
+    assert step.outcome is Outcome.FAILED and not step.done
+    assert step.error is not None and step.error.retryable
+    assert step.error.code == "sso_deferred_for_app_logout"
+    assert cas.sessions == {"TGT-1-alice": "alice"}
+    assert ("destroy_ticket", "TGT-1-alice") not in cas.calls
+
+
+async def test_tickets_of_an_application_down_are_kept_for_the_follow_up(
+    registry: Registry, apps: FakeAppLogout
+) -> None:
+    """Esper answers 503 at the logout; by its follow-up the SSO session is gone and the
+    CAS lists no ticket any more: the ticket kept from the first attempt is sent."""
+    vault = FakeTicketVault()
+    cas = FakeSsoSessions()
+    cas.login("TGT-1-alice", "alice", st("esper", 1))
+    apps.fail("esper", *[TransientError("503", code="app_unavailable")] * 10)
+    first = logout()
+    result = await handle_logout(
+        first, registry=registry, apps=apps, sso=cas, policy=POLICY, vault=vault
+    )
+    assert result is not None and outcomes(result)["app_logout:esper"] is Outcome.FAILED
+    assert [t.ticket for t in vault.by_request[str(first.request_id)]] == ["ST-1-esper"]
+
+    cas.sessions.clear()  # the SSO logout destroyed the session
+    apps.failures.pop("esper")  # back
+    again = first.model_copy(
+        update={"followup": FollowUpScope(services=("ent",), actions=("app_logout:esper",))}
+    )
+    healed = await handle_logout(
+        again, registry=registry, apps=apps, sso=cas, policy=POLICY, vault=vault
+    )
+    assert healed is not None and outcomes(healed) == {"app_logout:esper": Outcome.SUCCEEDED}
+    assert "ST-1-esper" in apps.slo_calls[-1].message
+    assert str(first.request_id) not in vault.by_request  # nothing left to retry
 
 
 async def test_apps_first_claims_nothing_once_the_session_is_gone(

@@ -31,6 +31,7 @@ from sortie_core.steps import RetryPolicy
 from . import handlers
 from .adapters import AppLogout, SsoSessions
 from .adapters.http import CasRestSessions, HttpAppLogout
+from .adapters.vault import RedisTicketVault
 from .oidc import LogoutTokenSigner
 from .registry import AppProtocol, Registry, load_registry
 from .settings import EntSettings
@@ -163,6 +164,7 @@ def make_build(
             "concurrency": settings.app_concurrency,
             "default_timeout_s": settings.app_timeout_s,
             "signer": token_signer,
+            "vault": RedisTicketVault(redis, settings.kept_tickets_ttl_s),
         }
 
         async def on_logout(event: LogoutRequested, _: Delivery) -> RevocationCompleted | None:

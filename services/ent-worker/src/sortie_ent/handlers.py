@@ -8,16 +8,19 @@ are credentials or carry them.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from sortie_core import services
 from sortie_core.events import (
     DeadLettered,
+    Discovery,
     Evidence,
     LogoutRequested,
     Observed,
     OffboardRequested,
     Outcome,
     RevocationCompleted,
+    ServiceTicket,
     SsoLogoutCompleted,
     SsoLogoutRequested,
     StepError,
@@ -27,15 +30,17 @@ from sortie_core.events import (
 )
 from sortie_core.steps import Contradicted, RetryPolicy, deadlettered, run_step
 
-from .adapters import AppLogout, SsoSessions
+from .adapters import AppLogout, SsoSessions, TicketVault
 from .discovery import discover, ticket_ref
 from .oidc import LogoutTokenSigner
 from .plan import (
+    PlannedStep,
     caller_tickets,
     offboard_wants,
     plan_apps,
     run_plan,
     summary,
+    tickets_to_retry,
 )
 from .registry import Registry
 
@@ -58,20 +63,24 @@ async def handle_logout(
     concurrency: int = 8,
     default_timeout_s: float = 10.0,
     signer: LogoutTokenSigner | None = None,
+    vault: TicketVault | None = None,
 ) -> RevocationCompleted | None:
     """Discover the session's services in the CAS (the TGT's, or every session of the
     user when the caller gave no TGT), then log every application out."""
     if Target.ENT not in event.targets or not event.addressed_to(SERVICE):
         return None
     tgt = event.sso_session.tgt if event.sso_session else None
-    found = await discover(sso, event.subject, registry, tgt=tgt, caller=caller_tickets(event))
+    found = await discover(
+        sso,
+        event.subject,
+        registry,
+        tgt=tgt,
+        caller=caller_tickets(event),
+        kept=await _kept(vault, event),
+    )
+    plan = plan_apps(found.tickets, registry, unknown_why=found.error, wants=event.retries)
     steps = await run_plan(
-        plan_apps(
-            found.tickets,
-            registry,
-            unknown_why=found.error,
-            wants=event.retries,
-        ),
+        plan,
         subject=event.subject,
         apps=apps,
         policy=policy,
@@ -79,14 +88,7 @@ async def handle_logout(
         default_timeout_s=default_timeout_s,
         signer=signer,
     )
-    log.info("request %s: ent logout %s", event.request_id, summary(steps))
-    return RevocationCompleted(
-        service=SERVICE,
-        request_id=event.request_id,
-        subject=event.subject,
-        steps=steps,
-        discovery=found.discovery,
-    )
+    return await _report(event, "logout", steps, found.discovery, vault, plan)
 
 
 async def handle_offboard(
@@ -99,19 +101,16 @@ async def handle_offboard(
     concurrency: int = 8,
     default_timeout_s: float = 10.0,
     signer: LogoutTokenSigner | None = None,
+    vault: TicketVault | None = None,
 ) -> RevocationCompleted | None:
     """Every SSO session of the user: their services are logged out, and every identity
     application the request asks for."""
     if not event.addressed_to(SERVICE):
         return None
-    found = await discover(sso, event.subject, registry)
+    found = await discover(sso, event.subject, registry, kept=await _kept(vault, event))
+    plan = plan_apps(found.tickets, registry, unknown_why=found.error, wants=offboard_wants(event))
     steps = await run_plan(
-        plan_apps(
-            found.tickets,
-            registry,
-            unknown_why=found.error,
-            wants=offboard_wants(event),
-        ),
+        plan,
         subject=event.subject,
         apps=apps,
         policy=policy,
@@ -119,13 +118,36 @@ async def handle_offboard(
         default_timeout_s=default_timeout_s,
         signer=signer,
     )
-    log.info("request %s: ent offboard %s", event.request_id, summary(steps))
+    return await _report(event, "offboard", steps, found.discovery, vault, plan)
+
+
+async def _kept(
+    vault: TicketVault | None, event: LogoutRequested | OffboardRequested
+) -> tuple[ServiceTicket, ...]:
+    """A follow-up's tickets from the earlier attempts (the CAS may have forgotten them)."""
+    if vault is None or event.followup is None:
+        return ()
+    return await vault.kept(str(event.request_id))
+
+
+async def _report(
+    event: LogoutRequested | OffboardRequested,
+    kind: str,
+    steps: tuple[StepResult, ...],
+    discovery: Discovery,
+    vault: TicketVault | None,
+    plan: Sequence[PlannedStep],
+) -> RevocationCompleted:
+    if vault is not None:
+        # What a follow-up will need: the tickets of the applications to try again.
+        await vault.keep(str(event.request_id), tickets_to_retry(plan, steps))
+    log.info("request %s: ent %s %s", event.request_id, kind, summary(steps))
     return RevocationCompleted(
         service=SERVICE,
         request_id=event.request_id,
         subject=event.subject,
         steps=steps,
-        discovery=found.discovery,
+        discovery=discovery,
     )
 
 
@@ -143,6 +165,7 @@ async def handle_sso_logout(
     concurrency: int = 8,
     default_timeout_s: float = 10.0,
     signer: LogoutTokenSigner | None = None,
+    vault: TicketVault | None = None,
 ) -> SsoLogoutCompleted:
     """The last step of every request: end the CAS session, then read back through the
     actuator that the CAS no longer knows the TGT (logout) or lists no session of the
@@ -155,10 +178,12 @@ async def handle_sso_logout(
     tgt = event.tgt if action == DESTROY_SSO_SESSION else None
     username = event.subject.sso_username
     first = set(event.app_logout_first) if registry and apps else set()
+    kept = await vault.kept(str(event.request_id)) if vault is not None and first else ()
     before = await discover(
-        sso, event.subject, registry if registry and first else Registry(), tgt=tgt
+        sso, event.subject, registry if registry and first else Registry(), tgt=tgt, kept=kept
     )
-    if first and before.error is not None and _may_defer(event):
+    if first and before.error is not None:
+        # The orchestrator stops naming them once it waited long enough (sso_apps_first).
         return _deferred(event, action, before.error)
     app_steps: tuple[StepResult, ...] = ()
     # Only while the session is there: once it is gone the CAS lists no ticket of it, and
@@ -238,17 +263,6 @@ async def handle_sso_logout(
         app_steps=app_steps,
         app_discovery=before.discovery if app_steps else None,
     )
-
-
-# How many times the SSO logout waits for the CAS to list the session's tickets, so that
-# the applications named in `app_logout_first` go first. Past that it destroys the session
-# anyway: an alive SSO session is the worst outcome (e.g. an actuator that fails while the
-# ticket deletion works), even if those applications' sessions then cannot be ended.
-MAX_DEFERRALS = 3
-
-
-def _may_defer(event: SsoLogoutRequested) -> bool:
-    return event.followup is None or event.followup.attempt <= MAX_DEFERRALS
 
 
 def _deferred(event: SsoLogoutRequested, action: str, why: str) -> SsoLogoutCompleted:

@@ -265,5 +265,22 @@ async def run_plan(
     return tuple(await asyncio.gather(*(one(s) for s in plan)))
 
 
+def tickets_to_retry(
+    plan: Sequence[PlannedStep], steps: Sequence[StepResult]
+) -> tuple[ServiceTicket, ...]:
+    """The tickets of the single logouts that failed for a reason that can pass: a
+    follow-up sends them again (an application answers a second message for an ended
+    session with "no session", harmlessly)."""
+    return tuple(
+        ticket
+        for planned, step in zip(plan, steps, strict=True)
+        if planned.kind is StepKind.SLO
+        and not step.done
+        and step.error is not None
+        and step.error.retryable
+        for ticket in planned.tickets
+    )
+
+
 def summary(steps: Sequence[StepResult]) -> str:
     return ", ".join(f"{s.action}={s.outcome.value}" for s in steps) or "no application"
