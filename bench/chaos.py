@@ -87,7 +87,9 @@ async def _redis_empty(run: Run) -> None:
 async def _app_down(run: Run) -> None:
     apps = run.sim("entapps")
     async with httpx.AsyncClient() as c:
-        await c.post(f"{apps}/_sim/config", json={"fail_apps": ["mer"]})
+        # One application of each kind: by identity (mer) and by CAS single logout (esper,
+        # whose tickets the CAS forgets once the SSO session is destroyed).
+        await c.post(f"{apps}/_sim/config", json={"fail_apps": ["mer", "esper"]})
         await asyncio.sleep(run.down_s)
         await c.post(f"{apps}/_sim/config", json={"fail_apps": []})
 

@@ -30,9 +30,10 @@ async def load_credentials(redis: Redis, request_id: uuid.UUID | str) -> SsoSess
 
 # The service tickets the ent-worker found in the CAS for applications it could not log out
 # yet (down, 503): the follow-up needs them, and once the SSO session is destroyed the CAS
-# no longer lists them. Written and read by the ent-worker only (its Redis user owns
-# `sortie:cred:*`), with the same hash tag as the request, deleted when nothing is left to
-# retry, and expiring after the follow-up horizon in any case.
+# no longer lists them. Written and read by the ent-worker (the orchestrator's user, which
+# writes the request's credentials, can reach `sortie:cred:*` too; no other service can),
+# with the same hash tag as the request, deleted when nothing is left to retry, and
+# expiring after the follow-up horizon in any case.
 def kept_tickets_key(request_id: uuid.UUID | str) -> str:
     return f"sortie:cred:{{{request_id}}}:kept"
 
