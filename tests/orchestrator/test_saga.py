@@ -430,9 +430,8 @@ def test_a_service_that_never_reported_is_sent_everything_again():
     assert msg.event.retries("app_logout:esper")
 
 
-def test_apps_whose_tickets_the_cas_could_not_tell_go_before_the_sso_session():
-    """The ENT worker could not read the CAS (down): the SSO logout is asked to end those
-    applications first, and its report of them completes the ENT service."""
+def _ent_without_tickets() -> saga.Transition:
+    """M365 done; the ENT worker could not read the CAS, so esper has no ticket."""
     state = started(targets=[Target.M365, Target.ENT]).state
     no_ticket = StepResult(
         action="app_logout:esper",
@@ -447,6 +446,14 @@ def test_apps_whose_tickets_the_cas_could_not_tell_go_before_the_sso_session():
         state, report(state, "ent", one=no_ticket, discovery=cas_down), T0, TIMEOUTS
     )
     assert last is not None
+    return last
+
+
+def test_apps_whose_tickets_the_cas_could_not_tell_go_before_the_sso_session():
+    """The ENT worker could not read the CAS (down): the SSO logout is asked to end those
+    applications first, and its report of them completes the ENT service."""
+    last = _ent_without_tickets()
+    state = last.state
     [command] = [m.event for m in last.messages if m.stream == streams.SSO_LOGOUT_REQUESTED]
     assert isinstance(command, SsoLogoutRequested)
     assert command.app_logout_first == ("app_logout:esper",)
@@ -479,20 +486,8 @@ def test_no_app_goes_first_when_the_cas_answered():
 def test_the_sso_logout_stops_waiting_for_the_apps_after_its_window():
     """Past `sso_apps_first` the SSO follow-up no longer names the applications: the
     session is destroyed even though their tickets could not be learnt."""
-    state = started(targets=[Target.M365, Target.ENT]).state
-    no_ticket = StepResult(
-        action="app_logout:esper",
-        outcome=Outcome.FAILED,
-        started_at=T0,
-        finished_at=T0,
-        error=StepError(code="cas_slo_no_ticket", message="CAS down", retryable=False),
-    )
-    state = saga.on_revocation(state, report(state, "m365"), T0, TIMEOUTS).state  # type: ignore[union-attr]
-    cas_down = Discovery(source="cas", error="HTTP 503")
-    waiting = saga.on_revocation(
-        state, report(state, "ent", one=no_ticket, discovery=cas_down), T0, TIMEOUTS
-    )
-    assert waiting is not None
+    waiting = _ent_without_tickets()
+    state = waiting.state
     deferred = StepResult(
         action="destroy_all_sso_sessions",
         outcome=Outcome.FAILED,
