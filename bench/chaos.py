@@ -47,6 +47,8 @@ class Run:
     stack: Stack
     down_s: float
     notes: list[str] = field(default_factory=list)
+    # Checks run once the requests settled, with the number accepted.
+    after: list[Callable[[Run, int], Awaitable[None]]] = field(default_factory=list)
 
     def proc(self, name: str) -> Proc:
         return next(p for p in self.stack.procs if p.name == name)
@@ -113,6 +115,24 @@ async def _graph_storm(run: Run) -> None:
         await c.post(f"{graph}/_sim/config", json={"throttle_writes_per_s": 0})
 
 
+async def _backlog(run: Run) -> None:
+    """A live m365-worker with a backlog older than its claim idle time (every Graph call
+    takes 3 s): each command must still be done once. Checked with Graph's write count."""
+    graph = run.sim("graph")
+    async with httpx.AsyncClient() as c:
+        await c.post(f"{graph}/_sim/reset-stats")
+        await c.post(f"{graph}/_sim/config", json={"latency_ms": 3000})
+        await asyncio.sleep(min(run.down_s, 30.0))
+        await c.post(f"{graph}/_sim/config", json={"latency_ms": 0})
+    run.after.append(_graph_writes)
+
+
+async def _graph_writes(run: Run, accepted: int) -> None:
+    async with httpx.AsyncClient() as c:
+        stats = (await c.get(f"{run.sim('graph')}/_sim/stats")).json()
+    run.notes.append(f"graph writes {stats['writes']} for {accepted} logouts")
+
+
 async def _poison(run: Run) -> None:
     r = Redis.from_url(run.stack.urls["redis"])
     for stream in (
@@ -147,6 +167,7 @@ SCENARIOS: dict[str, Fault] = {
     "app-down": _app_down,
     "cas-down": _cas_down,
     "graph-429-storm": _graph_storm,
+    "backlog-m365": _backlog,
     "poison": _poison,
     "duplicates": _duplicates,
 }
@@ -264,6 +285,8 @@ async def run_scenario(
                 if len(views) == len(accepted) and settled:
                     break
                 await asyncio.sleep(1.0)
+            for check in run.after:
+                await check(run, len(accepted))
     finally:
         stack.stop()
     statuses = Counter(v.get("status", "?") for v in views.values())
