@@ -514,3 +514,22 @@ def test_the_sso_logout_stops_waiting_for_the_apps_after_its_window():
     assert sso_followup(soon).app_logout_first == ("app_logout:esper",)
     late = T0 + TIMEOUTS.sso_apps_first + timedelta(seconds=1)
     assert sso_followup(max(soon, late)).app_logout_first == ()
+
+
+def test_an_sso_report_after_its_deadline_heals_the_request():
+    """The SSO logout answered just after its deadline: the request, `failed` at the
+    deadline, is `completed` once the late report proves the session gone."""
+    state = started(targets=[Target.M365]).state
+    asked = saga.on_revocation(state, report(state, "m365"), T0, TIMEOUTS)
+    assert asked is not None and asked.state.status == "sso_logout"
+    at_deadline = T0 + TIMEOUTS.sso + timedelta(seconds=1)
+    timed_out = saga.on_deadline(asked.state, at_deadline, TIMEOUTS)
+    assert timed_out is not None and timed_out.state.status == "failed"
+    late = saga.on_sso_completed(
+        timed_out.state, sso_report(state), at_deadline + timedelta(milliseconds=100), TIMEOUTS
+    )
+    assert late is not None
+    assert late.state.status == "completed" and late.state.healed_at is not None
+    assert late.state.sso is not None and late.state.sso.late
+    # A copy of the same report changes nothing more.
+    assert saga.on_sso_completed(late.state, sso_report(state), at_deadline, TIMEOUTS) is None

@@ -528,6 +528,8 @@ def on_sso_completed(
         followup.merge(state.sso, event.steps)
         state.sso.discovery = event.discovery or state.sso.discovery
         state.sso.late = state.sso.late or state.sso.state != "reported"
+        # A report, even late: what it proves counts (final_status reads `reported`).
+        state.sso.state = "reported"
         _note(state, now, "late_report" if state.sso.late else "followup_report", "sso")
         return _reevaluate(Transition(state), now, timeouts)
     state.sso.state = "reported"
