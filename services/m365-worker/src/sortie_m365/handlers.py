@@ -141,7 +141,15 @@ async def _run_actions(
         else:
             body = _step_body(directory, action, user, password_length)
             check = verifier(directory, action, user, event.occurred_at, identity.skew)
-            step = await run_step(SERVICE, action.value, body, policy, verify=check)
+            step = await run_step(
+                SERVICE,
+                action.value,
+                body,
+                policy,
+                verify=check,
+                # A follow-up: the first command may have been done meanwhile (a backlog).
+                verify_first=event.followup is not None,
+            )
             if (
                 step.outcome is Outcome.NOT_FOUND
                 and action is not M365Action.DISABLE_MAIL_PROTOCOLS

@@ -4,7 +4,7 @@ its state, and of two replicas racing on one request exactly one wins.
 
 Keys (the `{request_id}` hash tag keeps one request's keys in one Cluster slot):
 
-    sortie:req:{<id>}            hash: doc (JSON SagaState), v (version)
+    sortie:req:{<id>}            hash: doc (SagaState; compacted when finished), v (version)
     sortie:deadlines             zset: request id -> next deadline (epoch s), polled by all
     sortie:requests              zset: request id -> created (epoch µs), newest-first listing
     sortie:requests:subject:<u>  zset: the same, per subject
@@ -37,6 +37,8 @@ from sortie_core.broker import Delivery, entry_fields, request_key
 from sortie_core.credentials import credentials_key
 from sortie_core.errors import RefusedError
 from sortie_orchestrator.saga import SagaState, Transition
+
+from . import doc_codec
 
 DEADLINES = "sortie:deadlines"
 REQUESTS = "sortie:requests"
@@ -208,7 +210,7 @@ class SagaStore:
             ],
             args=[
                 str(state.request_id),
-                state.model_dump_json(),
+                doc_codec.encode(state),
                 _score(state.next_deadline()),
                 repr(int(state.created_at.timestamp() * 1_000_000)),
                 self.idempotency_ttl_s,
@@ -240,7 +242,7 @@ class SagaStore:
         raw = await self.redis.hmget(req_key(request_id), ["doc", "v"])  # type: ignore[misc]
         if raw[0] is None:
             return None
-        return Loaded(SagaState.model_validate_json(raw[0]), int(raw[1] or 0))
+        return Loaded(doc_codec.decode(raw[0]), int(raw[1] or 0))
 
     async def commit(
         self, loaded: Loaded, transition: Transition, ack: Delivery | None = None
@@ -263,7 +265,7 @@ class SagaStore:
             args=[
                 str(state.request_id),
                 loaded.version,
-                state.model_dump_json(),
+                doc_codec.encode(state),
                 _score(state.next_deadline()),
                 "1" if state.finished else "0",
                 self.retention_s,
