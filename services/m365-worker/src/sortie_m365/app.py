@@ -9,8 +9,9 @@ from sortie_core.settings import load_settings
 
 from .bootstrap import SERVICE, make_build
 from .settings import M365Settings
+from .sizing import sized
 
 
 def main() -> None:
-    settings = load_settings(M365Settings)
+    settings = asyncio.run(sized(load_settings(M365Settings)))
     asyncio.run(run_worker(SERVICE, settings, make_build(settings)))

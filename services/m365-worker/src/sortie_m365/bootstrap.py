@@ -56,8 +56,8 @@ def write_queue(settings: M365Settings, redis: Redis) -> WriteQueue:
     tenant = Bucket.for_limit(
         settings.tenant_writes_limit, settings.tenant_writes_window_s, headroom
     )
-    if settings.tenant_writes_per_s and settings.tenant_writes_per_s < tenant.rate:
-        tenant = Bucket.for_limit(settings.tenant_writes_per_s, 1.0, 0.0)
+    if settings.tenant_writes_per_s:
+        app = tenant = Bucket.for_limit(settings.tenant_writes_per_s, 1.0, headroom)
     names = [r.client_id for r in settings.app_registrations] or [settings.client_id or "app"]
     prefix = f"sortie:ratelimit:graph:{settings.tenant_key}"
     limiter = SpreadLimiter(

@@ -28,6 +28,7 @@ from sortie_core.steps import RetryPolicy
 
 from .adapters import FILTER_PROPERTIES, M365Directory, M365User
 from .identity_cache import IdentityCache
+from .quota import LATENCY
 
 SERVICE = "m365"
 # `/users/{key}` lookups (`upn` is a short name for it); every other property is a `$filter`.
@@ -136,8 +137,11 @@ async def resolve(
             user=user, tried=[f"{how} (cached)"], started_at=now, read_at=now, cached=True
         )
     result = await _resolve(candidates, directory, policy)
-    if cache is not None and result.user is not None:
-        cache.put(key, result.user, result.tried[-1])
+    if result.user is not None:
+        if cache is not None:
+            cache.put(key, result.user, result.tried[-1])
+        if result.attempts == 1:
+            LATENCY.observe((result.read_at - result.started_at).total_seconds())
     return result
 
 

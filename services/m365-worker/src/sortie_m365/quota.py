@@ -55,6 +55,28 @@ def expected_wait_key(tenant_key: str) -> str:
     return f"sortie:m365:expected_wait_s:{tenant_key}"
 
 
+def latency_key(tenant_key: str) -> str:
+    return f"sortie:m365:graph_latency_s:{tenant_key}"
+
+
+@dataclass
+class Latency:
+    """Graph's latency as measured by this process (an exponential moving average of
+    single-call user lookups), kept in Redis for the next start to size itself by."""
+
+    seconds: float | None = None
+    weight: float = 0.05
+
+    def observe(self, seconds: float) -> None:
+        if self.seconds is None:
+            self.seconds = seconds
+        else:
+            self.seconds += self.weight * (seconds - self.seconds)
+
+
+LATENCY = Latency()
+
+
 class WriteQueue:
     """`await queue.acquire()`: the index of the app registration to send one write with,
     once the quota allows it; the most urgent waiter first, then first come."""
@@ -65,6 +87,7 @@ class WriteQueue:
         self.limiter = limiter
         self._redis = redis
         self._key = expected_wait_key(tenant_key)
+        self._tenant = tenant_key
         self._heap: list[tuple[int, int, asyncio.Future[int]]] = []
         self._seq = itertools.count()
         self._wake = asyncio.Event()
@@ -156,6 +179,9 @@ class WriteQueue:
         self._published_at = now
         with contextlib.suppress(Exception):
             await self._redis.set(self._key, f"{self.expected_wait_s:.3f}", ex=10)
+            if LATENCY.seconds is not None:
+                key = latency_key(self._tenant)
+                await self._redis.set(key, f"{LATENCY.seconds:.4f}", ex=7 * 86400)
 
 
 def watching_waits() -> Waited:

@@ -49,7 +49,8 @@ class M365Settings(ServiceSettings):
     tenant_writes_limit: float = Field(default=18000, gt=0)
     tenant_writes_window_s: float = Field(default=300, gt=0)
     quota_headroom: float = Field(default=0.02, ge=0, lt=1)
-    # A lower cap on the tenant's writes/s (None: the limits above).
+    # One writes/s figure for the tenant instead of the limits above, which each app
+    # registration may use all of (a tenant whose limits Microsoft raised; a bench).
     tenant_writes_per_s: float | None = Field(default=None, gt=0)
     tenant_key: str = "default"
     # A Graph call's expected latency, to size the handlers in flight (SORTIE_M365_CONCURRENCY,
@@ -111,6 +112,7 @@ class M365Settings(ServiceSettings):
         """Handlers in flight from the write rate and the latency, unless set."""
         if "concurrency" not in self.model_fields_set:
             self.concurrency = concurrency_for(self.writes_per_s, self.graph_latency_s)
+            self.__pydantic_fields_set__.discard("concurrency")  # still not set by anyone
         return self
 
     @property
@@ -120,9 +122,11 @@ class M365Settings(ServiceSettings):
     @property
     def writes_per_s(self) -> float:
         """Writes/s the tenant's registrations may make together."""
+        if self.tenant_writes_per_s:
+            return self.tenant_writes_per_s * (1 - self.quota_headroom)
         apps = self.registrations * self.app_writes_limit / self.app_writes_window_s
         rate = min(apps, self.tenant_writes_limit / self.tenant_writes_window_s)
-        return min(rate, self.tenant_writes_per_s or rate) * (1 - self.quota_headroom)
+        return rate * (1 - self.quota_headroom)
 
     @property
     def lookups(self) -> tuple[Lookup, ...]:
