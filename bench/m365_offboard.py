@@ -218,6 +218,51 @@ def steady_rate(samples: list[tuple[float, int]]) -> float:
     return (w1 - w0) / (t1 - t0) if t1 > t0 else 0.0
 
 
+async def logouts(stack: Stack, args: argparse.Namespace) -> None:
+    """Logouts of Graph users one after another, each user twice (the second time the
+    identity cache answers): the M365 step's duration (its lookup included) against the
+    request's, the SSO step's and what is left (what no step accounts for)."""
+    graph = stack.urls["sim_graph"]
+    headers = {"Authorization": f"Bearer {stack.token}"}
+    async with (
+        httpx.AsyncClient(base_url=graph, timeout=30) as admin,
+        httpx.AsyncClient(base_url=stack.urls["api"], headers=headers, timeout=30) as api,
+    ):
+        await admin.post("/_sim/users:bulk", json={"count": args.logouts, "prefix": "lo",
+                                                   "domain": "example.org"})  # fmt: skip
+        await admin.post("/_sim/config", json={"latency_ms": args.latency_ms})
+        rows: dict[str, list[tuple[float, float, float]]] = {"first": [], "cached": []}
+        for got in rows.values():
+            for n in range(1, args.logouts + 1):
+                body = {"subject": {"user_id": f"lo{n}", "upn": f"lo{n:05d}@example.org"},
+                        "targets": ["m365"]}  # fmt: skip
+                rid = (await api.post("/v1/logouts", json=body)).json()["request_id"]
+                view: dict[str, Any] = {}
+                for _ in range(300):
+                    view = (await api.get(f"/v1/requests/{rid}")).json()
+                    if view.get("finished_at"):
+                        break
+                    await asyncio.sleep(0.02)
+                m365 = view["services"]["m365"]["steps"][0]["duration_seconds"]
+                sso = max((s["duration_seconds"] for s in (view["sso"] or {}).get("steps", [])),
+                          default=0.0)  # fmt: skip
+                got.append((view["duration_seconds"], m365, sso))
+    print(f"logouts (m365 only), {args.latency_ms:g} ms per Graph call, one at a time:")
+    for label, got in rows.items():
+        total = [r[0] for r in got]
+        m365 = [r[1] for r in got]
+        rest = [r[0] - r[1] - r[2] for r in got]
+        print(f"  {label:7s} request p50/p99 {pct(total, 0.5):.0f}/{pct(total, 0.99):.0f} ms; "
+              f"m365 step p50/p99 {pct(m365, 0.5):.0f}/{pct(m365, 0.99):.0f} ms; "
+              f"request - m365 step - SSO step p50/p99 "
+              f"{pct(rest, 0.5):.0f}/{pct(rest, 0.99):.0f} ms")  # fmt: skip
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
 def show(f: Figures) -> None:
     share = 100 * f.writes_per_s / f.throttle
     steady = 100 * f.steady_writes_per_s / f.throttle
@@ -238,11 +283,12 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=100.0)
     parser.add_argument("--throttle", type=float, default=200.0, help="writes/s per app")
     parser.add_argument("--apps", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--logouts", type=int, default=0, help="then N logouts, one by one")
     parser.add_argument(
         "--now", dest="scheduled", action="store_false", help="offboard at once, as posted"
     )
     args = parser.parse_args()
-    if not 1 <= args.users <= 20_000 or not all(1 <= a <= 8 for a in args.apps):
+    if not 0 <= args.users <= 20_000 or not all(1 <= a <= 8 for a in args.apps):
         raise SystemExit("--users within 1..20000, --apps within 1..8")
     print(f"{args.users} users per run, {args.latency_ms:g} ms per Graph call, "
           f"writes: {', '.join(GRAPH_WRITES)}")  # fmt: skip
@@ -252,7 +298,10 @@ def main() -> None:
         stack.plan()
         try:
             stack.start(timeout=90)
-            show(asyncio.run(drive(stack, args, apps)))
+            if args.users:
+                show(asyncio.run(drive(stack, args, apps)))
+            if args.logouts:
+                asyncio.run(logouts(stack, args))
         finally:
             stack.stop()
 
