@@ -17,22 +17,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sortie_cli.stack import Stack
+from sortie_cli.stack import Proc, Stack
+from sortie_core import streams
 
 GRAPH_WRITES = ["block_sign_in", "reset_password", "revoke_sessions"]
 
@@ -71,7 +74,8 @@ def stack_env(args: argparse.Namespace, apps: int) -> dict[str, str]:
             "SORTIE_M365_APP_WRITES_WINDOW_S": "1",
             "SORTIE_M365_TENANT_WRITES_LIMIT": str(args.throttle * apps),
             "SORTIE_M365_TENANT_WRITES_WINDOW_S": "1",
-            "SORTIE_M365_GRAPH_LATENCY_S": str(args.latency_ms / 1000),
+            "SORTIE_ORCHESTRATOR_PHASE1_TIMEOUT_S": "900",
+            "SORTIE_M365_GRAPH_LATENCY_S": str(args.latency_estimate or args.latency_ms / 1000),
         }
     )
     return env
@@ -103,7 +107,13 @@ async def drive(stack: Stack, args: argparse.Namespace, apps: int) -> Figures:
         async def read_finished() -> None:
             last: Any = "$"
             while True:
-                reply: Any = await redis.xread({"request.finished": last}, block=1000, count=500)
+                try:
+                    reply: Any = await redis.xread(
+                        {"request.finished": last}, block=1000, count=500
+                    )
+                except (OSError, RedisError):
+                    await asyncio.sleep(0.1)
+                    continue
                 for _stream, entries in reply or []:
                     for entry_id, fields in entries:
                         last = entry_id
@@ -114,17 +124,17 @@ async def drive(stack: Stack, args: argparse.Namespace, apps: int) -> Figures:
             while True:
                 stats = (await admin.get("/_sim/stats")).json()
                 samples.append((time.monotonic(), stats["writes"]))
-                metrics = (await admin.get(stack.urls["m365_metrics"])).text
-                queued.append(sum(_gauge(metrics, "sortie_m365_writes_queued").values()))
+                with contextlib.suppress(httpx.HTTPError):  # the worker held back
+                    metrics = (await admin.get(stack.urls["m365_metrics"])).text
+                    queued.append(sum(_gauge(metrics, "sortie_m365_writes_queued").values()))
                 await asyncio.sleep(0.2)
 
+        worker = next(p for p in stack.procs if p.name == "m365-worker")
+        if args.held:
+            stop_worker(worker)
         reader = asyncio.create_task(read_finished())
         sampler = asyncio.create_task(sample())
         started = time.monotonic()
-        # Every offboarding is accepted first, all due at one moment: the worker, not the
-        # intake, sets the pace (this machine's intake is slower than 400 writes/s).
-        lead = args.users / 40 + 3 if args.scheduled else 0
-        start_at = (datetime.now(UTC) + timedelta(seconds=lead)).isoformat() if lead else None
         headers = {"Authorization": f"Bearer {stack.token}"}
         async with httpx.AsyncClient(
             base_url=stack.urls["api"], headers=headers, timeout=30
@@ -138,7 +148,6 @@ async def drive(stack: Stack, args: argparse.Namespace, apps: int) -> Figures:
                         "subject": {"user_id": f"bench{n:05d}", "upn": f"bench{n:05d}@example.org"},
                         "reason": "bench",
                         "actions": GRAPH_WRITES,
-                        "effective_at": start_at,
                     }
                     resp = await api.post("/v1/offboardings", json=body)
                     if resp.status_code == 202:
@@ -148,9 +157,22 @@ async def drive(stack: Stack, args: argparse.Namespace, apps: int) -> Figures:
 
             await asyncio.gather(*(client() for _ in range(32)))
         print(f"  intake: {len(wanted)} accepted in {time.monotonic() - started:.1f} s")
-        deadline = time.monotonic() + 600
+        if args.held:
+            # Every command in the stream first: the worker, not this machine's intake and
+            # orchestrator, sets the pace from here.
+            while await redis.xlen(streams.OFFBOARD_REQUESTED) < len(wanted):
+                await asyncio.sleep(0.1)
+            worker.start()
+            stack._wait_ready(worker, time.monotonic() + 60)
+            print(f"  m365-worker started with {len(wanted)} offboardings waiting")
+        deadline = time.monotonic() + args.wait_s
         while len(wanted - finished.keys()) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
+        if wanted - finished.keys():
+            rid = next(iter(wanted - finished.keys()))
+            view = (await api_get(stack, f"/v1/requests/{rid}")).json()
+            states = {k: v.get("state") for k, v in view.get("services", {}).items()}
+            print(f"  unfinished, e.g. {rid}: {view.get('status')}, {states}")
         wall = time.monotonic() - started
         sampler.cancel()
         reader.cancel()
@@ -178,6 +200,18 @@ async def drive(stack: Stack, args: argparse.Namespace, apps: int) -> Figures:
         errors,
         writing_time(samples),
     )
+
+
+async def api_get(stack: Stack, path: str) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {stack.token}"}
+    async with httpx.AsyncClient(base_url=stack.urls["api"], headers=headers) as api:
+        return await api.get(path)
+
+
+def stop_worker(worker: Proc) -> None:
+    assert worker.popen is not None
+    worker.popen.send_signal(signal.SIGTERM)
+    worker.popen.wait(30)
 
 
 def _gauge(text: str, name: str) -> dict[str, float]:
@@ -283,9 +317,19 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=100.0)
     parser.add_argument("--throttle", type=float, default=200.0, help="writes/s per app")
     parser.add_argument("--apps", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--latency-estimate",
+        type=float,
+        default=None,
+        help="the worker's latency estimate for its sizing, s (default: the simulator's)",
+    )
+    parser.add_argument("--wait-s", type=float, default=600, help="for the last to finish")
     parser.add_argument("--logouts", type=int, default=0, help="then N logouts, one by one")
     parser.add_argument(
-        "--now", dest="scheduled", action="store_false", help="offboard at once, as posted"
+        "--now",
+        dest="held",
+        action="store_false",
+        help="the worker runs from the start (else it starts once every command is queued)",
     )
     args = parser.parse_args()
     if not 0 <= args.users <= 20_000 or not all(1 <= a <= 8 for a in args.apps):
