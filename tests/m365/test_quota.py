@@ -190,3 +190,18 @@ async def test_concurrency_is_sized_from_the_quota_and_the_measured_latency(
     explicit = M365Settings(redis_url=redis_server.url, concurrency=7)
     assert (await sized(explicit)).concurrency == 7
     assert quota.concurrency_for(1e6, 10) == 512  # bounded
+
+
+async def test_writes_fail_as_transient_when_the_quota_cannot_be_read() -> None:
+    from sortie_core.errors import TransientError
+    from tests.redis_server import free_port
+
+    down = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    queue = _queue(down, rate=5)
+    try:
+        with pytest.raises(TransientError) as caught:
+            await queue.acquire()
+        assert caught.value.code == "quota_unavailable"
+    finally:
+        await queue.aclose()
+        await down.aclose()
