@@ -135,17 +135,29 @@ async def _duplicates(run: Run) -> None:
 
 
 async def _sentinel_failover(run: Run) -> None:
-    """kill -9 of the Redis primary under load; once the sentinels promoted the replica,
-    the dead node is started again (empty) and becomes the new replica."""
+    """kill -9 of the Redis primary under load, its replica lagging; once the sentinels
+    promoted the replica, the dead node is started again (empty) and becomes the new
+    replica."""
     assert run.group is not None
-    await asyncio.sleep(2.0)  # requests in flight on the first primary
+    await asyncio.sleep(0.3)  # requests still being accepted by the first primary
+    # The replica lags (stalled 0.7 s, below the sentinels' 1 s down-after) when the
+    # primary dies: on one machine it is otherwise microseconds behind.
+    standby = run.group.standby().proc
+    assert standby is not None
+    os.kill(standby.pid, signal.SIGSTOP)
+    await asyncio.sleep(0.7)
     old = run.group.kill9_primary()
+    os.kill(standby.pid, signal.SIGCONT)
     started = time.monotonic()
     new = await asyncio.to_thread(run.group.wait_failover, old)
     run.notes.append(f"new master after {time.monotonic() - started:.1f} s")
     run.group.restart(old)
     await asyncio.to_thread(
-        run.group.wait, lambda: run.group is not None and run.group.replicas_of(new) >= 1, "resync"
+        # The sentinels look at a returning node every 10 s or so before they convert it.
+        run.group.wait,
+        lambda: run.group is not None and run.group.replicas_of(new) >= 1,
+        "resync",
+        30,
     )
 
 
@@ -189,9 +201,12 @@ async def _submit(client: httpx.AsyncClient, i: int, tag: str) -> str | None:
         "subject": {"user_id": f"{tag}{i}", "upn": f"{tag}{i}@example.org"},
         "reason": "chaos",
     }
+    # Retries carry the same Idempotency-Key, as an ENT client's do: a request the intake
+    # stored but refused (503, not durable yet) is then answered, not submitted again.
+    headers = {"Idempotency-Key": f"chaos-{tag}-{i}"}
     for _ in range(50):
         try:
-            resp = await client.post("/v1/logouts", json=body)
+            resp = await client.post("/v1/logouts", json=body, headers=headers)
         except httpx.HTTPError:
             await asyncio.sleep(0.2)
             continue

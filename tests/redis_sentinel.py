@@ -94,10 +94,17 @@ class SentinelGroup:
     def _replica_linked(self) -> bool:
         return self.replicas_of(self.primary.port) >= 1
 
+    def node(self, port: int) -> RedisServer:
+        return self.primary if port == self.primary.port else self.replica
+
+    def standby(self) -> RedisServer:
+        """The node that is not the master now."""
+        return self.replica if self.node(self.master_port() or 0) is self.primary else self.primary
+
     def kill9_primary(self) -> int:
         """kill -9 of the current master; returns its port."""
         port = self.master_port() or self.primary.port
-        node = self.primary if port == self.primary.port else self.replica
+        node = self.node(port)
         assert node.proc is not None
         node.proc.kill()
         node.proc.wait(5)
@@ -117,8 +124,7 @@ class SentinelGroup:
     def restart(self, port: int) -> None:
         """Start the dead node again (empty, as after a crash without AOF): the sentinels
         turn it into a replica of the new master."""
-        node = self.primary if port == self.primary.port else self.replica
-        node.start()
+        self.node(port).start()
 
     def wait(self, check: Callable[[], bool], what: str, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout

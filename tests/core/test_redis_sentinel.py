@@ -13,9 +13,15 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
+from redis.asyncio.sentinel import SentinelManagedConnection, SentinelManagedSSLConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from sortie_core.redis_conn import BlockingSentinelPool, run_then_wait
+from sortie_core.redis_conn import (
+    BlockingSentinelPool,
+    master_options,
+    run_then_wait,
+    sentinel_options,
+)
 from sortie_core.runtime import make_broker, redis_client
 from sortie_core.settings import ServiceSettings, SettingsError, read_settings
 from tests.redis_sentinel import SentinelGroup
@@ -131,3 +137,29 @@ def test_sentinel_settings_come_from_the_shared_variables(
     with pytest.raises(SettingsError) as refused:
         read_settings(ServiceSettings)
     assert "SORTIE_REDIS_SENTINELS" in str(refused.value) and "host:port" in str(refused.value)
+
+
+def test_tls_keeps_the_sentinel_managed_connection() -> None:
+    """A `rediss://` URL: TLS to the master and, unless told otherwise, to the sentinels,
+    with the CA of the settings; the connection class stays sentinel-managed (a plain
+    TLS connection would stay on one host and never follow a failover)."""
+    settings = ServiceSettings(
+        redis_url=SecretStr("rediss://orchestrator:pw@ignored:1/2"),
+        redis_ca_path="/etc/ca.pem",
+        redis_sentinels="10.0.0.1:26379",
+        redis_sentinel_password=SecretStr("sp"),
+    )
+    master = master_options(settings)
+    assert master["connection_class"] is SentinelManagedSSLConnection
+    assert (master["username"], master["password"], master["db"]) == ("orchestrator", "pw", 2)
+    assert master["ssl_ca_certs"] == "/etc/ca.pem" and "host" not in master
+    sentinels = sentinel_options(settings)
+    assert sentinels["ssl"] is True and sentinels["password"] == "sp"
+    plain = settings.model_copy(update={"redis_sentinel_tls": False})
+    assert "ssl" not in sentinel_options(plain)
+    assert (
+        master_options(settings.model_copy(update={"redis_url": SecretStr("redis://h/0")}))[
+            "connection_class"
+        ]
+        is SentinelManagedConnection
+    )

@@ -48,16 +48,20 @@ class Load:
     def _client(self, n: int) -> None:
         headers = {"Authorization": f"Bearer {self.stack.token}"}
         with httpx.Client(base_url=self.stack.urls["api"], headers=headers, timeout=5) as c:
-            i = 0
+            i, answered = 0, True
             while not self.stop.is_set():
-                i += 1
+                if answered:  # a new logout; otherwise the same again, same key
+                    i += 1
                 body = {"subject": {"user_id": f"fo{n}-{i}", "upn": f"fo{n}-{i}@example.org"}}
+                key = {"Idempotency-Key": f"fo{n}-{i}"}
+                answered = False
                 try:
-                    resp = c.post("/v1/logouts", json=body)
+                    resp = c.post("/v1/logouts", json=body, headers=key)
                 except httpx.HTTPError as exc:
                     self.answers[type(exc).__name__] += 1
                     continue
                 self.answers[str(resp.status_code)] += 1
+                answered = resp.status_code != 503
                 if resp.status_code == 202:
                     self.accepted.append((time.monotonic(), resp.json()["request_id"]))
                 elif resp.status_code == 503:
@@ -126,7 +130,8 @@ def test_a_primary_killed_under_load_loses_no_accepted_request(
             new = group.wait_failover(old)
             failover_s = time.monotonic() - killed_at
             group.restart(old)  # comes back empty; the sentinels make it a replica
-            group.wait(lambda: group.replicas_of(new) >= 1, "old primary back as a replica")
+            # The sentinels convert a returning node within ~10 s (their INFO period).
+            group.wait(lambda: group.replicas_of(new) >= 1, "old primary back as a replica", 30)
             # Accepted on the new master, by every service that follows it.
             after = len(load.accepted)
             load.wait_accepted(after + 20)
