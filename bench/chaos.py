@@ -140,14 +140,12 @@ async def _sentinel_failover(run: Run) -> None:
     replica."""
     assert run.group is not None
     await asyncio.sleep(0.3)  # requests still being accepted by the first primary
-    # The replica lags (stalled 0.7 s, below the sentinels' 1 s down-after) when the
-    # primary dies: on one machine it is otherwise microseconds behind.
-    standby = run.group.standby().proc
-    assert standby is not None
-    os.kill(standby.pid, signal.SIGSTOP)
+    # The replica lags (stalled and cut off 0.7 s, below the sentinels' 1 s down-after)
+    # when the primary dies: on one machine it is otherwise microseconds behind.
+    standby = run.group.stall_standby()
     await asyncio.sleep(0.7)
     old = run.group.kill9_primary()
-    os.kill(standby.pid, signal.SIGCONT)
+    standby.send_signal(signal.SIGCONT)
     started = time.monotonic()
     new = await asyncio.to_thread(run.group.wait_failover, old)
     run.notes.append(f"new master after {time.monotonic() - started:.1f} s")

@@ -6,6 +6,7 @@ failover finish within a few seconds of the primary's death."""
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -100,6 +101,17 @@ class SentinelGroup:
     def standby(self) -> RedisServer:
         """The node that is not the master now."""
         return self.replica if self.node(self.master_port() or 0) is self.primary else self.primary
+
+    def stall_standby(self) -> subprocess.Popen[bytes]:
+        """Stop the replica (SIGSTOP) and cut its link: what the master writes from now on
+        stays in the master's backlog, not in the replica's socket. Resume it with
+        SIGCONT (its process is returned) within the sentinels' down-after time."""
+        proc = self.standby().proc
+        assert proc is not None
+        proc.send_signal(signal.SIGSTOP)
+        with Redis(port=self.master_port() or self.primary.port, socket_timeout=1) as r:
+            r.client_kill_filter(_type="replica")
+        return proc
 
     def kill9_primary(self) -> int:
         """kill -9 of the current master; returns its port."""
