@@ -9,7 +9,8 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from redis import Redis
 
@@ -18,13 +19,42 @@ from tests.redis_server import RedisServer, free_port
 MASTER = "sortie"
 
 
+# A replica is fed at once (the default waits 5 s for more replicas to join).
+FAST_SYNC = ["--repl-diskless-sync-delay", "0"]
+
+
+def replicas_of(port: int) -> int:
+    """Replicas in sync with the master on `port` (those WAIT can count)."""
+    try:
+        with Redis(port=port, socket_timeout=0.5) as r:
+            info = r.info("replication")
+    except Exception:
+        return 0
+    count = int(info.get("connected_slaves", 0))
+    return sum(1 for i in range(count) if info.get(f"slave{i}", {}).get("state") == "online")
+
+
+@contextmanager
+def replicated_pair() -> Iterator[tuple[RedisServer, RedisServer]]:
+    """A primary and one replica in sync with it, without sentinels."""
+    primary = RedisServer(extra=FAST_SYNC).start()
+    replica = RedisServer(extra=["--replicaof", "127.0.0.1", str(primary.port)]).start()
+    try:
+        deadline = time.monotonic() + 20
+        while replicas_of(primary.port) < 1:
+            assert time.monotonic() < deadline, "the replica never synchronised"
+            time.sleep(0.05)
+        yield primary, replica
+    finally:
+        replica.cleanup()
+        primary.cleanup()
+
+
 class SentinelGroup:
     def __init__(self, down_after_ms: int = 1000) -> None:
-        # A replica is fed at once (the default waits 5 s for more replicas to join).
-        fast = ["--repl-diskless-sync-delay", "0"]
-        self.primary = RedisServer(extra=fast)
+        self.primary = RedisServer(extra=FAST_SYNC)
         self.replica = RedisServer(
-            extra=[*fast, "--replicaof", "127.0.0.1", str(self.primary.port)]
+            extra=[*FAST_SYNC, "--replicaof", "127.0.0.1", str(self.primary.port)]
         )
         self.down_after_ms = down_after_ms
         self.sentinel_ports = [free_port() for _ in range(3)]
@@ -146,14 +176,7 @@ class SentinelGroup:
             time.sleep(0.05)
 
     def replicas_of(self, port: int) -> int:
-        """Replicas in sync with the master on `port` (those WAIT can count)."""
-        try:
-            with Redis(port=port, socket_timeout=0.5) as r:
-                info = r.info("replication")
-        except Exception:
-            return 0
-        count = int(info.get("connected_slaves", 0))
-        return sum(1 for i in range(count) if info.get(f"slave{i}", {}).get("state") == "online")
+        return replicas_of(port)
 
     def cleanup(self) -> None:
         for proc in self.sentinels:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,7 @@ from sortie_core.redis_conn import (
 )
 from sortie_core.runtime import make_broker, redis_client
 from sortie_core.settings import ServiceSettings, SettingsError, read_settings
-from tests.redis_sentinel import SentinelGroup
+from tests.redis_sentinel import SentinelGroup, replicated_pair
 from tests.redis_server import RedisServer
 
 SCRIPT = "redis.call('SET', KEYS[1], ARGV[1]) return 1"
@@ -38,16 +38,9 @@ def group() -> Iterator[SentinelGroup]:
 
 
 @pytest.fixture
-async def pair() -> AsyncIterator[tuple[RedisServer, RedisServer]]:
-    primary = RedisServer(extra=["--repl-diskless-sync-delay", "0"]).start()
-    replica = RedisServer(extra=["--replicaof", "127.0.0.1", str(primary.port)]).start()
-    client = Redis.from_url(primary.url)
-    while (await client.info("replication")).get("slave0", {}).get("state") != "online":
-        await asyncio.sleep(0.05)
-    await client.aclose()
-    yield primary, replica
-    replica.cleanup()
-    primary.cleanup()
+def pair() -> Iterator[tuple[RedisServer, RedisServer]]:
+    with replicated_pair() as servers:
+        yield servers
 
 
 def _settings(group: SentinelGroup) -> ServiceSettings:
