@@ -290,3 +290,20 @@ def test_a_dead_lettered_reversal_reports_each_step_failed() -> None:
         ("restore_licenses", Outcome.FAILED),
         ("issue_temporary_access_pass", Outcome.FAILED),
     ]
+
+
+async def test_token_roles_also_govern_the_user_writes(tenant: GraphSim) -> None:
+    d = make_directory(tenant.url, token=app_token(["User.Read.All"]))
+    try:
+        event = offboarding(("block_sign_in",))
+        result = await handle_offboard(event, directory=d, policy=POLICY, ops=leaver_ops(d))
+    finally:
+        await d.aclose()
+    assert result is not None
+    step = next(s for s in result.steps if s.action == "block_sign_in")
+    assert step.outcome is Outcome.FAILED and step.error is not None
+    assert step.error.code == "graph_forbidden"
+    assert "User.EnableDisableAccount.All" in step.error.message
+    # Read before the write: the prior state is still recorded.
+    assert step.recorded == {"account_enabled": True}
+    assert tenant.sim.users[ALICE_ID].account_enabled is True
