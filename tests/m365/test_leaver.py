@@ -307,3 +307,22 @@ async def test_token_roles_also_govern_the_user_writes(tenant: GraphSim) -> None
     # Read before the write: the prior state is still recorded.
     assert step.recorded == {"account_enabled": True}
     assert tenant.sim.users[ALICE_ID].account_enabled is True
+
+
+async def test_a_throttled_step_records_the_state_before_its_first_attempt(
+    tenant: GraphSim, full: GraphSdkDirectory
+) -> None:
+    tenant.sim.configure(throttle_writes_per_s=2)  # the third removal is answered 429
+    policy = RetryPolicy(max_attempts=4, base_s=0.001, max_s=0.002, verify_delay_s=0.01)
+    event = offboarding(("remove_group_memberships",))
+    result = await handle_offboard(event, directory=full, policy=policy, ops=leaver_ops(full))
+    assert result is not None
+    [step] = [s for s in result.steps if s.action == "remove_group_memberships"]
+    assert (step.outcome, step.verification, step.attempts) == (
+        Outcome.SUCCEEDED,
+        Verification.VERIFIED,
+        2,
+    )
+    assert tenant.sim.stats.throttled >= 1
+    assert step.recorded is not None
+    assert len(step.recorded["group_ids"]) == 2 and len(step.recorded["owned_group_ids"]) == 1
