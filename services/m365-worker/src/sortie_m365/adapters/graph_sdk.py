@@ -161,13 +161,20 @@ class GraphSdkDirectory:
                 f"Graph unreachable for {what} ({type(err).__name__})", code="graph_unreachable"
             ) from err
 
-    async def _send_raw(self, info: RequestInformation, what: str) -> bytes | None:
+    async def _send_raw(
+        self,
+        info: RequestInformation,
+        what: str,
+        permission: str = PERMISSION_READ,
+        *,
+        write: bool = False,
+    ) -> bytes | None:
         adapter = self._client.request_adapter
         raw: bytes | None = await self._call(
             what,
-            PERMISSION_READ,
+            permission,
             lambda: adapter.send_primitive_async(info, "bytes", _ERRORS),  # type: ignore[func-returns-value]
-            write=False,
+            write=write,
         )
         return raw
 
@@ -203,29 +210,24 @@ class GraphSdkDirectory:
     ) -> Any:
         """One request built by the SDK's request builders, its answer read as JSON (None
         when empty); writes take from the tenant's budget (graph_leaver.py)."""
-        adapter = self._client.request_adapter
-        raw: bytes | None = await self._call(
-            what,
-            permission,
-            lambda: adapter.send_primitive_async(info, "bytes", _ERRORS),  # type: ignore[func-returns-value]
-            write=write,
-        )
-        try:
-            return json.loads(raw) if raw else None
-        except ValueError as err:
-            raise TransientError(
-                f"Graph sent unreadable JSON for {what}", code="graph_bad_json"
-            ) from err
+        return await self._get_json(info, what, permission, write=write)
 
     def _user(self, user: str) -> UserItemRequestBuilder:
         if not user:
             raise PermanentError("empty user id", code="invalid_user")
         return self._client.users.by_user_id(user)
 
-    async def _get_json(self, info: RequestInformation, what: str) -> Any:
+    async def _get_json(
+        self,
+        info: RequestInformation,
+        what: str,
+        permission: str = PERMISSION_READ,
+        *,
+        write: bool = False,
+    ) -> Any:
         """GET through the SDK's pipeline, read as plain JSON: the SDK's `User` model costs
         tens of milliseconds of CPU per parse, which caps a worker at a few dozen users/s."""
-        raw = await self._send_raw(info, what)
+        raw = await self._send_raw(info, what, permission, write=write)
         try:
             return json.loads(raw or b"null")
         except ValueError as err:
