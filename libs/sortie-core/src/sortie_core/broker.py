@@ -48,7 +48,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from .errors import RefusedError
 from .events import CONTRACT_VERSION, DeadLettered, decode_event
 from .metrics import DEADLETTER_TOTAL
-from .streams import DEADLETTER
+from .streams import DEADLETTER, preview_key
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,10 @@ def request_key(request_id: object) -> str:
 
 def command_request_key(event: Any) -> str:
     return request_key(event.request_id)
+
+
+def preview_request_key(event: Any) -> str:
+    return preview_key(event.request_id)
 
 
 def is_nogroup(exc: BaseException) -> bool:

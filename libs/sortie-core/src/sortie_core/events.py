@@ -316,6 +316,22 @@ class SsoLogoutCompleted(Envelope):
     discovery: Discovery | None = None
 
 
+class PreviewRequested(Envelope):
+    """Asks the workers what they would find for `subject`, and nothing else: discovery
+    only (read-only lookups), no effect. `request_id` names the preview, not a request."""
+
+    type: Literal["preview.requested"] = "preview.requested"
+    targets: tuple[Target, ...] = (Target.M365, Target.ENT, Target.WORKSTATIONS)
+
+
+class PreviewAnswered(Envelope):
+    """A worker's answer to a preview: what its discovery found."""
+
+    type: Literal["preview.answered"] = "preview.answered"
+    service: ServiceName
+    discovery: Discovery
+
+
 class ServiceSummary(Frozen):
     state: str
     outcomes: dict[str, Outcome]
@@ -371,7 +387,9 @@ Event = Annotated[
     | RevocationCompleted
     | SsoLogoutRequested
     | SsoLogoutCompleted
-    | RequestFinished,
+    | RequestFinished
+    | PreviewRequested
+    | PreviewAnswered,
     Field(discriminator="type"),
 ]
 

@@ -10,13 +10,26 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from sortie_core import streams
-from sortie_core.broker import Delivery, Handler, Subscription, command_request_key
-from sortie_core.events import LogoutRequested, OffboardRequested, RevocationCompleted
+from sortie_core.broker import (
+    Delivery,
+    Handler,
+    Subscription,
+    command_request_key,
+    preview_request_key,
+)
+from sortie_core.events import (
+    LogoutRequested,
+    OffboardRequested,
+    PreviewAnswered,
+    PreviewRequested,
+    RevocationCompleted,
+)
 from sortie_core.ratelimit import RedisRateLimiter
 from sortie_core.runtime import WorkerParts
 from sortie_core.steps import RetryPolicy
 
 from . import handlers
+from . import identity as identity_
 from .adapters import M365Directory
 from .adapters.credentials import credential_from
 from .adapters.exchange import ExchangeMailboxProtocols
@@ -98,21 +111,36 @@ def make_build(settings: M365Settings, directory: M365Directory | None = None) -
                 password_length=settings.password_length,
             )
 
-        def command(stream: str, handler: Handler, accepts: type[BaseModel]) -> Subscription:
+        async def on_preview(event: PreviewRequested, _: Delivery) -> PreviewAnswered | None:
+            return await identity_.preview(event, identity.lookups, m365, policy)
+
+        def command(
+            stream: str,
+            handler: Handler,
+            accepts: type[BaseModel],
+            publishes: str = streams.REVOCATION_COMPLETED,
+        ) -> Subscription:
+            preview = accepts is PreviewRequested
             return Subscription(
                 stream,
                 streams.GROUP_M365,
                 handler,
                 accepts=(accepts,),
-                on_deadletter=handlers.handle_deadlettered,
-                publishes=streams.REVOCATION_COMPLETED,
-                request_key=command_request_key,
+                on_deadletter=None if preview else handlers.handle_deadlettered,
+                publishes=publishes,
+                request_key=preview_request_key if preview else command_request_key,
             )
 
         return WorkerParts(
             subscriptions=[
                 command(streams.LOGOUT_REQUESTED, on_logout, LogoutRequested),
                 command(streams.OFFBOARD_REQUESTED, on_offboard, OffboardRequested),
+                command(
+                    streams.PREVIEW_REQUESTED,
+                    on_preview,
+                    PreviewRequested,
+                    streams.PREVIEW_ANSWERED,
+                ),
             ],
             on_stop=[m365.aclose],
         )

@@ -22,7 +22,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sortie_core.errors import NotFoundError, SortieError, TransientError
-from sortie_core.events import Discovery, Evidence, StepError, Subject, utcnow
+from sortie_core.events import (
+    Discovery,
+    Evidence,
+    PreviewAnswered,
+    PreviewRequested,
+    StepError,
+    Subject,
+    Target,
+    utcnow,
+)
 from sortie_core.metrics import STEP_RETRIES
 from sortie_core.steps import RetryPolicy
 
@@ -195,3 +204,21 @@ async def _retrying(call: Call, policy: RetryPolicy, result: Resolution) -> list
                 raise
             STEP_RETRIES.labels(SERVICE, "find_user").inc()
             await asyncio.sleep(policy.delay(attempt, exc.retry_after))
+
+
+async def preview(
+    event: PreviewRequested,
+    lookups: tuple[Lookup, ...],
+    directory: M365Directory,
+    policy: RetryPolicy,
+) -> PreviewAnswered | None:
+    """A preview: who the subject is in Microsoft 365 (lookups only, GETs), nothing done."""
+    if Target.M365 not in event.targets:
+        return None
+    found = await resolve(event.subject, lookups, directory, policy)
+    return PreviewAnswered(
+        request_id=event.request_id,
+        subject=event.subject,
+        service=SERVICE,
+        discovery=found.discovery(),
+    )
