@@ -117,6 +117,9 @@ class Subject(Frozen):
     upn: Annotated[str, Field(max_length=320)] | None = None
     cas_username: Annotated[str, Field(max_length=256)] | None = None
     windows_account: Annotated[str, Field(max_length=256)] | None = None
+    # The user's site (school: UAI code or name), as the SCIM Sortie extension's `site`:
+    # what delegated administration limits a person to.
+    site: Annotated[str, Field(max_length=100)] | None = None
 
     @property
     def sso_username(self) -> str:
