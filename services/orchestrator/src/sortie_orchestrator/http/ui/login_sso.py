@@ -6,6 +6,7 @@ so a sign-in started elsewhere (login CSRF) or replayed is refused."""
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import secrets
@@ -13,7 +14,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from sortie_orchestrator.http.guards import limiter
 from sortie_orchestrator.http.ui import i18n, sessions
@@ -85,7 +86,15 @@ async def _signed_in(
         return _refused(request, t.gettext("no role of yours gives access to the console"))
     viewer = sessions.Viewer(name=f"{via}:{who}", via=via, scopes=grant.scopes, sites=grant.sites)
     await sessions.audit(redis, viewer, "sign_in", "console")
-    return await start_session(request, viewer, RedirectResponse(next_url, 303))
+    # Not a redirect: this response ends a navigation that began on the SSO's site, and a
+    # SameSite=Strict cookie is not sent on the rest of such a chain. A page of this site
+    # that moves on by itself starts a same-site navigation, which carries it.
+    target = html.escape(next_url)
+    page = HTMLResponse(
+        f'<!doctype html><meta http-equiv="refresh" content="0;url={target}">'
+        f'<title>Sortie</title><a href="{target}">Sortie</a>'
+    )
+    return await start_session(request, viewer, page)
 
 
 @router.get("/oidc/start")
