@@ -30,7 +30,10 @@ from sortie_core.events import (
     decode_event,
 )
 from sortie_orchestrator import handlers
-from tests.orchestrator.conftest import READ_ONLY
+from sortie_orchestrator.app import background, create_app
+from sortie_orchestrator.settings import TokenSpec
+from tests.orchestrator.conftest import READ_ONLY, settings_for
+from tests.redis_server import RedisServer
 from tests.statuspage.workers import sits_at, step
 
 SUBJECT = Subject(user_id="alice", upn="alice@school.example", site="0750001A")
@@ -193,3 +196,36 @@ async def test_export_of_a_day_of_1000_requests_is_complete(
     assert empty.text.count("\n") == 1  # the header only
     too_long = {"since": since.isoformat(), "until": (since + timedelta(days=40)).isoformat()}
     assert (await client.get("/v1/requests:export", params=too_long)).status_code == 422
+
+
+async def test_stations_of_other_sites_are_invisible_to_a_site_token(
+    redis: Redis, redis_server: RedisServer
+) -> None:
+    site_token = "site-token-lycee-a-0123456789abcd"
+    settings = settings_for(
+        redis_server,
+        tokens=[
+            TokenSpec(
+                name="lycee-a",
+                token=site_token,
+                scopes=frozenset({"workstations:admin"}),
+                sites=frozenset({"0750001A"}),
+            )
+        ],
+        station_sites={"pc-101": "0750001A", "salle-b": "0750002B"},
+    )
+    app = create_app(settings)
+    await sits_at(redis, "pc-101", "alice")
+    await sits_at(redis, "pc-201", "bob")  # no site known: only for unrestricted callers
+    async with background(app.state.wiring):
+        transport = httpx.ASGITransport(app=app)
+        headers = {"Authorization": f"Bearer {site_token}"}
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://o", headers=headers
+        ) as client:
+            listed = (await client.get("/v1/workstations")).json()["items"]
+            assert [h["host"] for h in listed] == ["pc-101"]
+            other = await client.post("/v1/workstations/sessions:end", json={"host": "pc-201"})
+            assert other.status_code == 404
+            mine = await client.post("/v1/workstations/sessions:end", json={"host": "pc-101"})
+            assert mine.status_code == 202, mine.text

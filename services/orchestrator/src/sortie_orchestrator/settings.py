@@ -144,6 +144,10 @@ class OrchestratorSettings(ServiceSettings):
     #  "client_secret": …}, "roles": [{"claim": "memberOf", "value": "helpdesk",
     #  "scopes": ["requests:read"], "sites": ["0750001A"]}]}
     console_sso: ConsoleSso | None = None
+    # Delegated administration of stations: the site of a host or of a group (classroom),
+    # e.g. {"salle-b12": "0750001A", "pc-cdi-01": "0750001A"}; a station of no known site
+    # is seen only by people and tokens limited to no site.
+    station_sites: dict[str, str] = {}
     public_url: AnyHttpUrl | None = None
     ent_public_url: AnyHttpUrl | None = None
     logout_return_after_s: int | None = Field(default=None, ge=1, le=3600)

@@ -53,7 +53,10 @@ def _will_do(
     plan = {services.M365: services.expected_actions(Kind.OFFBOARD, services.M365, actions)}
     if not actions or services.EntAction.APP_LOGOUT.value in actions:
         apps = ent.applications if ent is not None else ()
-        plan[services.ENT] = [services.app_action(a) for a in apps] or ["app_logout (none found)"]
+        # No application found (or no answer): the logout of whatever is found then.
+        plan[services.ENT] = [services.app_action(a) for a in apps] or [
+            services.EntAction.APP_LOGOUT.value
+        ]
     for host in hosts:
         name = services.workstation_service(host.host)
         plan[name] = services.expected_actions(Kind.OFFBOARD, name, actions)
