@@ -19,12 +19,9 @@ from sortie_core import streams
 from sortie_core.broker import publish
 from sortie_core.events import (
     Discovery,
-    Outcome,
     PreviewAnswered,
     RevocationCompleted,
     SsoLogoutCompleted,
-    StepError,
-    StepResult,
     Subject,
     Target,
     decode_event,
@@ -32,22 +29,11 @@ from sortie_core.events import (
 from sortie_orchestrator import handlers
 from sortie_orchestrator.app import background, create_app
 from sortie_orchestrator.settings import TokenSpec
-from tests.orchestrator.conftest import READ_ONLY, settings_for
+from tests.orchestrator.conftest import READ_ONLY, TOKEN, settings_for
 from tests.redis_server import RedisServer
-from tests.statuspage.workers import sits_at, step
+from tests.statuspage.workers import failed, sits_at, step
 
 SUBJECT = Subject(user_id="alice", upn="alice@school.example", site="0750001A")
-
-
-def _failed(action: str, retryable: bool) -> StepResult:
-    now = datetime.now(UTC)
-    return StepResult(
-        action=action,
-        outcome=Outcome.FAILED,
-        started_at=now,
-        finished_at=now,
-        error=StepError(code="forbidden", message="403 from Graph", retryable=retryable),
-    )
 
 
 async def _partial_logout(app: FastAPI) -> uuid.UUID:
@@ -63,7 +49,7 @@ async def _partial_logout(app: FastAPI) -> uuid.UUID:
         principal="all",
     )
     report = RevocationCompleted(
-        request_id=rid, subject=SUBJECT, service="m365", steps=(_failed("revoke_sessions", False),)
+        request_id=rid, subject=SUBJECT, service="m365", steps=(failed("revoke_sessions"),)
     )
     await handlers.on_revocation(deps, report)
     sso = SsoLogoutCompleted(
@@ -205,12 +191,13 @@ async def test_stations_of_other_sites_are_invisible_to_a_site_token(
     settings = settings_for(
         redis_server,
         tokens=[
+            TokenSpec(name="all", token=TOKEN, scopes=frozenset({"workstations:admin"})),
             TokenSpec(
                 name="lycee-a",
                 token=site_token,
                 scopes=frozenset({"workstations:admin"}),
                 sites=frozenset({"0750001A"}),
-            )
+            ),
         ],
         station_sites={"pc-101": "0750001A", "salle-b": "0750002B"},
     )
@@ -223,6 +210,13 @@ async def test_stations_of_other_sites_are_invisible_to_a_site_token(
         async with httpx.AsyncClient(
             transport=transport, base_url="http://o", headers=headers
         ) as client:
+            everyone = {"Authorization": f"Bearer {TOKEN}"}
+            for _ in range(200):  # the orchestrator indexes the hosts on their wake-up
+                found = (await client.get("/v1/workstations", headers=everyone)).json()
+                if len(found["items"]) == 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert len(found["items"]) == 2
             listed = (await client.get("/v1/workstations")).json()["items"]
             assert [h["host"] for h in listed] == ["pc-101"]
             other = await client.post("/v1/workstations/sessions:end", json={"host": "pc-201"})

@@ -22,10 +22,7 @@ from redis.asyncio import Redis
 from sortie_core import streams
 from sortie_core.broker import publish
 from sortie_core.events import (
-    Outcome,
     RevocationCompleted,
-    StepError,
-    StepResult,
     Subject,
 )
 from sortie_orchestrator.http.ui.sso import CasLogin, ConsoleRole, ConsoleSso, OidcLogin
@@ -94,16 +91,11 @@ async def partial_logout(url: str, redis: Redis, user: str) -> str:
         body = {"subject": {"user_id": user, "site": SITE_A}, "targets": ["m365"]}
         rid = str(client.post("/v1/logouts", json=body).json()["request_id"])
     subject = Subject(user_id=user, site=SITE_A)
-    now = datetime.now(UTC)
-    failed = StepResult(
-        action="revoke_sessions",
-        outcome=Outcome.FAILED,
-        started_at=now,
-        finished_at=now,
-        error=StepError(code="forbidden", message="403 from Graph", retryable=False),
-    )
     report = RevocationCompleted(
-        request_id=uuid.UUID(rid), subject=subject, service="m365", steps=(failed,)
+        request_id=uuid.UUID(rid),
+        subject=subject,
+        service="m365",
+        steps=(workers.failed("revoke_sessions"),),
     )
     await publish(redis, streams.REVOCATION_COMPLETED, report)
 

@@ -215,11 +215,18 @@ async def cancel(request: Request, request_id: uuid.UUID) -> Response:
         return c.page
     deps = _deps(request)
     done = await handlers.cancel(deps, request_id)
-    await sessions.audit(
-        deps.store.redis, viewer, "cancel", str(request_id), "ok" if done else "refused"
-    )
-    if done is None:
-        raise Problem(409, "only a scheduled request can be cancelled", slug="not-cancellable")
+    why = "only a scheduled request can be cancelled"
+    return await _done(request, viewer, "cancel", request_id, done is not None, why)
+
+
+async def _done(
+    request: Request, viewer: Viewer, action: str, request_id: uuid.UUID, ok: bool, why: str
+) -> Response:
+    """Record the action and its outcome; back to the request, or a 409 saying why not."""
+    redis = _deps(request).store.redis
+    await sessions.audit(redis, viewer, action, str(request_id), "ok" if ok else "refused")
+    if not ok:
+        raise Problem(409, why, slug="not-cancellable" if action == "cancel" else "not-retryable")
     return RedirectResponse(f"/ui/requests/{request_id}", 303)
 
 
@@ -243,12 +250,8 @@ async def retry_failed(request: Request, request_id: uuid.UUID) -> Response:
     done = await deps.store.apply(
         request_id, lambda s: retry(s, utcnow(), deps.timeouts, viewer.name)
     )
-    await sessions.audit(
-        deps.store.redis, viewer, "retry", str(request_id), "ok" if done else "refused"
-    )
-    if done is None:
-        raise Problem(409, "only a partial or failed request can be retried", slug="not-retryable")
-    return RedirectResponse(f"/ui/requests/{request_id}", 303)
+    why = "only a partial or failed request can be retried"
+    return await _done(request, viewer, "retry", request_id, done is not None, why)
 
 
 @router.get("/requests/{request_id}/print")
