@@ -5,6 +5,7 @@ every sign-in and action is recorded."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import parse_qs, urlsplit
@@ -23,6 +24,7 @@ from sortie_orchestrator.settings import TokenSpec
 from sortie_simulators import cas, oidc_provider
 from tests.orchestrator.conftest import TOKEN, settings_for
 from tests.redis_server import RedisServer
+from tests.statuspage.workers import sits_at
 from tests.workers.stub_http import ServedApp
 
 BASE = "http://orchestrator"
@@ -207,3 +209,35 @@ async def test_oidc_admin_signs_in_lists_and_revokes_sessions(
     assert (await browser.get("/ui/")).status_code == 303  # back to the sign-in page
     audit = [a["action"] for a in await sessions.recent_audit(redis)]
     assert audit[:2] == ["revoke_session", "sign_in"]
+
+
+async def test_stations_page_ends_a_session_after_confirmation(
+    app: FastAPI, browser: httpx.AsyncClient, redis: Redis
+) -> None:
+    await sits_at(redis, "pc-101", "alice")
+    for _ in range(200):  # the orchestrator indexes the host on its wake-up
+        if await redis.sismember("sortie:agents", "pc-101"):
+            break
+        await asyncio.sleep(0.05)
+    same_site = {"Origin": BASE}
+    # The break-glass sign-in: an API token (every scope but sessions:admin).
+    login = await browser.post(
+        "/ui/login", data={"token": TOKEN, "next": "/ui/stations"}, headers=same_site
+    )
+    assert login.status_code == 303
+    page = await browser.get("/ui/stations")
+    assert page.status_code == 200 and "pc-101" in page.text and "alice" in page.text
+    ask = await browser.post(
+        "/ui/stations/pc-101/logoff", data={"user": "alice"}, headers=same_site
+    )
+    assert ask.status_code == 200 and 'name="confirm" value="yes"' in ask.text
+    assert await redis.zcard("sortie:requests") == 0  # nothing before the confirmation
+    done = await browser.post(
+        "/ui/stations/pc-101/logoff", data={"user": "alice", "confirm": "yes"}, headers=same_site
+    )
+    assert done.status_code == 303 and done.headers["location"].startswith("/ui/requests/")
+    rid = done.headers["location"].rsplit("/", 1)[-1]
+    view = await browser.get(f"/v1/requests/{rid}", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert view.json()["kind"] == "workstation_admin" and view.json()["requested_by"] == "all"
+    audit = await sessions.recent_audit(redis)
+    assert (audit[0]["action"], audit[0]["who"]) == ("logoff", "all")

@@ -46,7 +46,7 @@ from sortie_orchestrator.http import (
 from sortie_orchestrator.http.guards import FailedAuth
 from sortie_orchestrator.http.scim import routes
 from sortie_orchestrator.http.security import SecurityHeaders
-from sortie_orchestrator.http.ui import console, login_sso, logoutpage, statuspage
+from sortie_orchestrator.http.ui import console, login_sso, logoutpage, stations, statuspage
 from sortie_orchestrator.settings import OrchestratorSettings
 
 log = logging.getLogger(__name__)
@@ -175,6 +175,7 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
     app.include_router(statuspage.router)
     app.include_router(login_sso.router)
     app.include_router(console.router)
+    app.include_router(stations.router)
     app.include_router(logoutpage.router)
     app.include_router(asyncapi.router)
     app.include_router(workstations.router)
