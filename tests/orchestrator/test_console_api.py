@@ -19,7 +19,6 @@ from sortie_core import streams
 from sortie_core.broker import publish
 from sortie_core.events import (
     Discovery,
-    PreviewAnswered,
     RevocationCompleted,
     SsoLogoutCompleted,
     Subject,
@@ -104,10 +103,11 @@ async def _answer_previews(redis: Redis) -> None:
             for entry_id, fields in entries:
                 since = entry_id
                 command = decode_event(fields[b"data"])
-                answer = PreviewAnswered(
+                answer = RevocationCompleted(
                     request_id=command.request_id,
                     subject=command.subject,
                     service="m365",
+                    steps=(),
                     discovery=Discovery(source="graph", identity="alice@school.example (id-1)"),
                 )
                 await publish(redis, streams.PREVIEW_ANSWERED, answer)

@@ -117,9 +117,7 @@ class Subject(Frozen):
     upn: Annotated[str, Field(max_length=320)] | None = None
     cas_username: Annotated[str, Field(max_length=256)] | None = None
     windows_account: Annotated[str, Field(max_length=256)] | None = None
-    # The user's site (school: UAI code or name), as the SCIM Sortie extension's `site`:
-    # what delegated administration limits a person to.
-    site: Annotated[str, Field(max_length=100)] | None = None
+    site: Annotated[str, Field(max_length=100)] | None = None  # school: UAI code or name
 
     @property
     def sso_username(self) -> str:
@@ -320,19 +318,9 @@ class SsoLogoutCompleted(Envelope):
 
 
 class PreviewRequested(Envelope):
-    """Asks the workers what they would find for `subject`, and nothing else: discovery
-    only (read-only lookups), no effect. `request_id` names the preview, not a request."""
-
+    # Discovery only, no effect; answered on `preview.answered` by a report of no step.
     type: Literal["preview.requested"] = "preview.requested"
     targets: tuple[Target, ...] = (Target.M365, Target.ENT, Target.WORKSTATIONS)
-
-
-class PreviewAnswered(Envelope):
-    """A worker's answer to a preview: what its discovery found."""
-
-    type: Literal["preview.answered"] = "preview.answered"
-    service: ServiceName
-    discovery: Discovery
 
 
 class ServiceSummary(Frozen):
@@ -391,8 +379,7 @@ Event = Annotated[
     | SsoLogoutRequested
     | SsoLogoutCompleted
     | RequestFinished
-    | PreviewRequested
-    | PreviewAnswered,
+    | PreviewRequested,
     Field(discriminator="type"),
 ]
 

@@ -26,7 +26,6 @@ from sortie_core.events import (
     DeadLettered,
     LogoutRequested,
     OffboardRequested,
-    PreviewAnswered,
     PreviewRequested,
     RevocationCompleted,
     SsoLogoutCompleted,
@@ -189,7 +188,7 @@ def make_build(
                 event = event.model_copy(update={"tgt": stored.tgt if stored else None})
             return await handlers.handle_sso_logout(event, sso=cas, policy=policy)
 
-        async def on_preview(event: PreviewRequested, _: Delivery) -> PreviewAnswered | None:
+        async def on_preview(event: PreviewRequested, _: Delivery) -> RevocationCompleted | None:
             return await discovery.preview(event, cas, reg)
 
         def on_deadletter(event: object, record: DeadLettered) -> BaseModel | None:

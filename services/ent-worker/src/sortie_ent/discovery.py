@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from sortie_core.errors import SortieError
 from sortie_core.events import (
     Discovery,
-    PreviewAnswered,
     PreviewRequested,
+    RevocationCompleted,
     ServiceTicket,
     Subject,
     Target,
@@ -90,15 +90,16 @@ async def discover(
 
 async def preview(
     event: PreviewRequested, sso: SsoSessions, registry: Registry
-) -> PreviewAnswered | None:
+) -> RevocationCompleted | None:
     """A preview: the user's SSO sessions and the applications they reached, read from the
     CAS (its actuator, a GET); nothing is logged out."""
     if Target.ENT not in event.targets:
         return None
     found = await discover(sso, event.subject, registry)
-    return PreviewAnswered(
+    return RevocationCompleted(
         request_id=event.request_id,
         subject=event.subject,
         service=Target.ENT.value,
+        steps=(),
         discovery=found.discovery,
     )

@@ -20,7 +20,6 @@ from sortie_core.broker import (
 from sortie_core.events import (
     LogoutRequested,
     OffboardRequested,
-    PreviewAnswered,
     PreviewRequested,
     RevocationCompleted,
 )
@@ -111,7 +110,7 @@ def make_build(settings: M365Settings, directory: M365Directory | None = None) -
                 password_length=settings.password_length,
             )
 
-        async def on_preview(event: PreviewRequested, _: Delivery) -> PreviewAnswered | None:
+        async def on_preview(event: PreviewRequested, _: Delivery) -> RevocationCompleted | None:
             return await identity_.preview(event, identity.lookups, m365, policy)
 
         def command(

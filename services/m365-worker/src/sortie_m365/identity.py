@@ -25,8 +25,8 @@ from sortie_core.errors import NotFoundError, SortieError, TransientError
 from sortie_core.events import (
     Discovery,
     Evidence,
-    PreviewAnswered,
     PreviewRequested,
+    RevocationCompleted,
     StepError,
     Subject,
     Target,
@@ -211,14 +211,15 @@ async def preview(
     lookups: tuple[Lookup, ...],
     directory: M365Directory,
     policy: RetryPolicy,
-) -> PreviewAnswered | None:
+) -> RevocationCompleted | None:
     """A preview: who the subject is in Microsoft 365 (lookups only, GETs), nothing done."""
     if Target.M365 not in event.targets:
         return None
     found = await resolve(event.subject, lookups, directory, policy)
-    return PreviewAnswered(
+    return RevocationCompleted(
         request_id=event.request_id,
         subject=event.subject,
         service=SERVICE,
+        steps=(),
         discovery=found.discovery(),
     )

@@ -3,10 +3,10 @@
 The orchestrator knows the hosts with a session (the presence index) but not the M365
 identity (the m365-worker resolves it through Graph) nor the SSO sessions (the ent-worker
 asks the CAS): so a preview publishes `preview.requested`, which each worker answers on
-`preview.answered` with its discovery only (read-only lookups, no step), and this replica
-reads the answers for its own preview id for up to `wait_s` (XREAD, no consumer group:
-any replica may ask). A worker that does not answer in time is reported unanswered; one
-whose consumer group does not exist (it never started) is not waited for.
+`preview.answered` with a report of no step and its discovery (read-only lookups), and
+this replica reads the answers for its own preview id for up to `wait_s` (XREAD, no
+consumer group: any replica may ask). A worker that does not answer in time is reported
+unanswered; one whose consumer group does not exist (it never started) is not waited for.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from sortie_core import streams
 from sortie_core.broker import publish
 from sortie_core.events import (
     Discovery,
-    PreviewAnswered,
     PreviewRequested,
+    RevocationCompleted,
     Subject,
     Target,
     decode_event,
@@ -56,14 +56,16 @@ async def _last_id(redis: Redis) -> str:
     return _text(last[0][0]) if last else "0-0"
 
 
-def _answer(fields: Any, preview_id: uuid.UUID) -> PreviewAnswered | None:
+def _answer(fields: Any, preview_id: uuid.UUID) -> RevocationCompleted | None:
     if _text(fields.get(b"request_id", b"")) != str(preview_id):
         return None
     try:
         event = decode_event(fields[b"data"])
     except (KeyError, ValidationError):
         return None
-    return event if isinstance(event, PreviewAnswered) else None
+    if isinstance(event, RevocationCompleted) and event.discovery is not None:
+        return event
+    return None
 
 
 async def ask_workers(
