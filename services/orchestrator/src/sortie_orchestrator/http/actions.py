@@ -11,9 +11,10 @@ from fastapi import APIRouter, Depends, Request
 
 from sortie_core.events import Kind, utcnow
 from sortie_orchestrator import handlers
-from sortie_orchestrator.http.api import RequestView, _deps, visible
+from sortie_orchestrator.http.api import RequestView, _deps
 from sortie_orchestrator.http.auth import Principal, authenticate
 from sortie_orchestrator.http.problems import Problem
+from sortie_orchestrator.http.sites import visible
 from sortie_orchestrator.saga.retry import retry
 
 log = logging.getLogger(__name__)

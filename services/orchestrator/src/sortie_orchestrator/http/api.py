@@ -26,6 +26,7 @@ from sortie_core.services import OFFBOARD_ACTIONS
 from sortie_orchestrator import handlers, saga
 from sortie_orchestrator.http.auth import Principal, authenticate, require
 from sortie_orchestrator.http.problems import Problem
+from sortie_orchestrator.http.sites import visible
 from sortie_orchestrator.http.ui import logoutpage
 from sortie_orchestrator.saga import SagaState, ServiceState
 from sortie_orchestrator.saga.followup import FollowUp
@@ -309,14 +310,6 @@ def _subject(body: SubjectIn, principal: Principal | None = None) -> Subject:
     if principal is not None and not principal.sees_site(body.site):
         raise Problem(403, "this subject's site is not one of this token's", slug="outside-sites")
     return Subject(**body.model_dump())
-
-
-async def visible(deps: handlers.Deps, request_id: uuid.UUID, principal: Principal) -> SagaState:
-    """The request, if it exists and is of the caller's sites (else a 404, as if not)."""
-    loaded = await deps.store.load(request_id)
-    if loaded is None or not principal.sees_site(loaded.state.subject.site):
-        raise Problem(404, f"no request {request_id}", slug="not-found")
-    return loaded.state
 
 
 @router.post(
