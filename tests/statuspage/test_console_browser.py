@@ -174,6 +174,13 @@ async def test_cas_helpdesk_previews_offboards_cancels_and_retries_in_french(
         await page.wait_text("Relancer maintenant")
         await submit(page, "form.confirm")
         await page.screenshot(SHOTS / "console-fr-retried.png")
+        # Log a user out, from the list: a confirmation first.
+        await page.goto(f"{url}/ui/")
+        await fill(page, {"user_id": "zoe"})
+        await submit(page, 'form[action="/ui/logouts"]')
+        await page.wait_text("Déconnecter zoe de tous les services maintenant ?")
+        await submit(page, "form.confirm")
+        await page.wait_text("zoe")
         # The other school's request is not there for this person.
         await page.goto(f"{url}/ui/requests/{theirs}")
         refused = await page.text()
@@ -181,6 +188,10 @@ async def test_cas_helpdesk_previews_offboards_cancels_and_retries_in_french(
     with api(url) as client:
         assert client.get(f"/v1/requests/{later}").json()["status"] == "cancelled"
         view = client.get(f"/v1/requests/{failed}").json()
+        zoe = client.get("/v1/requests", params={"subject": "zoe"}).json()["items"]
+    assert [(i["kind"], i["requested_by"], i["subject"]["site"]) for i in zoe] == [
+        ("logout", "cas:claire", SITE_A)
+    ]
     retry = [t for t in view["timeline"] if t["event"] == "retry_requested"]
     assert retry and retry[0]["detail"] == "cas:claire"
     await redis.aclose()
