@@ -6,9 +6,13 @@ every sign-in and action is recorded."""
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import re
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -241,3 +245,24 @@ async def test_stations_page_ends_a_session_after_confirmation(
     assert view.json()["kind"] == "workstation_admin" and view.json()["requested_by"] == "all"
     audit = await sessions.recent_audit(redis)
     assert (audit[0]["action"], audit[0]["who"]) == ("logoff", "all")
+
+
+async def test_console_export_of_a_day_holds_only_the_persons_sites(
+    app: FastAPI, browser: httpx.AsyncClient, providers: tuple[ServedApp, ServedApp]
+) -> None:
+    ids = await _seed(app)
+    cas_server = providers[1]
+    httpx.put(
+        f"{cas_server.url}/_sim/users/claire/attributes", json={"memberOf": ["helpdesk-a"]}
+    ).raise_for_status()
+    await cas_sign_in(browser, cas_server.url, "claire")
+    today = datetime.now(ZoneInfo("Europe/Paris")).date().isoformat()
+    resp = await browser.get("/ui/export", params={"day": today})
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(resp.text)))
+    assert {r["request_id"] for r in rows} == {ids["alice"]}
+    assert rows[0]["site"] == "0750001A" and rows[0]["requested_by"] == "hr"
+    as_json = await browser.get("/ui/export", params={"day": today, "format": "json"})
+    assert [i["request_id"] for i in as_json.json()] == [ids["alice"]]
+    bad = await browser.get("/ui/export", params={"day": "yesterday"})
+    assert bad.status_code == 422

@@ -114,6 +114,19 @@ async def export_requests(
         raise Problem(
             422, "the period must be positive and at most 31 days", slug="invalid-request"
         )
+    return stream(deps, principal, since, end, status, site, format)
+
+
+def stream(
+    deps: handlers.Deps,
+    principal: Principal,
+    since: datetime,
+    end: datetime,
+    status: str | None,
+    site: str | None,
+    format: Literal["csv", "json"],
+) -> StreamingResponse:
+    """The export as a download (the API's and the console's)."""
     states = _filtered(states_between(deps.store.redis, since, end), status, site, principal)
     name = f"sortie-requests-{since.date().isoformat()}.{format}"
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}

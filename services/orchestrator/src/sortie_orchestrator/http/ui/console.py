@@ -11,8 +11,8 @@ request's own `requested_by` or timeline)."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Any
+from datetime import datetime, time, timedelta
+from typing import Any, Literal
 from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
@@ -22,7 +22,9 @@ from markupsafe import Markup
 
 from sortie_core.events import Subject, Target, utcnow
 from sortie_orchestrator import handlers
+from sortie_orchestrator.http import export
 from sortie_orchestrator.http.actions import SCOPE_OF_KIND
+from sortie_orchestrator.http.auth import Principal
 from sortie_orchestrator.http.guards import refuse_cross_site
 from sortie_orchestrator.http.preview import build_preview
 from sortie_orchestrator.http.problems import Problem
@@ -35,6 +37,9 @@ from sortie_orchestrator.saga.retry import retry
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
 SESSIONS_ADMIN = "sessions:admin"
+FINAL_OR_OPEN = frozenset(
+    {"scheduled", "in_progress", "sso_logout", "completed", "partial", "failed", "cancelled"}
+)
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -286,3 +291,26 @@ async def revoke(request: Request, session_id: str) -> Response:
     gone = await sessions.close_session(redis, session_id)
     await sessions.audit(redis, viewer, "revoke_session", session_id[:12], "ok" if gone else "gone")
     return RedirectResponse("/ui/sessions", 303)
+
+
+@router.get("/export")
+async def export_day(request: Request) -> Response:
+    """One day's requests (in the deployment's time zone) of the person's sites, as the
+    API's export (`GET /v1/requests:export`) gives them."""
+    viewer = await _signed_in(request, "requests:read")
+    q = request.query_params
+    zone = ZoneInfo(request.app.state.settings.time_zone)
+    try:
+        day = datetime.fromisoformat(q.get("day", "")).date()
+    except ValueError as exc:
+        raise Problem(422, "give the day as YYYY-MM-DD", slug="invalid-request") from exc
+    fmt: Literal["csv", "json"] = "json" if q.get("format") == "json" else "csv"
+    since = datetime.combine(day, time.min, tzinfo=zone)
+    status = q.get("status") or None
+    if status is not None and status not in FINAL_OR_OPEN:
+        raise Problem(422, "unknown status", slug="invalid-request")
+    principal = Principal(name=viewer.name, scopes=viewer.scopes, sites=viewer.sites)
+    await sessions.audit(_deps(request).store.redis, viewer, "export", f"{day} {fmt}")
+    return export.stream(
+        _deps(request), principal, since, since + timedelta(days=1), status, None, fmt
+    )
