@@ -12,9 +12,11 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+
+from .dead_letter import DeadLettered  # noqa: F401 (re-exported: an entry, not an event)
 
 CONTRACT_VERSION = 1
 
@@ -255,7 +257,7 @@ class StepResult(Frozen):
 
     @property
     def done(self) -> bool:
-        """Whether this step proves its part of the access is gone (DESIGN.md, the saga):
+        """Whether this step proves its part of the access is gone (the saga's rule):
         a success verified or acknowledged; `not_found` only after an authoritative lookup
         (verified, with its evidence); `skipped` only for a policy reason."""
         if self.outcome == Outcome.SUCCEEDED:
@@ -298,6 +300,23 @@ class RevocationCompleted(Envelope):
     steps: Annotated[tuple[StepResult, ...], Field(max_length=500)]
     discovery: Discovery | None = None
 
+    @classmethod
+    def answering(
+        cls,
+        command: Envelope,
+        service: str,
+        steps: tuple[StepResult, ...] | list[StepResult],
+        discovery: Discovery | None = None,
+    ) -> RevocationCompleted:
+        """What `service` reports about `command`: its request, its subject, these steps."""
+        return cls(
+            service=service,
+            request_id=command.request_id,
+            subject=command.subject,
+            steps=tuple(steps),
+            discovery=discovery,
+        )
+
 
 class SsoLogoutRequested(Command):
     type: Literal["sso.logout.requested"] = "sso.logout.requested"
@@ -317,8 +336,7 @@ class SsoLogoutCompleted(Envelope):
     discovery: Discovery | None = None
 
 
-class PreviewRequested(Envelope):
-    # Discovery only, no effect; answered on `preview.answered` by a report of no step.
+class PreviewRequested(Envelope):  # discovery only, no effect; answered by a report
     type: Literal["preview.requested"] = "preview.requested"
     targets: tuple[Target, ...] = (Target.M365, Target.ENT, Target.WORKSTATIONS)
 
@@ -356,21 +374,6 @@ class RequestFinished(Envelope):
     coverage: Coverage | None = None
 
 
-class DeadLettered(Frozen):
-    """What `deadletter` (and an agent's `agent.deadletter.<host>`) holds: the original
-    entry and why it was given up."""
-
-    type: Literal["deadletter"] = "deadletter"
-    stream: str
-    group: str
-    entry_id: str
-    reason: str
-    detail: str
-    deliveries: int
-    data: str
-    occurred_at: AwareDatetime = Field(default_factory=utcnow)
-
-
 Event = Annotated[
     LogoutRequested
     | OffboardRequested
@@ -389,11 +392,3 @@ _EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 def decode_event(data: bytes | str) -> Event:
     """Decode any message of the contract; raises pydantic.ValidationError on bad input."""
     return _EVENT_ADAPTER.validate_json(data)
-
-
-def encode_event(event: BaseModel) -> str:
-    return event.model_dump_json()
-
-
-def event_json_schema() -> dict[str, Any]:
-    return _EVENT_ADAPTER.json_schema()

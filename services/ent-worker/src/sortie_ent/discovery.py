@@ -96,10 +96,4 @@ async def preview(
     if Target.ENT not in event.targets:
         return None
     found = await discover(sso, event.subject, registry)
-    return RevocationCompleted(
-        request_id=event.request_id,
-        subject=event.subject,
-        service=Target.ENT.value,
-        steps=(),
-        discovery=found.discovery,
-    )
+    return RevocationCompleted.answering(event, Target.ENT.value, (), found.discovery)

@@ -216,10 +216,4 @@ async def preview(
     if Target.M365 not in event.targets:
         return None
     found = await resolve(event.subject, lookups, directory, policy)
-    return RevocationCompleted(
-        request_id=event.request_id,
-        subject=event.subject,
-        service=SERVICE,
-        steps=(),
-        discovery=found.discovery(),
-    )
+    return RevocationCompleted.answering(event, SERVICE, (), found.discovery())
