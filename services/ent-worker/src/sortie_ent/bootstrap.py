@@ -38,6 +38,7 @@ from sortie_core.steps import RetryPolicy
 from . import discovery, handlers
 from .adapters import AppLogout, SsoSessions
 from .adapters.http import CasRestSessions, HttpAppLogout
+from .adapters.vault import RedisTicketVault
 from .oidc import LogoutTokenSigner
 from .registry import AppProtocol, Registry, load_registry
 from .settings import EntSettings
@@ -162,6 +163,7 @@ def make_build(
             "concurrency": settings.app_concurrency,
             "default_timeout_s": settings.app_timeout_s,
             "signer": token_signer,
+            "vault": RedisTicketVault(redis, settings.kept_tickets_ttl_s),
         }
 
         async def on_logout(event: LogoutRequested, _: Delivery) -> RevocationCompleted | None:
@@ -178,7 +180,10 @@ def make_build(
             if event.tgt_stored and event.tgt is None:
                 stored = await load_credentials(redis, event.request_id)
                 event = event.model_copy(update={"tgt": stored.tgt if stored else None})
-            return await handlers.handle_sso_logout(event, sso=cas, policy=policy)
+            return await handlers.handle_sso_logout(
+                event,
+                **run_apps,  # its registry and application clients, for app_logout_first
+            )
 
         async def on_preview(event: PreviewRequested, _: Delivery) -> RevocationCompleted | None:
             return await discovery.preview(event, cas, reg)

@@ -12,6 +12,7 @@ are bounded.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
@@ -21,9 +22,6 @@ from azure.core.credentials_async import AsyncTokenCredential
 from kiota_abstractions.api_error import APIError
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 from kiota_abstractions.request_information import RequestInformation
-from kiota_authentication_azure.azure_identity_authentication_provider import (
-    AzureIdentityAuthenticationProvider,
-)
 from kiota_http.kiota_client_factory import KiotaClientFactory
 from kiota_http.middleware import RetryHandler
 from msgraph import GraphRequestAdapter, GraphServiceClient
@@ -41,6 +39,7 @@ from sortie_core.http import transport_error
 from sortie_core.steps import StepSkipped
 
 from . import FILTER_PROPERTIES, FILTER_TOP, M365User
+from .apps import SpreadAuthentication, as_app
 from .graph_batch import GraphBatcher
 from .graph_errors import error_for
 
@@ -56,7 +55,10 @@ PERMISSION_PASSWORD = "User-PasswordProfile.ReadWrite.All"
 
 
 class WriteLimiter(Protocol):
-    async def acquire(self, cost: float = 1.0) -> None: ...
+    """Returns when a write may go: with the index of the app registration to send it as
+    (None: the only one)."""
+
+    async def acquire(self, cost: float = 1.0) -> int | None: ...
 
 
 class MailboxProtocols(Protocol):
@@ -69,12 +71,13 @@ class MailboxProtocols(Protocol):
 
 def graph_client(
     graph_url: str,
-    credential: AsyncTokenCredential,
+    credential: AsyncTokenCredential | list[AsyncTokenCredential],
     *,
     scope: str,
     timeout_s: float,
 ) -> GraphServiceClient:
-    """A client without the SDK's retry middleware, pointed at `graph_url` (+ `/v1.0`)."""
+    """A client without the SDK's retry middleware, pointed at `graph_url` (+ `/v1.0`);
+    with several credentials (app registrations), each request goes as the one `APP` names."""
     middleware = [
         m
         for m in KiotaClientFactory.get_default_middleware(None)
@@ -83,7 +86,8 @@ def graph_client(
     http = GraphClientFactory.create_with_custom_middleware(
         middleware, client=httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
     )
-    auth = AzureIdentityAuthenticationProvider(credential, scopes=[scope])
+    credentials = credential if isinstance(credential, list) else [credential]
+    auth = SpreadAuthentication(credentials, scope)
     adapter = GraphRequestAdapter(auth, http)
     # Without the trailing slash, or every request goes to `//users`.
     adapter.base_url = graph_url.rstrip("/") + "/v1.0"
@@ -95,16 +99,18 @@ class GraphSdkDirectory:
         self,
         client: GraphServiceClient,
         *,
-        credential: AsyncTokenCredential | None = None,
+        credential: AsyncTokenCredential | list[AsyncTokenCredential] | None = None,
         limiter: WriteLimiter | None = None,
         concurrency: int = 32,
         mailbox: MailboxProtocols | None = None,
         batch_linger_s: float | None = None,
     ) -> None:
-        """`batch_linger_s`: writes of concurrent users wait that long to share a `$batch`
-        (None: every write is its own request)."""
+        """`batch_linger_s`: requests of concurrent users wait that long to share a
+        `$batch` (0: only those already waiting; None: every request is its own)."""
         self._client = client
-        self._credential = credential
+        self._credentials = credential if isinstance(credential, list) else [credential]
+        # Reads go as each app registration in turn.
+        self._turns = itertools.cycle(range(len(self._credentials) if credential else 1))
         self._limiter = limiter
         self._slots = asyncio.Semaphore(concurrency)
         self._mailbox = mailbox
@@ -120,8 +126,12 @@ class GraphSdkDirectory:
             await http.aclose()
         if self._mailbox is not None:
             await self._mailbox.aclose()
-        if self._credential is not None:
-            await self._credential.close()
+        close = getattr(self._limiter, "aclose", None)
+        if close is not None:
+            await close()
+        for credential in self._credentials:
+            if credential is not None:
+                await credential.close()
 
     async def _call(
         self,
@@ -130,12 +140,14 @@ class GraphSdkDirectory:
         call: Callable[[], Awaitable[T]],
         *,
         write: bool = True,
+        app: int | None = None,
     ) -> T:
         if write and self._limiter is not None:
-            await self._limiter.acquire()
+            app = await self._limiter.acquire()
         try:
             async with self._slots:
-                return await call()
+                with as_app(next(self._turns) if app is None else app):
+                    return await call()
         except ODataError as err:
             code = err.error.code if err.error is not None else None
             raise error_for(
@@ -156,13 +168,16 @@ class GraphSdkDirectory:
         except httpx.TransportError as err:
             raise transport_error(err, f"Graph ({what})", "graph") from err
 
-    async def _send_raw(self, info: RequestInformation, what: str) -> bytes | None:
+    async def _send_raw(
+        self, info: RequestInformation, what: str, app: int | None = None
+    ) -> bytes | None:
         adapter = self._client.request_adapter
         raw: bytes | None = await self._call(
             what,
             PERMISSION_READ,
             lambda: adapter.send_primitive_async(info, "bytes", _ERRORS),  # type: ignore[func-returns-value]
             write=False,
+            app=app,
         )
         return raw
 
@@ -177,13 +192,12 @@ class GraphSdkDirectory:
         if self.batcher is None:
             await self._call(what, permission, direct)
             return
-        if self._limiter is not None:
-            await self._limiter.acquire()
+        app = await self._limiter.acquire() if self._limiter is not None else None
 
         async def alone() -> None:
-            await self._call(what, permission, direct, write=False)
+            await self._call(what, permission, direct, write=False, app=app)
 
-        await self.batcher.submit(user, info(), what, permission, alone)
+        await self.batcher.submit(user, info(), what, permission, alone, app=app)
 
     def _user(self, user: str) -> UserItemRequestBuilder:
         if not user:
