@@ -9,6 +9,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from sortie_orchestrator.adapters import doc_codec
 from sortie_orchestrator.adapters.saga_store import REQUESTS, req_key
 from sortie_orchestrator.saga import SagaState
 
@@ -36,6 +37,6 @@ async def states_between(
             docs = await pipe.execute()
         for doc in docs:
             if doc is not None:
-                yield SagaState.model_validate_json(doc)
+                yield doc_codec.decode(doc)
         if len(ids) < page:
             return
