@@ -13,6 +13,7 @@ from sortie_core.events import (
     LogoutRequested,
     OffboardRequested,
     PreviewRequested,
+    ReversalRequested,
     SsoLogoutRequested,
     WorkstationCommandRequested,
 )
@@ -77,16 +78,17 @@ def test_app_tokens_come_from_a_file_named_by_token_env_file(tmp_path: Path) -> 
     assert tokens["a"].get_secret_value() == "secret-from-file"
 
 
-async def test_m365_subscribes_to_both_commands_and_previews(redis: Redis) -> None:
+async def test_m365_subscribes_to_its_three_commands_and_previews(redis: Redis) -> None:
     directory = FakeDirectory()
     parts = await m365_build(M365Settings(), directory)(RedisBroker(), redis)
     assert [(s.stream, s.group, s.accepts) for s in parts.subscriptions] == [
         (streams.LOGOUT_REQUESTED, streams.GROUP_M365, (LogoutRequested,)),
         (streams.OFFBOARD_REQUESTED, streams.GROUP_M365, (OffboardRequested,)),
+        (streams.REVERSAL_REQUESTED, streams.GROUP_M365, (ReversalRequested,)),
         (streams.PREVIEW_REQUESTED, streams.GROUP_M365, (PreviewRequested,)),
     ]
     # A command given up is reported; a preview given up is only dead-lettered.
-    assert [s.on_deadletter is not None for s in parts.subscriptions] == [True, True, False]
+    assert [s.on_deadletter is not None for s in parts.subscriptions] == [True, True, True, False]
     assert [s.publishes for s in parts.subscriptions][-1] == streams.PREVIEW_ANSWERED
     for hook in parts.on_stop:
         await hook()

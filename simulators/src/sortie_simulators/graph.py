@@ -47,6 +47,7 @@ from .common import (
 from .demo import DEMO_USERS
 from .graph_admin import add_admin_routes
 from .graph_exchange import add_exchange_routes
+from .graph_leaver import TenantState, token_roles
 from .graph_model import (
     GRAPH_METADATA,
     PATCHABLE,
@@ -122,6 +123,8 @@ class GraphSimulator:
         self.missing_permissions: frozenset[str] = frozenset()
         # Writes answered as done and not applied (`/_sim/drop-writes`).
         self.dropped_writes: frozenset[str] = frozenset()
+        # Licences, groups, methods, devices, mailboxes (graph_leaver.py).
+        self.tenant = TenantState()
         self.configure(**vars(config or GraphConfig()))
 
     def configure(
@@ -262,6 +265,9 @@ class GraphSimulator:
         method = method.upper()
         if segments == ["users"] and method == "GET":
             return list_users(self.users.values(), query or {}, consistency)
+        leaver = self.tenant.route(self, method, segments, body, query or {}, app)
+        if leaver is not None:
+            return leaver
         if len(segments) < 2 or segments[0] != "users" or len(segments) > 3:
             return bad_request(f"Resource not found for the segment '{segments[0]}'.", "BadRequest")
         key = segments[1]
@@ -270,39 +276,49 @@ class GraphSimulator:
         allowed = ("POST",) if len(segments) == 3 else ("GET", "PATCH")
         if method not in allowed:
             return graph_error(405, "Request_BadRequest", f"Method {method} is not allowed here.")
-        write = method != "GET"
-        if write and self.throttle.active:
-            wait = self.throttle.take(app)
-            if wait is not None:
-                self.stats.throttled += 1
-                return graph_error(
-                    429,
-                    "TooManyRequests",
-                    "Too many requests. Retry after the time given in Retry-After.",
-                    {"Retry-After": retry_after(wait)},
-                )
+        throttled = self.throttled(app) if method != "GET" else None
+        if throttled is not None:
+            return throttled
         if body_error is not None and method == "PATCH":
             return bad_request(body_error, "BadRequest")
-        denied = self._denied(method, len(segments) == 3, body)
+        denied = self._denied(method, len(segments) == 3, body, app)
         if denied is not None:
             return denied
         user = self.by_path(key)
         if user is None:
             return not_found(key)
         if method == "GET":
-            return Reply(200, select_properties(user.graph_view(), (query or {}).get("$select")))
+            view = user.graph_view() | self.tenant.user_view(user.id)
+            return Reply(200, select_properties(view, (query or {}).get("$select")))
         reply = self._patch(user, body) if method == "PATCH" else self._revoke(user)
         if reply.status < 300:
             self.stats.writes += 1
         return reply
 
-    def _denied(self, method: str, revoke: bool, body: Any) -> Reply | None:
-        """403 when the app lacks a permission the call needs
-        (https://learn.microsoft.com/graph/api/user-update#permissions)."""
-        missing = self.missing_permissions
-        if not missing:
+    def throttled(self, app: str) -> Reply | None:
+        """429 with Retry-After when the app's or the tenant's write budget is spent (one
+        write taken otherwise); every write endpoint, the leaver ones included, asks."""
+        if not self.throttle.active:
             return None
-        if set(needed_permissions(method, revoke, body)) & missing:
+        wait = self.throttle.take(app)
+        if wait is None:
+            return None
+        self.stats.throttled += 1
+        return graph_error(
+            429,
+            "TooManyRequests",
+            "Too many requests. Retry after the time given in Retry-After.",
+            {"Retry-After": retry_after(wait)},
+        )
+
+    def _denied(self, method: str, revoke: bool, body: Any, app: str = "") -> Reply | None:
+        """403 when the app lacks a permission the call needs
+        (https://learn.microsoft.com/graph/api/user-update#permissions): one of its
+        token's `roles` when the token is a JWT, else one of `missing_permissions`."""
+        needed = set(needed_permissions(method, revoke, body))
+        roles = token_roles(app)
+        missing = needed - roles if roles is not None else needed & self.missing_permissions
+        if missing:
             return graph_error(
                 403,
                 "Authorization_RequestDenied",

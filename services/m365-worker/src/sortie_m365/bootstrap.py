@@ -21,21 +21,26 @@ from sortie_core.events import (
     LogoutRequested,
     OffboardRequested,
     PreviewRequested,
+    ReversalRequested,
     RevocationCompleted,
 )
 from sortie_core.ratelimit import Bucket, SpreadLimiter
 from sortie_core.runtime import WorkerParts
 from sortie_core.steps import RetryPolicy
 
-from . import handlers
+from . import handlers, reversal
 from . import identity as identity_
 from .adapters import M365Directory
 from .adapters.credentials import credential_from
 from .adapters.exchange import ExchangeMailboxProtocols
+from .adapters.exchange_leaver import ExchangeLeaver
+from .adapters.graph_leaver import GraphLeaver
 from .adapters.graph_sdk import GraphSdkDirectory, MailboxProtocols, graph_client
 from .identity_cache import IdentityCache
+from .leaver import LeaverOps
 from .quota import WriteQueue
 from .settings import M365Settings
+from .tap import TapConfig
 
 SERVICE = "m365-worker"
 
@@ -100,6 +105,14 @@ def graph_directory(settings: M365Settings, redis: Redis) -> GraphSdkDirectory:
     )
 
 
+def leaver_ops(directory: M365Directory) -> LeaverOps:
+    """The leaver actions' adapters, on msgraph-sdk only (a fake directory: none)."""
+    if not isinstance(directory, GraphSdkDirectory):
+        return LeaverOps()
+    mailbox = directory.mailbox
+    return LeaverOps(GraphLeaver(directory), ExchangeLeaver(mailbox) if mailbox else None)
+
+
 def make_build(settings: M365Settings, directory: M365Directory | None = None) -> Build:
     """`directory` replaces the Graph adapter (tests pass a fake)."""
 
@@ -107,6 +120,8 @@ def make_build(settings: M365Settings, directory: M365Directory | None = None) -
         m365 = directory or graph_directory(settings, redis)
         policy = RetryPolicy.of(settings)
         identity = identity_config(settings)
+        ops = leaver_ops(m365)
+        tap = TapConfig(settings.tap_lifetime_minutes, settings.tap_usable_once)
 
         async def on_logout(event: LogoutRequested, _: Delivery) -> RevocationCompleted | None:
             return await handlers.handle_logout(
@@ -120,6 +135,12 @@ def make_build(settings: M365Settings, directory: M365Directory | None = None) -
                 policy=policy,
                 identity=identity,
                 password_length=settings.password_length,
+                ops=ops,
+            )
+
+        async def on_reversal(event: ReversalRequested, _: Delivery) -> RevocationCompleted | None:
+            return await reversal.handle_reversal(
+                event, directory=m365, policy=policy, identity=identity, ops=ops, tap=tap
             )
 
         async def on_preview(event: PreviewRequested, _: Delivery) -> RevocationCompleted | None:
@@ -146,6 +167,7 @@ def make_build(settings: M365Settings, directory: M365Directory | None = None) -
             subscriptions=[
                 command(streams.LOGOUT_REQUESTED, on_logout, LogoutRequested),
                 command(streams.OFFBOARD_REQUESTED, on_offboard, OffboardRequested),
+                command(streams.REVERSAL_REQUESTED, on_reversal, ReversalRequested),
                 command(
                     streams.PREVIEW_REQUESTED,
                     on_preview,

@@ -64,6 +64,8 @@ class WriteLimiter(Protocol):
 class MailboxProtocols(Protocol):
     async def disable(self, upn: str) -> None: ...
 
+    async def invoke(self, cmdlet: str, parameters: dict[str, Any]) -> Any: ...
+
     async def read(self, upn: str) -> dict[str, bool]: ...
 
     async def aclose(self) -> None: ...
@@ -117,7 +119,7 @@ class GraphSdkDirectory:
         self.batcher: GraphBatcher | None = None
         if batch_linger_s is not None:
             self.batcher = GraphBatcher(
-                client.request_adapter.base_url, self._send_raw, linger_s=batch_linger_s
+                client.request_adapter.base_url, self._send_batch, linger_s=batch_linger_s
             )
 
     async def aclose(self) -> None:
@@ -168,15 +170,27 @@ class GraphSdkDirectory:
         except httpx.TransportError as err:
             raise transport_error(err, f"Graph ({what})", "graph") from err
 
+    async def _send_batch(
+        self, info: RequestInformation, what: str, app: int | None
+    ) -> bytes | None:
+        """A `$batch` POST (its writes were counted item by item), as the app given."""
+        return await self._send_raw(info, what, app=app)
+
     async def _send_raw(
-        self, info: RequestInformation, what: str, app: int | None = None
+        self,
+        info: RequestInformation,
+        what: str,
+        permission: str = PERMISSION_READ,
+        *,
+        write: bool = False,
+        app: int | None = None,
     ) -> bytes | None:
         adapter = self._client.request_adapter
         raw: bytes | None = await self._call(
             what,
-            PERMISSION_READ,
+            permission,
             lambda: adapter.send_primitive_async(info, "bytes", _ERRORS),  # type: ignore[func-returns-value]
-            write=False,
+            write=write,
             app=app,
         )
         return raw
@@ -199,15 +213,37 @@ class GraphSdkDirectory:
 
         await self.batcher.submit(user, info(), what, permission, alone, app=app)
 
+    @property
+    def client(self) -> GraphServiceClient:
+        return self._client
+
+    @property
+    def mailbox(self) -> MailboxProtocols | None:
+        return self._mailbox
+
+    async def send(
+        self, info: RequestInformation, what: str, permission: str, *, write: bool
+    ) -> Any:
+        """One request built by the SDK's request builders, its answer read as JSON (None
+        when empty); writes take from the tenant's budget (graph_leaver.py)."""
+        return await self._get_json(info, what, permission, write=write)
+
     def _user(self, user: str) -> UserItemRequestBuilder:
         if not user:
             raise PermanentError("empty user id", code="invalid_user")
         return self._client.users.by_user_id(user)
 
-    async def _get_json(self, info: RequestInformation, what: str) -> Any:
+    async def _get_json(
+        self,
+        info: RequestInformation,
+        what: str,
+        permission: str = PERMISSION_READ,
+        *,
+        write: bool = False,
+    ) -> Any:
         """GET through the SDK's pipeline, read as plain JSON: the SDK's `User` model costs
         tens of milliseconds of CPU per parse, which caps a worker at a few dozen users/s."""
-        raw = await self._send_raw(info, what)
+        raw = await self._send_raw(info, what, permission, write=write)
         try:
             return json.loads(raw or b"null")
         except ValueError as err:
