@@ -183,6 +183,7 @@ def test_entra_user_lifecycle(scim: httpx.Client, api: httpx.Client, server: Red
         "upn": "5b50642d@testuser.com",
         "cas_username": "5b50642d@testuser.com",
         "windows_account": None,
+        "site": None,
     }
     assert offboard_event(server, link)["actions"] == []
     # Re-enable: recorded on the user.

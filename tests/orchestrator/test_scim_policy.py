@@ -37,6 +37,7 @@ def test_default_subject() -> None:
         "upn": "j.dupont@lycee.example",  # userName is not an address: the primary e-mail
         "cas_username": "jdupont",
         "windows_account": None,
+        "site": None,
     }
     spaced = subject_of(
         ScimConfig(), user(userName="Jean Dupont", **{SORTIE_USER: {"casUsername": "jdu"}})
@@ -59,6 +60,7 @@ def test_site_templates_win_and_fall_back() -> None:
     emails = [{"value": "jd@rectorat.example", "type": "work"}]
     at_b = subject_of(config, user(emails=emails, **{SORTIE_USER: {"site": "lycee-b"}}))
     assert (at_b.upn, at_b.windows_account) == ("jdupont@lycee-b.example", "LYCEEB\\jdupont")
+    assert at_b.site is not None  # the request carries the user's site
     elsewhere = subject_of(config, user(emails=emails, **{SORTIE_USER: {"site": "lycee-c"}}))
     assert (elsewhere.upn, elsewhere.windows_account) == ("jd@rectorat.example", None)
 

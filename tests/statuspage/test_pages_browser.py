@@ -167,6 +167,9 @@ async def test_logout_page_follows_a_french_logout_live(
     assert line("Session ENT (CAS) fermée en dernier", "En dernier, après les autres") in first
     assert "Fermez le navigateur" not in waiting
     assert '<html lang="fr">' in html
+    # The closing sentence is said once (the heading says the sign-out is over).
+    assert html.count("Vous êtes déconnecté de tous les services") == 1
+    assert "<h1>Déconnexion terminée</h1>" in html
     steps = steps_in_order(html)
     assert steps == [
         "Déconnexion de l'application Esper",

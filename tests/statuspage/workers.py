@@ -15,6 +15,7 @@ from sortie_core.events import (
     Outcome,
     RevocationCompleted,
     SsoLogoutCompleted,
+    StepError,
     StepResult,
     Subject,
     Verification,
@@ -30,6 +31,18 @@ def step(action: str, verification: Verification = Verification.VERIFIED) -> Ste
         started_at=now,
         finished_at=now,
         verification=verification,
+    )
+
+
+def failed(action: str, code: str = "forbidden", retryable: bool = False) -> StepResult:
+    """A step that failed (by default for good: a 403 from the peer)."""
+    now = datetime.now(UTC)
+    return StepResult(
+        action=action,
+        outcome=Outcome.FAILED,
+        started_at=now,
+        finished_at=now,
+        error=StepError(code=code, message=f"{code} from the peer", retryable=retryable),
     )
 
 

@@ -12,6 +12,7 @@ from sortie_core import streams
 from sortie_core.events import (
     LogoutRequested,
     OffboardRequested,
+    PreviewRequested,
     ReversalRequested,
     SsoLogoutRequested,
     WorkstationCommandRequested,
@@ -77,21 +78,24 @@ def test_app_tokens_come_from_a_file_named_by_token_env_file(tmp_path: Path) -> 
     assert tokens["a"].get_secret_value() == "secret-from-file"
 
 
-async def test_m365_subscribes_to_its_three_commands(redis: Redis) -> None:
+async def test_m365_subscribes_to_its_three_commands_and_previews(redis: Redis) -> None:
     directory = FakeDirectory()
     parts = await m365_build(M365Settings(), directory)(RedisBroker(), redis)
     assert [(s.stream, s.group, s.accepts) for s in parts.subscriptions] == [
         (streams.LOGOUT_REQUESTED, streams.GROUP_M365, (LogoutRequested,)),
         (streams.OFFBOARD_REQUESTED, streams.GROUP_M365, (OffboardRequested,)),
         (streams.REVERSAL_REQUESTED, streams.GROUP_M365, (ReversalRequested,)),
+        (streams.PREVIEW_REQUESTED, streams.GROUP_M365, (PreviewRequested,)),
     ]
-    assert all(s.on_deadletter is not None for s in parts.subscriptions)
+    # A command given up is reported; a preview given up is only dead-lettered.
+    assert [s.on_deadletter is not None for s in parts.subscriptions] == [True, True, True, False]
+    assert [s.publishes for s in parts.subscriptions][-1] == streams.PREVIEW_ANSWERED
     for hook in parts.on_stop:
         await hook()
     assert directory.closed
 
 
-async def test_ent_subscribes_to_three_commands(redis: Redis) -> None:
+async def test_ent_subscribes_to_three_commands_and_previews(redis: Redis) -> None:
     apps, sso = FakeAppLogout(), FakeSsoSessions()
     build = ent_build(EntSettings(), registry=parse_registry(""), apps=apps, sso=sso)
     parts = await build(RedisBroker(), redis)
@@ -99,6 +103,7 @@ async def test_ent_subscribes_to_three_commands(redis: Redis) -> None:
         (streams.LOGOUT_REQUESTED, streams.GROUP_ENT, (LogoutRequested,)),
         (streams.OFFBOARD_REQUESTED, streams.GROUP_ENT, (OffboardRequested,)),
         (streams.SSO_LOGOUT_REQUESTED, streams.GROUP_ENT, (SsoLogoutRequested,)),
+        (streams.PREVIEW_REQUESTED, streams.GROUP_ENT, (PreviewRequested,)),
     ]
     for hook in parts.on_stop:
         await hook()

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from . import preview
 from .bulk import BulkError, Limits, run_bulk
 from .render import Painter
 from .when import parse_when
@@ -29,6 +30,12 @@ def add_parser(sub: Any) -> None:
     off.add_argument("--at", help="when: ISO 8601 (local time unless a zone is given), +2h, now")
     off.add_argument("--reason", default="offboarding")
     off.add_argument("--wait", action="store_true", help="follow until the request ends")
+    off.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show what Sortie finds and would do (M365 identity, SSO sessions, hosts); "
+        "change nothing",
+    )
     off.add_argument("--timeout", type=float, default=120.0)
     off.add_argument("--csv", type=Path, help="one offboarding per row (header: user_id,…)")
     off.add_argument("--results", type=Path, help="per-row results (default FILE.results.csv)")
@@ -64,6 +71,8 @@ def cmd_offboard(args: argparse.Namespace) -> int:
     if effective is not None:
         body["effective_at"] = effective.isoformat()
     headers = {"Authorization": f"Bearer {token}"}
+    if args.dry_run:
+        return preview.run(api, headers, body, paint)
     try:
         resp = httpx.post(
             f"{api}/v1/offboardings",

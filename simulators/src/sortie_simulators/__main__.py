@@ -1,4 +1,4 @@
-"""`python -m sortie_simulators <graph|cas|entapps|workstations> [options]`: run one simulator.
+"""`python -m sortie_simulators <graph|cas|entapps|workstations|oidc> [options]`: run one simulator.
 
 It logs `listening on http://HOST:PORT` to stderr once it accepts connections (with
 `--port 0`, the port the system chose) and stops cleanly on SIGINT or SIGTERM.
@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import cas, entapps, graph, workstations
+from . import cas, entapps, graph, oidc_provider, workstations
 from .common import serve
 from .demo import DEFAULT_ENTAPPS_URL, DEFAULT_PORTS
 
@@ -158,7 +158,24 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument(
         "--hosts", type=int, default=0, help="create hosts pc-0001..pc-N without sessions"
     )
+    o = add("oidc", "OpenID Connect provider (code flow with PKCE, RS256 id_token)")
+    o.add_argument(
+        "--client",
+        action="append",
+        default=[],
+        metavar="ID:SECRET:REDIRECT_URI",
+        help="a registered client (repeatable), e.g. sortie-console:s3cret:http://127.0.0.1:8080/ui/login/oidc",
+    )
     return parser
+
+
+def _clients(specs: list[str]) -> dict[str, tuple[str, list[str]]]:
+    out: dict[str, tuple[str, list[str]]] = {}
+    for spec in specs:
+        client_id, _, rest = spec.partition(":")
+        secret, _, redirect = rest.partition(":")
+        out.setdefault(client_id, (secret, []))[1].append(redirect)
+    return out
 
 
 def build_app(args: argparse.Namespace) -> Any:
@@ -187,6 +204,7 @@ def build_app(args: argparse.Namespace) -> Any:
             oidc_issuer=args.oidc_issuer,
             client_ids=dict(args.client_ids),
         ),
+        "oidc": lambda: oidc_provider.create_app(clients=_clients(args.client)),
         "workstations": lambda: workstations.create_app(
             seed_demo=args.seed_demo, hosts=args.hosts, latency_ms=args.latency_ms
         ),

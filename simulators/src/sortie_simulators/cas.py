@@ -1,4 +1,5 @@
-"""Apereo CAS simulator: the REST ticket API and the `ssoSessions` actuator.
+"""Apereo CAS simulator: the REST ticket API and the `ssoSessions` actuator (the browser
+login and `/p3/serviceValidate` are in cas_login.py).
 
 REST (https://apereo.github.io/cas/development/protocol/REST-Protocol.html):
 `POST /cas/v1/tickets` (username, password) creates a TGT, `POST /cas/v1/tickets/{tgt}`
@@ -44,6 +45,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from .cas_login import install_login
 from .common import FormError, iso_us, read_form, sleep_ms, stamp, utc_now
 from .demo import (
     ALICE,
@@ -378,4 +380,5 @@ def create_app(
             setattr(sim.faults, name, value)
         return asdict(sim.faults)
 
+    install_login(app, sim)
     return app

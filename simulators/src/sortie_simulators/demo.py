@@ -65,7 +65,7 @@ DAVE = DemoUser(
 DEMO_USERS: tuple[DemoUser, ...] = (ALICE, BOB, DAVE)
 
 # Ports `python -m sortie_simulators` listens on when `--port` is not given.
-DEFAULT_PORTS = {"graph": 8101, "cas": 8102, "entapps": 8103, "workstations": 8104}
+DEFAULT_PORTS = {"graph": 8101, "cas": 8102, "entapps": 8103, "workstations": 8104, "oidc": 8105}
 DEFAULT_ENTAPPS_URL = f"http://127.0.0.1:{DEFAULT_PORTS['entapps']}"
 
 # ENT applications of the demo, as (name, protocol).

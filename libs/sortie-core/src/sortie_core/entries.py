@@ -19,7 +19,7 @@ from redis.exceptions import ResponseError
 
 from .events import DeadLettered
 from .metrics import DEADLETTER_TOTAL
-from .streams import DEADLETTER
+from .streams import DEADLETTER, preview_key
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,11 @@ def request_key(request_id: object) -> str:
 
 def command_request_key(event: Any) -> str:
     return request_key(event.request_id)
+
+
+def preview_request_key(event: Any) -> str:
+    """A preview's command is taken while its preview is awaited (streams.preview_key)."""
+    return preview_key(event.request_id)
 
 
 def is_nogroup(exc: BaseException) -> bool:

@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, Field, TypeAdapter
 
 from .coverage import Coverage, Discovery
+from .dead_letter import DeadLettered  # noqa: F401 (re-exported: an entry, not an event)
 from .model import Frozen
 from .records import PerAction, Record
 
@@ -129,6 +130,7 @@ class Subject(Frozen):
     upn: Annotated[str, Field(max_length=320)] | None = None
     cas_username: Annotated[str, Field(max_length=256)] | None = None
     windows_account: Annotated[str, Field(max_length=256)] | None = None
+    site: Annotated[str, Field(max_length=100)] | None = None  # school: UAI code or name
 
     @property
     def sso_username(self) -> str:
@@ -353,6 +355,11 @@ class SsoLogoutCompleted(Envelope):
     app_discovery: Discovery | None = None
 
 
+class PreviewRequested(Envelope):  # discovery only, no effect; answered by a report
+    type: Literal["preview.requested"] = "preview.requested"
+    targets: tuple[Target, ...] = (Target.M365, Target.ENT, Target.WORKSTATIONS)
+
+
 class ServiceSummary(Frozen):
     state: str
     outcomes: dict[str, Outcome]
@@ -369,20 +376,6 @@ class RequestFinished(Envelope):
     coverage: Coverage | None = None
 
 
-class DeadLettered(Frozen):
-    """A `deadletter` (or `agent.deadletter.<host>`) entry: the original, and why."""
-
-    type: Literal["deadletter"] = "deadletter"
-    stream: str
-    group: str
-    entry_id: str
-    reason: str
-    detail: str
-    deliveries: int
-    data: str
-    occurred_at: AwareDatetime = Field(default_factory=utcnow)
-
-
 Event = Annotated[
     LogoutRequested
     | OffboardRequested
@@ -391,7 +384,8 @@ Event = Annotated[
     | RevocationCompleted
     | SsoLogoutRequested
     | SsoLogoutCompleted
-    | RequestFinished,
+    | RequestFinished
+    | PreviewRequested,
     Field(discriminator="type"),
 ]
 

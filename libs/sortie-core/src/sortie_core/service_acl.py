@@ -77,15 +77,30 @@ def service_rules(user: str) -> list[str]:
         ]  # fmt: skip
     if user == M365:
         return _worker(
-            [streams.LOGOUT_REQUESTED, streams.OFFBOARD_REQUESTED, streams.REVERSAL_REQUESTED],
-            [streams.REVOCATION_COMPLETED, streams.DEADLETTER],
+            [
+                streams.LOGOUT_REQUESTED,
+                streams.OFFBOARD_REQUESTED,
+                streams.REVERSAL_REQUESTED,
+                streams.PREVIEW_REQUESTED,
+            ],
+            [streams.REVOCATION_COMPLETED, streams.DEADLETTER, streams.PREVIEW_ANSWERED],
             [_seen(streams.GROUP_M365), "~sortie:ratelimit:*"],
             " +time +hmget +hset +pexpire",  # the rate limiter's script
         )
     if user == ENT:
         return _worker(
-            [streams.LOGOUT_REQUESTED, streams.OFFBOARD_REQUESTED, streams.SSO_LOGOUT_REQUESTED],
-            [streams.REVOCATION_COMPLETED, streams.SSO_LOGOUT_COMPLETED, streams.DEADLETTER],
+            [
+                streams.LOGOUT_REQUESTED,
+                streams.OFFBOARD_REQUESTED,
+                streams.SSO_LOGOUT_REQUESTED,
+                streams.PREVIEW_REQUESTED,
+            ],
+            [
+                streams.REVOCATION_COMPLETED,
+                streams.SSO_LOGOUT_COMPLETED,
+                streams.DEADLETTER,
+                streams.PREVIEW_ANSWERED,
+            ],
             # The SSO credentials of a logout (credentials.py): the ent-worker only.
             [_seen(streams.GROUP_ENT), "~sortie:oidc:*", "~sortie:cred:*"],
             " +time +hgetall +hget +hset +hdel +scan",  # the signing-key records

@@ -12,6 +12,10 @@ SSO_LOGOUT_REQUESTED = "sso.logout.requested"
 SSO_LOGOUT_COMPLETED = "sso.logout.completed"
 REQUEST_FINISHED = "request.finished"
 DEADLETTER = "deadletter"
+# A preview (what an offboarding would find, changing nothing): orchestrator -> workers,
+# and their answers, read by the replica that asked (XREAD, no group).
+PREVIEW_REQUESTED = "preview.requested"
+PREVIEW_ANSWERED = "preview.answered"
 
 WORKSTATION_PREFIX = "workstation."
 # Each agent reports on a stream only its own Redis account may append to, so it cannot
@@ -74,4 +78,12 @@ ALL_FIXED_STREAMS = (
     SSO_LOGOUT_COMPLETED,
     REQUEST_FINISHED,
     DEADLETTER,
+    PREVIEW_REQUESTED,
+    PREVIEW_ANSWERED,
 )
+
+
+def preview_key(preview_id: object) -> str:
+    """Exists while a preview is awaited (a worker checks it as it checks a request's):
+    under `sortie:req:` so that a worker's Redis user may test it."""
+    return f"sortie:req:preview:{{{preview_id}}}"

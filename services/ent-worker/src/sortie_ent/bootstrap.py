@@ -14,12 +14,19 @@ from pydantic import BaseModel, SecretStr
 from redis.asyncio import Redis
 
 from sortie_core import streams
-from sortie_core.broker import Delivery, Handler, Subscription, command_request_key
+from sortie_core.broker import (
+    Delivery,
+    Handler,
+    Subscription,
+    command_request_key,
+    preview_request_key,
+)
 from sortie_core.credentials import load_credentials
 from sortie_core.events import (
     DeadLettered,
     LogoutRequested,
     OffboardRequested,
+    PreviewRequested,
     RevocationCompleted,
     SsoLogoutCompleted,
     SsoLogoutRequested,
@@ -28,7 +35,7 @@ from sortie_core.jwks import publish_signing_key
 from sortie_core.runtime import WorkerParts
 from sortie_core.steps import RetryPolicy
 
-from . import handlers
+from . import discovery, handlers
 from .adapters import AppLogout, SsoSessions
 from .adapters.http import CasRestSessions, HttpAppLogout
 from .adapters.vault import RedisTicketVault
@@ -178,7 +185,12 @@ def make_build(
                 **run_apps,  # its registry and application clients, for app_logout_first
             )
 
+        async def on_preview(event: PreviewRequested, _: Delivery) -> RevocationCompleted | None:
+            return await discovery.preview(event, cas, reg)
+
         def on_deadletter(event: object, record: DeadLettered) -> BaseModel | None:
+            if isinstance(event, PreviewRequested):
+                return None
             return handlers.handle_deadlettered(event, record, reg)
 
         # stream, handler, what it accepts, where its report goes
@@ -196,6 +208,7 @@ def make_build(
                 SsoLogoutRequested,
                 streams.SSO_LOGOUT_COMPLETED,
             ),
+            (streams.PREVIEW_REQUESTED, on_preview, PreviewRequested, streams.PREVIEW_ANSWERED),
         ]
         return WorkerParts(
             subscriptions=[
@@ -206,7 +219,9 @@ def make_build(
                     accepts=(accepts,),
                     on_deadletter=on_deadletter,
                     publishes=publishes,
-                    request_key=command_request_key,
+                    request_key=(
+                        preview_request_key if accepts is PreviewRequested else command_request_key
+                    ),
                 )
                 for stream, handler, accepts, publishes in table
             ],

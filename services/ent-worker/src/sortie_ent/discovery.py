@@ -12,7 +12,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sortie_core.errors import SortieError
-from sortie_core.events import Discovery, ServiceTicket, Subject
+from sortie_core.events import (
+    Discovery,
+    PreviewRequested,
+    RevocationCompleted,
+    ServiceTicket,
+    Subject,
+    Target,
+)
 
 from .adapters import CasSession, SsoSessions
 from .registry import Registry, url_host
@@ -81,3 +88,14 @@ async def discover(
         error=error[:500] if error else None,
     )
     return Found(tickets, discovery, error)
+
+
+async def preview(
+    event: PreviewRequested, sso: SsoSessions, registry: Registry
+) -> RevocationCompleted | None:
+    """A preview: the user's SSO sessions and the applications they reached, read from the
+    CAS (its actuator, a GET); nothing is logged out."""
+    if Target.ENT not in event.targets:
+        return None
+    found = await discover(sso, event.subject, registry)
+    return RevocationCompleted.answering(event, Target.ENT.value, (), found.discovery)

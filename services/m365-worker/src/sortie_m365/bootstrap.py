@@ -10,10 +10,17 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from sortie_core import streams
-from sortie_core.broker import Delivery, Handler, Subscription, command_request_key
+from sortie_core.broker import (
+    Delivery,
+    Handler,
+    Subscription,
+    command_request_key,
+    preview_request_key,
+)
 from sortie_core.events import (
     LogoutRequested,
     OffboardRequested,
+    PreviewRequested,
     ReversalRequested,
     RevocationCompleted,
 )
@@ -22,6 +29,7 @@ from sortie_core.runtime import WorkerParts
 from sortie_core.steps import RetryPolicy
 
 from . import handlers, reversal
+from . import identity as identity_
 from .adapters import M365Directory
 from .adapters.credentials import credential_from
 from .adapters.exchange import ExchangeMailboxProtocols
@@ -135,15 +143,24 @@ def make_build(settings: M365Settings, directory: M365Directory | None = None) -
                 event, directory=m365, policy=policy, identity=identity, ops=ops, tap=tap
             )
 
-        def command(stream: str, handler: Handler, accepts: type[BaseModel]) -> Subscription:
+        async def on_preview(event: PreviewRequested, _: Delivery) -> RevocationCompleted | None:
+            return await identity_.preview(event, identity.lookups, m365, policy)
+
+        def command(
+            stream: str,
+            handler: Handler,
+            accepts: type[BaseModel],
+            publishes: str = streams.REVOCATION_COMPLETED,
+        ) -> Subscription:
+            preview = accepts is PreviewRequested
             return Subscription(
                 stream,
                 streams.GROUP_M365,
                 handler,
                 accepts=(accepts,),
-                on_deadletter=handlers.handle_deadlettered,
-                publishes=streams.REVOCATION_COMPLETED,
-                request_key=command_request_key,
+                on_deadletter=None if preview else handlers.handle_deadlettered,
+                publishes=publishes,
+                request_key=preview_request_key if preview else command_request_key,
             )
 
         return WorkerParts(
@@ -151,6 +168,12 @@ def make_build(settings: M365Settings, directory: M365Directory | None = None) -
                 command(streams.LOGOUT_REQUESTED, on_logout, LogoutRequested),
                 command(streams.OFFBOARD_REQUESTED, on_offboard, OffboardRequested),
                 command(streams.REVERSAL_REQUESTED, on_reversal, ReversalRequested),
+                command(
+                    streams.PREVIEW_REQUESTED,
+                    on_preview,
+                    PreviewRequested,
+                    streams.PREVIEW_ANSWERED,
+                ),
             ],
             on_stop=[m365.aclose],
         )

@@ -22,7 +22,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sortie_core.errors import NotFoundError, SortieError, TransientError
-from sortie_core.events import Discovery, Evidence, StepError, StepResult, Subject, utcnow
+from sortie_core.events import (
+    Discovery,
+    Evidence,
+    PreviewRequested,
+    RevocationCompleted,
+    StepError,
+    StepResult,
+    Subject,
+    Target,
+    utcnow,
+)
 from sortie_core.metrics import STEP_RETRIES
 from sortie_core.steps import RetryPolicy
 
@@ -234,3 +244,16 @@ def with_lookup(step: StepResult, found: Resolution) -> StepResult:
             "detail": (f"{step.detail}; {note}" if step.detail else note)[:2000],
         }
     )
+
+
+async def preview(
+    event: PreviewRequested,
+    lookups: tuple[Lookup, ...],
+    directory: M365Directory,
+    policy: RetryPolicy,
+) -> RevocationCompleted | None:
+    """A preview: who the subject is in Microsoft 365 (lookups only, GETs), nothing done."""
+    if Target.M365 not in event.targets:
+        return None
+    found = await resolve(event.subject, lookups, directory, policy)
+    return RevocationCompleted.answering(event, SERVICE, (), found.discovery())

@@ -32,11 +32,21 @@ from sortie_orchestrator import handlers
 from sortie_orchestrator.adapters.presence import AGENTS
 from sortie_orchestrator.adapters.saga_store import DEADLINES
 from sortie_orchestrator.bootstrap import Wiring, bootstrap
-from sortie_orchestrator.http import api, asyncapi, docs, jwks, problems, workstations
+from sortie_orchestrator.http import (
+    actions,
+    api,
+    asyncapi,
+    docs,
+    export,
+    jwks,
+    preview,
+    problems,
+    workstations,
+)
 from sortie_orchestrator.http.guards import FailedAuth
 from sortie_orchestrator.http.scim import routes
 from sortie_orchestrator.http.security import SecurityHeaders
-from sortie_orchestrator.http.ui import logoutpage, statuspage
+from sortie_orchestrator.http.ui import console, login_sso, logoutpage, stations, statuspage
 from sortie_orchestrator.settings import OrchestratorSettings
 
 log = logging.getLogger(__name__)
@@ -151,14 +161,21 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
     app.state.deps = wiring.deps
     app.state.wiring = wiring
     app.state.token_table = settings.token_table()
+    app.state.token_sites = settings.token_sites()
     app.state.failed_auth = FailedAuth(settings.auth_failure_limit, settings.auth_failure_window_s)
     problems.install(app)
     if settings.docs_enabled:
         docs.install(app)
     app.include_router(api.router)
+    app.include_router(preview.router)
+    app.include_router(actions.router)
+    app.include_router(export.router)
     app.include_router(jwks.router)
     app.include_router(routes.router)
     app.include_router(statuspage.router)
+    app.include_router(login_sso.router)
+    app.include_router(console.router)
+    app.include_router(stations.router)
     app.include_router(logoutpage.router)
     app.include_router(asyncapi.router)
     app.include_router(workstations.router)

@@ -99,6 +99,7 @@ async def accept_logout(
     the same script (the intake then costs two round trips: presence, create)."""
     now = utcnow()
     state = saga.new_logout(uuid.uuid4(), subject, reason, targets, sso_session, now)
+    state.requested_by = principal  # who asked, for the record (the ENT's token name)
     transition = saga.start(state, await _hosts(deps, state), now, deps.timeouts)
     return await _create(deps, transition, idempotency_key, principal, fingerprint, progress)
 

@@ -16,6 +16,7 @@ from pydantic_settings import SettingsConfigDict
 from sortie_core.settings import ServiceSettings, redis_password_field, redis_url_field
 from sortie_orchestrator.http.oauth import OAuthSettings
 from sortie_orchestrator.http.scim.policy import ScimConfig
+from sortie_orchestrator.http.ui.sso import ConsoleSso
 
 ALL_SCOPES = frozenset(
     {
@@ -24,6 +25,8 @@ ALL_SCOPES = frozenset(
         "requests:read",
         "workstations:admin",
         "scim",
+        # The console's sessions page: list and revoke sessions, read who did what.
+        "sessions:admin",
     }
 )
 
@@ -47,6 +50,9 @@ class TokenSpec(BaseModel):
     token: SecretStr | None = None
     token_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
     scopes: frozenset[str]
+    # Delegated administration: only requests (and actions) of these sites (UAI codes or
+    # names, the subject's `site`); None: every site.
+    sites: frozenset[str] | None = None
 
     @field_validator("token")
     @classmethod
@@ -136,6 +142,17 @@ class OrchestratorSettings(ServiceSettings):
     # the ENT's public page it links back to (configured here only, never from a request),
     # optionally followed by itself that many seconds after the end.
     progress_ttl_s: int = Field(default=900, ge=60, le=86400)
+    # How long a preview waits for the workers' discovery (`POST /v1/offboardings:preview`).
+    preview_wait_s: float = Field(default=3.0, gt=0, le=30)
+    # The console's sign-in with the school's SSO (http/ui/sso.py), e.g.
+    # {"cas": {"server_url": "https://cas…/cas"}, "oidc": {"issuer": …, "client_id": …,
+    #  "client_secret": …}, "roles": [{"claim": "memberOf", "value": "helpdesk",
+    #  "scopes": ["requests:read"], "sites": ["0750001A"]}]}
+    console_sso: ConsoleSso | None = None
+    # Delegated administration of stations: the site of a host or of a group (classroom),
+    # e.g. {"salle-b12": "0750001A", "pc-cdi-01": "0750001A"}; a station of no known site
+    # is seen only by people and tokens limited to no site.
+    station_sites: dict[str, str] = {}
     public_url: AnyHttpUrl | None = None
     ent_public_url: AnyHttpUrl | None = None
     logout_return_after_s: int | None = Field(default=None, ge=1, le=3600)
@@ -182,6 +199,9 @@ class OrchestratorSettings(ServiceSettings):
         if self.dev_token is not None:
             problems.append("SORTIE_DEV_TOKEN: a development token with every scope; remove it")
         return problems
+
+    def token_sites(self) -> dict[str, frozenset[str] | None]:
+        return {t.name: t.sites for t in self.tokens}
 
     def token_table(self) -> list[tuple[bytes, str, frozenset[str]]]:
         table = [(t.digest(), t.name, t.scopes) for t in self.tokens]

@@ -26,6 +26,7 @@ from sortie_core.services import OFFBOARD_ACTIONS
 from sortie_orchestrator import handlers, saga
 from sortie_orchestrator.http.auth import Principal, authenticate, require
 from sortie_orchestrator.http.problems import Problem
+from sortie_orchestrator.http.sites import visible
 from sortie_orchestrator.http.ui import logoutpage
 from sortie_orchestrator.saga import SagaState, ServiceState
 from sortie_orchestrator.saga.followup import FollowUp
@@ -61,6 +62,10 @@ class SubjectIn(Strict):
     windows_account: (
         Annotated[str, Field(min_length=1, max_length=256, pattern=_NO_CTRL), Visible] | None
     ) = None
+    # The user's site (school: UAI code or name), as SCIM's Sortie extension `site`.
+    site: Annotated[str, Field(min_length=1, max_length=100, pattern=_NO_CTRL), Visible] | None = (
+        None
+    )
 
 
 class ServiceTicketIn(Strict):
@@ -301,7 +306,10 @@ def _accepted(response: Response, rid: uuid.UUID, created: bool, status: str) ->
     return Accepted(request_id=rid, status=status, links=mark_accepted(response, rid, created))
 
 
-def _subject(body: SubjectIn) -> Subject:
+def _subject(body: SubjectIn, principal: Principal | None = None) -> Subject:
+    """The subject; a caller limited to sites may only name one of its sites."""
+    if principal is not None and not principal.sees_site(body.site):
+        raise Problem(403, "this subject's site is not one of this token's", slug="outside-sites")
     return Subject(**body.model_dump())
 
 
@@ -332,7 +340,7 @@ async def post_logout(
     token, link = logoutpage.new_link()
     created, rid = await handlers.accept_logout(
         deps,
-        subject=_subject(body.subject),
+        subject=_subject(body.subject, principal),
         reason=body.reason,
         targets=list(body.targets),
         sso_session=sso,
@@ -369,7 +377,7 @@ async def post_offboarding(
         )
     created, rid = await handlers.accept_offboard(
         deps,
-        subject=_subject(body.subject),
+        subject=_subject(body.subject, principal),
         reason=body.reason,
         requested_by=principal.name,
         actions=list(body.actions or []),
@@ -386,13 +394,10 @@ async def post_offboarding(
 @router.get("/requests/{request_id}", response_model=RequestView)
 async def get_request(
     request_id: uuid.UUID,
-    _principal: Annotated[Principal, Depends(require("requests:read"))],
+    principal: Annotated[Principal, Depends(require("requests:read"))],
     deps: Annotated[handlers.Deps, Depends(_deps)],
 ) -> RequestView:
-    loaded = await deps.store.load(request_id)
-    if loaded is None:
-        raise Problem(404, f"no request {request_id}", slug="not-found")
-    return RequestView.of(loaded.state)
+    return RequestView.of(await visible(deps, request_id, principal))
 
 
 StatusFilter = Literal[
@@ -402,7 +407,7 @@ StatusFilter = Literal[
 
 @router.get("/requests", response_model=RequestPage)
 async def list_requests(
-    _principal: Annotated[Principal, Depends(require("requests:read"))],
+    principal: Annotated[Principal, Depends(require("requests:read"))],
     deps: Annotated[handlers.Deps, Depends(_deps)],
     subject: Annotated[str | None, Query(max_length=256)] = None,
     status: StatusFilter | None = None,
@@ -415,18 +420,18 @@ async def list_requests(
         )
     except ValueError as exc:
         raise Problem(400, "invalid cursor", slug="invalid-cursor") from exc
-    return RequestPage(items=[RequestView.of(s) for s in items], next_cursor=next_cursor)
+    # A caller limited to sites sees only theirs (a page may then hold fewer items).
+    mine = [RequestView.of(s) for s in items if principal.sees_site(s.subject.site)]
+    return RequestPage(items=mine, next_cursor=next_cursor)
 
 
 @router.delete("/requests/{request_id}", response_model=RequestView)
 async def cancel_request(
     request_id: uuid.UUID,
-    _principal: Annotated[Principal, Depends(require("offboard:write"))],
+    principal: Annotated[Principal, Depends(require("offboard:write"))],
     deps: Annotated[handlers.Deps, Depends(_deps)],
 ) -> RequestView:
-    loaded = await deps.store.load(request_id)
-    if loaded is None:
-        raise Problem(404, f"no request {request_id}", slug="not-found")
+    await visible(deps, request_id, principal)
     transition = await handlers.cancel(deps, request_id)
     if transition is None:
         current = await deps.store.load(request_id)

@@ -23,6 +23,11 @@ log = logging.getLogger(__name__)
 class Principal:
     name: str
     scopes: frozenset[str]
+    # Delegated administration: the sites this caller is limited to (None: every site).
+    sites: frozenset[str] | None = None
+
+    def sees_site(self, site: str | None) -> bool:
+        return self.sites is None or (site is not None and site in self.sites)
 
 
 def _challenge(error: str | None = None) -> dict[str, str]:
@@ -62,7 +67,8 @@ async def authenticate(request: Request) -> Principal:
             slug="unauthenticated",
             headers=_challenge("invalid_token"),
         )
-    return Principal(name=found[0], scopes=found[1])
+    sites = getattr(request.app.state, "token_sites", {}).get(found[0])
+    return Principal(name=found[0], scopes=found[1], sites=sites)
 
 
 def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:

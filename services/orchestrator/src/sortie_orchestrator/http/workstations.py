@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field, model_validator
 
 from sortie_core.events import Subject
@@ -122,7 +122,8 @@ class Ordered(BaseModel):
 
 @router.get("", response_model=HostList, summary="Hosts and the sessions open on each")
 async def list_workstations(
-    _principal: Annotated[Principal, Depends(require(SCOPE))],
+    request: Request,
+    principal: Annotated[Principal, Depends(require(SCOPE))],
     deps: Annotated[handlers.Deps, Depends(_deps)],
     group: Annotated[str | None, Query(max_length=63)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
@@ -133,7 +134,12 @@ async def list_workstations(
     start = bisect.bisect_right(names, after.lower()) if after else 0
     page = names[start : start + limit]
     records = await deps.presence.records(hosts=page)
-    items = [HostView.of(host, record, now) for host, record in records]
+    sites = request.app.state.settings.station_sites
+    items = [
+        HostView.of(host, record, now)
+        for host, record in records
+        if principal.sees_site(station_site(sites, host, record.group if record else None))
+    ]
     more = start + limit < len(names)
     return HostList(
         items=items,
@@ -182,7 +188,13 @@ def _subject(target: Target, owner: str | None) -> Subject:
     return Subject(user_id=f"host:{target.host}" if target.host else f"group:{target.group}")
 
 
+def station_site(sites: dict[str, str], host: str, group: str | None) -> str | None:
+    """The site of a station: its own entry in `station_sites`, else its group's."""
+    return sites.get(host) or (sites.get(group) if group else None)
+
+
 async def _order(
+    sites: dict[str, str],
     action: Literal["logoff", "disconnect"],
     target: Target,
     response: Response,
@@ -191,6 +203,13 @@ async def _order(
     idempotency_key: str | None,
 ) -> Ordered:
     hosts, owner = await _hosts(deps, target)
+    if principal.sites is not None:
+        records = dict(await deps.presence.records(hosts=[h.host for h in hosts]))
+        for h in hosts:
+            record = records.get(h.host)
+            group = record.group if record is not None else target.group
+            if not principal.sees_site(station_site(sites, h.host, group)):
+                raise Problem(404, f"no agent has reported host {h.host!r}", slug="unknown-host")
     order = AdminOrder(
         action=action,
         session_id=target.session_id,
@@ -225,12 +244,14 @@ async def _order(
 )
 async def end_sessions(
     body: Target,
+    request: Request,
     response: Response,
     principal: Annotated[Principal, Depends(require(SCOPE))],
     deps: Annotated[handlers.Deps, Depends(_deps)],
     idempotency_key: IdemKey = None,
 ) -> Ordered:
-    return await _order("logoff", body, response, principal, deps, idempotency_key)
+    sites = request.app.state.settings.station_sites
+    return await _order(sites, "logoff", body, response, principal, deps, idempotency_key)
 
 
 @router.post(
@@ -242,6 +263,7 @@ async def end_sessions(
 )
 async def suspend_sessions(
     body: Target,
+    request: Request,
     response: Response,
     principal: Annotated[Principal, Depends(require(SCOPE))],
     deps: Annotated[handlers.Deps, Depends(_deps)],
@@ -253,4 +275,5 @@ async def suspend_sessions(
             "suspend needs a `user` or a `session_id`; to clear a room use sessions:end",
             slug="invalid-request",
         )
-    return await _order("disconnect", body, response, principal, deps, idempotency_key)
+    sites = request.app.state.settings.station_sites
+    return await _order(sites, "disconnect", body, response, principal, deps, idempotency_key)

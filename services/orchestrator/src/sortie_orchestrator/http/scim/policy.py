@@ -168,6 +168,8 @@ def subject_of(config: ScimConfig, user: ScimUser) -> Subject:
         upn=_first(user, templates("upn"), _UPN),
         cas_username=_first(user, templates("cas_username"), _PLAIN),
         windows_account=render(user, templates("windows_account")),
+        # Delegated administration limits people and tokens to sites: the request says its.
+        site=site[:100] if site else None,
     )
 
 

@@ -158,6 +158,12 @@ def live_fragment(t: L10n, state: SagaState, now: datetime) -> str:
     )
 
 
-def request_page(t: L10n, state: SagaState, now: datetime, viewer: str | None) -> str:
+def request_page(
+    t: L10n,
+    state: SagaState,
+    now: datetime,
+    viewer: str | None,
+    may: frozenset[str] = frozenset(),
+) -> str:
     live = Markup(live_fragment(t, state, now))  # noqa: S704 (rendered autoescaped)
-    return render(t, "request.html", viewer=viewer, state=state, live=live)
+    return render(t, "request.html", viewer=viewer, state=state, live=live, may=may)

@@ -31,8 +31,10 @@ from sortie_orchestrator.http import sse
 from sortie_orchestrator.http.guards import limiter, refuse_cross_site
 from sortie_orchestrator.http.problems import Problem, problem_response
 from sortie_orchestrator.http.security import is_secure
-from sortie_orchestrator.http.ui import i18n
+from sortie_orchestrator.http.ui import i18n, sessions
 from sortie_orchestrator.http.ui.render import live_fragment, render, request_page
+from sortie_orchestrator.http.ui.sessions import Viewer
+from sortie_orchestrator.saga import SagaState
 from sortie_orchestrator.settings import match_token
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -53,40 +55,78 @@ _STATUSES = [
 ]
 
 
-def _session_key(sid: str) -> str:
-    return "sortie:ui:session:" + hashlib.sha256(sid.encode()).hexdigest()
-
-
 def _deps(request: Request) -> handlers.Deps:
     deps: handlers.Deps = request.app.state.deps
     return deps
 
 
-async def _viewer(request: Request) -> str | None:
+async def current_viewer(request: Request) -> Viewer | None:
+    """Who is signed in (sessions.py): a token session is worth nothing once its token is
+    removed or loses `requests:read`; an SSO session holds what its roles gave."""
     sid = request.cookies.get(COOKIE)
     if not sid or len(sid) > 100:
         return None
     redis = _deps(request).store.redis
-    raw = await redis.get(_session_key(sid))
-    if raw is None:
+    key = sessions.session_hash(sid)
+    data = await sessions.load(redis, key)
+    if data is None:
         return None
+    if data.get("via", "token") != "token":
+        sites = data.get("sites")
+        return Viewer(
+            name=str(data["name"]),
+            via=str(data["via"]),
+            scopes=frozenset(data.get("scopes") or ()),
+            sites=frozenset(sites) if sites is not None else None,
+            session=key,
+        )
     try:
-        digest = bytes.fromhex(json.loads(raw)["digest"])
+        digest = bytes.fromhex(data["digest"])
     except (ValueError, KeyError, TypeError):
         digest = b""  # a session of an older version: bound to no token
-    name = _token_name(request.app.state.token_table, digest)
-    if name is None:
-        await redis.delete(_session_key(sid))
-    return name
+    found = _token(request.app.state.token_table, digest)
+    if found is None:
+        await sessions.close_session(redis, key)
+        return None
+    sites = request.app.state.token_sites.get(found[0])
+    return Viewer(name=found[0], via="token", scopes=found[1], sites=sites, session=key)
 
 
-def _token_name(table: list[tuple[bytes, str, frozenset[str]]], digest: bytes) -> str | None:
-    """The name of the configured token with this digest and the page's scope."""
+def _token(
+    table: list[tuple[bytes, str, frozenset[str]]], digest: bytes
+) -> tuple[str, frozenset[str]] | None:
+    """The configured token with this digest and the page's scope."""
     found = None
     for known, name, scopes in table:
         if hmac.compare_digest(known, digest) and SCOPE in scopes:
-            found = name
+            found = (name, scopes)
     return found
+
+
+async def visible_request(request: Request, request_id: uuid.UUID, viewer: Viewer) -> SagaState:
+    """The request if it is of the viewer's sites; a 404 otherwise, as if it did not exist."""
+    loaded = await _deps(request).store.load(request_id)
+    if loaded is None or not viewer.sees_site(loaded.state.subject.site):
+        raise Problem(404, f"no request {request_id}", slug="not-found")
+    return loaded.state
+
+
+async def start_session(
+    request: Request, viewer: Viewer, resp: Response, digest: str | None = None
+) -> Response:
+    """A new session for `viewer` (sessions.py), its cookie set on `resp`."""
+    sid = secrets.token_urlsafe(32)
+    await sessions.open_session(_deps(request).store.redis, sid, viewer, SESSION_TTL_S, digest)
+    resp.set_cookie(
+        COOKIE,
+        sid,
+        max_age=SESSION_TTL_S,
+        path="/ui",
+        httponly=True,
+        samesite="strict",
+        secure=is_secure(request.scope, request.app.state.settings.force_secure),
+    )
+    return resp
 
 
 _NEXT = re.compile(r"^/ui/(?!/)[A-Za-z0-9/_.?=&%-]{0,250}$")
@@ -108,7 +148,15 @@ def _login_page(
     request: Request, next_url: str, error: str = "", status: int = 200
 ) -> HTMLResponse:
     t = i18n.from_request(request)
-    html = render(t, "login.html", viewer=None, next=next_url, error=error, scope=SCOPE)
+    sso = request.app.state.settings.console_sso
+    buttons = []
+    if sso is not None and sso.cas is not None:
+        buttons.append(("/ui/login/cas/start", sso.cas.label))
+    if sso is not None and sso.oidc is not None:
+        buttons.append(("/ui/login/oidc/start", sso.oidc.label))
+    html = render(
+        t, "login.html", viewer=None, next=next_url, error=error, scope=SCOPE, sso=buttons
+    )
     return HTMLResponse(html, status_code=status)
 
 
@@ -151,30 +199,23 @@ async def login(request: Request) -> Response:
         if as_json:
             return problem_response(401, why, slug="unauthenticated")
         return _login_page(request, next_url, i18n.from_request(request).gettext(why), 401)
-    sid = secrets.token_urlsafe(32)
     digest = hashlib.sha256(token.strip().encode()).hexdigest()  # type: ignore[union-attr]
-    await _deps(request).store.redis.set(
-        _session_key(sid), json.dumps({"name": found[0], "digest": digest}), ex=SESSION_TTL_S
-    )
+    sites = request.app.state.token_sites.get(found[0])
+    viewer = Viewer(name=found[0], via="token", scopes=found[1], sites=sites)
+    await sessions.audit(_deps(request).store.redis, viewer, "sign_in", "console")
     resp: Response = Response(status_code=204) if as_json else RedirectResponse(next_url, 303)
-    resp.set_cookie(
-        COOKIE,
-        sid,
-        max_age=SESSION_TTL_S,
-        path="/ui",
-        httponly=True,
-        samesite="strict",
-        secure=is_secure(request.scope, request.app.state.settings.force_secure),
-    )
-    return resp
+    return await start_session(request, viewer, resp, digest)
 
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
     refuse_cross_site(request)
     sid = request.cookies.get(COOKIE)
+    viewer = await current_viewer(request)
     if sid and len(sid) <= 100:
-        await _deps(request).store.redis.delete(_session_key(sid))
+        await sessions.close_session(_deps(request).store.redis, sessions.session_hash(sid))
+    if viewer is not None:
+        await sessions.audit(_deps(request).store.redis, viewer, "sign_out", "console")
     resp = RedirectResponse("/ui/login", 303)
     resp.delete_cookie(COOKIE, path="/ui")
     return resp
@@ -196,7 +237,7 @@ async def list_page(
     status: Annotated[str | None, Query(max_length=20)] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
-    viewer = await _viewer(request)
+    viewer = await current_viewer(request)
     if viewer is None:
         return _to_login(request)
     if status and status not in _STATUSES:
@@ -207,6 +248,7 @@ async def list_page(
         )
     except ValueError as exc:
         raise Problem(400, "invalid cursor", slug="invalid-cursor") from exc
+    items = [s for s in items if viewer.sees_site(s.subject.site)]
     more = ""
     if next_cursor:
         query = {"cursor": next_cursor, "user": user or "", "status": status or ""}
@@ -214,7 +256,8 @@ async def list_page(
     html = render(
         i18n.from_request(request),
         "list.html",
-        viewer=viewer,
+        viewer=viewer.name,
+        may=viewer.scopes,
         user=user or "",
         status=status or "",
         statuses=_STATUSES,
@@ -228,29 +271,27 @@ async def list_page(
 async def request_view(
     request_id: uuid.UUID, request: Request, deps: Annotated[handlers.Deps, Depends(_deps)]
 ) -> Response:
-    viewer = await _viewer(request)
+    viewer = await current_viewer(request)
     if viewer is None:
         return _to_login(request)
-    loaded = await deps.store.load(request_id)
-    if loaded is None:
-        raise Problem(404, f"no request {request_id}", slug="not-found")
+    state = await visible_request(request, request_id, viewer)
     t = i18n.from_request(request)
-    return HTMLResponse(request_page(t, loaded.state, utcnow(), viewer))
+    return HTMLResponse(request_page(t, state, utcnow(), viewer.name, viewer.scopes))
 
 
 @router.get("/requests/{request_id}/events")
 async def request_events(
     request_id: uuid.UUID, request: Request, deps: Annotated[handlers.Deps, Depends(_deps)]
 ) -> Response:
-    if await _viewer(request) is None:
+    viewer = await current_viewer(request)
+    if viewer is None:
         raise Problem(401, "sign in first", slug="unauthenticated")
-    if await deps.store.load(request_id) is None:
-        raise Problem(404, f"no request {request_id}", slug="not-found")
+    await visible_request(request, request_id, viewer)
 
     t = i18n.from_request(request)
 
     async def signed_in() -> bool:
-        return await _viewer(request) is not None  # the session or its token may be gone
+        return await current_viewer(request) is not None  # the session or its token may be gone
 
     return sse.follow(
         deps.store, request, request_id, lambda s: live_fragment(t, s, utcnow()), signed_in

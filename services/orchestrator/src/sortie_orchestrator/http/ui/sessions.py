@@ -1,0 +1,143 @@
+"""Console sessions and the record of who did what.
+
+A session is a random id in an HttpOnly, SameSite=Strict cookie; its SHA-256 keys the
+record in Redis (`sortie:ui:session:<hash>`, expiring with the session) and the index of
+live sessions (`sortie:ui:sessions`, hash -> expiry), so that a person with the scope
+`sessions:admin` can list and revoke them. A token session holds the token's digest and
+is worth nothing once that token is removed; an SSO session (CAS, OpenID Connect) holds
+the scopes and sites its roles gave at sign-in, until it expires or is revoked.
+
+Every console action (and every sign-in, sign-out, revocation) is appended to the
+`sortie:audit` stream: when, who, how they signed in, what, on what, and the outcome.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from redis.asyncio import Redis
+
+from sortie_core.events import utcnow
+
+SESSIONS = "sortie:ui:sessions"
+AUDIT = "sortie:audit"
+AUDIT_MAXLEN = 100_000
+
+
+def session_hash(sid: str) -> str:
+    return hashlib.sha256(sid.encode()).hexdigest()
+
+
+def session_key(digest: str) -> str:
+    return "sortie:ui:session:" + digest
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who is signed in: their name, how (`token`, `cas`, `oidc`), what they may do, and
+    the sites they are limited to (None: every site)."""
+
+    name: str
+    via: str
+    scopes: frozenset[str]
+    sites: frozenset[str] | None
+    session: str = ""
+
+    def may(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    def sees_site(self, site: str | None) -> bool:
+        return self.sites is None or (site is not None and site in self.sites)
+
+
+def record_of(viewer: Viewer, expires_at: datetime, digest: str | None = None) -> str:
+    data: dict[str, Any] = {
+        "name": viewer.name,
+        "via": viewer.via,
+        "scopes": sorted(viewer.scopes),
+        "sites": sorted(viewer.sites) if viewer.sites is not None else None,
+        "created_at": utcnow().isoformat(),
+        "expires_at": expires_at.isoformat(),
+    }
+    if digest is not None:
+        data["digest"] = digest
+    return json.dumps(data)
+
+
+async def open_session(
+    redis: Redis, sid: str, viewer: Viewer, ttl_s: int, digest: str | None = None
+) -> None:
+    expires = utcnow() + timedelta(seconds=ttl_s)
+    key = session_hash(sid)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.set(session_key(key), record_of(viewer, expires, digest), ex=ttl_s)
+        pipe.zadd(SESSIONS, {key: expires.timestamp()})
+        pipe.zremrangebyscore(SESSIONS, "-inf", utcnow().timestamp())
+        await pipe.execute()
+
+
+async def close_session(redis: Redis, key: str) -> bool:
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.delete(session_key(key))
+        pipe.zrem(SESSIONS, key)
+        deleted, _ = await pipe.execute()
+    return bool(deleted)
+
+
+async def load(redis: Redis, key: str) -> dict[str, Any] | None:
+    raw = await redis.get(session_key(key))
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+async def live_sessions(redis: Redis, limit: int = 500) -> list[dict[str, Any]]:
+    """The live sessions, soonest to expire first, each with its `id` (the hash)."""
+    keys = [
+        k.decode() if isinstance(k, bytes) else str(k)
+        for k in await redis.zrangebyscore(SESSIONS, utcnow().timestamp(), "+inf", 0, limit)
+    ]
+    if not keys:
+        return []
+    raws = await redis.mget([session_key(k) for k in keys])
+    out = []
+    for key, raw in zip(keys, raws, strict=True):
+        if raw is not None:
+            data = json.loads(raw)
+            data.pop("digest", None)
+            out.append({"id": key, **data})
+    return out
+
+
+async def audit(
+    redis: Redis, viewer: Viewer | str, action: str, target: str, outcome: str = "ok"
+) -> None:
+    who, via = (viewer.name, viewer.via) if isinstance(viewer, Viewer) else (viewer, "-")
+    fields = {
+        "at": utcnow().isoformat(),
+        "who": who[:200],
+        "via": via,
+        "action": action,
+        "target": target[:300],
+        "outcome": outcome[:200],
+    }
+    await redis.xadd(AUDIT, fields, maxlen=AUDIT_MAXLEN, approximate=True)  # type: ignore[arg-type]
+
+
+async def recent_audit(redis: Redis, count: int = 50) -> list[dict[str, str]]:
+    entries: Any = await redis.xrevrange(AUDIT, count=count)
+    return [
+        {
+            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in fields.items()
+        }
+        for _id, fields in entries
+    ]

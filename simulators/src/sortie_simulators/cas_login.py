@@ -1,0 +1,161 @@
+"""The CAS simulator's browser login and CAS 3.0 service validation, as Apereo CAS does
+them (CAS Protocol 3.0 Specification, https://apereo.github.io/cas/development/protocol/
+CAS-Protocol-Specification.html):
+
+- `GET /cas/login?service=URL` (§2.1): with the CAS's ticket-granting cookie (TGC) of a
+  live SSO session, redirects at once to `service` with `ticket=ST-…` (§2.1.1, single
+  sign-on); otherwise shows the credential form. `renew=true` always asks for credentials.
+- `POST /cas/login` (§2.2, the credential acceptor): username, password and the form's
+  `execution` (Apereo's login flow token, standing in for the spec's `lt`); on success a
+  new TGT (an SSO session, visible in the `ssoSessions` actuator like any other), the TGC
+  cookie, and a 302 to `service?ticket=ST-…`. Any non-empty username and password log in.
+- `GET /cas/p3/serviceValidate?service=URL&ticket=ST-…` (§2.5, §2.8): the XML
+  `cas:serviceResponse` with `cas:user` and `cas:attributes` (the CAS 3.0 addition), or
+  `cas:authenticationFailure` with the codes of §2.5.3: INVALID_REQUEST (a parameter is
+  missing), INVALID_TICKET_SPEC (not an `ST-`), INVALID_TICKET (unknown, already
+  validated, or expired) and INVALID_SERVICE (issued for another service; the ticket is
+  then invalidated, §2.5.1). A service ticket is valid once only (§3.1.1) and for
+  `ST_TTL_S` seconds (Apereo's default `cas.ticket.st.time-to-kill-in-seconds` is 10).
+
+Principal attributes (e.g. `memberOf`, `uai`) are set per user with
+`PUT /_sim/users/{username}/attributes`.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from xml.sax.saxutils import escape
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from .common import FormError, read_form
+
+if TYPE_CHECKING:
+    from .cas import CasSimulator
+
+TGC = "TGC"
+ST_TTL_S = 10.0
+CAS_NS = "http://www.yale.edu/tp/cas"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+
+
+def _with_ticket(service: str, ticket: str) -> str:
+    parts = urlsplit(service)
+    query = [*parse_qsl(parts.query, keep_blank_values=True), ("ticket", ticket)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _xml(body: str) -> Response:
+    text = f'<cas:serviceResponse xmlns:cas="{CAS_NS}">\n{body}\n</cas:serviceResponse>\n'
+    return Response(text, media_type="application/xml;charset=UTF-8")
+
+
+def _failure(code: str, message: str) -> Response:
+    return _xml(
+        f'  <cas:authenticationFailure code="{code}">{escape(message)}</cas:authenticationFailure>'
+    )
+
+
+def _success(user: str, attributes: dict[str, list[str]]) -> Response:
+    attrs = "".join(
+        f"      <cas:{name}>{escape(value)}</cas:{name}>\n"
+        for name, values in sorted(attributes.items())
+        for value in values
+    )
+    return _xml(
+        "  <cas:authenticationSuccess>\n"
+        f"    <cas:user>{escape(user)}</cas:user>\n"
+        f"    <cas:attributes>\n{attrs}    </cas:attributes>\n"
+        "  </cas:authenticationSuccess>"
+    )
+
+
+def _form(service: str, execution: str, error: str | None = None) -> HTMLResponse:
+    note = f'<p role="alert">{html.escape(error)}</p>' if error else ""
+    return HTMLResponse(
+        '<!doctype html><html lang="fr"><head><meta charset="utf-8"><title>CAS</title></head>'
+        f"<body><main><h1>Connexion CAS</h1>{note}"
+        '<form method="post" action="/cas/login">'
+        f'<input type="hidden" name="service" value="{html.escape(service)}">'
+        f'<input type="hidden" name="execution" value="{html.escape(execution)}">'
+        '<label>Identifiant <input name="username" autocomplete="username"></label>'
+        '<label>Mot de passe <input name="password" type="password"></label>'
+        '<button type="submit">Se connecter</button></form></main></body></html>',
+        status_code=401 if error else 200,
+    )
+
+
+def install_login(app: FastAPI, sim: CasSimulator) -> None:
+    """Adds the login, the service validation and the attributes admin route to `app`."""
+    # ticket -> (service, issued at); removed when validated (single use).
+    issued: dict[str, tuple[str, float]] = {}
+    executions: set[str] = set()
+    attributes: dict[str, dict[str, list[str]]] = {}
+
+    def issue(tgt_id: str, service: str) -> str:
+        ticket = sim.grant(sim.tgts[tgt_id], service)
+        issued[ticket] = (service, time.monotonic())
+        return ticket
+
+    @app.get("/cas/login", response_model=None)
+    async def login_form(request: Request, service: str = "", renew: str = "") -> Response:
+        tgc = request.cookies.get(TGC)
+        if service and tgc in sim.tgts and renew != "true":
+            return RedirectResponse(_with_ticket(service, issue(tgc, service)), 302)
+        execution = secrets.token_urlsafe(16)
+        executions.add(execution)
+        return _form(service, execution)
+
+    @app.post("/cas/login", response_model=None)
+    async def login_submit(request: Request) -> Response:
+        try:
+            form = await read_form(request)
+        except FormError as exc:
+            return _form("", "", str(exc))
+        service = form.get("service", "")
+        execution = form.get("execution", "")
+        if execution not in executions:
+            fresh = secrets.token_urlsafe(16)
+            executions.add(fresh)
+            return _form(service, fresh, "Le formulaire a expiré, recommencez.")
+        executions.discard(execution)
+        username, password = form.get("username", ""), form.get("password", "")
+        if not username or not password:
+            fresh = secrets.token_urlsafe(16)
+            executions.add(fresh)
+            return _form(service, fresh, "Identifiant ou mot de passe incorrect.")
+        tgt = sim.create_tgt(username)
+        target = _with_ticket(service, issue(tgt.id, service)) if service else "/cas/login"
+        response = RedirectResponse(target, 302)
+        response.set_cookie(TGC, tgt.id, httponly=True, samesite="lax", path="/cas")
+        return response
+
+    @app.get("/cas/p3/serviceValidate")
+    async def service_validate(service: str = "", ticket: str = "") -> Response:
+        if not service or not ticket:
+            return _failure("INVALID_REQUEST", "service and ticket are required")
+        if not ticket.startswith("ST-"):
+            return _failure("INVALID_TICKET_SPEC", f"Ticket {ticket} is not a service ticket")
+        found = issued.pop(ticket, None)
+        if found is None or time.monotonic() - found[1] > ST_TTL_S:
+            return _failure("INVALID_TICKET", f"Ticket {ticket} not recognized")
+        if found[0] != service:
+            return _failure("INVALID_SERVICE", f"Ticket {ticket} does not match {service}")
+        owner = next((t for t in sim.tgts.values() if ticket in t.services), None)
+        if owner is None:
+            return _failure("INVALID_TICKET", f"Ticket {ticket} not recognized")
+        return _success(owner.username, attributes.get(owner.username, {}))
+
+    @app.put("/_sim/users/{username}/attributes")
+    async def set_attributes(username: str, values: dict[str, list[str]]) -> dict[str, Any]:
+        bad = [k for k in values if not _NAME.fullmatch(k)]
+        if bad:
+            raise HTTPException(422, f"attribute names must be XML names: {bad}")
+        attributes[username] = {k: [str(v) for v in vs] for k, vs in values.items()}
+        return {"username": username, "attributes": attributes[username]}
