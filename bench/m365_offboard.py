@@ -7,6 +7,8 @@ per tenant like Graph. Prints the Graph writes/s achieved as a share of the thro
 throttled apart.
 
     .venv/bin/python bench/m365_offboard.py [--users 3000] [--throttle 200] [--apps 1 2]
+    .venv/bin/python bench/m365_offboard.py --profile staff-leaves [--users 300]
+        # a whole leaver profile's throughput (bench/m365_profile.py)
 
 The worker is told the simulator's limits (`SORTIE_M365_APP_WRITES_LIMIT` per second and
 app, `…_TENANT_WRITES_LIMIT` per second for the tenant) and sizes its handlers in flight
@@ -20,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import os
+import runpy
 import signal
 import sys
 import tempfile
@@ -312,6 +315,11 @@ def show(f: Figures) -> None:
 
 
 def main() -> None:
+    if "--profile" in sys.argv[1:]:
+        # A whole leaver profile (every M365 action of it, Exchange included): measured by
+        # bench/m365_profile.py, the handler and msgraph-sdk against the simulator's throttle.
+        runpy.run_path(str(Path(__file__).with_name("m365_profile.py")), run_name="__main__")
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=3000)
     parser.add_argument("--latency-ms", type=float, default=100.0)
