@@ -14,7 +14,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter
+
+from .coverage import Coverage, Discovery
+from .model import Frozen
+from .records import PerAction, Record
 
 CONTRACT_VERSION = 1
 
@@ -89,6 +93,8 @@ class Kind(StrEnum):
     OFFBOARD = "offboard"
     # An administrator's action on workstation sessions (no SSO phase).
     WORKSTATION_ADMIN = "workstation_admin"
+    # Restoring what an offboarding recorded (no SSO phase).
+    REVERSAL = "reversal"
 
 
 class M365Action(StrEnum):
@@ -96,18 +102,24 @@ class M365Action(StrEnum):
     RESET_PASSWORD = "reset_password"
     REVOKE_SESSIONS = "revoke_sessions"
     DISABLE_MAIL_PROTOCOLS = "disable_mail_protocols"
+    # The rest of the leaver procedure: only when a request (its profile) names them.
+    REMOVE_LICENSES = "remove_licenses"
+    REMOVE_GROUP_MEMBERSHIPS = "remove_group_memberships"
+    REMOVE_AUTH_METHODS = "remove_auth_methods"
+    DISABLE_DEVICES = "disable_devices"
+    SET_AUTO_REPLY = "set_auto_reply"
+    CONVERT_TO_SHARED_MAILBOX = "convert_to_shared_mailbox"
+    HIDE_FROM_ADDRESS_LISTS = "hide_from_address_lists"
+    DELEGATE_MAILBOX = "delegate_mailbox"
 
 
+# The M365 actions of an offboarding that names none (step 1 of the leaver guide).
 OFFBOARD_M365_ORDER: tuple[M365Action, ...] = (
     M365Action.BLOCK_SIGN_IN,
     M365Action.RESET_PASSWORD,
     M365Action.REVOKE_SESSIONS,
     M365Action.DISABLE_MAIL_PROTOCOLS,
 )
-
-
-class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
 
 
 class Subject(Frozen):
@@ -184,12 +196,33 @@ class OffboardRequested(Command):
     type: Literal["offboard.requested"] = "offboard.requested"
     reason: ShortText = "offboarding"
     requested_by: ShortText = "unknown"
-    # Empty means every action of every service.
+    # Empty: the default actions of every service (OFFBOARD_M365_ORDER, ...); named ones
+    # run in the order given.
     actions: tuple[ActionName, ...] = ()
     deadline: AwareDatetime
+    # The offboarding profile chosen, and which of its phases this command carries out.
+    profile: ShortText | None = None
+    phase: Annotated[int, Field(ge=0)] = 0
+    # Per-action options from the profile, e.g. `set_auto_reply: {"message": "..."}`.
+    options: PerAction = {}
 
     def wants(self, action: str) -> bool:
         return (not self.actions or action in self.actions) and self.retries(action)
+
+
+class ReversalRequested(Command):
+    """Restore what offboarding `reverses` recorded (`restore`: each original step's
+    `recorded`, per original action). A Temporary Access Pass is sealed to
+    `tap_public_key` (sealed.py), never sent in clear."""
+
+    type: Literal["reversal.requested"] = "reversal.requested"
+    reverses: uuid.UUID
+    reason: ShortText = "reversal"
+    requested_by: ShortText = "unknown"
+    restore: PerAction = {}
+    issue_temporary_access_pass: bool = True
+    tap_public_key: Annotated[str, Field(max_length=64)] | None = None  # base64url X25519
+    deadline: AwareDatetime
 
 
 class WorkstationCommandRequested(Envelope):
@@ -247,6 +280,10 @@ class StepResult(Frozen):
     evidence: Evidence | None = None
     skip_reason: SkipReason | None = None
     items: Annotated[tuple[StepItem, ...], Field(max_length=200)] = ()
+    # The prior state the step changed (never a secret), so that a reversal can restore it.
+    recorded: Record | None = None
+    # A secret for the requester only (a Temporary Access Pass), sealed (sealed.py).
+    sealed: str | None = Field(default=None, max_length=1000, repr=False)
 
     @property
     def duration_seconds(self) -> float:
@@ -264,31 +301,6 @@ class StepResult(Frozen):
         if self.outcome == Outcome.SKIPPED:
             return self.skip_reason in POLICY_SKIPS
         return False
-
-
-class Discovery(Frozen):
-    """What a worker learnt, from the system that knows, of where the user has access.
-    Carried by a report; the orchestrator sums the reports into the request's coverage."""
-
-    # e.g. "graph", "cas ssoSessions actuator", "agent presence"
-    source: Annotated[str, Field(max_length=200)]
-    # The resolved identity there (e.g. the M365 object id and UPN), None when unresolved.
-    identity: Annotated[str, Field(max_length=400)] | None = None
-    # The identifiers tried, in order (e.g. "upn", "mail", "employeeId=…").
-    identity_tried: Annotated[
-        tuple[Annotated[str, Field(max_length=400)], ...], Field(max_length=20)
-    ] = ()
-    # SSO sessions (TGTs) found for the user, and how many of them were ended.
-    sso_sessions_found: Annotated[int, Field(ge=0)] | None = None
-    sso_sessions_ended: Annotated[int, Field(ge=0)] | None = None
-    # Registered applications the sessions reached (by name) and tickets found / sent by the caller.
-    applications: Annotated[
-        tuple[Annotated[str, Field(max_length=128)], ...], Field(max_length=200)
-    ] = ()
-    tickets_found: Annotated[int, Field(ge=0)] | None = None
-    tickets_from_caller: Annotated[int, Field(ge=0)] | None = None
-    # Why discovery could not be made, if it could not.
-    error: Annotated[str, Field(max_length=500)] | None = None
 
 
 class RevocationCompleted(Envelope):
@@ -323,23 +335,6 @@ class ServiceSummary(Frozen):
     proofs: dict[str, str] = {}
 
 
-class Coverage(Frozen):
-    """Where the user had access and what was ended, summed from the services' reports."""
-
-    m365_identity: str | None = None
-    m365_identity_tried: tuple[str, ...] = ()
-    sso_sessions_found: int | None = None
-    sso_sessions_ended: int | None = None
-    applications: tuple[str, ...] = ()
-    tickets_found: int | None = None
-    tickets_from_caller: int | None = None
-    hosts: tuple[str, ...] = ()
-    steps_total: int = 0
-    steps_verified: int = 0
-    steps_acknowledged: int = 0
-    steps_not_proven: int = 0
-
-
 class RequestFinished(Envelope):
     type: Literal["request.finished"] = "request.finished"
     kind: Kind
@@ -367,6 +362,7 @@ class DeadLettered(Frozen):
 Event = Annotated[
     LogoutRequested
     | OffboardRequested
+    | ReversalRequested
     | WorkstationCommandRequested
     | RevocationCompleted
     | SsoLogoutRequested

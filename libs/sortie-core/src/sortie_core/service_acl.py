@@ -5,7 +5,7 @@ an ACL file (`aclfile` in redis.conf, or `--aclfile`): users then survive a rest
 Users (their passwords only as SHA-256 in the file):
 
     sortie-orchestrator   every Sortie key and stream, the agents' wake-up channels
-    sortie-m365-worker    its two command streams, its report stream, its dedupe and
+    sortie-m365-worker    its three command streams, its report stream, its dedupe and
                           rate-limit keys
     sortie-ent-worker     its three command streams, its two report streams, its dedupe
                           keys and the OIDC signing-key records
@@ -77,7 +77,7 @@ def service_rules(user: str) -> list[str]:
         ]  # fmt: skip
     if user == M365:
         return _worker(
-            [streams.LOGOUT_REQUESTED, streams.OFFBOARD_REQUESTED],
+            [streams.LOGOUT_REQUESTED, streams.OFFBOARD_REQUESTED, streams.REVERSAL_REQUESTED],
             [streams.REVOCATION_COMPLETED, streams.DEADLETTER],
             [_seen(streams.GROUP_M365), "~sortie:ratelimit:*"],
             " +time +hmget +hset +pexpire",  # the rate limiter's script

@@ -10,6 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from .events import OFFBOARD_M365_ORDER, Kind, M365Action
+from .records import Record
 
 M365 = "m365"
 ENT = "ent"
@@ -47,19 +48,57 @@ def app_action(app: str) -> str:
     return f"{EntAction.APP_LOGOUT.value}:{app}"
 
 
+# What a reversal reports (service m365): `restore_<...>` per restorable original action,
+# and the Temporary Access Pass that replaces the password (never restored). Removed
+# authentication methods are not restorable: the pass is how the user registers again.
+M365_RESTORE_ACTIONS: dict[str, str] = {
+    M365Action.BLOCK_SIGN_IN: "restore_block_sign_in",
+    M365Action.DISABLE_MAIL_PROTOCOLS: "restore_mail_protocols",
+    M365Action.REMOVE_LICENSES: "restore_licenses",
+    M365Action.REMOVE_GROUP_MEMBERSHIPS: "restore_group_memberships",
+    M365Action.DISABLE_DEVICES: "restore_devices",
+    M365Action.SET_AUTO_REPLY: "restore_auto_reply",
+    M365Action.CONVERT_TO_SHARED_MAILBOX: "restore_mailbox_type",
+    M365Action.HIDE_FROM_ADDRESS_LISTS: "restore_address_list_visibility",
+    M365Action.DELEGATE_MAILBOX: "restore_delegate_mailbox",
+}
+ISSUE_TEMPORARY_ACCESS_PASS = "issue_temporary_access_pass"
+
+
+def m365_reversal_actions(restore: dict[str, Record], issue_tap: bool) -> list[str]:
+    """What the m365-worker reports for a reversal of `restore` (original action ->
+    its `recorded`), in the order it restores them."""
+    named = [M365_RESTORE_ACTIONS[a] for a in M365_RESTORE_ACTIONS if a in restore]
+    return [*named, ISSUE_TEMPORARY_ACCESS_PASS] if issue_tap else named
+
+
+def m365_offboard_actions(actions: list[str] | tuple[str, ...]) -> list[str]:
+    """The M365 actions of an offboarding naming `actions` (in their order, once each),
+    or the default ones when it names none."""
+    if not actions:
+        return [a.value for a in OFFBOARD_M365_ORDER]
+    known = {a.value for a in M365Action}
+    return list(dict.fromkeys(a for a in actions if a in known))
+
+
 # What an offboarding's `actions` may name.
 OFFBOARD_ACTIONS = frozenset(
-    {a.value for a in OFFBOARD_M365_ORDER}
+    {a.value for a in M365Action}
     | {EntAction.APP_LOGOUT.value, EntAction.DISABLE_ACCOUNT.value, WorkstationAction.LOGOFF.value}
 )
 
 
+_M365_REVERSAL = frozenset({*M365_RESTORE_ACTIONS.values(), ISSUE_TEMPORARY_ACCESS_PASS})
+
+
 def expected_actions(kind: Kind, service: str, actions: list[str]) -> list[str]:
     """Actions a service is expected to report; used to name steps it never reported."""
+    if kind == Kind.REVERSAL:  # `actions`: the reversal's (m365_reversal_actions)
+        return [a for a in actions if a in _M365_REVERSAL] if service == M365 else []
     if service == M365:
         if kind == Kind.LOGOUT:
             return [M365Action.REVOKE_SESSIONS.value]
-        return [a.value for a in OFFBOARD_M365_ORDER if not actions or a.value in actions]
+        return m365_offboard_actions(actions)
     if service == ENT:
         return [EntAction.APP_LOGOUT.value]
     if host_of(service) is not None:

@@ -6,6 +6,7 @@ import re
 
 LOGOUT_REQUESTED = "logout.requested"
 OFFBOARD_REQUESTED = "offboard.requested"
+REVERSAL_REQUESTED = "reversal.requested"
 REVOCATION_COMPLETED = "revocation.completed"
 SSO_LOGOUT_REQUESTED = "sso.logout.requested"
 SSO_LOGOUT_COMPLETED = "sso.logout.completed"
@@ -69,6 +70,7 @@ def host_of_wake_channel(channel: str) -> str | None:
 ALL_FIXED_STREAMS = (
     LOGOUT_REQUESTED,
     OFFBOARD_REQUESTED,
+    REVERSAL_REQUESTED,
     REVOCATION_COMPLETED,
     SSO_LOGOUT_REQUESTED,
     SSO_LOGOUT_COMPLETED,
