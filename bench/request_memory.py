@@ -28,9 +28,9 @@ from sortie_core.events import (
     Verification,
 )
 from sortie_orchestrator import handlers
-from sortie_orchestrator.presence import PresenceIndex
+from sortie_orchestrator.adapters.presence import PresenceIndex
+from sortie_orchestrator.adapters.saga_store import SagaStore
 from sortie_orchestrator.saga import Timeouts
-from sortie_orchestrator.store import SagaStore
 from tests.redis_server import RedisServer
 
 

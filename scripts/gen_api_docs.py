@@ -18,7 +18,7 @@ DOCS = ROOT / "docs"
 
 def documents() -> dict[str, Any]:
     from sortie_orchestrator.app import create_app
-    from sortie_orchestrator.asyncapi import asyncapi_document
+    from sortie_orchestrator.http.asyncapi import asyncapi_document
     from sortie_orchestrator.settings import OrchestratorSettings
 
     # Nothing connects: the app is only built to read its schema.

@@ -5,7 +5,7 @@
 # tests/statuspage/test_i18n.py). The .po files are compiled when the service loads them.
 set -euo pipefail
 cd "$(dirname "$0")/../services/orchestrator"
-L=src/sortie_orchestrator/locale
+L=src/sortie_orchestrator/http/ui/locale
 ../../.venv/bin/pybabel -q extract -F babel.cfg -k N_ --no-location --sort-output \
   --omit-header -o "$L/messages.pot" src/sortie_orchestrator
 ../../.venv/bin/pybabel -q update -i "$L/messages.pot" -d "$L" --ignore-obsolete \

@@ -97,7 +97,7 @@ def test_failed_authentications_are_logged_and_rate_limited(
     the client is limited."""
     with (
         live_orchestrator(auth_failure_limit=3, auth_failure_window_s=60) as url,
-        caplog.at_level("WARNING", logger="sortie_orchestrator.guards"),
+        caplog.at_level("WARNING", logger="sortie_orchestrator.http.guards"),
     ):
         bad = {"Authorization": "Bearer wrong-token-wrong-token-wrong"}
         assert httpx.get(f"{url}/v1/requests", headers=bad).status_code == 401

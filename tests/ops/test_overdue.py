@@ -9,12 +9,8 @@ import time
 import httpx
 from redis.asyncio import Redis
 
-from sortie_orchestrator.app import (
-    OVERDUE_GRACE_S,
-    background,
-    create_app,
-)
-from sortie_orchestrator.store import DEADLINES
+from sortie_orchestrator.adapters.saga_store import DEADLINES
+from sortie_orchestrator.app import OVERDUE_GRACE_S, background, create_app
 from tests.orchestrator.conftest import settings_for
 from tests.redis_server import RedisServer
 

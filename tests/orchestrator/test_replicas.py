@@ -22,9 +22,9 @@ from sortie_core.events import (
 )
 from sortie_core.metrics import REGISTRY
 from sortie_orchestrator import handlers
-from sortie_orchestrator.presence import PresenceIndex
+from sortie_orchestrator.adapters.presence import PresenceIndex
+from sortie_orchestrator.adapters.saga_store import SagaStore
 from sortie_orchestrator.saga import Timeouts
-from sortie_orchestrator.store import SagaStore
 
 ALICE = Subject(user_id="alice", upn="alice@example.org")
 

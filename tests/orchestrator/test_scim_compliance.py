@@ -11,7 +11,7 @@ from scim2_client.engines.httpx2 import SyncSCIMClient
 from scim2_models import ScimProvider
 from scim2_tester import Status, check_server
 
-from sortie_orchestrator import scim_model
+from sortie_orchestrator.http.scim import model as scim_model
 from tests.intake.live import SCIM_TOKEN, live_orchestrator
 
 

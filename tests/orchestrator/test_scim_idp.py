@@ -15,7 +15,7 @@ import pytest
 import redis as redis_sync
 
 from sortie_core import streams
-from sortie_orchestrator.scim_policy import ScimConfig
+from sortie_orchestrator.http.scim.policy import ScimConfig
 from tests.intake.live import live_orchestrator
 from tests.redis_server import RedisServer
 

@@ -16,7 +16,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from sortie_orchestrator.oauth import OAuthSettings
+from sortie_orchestrator.http.oauth import OAuthSettings
 from tests.intake.live import SCIM_TOKEN, live_orchestrator
 
 ISSUER = "https://login.example/tenant/v2.0"

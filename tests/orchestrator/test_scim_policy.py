@@ -11,8 +11,8 @@ import pytest
 from pydantic import ValidationError
 from scim2_models import Context
 
-from sortie_orchestrator.scim_model import SORTIE_USER, ScimUser
-from sortie_orchestrator.scim_policy import (
+from sortie_orchestrator.http.scim.model import SORTIE_USER, ScimUser
+from sortie_orchestrator.http.scim.policy import (
     ScimConfig,
     deactivation_profile,
     effective_at,

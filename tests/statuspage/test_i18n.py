@@ -16,8 +16,8 @@ from pydantic import ValidationError
 
 from sortie_core.events import Outcome, SkipReason, StepError, StepResult, Verification
 from sortie_ent.registry import load_registry
-from sortie_orchestrator import appnames, i18n, labels
-from sortie_orchestrator.i18n import L10n, negotiate
+from sortie_orchestrator.http.ui import appnames, i18n, labels
+from sortie_orchestrator.http.ui.i18n import L10n, negotiate
 from sortie_orchestrator.settings import OrchestratorSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +38,7 @@ def source_texts() -> set[str]:
 
 
 def catalog(lang: str):  # type: ignore[no-untyped-def]
-    with (PACKAGE / "locale" / lang / "LC_MESSAGES" / "messages.po").open("rb") as fh:
+    with (i18n.LOCALE_DIR / lang / "LC_MESSAGES" / "messages.po").open("rb") as fh:
         return read_po(fh, locale=lang)
 
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sortie_core.events import Outcome, StepError, StepResult, Subject
-from sortie_orchestrator.followup import FollowUp
-from sortie_orchestrator.i18n import L10n
+from sortie_orchestrator.http.ui.i18n import L10n
+from sortie_orchestrator.http.ui.render import live_fragment
 from sortie_orchestrator.saga import ServiceState, new_logout
-from sortie_orchestrator.statuspage_render import live_fragment
+from sortie_orchestrator.saga.followup import FollowUp
 
 FR = L10n("fr", ZoneInfo("Europe/Paris"))
 AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)

@@ -13,7 +13,7 @@ import httpx
 from redis.asyncio import Redis
 
 from sortie_core.presence import PresenceRecord, write_presence
-from sortie_orchestrator.presence import PresenceIndex
+from sortie_orchestrator.adapters.presence import PresenceIndex
 from sortie_workstation.adapters.fake import FakeSessions
 from sortie_workstation.bootstrap import SERVICE, make_build
 from sortie_workstation.settings import AgentSettings

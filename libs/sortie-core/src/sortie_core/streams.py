@@ -22,7 +22,7 @@ AGENT_RESULTS_PREFIX = "agent.results."
 AGENT_DEADLETTER_PREFIX = "agent.deadletter."
 # Pub/Sub, not a stream: "host <h> changed (a report or its presence record)". Nothing
 # one agent publishes can delay another's; a lost wake-up is made good by the
-# orchestrator's periodic re-read (see sortie_orchestrator/agent_watch.py).
+# orchestrator's periodic re-read (see sortie_orchestrator/adapters/agent_watch.py).
 AGENT_WAKE_PREFIX = "sortie:agent-wake:"
 
 GROUP_ORCHESTRATOR = "orchestrator"

@@ -28,25 +28,16 @@ from sortie_core.metrics import (
 from sortie_core.runtime import cancel_tasks, consuming, setup_logging
 from sortie_core.settings import load_settings
 from sortie_core.trim import trim_stream
-
-from . import (
-    api,
-    asyncapi,
-    docs,
-    handlers,
-    jwks,
-    logoutpage,
-    problems,
-    scim,
-    statuspage,
-    workstations_api,
-)
-from .bootstrap import Wiring, bootstrap
-from .guards import FailedAuth
-from .presence import AGENTS
-from .security import SecurityHeaders
-from .settings import OrchestratorSettings
-from .store import DEADLINES
+from sortie_orchestrator import handlers
+from sortie_orchestrator.adapters.presence import AGENTS
+from sortie_orchestrator.adapters.saga_store import DEADLINES
+from sortie_orchestrator.bootstrap import Wiring, bootstrap
+from sortie_orchestrator.http import api, asyncapi, docs, jwks, problems, workstations
+from sortie_orchestrator.http.guards import FailedAuth
+from sortie_orchestrator.http.scim import routes
+from sortie_orchestrator.http.security import SecurityHeaders
+from sortie_orchestrator.http.ui import logoutpage, statuspage
+from sortie_orchestrator.settings import OrchestratorSettings
 
 log = logging.getLogger(__name__)
 
@@ -166,11 +157,11 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
         docs.install(app)
     app.include_router(api.router)
     app.include_router(jwks.router)
-    app.include_router(scim.router)
+    app.include_router(routes.router)
     app.include_router(statuspage.router)
     app.include_router(logoutpage.router)
     app.include_router(asyncapi.router)
-    app.include_router(workstations_api.router)
+    app.include_router(workstations.router)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

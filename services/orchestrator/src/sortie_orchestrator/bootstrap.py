@@ -14,14 +14,13 @@ from sortie_core.broker import Consumers, Delivery, Subscription
 from sortie_core.errors import RefusedError
 from sortie_core.events import RevocationCompleted, SsoLogoutCompleted
 from sortie_core.runtime import make_broker, make_consumers, redis_client
-
-from . import handlers
-from .agent_results import AgentResults
-from .agent_watch import AgentWatch
-from .presence import PresenceIndex
-from .saga import Timeouts
-from .settings import OrchestratorSettings
-from .store import SagaStore
+from sortie_orchestrator import handlers
+from sortie_orchestrator.adapters.agent_results import AgentResults
+from sortie_orchestrator.adapters.agent_watch import AgentWatch
+from sortie_orchestrator.adapters.presence import PresenceIndex
+from sortie_orchestrator.adapters.saga_store import SagaStore
+from sortie_orchestrator.saga import Timeouts
+from sortie_orchestrator.settings import OrchestratorSettings
 
 
 @dataclass

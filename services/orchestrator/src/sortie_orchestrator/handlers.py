@@ -18,11 +18,10 @@ from sortie_core.events import (
     utcnow,
 )
 from sortie_core.metrics import REQUEST_DURATION, REQUESTS_TOTAL
-
-from . import saga
-from .presence import PresenceIndex
-from .saga import SagaState, Timeouts, Transition
-from .store import SagaStore
+from sortie_orchestrator import saga
+from sortie_orchestrator.adapters.presence import PresenceIndex
+from sortie_orchestrator.adapters.saga_store import SagaStore
+from sortie_orchestrator.saga import SagaState, Timeouts, Transition
 
 log = logging.getLogger(__name__)
 

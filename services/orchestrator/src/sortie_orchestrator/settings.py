@@ -14,9 +14,8 @@ from pydantic import AnyHttpUrl, BaseModel, Field, SecretStr, field_validator, m
 from pydantic_settings import SettingsConfigDict
 
 from sortie_core.settings import ServiceSettings, redis_password_field, redis_url_field
-
-from .oauth import OAuthSettings
-from .scim_policy import ScimConfig
+from sortie_orchestrator.http.oauth import OAuthSettings
+from sortie_orchestrator.http.scim.policy import ScimConfig
 
 ALL_SCOPES = frozenset(
     {

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from .problems import Problem
+from sortie_orchestrator.http.problems import Problem
 
 ASSETS = "/docs/assets"
 _FILES = {

@@ -23,12 +23,12 @@ from sortie_core.events import (
     Target,
 )
 from sortie_core.services import OFFBOARD_ACTIONS
-
-from . import handlers, logoutpage, saga
-from .auth import Principal, authenticate, require
-from .followup import FollowUp
-from .problems import Problem
-from .saga import SagaState, ServiceState
+from sortie_orchestrator import handlers, saga
+from sortie_orchestrator.http.auth import Principal, authenticate, require
+from sortie_orchestrator.http.problems import Problem
+from sortie_orchestrator.http.ui import logoutpage
+from sortie_orchestrator.saga import SagaState, ServiceState
+from sortie_orchestrator.saga.followup import FollowUp
 
 router = APIRouter(prefix="/v1")
 

@@ -19,8 +19,7 @@ from scim2_models import Path, SCIMException, ScimFilter
 
 from sortie_core.events import Subject
 from sortie_core.services import OFFBOARD_ACTIONS
-
-from .scim_model import SORTIE_USER, ScimUser
+from sortie_orchestrator.http.scim.model import SORTIE_USER, ScimUser
 
 _PLACEHOLDER = re.compile(r"\$\{([^}]{1,300})\}")
 _UPN = re.compile(r"^[^@\s]+@[^@\s]+$")

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from sortie_core.events import Outcome, SkipReason, StepResult, Verification
 
 if TYPE_CHECKING:
-    from .saga import SagaState, ServiceState, Timeouts
+    from sortie_orchestrator.saga import SagaState, ServiceState, Timeouts
 
 SSO = "sso"
 
@@ -85,7 +85,7 @@ def _retry_after(svc: ServiceState) -> timedelta:
 
 def schedule(state: SagaState, now: datetime, timeouts: Timeouts) -> None:
     """At the end of a request (and after each report): follow up what is still open."""
-    from .saga import all_services
+    from sortie_orchestrator.saga import all_services
 
     for name, svc in all_services(state).items():
         actions = _pending_actions(svc)

@@ -36,8 +36,7 @@ from redis.exceptions import ResponseError
 from sortie_core.broker import Delivery, entry_fields, request_key
 from sortie_core.credentials import credentials_key
 from sortie_core.errors import RefusedError
-
-from .saga import SagaState, Transition
+from sortie_orchestrator.saga import SagaState, Transition
 
 DEADLINES = "sortie:deadlines"
 REQUESTS = "sortie:requests"

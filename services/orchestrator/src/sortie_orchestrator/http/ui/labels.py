@@ -5,8 +5,7 @@ language: "Déconnexion de Microsoft 365", "Fermeture de la session sur pc-101",
 from __future__ import annotations
 
 from sortie_core.events import Outcome, SkipReason, StepResult, Verification
-
-from .i18n import N_, L10n
+from sortie_orchestrator.http.ui.i18n import N_, L10n
 
 STATUSES = {
     "": N_("any"),

@@ -37,9 +37,8 @@ from sortie_core.broker import (
 )
 from sortie_core.errors import RefusedError
 from sortie_core.events import RevocationCompleted
-
-from . import handlers
-from .presence import AGENTS
+from sortie_orchestrator import handlers
+from sortie_orchestrator.adapters.presence import AGENTS
 
 log = logging.getLogger(__name__)
 

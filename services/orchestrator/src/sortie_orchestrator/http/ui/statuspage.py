@@ -26,13 +26,14 @@ from fastapi.responses import (
 )
 
 from sortie_core.events import utcnow
-
-from . import handlers, i18n, sse
-from .guards import limiter, refuse_cross_site
-from .problems import Problem, problem_response
-from .security import is_secure
-from .settings import match_token
-from .statuspage_render import live_fragment, render, request_page
+from sortie_orchestrator import handlers
+from sortie_orchestrator.http import sse
+from sortie_orchestrator.http.guards import limiter, refuse_cross_site
+from sortie_orchestrator.http.problems import Problem, problem_response
+from sortie_orchestrator.http.security import is_secure
+from sortie_orchestrator.http.ui import i18n
+from sortie_orchestrator.http.ui.render import live_fragment, render, request_page
+from sortie_orchestrator.settings import match_token
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from .guards import limiter
-from .oauth import OAuthVerifier
-from .problems import Problem
-from .settings import match_token
+from sortie_orchestrator.http.guards import limiter
+from sortie_orchestrator.http.oauth import OAuthVerifier
+from sortie_orchestrator.http.problems import Problem
+from sortie_orchestrator.settings import match_token
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,7 @@ from sortie_core.presence import (
     parse_presence,
     read_presence,
 )
-
-from .saga import HostPresence
+from sortie_orchestrator.saga import HostPresence
 
 AGENTS = "sortie:agents"
 

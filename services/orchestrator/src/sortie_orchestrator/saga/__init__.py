@@ -6,7 +6,7 @@ logout. It is never skipped. The request then ends `completed`, `partial` (SSO s
 gone, something else failed) or `failed` (the SSO logout itself failed), and
 `request.finished` is published.
 
-Nothing here does I/O: `store.py` persists a transition and publishes its messages in
+Nothing here does I/O: `adapters/saga_store.py` persists a transition and publishes its messages in
 one atomic step, which is what lets several replicas share the work.
 """
 
@@ -43,9 +43,8 @@ from sortie_core.events import (
     WorkstationCommandRequested,
 )
 from sortie_core.services import expected_actions
-
-from . import followup
-from .followup import FollowUp
+from sortie_orchestrator.saga import followup
+from sortie_orchestrator.saga.followup import FollowUp
 
 Status = Literal[
     "scheduled", "in_progress", "sso_logout", "completed", "partial", "failed", "cancelled"

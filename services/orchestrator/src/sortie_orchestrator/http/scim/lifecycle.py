@@ -21,11 +21,16 @@ from scim2_models import (
     UniquenessException,
 )
 
-from . import handlers
-from .auth import Principal
-from .scim_model import SORTIE_USER, CoreUser, ScimUser, SortieUser
-from .scim_policy import ScimConfig, deactivation_profile, effective_at, subject_of
-from .scim_store import ScimStore, Stale, Stored
+from sortie_orchestrator import handlers
+from sortie_orchestrator.adapters.scim_store import ScimStore, Stale, Stored
+from sortie_orchestrator.http.auth import Principal
+from sortie_orchestrator.http.scim.model import SORTIE_USER, CoreUser, ScimUser, SortieUser
+from sortie_orchestrator.http.scim.policy import (
+    ScimConfig,
+    deactivation_profile,
+    effective_at,
+    subject_of,
+)
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from typing import Any
 from scim2_models import ScimFilter, SearchRequest
 from scim2_models.path import CompareOperator, Comparison, LogicalExpr, LogicalOperator
 
-from .scim_lifecycle import Kind, from_doc, hydrate_many
-from .scim_store import Stored
+from sortie_orchestrator.adapters.scim_store import Stored
+from sortie_orchestrator.http.scim.lifecycle import Kind, from_doc, hydrate_many
 
 MAX_SCAN = 10_000
 

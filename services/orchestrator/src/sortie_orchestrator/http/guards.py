@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from fastapi import Request
 
-from .problems import Problem
+from sortie_orchestrator.http.problems import Problem
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from sortie_core import streams
-
-from .agent_results import AgentResults
-from .presence import PresenceIndex
+from sortie_orchestrator.adapters.agent_results import AgentResults
+from sortie_orchestrator.adapters.presence import PresenceIndex
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from sortie_core.events import StepResult
-
-from . import labels
-from .i18n import L10n, translations
-from .saga import SagaState, ServiceState, coverage
+from sortie_orchestrator.http.ui import labels
+from sortie_orchestrator.http.ui.i18n import L10n, translations
+from sortie_orchestrator.saga import SagaState, ServiceState, coverage
 
 _HERE = Path(__file__).parent
 _LABEL_W, _PLOT_L, _PLOT_R, _ROW_H, _TOP = 230, 240, 960, 26, 34

@@ -24,10 +24,12 @@ from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 from redis.asyncio import Redis
 
-from . import handlers, i18n, sse
-from .i18n import L10n
-from .saga import SagaState, expected_actions
-from .statuspage_render import render, rows
+from sortie_orchestrator import handlers
+from sortie_orchestrator.http import sse
+from sortie_orchestrator.http.ui import i18n
+from sortie_orchestrator.http.ui.i18n import L10n
+from sortie_orchestrator.http.ui.render import render, rows
+from sortie_orchestrator.saga import SagaState, expected_actions
 
 router = APIRouter(include_in_schema=False)
 

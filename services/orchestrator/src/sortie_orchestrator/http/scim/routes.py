@@ -30,14 +30,28 @@ from scim2_models import (
     SearchRequest,
 )
 
-from . import handlers, scim_lifecycle
-from .auth import Principal, require
-from .problems import Problem
-from .scim_lifecycle import Kind
-from .scim_model import CONFIG, MAX_RESULTS, POLICY, PROVIDER, ScimGroup, ScimUser
-from .scim_schema import GROUP_BODY, PATCH_BODY, SEARCH_BODY, USER_BODY, body_doc
-from .scim_search import search
-from .scim_store import GROUPS, USERS, ScimStore, Stale, Stored, Taken
+from sortie_orchestrator import handlers
+from sortie_orchestrator.adapters.scim_store import GROUPS, USERS, ScimStore, Stale, Stored, Taken
+from sortie_orchestrator.http.auth import Principal, require
+from sortie_orchestrator.http.problems import Problem
+from sortie_orchestrator.http.scim import lifecycle
+from sortie_orchestrator.http.scim.lifecycle import Kind
+from sortie_orchestrator.http.scim.model import (
+    CONFIG,
+    MAX_RESULTS,
+    POLICY,
+    PROVIDER,
+    ScimGroup,
+    ScimUser,
+)
+from sortie_orchestrator.http.scim.schema import (
+    GROUP_BODY,
+    PATCH_BODY,
+    SEARCH_BODY,
+    USER_BODY,
+    body_doc,
+)
+from sortie_orchestrator.http.scim.search import search
 
 SCIM_JSON = "application/scim+json"
 
@@ -173,7 +187,7 @@ def _response_params(request: Request, kind: Kind) -> Any:
 async def _render(
     request: Request, kind: Kind, stored: Stored, ctx: Context, status: int = 200
 ) -> Response:
-    resource = await scim_lifecycle.hydrate(kind, stored, _base(request))
+    resource = await lifecycle.hydrate(kind, stored, _base(request))
     params = _response_params(request, kind)
     body = resource.model_dump(scim_ctx=ctx, response_parameters=params)
     headers = {"ETag": _etag(stored.version)}
@@ -258,12 +272,12 @@ async def _create(request: Request, principal: Principal, endpoint: str) -> Resp
     now = _now()
     resource.id = str(uuid.uuid4())
     resource.meta = Meta(resource_type=kind.endpoint[:-1], created=now, last_modified=now)
-    await scim_lifecycle.check_members(kind, resource)
-    doc = scim_lifecycle.to_doc(resource)
+    await lifecycle.check_members(kind, resource)
+    doc = lifecycle.to_doc(resource)
     try:
         version = await kind.store.put(doc, None, int(now.timestamp() * 1e6))
     except Taken as exc:
-        raise scim_lifecycle.taken(kind, doc) from exc
+        raise lifecycle.taken(kind, doc) from exc
     return await _render(
         request, kind, Stored(doc, version), Context.RESOURCE_CREATION_RESPONSE, 201
     )
@@ -274,16 +288,16 @@ async def _write(
 ) -> Response:
     resource.id = before.id
     resource.meta = Meta.model_validate({**before.doc["meta"], "lastModified": _now()})
-    await scim_lifecycle.check_members(kind, resource)
-    doc = scim_lifecycle.to_doc(resource)
+    await lifecycle.check_members(kind, resource)
+    doc = lifecycle.to_doc(resource)
     owner = await kind.store.by_name(str(doc[kind.store.kind.name]))
     if owner and owner[0] != before.id:
-        raise scim_lifecycle.taken(kind, doc)  # before anything starts
-    headers = await scim_lifecycle.on_change(request, principal, kind, before, doc)
+        raise lifecycle.taken(kind, doc)  # before anything starts
+    headers = await lifecycle.on_change(request, principal, kind, before, doc)
     try:
         version = await kind.store.put(doc, before, 0)
     except Taken as exc:
-        raise scim_lifecycle.taken(kind, doc) from exc
+        raise lifecycle.taken(kind, doc) from exc
     except Stale as exc:
         raise PreconditionFailedException(detail="the resource changed meanwhile") from exc
     response = await _render(request, kind, Stored(doc, version), ctx)
@@ -300,9 +314,9 @@ async def _replace(request: Request, principal: Principal, endpoint: str, rid: s
     replacement = kind.model.model_validate(
         body, scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST, scim_policy=POLICY
     )
-    original = scim_lifecycle.from_doc(kind, before.doc)
+    original = lifecycle.from_doc(kind, before.doc)
     replacement.replace(original)
-    scim_lifecycle.keep_read_only(original, replacement)
+    lifecycle.keep_read_only(original, replacement)
     return await _write(
         request, principal, kind, before, replacement, Context.RESOURCE_REPLACEMENT_RESPONSE
     )
@@ -317,7 +331,7 @@ async def _patch(request: Request, principal: Principal, endpoint: str, rid: str
     patch = PatchOp[kind.model].model_validate(  # type: ignore[name-defined]
         body, scim_ctx=Context.RESOURCE_PATCH_REQUEST, scim_policy=POLICY
     )
-    resource = scim_lifecycle.from_doc(kind, before.doc)
+    resource = lifecycle.from_doc(kind, before.doc)
     patch.patch(resource, scim_policy=POLICY)
     # Revalidate what the operations built, as a creation would.
     resource = kind.model.model_validate(resource.model_dump(scim_ctx=None, by_alias=True))
@@ -328,12 +342,12 @@ async def _delete(request: Request, principal: Principal, endpoint: str, rid: st
     kind = _kind(request, endpoint)
     before = await _load(kind, rid)
     _check_if_match(request, before)
-    headers = await scim_lifecycle.on_delete(request, principal, kind, before)
+    headers = await lifecycle.on_delete(request, principal, kind, before)
     try:
         await kind.store.delete(before)
     except Stale as exc:
         raise PreconditionFailedException(detail="the resource changed meanwhile") from exc
-    await scim_lifecycle.forget_member(kind, before.id)
+    await lifecycle.forget_member(kind, before.id)
     return Response(status_code=204, headers=headers)
 
 

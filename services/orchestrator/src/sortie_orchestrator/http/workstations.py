@@ -16,12 +16,20 @@ from pydantic import BaseModel, Field, model_validator
 
 from sortie_core.events import Subject
 from sortie_core.presence import PresenceRecord, read_presence
-
-from . import handlers
-from .api import IdemKey, Links, Strict, Visible, _deps, _require_json, fingerprint, mark_accepted
-from .auth import Principal, require
-from .problems import Problem
-from .saga import AdminOrder, HostPresence
+from sortie_orchestrator import handlers
+from sortie_orchestrator.http.api import (
+    IdemKey,
+    Links,
+    Strict,
+    Visible,
+    _deps,
+    _require_json,
+    fingerprint,
+    mark_accepted,
+)
+from sortie_orchestrator.http.auth import Principal, require
+from sortie_orchestrator.http.problems import Problem
+from sortie_orchestrator.saga import AdminOrder, HostPresence
 
 router = APIRouter(prefix="/v1/workstations", tags=["workstations"])
 

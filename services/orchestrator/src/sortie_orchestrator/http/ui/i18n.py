@@ -24,7 +24,7 @@ from babel.numbers import format_decimal
 from babel.support import Translations
 from starlette.requests import Request
 
-from . import appnames
+from sortie_orchestrator.http.ui import appnames
 
 LOCALE_DIR = Path(__file__).parent / "locale"
 LANGUAGES = ("fr", "en")

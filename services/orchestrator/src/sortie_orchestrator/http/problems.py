@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError, ResponseError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .store import IdempotencyMismatch
+from sortie_orchestrator.adapters.saga_store import IdempotencyMismatch
 
 log = logging.getLogger(__name__)
 

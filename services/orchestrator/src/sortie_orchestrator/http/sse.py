@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
-from .saga import SagaState
-from .store import SagaStore
+from sortie_orchestrator.adapters.saga_store import SagaStore
+from sortie_orchestrator.saga import SagaState
 
 SSE_MAX_S = 600
 QUIET_S = 15

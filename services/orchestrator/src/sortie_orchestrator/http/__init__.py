@@ -1,0 +1,1 @@
+"""The orchestrator's HTTP side: API routers, SCIM, the pages."""

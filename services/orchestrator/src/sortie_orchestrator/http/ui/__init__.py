@@ -1,0 +1,1 @@
+"""The status and logout pages: templates, translations, labels."""
