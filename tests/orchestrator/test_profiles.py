@@ -63,7 +63,12 @@ def test_a_site_file_adds_profiles_and_sets_the_default(tmp_path: Path) -> None:
         (
             {
                 "profiles": {
-                    "x": {"phases": [{"actions": ["block_sign_in"]}, {"after": 5, "actions": ["logoff"]}]}
+                    "x": {
+                        "phases": [
+                            {"actions": ["block_sign_in"]},
+                            {"after": 5, "actions": ["logoff"]},
+                        ]
+                    }
                 }
             },
             "can run in phase 0 only",
@@ -96,7 +101,15 @@ def test_a_site_file_adds_profiles_and_sets_the_default(tmp_path: Path) -> None:
             "must come after",
         ),
         (
-            {"profiles": {"x": {"phases": [{"actions": ["block_sign_in"], "options": {"set_auto_reply": {}}}]}}},
+            {
+                "profiles": {
+                    "x": {
+                        "phases": [
+                            {"actions": ["block_sign_in"], "options": {"set_auto_reply": {}}}
+                        ]
+                    }
+                }
+            },
             "options for actions the phase does not name",
         ),
     ],

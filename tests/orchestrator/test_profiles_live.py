@@ -98,7 +98,9 @@ def test_a_later_phase_fires_at_its_date_in_the_same_request(
 ):
     rid = offboard(api, "quick.one", profile="quick").json()["request_id"]
     answer_offboarding(server.url, rid, [step("block_sign_in"), step("revoke_sessions")])
-    done = until(lambda: (v := api.get(f"/v1/requests/{rid}").json())["status"] == "completed" and v)
+    done = until(
+        lambda: (v := api.get(f"/v1/requests/{rid}").json())["status"] == "completed" and v
+    )
     # The request is completed (phase 0: access ended, proven); phase 1 is still to come.
     assert done["phases"][1]["status"] == "scheduled"
     at = datetime.fromisoformat(done["phases"][1]["at"]).timestamp()
@@ -111,8 +113,9 @@ def test_a_later_phase_fires_at_its_date_in_the_same_request(
     assert running["phases"][1]["status"] == "running" and running["status"] == "completed"
     report(server.url, rid, "m365", [step("remove_licenses", {"sku_ids": ["sku-a"]})])
     view = until(
-        lambda: (v := api.get(f"/v1/requests/{rid}").json())["phases"][1]["status"] == "completed"
-        and v
+        lambda: (
+            (v := api.get(f"/v1/requests/{rid}").json())["phases"][1]["status"] == "completed" and v
+        )
     )
     steps = view["phases"][1]["services"]["m365"]["steps"]
     assert [s["action"] for s in steps] == ["remove_licenses"] and steps[0]["done"]
@@ -146,8 +149,7 @@ def test_a_later_phase_survives_an_orchestrator_restart(tmp_path: object) -> Non
             rid = offboard(api, "restart.one", profile="quick").json()["request_id"]
             answer_offboarding(srv.url, rid, [step("block_sign_in"), step("revoke_sessions")])
             view = until(
-                lambda: (v := api.get(f"/v1/requests/{rid}").json())["status"] == "completed"
-                and v
+                lambda: (v := api.get(f"/v1/requests/{rid}").json())["status"] == "completed" and v
             )
         at = datetime.fromisoformat(view["phases"][1]["at"]).timestamp()
         # Down past the phase's date; the next orchestrator fires it as soon as it is up.

@@ -58,7 +58,8 @@ def base(server: RedisServer) -> Iterator[str]:
 
 def finished_offboarding(api: httpx.Client, url: str, user: str, recorded: bool = True) -> str:
     resp = api.post(
-        "/v1/offboardings", json={"subject": {"user_id": user, "upn": f"{user}@lycee.example"}, "profile": "two"}
+        "/v1/offboardings",
+        json={"subject": {"user_id": user, "upn": f"{user}@lycee.example"}, "profile": "two"},
     )
     rid: str = resp.json()["request_id"]
     steps = [
@@ -84,7 +85,10 @@ def test_a_reversal_restores_what_the_offboarding_recorded(api: httpx.Client, se
     rid = body["request_id"]
     assert body["reverses"] == original
     assert body["temporary_access_pass"]["unseal_key"]
-    assert body["temporary_access_pass"]["reveal"] == f"/v1/requests/{rid}/temporary-access-pass:reveal"
+    assert (
+        body["temporary_access_pass"]["reveal"]
+        == f"/v1/requests/{rid}/temporary-access-pass:reveal"
+    )
     command = reversal_command(server.url, rid)
     assert command["reverses"] == original
     # Never the password: only what was recorded, per original action.
@@ -124,11 +128,13 @@ def test_the_pass_is_revealed_once_to_whoever_asked(api: httpx.Client, server: R
             step("issue_temporary_access_pass", sealed=seal(command["tap_public_key"], secret)),
         ],
     )
-    view = until(lambda: (v := api.get(f"/v1/requests/{rid}").json())["status"] == "completed" and v)
+    view = until(
+        lambda: (v := api.get(f"/v1/requests/{rid}").json())["status"] == "completed" and v
+    )
     assert "sealed" not in json.dumps(view) and secret not in json.dumps(view)
     assert view["temporary_access_pass"]["issued"] is True
     stored = redis_sync.Redis.from_url(server.url).hget(f"sortie:req:{{{rid}}}", "doc")
-    assert b"sealed\":\"" not in stored
+    assert b'sealed":"' not in stored
     with httpx.Client(base_url=api.base_url, headers={"Authorization": f"Bearer {OTHER}"}) as other:
         assert other.post(tap["reveal"], json={"unseal_key": tap["unseal_key"]}).status_code == 403
     with httpx.Client(base_url=api.base_url, headers={"Authorization": f"Bearer {READER}"}) as r:
@@ -154,9 +160,9 @@ def test_what_cannot_be_reversed_is_refused(api: httpx.Client, server: RedisServ
     ).json()["request_id"]
     refused = api.post(f"/v1/requests/{logout}:reverse", json={})
     assert refused.status_code == 409 and "only an offboarding" in refused.json()["detail"]
-    running = api.post(
-        "/v1/offboardings", json={"subject": {"user_id": "still.running"}}
-    ).json()["request_id"]
+    running = api.post("/v1/offboardings", json={"subject": {"user_id": "still.running"}}).json()[
+        "request_id"
+    ]
     assert "finished" in api.post(f"/v1/requests/{running}:reverse", json={}).json()["detail"]
     nothing = finished_offboarding(api, server.url, "nothing.recorded", recorded=False)
     empty = api.post(f"/v1/requests/{nothing}:reverse", json={})

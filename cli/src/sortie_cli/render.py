@@ -127,7 +127,7 @@ def render_phases(view: dict[str, Any], paint: Painter) -> list[str]:
         lines.append(f"Reverses {view['reverses']}")
     if view.get("reversed_by"):
         lines.append(f"Reversed by {view['reversed_by']}")
-    return [""] + lines if lines else []
+    return ["", *lines] if lines else []
 
 
 def _count(value: int | None) -> str:

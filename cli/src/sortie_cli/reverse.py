@@ -83,14 +83,15 @@ def cmd_reverse(args: argparse.Namespace) -> int:
         if args.no_tap or not tap.get("unseal_key"):
             return code
         if not _tap_issued(view):
-            print("sortie: no Temporary Access Pass was issued (see the step above)", file=sys.stderr)
+            print(
+                "sortie: no Temporary Access Pass was issued (see the step above)", file=sys.stderr
+            )
             return code or 4
         shown = client.post(tap["reveal"], json={"unseal_key": tap["unseal_key"]})
         if shown.status_code != 200:
             print(f"sortie: {shown.status_code}: {cli._detail(shown)}", file=sys.stderr)
             return 1
-        print(
-            f"\nTemporary Access Pass for {view['subject'].get('upn') or view['subject']['user_id']}"
-            f" (shown once, give it to the user): {paint.bold(shown.json()['temporary_access_pass'])}"
-        )
+        who = view["subject"].get("upn") or view["subject"]["user_id"]
+        secret = shown.json()["temporary_access_pass"]
+        print(f"\nTemporary Access Pass for {who} (shown once): {paint.bold(secret)}")
         return code

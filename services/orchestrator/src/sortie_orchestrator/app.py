@@ -32,7 +32,15 @@ from sortie_orchestrator import handlers
 from sortie_orchestrator.adapters.presence import AGENTS
 from sortie_orchestrator.adapters.saga_store import DEADLINES
 from sortie_orchestrator.bootstrap import Wiring, bootstrap
-from sortie_orchestrator.http import api, asyncapi, docs, jwks, problems, workstations
+from sortie_orchestrator.http import (
+    api,
+    asyncapi,
+    docs,
+    jwks,
+    problems,
+    reversal,
+    workstations,
+)
 from sortie_orchestrator.http.guards import FailedAuth
 from sortie_orchestrator.http.scim import routes
 from sortie_orchestrator.http.security import SecurityHeaders
@@ -156,6 +164,7 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
     if settings.docs_enabled:
         docs.install(app)
     app.include_router(api.router)
+    app.include_router(reversal.router)
     app.include_router(jwks.router)
     app.include_router(routes.router)
     app.include_router(statuspage.router)

@@ -19,6 +19,7 @@ from sortie_orchestrator.adapters.agent_results import AgentResults
 from sortie_orchestrator.adapters.agent_watch import AgentWatch
 from sortie_orchestrator.adapters.presence import PresenceIndex
 from sortie_orchestrator.adapters.saga_store import SagaStore
+from sortie_orchestrator.adapters.tap_vault import TapVault
 from sortie_orchestrator.saga import Timeouts
 from sortie_orchestrator.settings import OrchestratorSettings
 
@@ -56,6 +57,8 @@ def bootstrap(settings: OrchestratorSettings) -> Wiring:
             followup_max=timedelta(seconds=settings.followup_max_s),
             followup_horizon=timedelta(seconds=settings.followup_horizon_s),
         ),
+        vault=TapVault(redis),
+        tap_ttl_s=settings.tap_ttl_s,
     )
 
     async def revocation(event: RevocationCompleted, delivery: Delivery) -> None:

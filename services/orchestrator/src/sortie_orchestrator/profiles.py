@@ -158,8 +158,7 @@ def _built_in() -> dict[str, Profile]:
             ],
         ),
         "pupil-leaves": Profile(
-            description="Pupil leaving: block and sign out now, groups and licences after "
-            "30 days",
+            description="Pupil leaving: block and sign out now, groups and licences after 30 days",
             phases=[
                 Phase(actions=[*_BLOCK, m.REMOVE_AUTH_METHODS.value, _APPS, _ENT_ACCOUNT, _LOGOFF]),
                 Phase(

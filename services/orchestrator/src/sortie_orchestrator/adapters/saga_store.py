@@ -254,7 +254,7 @@ class SagaStore:
                 state.model_dump_json(),
                 _score(state.next_deadline()),
                 "1" if state.finished else "0",
-                self.retention_s,
+                self.retention_s + _later_phases_s(state),
                 _messages_json(transition),
                 "1" if state.sso_session is None and loaded.state.sso_session is not None else "0",
                 *extra,
@@ -369,6 +369,15 @@ class SagaStore:
     async def trim_indexes(self, now: datetime) -> None:
         cutoff = int((now.timestamp() - self.retention_s) * 1_000_000)
         await self.redis.zremrangebyscore(REQUESTS, "-inf", cutoff)
+
+
+def _later_phases_s(state: SagaState) -> int:
+    """A finished request with later phases to come is kept until the last of them,
+    then for the retention."""
+    dates = [p.at for p in state.phases if p.at and p.status in ("scheduled", "running")]
+    if not dates:
+        return 0
+    return max(0, int((max(dates) - datetime.now(UTC)).total_seconds()) + 1)
 
 
 def encode_cursor(pos: tuple[int, str]) -> str:
