@@ -12,6 +12,7 @@ from sortie_core import streams
 from sortie_core.events import (
     LogoutRequested,
     OffboardRequested,
+    ReversalRequested,
     SsoLogoutRequested,
     WorkstationCommandRequested,
 )
@@ -76,12 +77,13 @@ def test_app_tokens_come_from_a_file_named_by_token_env_file(tmp_path: Path) -> 
     assert tokens["a"].get_secret_value() == "secret-from-file"
 
 
-async def test_m365_subscribes_to_both_commands(redis: Redis) -> None:
+async def test_m365_subscribes_to_its_three_commands(redis: Redis) -> None:
     directory = FakeDirectory()
     parts = await m365_build(M365Settings(), directory)(RedisBroker(), redis)
     assert [(s.stream, s.group, s.accepts) for s in parts.subscriptions] == [
         (streams.LOGOUT_REQUESTED, streams.GROUP_M365, (LogoutRequested,)),
         (streams.OFFBOARD_REQUESTED, streams.GROUP_M365, (OffboardRequested,)),
+        (streams.REVERSAL_REQUESTED, streams.GROUP_M365, (ReversalRequested,)),
     ]
     assert all(s.on_deadletter is not None for s in parts.subscriptions)
     for hook in parts.on_stop:

@@ -10,6 +10,7 @@ import pytest
 from sortie_core.errors import NotFoundError, PermanentError, ThrottledError, TransientError
 from sortie_core.events import DeadLettered, Outcome, SkipReason, Subject, Target, Verification
 from sortie_core.steps import RetryPolicy
+from sortie_m365.adapters import MAIL_PROTOCOLS
 from sortie_m365.adapters.fake import FakeDirectory
 from sortie_m365.handlers import handle_deadlettered, handle_logout, handle_offboard, new_password
 from tests.workers.helpers import ALICE, logout, offboard
@@ -131,7 +132,12 @@ async def test_offboard_runs_every_step_in_the_design_order() -> None:
     assert evidence["block_sign_in"].observed == {"accountEnabled": False}  # type: ignore[union-attr]
     assert "lastPasswordChangeDateTime" in evidence["reset_password"].observed  # type: ignore[union-attr]
     assert set(evidence["disable_mail_protocols"].observed.values()) == {False}  # type: ignore[union-attr]
-    assert [r[0] for r in directory.reads] == ["read_user"] * 3 + ["read_mail_protocols"]
+    # The state block_sign_in and disable_mail_protocols change is read first (recorded).
+    assert [r[0] for r in directory.reads] == ["read_user"] * 4 + ["read_mail_protocols"] * 2
+    recorded = {s.action: s.recorded for s in result.steps}
+    assert recorded["block_sign_in"] == {"account_enabled": True}
+    assert recorded["disable_mail_protocols"] == {"protocols": dict.fromkeys(MAIL_PROTOCOLS, True)}
+    assert recorded["reset_password"] is None
     user = directory.users[UPN]
     assert not user.enabled
     assert user.password is not None

@@ -48,6 +48,7 @@ from .common import (
 from .demo import DEMO_USERS
 from .graph_admin import add_admin_routes
 from .graph_exchange import add_exchange_routes
+from .graph_leaver import TenantState
 from .graph_model import (
     GRAPH_METADATA,
     PATCHABLE,
@@ -121,6 +122,8 @@ class GraphSimulator:
         self.missing_permissions: frozenset[str] = frozenset()
         # Writes answered as done and not applied (`/_sim/drop-writes`).
         self.dropped_writes: frozenset[str] = frozenset()
+        # Licences, groups, methods, devices, mailboxes (graph_leaver.py).
+        self.tenant = TenantState()
         self.configure(**vars(config or GraphConfig()))
 
     def configure(
@@ -249,6 +252,9 @@ class GraphSimulator:
         method = method.upper()
         if segments == ["users"] and method == "GET":
             return list_users(self.users.values(), query or {}, consistency)
+        leaver = self.tenant.route(self, method, segments, body, query or {}, app)
+        if leaver is not None:
+            return leaver
         if len(segments) < 2 or segments[0] != "users" or len(segments) > 3:
             return bad_request(f"Resource not found for the segment '{segments[0]}'.", "BadRequest")
         key = segments[1]
@@ -257,21 +263,9 @@ class GraphSimulator:
         allowed = ("POST",) if len(segments) == 3 else ("GET", "PATCH")
         if method not in allowed:
             return graph_error(405, "Request_BadRequest", f"Method {method} is not allowed here.")
-        write = method != "GET"
-        rate = self.config.throttle_writes_per_s
-        if write and rate:
-            bucket = self.buckets.get(app)
-            if bucket is None:
-                bucket = self.buckets[app] = TokenBucket(rate, self.clock)
-            wait = bucket.take()
-            if wait is not None:
-                self.stats.throttled += 1
-                return graph_error(
-                    429,
-                    "TooManyRequests",
-                    "Too many requests. Retry after the time given in Retry-After.",
-                    {"Retry-After": retry_after(wait)},
-                )
+        throttled = self.throttle(app) if method != "GET" else None
+        if throttled is not None:
+            return throttled
         if body_error is not None and method == "PATCH":
             return bad_request(body_error, "BadRequest")
         denied = self._denied(method, len(segments) == 3, body)
@@ -281,11 +275,31 @@ class GraphSimulator:
         if user is None:
             return not_found(key)
         if method == "GET":
-            return Reply(200, select_properties(user.graph_view(), (query or {}).get("$select")))
+            view = user.graph_view() | self.tenant.user_view(user.id)
+            return Reply(200, select_properties(view, (query or {}).get("$select")))
         reply = self._patch(user, body) if method == "PATCH" else self._revoke(user)
         if reply.status < 300:
             self.stats.writes += 1
         return reply
+
+    def throttle(self, app: str) -> Reply | None:
+        """429 with Retry-After when the app's write budget is spent (one write taken)."""
+        rate = self.config.throttle_writes_per_s
+        if not rate:
+            return None
+        bucket = self.buckets.get(app)
+        if bucket is None:
+            bucket = self.buckets[app] = TokenBucket(rate, self.clock)
+        wait = bucket.take()
+        if wait is None:
+            return None
+        self.stats.throttled += 1
+        return graph_error(
+            429,
+            "TooManyRequests",
+            "Too many requests. Retry after the time given in Retry-After.",
+            {"Retry-After": retry_after(wait)},
+        )
 
     def _denied(self, method: str, revoke: bool, body: Any) -> Reply | None:
         """403 when the app lacks a permission the call needs

@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from .common import bearer_token, sleep_ms
+from .graph_exchange_mailbox import MAILBOX_CMDLETS, mailbox_command
 from .graph_model import MAILBOX_PROTOCOLS
 
 if TYPE_CHECKING:
@@ -52,6 +53,20 @@ def _check(payload: Any) -> tuple[str, dict[str, bool]] | str:
     return identity, switches
 
 
+def _mailbox(sim: GraphSimulator, cmdlet: dict[str, Any]) -> Any:
+    params = cmdlet.get("Parameters")
+    identity = params.get("Identity") if isinstance(params, dict) else None
+    if not isinstance(params, dict) or not isinstance(identity, str):
+        return _error(400, "BadRequest", "Cannot process argument 'Identity'.")
+    user = sim.find(identity)
+    if user is None:
+        return _error(404, "ManagementObjectNotFound", "The object couldn't be found.")
+    sim.stats.requests += 1
+    name = str(cmdlet["CmdletName"])
+    status, body = mailbox_command(sim.tenant.mailboxes, user.id, identity, name, params)
+    return JSONResponse(body, status_code=status)
+
+
 def add_exchange_routes(app: FastAPI, sim: GraphSimulator) -> None:
     @app.post("/adminapi/beta/{tenant}/InvokeCommand")
     async def invoke_command(tenant: str, request: Request) -> Any:
@@ -62,6 +77,9 @@ def add_exchange_routes(app: FastAPI, sim: GraphSimulator) -> None:
             payload = await request.json()
         except ValueError:
             return _error(400, "BadRequest", "The request body is not JSON.")
+        cmdlet = payload.get("CmdletInput") if isinstance(payload, dict) else None
+        if isinstance(cmdlet, dict) and cmdlet.get("CmdletName") in MAILBOX_CMDLETS:
+            return _mailbox(sim, cmdlet)
         checked = _check(payload)
         if isinstance(checked, str):
             return _error(400, "BadRequest", checked)

@@ -11,17 +11,26 @@ from redis.asyncio import Redis
 
 from sortie_core import streams
 from sortie_core.broker import Delivery, Handler, Subscription, command_request_key
-from sortie_core.events import LogoutRequested, OffboardRequested, RevocationCompleted
+from sortie_core.events import (
+    LogoutRequested,
+    OffboardRequested,
+    ReversalRequested,
+    RevocationCompleted,
+)
 from sortie_core.ratelimit import RedisRateLimiter
 from sortie_core.runtime import WorkerParts
 from sortie_core.steps import RetryPolicy
 
-from . import handlers
+from . import handlers, reversal
 from .adapters import M365Directory
 from .adapters.credentials import credential_from
 from .adapters.exchange import ExchangeMailboxProtocols
+from .adapters.exchange_leaver import ExchangeLeaver
+from .adapters.graph_leaver import GraphLeaver
 from .adapters.graph_sdk import GraphSdkDirectory, MailboxProtocols, graph_client
+from .leaver import LeaverOps
 from .settings import M365Settings
+from .tap import TapConfig
 
 SERVICE = "m365-worker"
 
@@ -76,6 +85,14 @@ def graph_directory(settings: M365Settings, redis: Redis) -> GraphSdkDirectory:
     )
 
 
+def leaver_ops(directory: M365Directory) -> LeaverOps:
+    """The leaver actions' adapters, on msgraph-sdk only (a fake directory: none)."""
+    if not isinstance(directory, GraphSdkDirectory):
+        return LeaverOps()
+    mailbox = directory.mailbox
+    return LeaverOps(GraphLeaver(directory), ExchangeLeaver(mailbox) if mailbox else None)
+
+
 def make_build(settings: M365Settings, directory: M365Directory | None = None) -> Build:
     """`directory` replaces the Graph adapter (tests pass a fake)."""
 
@@ -83,6 +100,8 @@ def make_build(settings: M365Settings, directory: M365Directory | None = None) -
         m365 = directory or graph_directory(settings, redis)
         policy = retry_policy(settings)
         identity = identity_config(settings)
+        ops = leaver_ops(m365)
+        tap = TapConfig(settings.tap_lifetime_minutes, settings.tap_usable_once)
 
         async def on_logout(event: LogoutRequested, _: Delivery) -> RevocationCompleted | None:
             return await handlers.handle_logout(
@@ -96,6 +115,12 @@ def make_build(settings: M365Settings, directory: M365Directory | None = None) -
                 policy=policy,
                 identity=identity,
                 password_length=settings.password_length,
+                ops=ops,
+            )
+
+        async def on_reversal(event: ReversalRequested, _: Delivery) -> RevocationCompleted | None:
+            return await reversal.handle_reversal(
+                event, directory=m365, policy=policy, identity=identity, ops=ops, tap=tap
             )
 
         def command(stream: str, handler: Handler, accepts: type[BaseModel]) -> Subscription:
@@ -113,6 +138,7 @@ def make_build(settings: M365Settings, directory: M365Directory | None = None) -
             subscriptions=[
                 command(streams.LOGOUT_REQUESTED, on_logout, LogoutRequested),
                 command(streams.OFFBOARD_REQUESTED, on_offboard, OffboardRequested),
+                command(streams.REVERSAL_REQUESTED, on_reversal, ReversalRequested),
             ],
             on_stop=[m365.aclose],
         )

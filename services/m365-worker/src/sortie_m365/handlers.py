@@ -28,8 +28,10 @@ from sortie_core.events import (
     utcnow,
 )
 from sortie_core.metrics import REVOCATION_DURATION, VERIFICATIONS
+from sortie_core.services import m365_offboard_actions
 from sortie_core.steps import RetryPolicy, deadlettered, run_step, skipped
 
+from . import leaver
 from .adapters import M365Directory, M365User
 from .identity import SERVICE, Lookup, Resolution, resolve
 from .verify import verifier
@@ -78,6 +80,8 @@ _GUEST_SKIPS = {
     "revocation does not apply",
     M365Action.RESET_PASSWORD: "guest account: it has no password in this tenant",
     M365Action.DISABLE_MAIL_PROTOCOLS: "guest account: it has no mailbox in this tenant",
+    **dict.fromkeys(leaver.MAILBOX_ACTIONS, "guest account: it has no mailbox in this tenant"),
+    M365Action.REMOVE_AUTH_METHODS: "guest account: its methods belong to its home tenant",
 }
 
 
@@ -127,6 +131,7 @@ async def _run_actions(
     policy: RetryPolicy,
     identity: IdentityConfig,
     password_length: int,
+    ops: leaver.LeaverOps | None = None,
 ) -> tuple[list[StepResult], Discovery | None]:
     """Each action in order, once the user is resolved. A failed step does not stop the
     next ones (each still closes a door); a user Graph does not know ends the calls."""
@@ -143,10 +148,14 @@ async def _run_actions(
             steps.append(skipped(action.value, _GUEST_SKIPS[action], SkipReason.GUEST_BY_POLICY))
         elif missing_since is not None:
             steps.append(_not_found_after(action.value, missing_since))
+        elif action in leaver.ACTIONS and isinstance(event, OffboardRequested):
+            step = await leaver.run(ops or leaver.LeaverOps(), action, user, event, policy)
         else:
             body = _step_body(directory, action, user, password_length)
             check = verifier(directory, action, user, event.occurred_at, identity.skew)
+            prior = await leaver.prior_state(directory, action, user)
             step = await run_step(SERVICE, action.value, body, policy, verify=check)
+            step = leaver.with_record(step, prior)
             if (
                 step.outcome is Outcome.NOT_FOUND
                 and action is not M365Action.DISABLE_MAIL_PROTOCOLS
@@ -199,22 +208,25 @@ async def handle_offboard(
     policy: RetryPolicy,
     identity: IdentityConfig = IdentityConfig(),
     password_length: int = 40,
+    ops: leaver.LeaverOps | None = None,
 ) -> RevocationCompleted | None:
-    """Every offboarding step in the design's order: those the request wants run, the
-    others are reported skipped (`action_not_selected`). A follow-up for another
-    service is not for this one."""
+    """The design's four steps in their order (those the request does not want reported
+    skipped, `action_not_selected`), then the leaver actions it names, in its order. A
+    follow-up for another service is not for this one."""
     if not event.addressed_to(SERVICE):
         return None
     wanted = [a for a in OFFBOARD_M365_ORDER if event.wants(a.value)]
+    extra = [M365Action(a) for a in m365_offboard_actions(event.actions) if event.wants(a)]
+    wanted += [a for a in extra if a in leaver.ACTIONS]
     done, discovery = await _run_actions(
-        event, wanted, directory, policy, identity, password_length
+        event, wanted, directory, policy, identity, password_length, ops
     )
     ran = {s.action: s for s in done}
     steps = [
         ran.get(a.value)
         or skipped(a.value, "not among the request's actions", SkipReason.ACTION_NOT_SELECTED)
         for a in OFFBOARD_M365_ORDER
-    ]
+    ] + [ran[a.value] for a in wanted if a in leaver.ACTIONS]
     log.info(
         "request %s: m365 offboard %s",
         event.request_id,
@@ -232,7 +244,9 @@ async def handle_offboard(
 def expected_actions(event: LogoutRequested | OffboardRequested) -> list[str]:
     if isinstance(event, LogoutRequested):
         return [M365Action.REVOKE_SESSIONS.value] if Target.M365 in event.targets else []
-    return [a.value for a in OFFBOARD_M365_ORDER if event.wants(a.value)]
+    default = [a.value for a in OFFBOARD_M365_ORDER if event.wants(a.value)]
+    named = [a for a in m365_offboard_actions(event.actions) if event.wants(a)]
+    return default + [a for a in named if a in leaver.ACTIONS]
 
 
 def handle_deadlettered(event: object, record: DeadLettered) -> RevocationCompleted | None:

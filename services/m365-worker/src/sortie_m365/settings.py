@@ -59,6 +59,10 @@ class M365Settings(ServiceSettings):
     # proves the step when it is at least the request's start minus this: Graph's clock
     # is not the orchestrator's, and Graph keeps whole seconds.
     verify_clock_skew_s: float = Field(default=5.0, ge=0, le=300)
+    # The Temporary Access Pass a reversal issues (Entra allows 10 minutes to 30 days,
+    # within the tenant's TAP policy).
+    tap_lifetime_minutes: int = Field(default=60, ge=10, le=43200)
+    tap_usable_once: bool = False
 
     @field_validator("identity_lookups", mode="before")
     @classmethod

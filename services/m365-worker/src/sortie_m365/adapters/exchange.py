@@ -61,6 +61,10 @@ class ExchangeMailboxProtocols:
             raise NotFoundError("mailbox not found in Exchange Online")
         return {name: found[0].get(name) is not False for name in MAIL_PROTOCOLS}
 
+    async def invoke(self, cmdlet: str, parameters: dict[str, Any]) -> Any:
+        """Any cmdlet (the leaver's mailbox ones, exchange_leaver.py)."""
+        return await self._invoke(cmdlet, parameters)
+
     async def _invoke(self, what: str, parameters: dict[str, Any]) -> Any:
         token = await self._credential.get_token(self._scope)
         body: dict[str, Any] = {"CmdletInput": {"CmdletName": what, "Parameters": parameters}}

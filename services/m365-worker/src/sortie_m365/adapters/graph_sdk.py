@@ -61,6 +61,8 @@ class WriteLimiter(Protocol):
 class MailboxProtocols(Protocol):
     async def disable(self, upn: str) -> None: ...
 
+    async def invoke(self, cmdlet: str, parameters: dict[str, Any]) -> Any: ...
+
     async def read(self, upn: str) -> dict[str, bool]: ...
 
     async def aclose(self) -> None: ...
@@ -187,6 +189,33 @@ class GraphSdkDirectory:
             await self._call(what, permission, direct, write=False)
 
         await self.batcher.submit(user, info(), what, permission, alone)
+
+    @property
+    def client(self) -> GraphServiceClient:
+        return self._client
+
+    @property
+    def mailbox(self) -> MailboxProtocols | None:
+        return self._mailbox
+
+    async def send(
+        self, info: RequestInformation, what: str, permission: str, *, write: bool
+    ) -> Any:
+        """One request built by the SDK's request builders, its answer read as JSON (None
+        when empty); writes take from the tenant's budget (graph_leaver.py)."""
+        adapter = self._client.request_adapter
+        raw: bytes | None = await self._call(
+            what,
+            permission,
+            lambda: adapter.send_primitive_async(info, "bytes", _ERRORS),  # type: ignore[func-returns-value]
+            write=write,
+        )
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError as err:
+            raise TransientError(
+                f"Graph sent unreadable JSON for {what}", code="graph_bad_json"
+            ) from err
 
     def _user(self, user: str) -> UserItemRequestBuilder:
         if not user:
