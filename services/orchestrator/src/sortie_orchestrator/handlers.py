@@ -13,6 +13,7 @@ from sortie_core.events import (
     RevocationCompleted,
     SsoLogoutCompleted,
     SsoSession,
+    StepResult,
     Subject,
     Target,
     utcnow,
@@ -166,9 +167,19 @@ async def _keep_sealed(deps: Deps, event: RevocationCompleted) -> RevocationComp
         return event
     for step in event.steps:
         if step.sealed and deps.vault is not None:
-            await deps.vault.keep(event.request_id, step.sealed, deps.tap_ttl_s)
+            await deps.vault.keep(event.request_id, step.sealed, _tap_ttl(deps, step))
     steps = tuple(s.model_copy(update={"sealed": None}) for s in event.steps)
     return event.model_copy(update={"steps": steps})
+
+
+def _tap_ttl(deps: Deps, step: StepResult) -> int:
+    """No longer than the pass lives (its lifetime, read back by the worker)."""
+    observed = step.evidence.observed if step.evidence else {}
+    try:
+        lifetime_s = int(float(str(observed.get("lifetime_minutes"))) * 60)
+    except (ValueError, OverflowError):
+        return deps.tap_ttl_s
+    return max(1, min(deps.tap_ttl_s, lifetime_s))
 
 
 async def on_sso_completed(

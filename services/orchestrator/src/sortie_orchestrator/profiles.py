@@ -115,77 +115,92 @@ _BLOCK = [
 ]
 
 
+_M = M365Action
+
+
+def _staff_leaves() -> Profile:
+    return Profile(
+        description="Staff member leaving: block and sign out now, licences after 30 days, "
+        "hidden from the address lists after 60",
+        phases=[
+            Phase(
+                actions=[
+                    *_BLOCK,
+                    _M.REMOVE_AUTH_METHODS.value,
+                    _M.DISABLE_DEVICES.value,
+                    _M.SET_AUTO_REPLY.value,
+                    _APPS,
+                    _ENT_ACCOUNT,
+                    _LOGOFF,
+                ],
+                options={
+                    _M.DISABLE_DEVICES.value: {"mode": "disable"},
+                    _M.SET_AUTO_REPLY.value: {
+                        "message": "This person no longer works here. / "
+                        "Cette personne ne fait plus partie de l'établissement."
+                    },
+                },
+            ),
+            Phase(
+                after=timedelta(days=30),
+                actions=[
+                    _M.CONVERT_TO_SHARED_MAILBOX.value,
+                    _M.REMOVE_GROUP_MEMBERSHIPS.value,
+                    _M.REMOVE_LICENSES.value,
+                ],
+            ),
+            Phase(after=timedelta(days=60), actions=[_M.HIDE_FROM_ADDRESS_LISTS.value]),
+        ],
+    )
+
+
+def _pupil_leaves() -> Profile:
+    return Profile(
+        description="Pupil leaving: block and sign out now, groups and licences after 30 days",
+        phases=[
+            Phase(actions=[*_BLOCK, _M.REMOVE_AUTH_METHODS.value, _APPS, _ENT_ACCOUNT, _LOGOFF]),
+            Phase(
+                after=timedelta(days=30),
+                actions=[
+                    _M.REMOVE_GROUP_MEMBERSHIPS.value,
+                    _M.HIDE_FROM_ADDRESS_LISTS.value,
+                    _M.REMOVE_LICENSES.value,
+                ],
+            ),
+        ],
+    )
+
+
+def _suspend() -> Profile:
+    return Profile(
+        description="Temporary block (leave, investigation): sign-in blocked and every "
+        "session ended; the password, licences and mailbox are kept",
+        phases=[
+            Phase(
+                actions=[
+                    _M.BLOCK_SIGN_IN.value,
+                    _M.REVOKE_SESSIONS.value,
+                    _M.DISABLE_MAIL_PROTOCOLS.value,
+                    _APPS,
+                    _LOGOFF,
+                ]
+            )
+        ],
+    )
+
+
 def _built_in() -> dict[str, Profile]:
     """What a site gets without a profiles file (Microsoft's leaver guide, in order:
     https://learn.microsoft.com/en-us/microsoft-365/admin/add-users/remove-former-employee)."""
-    m = M365Action
+    full = Profile(
+        description="DESIGN.md's offboarding: every default action of every service, now",
+        phases=[Phase()],
+    )
     return {
-        "full": Profile(
-            description="DESIGN.md's offboarding: every default action of every service, now",
-            phases=[Phase()],
-        ),
-        "staff-leaves": Profile(
-            description="Staff member leaving: block and sign out now, licences after 30 "
-            "days, hidden from the address lists after 60",
-            phases=[
-                Phase(
-                    actions=[
-                        *_BLOCK,
-                        m.REMOVE_AUTH_METHODS.value,
-                        m.DISABLE_DEVICES.value,
-                        m.SET_AUTO_REPLY.value,
-                        _APPS,
-                        _ENT_ACCOUNT,
-                        _LOGOFF,
-                    ],
-                    options={
-                        m.DISABLE_DEVICES.value: {"mode": "disable"},
-                        m.SET_AUTO_REPLY.value: {
-                            "message": "This person no longer works here. / "
-                            "Cette personne ne fait plus partie de l'établissement."
-                        },
-                    },
-                ),
-                Phase(
-                    after=timedelta(days=30),
-                    actions=[
-                        m.CONVERT_TO_SHARED_MAILBOX.value,
-                        m.REMOVE_GROUP_MEMBERSHIPS.value,
-                        m.REMOVE_LICENSES.value,
-                    ],
-                ),
-                Phase(after=timedelta(days=60), actions=[m.HIDE_FROM_ADDRESS_LISTS.value]),
-            ],
-        ),
-        "pupil-leaves": Profile(
-            description="Pupil leaving: block and sign out now, groups and licences after 30 days",
-            phases=[
-                Phase(actions=[*_BLOCK, m.REMOVE_AUTH_METHODS.value, _APPS, _ENT_ACCOUNT, _LOGOFF]),
-                Phase(
-                    after=timedelta(days=30),
-                    actions=[
-                        m.REMOVE_GROUP_MEMBERSHIPS.value,
-                        m.HIDE_FROM_ADDRESS_LISTS.value,
-                        m.REMOVE_LICENSES.value,
-                    ],
-                ),
-            ],
-        ),
-        "suspend": Profile(
-            description="Temporary block (leave, investigation): sign-in blocked and every "
-            "session ended; the password, licences and mailbox are kept",
-            phases=[
-                Phase(
-                    actions=[
-                        m.BLOCK_SIGN_IN.value,
-                        m.REVOKE_SESSIONS.value,
-                        m.DISABLE_MAIL_PROTOCOLS.value,
-                        _APPS,
-                        _LOGOFF,
-                    ]
-                )
-            ],
-        ),
+        "full": full,
+        "staff-leaves": _staff_leaves(),
+        "pupil-leaves": _pupil_leaves(),
+        "suspend": _suspend(),
     }
 
 
