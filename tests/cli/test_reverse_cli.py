@@ -66,8 +66,8 @@ def reversal_of(url: str, original: str) -> dict[str, object] | None:
 def test_offboard_with_a_profile_then_reverse_and_see_the_pass_once(
     base: str, server: RedisServer, tmp_path: Path
 ) -> None:
-    off = run(base, tmp_path, "offboard", "lea.martin", "--upn", "lea.martin@lycee.example",
-              "--profile", "suspend")  # fmt: skip
+    upn = "lea.martin@lycee.example"
+    off = run(base, tmp_path, "offboard", "lea.martin", "--upn", upn, "--profile", "suspend")
     assert off.returncode == 0, off.stderr
     assert "Offboarding of lea.martin (profile suspend) accepted: request " in off.stdout
     original = off.stdout.strip().rsplit(" ", 1)[1]
@@ -79,7 +79,8 @@ def test_offboard_with_a_profile_then_reverse_and_see_the_pass_once(
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}) as api:
         until(lambda: api.get(f"/v1/requests/{original}").json()["status"] == "completed")
     argv, env = cli(base, tmp_path, "reverse", original, "--timeout", "30")
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as proc:  # fmt: skip
+    pipe = subprocess.PIPE
+    with subprocess.Popen(argv, stdout=pipe, stderr=pipe, text=True, env=env) as proc:
         command = until(lambda: reversal_of(server.url, original), what="reversal.requested")
         assert command["restore"] == {"block_sign_in": {"account_enabled": True}}
         report(
