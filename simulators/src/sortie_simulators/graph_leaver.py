@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 READ_USER = ("User.Read.All", "User.ReadWrite.All", "Directory.Read.All")
 # user-assignlicense: Application User.ReadWrite.All (Directory.ReadWrite.All higher);
 # LicenseAssignment.ReadWrite.All is accepted too.
-LICENSE_WRITE = ("LicenseAssignment.ReadWrite.All", "User.ReadWrite.All", "Directory.ReadWrite.All")
+LICENSE_WRITE = ("User.ReadWrite.All", "Directory.ReadWrite.All", "LicenseAssignment.ReadWrite.All")
 # user-list-memberof, user-list-ownedobjects
 READ_MEMBERSHIP = ("GroupMember.Read.All", "Directory.Read.All", "Group.Read.All")
 # group-delete-members, group-post-members: GroupMember.ReadWrite.All
@@ -205,11 +205,7 @@ class TenantState:
         user: Any,
         key: str,
     ) -> Reply | None:
-        """Throttle (writes), then permissions, then the user: Graph's order of refusals."""
-        if write:
-            throttled = sim.throttle(app)
-            if throttled is not None:
-                return throttled
+        """Permissions, then the write budget, then the user (a refused call spends none)."""
         roles = token_roles(app)
         granted = (
             bool(roles & set(needs))
@@ -223,6 +219,10 @@ class TenantState:
                 f"Insufficient privileges to complete the operation. Missing application "
                 f"permission: {needs[0]}.",
             )
+        if write:
+            throttled = sim.throttle(app)
+            if throttled is not None:
+                return throttled
         if user is None and key:
             return not_found(key)
         if write:

@@ -14,12 +14,14 @@ from pydantic import SecretStr
 
 from sortie_core.events import (
     OFFBOARD_M365_ORDER,
+    Command,
     DeadLettered,
     Discovery,
     LogoutRequested,
     M365Action,
     OffboardRequested,
     Outcome,
+    ReversalRequested,
     RevocationCompleted,
     SkipReason,
     StepResult,
@@ -28,7 +30,7 @@ from sortie_core.events import (
     utcnow,
 )
 from sortie_core.metrics import REVOCATION_DURATION, VERIFICATIONS
-from sortie_core.services import m365_offboard_actions
+from sortie_core.services import m365_offboard_actions, m365_reversal_actions
 from sortie_core.steps import RetryPolicy, deadlettered, run_step, skipped
 
 from . import leaver
@@ -148,14 +150,15 @@ async def _run_actions(
             steps.append(skipped(action.value, _GUEST_SKIPS[action], SkipReason.GUEST_BY_POLICY))
         elif missing_since is not None:
             steps.append(_not_found_after(action.value, missing_since))
-        elif action in leaver.ACTIONS and isinstance(event, OffboardRequested):
-            step = await leaver.run(ops or leaver.LeaverOps(), action, user, event, policy)
         else:
-            body = _step_body(directory, action, user, password_length)
-            check = verifier(directory, action, user, event.occurred_at, identity.skew)
-            prior = await leaver.prior_state(directory, action, user)
-            step = await run_step(SERVICE, action.value, body, policy, verify=check)
-            step = leaver.with_record(step, prior)
+            if action in leaver.ACTIONS and isinstance(event, OffboardRequested):
+                step = await leaver.run(ops or leaver.LeaverOps(), action, user, event, policy)
+            else:
+                body = _step_body(directory, action, user, password_length)
+                check = verifier(directory, action, user, event.occurred_at, identity.skew)
+                prior = await leaver.prior_state(directory, action, user)
+                step = await run_step(SERVICE, action.value, body, policy, verify=check)
+                step = leaver.with_record(step, prior)
             if (
                 step.outcome is Outcome.NOT_FOUND
                 and action is not M365Action.DISABLE_MAIL_PROTOCOLS
@@ -227,9 +230,17 @@ async def handle_offboard(
         or skipped(a.value, "not among the request's actions", SkipReason.ACTION_NOT_SELECTED)
         for a in OFFBOARD_M365_ORDER
     ] + [ran[a.value] for a in wanted if a in leaver.ACTIONS]
+    return report("offboard", event, steps, discovery)
+
+
+def report(
+    what: str, event: Command, steps: list[StepResult], discovery: Discovery | None
+) -> RevocationCompleted:
+    """The report of a command, logged in one line (outcomes only)."""
     log.info(
-        "request %s: m365 offboard %s",
+        "request %s: m365 %s %s",
         event.request_id,
+        what,
         ", ".join(f"{s.action}={s.outcome.value}" for s in steps),
     )
     return RevocationCompleted(
@@ -251,11 +262,15 @@ def expected_actions(event: LogoutRequested | OffboardRequested) -> list[str]:
 
 def handle_deadlettered(event: object, record: DeadLettered) -> RevocationCompleted | None:
     """A command given up by the broker: report its steps failed so the request finishes."""
-    if not isinstance(event, LogoutRequested | OffboardRequested):
+    if isinstance(event, ReversalRequested):
+        names = m365_reversal_actions(event.restore, event.issue_temporary_access_pass)
+    elif isinstance(event, LogoutRequested | OffboardRequested):
+        names = expected_actions(event)
+    else:
         return None
     if isinstance(event, LogoutRequested) and Target.M365 not in event.targets:
         return None
-    steps = tuple(deadlettered(action, record) for action in expected_actions(event))
+    steps = tuple(deadlettered(action, record) for action in names)
     return RevocationCompleted(
         service=SERVICE, request_id=event.request_id, subject=event.subject, steps=steps
     )

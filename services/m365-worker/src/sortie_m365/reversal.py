@@ -9,22 +9,25 @@ pass is how the user registers them again); the password never is.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sortie_core.errors import PermanentError
-from sortie_core.events import Evidence, M365Action, ReversalRequested, RevocationCompleted
+from sortie_core.events import (
+    Evidence,
+    M365Action,
+    ReversalRequested,
+    RevocationCompleted,
+    StepResult,
+)
 from sortie_core.services import ISSUE_TEMPORARY_ACCESS_PASS, M365_RESTORE_ACTIONS
 from sortie_core.steps import Contradicted, RetryPolicy, run_step
 
 from .adapters import M365Directory, M365User
-from .handlers import IdentityConfig, _unresolved
+from .handlers import IdentityConfig, _unresolved, report
 from .identity import SERVICE, resolve
 from .leaver import LeaverOps, evidence, exchange_of, graph_of
 from .tap import TapConfig, issue_pass
-
-log = logging.getLogger(__name__)
 
 Body = Callable[[], Awaitable[str | None]]
 Check = Callable[[], Awaitable[Evidence]]
@@ -254,7 +257,7 @@ async def handle_reversal(
     user = found.user
     names = [n for _, n in wanted] + ([ISSUE_TEMPORARY_ACCESS_PASS] if issue else [])
     if user is None:
-        steps = [_unresolved(n, found) for n in names]
+        steps: list[StepResult] = [_unresolved(n, found) for n in names]
     else:
         steps = []
         for original, name in wanted:
@@ -262,15 +265,4 @@ async def handle_reversal(
             steps.append(await run_step(SERVICE, name, body, policy, verify=check))
         if issue:
             steps.append(await issue_pass(ops, user, event, policy, tap))
-    log.info(
-        "request %s: m365 reversal %s",
-        event.request_id,
-        ", ".join(f"{s.action}={s.outcome.value}" for s in steps),
-    )
-    return RevocationCompleted(
-        service=SERVICE,
-        request_id=event.request_id,
-        subject=event.subject,
-        steps=tuple(steps),
-        discovery=found.discovery(),
-    )
+    return report("reversal", event, steps, found.discovery())
