@@ -57,7 +57,7 @@ def test_staff_leaves_then_reverse_restores_the_recorded_state(stack: Stack) -> 
             "revoke_sessions",
             "disable_mail_protocols",
         ]
-        assert steps["block_sign_in"]["done"] and steps["set_auto_reply"]["done"], [(s["action"], s["outcome"], s["error"]) for s in steps.values()]
+        assert steps["block_sign_in"]["done"] and steps["set_auto_reply"]["done"], steps
         during = graph_state(stack)
         assert during["accountEnabled"] is False
         assert not any(during["cas_mailbox"].values())
@@ -82,8 +82,9 @@ def test_staff_leaves_then_reverse_restores_the_recorded_state(stack: Stack) -> 
         secret = shown.json()["temporary_access_pass"]
         assert len(secret) >= 8 and secret not in str(reversal)
         assert api.post(tap["reveal"], json={"unseal_key": tap["unseal_key"]}).status_code == 410
-        assert api.get(f"/v1/requests/{original['request_id']}").json()["phases"][1][
-            "status"
-        ] == "cancelled"
+        assert (
+            api.get(f"/v1/requests/{original['request_id']}").json()["phases"][1]["status"]
+            == "cancelled"
+        )
     logs = "".join(p.read_text(errors="replace") for p in stack.workdir.glob("logs/*.log"))
     assert secret not in logs
