@@ -23,13 +23,6 @@ from tests.redis_server import RedisServer
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    srv = RedisServer().start()
-    yield srv
-    srv.cleanup()
-
-
-@pytest.fixture(scope="module")
 def base(server: RedisServer) -> Iterator[str]:
     with live_orchestrator(server) as url:
         yield url

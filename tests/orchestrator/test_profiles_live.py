@@ -38,13 +38,6 @@ PROFILES = Profiles.model_validate(
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    srv = RedisServer().start()
-    yield srv
-    srv.cleanup()
-
-
-@pytest.fixture(scope="module")
 def base(server: RedisServer) -> Iterator[str]:
     with live_orchestrator(server, profiles=PROFILES) as url:
         yield url

@@ -39,13 +39,6 @@ RECORDED = {
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    srv = RedisServer().start()
-    yield srv
-    srv.cleanup()
-
-
-@pytest.fixture(scope="module")
 def base(server: RedisServer) -> Iterator[str]:
     tokens = [
         TokenSpec(name="all", token=TOKEN, scopes=ALL),

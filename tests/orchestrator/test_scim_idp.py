@@ -36,13 +36,6 @@ CONFIG = ScimConfig.model_validate(
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    srv = RedisServer().start()
-    yield srv
-    srv.cleanup()
-
-
-@pytest.fixture(scope="module")
 def base(server: RedisServer) -> Iterator[str]:
     with live_orchestrator(server, scim=CONFIG) as url:
         yield url
