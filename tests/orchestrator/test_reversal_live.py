@@ -177,6 +177,10 @@ def test_a_repeat_with_the_idempotency_key_is_the_same_reversal(
     assert again.headers["idempotent-replayed"] == "true"
     # The unseal key was given once, in the first answer.
     assert again.json()["temporary_access_pass"] is None
+    other = finished_offboarding(api, server.url, "back.four")
+    mismatch = api.post(f"/v1/requests/{other}:reverse", json={}, headers=key)
+    assert mismatch.status_code == 422  # the key names another reversal
+    assert api.get(f"/v1/requests/{other}").json()["reversed_by"] is None
     twice = api.post(f"/v1/requests/{original}:reverse", json={})
     assert twice.status_code == 409 and "already reversed" in twice.json()["detail"]
     assert len(commands(server.url, streams.REVERSAL_REQUESTED, first.json()["request_id"])) == 1

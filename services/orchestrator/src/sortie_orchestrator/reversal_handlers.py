@@ -17,7 +17,7 @@ from pydantic import JsonValue
 from sortie_core.events import Subject, utcnow
 from sortie_core.sealed import new_keypair
 from sortie_orchestrator import handlers, saga
-from sortie_orchestrator.adapters.saga_store import idem_key
+from sortie_orchestrator.adapters.saga_store import IdempotencyMismatch, idem_key
 from sortie_orchestrator.saga import SagaState, Transition, phases, reversal
 from sortie_orchestrator.saga.reversal import NotReversible
 
@@ -34,14 +34,21 @@ class Started:
     unseal_key: str | None
 
 
-async def _replayed(deps: handlers.Deps, key: str | None, principal: str) -> uuid.UUID | None:
+async def _replayed(
+    deps: handlers.Deps, key: str | None, principal: str, fingerprint: str = ""
+) -> uuid.UUID | None:
+    """The reversal an Idempotency-Key already started (IdempotencyMismatch: for
+    another request or body)."""
     if not key:
         return None
     raw = await deps.store.redis.get(idem_key(key, principal))
     if raw is None:
         return None
     text = raw.decode() if isinstance(raw, bytes) else str(raw)
-    return uuid.UUID(text.split(" ", 1)[0])
+    rid, _, first = text.partition(" ")
+    if fingerprint and first and first != fingerprint:
+        raise IdempotencyMismatch(rid)
+    return uuid.UUID(rid)
 
 
 async def _claim(
@@ -81,7 +88,7 @@ async def reverse(
     fingerprint: str = "",
 ) -> Started:
     """Reverse a finished offboarding: NotFound, NotReversible, or the reversal started."""
-    replay = await _replayed(deps, idempotency_key, principal)
+    replay = await _replayed(deps, idempotency_key, principal, fingerprint)
     if replay is not None:
         return Started(False, replay, None)
     if await deps.store.load(original_id) is None:
