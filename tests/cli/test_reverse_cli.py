@@ -4,6 +4,7 @@ workers on the streams."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -74,7 +75,7 @@ def test_offboard_with_a_profile_then_reverse_and_see_the_pass_once(
     argv, env = cli(base, tmp_path, "reverse", original, "--timeout", "30")
     pipe = subprocess.PIPE
     with subprocess.Popen(argv, stdout=pipe, stderr=pipe, text=True, env=env) as proc:
-        command = until(lambda: reversal_of(server.url, original), what="reversal.requested")
+        command = until(lambda: reversal_of(server.url, original), 30, "reversal.requested")
         assert command["restore"] == {"block_sign_in": {"account_enabled": True}}
         report(
             server.url,
@@ -100,3 +101,26 @@ def test_offboard_with_a_profile_then_reverse_and_see_the_pass_once(
     assert f"Reverses {original}" in shown.stdout and "Tap-Lea-42xy" not in shown.stdout
     again = run(base, tmp_path, "reverse", original)
     assert again.returncode == 1 and "already reversed" in again.stderr
+
+
+def test_a_csv_row_names_its_profile(base: str, tmp_path: Path) -> None:
+    file = tmp_path / "leavers.csv"
+    file.write_text(
+        "user_id,upn,profile\n"
+        "prof.a,prof.a@lycee.example,staff-leaves\n"
+        "eleve.b,eleve.b@lycee.example,pupil-leaves\n"
+        "eleve.c,eleve.c@lycee.example,no-such-profile\n",
+        encoding="utf-8",
+    )
+    bulk = run(base, tmp_path, "offboard", "--csv", str(file), "--rate", "50")
+    assert bulk.returncode == 7, bulk.stdout + bulk.stderr
+    with file.with_name("leavers.csv.results.csv").open(newline="") as f:
+        results = {r["user_id"]: r for r in csv.DictReader(f)}
+    assert (
+        results["eleve.c"]["outcome"] == "refused"
+        and "no-such-profile" in results["eleve.c"]["detail"]
+    )
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}) as api:
+        for user, profile in (("prof.a", "staff-leaves"), ("eleve.b", "pupil-leaves")):
+            view = api.get(f"/v1/requests/{results[user]['request_id']}").json()
+            assert view["profile"] == profile
