@@ -4,6 +4,7 @@ Redis-shared rate limiter; then the same work one user after another, as an admi
 would do it. Starts its own redis-server and simulator on 127.0.0.1; prints figures.
 
     .venv/bin/python bench/m365_offboard.py [--users 5000] [--sequential-users 60]
+        [--profile staff-leaves]   # the whole leaver procedure (issue 18), Exchange included
 """
 
 from __future__ import annotations
@@ -30,12 +31,21 @@ from sortie_core.events import OffboardRequested, Subject, utcnow  # noqa: E402
 from sortie_core.ratelimit import RedisRateLimiter  # noqa: E402
 from sortie_core.steps import RetryPolicy  # noqa: E402
 from sortie_m365.adapters.credentials import StaticTokenCredential  # noqa: E402
+from sortie_m365.adapters.exchange import ExchangeMailboxProtocols  # noqa: E402
 from sortie_m365.adapters.graph_sdk import GraphSdkDirectory, graph_client  # noqa: E402
+from sortie_m365.bootstrap import leaver_ops  # noqa: E402
 from sortie_m365.handlers import handle_offboard  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 
 LISTENING = re.compile(r"listening on (http://\S+)")
 WRITES_PER_USER = 3  # block_sign_in, reset_password, revoke_sessions (mailbox: not configured)
+# Each user: 2 licences, 3 groups, 1 device, a phone method; Exchange through the simulator.
+STAFF_LEAVES = (
+    "block_sign_in", "reset_password", "revoke_sessions", "disable_mail_protocols",
+    "remove_licenses", "remove_group_memberships", "remove_auth_methods", "disable_devices",
+    "set_auto_reply", "convert_to_shared_mailbox", "hide_from_address_lists",
+)  # fmt: skip
+STAFF_OPTIONS: dict[str, dict[str, object]] = {"set_auto_reply": {"message": "Left the school."}}
 
 
 @dataclass
@@ -88,15 +98,23 @@ async def run(
     limiter: RedisRateLimiter | None,
     policy: RetryPolicy,
     batch_linger_s: float | None = None,
+    profile: str | None = None,
 ) -> Figures:
     credential = StaticTokenCredential(SecretStr("bench-token"))
     client = graph_client(graph_url, credential, scope="bench/.default", timeout_s=30)
+    mailbox = (
+        ExchangeMailboxProtocols(graph_url, "bench", credential, scope="exchange/.default")
+        if profile
+        else None
+    )
     directory = GraphSdkDirectory(
         client,
         limiter=limiter,
         concurrency=max(in_flight, 1) * 2,
         batch_linger_s=batch_linger_s,
+        mailbox=mailbox,
     )
+    ops = leaver_ops(directory)
     async with httpx.AsyncClient(base_url=graph_url) as admin:
         await admin.post("/_sim/reset-stats")
         slots = asyncio.Semaphore(in_flight)
@@ -110,8 +128,11 @@ async def run(
                     subject=subject(n),
                     reason="bench",
                     deadline=utcnow() + timedelta(hours=1),
+                    actions=STAFF_LEAVES if profile else (),
+                    options=STAFF_OPTIONS if profile else {},
+                    profile=profile,
                 )
-                result = await handle_offboard(event, directory=directory, policy=policy)
+                result = await handle_offboard(event, directory=directory, policy=policy, ops=ops)
             # Offboarded means proven: each step succeeded and was read back from Graph.
             if not all(s.done for s in result.steps):
                 failed += 1
@@ -131,6 +152,7 @@ def show(title: str, f: Figures, throttle: float) -> None:
     print(f"{title}")
     print(f"  users offboarded      {f.users - f.failed_users} of {f.users}")
     print(f"  wall time             {f.wall_s:.1f} s")
+    print(f"  throughput            {f.users / f.wall_s:.1f} users/s")
     print(f"  writes                {f.writes} ({f.writes_per_s:.1f}/s, "
           f"{100 * f.writes_per_s / throttle:.1f}% of the {throttle:g}/s throttle)")  # fmt: skip
     print(f"  Graph operations      {f.requests} (lookups included; {f.batches} $batch calls)")
@@ -147,6 +169,7 @@ async def main() -> None:
     parser.add_argument("--in-flight", type=int, default=100, help="users at once")
     parser.add_argument("--sequential-users", type=int, default=60)
     parser.add_argument("--batch-linger-ms", type=float, default=20.0, help="0: no $batch")
+    parser.add_argument("--profile", choices=["staff-leaves"], default=None)
     args = parser.parse_args()
     if not 1 <= args.users <= 20_000 or not 0 <= args.sequential_users <= args.users:
         raise SystemExit("--users within 1..20000, --sequential-users within 0..--users")
@@ -161,15 +184,20 @@ async def main() -> None:
                 json={"count": args.users, "prefix": "bench", "domain": "example.org"},
             )
             made.raise_for_status()
+            if args.profile:
+                seeded = await admin.post("/_sim/leaver:seed", json={"prefix": "bench"})
+                seeded.raise_for_status()
         policy = RetryPolicy(max_attempts=8, base_s=0.2, max_s=5.0)
         limiter = RedisRateLimiter(redis, "sortie:ratelimit:graph:bench", rate, burst=rate / 10)
         print(f"{args.users} users, {args.latency_ms:g} ms per Graph call, simulator throttle "
               f"{args.throttle:g} writes/s, limiter {rate:g} writes/s shared through Redis, "
               f"{args.in_flight} users in flight, "
-              f"$batch linger {args.batch_linger_ms:g} ms")  # fmt: skip
+              f"$batch linger {args.batch_linger_ms:g} ms, "
+              f"profile {args.profile or 'default'}")  # fmt: skip
         concurrent = await run(
             graph_url, range(1, args.users + 1), in_flight=args.in_flight, limiter=limiter,
             policy=policy, batch_linger_s=args.batch_linger_ms / 1000 or None,
+            profile=args.profile,
         )  # fmt: skip
         show("concurrent (Sortie)", concurrent, args.throttle)
         if args.sequential_users:
@@ -181,7 +209,13 @@ async def main() -> None:
                           "domain": "example.org", "start": args.users + 1},
                 )  # fmt: skip
             seq_users = range(args.users + 1, args.users + 1 + args.sequential_users)
-            seq = await run(graph_url, seq_users, in_flight=1, limiter=None, policy=policy)
+            if args.profile:
+                async with httpx.AsyncClient(base_url=graph_url) as admin:
+                    # Seeds every bench user again: only the fresh ones still hold anything.
+                    await admin.post("/_sim/leaver:seed", json={"prefix": "bench"})
+            seq = await run(
+                graph_url, seq_users, in_flight=1, limiter=None, policy=policy, profile=args.profile
+            )
             show(f"one user after another (sample of {seq.users})", seq, args.throttle)
             projected = seq.wall_s / seq.users * args.users
             print(f"  projected for {args.users} users  {projected:.0f} s "

@@ -290,3 +290,39 @@ def test_a_dead_lettered_reversal_reports_each_step_failed() -> None:
         ("restore_licenses", Outcome.FAILED),
         ("issue_temporary_access_pass", Outcome.FAILED),
     ]
+
+
+async def test_token_roles_also_govern_the_user_writes(tenant: GraphSim) -> None:
+    d = make_directory(tenant.url, token=app_token(["User.Read.All"]))
+    try:
+        event = offboarding(("block_sign_in",))
+        result = await handle_offboard(event, directory=d, policy=POLICY, ops=leaver_ops(d))
+    finally:
+        await d.aclose()
+    assert result is not None
+    step = next(s for s in result.steps if s.action == "block_sign_in")
+    assert step.outcome is Outcome.FAILED and step.error is not None
+    assert step.error.code == "graph_forbidden"
+    assert "User.EnableDisableAccount.All" in step.error.message
+    # Read before the write: the prior state is still recorded.
+    assert step.recorded == {"account_enabled": True}
+    assert tenant.sim.users[ALICE_ID].account_enabled is True
+
+
+async def test_a_throttled_step_records_the_state_before_its_first_attempt(
+    tenant: GraphSim, full: GraphSdkDirectory
+) -> None:
+    tenant.sim.configure(throttle_writes_per_s=2)  # the third removal is answered 429
+    policy = RetryPolicy(max_attempts=4, base_s=0.001, max_s=0.002, verify_delay_s=0.01)
+    event = offboarding(("remove_group_memberships",))
+    result = await handle_offboard(event, directory=full, policy=policy, ops=leaver_ops(full))
+    assert result is not None
+    [step] = [s for s in result.steps if s.action == "remove_group_memberships"]
+    assert (step.outcome, step.verification, step.attempts) == (
+        Outcome.SUCCEEDED,
+        Verification.VERIFIED,
+        2,
+    )
+    assert tenant.sim.stats.throttled >= 1
+    assert step.recorded is not None
+    assert len(step.recorded["group_ids"]) == 2 and len(step.recorded["owned_group_ids"]) == 1

@@ -48,7 +48,7 @@ from .common import (
 from .demo import DEMO_USERS
 from .graph_admin import add_admin_routes
 from .graph_exchange import add_exchange_routes
-from .graph_leaver import TenantState
+from .graph_leaver import TenantState, token_roles
 from .graph_model import (
     GRAPH_METADATA,
     PATCHABLE,
@@ -268,7 +268,7 @@ class GraphSimulator:
             return throttled
         if body_error is not None and method == "PATCH":
             return bad_request(body_error, "BadRequest")
-        denied = self._denied(method, len(segments) == 3, body)
+        denied = self._denied(method, len(segments) == 3, body, app)
         if denied is not None:
             return denied
         user = self.by_path(key)
@@ -301,13 +301,14 @@ class GraphSimulator:
             {"Retry-After": retry_after(wait)},
         )
 
-    def _denied(self, method: str, revoke: bool, body: Any) -> Reply | None:
+    def _denied(self, method: str, revoke: bool, body: Any, app: str = "") -> Reply | None:
         """403 when the app lacks a permission the call needs
-        (https://learn.microsoft.com/graph/api/user-update#permissions)."""
-        missing = self.missing_permissions
-        if not missing:
-            return None
-        if set(needed_permissions(method, revoke, body)) & missing:
+        (https://learn.microsoft.com/graph/api/user-update#permissions): one of its
+        token's `roles` when the token is a JWT, else one of `missing_permissions`."""
+        needed = set(needed_permissions(method, revoke, body))
+        roles = token_roles(app)
+        missing = needed - roles if roles is not None else needed & self.missing_permissions
+        if missing:
             return graph_error(
                 403,
                 "Authorization_RequestDenied",

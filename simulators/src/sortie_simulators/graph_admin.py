@@ -59,6 +59,21 @@ class ConfigUpdate(BaseModel):
     )
 
 
+class LeaverSeed(BaseModel):
+    """Licences, shared groups, devices and methods for every user whose UPN starts with
+    `prefix` (graph_leaver.TenantState.seed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prefix: str = Field(default="user", pattern=NAME_PATTERN)
+    licenses: int = Field(default=2, ge=0, le=10)
+    groups: int = Field(default=3, ge=0, le=50)
+    devices: int = Field(default=1, ge=0, le=10)
+    methods: tuple[
+        Literal["phoneMethods", "microsoftAuthenticatorMethods", "fido2Methods"], ...
+    ] = Field(default=("phoneMethods",), max_length=3)
+
+
 class PasswordCheck(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -130,6 +145,12 @@ def add_admin_routes(app: FastAPI, sim: GraphSimulator) -> None:
             "first": upns[0],
             "last": upns[-1],
         }
+
+    @app.post("/_sim/leaver:seed")
+    async def seed_leaver(seed: LeaverSeed) -> dict[str, int]:
+        users = [u.id for u in sim.users.values() if u.user_principal_name.startswith(seed.prefix)]
+        count = sim.tenant.seed(users, seed.licenses, seed.groups, seed.devices, seed.methods)
+        return {"users": count}
 
     @app.get("/_sim/users/{key}")
     async def get_user(key: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -140,6 +141,24 @@ class TenantState:
         device = Device(str(uuid.uuid4()), name, owners={user})
         self.devices[device.id] = device
         return device
+
+    def seed(
+        self, users: list[str], licenses: int, groups: int, devices: int, methods: Sequence[str]
+    ) -> int:
+        """Give each of `users` (object ids) licences, memberships of shared groups,
+        devices and authentication methods (the admin API, for benchmarks)."""
+        skus = [str(uuid.uuid5(uuid.NAMESPACE_URL, f"sku:{n}")) for n in range(licenses)]
+        self.skus |= set(skus)
+        shared = [self.add_group(f"bench-group-{n}") for n in range(groups)]
+        for user in users:
+            self.licenses[user] = [{"disabledPlans": [], "skuId": s} for s in skus]
+            for group in shared:
+                group.members.add(user)
+            for n in range(devices):
+                self.add_device(user, f"{user[:8]}-device-{n}")
+            for kind in methods:
+                self.add_method(user, kind)
+        return len(users)
 
     def auto_reply(self, user: str) -> dict[str, Any]:
         return self.mailbox_settings.setdefault(

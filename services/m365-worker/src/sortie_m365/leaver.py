@@ -171,13 +171,14 @@ def _groups(ops: LeaverOps, user: M365User, options: dict[str, Any]) -> Plan:
 
     async def body() -> str | None:
         graph = graph_of(ops)
+        # Read on every attempt: a retry removes only what is left.
+        groups = [g for g in await graph.groups(user.id) if g not in keep]
+        owned = [g for g in await graph.owned_groups(user.id) if g not in keep]
         if not plan.record:
-            groups = [g for g in await graph.groups(user.id) if g not in keep]
-            owned = [g for g in await graph.owned_groups(user.id) if g not in keep]
             plan.record.update(group_ids=groups, owned_group_ids=owned)
-        for group in plan.record["owned_group_ids"]:
+        for group in owned:
             await graph.set_membership(group, user.id, owner=True, present=False)
-        for group in plan.record["group_ids"]:
+        for group in groups:
             await graph.set_membership(group, user.id, owner=False, present=False)
         return (
             f"removed from {len(plan.record['group_ids'])} group(s), "
