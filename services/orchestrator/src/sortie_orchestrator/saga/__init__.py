@@ -270,10 +270,9 @@ def new_offboard(
         state.options = chosen.options(0)
         state.phases = phases.plan(chosen)
     when = effective_at.isoformat() if scheduled and effective_at is not None else None
-    detail = ", ".join(
-        d for d in (f"scheduled for {when}" if when else "", f"profile {state.profile}") if d
-    )
-    _note(state, now, "accepted", detail if state.profile or when else None)
+    said = [f"scheduled for {when}"] if when else []
+    said += [f"profile {state.profile}"] if state.profile else []
+    _note(state, now, "accepted", ", ".join(said) or None)
     return state
 
 
@@ -393,7 +392,7 @@ def start(
 
 
 Command = LogoutRequested | OffboardRequested | ReversalRequested | WorkstationCommandRequested
-# What a reversal restores when nothing was on record names no original request.
+# The `reverses` of a reactivation with no offboarding on record (the command needs one).
 NOTHING_ON_RECORD = uuid.UUID(int=0)
 
 
