@@ -12,6 +12,7 @@ import pytest
 import redis as redis_sync
 
 from sortie_core import streams
+from sortie_core.events import Outcome, SkipReason
 from sortie_orchestrator.profiles import Profiles
 from tests.intake.live import TOKEN, live_orchestrator
 from tests.orchestrator.workers import answer_offboarding, commands, report, step, until
@@ -104,7 +105,15 @@ def test_a_later_phase_fires_at_its_date_in_the_same_request(
     assert 0 <= published_at - at < 1.0, (published_at, at)
     running = api.get(f"/v1/requests/{rid}").json()
     assert running["phases"][1]["status"] == "running" and running["status"] == "completed"
-    report(server.url, rid, "m365", [step("remove_licenses", {"sku_ids": ["sku-a"]})])
+    # As the m365-worker does: the phase's action, and the default ones as not selected.
+    not_selected = step("block_sign_in").model_copy(
+        update={
+            "outcome": Outcome.SKIPPED,
+            "skip_reason": SkipReason.ACTION_NOT_SELECTED,
+            "verification": None,
+        }
+    )
+    report(server.url, rid, "m365", [not_selected, step("remove_licenses", {"sku_ids": ["sku-a"]})])
     view = until(
         lambda: (
             (v := api.get(f"/v1/requests/{rid}").json())["phases"][1]["status"] == "completed" and v

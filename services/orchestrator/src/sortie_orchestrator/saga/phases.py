@@ -178,7 +178,8 @@ def owner(phases: list[PhaseState], event: RevocationCompleted) -> PhaseState | 
 def on_report(phase: PhaseState, event: RevocationCompleted, now: datetime) -> None:
     svc = phase.services[event.service]
     svc.state = "reported"
-    svc.steps = list(event.steps)
+    # Only the phase's own actions: a worker also reports the others as not selected.
+    svc.steps = [s for s in event.steps if _base(s.action) in phase.actions]
     svc.reported_at = now
     _end_if_done(phase, now)
 
