@@ -5,12 +5,18 @@ saga (INFO commandstats; scripts' and transactions' inner commands included, so 
 and EXEC are shown apart as the round trips that carry them), request duration
 percentiles and Redis memory per finished request.
 
-    .venv/bin/python bench/e2e.py [--requests 2000] [--concurrency 64]
+    .venv/bin/python bench/e2e.py [--requests 2000] [--concurrency 64] [--latency 0.1]
+
+With `--latency S` every simulator call takes S seconds; a sample of finished requests is
+then read back (GET /v1/requests/{id}) to compare each request's duration with its bound
+of issue 12: the slowest phase-1 step + the SSO step + 50 ms. `--rate R` sends R requests
+per second (open loop) instead of as fast as they are accepted: latency is only
+meaningful below the stack's throughput, where no backlog builds up.
 
 The subjects are users the simulators do not know (Graph answers 404, no CAS session):
 every saga still runs both phases through every worker, with no application logout.
-Run it with another checkout's interpreter to measure that checkout (the figures in the
-report of issue 12 compare two).
+Run it with another checkout's interpreter to measure that checkout (run it in
+both to compare two).
 """
 
 from __future__ import annotations
@@ -54,17 +60,29 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-async def drive(stack: Stack, requests: int, concurrency: int) -> dict[str, Any]:
+async def drive(
+    stack: Stack, requests: int, concurrency: int, rate: float | None = None
+) -> dict[str, Any]:
     redis = Redis.from_url(stack.urls["redis"])
     finished: dict[str, float] = {}
-    last_id: Any = "$"
+    # From the stream's current last entry: with "$" on every call, what was added between
+    # two calls would be missed.
+    tail: Any = await redis.xrevrange("request.finished", count=1)
+    last_id: Any = tail[0][0] if tail else "0-0"
     wanted: set[str] = set()
-    errors: dict[int, int] = {}
+    errors: dict[int | str, int] = {}
 
     async def read_finished() -> None:
         nonlocal last_id
         while True:
-            reply: Any = await redis.xread({"request.finished": last_id}, block=1000, count=1000)
+            try:
+                reply: Any = await redis.xread(
+                    {"request.finished": last_id}, block=1000, count=1000
+                )
+            except Exception as exc:  # a hiccup must not end the count silently
+                print(f"reading request.finished: {exc!r}; again", file=sys.stderr)
+                await asyncio.sleep(0.1)
+                continue
             for _stream, entries in reply or []:
                 for entry_id, fields in entries:
                     last_id = entry_id
@@ -81,11 +99,18 @@ async def drive(stack: Stack, requests: int, concurrency: int) -> dict[str, Any]
     async def client_loop(client: httpx.AsyncClient) -> None:
         while not queue.empty():
             i = queue.get_nowait()
+            if rate:  # open loop: request i is sent at i / rate seconds, not sooner
+                await asyncio.sleep(max(0.0, started + i / rate - time.monotonic()))
             body = {
                 "subject": {"user_id": f"bench{i}", "upn": f"bench{i}@example.org"},
                 "targets": ["m365", "ent"],
             }
-            resp = await client.post("/v1/logouts", json=body)
+            try:
+                resp = await client.post("/v1/logouts", json=body)
+            except httpx.HTTPError as exc:
+                name = type(exc).__name__
+                errors[name] = errors.get(name, 0) + 1
+                continue
             if resp.status_code == 202:
                 wanted.add(resp.json()["request_id"])
             else:
@@ -99,10 +124,13 @@ async def drive(stack: Stack, requests: int, concurrency: int) -> dict[str, Any]
         base_url=stack.urls["api"], headers=headers, limits=limits, timeout=30
     ) as client:
         await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
-    deadline = time.monotonic() + 120
-    while len(wanted & finished.keys()) < len(wanted) and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    elapsed = time.monotonic() - started
+        deadline = time.monotonic() + 120
+        while len(wanted & finished.keys()) < len(wanted) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        elapsed = time.monotonic() - started
+        done_ids = sorted(wanted & finished.keys())
+        bounds = await sample_bounds(client, done_ids[:: max(1, len(done_ids) // 200)])
+        unfinished = await statuses(client, sorted(wanted - finished.keys())[:20])
     cmd1, cpu1 = await commandstats(redis), cpu_all(stack)
     mem1 = int((await redis.info("memory"))["used_memory"])
     reader.cancel()
@@ -127,12 +155,42 @@ async def drive(stack: Stack, requests: int, concurrency: int) -> dict[str, Any]
         "p95_s": pct(durations, 0.95),
         "p99_s": pct(durations, 0.99),
         "memory_bytes_per_finished": (mem1 - mem0) / max(done, 1),
+        "bounds": bounds,
+        "unfinished": unfinished,
     }
+
+
+def request_bound(view: dict[str, Any]) -> float:
+    """Issue 12's bound: the slowest phase-1 step, then the SSO step, plus 50 ms."""
+    phase1 = [s["duration_seconds"] for svc in view["services"].values() for s in svc["steps"]]
+    sso = sum(step["duration_seconds"] for step in (view.get("sso") or {}).get("steps", []))
+    return max(phase1, default=0.0) + sso + 0.05
+
+
+async def sample_bounds(client: httpx.AsyncClient, ids: list[str]) -> list[tuple[float, float]]:
+    """(duration, bound) of each sampled request."""
+    out = []
+    for rid in ids:
+        view = (await client.get(f"/v1/requests/{rid}")).json()
+        out.append((float(view["duration_seconds"] or 0.0), request_bound(view)))
+    return out
+
+
+async def statuses(client: httpx.AsyncClient, ids: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for rid in ids:
+        status = (await client.get(f"/v1/requests/{rid}")).json().get("status", "?")
+        counts[status] = counts.get(status, 0) + 1
+    return counts
 
 
 def report(result: dict[str, Any]) -> None:
     print(f"sent {result['sent']}, accepted {result['accepted']}, finished {result['finished']}")
     print(f"errors by HTTP status: {result['errors'] or 'none'}")
+    fives = sum(n for k, n in result["errors"].items() if isinstance(k, int) and k >= 500)
+    print(f"5xx: {fives}")
+    if result["unfinished"]:
+        print(f"unfinished (status of up to 20): {result['unfinished']}")
     print(f"sagas/s: {result['sagas_per_s']:.1f} over {result['elapsed_s']:.1f} s")
     print("CPU ms per saga:")
     total = 0.0
@@ -150,6 +208,16 @@ def report(result: dict[str, Any]) -> None:
         f" {1000 * result['p95_s']:.0f} / {1000 * result['p99_s']:.0f} ms"
     )
     print(f"Redis memory per finished request: {result['memory_bytes_per_finished']:.0f} bytes")
+    bounds = result["bounds"]
+    if bounds:
+        within = sum(1 for d, b in bounds if d <= b)
+        print(
+            f"bound (slowest phase-1 step + SSO step + 50 ms) over {len(bounds)} sampled:"
+            f" p50 {1000 * pct([b for _d, b in bounds], 0.5):.0f} ms,"
+            f" p99 {1000 * pct([b for _d, b in bounds], 0.99):.0f} ms;"
+            f" sampled p99 duration {1000 * pct([d for d, _b in bounds], 0.99):.0f} ms;"
+            f" {within}/{len(bounds)} within their bound"
+        )
 
 
 def main() -> None:
@@ -157,6 +225,15 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--graph-writes-per-s", type=float, default=100_000.0)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="requests per second (default: as fast as accepted)",
+    )
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds added to every simulator call"
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="sortie-bench-"))
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
@@ -164,11 +241,11 @@ def main() -> None:
         env[f"SORTIE_{service}_LOG_LEVEL"] = "WARNING"
     # The simulator does not throttle: measure Sortie, not the shipped tenant budget.
     env["SORTIE_M365_TENANT_WRITES_PER_S"] = str(args.graph_writes_per_s)
-    stack = Stack(workdir=workdir, api_port=0, base_env=env)
+    stack = Stack(workdir=workdir, api_port=0, base_env=env, sim_latency_ms=1000 * args.latency)
     stack.plan()
     try:
         stack.start(timeout=90)
-        report(asyncio.run(drive(stack, args.requests, args.concurrency)))
+        report(asyncio.run(drive(stack, args.requests, args.concurrency, args.rate)))
     finally:
         stack.stop()
 

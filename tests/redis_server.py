@@ -10,11 +10,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from sortie_cli.stack import free_port
 
-def free_port() -> int:
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["RedisServer", "free_port"]
 
 
 class RedisServer:

@@ -1,5 +1,6 @@
-"""Issue 14's delivery defects, each against a real redis-server: a backlog, copies of one
-event, undecodable and oversized entries, versions, unknown requests, lost groups."""
+"""Delivery defects that must not come back, each against a real redis-server: a
+backlog, copies of one event, undecodable and oversized entries, versions, unknown
+requests, lost groups."""
 
 from __future__ import annotations
 
@@ -145,7 +146,7 @@ async def test_an_oversized_entry_is_dead_lettered_too_large(redis, redis_server
 
     fields = entry_fields(logout())
     async with running(redis_server.url, handler) as consumers:
-        consumers.max_entry_bytes = 100_000
+        consumers.path.max_entry_bytes = 100_000
         await redis.xadd(STREAM, {**fields, "pad": "x" * 200_000})
         await wait_for(lambda: _pending_is(redis, 0))
     assert calls == []

@@ -1,4 +1,4 @@
-"""TLS to Redis (issue 11, item 2): a real redis-server that accepts only TLS with a client
+"""TLS to Redis: a real redis-server that accepts only TLS with a client
 certificate; the services' Redis client and broker reach it with `rediss://` and the CA,
 certificate and key paths of their settings; without the client certificate, or over
 plain `redis://`, they get nowhere."""

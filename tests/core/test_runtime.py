@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
+from typing import Any
 
 import pytest
 from faststream.redis import RedisBroker
@@ -16,15 +17,23 @@ from sortie_core.broker import Delivery, Subscription, publish
 from sortie_core.events import LogoutRequested
 from sortie_core.runtime import WorkerParts, running
 from sortie_core.settings import ServiceSettings
+from sortie_workstation.settings import AgentSettings
 
 from .test_broker import logout
 
 
-async def test_an_idle_reader_blocks_without_fetch_errors_or_back_off(
-    redis: Redis, redis_server, caplog: pytest.LogCaptureFixture
+async def _xreadgroup_calls(redis: Redis) -> int:
+    stats: dict[str, Any] = await redis.info("commandstats")
+    return int(stats.get("cmdstat_xreadgroup", {}).get("calls", 0))
+
+
+async def test_an_idle_agent_blocks_without_fetch_errors_or_back_off(
+    redis: Redis, redis_server
 ) -> None:
-    """XREADGROUP blocks 5 s (an idle agent's setting), as long as redis-py's default
-    socket timeout: the read must not time out, and a command after it is not late."""
+    """An agent's reader blocks `polling_interval_ms` (5 s), as long as redis-py's default
+    socket timeout: over a few whole block cycles no read may time out ("Message fetch
+    error ... Timeout reading", then FastStream's 5 s back-off), and a command sent after
+    them is handled at once."""
     handled: list[float] = []
 
     async def build(_broker: RedisBroker, _redis: Redis) -> WorkerParts:
@@ -33,21 +42,36 @@ async def test_an_idle_reader_blocks_without_fetch_errors_or_back_off(
 
         return WorkerParts([Subscription(streams.LOGOUT_REQUESTED, "idle", on, (LogoutRequested,))])
 
+    block_ms = AgentSettings.model_fields["polling_interval_ms"].default
     settings = ServiceSettings(
         redis_url=redis_server.url,
         consumer_name=f"idle-{uuid.uuid4().hex[:6]}",
-        polling_interval_ms=5_000,
+        polling_interval_ms=block_ms,
     )
-    caplog.set_level(logging.ERROR)
+    errors: list[logging.LogRecord] = []
+    # FastStream's logger does not propagate to the root logger: listen on it directly.
+    listener = logging.Handler(logging.ERROR)
+    listener.emit = errors.append  # type: ignore[method-assign]
+    logging.getLogger("faststream").addHandler(listener)
     async with running("idle-test", settings, build) as proc:
-        await asyncio.sleep(5.6)  # one whole idle block, and then some
+        first = await _xreadgroup_calls(redis)
+        started = time.monotonic()
+        # Three more reads: at least two blocks ran to their end with nothing to read. A
+        # read that timed out costs its 5 s back-off on top: three would not fit in time.
+        deadline = started + 3.5 * block_ms / 1000
+        while await _xreadgroup_calls(redis) < first + 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        idle_s = time.monotonic() - started
         sent = time.monotonic()
         await publish(redis, streams.LOGOUT_REQUESTED, logout())
         while not handled and time.monotonic() - sent < 12:
             await asyncio.sleep(0.02)
         assert proc.consumers.healthy()
+    assert await _xreadgroup_calls(redis) >= first + 3
+    assert idle_s >= 2 * block_ms / 1000 * 0.9  # whole blocks, not failed reads
     assert handled and handled[0] - sent < 1.0
-    assert not [r for r in caplog.records if "fetch error" in r.getMessage()]
+    logging.getLogger("faststream").removeHandler(listener)
+    assert not [r for r in errors if "fetch error" in r.getMessage()]
 
 
 async def test_messages_reach_the_handler_without_a_thread_hop(

@@ -1,4 +1,4 @@
-"""One Redis user per service from an ACL file, `default` off (issue 11, item 2), on a real
+"""One Redis user per service from an ACL file, `default` off, on a real
 redis-server started with `--aclfile`: anonymous clients are refused, each service may
 do its job and nothing else, users survive a restart and `ACL SAVE` works."""
 

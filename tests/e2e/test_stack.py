@@ -240,7 +240,7 @@ def test_redis_refuses_anonymous_clients_and_each_process_has_its_own_user(stack
 
 
 def test_redis_restarted_empty_then_new_requests_complete_without_restarts(stack: Stack) -> None:
-    """Issue 14: data lost (a restart without it, or a failover to an empty replica).
+    """Redis data lost (a restart without it, or a failover to an empty replica).
     Every consumer recreates its group, the agents announce themselves again, the ENT
     worker re-publishes its JWKS key; no process is restarted."""
     pids = {p.name: p.popen.pid for p in stack.procs if p.popen}

@@ -25,20 +25,13 @@ from sortie_core.steps import RetryPolicy
 from sortie_ent.adapters.http import CasRestSessions, HttpAppLogout
 from sortie_ent.handlers import handle_logout
 from sortie_ent.registry import parse_registry
+from tests.redis_server import free_port
 from tests.workers.helpers import ALICE, logout
 
 SERVE = Path(__file__).parent / "casapps" / "serve.py"
 POLICY = RetryPolicy(max_attempts=2, base_s=0.01, max_s=0.02)
 _INPUT = re.compile(r"<input\b[^>]*>", re.IGNORECASE)
 _ATTR = re.compile(r'(\w+)="([^"]*)"')
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The published signing keys (issue 11, items 4 and 5), on a real redis-server behind the
+"""The published signing keys, on a real redis-server behind the
 orchestrator's JWKS endpoint.
 
 Item 4: the JWKS is accepted by independent relying-party libraries (cryptojwt, which

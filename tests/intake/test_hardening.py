@@ -1,4 +1,4 @@
-"""Low-severity findings of the security audit (issue 11, items 8, 9, 13, 15, 17), over real
+"""Low-severity findings of a security audit, over real
 HTTP to a real orchestrator on its own redis-server."""
 
 from __future__ import annotations

@@ -182,8 +182,8 @@ async def test_lost_announcement_and_stale_pending_entry_are_recovered(
 async def test_reports_for_unknown_requests_are_dead_lettered_and_invalid_utf8_too(
     app: FastAPI, api: httpx.AsyncClient, redis: Redis
 ) -> None:
-    """Issue 14: reports for a request that does not exist were dropped without a trace,
-    and one undecodable entry stopped a host's drain, stranding the reports beside it."""
+    """Reports for a request that does not exist are not dropped without a trace, and
+    one undecodable entry does not stop a host's drain, stranding the reports beside it."""
     rid = await _logout(app, api, redis)
     stream = streams.agent_results_stream("pc-1")
     ghost = uuid.uuid4()

@@ -39,7 +39,7 @@ async def test_logout_is_accepted_durably_with_its_event(client: httpx.AsyncClie
     assert fields[b"request_id"].decode() == rid
     event = json.loads(fields[b"data"])
     assert event["type"] == "logout.requested"
-    # The credentials never go on a stream (issue 11, item 3): the ent-worker alone reads
+    # The credentials never go on a stream: the ent-worker alone reads
     # them from the request's credentials key, written in the same atomic step.
     assert event["sso_session"] is None and event["sso_session_stored"] is True
     assert b"TGT-1-secret-value" not in entries[0][1][b"data"]

@@ -1,5 +1,5 @@
 """A report costs two round trips: the load, then one script that compare-and-sets,
-publishes what follows and acknowledges the report's entry (issue 12)."""
+publishes what follows and acknowledges the report's entry."""
 
 from __future__ import annotations
 
@@ -42,3 +42,18 @@ async def test_a_report_is_loaded_then_committed_and_acknowledged_in_one_script(
     assert (await redis.xpending(stream, group))["pending"] == 0
     # Both reported: the SSO logout went out with the second commit.
     assert await redis.xlen(streams.SSO_LOGOUT_REQUESTED) == 1
+
+
+async def test_an_accepted_logout_costs_at_most_two_round_trips(orchestrator, client) -> None:
+    """The intake (issue 12 item 2): the presence read for the user's hosts, then the one
+    create script that stores the request and publishes its commands."""
+    redis = orchestrator.state.wiring.redis
+    trips = []
+    for n in range(2):  # the first one also loads the script
+        body = {"subject": {"user_id": f"cost{n}", "upn": f"cost{n}@example.org"}}
+        with counted(redis) as made:
+            resp = await client.post("/v1/logouts", json=body)
+        assert resp.status_code == 202, resp.text
+        trips.append(made)
+    assert len(trips[1]) <= 2, trips[1]
+    assert "EVALSHA" in trips[1]

@@ -24,7 +24,6 @@ from sortie_core.events import (
     Target,
     Verification,
     decode_event,
-    encode_event,
 )
 from sortie_core.steps import RetryPolicy
 from sortie_ent.adapters.fake import FakeAppLogout, FakeSsoSessions
@@ -680,7 +679,7 @@ async def test_many_tickets_fit_the_contract_with_the_failures_first(
     apps.fail("esper", *([None] * 120), PermanentError("gone", code="app_rejected"))
     result = await handle_logout(logout(), registry=registry, apps=apps, sso=cas, policy=POLICY)
     assert result is not None
-    decoded = decode_event(encode_event(result))
+    decoded = decode_event(result.model_dump_json())
     assert isinstance(decoded, RevocationCompleted)
     esper = next(s for s in decoded.steps if s.action == "app_logout:esper")
     assert len(apps.slo_calls) == 250

@@ -8,7 +8,6 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -303,16 +302,20 @@ async def test_destroy_user_sessions_uses_the_actuator_with_basic_auth(
     assert "pa:ss" not in str(unauthorized.value)
 
 
-async def test_cas_transport_errors_are_transient() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectTimeout("slow", request=request)
-
-    cas = CasRestSessions("http://cas.test/cas", transport=httpx.MockTransport(handler))
+async def test_cas_transport_errors_are_transient(cas_peer: tuple[StubHttp, str]) -> None:
+    stub, cas_url = cas_peer
+    stub.script("DELETE", "/cas/v1/tickets/TGT-1", Reply(200, delay_s=1.0))
+    cas = CasRestSessions(cas_url, timeout_s=0.1)
     with pytest.raises(TransientError) as info:
         await cas.destroy_ticket("TGT-1")
     await cas.aclose()
+    closed = CasRestSessions(f"http://127.0.0.1:{free_port()}/cas")
+    with pytest.raises(TransientError) as refused:
+        await closed.destroy_ticket("TGT-2")
+    await closed.aclose()
     assert info.value.code == "cas_timeout"
-    assert "TGT-1" not in str(info.value)
+    assert refused.value.code == "cas_unreachable"
+    assert "TGT-1" not in str(info.value) and "TGT-2" not in str(refused.value)
 
 
 def apereo_session(tgt: str, user: str, services: dict[str, str]) -> dict[str, Any]:

@@ -42,7 +42,7 @@ def test_empty_file_is_an_empty_registry() -> None:
         ),
         ("applications: [{name: a, protocol: cas_slo, service_patterns: ['(']}]", "invalid"),
         ("applications: [{name: a, protocol: cas_slo}]", "service_patterns"),
-        # Item 11 of issue 11: an unescaped dot in the host matches any character.
+        # An unescaped dot in the host would match any character.
         (
             "applications: [{name: a, protocol: cas_slo,"
             " service_patterns: ['https://ent.school.example/.*']}]",

@@ -1,4 +1,4 @@
-"""A compromised workstation agent cannot hide another host's sessions (issue 11, item 1),
+"""A compromised workstation agent cannot hide another host's sessions,
 against a real redis-server with the agents' ACL users and the real orchestrator.
 
 What it tries: an entry with the largest possible id and `MAXLEN 0` on every stream its

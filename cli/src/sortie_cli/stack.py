@@ -109,6 +109,8 @@ class Stack:
     # How the m365-worker finds a user named by ENT id only (SORTIE_M365_IDENTITY_LOOKUPS,
     # e.g. "onPremisesSamAccountName={user_id}"); None keeps the environment's value.
     m365_identity_lookups: str | None = None
+    # Latency of every simulator call (bench/e2e.py --latency); 0: none.
+    sim_latency_ms: float = 0.0
     procs: list[Proc] = field(default_factory=list)
     urls: dict[str, str] = field(default_factory=dict)
     # One Redis URL per process (its own ACL user) when the stack runs its own Redis.
@@ -211,6 +213,8 @@ class Stack:
             if name == "entapps":
                 # Its oidc_bcl apps verify logout tokens against the orchestrator's JWKS.
                 extra = ["--jwks-url", f"{api}/.well-known/jwks.json"]
+            if self.sim_latency_ms:
+                extra = [*extra, "--latency-ms", str(self.sim_latency_ms)]
             procs.append(
                 self._py(
                     f"sim-{name}",

@@ -12,9 +12,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter
+from pydantic import AwareDatetime, Field, TypeAdapter
 
 from .coverage import Coverage, Discovery
 from .model import Frozen
@@ -291,7 +291,7 @@ class StepResult(Frozen):
 
     @property
     def done(self) -> bool:
-        """Whether this step proves its part of the access is gone (DESIGN.md, the saga):
+        """Whether this step proves its part of the access is gone (the saga's rule):
         a success verified or acknowledged; `not_found` only after an authoritative lookup
         (verified, with its evidence); `skipped` only for a policy reason."""
         if self.outcome == Outcome.SUCCEEDED:
@@ -308,6 +308,23 @@ class RevocationCompleted(Envelope):
     service: ServiceName
     steps: Annotated[tuple[StepResult, ...], Field(max_length=500)]
     discovery: Discovery | None = None
+
+    @classmethod
+    def answering(
+        cls,
+        command: Envelope,
+        service: str,
+        steps: tuple[StepResult, ...] | list[StepResult],
+        discovery: Discovery | None = None,
+    ) -> RevocationCompleted:
+        """What `service` reports about `command`: its request, its subject, these steps."""
+        return cls(
+            service=service,
+            request_id=command.request_id,
+            subject=command.subject,
+            steps=tuple(steps),
+            discovery=discovery,
+        )
 
 
 class SsoLogoutRequested(Command):
@@ -345,8 +362,7 @@ class RequestFinished(Envelope):
 
 
 class DeadLettered(Frozen):
-    """What `deadletter` (and an agent's `agent.deadletter.<host>`) holds: the original
-    entry and why it was given up."""
+    """A `deadletter` (or `agent.deadletter.<host>`) entry: the original, and why."""
 
     type: Literal["deadletter"] = "deadletter"
     stream: str
@@ -377,11 +393,3 @@ _EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 def decode_event(data: bytes | str) -> Event:
     """Decode any message of the contract; raises pydantic.ValidationError on bad input."""
     return _EVENT_ADAPTER.validate_json(data)
-
-
-def encode_event(event: BaseModel) -> str:
-    return event.model_dump_json()
-
-
-def event_json_schema() -> dict[str, Any]:
-    return _EVENT_ADAPTER.json_schema()

@@ -147,17 +147,17 @@ class ServiceSettings(BaseSettings):
     concurrency: int = Field(default=32, ge=1, le=1024)
     # Entries larger than this (all fields) are dead-lettered `too_large`.
     max_entry_bytes: int = Field(default=1_048_576, ge=1024)
-    # Redis connections per process (None: 2 x concurrency + 16) and how long a command
-    # waits for a free one before failing (the intake then answers 503).
+    # Redis connections per process (None: 2 x concurrency + 16 + intake connections) and
+    # how long a command waits for a free one before failing (the intake then answers
+    # 503). The wait is long enough for a busy process's own backlog: only a Redis that
+    # stays saturated past it answers 503.
     redis_max_connections: int | None = Field(default=None, ge=4)
-    redis_pool_timeout_s: float = Field(default=2.0, gt=0)
+    redis_pool_timeout_s: float = Field(default=10.0, gt=0)
+    # Connections reserved for HTTP requests that use Redis (the orchestrator's intake).
+    redis_intake_connections: int = Field(default=0, ge=0)
     graceful_timeout_s: float = Field(default=15.0, ge=0)
     # Dead consumer names (idle this long, nothing pending) are removed from their groups.
     consumer_expiry_s: float | None = Field(default=3600.0, gt=0)
-    # Step retries inside a handler.
-    step_max_attempts: int = Field(default=4, ge=1)
-    step_backoff_base_s: float = Field(default=0.2, ge=0)
-    step_backoff_max_s: float = Field(default=5.0, ge=0)
 
     @classmethod
     def settings_customise_sources(
@@ -195,6 +195,15 @@ class ServiceSettings(BaseSettings):
                 "(user in the URL, password in SORTIE_REDIS_PASSWORD_FILE)"
             )
         return problems
+
+
+class WorkerSettings(ServiceSettings):
+    """A service that runs revocation steps (the workers and the agent): how each step is
+    retried inside its handler (`sortie_core.steps.RetryPolicy.of`)."""
+
+    step_max_attempts: int = Field(default=4, ge=1)
+    step_backoff_base_s: float = Field(default=0.2, ge=0)
+    step_backoff_max_s: float = Field(default=5.0, ge=0)
 
 
 S = TypeVar("S", bound=ServiceSettings)

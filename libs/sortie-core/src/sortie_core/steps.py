@@ -16,6 +16,8 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
@@ -31,6 +33,9 @@ from .events import (
     utcnow,
 )
 from .metrics import REVOCATION_DURATION, STEP_RETRIES, VERIFICATIONS
+
+if TYPE_CHECKING:
+    from .settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +58,15 @@ class RetryPolicy:
         ceiling = min(self.max_s, self.base_s * (2 ** (attempt - 1)))
         # "Full jitter": spreads retries of many clients over the whole window.
         return random.uniform(0, ceiling)
+
+    @classmethod
+    def of(cls, settings: WorkerSettings) -> RetryPolicy:
+        """The step retries a service's settings ask for (`SORTIE_*_STEP_*`)."""
+        return cls(
+            max_attempts=settings.step_max_attempts,
+            base_s=settings.step_backoff_base_s,
+            max_s=settings.step_backoff_max_s,
+        )
 
 
 class StepSkipped(Exception):
@@ -206,47 +220,66 @@ async def run_step(
         error = proof.error
     if proof is not None:
         VERIFICATIONS.labels(metric_service or service, proof.verification.value).inc()
-    finished = utcnow()
-    result = StepResult(
-        action=action,
-        outcome=outcome,
+    return ended(
+        action,
+        outcome,
         attempts=attempts,
         started_at=started,
-        finished_at=finished,
         error=error,
         detail=detail,
         verification=proof.verification if proof else None,
         evidence=proof.evidence if proof else None,
         skip_reason=skip_reason,
+        observed_by=metric_service or service,
     )
-    REVOCATION_DURATION.labels(metric_service or service, action, outcome.value).observe(
-        result.duration_seconds
+
+
+def ended(
+    action: str,
+    outcome: Outcome,
+    *,
+    attempts: int = 0,
+    started_at: datetime | None = None,
+    finished_at: datetime | None = None,
+    error: StepError | None = None,
+    detail: str | None = None,
+    verification: Verification | None = None,
+    evidence: Evidence | None = None,
+    skip_reason: SkipReason | None = None,
+    observed_by: str | None = None,
+) -> StepResult:
+    """A step that ends now, or at `finished_at` (started then unless `started_at`).
+    `observed_by`: the service whose `sortie_revocation_duration_seconds` counts it."""
+    now = finished_at or utcnow()
+    result = StepResult(
+        action=action,
+        outcome=outcome,
+        attempts=attempts,
+        started_at=started_at or now,
+        finished_at=now,
+        error=error,
+        detail=detail,
+        verification=verification,
+        evidence=evidence,
+        skip_reason=skip_reason,
     )
+    if observed_by is not None:
+        REVOCATION_DURATION.labels(observed_by, action, outcome.value).observe(
+            result.duration_seconds
+        )
     return result
 
 
 def skipped(action: str, reason: str, why: SkipReason) -> StepResult:
-    now = utcnow()
-    return StepResult(
-        action=action,
-        outcome=Outcome.SKIPPED,
-        attempts=0,
-        started_at=now,
-        finished_at=now,
-        detail=reason,
-        skip_reason=why,
-    )
+    return ended(action, Outcome.SKIPPED, detail=reason, skip_reason=why)
 
 
 def deadlettered(action: str, record: DeadLettered) -> StepResult:
     """The step of a command the broker gave up on: failed, so its request still ends."""
-    now = utcnow()
-    return StepResult(
-        action=action,
-        outcome=Outcome.FAILED,
+    return ended(
+        action,
+        Outcome.FAILED,
         attempts=record.deliveries,
-        started_at=now,
-        finished_at=now,
         error=StepError(
             code="deadlettered",
             message=f"command given up after {record.deliveries} deliveries ({record.reason})",

@@ -38,28 +38,26 @@ def valid_host(host: str) -> bool:
     return bool(_HOST_RE.fullmatch(host))
 
 
-def workstation_stream(host: str) -> str:
+def _of_host(prefix: str, host: str) -> str:
     if not valid_host(host):
         raise ValueError(f"invalid workstation host name: {host!r}")
-    return f"{WORKSTATION_PREFIX}{host.lower()}"
+    return f"{prefix}{host.lower()}"
+
+
+def workstation_stream(host: str) -> str:
+    return _of_host(WORKSTATION_PREFIX, host)
 
 
 def agent_results_stream(host: str) -> str:
-    if not valid_host(host):
-        raise ValueError(f"invalid workstation host name: {host!r}")
-    return f"{AGENT_RESULTS_PREFIX}{host.lower()}"
+    return _of_host(AGENT_RESULTS_PREFIX, host)
 
 
 def agent_deadletter_stream(host: str) -> str:
-    if not valid_host(host):
-        raise ValueError(f"invalid workstation host name: {host!r}")
-    return f"{AGENT_DEADLETTER_PREFIX}{host.lower()}"
+    return _of_host(AGENT_DEADLETTER_PREFIX, host)
 
 
 def agent_wake_channel(host: str) -> str:
-    if not valid_host(host):
-        raise ValueError(f"invalid workstation host name: {host!r}")
-    return f"{AGENT_WAKE_PREFIX}{host.lower()}"
+    return _of_host(AGENT_WAKE_PREFIX, host)
 
 
 def host_of_wake_channel(channel: str) -> str | None:

@@ -1,5 +1,6 @@
 """Stream retention. Acknowledged entries stay in a stream until trimmed, and `MAXLEN ~`
-could drop entries that are still pending (FIELD-NOTES.md). This trims by MINID below the
+could drop entries that are still pending (XTRIM ignores consumer groups:
+https://redis.io/docs/latest/commands/xtrim/). This trims by MINID below the
 oldest entry any consumer group still needs, and never newer than the retention window,
 so nothing accepted is lost and `request.finished` stays readable for auditors a while.
 """

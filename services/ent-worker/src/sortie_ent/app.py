@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from sortie_core.runtime import run_worker
+from sortie_core.runtime import run, run_worker
 from sortie_core.settings import load_settings
 
 from .bootstrap import SERVICE, make_build
@@ -13,4 +11,4 @@ from .settings import EntSettings
 
 def main() -> None:
     settings = load_settings(EntSettings)
-    asyncio.run(run_worker(SERVICE, settings, make_build(settings)))
+    run(run_worker(SERVICE, settings, make_build(settings)))

@@ -42,14 +42,6 @@ SERVICE = "ent-worker"
 Build = Callable[[RedisBroker, Redis], Awaitable[WorkerParts]]
 
 
-def retry_policy(settings: EntSettings) -> RetryPolicy:
-    return RetryPolicy(
-        max_attempts=settings.step_max_attempts,
-        base_s=settings.step_backoff_base_s,
-        max_s=settings.step_backoff_max_s,
-    )
-
-
 def read_registry(settings: EntSettings) -> Registry:
     if settings.registry_path is None:
         log.warning("no application registry (SORTIE_ENT_REGISTRY_PATH): every ticket is refused")
@@ -138,7 +130,7 @@ def make_build(
             actuator_password=settings.cas_actuator_password,
             timeout_s=settings.cas_timeout_s,
         )
-        policy = retry_policy(settings)
+        policy = RetryPolicy.of(settings)
         if not settings.cas_actuator_enabled:
             log.warning(
                 "no CAS ssoSessions actuator (SORTIE_ENT_CAS_ACTUATOR_ENABLED=false): sessions "

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from sortie_core import services
 from sortie_core.errors import PermanentError, RefusedError
@@ -33,11 +34,10 @@ from sortie_core.events import (
     Target,
     utcnow,
 )
-from sortie_core.metrics import REVOCATION_DURATION
-from sortie_core.steps import Contradicted, RetryPolicy, deadlettered, run_step, skipped
+from sortie_core.steps import Contradicted, RetryPolicy, deadlettered, ended, run_step, skipped
 
 from .adapters import AppLogout, SsoSessions
-from .discovery import discover, ticket_ref
+from .discovery import Found, discover, ticket_ref
 from .oidc import LogoutTokenSigner
 from .registry import UNREGISTERED, Application, AppProtocol, Registry, url_host
 from .slo import SloTickets
@@ -146,21 +146,16 @@ async def bounded_step(
         async with asyncio.timeout(timeout_s):
             return await run_step(SERVICE, action, counted, policy)
     except TimeoutError:
-        finished = utcnow()
-        result = StepResult(
-            action=action,
-            outcome=Outcome.FAILED,
+        return ended(
+            action,
+            Outcome.FAILED,
             attempts=max(1, attempts),
             started_at=started,
-            finished_at=finished,
             error=StepError(
                 code="timeout", message=f"no answer within {timeout_s:g}s", retryable=True
             ),
+            observed_by=SERVICE,
         )
-        REVOCATION_DURATION.labels(SERVICE, action, Outcome.FAILED.value).observe(
-            result.duration_seconds
-        )
-        return result
 
 
 def _bcl_body(
@@ -201,15 +196,16 @@ async def _no_ticket(app: Application, why: str) -> str | None:
     )
 
 
-async def _execute(
-    step: PlannedStep,
-    *,
-    subject: Subject,
-    apps: AppLogout,
-    policy: RetryPolicy,
-    default_timeout_s: float,
-    signer: LogoutTokenSigner | None = None,
-) -> StepResult:
+class Run(NamedTuple):  # what a handler runs its steps with
+    apps: AppLogout
+    policy: RetryPolicy
+    concurrency: int
+    default_timeout_s: float
+    signer: LogoutTokenSigner | None
+
+
+async def _execute(step: PlannedStep, subject: Subject, run: Run) -> StepResult:
+    apps, policy, _, default_timeout_s, signer = run
     if step.kind is StepKind.REFUSED:
         hosts = step.refused_hosts
         return await run_step(SERVICE, step.action, lambda: _refuse(hosts), policy)
@@ -240,29 +236,23 @@ async def _execute(
 
 
 async def _run_plan(
+    event: LogoutRequested | OffboardRequested,
+    found: Found,
     plan: Sequence[PlannedStep],
-    *,
-    subject: Subject,
-    apps: AppLogout,
-    policy: RetryPolicy,
-    concurrency: int,
-    default_timeout_s: float,
-    signer: LogoutTokenSigner | None = None,
-) -> tuple[StepResult, ...]:
-    slots = asyncio.Semaphore(concurrency)
+    run: Run,
+) -> RevocationCompleted:
+    """Every planned step, `concurrency` of them at a time, reported with what discovery
+    found."""
+    slots = asyncio.Semaphore(run.concurrency)
 
     async def one(step: PlannedStep) -> StepResult:
         async with slots:
-            return await _execute(
-                step,
-                subject=subject,
-                apps=apps,
-                policy=policy,
-                default_timeout_s=default_timeout_s,
-                signer=signer,
-            )
+            return await _execute(step, event.subject, run)
 
-    return tuple(await asyncio.gather(*(one(s) for s in plan)))
+    steps = tuple(await asyncio.gather(*(one(s) for s in plan)))
+    what = "logout" if isinstance(event, LogoutRequested) else "offboard"
+    log.info("request %s: ent %s %s", event.request_id, what, _summary(steps))
+    return RevocationCompleted.answering(event, SERVICE, steps, found.discovery)
 
 
 def _summary(steps: Sequence[StepResult]) -> str:
@@ -286,23 +276,9 @@ async def handle_logout(
         return None
     tgt = event.sso_session.tgt if event.sso_session else None
     found = await discover(sso, event.subject, registry, tgt=tgt, caller=caller_tickets(event))
-    steps = await _run_plan(
-        plan_apps(found.tickets, registry, unknown_why=found.error, wants=event.retries),
-        subject=event.subject,
-        apps=apps,
-        policy=policy,
-        concurrency=concurrency,
-        default_timeout_s=default_timeout_s,
-        signer=signer,
-    )
-    log.info("request %s: ent logout %s", event.request_id, _summary(steps))
-    return RevocationCompleted(
-        service=SERVICE,
-        request_id=event.request_id,
-        subject=event.subject,
-        steps=steps,
-        discovery=found.discovery,
-    )
+    plan = plan_apps(found.tickets, registry, unknown_why=found.error, wants=event.retries)
+    run = Run(apps, policy, concurrency, default_timeout_s, signer)
+    return await _run_plan(event, found, plan, run)
 
 
 async def handle_offboard(
@@ -321,23 +297,10 @@ async def handle_offboard(
     if not event.addressed_to(SERVICE):
         return None
     found = await discover(sso, event.subject, registry)
-    steps = await _run_plan(
-        plan_apps(found.tickets, registry, unknown_why=found.error, wants=offboard_wants(event)),
-        subject=event.subject,
-        apps=apps,
-        policy=policy,
-        concurrency=concurrency,
-        default_timeout_s=default_timeout_s,
-        signer=signer,
-    )
-    log.info("request %s: ent offboard %s", event.request_id, _summary(steps))
-    return RevocationCompleted(
-        service=SERVICE,
-        request_id=event.request_id,
-        subject=event.subject,
-        steps=steps,
-        discovery=found.discovery,
-    )
+    wants = offboard_wants(event)
+    plan = plan_apps(found.tickets, registry, unknown_why=found.error, wants=wants)
+    run = Run(apps, policy, concurrency, default_timeout_s, signer)
+    return await _run_plan(event, found, plan, run)
 
 
 def sso_action(event: SsoLogoutRequested) -> str:
@@ -430,9 +393,6 @@ def handle_deadlettered(
         plan = plan_apps((), registry, unknown_why=given_up, wants=offboard_wants(event))
     else:
         return None
-    return RevocationCompleted(
-        service=SERVICE,
-        request_id=event.request_id,
-        subject=event.subject,
-        steps=tuple(deadlettered(s.action, record) for s in plan),
+    return RevocationCompleted.answering(
+        event, SERVICE, [deadlettered(s.action, record) for s in plan]
     )

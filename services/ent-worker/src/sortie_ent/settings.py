@@ -7,10 +7,10 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from sortie_core.settings import ServiceSettings, redis_password_field, redis_url_field
+from sortie_core.settings import WorkerSettings, redis_password_field, redis_url_field
 
 
-class EntSettings(ServiceSettings):
+class EntSettings(WorkerSettings):
     model_config = SettingsConfigDict(
         env_prefix="SORTIE_ENT_", extra="ignore", populate_by_name=True
     )

@@ -37,14 +37,6 @@ SERVICE = "m365-worker"
 Build = Callable[[RedisBroker, Redis], Awaitable[WorkerParts]]
 
 
-def retry_policy(settings: M365Settings) -> RetryPolicy:
-    return RetryPolicy(
-        max_attempts=settings.step_max_attempts,
-        base_s=settings.step_backoff_base_s,
-        max_s=settings.step_backoff_max_s,
-    )
-
-
 def identity_config(settings: M365Settings) -> handlers.IdentityConfig:
     return handlers.IdentityConfig(
         lookups=settings.lookups, skew=timedelta(seconds=settings.verify_clock_skew_s)
@@ -98,7 +90,7 @@ def make_build(settings: M365Settings, directory: M365Directory | None = None) -
 
     async def build(broker: RedisBroker, redis: Redis) -> WorkerParts:
         m365 = directory or graph_directory(settings, redis)
-        policy = retry_policy(settings)
+        policy = RetryPolicy.of(settings)
         identity = identity_config(settings)
         ops = leaver_ops(m365)
         tap = TapConfig(settings.tap_lifetime_minutes, settings.tap_usable_once)

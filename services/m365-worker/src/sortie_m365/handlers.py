@@ -27,11 +27,10 @@ from sortie_core.events import (
     StepResult,
     Target,
     Verification,
-    utcnow,
 )
-from sortie_core.metrics import REVOCATION_DURATION, VERIFICATIONS
+from sortie_core.metrics import VERIFICATIONS
 from sortie_core.services import m365_offboard_actions, m365_reversal_actions
-from sortie_core.steps import RetryPolicy, deadlettered, run_step, skipped
+from sortie_core.steps import RetryPolicy, deadlettered, ended, run_step, skipped
 
 from . import leaver
 from .adapters import M365Directory, M365User
@@ -100,30 +99,26 @@ def _unresolved(action: str, found: Resolution) -> StepResult:
     """A step that stands for a lookup that found no one: `not_found` with the lookups as
     evidence when Graph answered every one of them, else failed with why. Counted in the
     step metrics like any step."""
-    now = utcnow()
     if found.unknown:
         VERIFICATIONS.labels(SERVICE, Verification.VERIFIED.value).inc()
-        step = StepResult(
-            action=action,
-            outcome=Outcome.NOT_FOUND,
+        return ended(
+            action,
+            Outcome.NOT_FOUND,
             attempts=found.attempts,
             started_at=found.started_at,
-            finished_at=now,
             detail="user not found in Microsoft 365 by any identifier known",
             verification=Verification.VERIFIED,
             evidence=found.evidence(),
+            observed_by=SERVICE,
         )
-    else:
-        step = StepResult(
-            action=action,
-            outcome=Outcome.FAILED,
-            attempts=found.attempts,
-            started_at=found.started_at,
-            finished_at=now,
-            error=found.error,
-        )
-    REVOCATION_DURATION.labels(SERVICE, action, step.outcome.value).observe(step.duration_seconds)
-    return step
+    return ended(
+        action,
+        Outcome.FAILED,
+        attempts=found.attempts,
+        started_at=found.started_at,
+        error=found.error,
+        observed_by=SERVICE,
+    )
 
 
 async def _run_actions(
@@ -171,14 +166,8 @@ async def _run_actions(
 def _not_found_after(action: str, earlier: str) -> StepResult:
     """Graph said the user is gone in an earlier step: that step's word, not a lookup by
     every identifier, so this proves nothing (no evidence)."""
-    now = utcnow()
-    return StepResult(
-        action=action,
-        outcome=Outcome.NOT_FOUND,
-        attempts=0,
-        started_at=now,
-        finished_at=now,
-        detail=f"user not found in Microsoft 365 (reported by {earlier})",
+    return ended(
+        action, Outcome.NOT_FOUND, detail=f"user not found in Microsoft 365 (reported by {earlier})"
     )
 
 
@@ -195,13 +184,7 @@ async def handle_logout(
         event, [M365Action.REVOKE_SESSIONS], directory, policy, identity, 40
     )
     log.info("request %s: m365 logout %s", event.request_id, steps[0].outcome.value)
-    return RevocationCompleted(
-        service=SERVICE,
-        request_id=event.request_id,
-        subject=event.subject,
-        steps=tuple(steps),
-        discovery=discovery,
-    )
+    return RevocationCompleted.answering(event, SERVICE, steps, discovery)
 
 
 async def handle_offboard(
@@ -243,13 +226,7 @@ def report(
         what,
         ", ".join(f"{s.action}={s.outcome.value}" for s in steps),
     )
-    return RevocationCompleted(
-        service=SERVICE,
-        request_id=event.request_id,
-        subject=event.subject,
-        steps=tuple(steps),
-        discovery=discovery,
-    )
+    return RevocationCompleted.answering(event, SERVICE, steps, discovery)
 
 
 def expected_actions(event: LogoutRequested | OffboardRequested) -> list[str]:
@@ -271,6 +248,4 @@ def handle_deadlettered(event: object, record: DeadLettered) -> RevocationComple
     if isinstance(event, LogoutRequested) and Target.M365 not in event.targets:
         return None
     steps = tuple(deadlettered(action, record) for action in names)
-    return RevocationCompleted(
-        service=SERVICE, request_id=event.request_id, subject=event.subject, steps=steps
-    )
+    return RevocationCompleted.answering(event, SERVICE, steps)

@@ -8,12 +8,12 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from sortie_core.settings import ServiceSettings, redis_password_field, redis_url_field
+from sortie_core.settings import WorkerSettings, redis_password_field, redis_url_field
 
 from .identity import Lookup
 
 
-class M365Settings(ServiceSettings):
+class M365Settings(WorkerSettings):
     model_config = SettingsConfigDict(
         env_prefix="SORTIE_M365_", extra="ignore", populate_by_name=True
     )

@@ -1,3 +1,5 @@
+"""`python -m sortie_orchestrator`: runs the orchestrator."""
+
 from sortie_orchestrator.app import main
 
 main()

@@ -77,10 +77,13 @@ async def _create(
     idempotency_key: str | None,
     principal: str,
     fingerprint: str,
+    progress: tuple[str, int] | None = None,
 ) -> tuple[bool, uuid.UUID]:
     """Store a new request and its first messages; count it once, however often it
     is submitted with the same Idempotency-Key (and body: `fingerprint`)."""
-    created, rid = await deps.store.create(transition, idempotency_key, principal, fingerprint)
+    created, rid = await deps.store.create(
+        transition, idempotency_key, principal, fingerprint, progress
+    )
     if created:
         REQUESTS_TOTAL.labels(transition.state.kind.value, "accepted").inc()
         _observe(transition)
@@ -97,11 +100,14 @@ async def accept_logout(
     idempotency_key: str | None,
     principal: str,
     fingerprint: str = "",
+    progress: tuple[str, int] | None = None,
 ) -> tuple[bool, uuid.UUID]:
+    """`progress`: the key and time to live of the request's progress link, written by
+    the same script (the intake then costs two round trips: presence, create)."""
     now = utcnow()
     state = saga.new_logout(uuid.uuid4(), subject, reason, targets, sso_session, now)
     transition = saga.start(state, await _hosts(deps, state), now, deps.timeouts)
-    return await _create(deps, transition, idempotency_key, principal, fingerprint)
+    return await _create(deps, transition, idempotency_key, principal, fingerprint, progress)
 
 
 async def accept_offboard(

@@ -75,6 +75,8 @@ class OrchestratorSettings(ServiceSettings):
     model_config = SettingsConfigDict(
         env_prefix="SORTIE_ORCHESTRATOR_", extra="ignore", populate_by_name=True
     )
+    # The intake's share of the Redis pool (hundreds of clients at once: issue 12 item 4).
+    redis_intake_connections: int = Field(default=128, ge=0)
 
     # The API tokens may come from a file (SORTIE_ORCHESTRATOR_TOKENS_FILE), like secrets.
     file_settings: ClassVar[tuple[str, ...]] = ("tokens",)

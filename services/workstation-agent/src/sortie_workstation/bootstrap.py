@@ -22,14 +22,6 @@ SERVICE = "workstation-agent"
 Build = Callable[[RedisBroker, Redis], Awaitable[WorkerParts]]
 
 
-def retry_policy(settings: AgentSettings) -> RetryPolicy:
-    return RetryPolicy(
-        max_attempts=settings.step_max_attempts,
-        base_s=settings.step_backoff_base_s,
-        max_s=settings.step_backoff_max_s,
-    )
-
-
 def detect_backend(settings: AgentSettings, platform: str = sys.platform) -> str:
     """`auto`: `windows` on Windows (MultiPoint hosts set `multipoint` explicitly),
     `linux` elsewhere."""
@@ -57,7 +49,7 @@ def make_agent(settings: AgentSettings, redis: Redis, backend: SessionBackend) -
         host=settings.host,
         backend=backend,
         redis=redis,
-        policy=retry_policy(settings),
+        policy=RetryPolicy.of(settings),
         heartbeat_s=settings.heartbeat_s,
         session_policy=settings.policy,
         shared_station=settings.shared_station,

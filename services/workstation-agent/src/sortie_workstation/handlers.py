@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from sortie_core import services
 from sortie_core.errors import NotFoundError
 from sortie_core.events import (
     DeadLettered,
@@ -35,7 +36,8 @@ _ALREADY = {SessionAction.DISCONNECT: "disconnected", SessionAction.LOCK: "locke
 
 
 def service_name(host: str) -> str:
-    return f"workstation:{host}"
+    # The orchestrator expects exactly this name on the host's results stream.
+    return services.workstation_service(host)
 
 
 def logout_action(policy: str, shared_station: bool) -> SessionAction:
@@ -181,12 +183,7 @@ async def handle_logout(
     )
     for step in steps:
         log.info("request %s: %s %s=%s", event.request_id, host, step.action, step.outcome.value)
-    return RevocationCompleted(
-        service=service_name(host),
-        request_id=event.request_id,
-        subject=event.subject,
-        steps=tuple(steps),
-    )
+    return RevocationCompleted.answering(event, service_name(host), steps)
 
 
 async def close_browsers(
@@ -215,12 +212,7 @@ async def handle_offboard(
             action.value, "not among the requested actions", SkipReason.ACTION_NOT_SELECTED
         )
     log.info("request %s: %s %s=%s", event.request_id, host, step.action, step.outcome.value)
-    return RevocationCompleted(
-        service=service_name(host),
-        request_id=event.request_id,
-        subject=event.subject,
-        steps=(step,),
-    )
+    return RevocationCompleted.answering(event, service_name(host), (step,))
 
 
 async def handle_admin(
@@ -240,12 +232,7 @@ async def handle_admin(
         account, action, host=host, backend=backend, policy=policy, select=select, scope=scope
     )
     log.info("request %s: %s %s=%s", event.request_id, host, step.action, step.outcome.value)
-    return RevocationCompleted(
-        service=service_name(host),
-        request_id=event.request_id,
-        subject=event.subject,
-        steps=(step,),
-    )
+    return RevocationCompleted.answering(event, service_name(host), (step,))
 
 
 def handle_deadlettered(
@@ -265,9 +252,4 @@ def handle_deadlettered(
         action = event.action
     else:
         return None
-    return RevocationCompleted(
-        service=service_name(host),
-        request_id=event.request_id,
-        subject=event.subject,
-        steps=(deadlettered(action, record),),
-    )
+    return RevocationCompleted.answering(event, service_name(host), (deadlettered(action, record),))

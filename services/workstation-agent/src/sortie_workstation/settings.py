@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from sortie_core.settings import ServiceSettings, redis_password_field, redis_url_field
+from sortie_core.settings import WorkerSettings, redis_password_field, redis_url_field
 from sortie_core.streams import valid_host
 
 
@@ -17,7 +17,7 @@ def default_host() -> str:
     return socket.gethostname().split(".")[0].lower()
 
 
-class AgentSettings(ServiceSettings):
+class AgentSettings(WorkerSettings):
     model_config = SettingsConfigDict(
         env_prefix="SORTIE_AGENT_", extra="ignore", populate_by_name=True
     )

@@ -11,9 +11,13 @@ actuator does, `cas_actuator_not_configured` when Sortie was told it has none).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from pydantic import SecretStr
+
+from sortie_core.errors import PermanentError
 from sortie_core.events import ServiceTicket, Subject
 
 from ..registry import Application
@@ -38,6 +42,34 @@ class AppLogout(Protocol):
         """POST an OIDC `logout_token` to the `backchannel_logout_uri` of `app`."""
 
     async def aclose(self) -> None: ...
+
+
+def logout_url(app: Application) -> str:
+    """The identity logout URL of `app` (`app_misconfigured` without one)."""
+    if app.logout_url is None:
+        raise PermanentError(f"{app.name} has no logout_url", code="app_misconfigured")
+    return app.logout_url
+
+
+def backchannel_logout_uri(app: Application) -> str:
+    """Where `app` takes OIDC logout tokens (`app_misconfigured` without it)."""
+    if app.backchannel_logout_uri is None:
+        raise PermanentError(f"{app.name} has no backchannel_logout_uri", code="app_misconfigured")
+    return app.backchannel_logout_uri
+
+
+def bearer_token(app: Application, tokens: Mapping[str, SecretStr]) -> SecretStr | None:
+    """The token `app` is called with: None without `token_env`, `app_token_missing` when
+    its variable was not set."""
+    if not app.token_env:
+        return None
+    token = tokens.get(app.name)
+    if token is None or not token.get_secret_value():
+        raise PermanentError(
+            f"{app.name}: environment variable {app.token_env} is not set",
+            code="app_token_missing",
+        )
+    return token
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from pydantic import SecretStr
+
 from sortie_core.errors import PermanentError, RefusedError
 from sortie_core.events import ServiceTicket, Subject
 
 from ..registry import Application, url_host
-from . import CasSession
+from . import CasSession, backchannel_logout_uri, bearer_token, logout_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,9 +23,16 @@ class SloCall:
 
 @dataclass
 class FakeAppLogout:
+    """Refuses what `HttpAppLogout` refuses before sending anything (a service URL outside
+    the application, no logout URL, a token not set: `tokens` as HttpAppLogout takes them),
+    then records the call and behaves as scripted."""
+
+    tokens: dict[str, SecretStr] = field(default_factory=dict)
     slo_calls: list[SloCall] = field(default_factory=list)
     identity_calls: list[tuple[str, str]] = field(default_factory=list)
     bcl_calls: list[tuple[str, str]] = field(default_factory=list)
+    # Application names, once per call that succeeded (what the application received).
+    delivered: list[str] = field(default_factory=list)
     # Per application name: what the next calls raise, one per call (None: succeed).
     failures: dict[str, list[Exception | None]] = field(default_factory=dict)
     # Per application name: seconds each call takes.
@@ -46,6 +55,7 @@ class FakeAppLogout:
             error = pending.pop(0) if pending else None
             if error is not None:
                 raise error
+            self.delivered.append(app)
         finally:
             self.in_flight -= 1
 
@@ -60,12 +70,15 @@ class FakeAppLogout:
     async def identity_logout(
         self, app: Application, subject: Subject, *, timeout_s: float
     ) -> None:
+        logout_url(app)
+        bearer_token(app, self.tokens)
         self.identity_calls.append((app.name, subject.sso_username))
         await self._behave(app.name)
 
     async def backchannel_logout(
         self, app: Application, logout_token: str, *, timeout_s: float
     ) -> None:
+        backchannel_logout_uri(app)
         self.bcl_calls.append((app.name, logout_token))
         await self._behave(app.name)
 

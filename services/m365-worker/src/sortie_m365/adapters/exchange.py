@@ -20,6 +20,7 @@ import httpx
 from azure.core.credentials_async import AsyncTokenCredential
 
 from sortie_core.errors import NotFoundError, TransientError
+from sortie_core.http import transport_error
 
 from . import MAIL_PROTOCOLS
 from .graph_errors import error_for
@@ -71,13 +72,8 @@ class ExchangeMailboxProtocols:
         headers = {"Authorization": f"Bearer {token.token}"} if token.token else {}
         try:
             response = await self._client.post(self._path, json=body, headers=headers)
-        except httpx.TimeoutException as err:
-            raise TransientError(f"Exchange timed out on {what}", code="exchange_timeout") from err
         except httpx.TransportError as err:
-            raise TransientError(
-                f"Exchange unreachable for {what} ({type(err).__name__})",
-                code="exchange_unreachable",
-            ) from err
+            raise transport_error(err, f"Exchange ({what})", "exchange") from err
         if response.is_success:
             try:
                 return response.json() if response.content else None

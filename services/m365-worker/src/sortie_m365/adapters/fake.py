@@ -83,9 +83,10 @@ class FakeDirectory:
         return directory
 
     def add(self, upn: str, **attrs: Any) -> FakeUser:
-        user = FakeUser(upn=upn.lower(), **attrs)
+        # Graph keeps a UPN as it was written and matches it case-insensitively.
+        user = FakeUser(upn=upn, **attrs)
         user.id = user.id or user.upn
-        self.users[user.upn] = user
+        self.users[upn.lower()] = user
         return user
 
     def fail(self, method: str, *errors: Exception) -> None:
@@ -100,7 +101,7 @@ class FakeDirectory:
     def _by_path(self, key: str) -> FakeUser:
         lowered = key.lower()
         for user in self.users.values():
-            if lowered in (user.id.lower(), user.upn):
+            if lowered in (user.id.lower(), user.upn.lower()):
                 return user
         raise NotFoundError("user not found in Microsoft 365 (fake)")
 

@@ -37,6 +37,7 @@ from pydantic import SecretStr
 
 from sortie_core.errors import NotFoundError, PermanentError, TransientError
 from sortie_core.events import SkipReason
+from sortie_core.http import transport_error
 from sortie_core.steps import StepSkipped
 
 from . import FILTER_PROPERTIES, FILTER_TOP, M365User
@@ -154,12 +155,8 @@ class GraphSdkDirectory:
                 what,
                 permission=permission,
             ) from err
-        except httpx.TimeoutException as err:
-            raise TransientError(f"Graph timed out on {what}", code="graph_timeout") from err
         except httpx.TransportError as err:
-            raise TransientError(
-                f"Graph unreachable for {what} ({type(err).__name__})", code="graph_unreachable"
-            ) from err
+            raise transport_error(err, f"Graph ({what})", "graph") from err
 
     async def _send_raw(self, info: RequestInformation, what: str) -> bytes | None:
         adapter = self._client.request_adapter

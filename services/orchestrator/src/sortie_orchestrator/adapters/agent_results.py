@@ -37,6 +37,7 @@ from sortie_core.broker import (
 )
 from sortie_core.errors import RefusedError
 from sortie_core.events import RevocationCompleted
+from sortie_core.pipelines import pipelined
 from sortie_orchestrator import handlers
 from sortie_orchestrator.adapters.presence import AGENTS
 
@@ -145,21 +146,20 @@ class AgentResults:
         members = await self.redis.smembers(AGENTS)  # type: ignore[misc]
         hosts = sorted(_s(m) for m in members if streams.valid_host(_s(m)))
         handled = 0
-        for i in range(0, len(hosts), 500):
-            chunk = hosts[i : i + 500]
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for host in chunk:
-                    pipe.xinfo_groups(streams.agent_results_stream(host))
-                infos = await pipe.execute(raise_on_error=False)
-            for host, info in zip(chunk, infos, strict=True):
-                if not self._has_work(info):
-                    continue
-                try:
-                    handled += await self.drain(host)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("re-drain of %s failed", host)
+        async for host, (info,) in pipelined(
+            self.redis,
+            hosts,
+            lambda pipe, host: pipe.xinfo_groups(streams.agent_results_stream(host)),
+            raise_on_error=False,
+        ):
+            if not self._has_work(info):
+                continue
+            try:
+                handled += await self.drain(host)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("re-drain of %s failed", host)
         return handled
 
     def _has_work(self, groups: Any) -> bool:

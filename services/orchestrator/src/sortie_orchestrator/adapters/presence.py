@@ -17,8 +17,10 @@ import json
 import time
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from sortie_core import streams
+from sortie_core.pipelines import pipelined
 from sortie_core.presence import (
     AGENT_HOSTS,
     LAPSE_FACTOR,
@@ -100,21 +102,18 @@ class PresenceIndex:
         members = await self.redis.sunion([AGENT_HOSTS, AGENTS])  # type: ignore[misc]
         hosts = sorted({h for h in (_s(m).lower() for m in members) if streams.valid_host(h)})
         changed = 0
-        for i in range(0, len(hosts), 500):
-            chunk = hosts[i : i + 500]
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for host in chunk:
-                    pipe.hmget(agent_key(host), ["users", "group"])
-                    pipe.get(agent_users_key(host))
-                    pipe.get(agent_group_key(host))
-                rows = await pipe.execute()
-            for j, host in enumerate(chunk):
-                (users, group), indexed, old_group = rows[3 * j : 3 * j + 3]
-                if users is None:
-                    continue  # no record (any more): a lapsed host stays indexed, unreachable
-                if _users(users) != _users(indexed) or _s(group or b"") != _s(old_group or b""):
-                    await self.refresh(host)
-                    changed += 1
+
+        def queue(pipe: Pipeline, host: str) -> None:
+            pipe.hmget(agent_key(host), ["users", "group"])
+            pipe.get(agent_users_key(host))
+            pipe.get(agent_group_key(host))
+
+        async for host, ((users, group), indexed, old_group) in pipelined(self.redis, hosts, queue):
+            if users is None:
+                continue  # no record (any more): a lapsed host stays indexed, unreachable
+            if _users(users) != _users(indexed) or _s(group or b"") != _s(old_group or b""):
+                await self.refresh(host)
+                changed += 1
         return changed
 
     async def hosts_for(self, account: str) -> list[HostPresence]:
@@ -154,15 +153,12 @@ class PresenceIndex:
         (None once it expired), by name."""
         if hosts is None:
             hosts = await self.host_names(group)
-        out: list[tuple[str, PresenceRecord | None]] = []
-        for i in range(0, len(hosts), 500):
-            chunk = hosts[i : i + 500]
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for host in chunk:
-                    pipe.hgetall(agent_key(host))
-                raws = await pipe.execute()
-            out.extend((h, parse_presence(r)) for h, r in zip(chunk, raws, strict=True))
-        return out
+        return [
+            (host, parse_presence(raw))
+            async for host, (raw,) in pipelined(
+                self.redis, hosts, lambda pipe, host: pipe.hgetall(agent_key(host))
+            )
+        ]
 
     async def known(self, host: str) -> bool:
         return bool(await self.redis.sismember(AGENTS, host.lower()))  # type: ignore[misc]
@@ -174,17 +170,15 @@ class PresenceIndex:
             return 0
         now = time.time()
         online = 0
-        for i in range(0, len(hosts), 500):
-            chunk = hosts[i : i + 500]
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for host in chunk:
-                    pipe.hmget(agent_key(host), ["heartbeat_at", "heartbeat_s"])
-                rows = await pipe.execute()
-            for at, every in rows:
-                if (
-                    at is not None
-                    and every is not None
-                    and now - float(at) <= LAPSE_FACTOR * float(every)
-                ):
-                    online += 1
+        async for _, ((at, every),) in pipelined(
+            self.redis,
+            hosts,
+            lambda pipe, host: pipe.hmget(agent_key(host), ["heartbeat_at", "heartbeat_s"]),
+        ):
+            if (
+                at is not None
+                and every is not None
+                and now - float(at) <= LAPSE_FACTOR * float(every)
+            ):
+                online += 1
         return online

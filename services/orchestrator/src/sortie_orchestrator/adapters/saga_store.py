@@ -27,7 +27,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from redis.asyncio import Redis
@@ -36,22 +36,30 @@ from redis.exceptions import ResponseError
 from sortie_core.broker import Delivery, entry_fields, request_key
 from sortie_core.credentials import credentials_key
 from sortie_core.errors import RefusedError
-from sortie_orchestrator.saga import SagaState, Transition
+from sortie_orchestrator.saga import SagaState, Transition, phases
 
 DEADLINES = "sortie:deadlines"
 REQUESTS = "sortie:requests"
 FOLLOWUPS = "sortie:followups"
 
 _CREATE = """
--- KEYS: req, deadlines, requests, subject_index, active, idem, credentials
+-- KEYS: req, deadlines, requests, subject_index, active, idem, credentials, [link]
 -- ARGV: rid, doc, deadline ('' = none), created_score, idem_ttl, messages (JSON),
---       body fingerprint, credentials (JSON, '' = none), credentials ttl
+--       body fingerprint, credentials (JSON, '' = none), credentials ttl, [link ttl]
 if KEYS[6] ~= 'sortie:idem:' then
   local existing = redis.call('GET', KEYS[6])
-  if existing then return {0, existing} end
+  if existing then
+    -- Submitted again: the link names the first request (none when the body differs).
+    local first, fp = string.match(existing, '^(%S+) ?(.*)$')
+    if KEYS[8] and (fp == '' or ARGV[7] == '' or fp == ARGV[7]) then
+      redis.call('SET', KEYS[8], first, 'EX', tonumber(ARGV[10]))
+    end
+    return {0, existing}
+  end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {0, ARGV[1]} end
 redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'v', 1)
+if KEYS[8] then redis.call('SET', KEYS[8], ARGV[1], 'EX', tonumber(ARGV[10])) end
 if ARGV[8] ~= '' then redis.call('SET', KEYS[7], ARGV[8], 'EX', tonumber(ARGV[9])) end
 if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1]) end
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
@@ -176,8 +184,10 @@ class SagaStore:
         idempotency_key: str | None,
         principal: str,
         fingerprint: str = "",
+        progress: tuple[str, int] | None = None,
     ) -> tuple[bool, uuid.UUID]:
-        """Persist a new request and publish its first messages atomically.
+        """Persist a new request and publish its first messages atomically (with
+        `progress`, a link's key and time to live: that link names the request).
 
         Returns (created, request_id): with an Idempotency-Key already used, the first
         request's id and False. Raises `IdempotencyMismatch` when that first request had
@@ -194,6 +204,7 @@ class SagaStore:
                 active_key(state.kind.value),
                 idem_key(idempotency_key, principal),
                 credentials_key(state.request_id),
+                *([progress[0]] if progress else []),
             ],
             args=[
                 str(state.request_id),
@@ -205,6 +216,7 @@ class SagaStore:
                 fingerprint,
                 state.sso_session.model_dump_json() if state.sso_session else "",
                 self.credentials_ttl_s,
+                *([progress[1]] if progress else []),
             ],
         )
         stored = rid.decode() if isinstance(rid, bytes) else str(rid)
@@ -254,7 +266,7 @@ class SagaStore:
                 state.model_dump_json(),
                 _score(state.next_deadline()),
                 "1" if state.finished else "0",
-                self.retention_s + _later_phases_s(state),
+                self.retention_s + phases.keep_s(state.phases),
                 _messages_json(transition),
                 "1" if state.sso_session is None and loaded.state.sso_session is not None else "0",
                 *extra,
@@ -371,15 +383,6 @@ class SagaStore:
         await self.redis.zremrangebyscore(REQUESTS, "-inf", cutoff)
 
 
-def _later_phases_s(state: SagaState) -> int:
-    """A finished request with later phases to come is kept until the last of them,
-    then for the retention."""
-    dates = [p.at for p in state.phases if p.at and p.status in ("scheduled", "running")]
-    if not dates:
-        return 0
-    return max(0, int((max(dates) - datetime.now(UTC)).total_seconds()) + 1)
-
-
 def encode_cursor(pos: tuple[int, str]) -> str:
     return base64.urlsafe_b64encode(f"{pos[0]}:{pos[1]}".encode()).decode().rstrip("=")
 
@@ -392,7 +395,3 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
         return int(score), rid
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError("invalid cursor") from exc
-
-
-def utc(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)

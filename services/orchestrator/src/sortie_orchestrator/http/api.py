@@ -281,7 +281,8 @@ class RequestPage(BaseModel):
     next_cursor: str | None
 
 
-def _deps(request: Request) -> handlers.Deps:
+async def _deps(request: Request) -> handlers.Deps:
+    # Async: FastAPI runs a sync dependency in its thread pool, once per request.
     deps: handlers.Deps = request.app.state.deps
     return deps
 
@@ -351,6 +352,7 @@ async def post_logout(
                 for t in body.sso_session.service_tickets
             ),
         )
+    token, link = logoutpage.new_link()
     created, rid = await handlers.accept_logout(
         deps,
         subject=_subject(body.subject),
@@ -360,10 +362,9 @@ async def post_logout(
         idempotency_key=idempotency_key,
         principal=principal.name,
         fingerprint=fingerprint("logout", body),
+        progress=(link, request.app.state.settings.progress_ttl_s),
     )
     accepted = _accepted(response, rid, created, "accepted")
-    ttl = request.app.state.settings.progress_ttl_s
-    token = await logoutpage.issue(deps.store.redis, rid, ttl)
     return accepted.model_copy(update={"progress_url": logoutpage.progress_url(request, token)})
 
 

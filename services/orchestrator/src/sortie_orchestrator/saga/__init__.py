@@ -37,6 +37,7 @@ from sortie_core.events import (
     SsoLogoutCompleted,
     SsoLogoutRequested,
     SsoSession,
+    StepError,
     StepResult,
     Subject,
     Target,
@@ -44,6 +45,7 @@ from sortie_core.events import (
     WorkstationCommandRequested,
 )
 from sortie_core.services import expected_actions
+from sortie_core.steps import ended
 from sortie_orchestrator.profiles import Profile
 from sortie_orchestrator.saga import followup, phases
 from sortie_orchestrator.saga.followup import FollowUp
@@ -202,17 +204,9 @@ def _note(state: SagaState, at: datetime, event: str, detail: str | None = None)
 def _synthetic_steps(
     state: SagaState, service: str, outcome: Outcome, since: datetime, now: datetime, why: str
 ) -> list[StepResult]:
-    from sortie_core.events import StepError
-
+    error = StepError(code=outcome.value, message=why, retryable=True)
     return [
-        StepResult(
-            action=action,
-            outcome=outcome,
-            attempts=0,
-            started_at=since,
-            finished_at=now,
-            error=StepError(code=outcome.value, message=why, retryable=True),
-        )
+        ended(action, outcome, started_at=since, finished_at=now, error=error)
         for action in expected_actions(state.kind, service, state.actions)
     ]
 

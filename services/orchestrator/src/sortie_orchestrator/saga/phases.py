@@ -15,7 +15,7 @@ Pure functions like the saga: `saga` calls them; they do no I/O.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, JsonValue
@@ -231,3 +231,12 @@ def cancel(phases: list[PhaseState], now: datetime) -> list[int]:
             phase.finished_at = now
             cancelled.append(phase.index)
     return cancelled
+
+
+def keep_s(phases: list[PhaseState]) -> int:
+    """A finished request with phases to come is kept until the last of them (then for
+    the retention): the seconds until then."""
+    dates = [p.at for p in phases if p.at and p.status in ("scheduled", "running")]
+    if not dates:
+        return 0
+    return max(0, int((max(dates) - datetime.now(UTC)).total_seconds()) + 1)

@@ -7,9 +7,12 @@ retrying, `PermanentError` for the rest.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
+
+from sortie_core.errors import PermanentError
 
 
 class SessionAction(StrEnum):
@@ -35,21 +38,34 @@ def account_name(user: str) -> str:
     return user.rsplit("\\", 1)[-1].strip().lower()
 
 
+# What Windows, MultiPoint and systemd name a session by; anything else never reaches a
+# command line or a URL.
+_SAFE_ID = re.compile(r"^[A-Za-z0-9]{1,32}$")
+
+
 class ActsOnSessions:
     """The three session actions of `SessionBackend` as one `_act`, for implementations
-    whose actions differ only by name (a command, a URL path, a state change)."""
+    whose actions differ only by name (a command, a URL path, a state change). A session
+    id that no session manager could have given is refused (`invalid_session`)."""
 
     async def _act(self, session_id: SessionId, action: SessionAction) -> None:
         raise NotImplementedError
 
+    async def _checked(self, session_id: SessionId, action: SessionAction) -> None:
+        if not _SAFE_ID.fullmatch(str(session_id)):
+            raise PermanentError(
+                f"invalid session id {str(session_id)[:40]!r}", code="invalid_session"
+            )
+        await self._act(session_id, action)
+
     async def logoff(self, session_id: SessionId) -> None:
-        await self._act(session_id, SessionAction.LOGOFF)
+        await self._checked(session_id, SessionAction.LOGOFF)
 
     async def disconnect(self, session_id: SessionId) -> None:
-        await self._act(session_id, SessionAction.DISCONNECT)
+        await self._checked(session_id, SessionAction.DISCONNECT)
 
     async def lock(self, session_id: SessionId) -> None:
-        await self._act(session_id, SessionAction.LOCK)
+        await self._checked(session_id, SessionAction.LOCK)
 
 
 class SessionBackend(Protocol):

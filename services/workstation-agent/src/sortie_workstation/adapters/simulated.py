@@ -1,8 +1,8 @@
 """Sessions of one host of the project's workstations simulator, over HTTP.
 
 `GET /hosts/{host}/sessions` lists them; `POST /hosts/{host}/sessions/{id}/{action}`
-answers 204 (404: the session is gone). Real backends (Windows `query session`/`logoff`,
-MultiPoint, `loginctl`) implement the same `SessionBackend` later.
+answers 204 (404: the session is gone). The machine's own commands (Windows, MultiPoint,
+`loginctl`: `system.py`) implement the same `SessionBackend`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from sortie_core.errors import (
     TransientError,
 )
 from sortie_core.events import SkipReason
+from sortie_core.http import transport_error
 from sortie_core.steps import StepSkipped
 
 from . import ActsOnSessions, Session, SessionAction, SessionId
@@ -64,12 +65,8 @@ class SimulatedSessions(ActsOnSessions):
     async def _request(self, method: str, path: str, what: str) -> httpx.Response:
         try:
             return await self._client.request(method, path)
-        except httpx.TimeoutException as err:
-            raise TransientError(f"{what}: timed out", code="backend_timeout") from err
         except httpx.TransportError as err:
-            raise TransientError(
-                f"{what}: unreachable ({type(err).__name__})", code="backend_unreachable"
-            ) from err
+            raise transport_error(err, f"the session backend ({what})", "backend") from err
 
     async def list_sessions(self) -> list[Session]:
         response = await self._request("GET", self._prefix, "listing sessions")

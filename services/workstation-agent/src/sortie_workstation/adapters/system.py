@@ -7,8 +7,6 @@ was ended meanwhile (`NotFoundError`); otherwise the command's own message is re
 
 from __future__ import annotations
 
-import re
-
 from sortie_core.errors import NotFoundError, PermanentError
 
 from . import ActsOnSessions, Session, SessionAction, SessionId
@@ -21,8 +19,6 @@ from .tables import (
     parse_windows_table,
     parse_wms_json,
 )
-
-_SAFE_ID = re.compile(r"^[A-Za-z0-9]{1,32}$")
 
 
 class CommandSessions(ActsOnSessions):
@@ -42,8 +38,6 @@ class CommandSessions(ActsOnSessions):
 
     async def _act(self, session_id: SessionId, action: SessionAction) -> None:
         sid = str(session_id)
-        if not _SAFE_ID.fullmatch(sid):
-            raise PermanentError(f"invalid session id {sid[:40]!r}", code="invalid_session")
         argv = self.action_argv(action, sid)
         try:
             await run(argv, timeout_s=self.timeout_s)

@@ -4,6 +4,7 @@ language: "Déconnexion de Microsoft 365", "Fermeture de la session sur pc-101",
 
 from __future__ import annotations
 
+from sortie_core import services
 from sortie_core.events import Outcome, SkipReason, StepResult, Verification
 from sortie_orchestrator.http.ui.i18n import N_, L10n
 
@@ -84,17 +85,17 @@ def service_name(t: L10n, service: str) -> str:
         return _("ENT applications")
     if service == "sso":
         return _("ENT session (CAS)")
-    if service.startswith("workstation:"):
-        return _("Workstation %(host)s") % {"host": service.split(":", 1)[1]}
+    if (host := services.host_of(service)) is not None:
+        return _("Workstation %(host)s") % {"host": host}
     return service
 
 
 def step_name(t: L10n, service: str, action: str) -> str:
-    host = service.split(":", 1)[1] if service.startswith("workstation:") else ""
+    host = services.host_of(service) or ""
     if action in STEPS:
         return t.gettext(STEPS[action]) % {"host": host}
     base, _sep, app = action.partition(":")
-    if base == "app_logout" and app:
+    if base == services.EntAction.APP_LOGOUT and app:
         return t.gettext(APP_STEP) % {"app": t.app(app)}
     return action
 

@@ -22,8 +22,8 @@ from typing import Literal
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup
-from redis.asyncio import Redis
 
+from sortie_core import services
 from sortie_orchestrator import handlers
 from sortie_orchestrator.http import sse
 from sortie_orchestrator.http.ui import i18n
@@ -42,11 +42,11 @@ def _key(token: str) -> str:
     return "sortie:progress:" + hashlib.sha256(token.encode()).hexdigest()
 
 
-async def issue(redis: Redis, request_id: uuid.UUID, ttl_s: int) -> str:
-    """A new link's token for this request."""
+def new_link() -> tuple[str, str]:
+    """A new link's token and the key that will name its request (written by the
+    request's create script)."""
     token = secrets.token_urlsafe(24)
-    await redis.set(_key(token), str(request_id), ex=ttl_s)
-    return token
+    return token, _key(token)
 
 
 def progress_url(request: Request, token: str) -> str:
@@ -114,9 +114,9 @@ def _lines(state: SagaState) -> list[Line]:
 def view(request: Request, state: SagaState) -> View:
     settings = request.app.state.settings
     shared = any(
-        s.action == "close_browsers"
+        s.action == services.WorkstationAction.CLOSE_BROWSERS
         for name, svc in state.services.items()
-        if name.startswith("workstation:")
+        if services.host_of(name) is not None
         for s in svc.steps
     )
     return View(
