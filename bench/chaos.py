@@ -5,9 +5,10 @@ flight. Prints one row per scenario: sent, accepted, lost, stuck, statuses, p99.
     .venv/bin/python bench/chaos.py --only app-down --requests 50 --down 20
 
 `lost`: accepted (HTTP 202) but unknown afterwards. `stuck`: not finished when the wait
-ends. A request healed by a follow-up counts with its final status; its duration is
-accepted → healed. Each scenario runs on a fresh stack (own redis-server, simulators).
-"""
+ends. Every subject has an M365 account and an SSO session with tickets for every CAS
+application in the simulators, so each revocation is real work. A request healed by a
+follow-up counts with its final status; its duration is accepted → healed. Each scenario
+runs on a fresh stack (own redis-server, simulators)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import asyncio
 import os
 import signal
 import statistics
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -27,7 +29,11 @@ from pathlib import Path
 import httpx
 from redis import Redis
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from sortie_cli.stack import Proc, Stack
+from sortie_simulators.demo import DEMO_CAS_APPS
+from tests.redis_sentinel import SentinelGroup
 
 FAST = {
     # Short deadlines so that a scenario fits in a minute; the follow-up ladder is the
@@ -45,6 +51,10 @@ class Run:
     stack: Stack
     down_s: float
     notes: list[str] = field(default_factory=list)
+    # Checks run once the requests settled, with the number accepted.
+    after: list[Callable[[Run, int], Awaitable[None]]] = field(default_factory=list)
+    # The primary, replica and sentinels of a `sentinel-*` scenario.
+    group: SentinelGroup | None = None
 
     def proc(self, name: str) -> Proc:
         return next(p for p in self.stack.procs if p.name == name)
@@ -85,7 +95,9 @@ async def _redis_empty(run: Run) -> None:
 async def _app_down(run: Run) -> None:
     apps = run.sim("entapps")
     async with httpx.AsyncClient() as c:
-        await c.post(f"{apps}/_sim/config", json={"fail_apps": ["mer"]})
+        # One application of each kind: by identity (mer) and by CAS single logout (esper,
+        # whose tickets the CAS forgets once the SSO session is destroyed).
+        await c.post(f"{apps}/_sim/config", json={"fail_apps": ["mer", "esper"]})
         await asyncio.sleep(run.down_s)
         await c.post(f"{apps}/_sim/config", json={"fail_apps": []})
 
@@ -109,6 +121,24 @@ async def _graph_storm(run: Run) -> None:
         await c.post(f"{graph}/_sim/config", json={"throttle_writes_per_s": 0})
 
 
+async def _backlog(run: Run) -> None:
+    """A live m365-worker with a backlog older than its claim idle time (every Graph call
+    takes 3 s): each command must still be done once. Checked with Graph's write count."""
+    graph = run.sim("graph")
+    async with httpx.AsyncClient() as c:
+        await c.post(f"{graph}/_sim/reset-stats")
+        await c.post(f"{graph}/_sim/config", json={"latency_ms": 3000})
+        await asyncio.sleep(min(run.down_s, 30.0))
+        await c.post(f"{graph}/_sim/config", json={"latency_ms": 0})
+    run.after.append(_graph_writes)
+
+
+async def _graph_writes(run: Run, accepted: int) -> None:
+    async with httpx.AsyncClient() as c:
+        stats = (await c.get(f"{run.sim('graph')}/_sim/stats")).json()
+    run.notes.append(f"graph writes {stats['writes']} for {accepted} logouts")
+
+
 async def _poison(run: Run) -> None:
     r = Redis.from_url(run.stack.urls["redis"])
     for stream in (
@@ -128,6 +158,46 @@ async def _duplicates(run: Run) -> None:
             r.xadd(stream, fields)
 
 
+async def _sentinel_failover(run: Run) -> None:
+    """kill -9 of the Redis primary under load, its replica lagging; once the sentinels
+    promoted the replica, the dead node is started again (empty) and becomes the new
+    replica."""
+    assert run.group is not None
+    await asyncio.sleep(0.3)  # requests still being accepted by the first primary
+    # The replica lags (stalled and cut off 0.7 s, below the sentinels' 1 s down-after)
+    # when the primary dies: on one machine it is otherwise microseconds behind.
+    standby = run.group.stall_standby()
+    await asyncio.sleep(0.7)
+    old = run.group.kill9_primary()
+    standby.send_signal(signal.SIGCONT)
+    started = time.monotonic()
+    new = await asyncio.to_thread(run.group.wait_failover, old)
+    run.notes.append(f"new master after {time.monotonic() - started:.1f} s")
+    run.group.restart(old)
+    try:
+        await asyncio.to_thread(
+            # The sentinels look at a returning node every 10 s or so before they convert it.
+            run.group.wait,
+            lambda: run.group is not None and run.group.replicas_of(new) >= 1,
+            "resync",
+            60,
+        )
+    except RuntimeError:
+        run.notes.append("the old primary was not a replica again within 60 s")
+
+
+# Scenarios that need more than the stack: their Redis and the services' settings.
+SENTINEL_ENV = {
+    # Entries whose acknowledgement died with the primary are claimed again soon.
+    **{f"SORTIE_{p}_CLAIM_IDLE_MS": "2000" for p in ("ORCHESTRATOR", "M365", "ENT", "AGENT")},
+    "SORTIE_ORCHESTRATOR_DURABLE_TIMEOUT_MS": "500",
+}
+DURABLE = {
+    "sentinel-failover": {**SENTINEL_ENV, "SORTIE_ORCHESTRATOR_DURABLE_REPLICAS": "1"},
+    "sentinel-failover-nowait": {**SENTINEL_ENV, "SORTIE_ORCHESTRATOR_DURABLE_REPLICAS": "0"},
+}
+
+
 async def _nothing(run: Run) -> None:
     return None
 
@@ -143,19 +213,56 @@ SCENARIOS: dict[str, Fault] = {
     "app-down": _app_down,
     "cas-down": _cas_down,
     "graph-429-storm": _graph_storm,
+    "backlog-m365": _backlog,
     "poison": _poison,
     "duplicates": _duplicates,
+    # 202 only once WAIT saw the replica hold the request, and without (the loss measured).
+    "sentinel-failover": _sentinel_failover,
+    "sentinel-failover-nowait": _sentinel_failover,
 }
 
 
+def _user(tag: str, i: int) -> str:
+    return f"{tag}{i:05d}"
+
+
+async def _seed(run: Run, tag: str, n: int) -> None:
+    """Every subject exists where a real one would: an M365 account in the Graph simulator
+    (so revocations are real writes, throttled like Graph) and an SSO session in the CAS
+    simulator that reached every CAS application (so there are tickets to log out)."""
+    apps = run.sim("entapps")
+    services = [f"{apps}/{name}/" for name in DEMO_CAS_APPS]
+    async with httpx.AsyncClient(timeout=30) as c:
+        resp = await c.post(
+            f"{run.sim('graph')}/_sim/users:bulk",
+            json={"prefix": tag, "domain": "example.org", "start": 0, "count": n},
+        )
+        resp.raise_for_status()
+        sem = asyncio.Semaphore(32)
+
+        async def session(i: int) -> None:
+            async with sem:
+                r = await c.post(
+                    f"{run.sim('cas')}/_sim/sessions",
+                    json={"username": _user(tag, i), "services": services},
+                )
+                r.raise_for_status()
+
+        await asyncio.gather(*(session(i) for i in range(n)))
+
+
 async def _submit(client: httpx.AsyncClient, i: int, tag: str) -> str | None:
+    user = _user(tag, i)
     body = {
-        "subject": {"user_id": f"{tag}{i}", "upn": f"{tag}{i}@example.org"},
+        "subject": {"user_id": user, "upn": f"{user}@example.org", "cas_username": user},
         "reason": "chaos",
     }
+    # Retries carry the same Idempotency-Key, as an ENT client's do: a request the intake
+    # stored but refused (503, not durable yet) is then answered, not submitted again.
+    headers = {"Idempotency-Key": f"chaos-{tag}-{i}"}
     for _ in range(50):
         try:
-            resp = await client.post("/v1/logouts", json=body)
+            resp = await client.post("/v1/logouts", json=body, headers=headers)
         except httpx.HTTPError:
             await asyncio.sleep(0.2)
             continue
@@ -176,17 +283,41 @@ def _duration(view: dict) -> float | None:
     return (datetime.fromisoformat(end) - start).total_seconds()
 
 
-async def run_scenario(name: str, requests: int, down_s: float, wait_s: float) -> dict:
+def _unfinished(view: dict) -> str:
+    """One line per step that keeps a request from `completed`, for diagnosis."""
+    lines = [f"  {view.get('request_id')} {view.get('status')} followups={view.get('followups')}"]
+    services = {**view.get("services", {}), "sso": view.get("sso") or {}}
+    for name, svc in services.items():
+        for s in svc.get("steps", []):
+            if s.get("outcome") not in ("succeeded", "not_found", "skipped") or s.get(
+                "verification"
+            ) in ("unverified", "contradicted"):
+                code = (s.get("error") or {}).get("code")
+                lines.append(
+                    f"    {name} {s['action']} {s['outcome']} {code} {s.get('verification')}"
+                )
+    lines += [
+        f"    @ {e['at'][11:23]} {e['event']} {e.get('detail') or ''}" for e in view["timeline"]
+    ]
+    return "\n".join(lines)
+
+
+async def run_scenario(
+    name: str, requests: int, down_s: float, wait_s: float, show: int = 0
+) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix=f"sortie-chaos-{name}-"))
-    stack = Stack(workdir=workdir, api_port=0, base_env={**os.environ, **FAST})
+    group = SentinelGroup().start() if name in DURABLE else None
+    extra = {**group.env(), **DURABLE[name]} if group else {}
+    stack = Stack(workdir=workdir, api_port=0, base_env={**os.environ, **FAST, **extra})
     stack.plan()
     stack.start(timeout=120)
-    run = Run(stack, down_s)
+    run = Run(stack, down_s, group=group)
     headers = {"Authorization": f"Bearer {stack.token}"}
     try:
         async with httpx.AsyncClient(
             base_url=stack.urls["api"], headers=headers, timeout=10
         ) as client:
+            await _seed(run, name, requests)
             fault = asyncio.create_task(SCENARIOS[name](run))
             ids = await asyncio.gather(*(_submit(client, i, name) for i in range(requests)))
             await fault
@@ -208,9 +339,16 @@ async def run_scenario(name: str, requests: int, down_s: float, wait_s: float) -
                 if len(views) == len(accepted) and settled:
                     break
                 await asyncio.sleep(1.0)
+            for check in run.after:
+                await check(run, len(accepted))
     finally:
         stack.stop()
+        if group is not None:
+            group.cleanup()
     statuses = Counter(v.get("status", "?") for v in views.values())
+    if show:
+        for view in [v for v in views.values() if v.get("status") != "completed"][:show]:
+            print(_unfinished(view), flush=True)
     durations = sorted(d for v in views.values() if (d := _duration(v)) is not None)
     p99 = durations[max(0, int(len(durations) * 0.99) - 1)] if durations else None
     return {
@@ -236,10 +374,13 @@ def main() -> None:
     parser.add_argument("--down", type=float, default=60.0, help="seconds a target is down")
     parser.add_argument("--wait", type=float, default=180.0, help="seconds to wait for the end")
     parser.add_argument("--only", action="append", choices=sorted(SCENARIOS))
+    parser.add_argument(
+        "--show", type=int, default=0, help="print the steps of up to N unfinished requests"
+    )
     args = parser.parse_args()
     rows = []
     for name in args.only or list(SCENARIOS):
-        row = asyncio.run(run_scenario(name, args.requests, args.down, args.wait))
+        row = asyncio.run(run_scenario(name, args.requests, args.down, args.wait, args.show))
         rows.append(row)
         print(
             f"{row['scenario']:<18} sent {row['sent']:>4}  accepted {row['accepted']:>4}  "

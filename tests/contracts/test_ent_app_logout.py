@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -19,35 +18,38 @@ from sortie_core.events import Subject
 from sortie_ent.adapters import AppLogout
 from sortie_ent.adapters.fake import FakeAppLogout
 from sortie_ent.adapters.http import HttpAppLogout
-from sortie_ent.registry import Application, parse_registry
+from sortie_ent.registry import Application, Registry, parse_registry
 from sortie_ent.slo import logout_request
 from sortie_simulators import entapps
+from tests.workers.stub_http import ServedApp
 
 BASE = "http://apps.ent.test"
 SUBJECT = Subject(user_id="u-42", cas_username="alice")
 TOKENS = {"mer": SecretStr("mer-token")}
-REGISTRY = parse_registry(
-    json.dumps(
-        {
-            "applications": [
-                {"name": "esper", "protocol": "cas_slo", "service_urls": [f"{BASE}/esper/"]},
-                {
-                    "name": "mer",
-                    "protocol": "http",
-                    "logout_url": f"{BASE}/mer/api/logout",
-                    "body_template": '{"user": "{cas_username}"}',
-                    "token_env": "MER_TOKEN",
-                },
-                {
-                    "name": "ism",
-                    "protocol": "oidc_bcl",
-                    "backchannel_logout_uri": f"{BASE}/ism/oidc/backchannel-logout",
-                },
-            ]
-        }
+
+
+def registry(base: str) -> Registry:
+    return parse_registry(
+        json.dumps(
+            {
+                "applications": [
+                    {"name": "esper", "protocol": "cas_slo", "service_urls": [f"{base}/esper/"]},
+                    {
+                        "name": "mer",
+                        "protocol": "http",
+                        "logout_url": f"{base}/mer/api/logout",
+                        "body_template": '{"user": "{cas_username}"}',
+                        "token_env": "MER_TOKEN",
+                    },
+                    {
+                        "name": "ism",
+                        "protocol": "oidc_bcl",
+                        "backchannel_logout_uri": f"{base}/ism/oidc/backchannel-logout",
+                    },
+                ]
+            }
+        )
     )
-)
-ESPER, MER, ISM = REGISTRY.applications
 
 
 def logout_token(sub: str) -> str:
@@ -91,44 +93,65 @@ class SimulatedPeer:
         self.sim.fail_apps.add(app)
 
 
+@dataclass
+class Pair:
+    """The adapter under test, its peer, and the applications as registered for it."""
+
+    apps: AppLogout
+    peer: Peer
+    base: str
+    esper: Application
+    mer: Application
+    ism: Application
+
+    def app(self, name: str) -> Application:
+        return {"esper": self.esper, "mer": self.mer, "ism": self.ism}[name]
+
+
 @pytest.fixture(params=["fake", "http"])
-async def pair(request: pytest.FixtureRequest) -> AsyncIterator[tuple[AppLogout, Peer]]:
+async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
     if request.param == "fake":
         fake = FakeAppLogout(tokens=dict(TOKENS))
-        yield fake, FakePeer(fake)
+        yield Pair(fake, FakePeer(fake), BASE, *registry(BASE).applications)
         return
-    app = entapps.create_app(apps=[(a.name, a.protocol.value) for a in REGISTRY.applications])
+    names = [("esper", "cas_slo"), ("mer", "http"), ("ism", "oidc_bcl")]
+    app = entapps.create_app(apps=names)
     sim: entapps.EntAppsSimulator = app.state.sim
     for name in ("esper", "mer", "ism"):
         sim.add_session(sim.apps[name], "alice", ticket="ST-1-a" if name == "esper" else None)
-    adapter = HttpAppLogout(TOKENS, transport=httpx.ASGITransport(app=app))
-    yield adapter, SimulatedPeer(sim)
-    await adapter.aclose()
+    served = ServedApp(app).start()  # a real socket: the adapter speaks HTTP (aiohttp)
+    try:
+        adapter = HttpAppLogout(TOKENS)
+        base = served.url.rstrip("/")
+        yield Pair(adapter, SimulatedPeer(sim), base, *registry(base).applications)
+        await adapter.aclose()
+    finally:
+        served.stop()
 
 
-async def test_each_protocol_is_delivered(pair: tuple[AppLogout, Peer]) -> None:
-    apps, peer = pair
+async def test_each_protocol_is_delivered(pair: Pair) -> None:
+    apps, peer = pair.apps, pair.peer
     slo = logout_request("alice", "ST-1-a")
-    await apps.single_logout(ESPER, f"{BASE}/esper/", slo, timeout_s=2)
-    await apps.identity_logout(MER, SUBJECT, timeout_s=2)
-    await apps.backchannel_logout(ISM, logout_token("alice"), timeout_s=2)
+    await apps.single_logout(pair.esper, f"{pair.base}/esper/", slo, timeout_s=2)
+    await apps.identity_logout(pair.mer, SUBJECT, timeout_s=2)
+    await apps.backchannel_logout(pair.ism, logout_token("alice"), timeout_s=2)
     assert [peer.delivered(a) for a in ("esper", "mer", "ism")] == [1, 1, 1]
 
 
 async def test_a_service_url_outside_the_application_is_refused_unsent(
-    pair: tuple[AppLogout, Peer],
+    pair: Pair,
 ) -> None:
-    apps, peer = pair
+    apps, peer = pair.apps, pair.peer
     with pytest.raises(RefusedError):
         await apps.single_logout(
-            ESPER, "http://evil.test/esper/", logout_request("alice", "ST-1-a"), timeout_s=2
+            pair.esper, "http://evil.test/esper/", logout_request("alice", "ST-1-a"), timeout_s=2
         )
     assert peer.delivered("esper") == 0
 
 
-async def test_a_token_not_set_is_permanent_and_unsent(pair: tuple[AppLogout, Peer]) -> None:
-    apps, peer = pair
-    lost = MER.model_copy(update={"name": "mer2"})  # same variable, no token read for it
+async def test_a_token_not_set_is_permanent_and_unsent(pair: Pair) -> None:
+    apps, peer = pair.apps, pair.peer
+    lost = pair.mer.model_copy(update={"name": "mer2"})  # same variable, no token read for it
     with pytest.raises(PermanentError) as info:
         await apps.identity_logout(lost, SUBJECT, timeout_s=2)
     assert info.value.code == "app_token_missing"
@@ -137,12 +160,12 @@ async def test_a_token_not_set_is_permanent_and_unsent(pair: tuple[AppLogout, Pe
 
 
 async def test_an_application_without_its_endpoint_is_misconfigured(
-    pair: tuple[AppLogout, Peer],
+    pair: Pair,
 ) -> None:
-    apps, peer = pair
+    apps, peer = pair.apps, pair.peer
     for call in (
-        apps.identity_logout(ISM, SUBJECT, timeout_s=2),
-        apps.backchannel_logout(MER, logout_token("alice"), timeout_s=2),
+        apps.identity_logout(pair.ism, SUBJECT, timeout_s=2),
+        apps.backchannel_logout(pair.mer, logout_token("alice"), timeout_s=2),
     ):
         with pytest.raises(PermanentError) as info:
             await call
@@ -150,16 +173,16 @@ async def test_an_application_without_its_endpoint_is_misconfigured(
     assert peer.delivered("mer") == peer.delivered("ism") == 0
 
 
-@pytest.mark.parametrize("app", [ESPER, MER, ISM], ids=lambda a: a.name)
-async def test_a_down_application_is_transient(
-    pair: tuple[AppLogout, Peer], app: Application
-) -> None:
-    apps, peer = pair
+@pytest.mark.parametrize("name", ["esper", "mer", "ism"])
+async def test_a_down_application_is_transient(pair: Pair, name: str) -> None:
+    apps, peer, app = pair.apps, pair.peer, pair.app(name)
     peer.down(app.name)
     with pytest.raises(TransientError) as info:
-        if app is ESPER:
-            await apps.single_logout(app, f"{BASE}/esper/", logout_request("a", "ST"), timeout_s=2)
-        elif app is MER:
+        if name == "esper":
+            await apps.single_logout(
+                app, f"{pair.base}/esper/", logout_request("a", "ST"), timeout_s=2
+            )
+        elif name == "mer":
             await apps.identity_logout(app, SUBJECT, timeout_s=2)
         else:
             await apps.backchannel_logout(app, logout_token("alice"), timeout_s=2)

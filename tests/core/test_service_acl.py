@@ -15,6 +15,8 @@ from sortie_cli.main import main
 from sortie_core import streams
 from sortie_core.acl import agent_redis_url, agent_user
 from sortie_core.broker import ensure_groups
+from sortie_core.credentials import kept_tickets_key, load_kept_tickets, store_kept_tickets
+from sortie_core.events import ServiceTicket
 from sortie_core.service_acl import ADMIN, ENT, M365, ORCHESTRATOR
 from tests.redis_server import RedisServer
 
@@ -73,6 +75,9 @@ async def test_anonymous_refused_and_each_service_limited(
             await m365.set("sortie:seen:m365-worker:x", "1")
             await ent.hset("sortie:oidc:jwks", "k", "{}")
             await ent.xadd(streams.SSO_LOGOUT_COMPLETED, {"data": "{}"})
+            kept = (ServiceTicket(service="https://esper.example/", ticket="ST-1-x"),)
+            await store_kept_tickets(ent, "r", kept, ttl_s=60)
+            assert await load_kept_tickets(ent, "r") == kept
             await orch.hset("sortie:req:{r}", "a", "b")
             await orch.xadd(streams.LOGOUT_REQUESTED, {"data": "{}"})
             await orch.xadd(streams.workstation_stream("pc-b12-1"), {"data": "{}"})
@@ -84,6 +89,7 @@ async def test_anonymous_refused_and_each_service_limited(
                 m365.hgetall("sortie:req:{r}"),
                 m365.get("sortie:seen:ent-worker:x"),
                 m365.hset("sortie:oidc:jwks", "k", "{}"),
+                m365.get(kept_tickets_key("r")),
                 ent.xadd(streams.OFFBOARD_REQUESTED, {"data": "{}"}),
                 ent.hgetall("sortie:req:{r}"),
                 ent.xrange(streams.workstation_stream("pc-b12-1")),

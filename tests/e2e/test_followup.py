@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from sortie_cli.stack import Stack
-from sortie_simulators.demo import ALICE
+from sortie_simulators.demo import ALICE, DEMO_CAS_APPS, demo_service_url
 from tests.stacks import running_stack, wait_status
 
 pytestmark = pytest.mark.e2e
@@ -60,3 +60,40 @@ def test_an_application_down_past_the_deadline_is_logged_out_when_it_returns(
     received = httpx.get(f"{apps}/_sim/received").json()
     delivered = [r for r in received if r["app"] == "mer" and r["accepted"]]
     assert delivered and delivered[-1]["user"] == ALICE.cas_username
+
+
+def test_a_cas_down_then_back_ends_the_applications_then_the_sso_session(stack: Stack) -> None:
+    """While the CAS is down neither its tickets nor the session can be reached; when it is
+    back the applications are logged out first, from the tickets it lists, then the SSO
+    session: had the session gone first, the CAS would have forgotten the tickets."""
+    cas, apps = stack.urls["sim_cas"], stack.urls["sim_entapps"]
+    services = [demo_service_url(apps, app) for app in DEMO_CAS_APPS]
+    session = httpx.post(f"{cas}/_sim/sessions", json={"username": "camille", "services": services})
+    session.raise_for_status()
+    httpx.post(f"{cas}/_sim/config", json={"down": True}).raise_for_status()
+    headers = {"Authorization": f"Bearer {stack.token}"}
+    try:
+        with httpx.Client(base_url=stack.urls["api"], headers=headers, timeout=10) as client:
+            subject = {"user_id": "camille", "cas_username": "camille"}
+            resp = client.post("/v1/logouts", json={"subject": subject, "targets": ["ent"]})
+            assert resp.status_code == 202, resp.text
+            rid = resp.json()["request_id"]
+            down = wait_status(client, rid, {"partial", "failed", "completed"})
+            assert down["status"] == "failed", down  # the SSO session may still be alive
+            # The applications wait for the SSO follow-up: it ends them first.
+            assert "sso" in down["followups"], down
+            httpx.post(f"{cas}/_sim/config", json={"down": False}).raise_for_status()
+            healed = wait_status(client, rid, {"completed"})
+    finally:
+        httpx.post(f"{cas}/_sim/config", json={"down": False})
+    assert healed["healed_at"] is not None and healed["followups"] == {}
+    ent = {s["action"]: s for s in healed["services"]["ent"]["steps"]}
+    assert all(ent[f"app_logout:{app}"]["outcome"] == "succeeded" for app in DEMO_CAS_APPS)
+    assert httpx.get(f"{cas}/_sim/users/camille/sso").status_code == 404  # no live session
+    received = httpx.get(f"{apps}/_sim/received").json()
+    slo = {
+        r["app"]
+        for r in received
+        if r["user"] == "camille" and r["accepted"] and r["session_index"] is not None
+    }
+    assert slo == set(DEMO_CAS_APPS)

@@ -88,7 +88,7 @@ async def test_bootstrap_wires_the_sdk_with_env(
     try:
         assert directory._client.request_adapter.base_url == "http://127.0.0.1:9/v1.0"
         assert directory._limiter is not None
-        assert directory._limiter.rate == 7.5  # type: ignore[attr-defined]
+        assert directory._limiter.limiter.rate == pytest.approx(7.5 * 0.98)  # type: ignore[attr-defined]
         assert directory._mailbox is None  # Exchange is off unless configured
     finally:
         await directory.aclose()

@@ -4,11 +4,12 @@ Exchange), including a Graph that accepts writes and does not apply them."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
 
-from sortie_core.events import Outcome, Subject, Verification, utcnow
+from sortie_core.events import FollowUpScope, Outcome, Subject, Verification, utcnow
 from sortie_core.steps import RetryPolicy
 from sortie_m365.adapters.graph_sdk import GraphSdkDirectory
 from sortie_m365.handlers import IdentityConfig, handle_logout, handle_offboard
@@ -117,3 +118,32 @@ async def test_a_graph_that_lies_is_caught_by_the_read_back(
     assert not lied.done
     assert all(s.done for s in steps.values())
     assert graph_sim.sim.stats.dropped == 1
+
+
+async def test_a_follow_up_of_work_already_done_reads_it_back_and_writes_nothing(
+    graph_sim: GraphSim, directory: GraphSdkDirectory, dave: str
+) -> None:
+    """A follow-up sent while the first command still waited in a backlog: when it runs,
+    the first one has done everything. Read back, proven, and no Graph write again."""
+    first = offboard(DAVE)
+    await handle_offboard(first, directory=directory, policy=POLICY, identity=MAPPING)
+    writes = graph_sim.sim.stats.writes
+    again = first.model_copy(
+        update={"followup": FollowUpScope(services=("m365",)), "event_id": uuid.uuid4()}
+    )
+    result = await handle_offboard(again, directory=directory, policy=POLICY, identity=MAPPING)
+    assert [(s.outcome, s.verification, s.attempts) for s in result.steps] == [
+        (Outcome.SUCCEEDED, Verification.VERIFIED, 0)
+    ] * 4
+    assert all(s.evidence is not None for s in result.steps)
+    assert graph_sim.sim.stats.writes == writes
+    assert graph_sim.sim.users[dave].revocation_count == 1
+
+
+async def test_a_follow_up_still_acts_when_the_work_is_not_done(
+    graph_sim: GraphSim, directory: GraphSdkDirectory, dave: str
+) -> None:
+    again = offboard(DAVE).model_copy(update={"followup": FollowUpScope(services=("m365",))})
+    result = await handle_offboard(again, directory=directory, policy=POLICY, identity=MAPPING)
+    assert all(s.attempts >= 1 and s.done for s in result.steps)
+    assert graph_sim.sim.users[dave].revocation_count == 1

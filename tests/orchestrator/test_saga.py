@@ -428,3 +428,108 @@ def test_a_service_that_never_reported_is_sent_everything_again():
     [msg] = fired.messages
     assert msg.event.followup is not None and msg.event.followup.actions == ()
     assert msg.event.retries("app_logout:esper")
+
+
+def _ent_without_tickets() -> saga.Transition:
+    """M365 done; the ENT worker could not read the CAS, so esper has no ticket."""
+    state = started(targets=[Target.M365, Target.ENT]).state
+    no_ticket = StepResult(
+        action="app_logout:esper",
+        outcome=Outcome.FAILED,
+        started_at=T0,
+        finished_at=T0,
+        error=StepError(code="cas_slo_no_ticket", message="CAS down", retryable=False),
+    )
+    state = saga.on_revocation(state, report(state, "m365"), T0, TIMEOUTS).state  # type: ignore[union-attr]
+    cas_down = Discovery(source="cas", error="HTTP 503")
+    last = saga.on_revocation(
+        state, report(state, "ent", one=no_ticket, discovery=cas_down), T0, TIMEOUTS
+    )
+    assert last is not None
+    return last
+
+
+def test_apps_whose_tickets_the_cas_could_not_tell_go_before_the_sso_session():
+    """The ENT worker could not read the CAS (down): the SSO logout is asked to end those
+    applications first, and its report of them completes the ENT service."""
+    last = _ent_without_tickets()
+    state = last.state
+    [command] = [m.event for m in last.messages if m.stream == streams.SSO_LOGOUT_REQUESTED]
+    assert isinstance(command, SsoLogoutRequested)
+    assert command.app_logout_first == ("app_logout:esper",)
+
+    ended = step("app_logout:esper", verification=Verification.ACKNOWLEDGED)
+    done = SsoLogoutCompleted(
+        request_id=state.request_id,
+        subject=ALICE,
+        steps=(step("destroy_sso_session"),),
+        app_steps=(ended,),
+        app_discovery=Discovery(source="cas", tickets_found=1),
+    )
+    final = saga.on_sso_completed(last.state, done, T0, TIMEOUTS)
+    assert final is not None and final.state.status == "completed"
+    assert final.state.services["ent"].steps == [ended]
+    assert final.state.services["ent"].discovery == Discovery(source="cas", tickets_found=1)
+
+
+def test_no_app_goes_first_when_the_cas_answered():
+    state = started(targets=[Target.M365, Target.ENT]).state
+    state = saga.on_revocation(state, report(state, "m365"), T0, TIMEOUTS).state  # type: ignore[union-attr]
+    last = saga.on_revocation(
+        state, report(state, "ent", one=step("app_logout:esper")), T0, TIMEOUTS
+    )
+    assert last is not None
+    [command] = [m.event for m in last.messages if m.stream == streams.SSO_LOGOUT_REQUESTED]
+    assert isinstance(command, SsoLogoutRequested) and command.app_logout_first == ()
+
+
+def test_the_sso_logout_stops_waiting_for_the_apps_after_its_window():
+    """Past `sso_apps_first` the SSO follow-up no longer names the applications: the
+    session is destroyed even though their tickets could not be learnt."""
+    waiting = _ent_without_tickets()
+    state = waiting.state
+    deferred = StepResult(
+        action="destroy_all_sso_sessions",
+        outcome=Outcome.FAILED,
+        started_at=T0,
+        finished_at=T0,
+        error=StepError(code="sso_deferred_for_app_logout", message="-", retryable=True),
+    )
+    failed = saga.on_sso_completed(
+        waiting.state,
+        SsoLogoutCompleted(request_id=state.request_id, subject=ALICE, steps=(deferred,)),
+        T0,
+        TIMEOUTS,
+    )
+    assert failed is not None and "sso" in failed.state.followups
+
+    def sso_followup(at: datetime) -> SsoLogoutRequested:
+        fired = saga.on_deadline(failed.state, at, TIMEOUTS)  # type: ignore[union-attr]
+        assert fired is not None
+        [command] = [m.event for m in fired.messages if m.stream == streams.SSO_LOGOUT_REQUESTED]
+        assert isinstance(command, SsoLogoutRequested)
+        return command
+
+    soon = failed.state.followups["sso"].next_at
+    assert sso_followup(soon).app_logout_first == ("app_logout:esper",)
+    late = T0 + TIMEOUTS.sso_apps_first + timedelta(seconds=1)
+    assert sso_followup(max(soon, late)).app_logout_first == ()
+
+
+def test_an_sso_report_after_its_deadline_heals_the_request():
+    """The SSO logout answered just after its deadline: the request, `failed` at the
+    deadline, is `completed` once the late report proves the session gone."""
+    state = started(targets=[Target.M365]).state
+    asked = saga.on_revocation(state, report(state, "m365"), T0, TIMEOUTS)
+    assert asked is not None and asked.state.status == "sso_logout"
+    at_deadline = T0 + TIMEOUTS.sso + timedelta(seconds=1)
+    timed_out = saga.on_deadline(asked.state, at_deadline, TIMEOUTS)
+    assert timed_out is not None and timed_out.state.status == "failed"
+    late = saga.on_sso_completed(
+        timed_out.state, sso_report(state), at_deadline + timedelta(milliseconds=100), TIMEOUTS
+    )
+    assert late is not None
+    assert late.state.status == "completed" and late.state.healed_at is not None
+    assert late.state.sso is not None and late.state.sso.late
+    # A copy of the same report changes nothing more.
+    assert saga.on_sso_completed(late.state, sso_report(state), at_deadline, TIMEOUTS) is None

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -303,6 +304,36 @@ async def test_throttle_counts_each_batch_item() -> None:
         assert (await client.get("/_sim/stats")).json()["throttled"] == 2
 
 
+def _token(appid: str, tid: str) -> dict[str, str]:
+    """An access token shaped like Entra's (claims only: the simulator does not verify)."""
+
+    def part(data: dict[str, str]) -> str:
+        raw = base64.urlsafe_b64encode(json.dumps(data).encode()).decode()
+        return raw.rstrip("=")
+
+    jwt = f"{part({'alg': 'RS256'})}.{part({'appid': appid, 'tid': tid})}.sig"
+    return {"Authorization": f"Bearer {jwt}"}
+
+
+async def test_throttles_per_application_and_per_tenant() -> None:
+    """Two apps of one tenant each have their own budget, and the tenant's caps both."""
+    clock = FakeClock()
+    app = graph.create_app(
+        seed_demo=True, throttle_writes_per_s=2, throttle_tenant_writes_per_s=3, clock=clock
+    )
+    async with asgi_client(app) as client:
+        url = f"/v1.0/users/{ALICE.upn}/revokeSignInSessions"
+        a, b, other = _token("app-a", "t1"), _token("app-b", "t1"), _token("app-a", "t2")
+        codes = [(await client.post(url, headers=h)).status_code for h in (a, a, a, b, b)]
+        # a: 2 then throttled per app; b: the tenant's third, then the tenant's cap.
+        assert codes == [200, 200, 429, 200, 429]
+        # The same app in another tenant is another budget.
+        assert (await client.post(url, headers=other)).status_code == 200
+        clock.now += 1.0
+        assert (await client.post(url, headers=b)).status_code == 200
+        assert (await client.get("/_sim/stats")).json()["throttled"] == 2
+
+
 async def test_error_rate_answers_503_service_unavailable() -> None:
     async with asgi_client(graph.create_app(seed_demo=True, error_rate=1.0)) as client:
         response = await client.get(f"/v1.0/users/{ALICE.upn}", headers=AUTH)
@@ -345,7 +376,12 @@ async def test_config_changes_faults_at_run_time(client: httpx.AsyncClient) -> N
     assert (await client.post(url, headers=AUTH)).status_code == 200
     assert (await client.post(url, headers=AUTH)).status_code == 429
     config = await client.post("/_sim/config", json={"throttle_writes_per_s": None})
-    assert config.json() == {"latency_ms": 0.0, "error_rate": 0.0, "throttle_writes_per_s": None}
+    assert config.json() == {
+        "latency_ms": 0.0,
+        "error_rate": 0.0,
+        "throttle_writes_per_s": None,
+        "throttle_tenant_writes_per_s": None,
+    }
     assert (await client.post(url, headers=AUTH)).status_code == 200
     await client.post("/_sim/config", json={"error_rate": 1})
     assert (await client.post(url, headers=AUTH)).status_code == 503

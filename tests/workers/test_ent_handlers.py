@@ -26,7 +26,7 @@ from sortie_core.events import (
     decode_event,
 )
 from sortie_core.steps import RetryPolicy
-from sortie_ent.adapters.fake import FakeAppLogout, FakeSsoSessions
+from sortie_ent.adapters.fake import FakeAppLogout, FakeSsoSessions, FakeTicketVault
 from sortie_ent.handlers import (
     handle_deadlettered,
     handle_logout,
@@ -686,3 +686,114 @@ async def test_many_tickets_fit_the_contract_with_the_failures_first(
     assert len(esper.items) == 200
     assert esper.items[0].outcome is Outcome.FAILED and esper.items[0].ref.startswith("121:")
     assert esper.error is not None and "1 of 250" in esper.error.message
+
+
+async def test_apps_whose_tickets_were_unknown_are_logged_out_before_the_sso_session(
+    registry: Registry, apps: FakeAppLogout
+) -> None:
+    """The CAS was down when the ENT worker asked for the tickets; by the SSO logout it is
+    back: the applications go first, from the tickets it lists, then the TGT."""
+    slo_before_destroy: list[int] = []
+
+    class Cas(FakeSsoSessions):
+        async def destroy_ticket(self, tgt: str) -> None:
+            slo_before_destroy.append(len(apps.slo_calls))
+            await super().destroy_ticket(tgt)
+
+    cas = Cas()
+    cas.login("TGT-1-alice", "alice", st("esper", 1))
+    event = sso_request("TGT-1-alice").model_copy(
+        update={"app_logout_first": ("app_logout:esper", "app_logout:escada")}
+    )
+    result = await handle_sso_logout(
+        event, sso=cas, policy=POLICY, registry=registry, apps=apps, concurrency=2
+    )
+    assert slo_before_destroy == [1]
+    assert [(c.app, c.service_url) for c in apps.slo_calls] == [
+        ("esper", "https://esper.ent.test/login/")
+    ]
+    assert "ST-1-esper" in apps.slo_calls[0].message
+    by_action = {s.action: s for s in result.app_steps}
+    assert set(by_action) == {"app_logout:esper", "app_logout:escada"}
+    assert by_action["app_logout:esper"].outcome is Outcome.SUCCEEDED
+    # Escada: the CAS, asked, lists no ticket for it: nothing to end, proven by that lookup.
+    escada = by_action["app_logout:escada"]
+    assert (escada.outcome, escada.done) == (Outcome.NOT_FOUND, True)
+    assert escada.evidence is not None and escada.evidence.observed == {"tickets": 0}
+    assert result.app_discovery is not None and result.app_discovery.tickets_found == 1
+    [sso] = result.steps
+    assert (sso.outcome, sso.verification) == (Outcome.SUCCEEDED, Verification.VERIFIED)
+
+
+@pytest.mark.parametrize("attempt", [None, 1, 7])
+async def test_the_sso_logout_waits_for_the_cas_to_list_the_tickets(
+    registry: Registry, apps: FakeAppLogout, attempt: int | None
+) -> None:
+    """The CAS cannot list the session (down) while applications wait for their tickets:
+    the session is not destroyed yet (that would make the CAS forget them); how long this
+    may last is the orchestrator's to say (it stops naming the applications)."""
+    cas = FakeSsoSessions(
+        read_failures=[TransientError("down", code="cas_unavailable")] * 10,
+        sessions={"TGT-1-alice": "alice"},
+    )
+    event = sso_request("TGT-1-alice").model_copy(
+        update={
+            "app_logout_first": ("app_logout:esper",),
+            "followup": None
+            if attempt is None
+            else FollowUpScope(services=("sso",), attempt=attempt),
+        }
+    )
+    result = await handle_sso_logout(event, sso=cas, policy=POLICY, registry=registry, apps=apps)
+    assert result.app_steps == () and apps.slo_calls == []
+    [step] = result.steps
+    assert step.outcome is Outcome.FAILED and not step.done
+    assert step.error is not None and step.error.retryable
+    assert step.error.code == "sso_deferred_for_app_logout"
+    assert cas.sessions == {"TGT-1-alice": "alice"}
+    assert ("destroy_ticket", "TGT-1-alice") not in cas.calls
+
+
+async def test_tickets_of_an_application_down_are_kept_for_the_follow_up(
+    registry: Registry, apps: FakeAppLogout
+) -> None:
+    """Esper answers 503 at the logout; by its follow-up the SSO session is gone and the
+    CAS lists no ticket any more: the ticket kept from the first attempt is sent."""
+    vault = FakeTicketVault()
+    cas = FakeSsoSessions()
+    cas.login("TGT-1-alice", "alice", st("esper", 1))
+    apps.fail("esper", *[TransientError("503", code="app_unavailable")] * 10)
+    first = logout()
+    result = await handle_logout(
+        first, registry=registry, apps=apps, sso=cas, policy=POLICY, vault=vault
+    )
+    assert result is not None and outcomes(result)["app_logout:esper"] is Outcome.FAILED
+    assert [t.ticket for t in vault.by_request[str(first.request_id)]] == ["ST-1-esper"]
+
+    cas.sessions.clear()  # the SSO logout destroyed the session
+    apps.failures.pop("esper")  # back
+    again = first.model_copy(
+        update={"followup": FollowUpScope(services=("ent",), actions=("app_logout:esper",))}
+    )
+    healed = await handle_logout(
+        again, registry=registry, apps=apps, sso=cas, policy=POLICY, vault=vault
+    )
+    assert healed is not None and outcomes(healed) == {"app_logout:esper": Outcome.SUCCEEDED}
+    assert "ST-1-esper" in apps.slo_calls[-1].message
+    assert str(first.request_id) not in vault.by_request  # nothing left to retry
+
+
+async def test_apps_first_claims_nothing_once_the_session_is_gone(
+    registry: Registry, apps: FakeAppLogout
+) -> None:
+    """A CAS that lists no session (an earlier attempt destroyed it) cannot tell which
+    applications had one: nothing is claimed not_found."""
+    event = sso_request("TGT-1-alice").model_copy(
+        update={"app_logout_first": ("app_logout:esper",)}
+    )
+    result = await handle_sso_logout(
+        event, sso=FakeSsoSessions(), policy=POLICY, registry=registry, apps=apps
+    )
+    assert result.app_steps == ()
+    [sso] = result.steps
+    assert sso.outcome is Outcome.SUCCEEDED

@@ -93,7 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--throttle-writes-per-s",
         type=_non_negative,
         default=None,
-        help="token bucket over writes (PATCH, revoke; per batch item); 429 when exceeded",
+        help="writes/s per application and tenant (PATCH, revoke; per batch item); 429 beyond",
+    )
+    g.add_argument(
+        "--throttle-tenant-writes-per-s",
+        type=_non_negative,
+        default=None,
+        help="writes/s per tenant, all applications together; 429 beyond",
     )
     g.add_argument("--random-seed", type=int, default=None, help="seed of the error injection")
 
@@ -162,6 +168,7 @@ def build_app(args: argparse.Namespace) -> Any:
             latency_ms=args.latency_ms,
             error_rate=args.error_rate,
             throttle_writes_per_s=args.throttle_writes_per_s,
+            throttle_tenant_writes_per_s=args.throttle_tenant_writes_per_s,
             random_seed=args.random_seed,
         ),
         "cas": lambda: cas.create_app(

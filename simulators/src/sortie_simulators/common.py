@@ -60,12 +60,16 @@ class TokenBucket:
         self.tokens = self.capacity
         self.updated = clock()
 
-    def take(self) -> float | None:
-        """Take one token: None when granted, otherwise the seconds until one is free."""
+    def wait(self) -> float | None:
+        """Refill; None when a token is there, otherwise the seconds until one is."""
         now = self.clock()
         self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
-        if self.tokens >= 1.0:
+        return None if self.tokens >= 1.0 else (1.0 - self.tokens) / self.rate
+
+    def take(self) -> float | None:
+        """Take one token: None when granted, otherwise the seconds until one is free."""
+        if self.wait() is None:
             self.tokens -= 1.0
             return None
         return (1.0 - self.tokens) / self.rate

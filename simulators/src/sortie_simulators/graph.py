@@ -10,9 +10,9 @@ if done (204, or 200 for revoke) and not applied: `accountEnabled`, `passwordPro
 `revokeSignInSessions` (the timestamp does not move), `Set-CASMailbox`.
 
 Faults, settable at start and at run time (`POST /_sim/config`): latency on every /v1.0
-call, a fraction of operations answered 503, and a token bucket per app (bearer token) over
-writes (PATCH and revoke, counted per batch item) answering 429 with `Retry-After`
-(https://learn.microsoft.com/en-us/graph/throttling). Inside a batch, the error rate and
+call, a fraction of operations answered 503, and token buckets over writes (PATCH and
+revoke, counted per batch item) per application and per tenant, answering 429 with
+`Retry-After` (graph_throttle.py). Inside a batch, the error rate and
 the throttle apply to each item, as Graph does; latency and auth apply to the envelope.
 
 Stats: `requests` counts every operation (each call and each batch item), `writes` the
@@ -39,7 +39,6 @@ from fastapi.responses import JSONResponse, Response
 
 from .common import (
     Clock,
-    TokenBucket,
     bearer_token,
     retry_after,
     sleep_ms,
@@ -64,6 +63,7 @@ from .graph_model import (
     select_properties,
 )
 from .graph_query import list_users
+from .graph_throttle import WriteThrottle
 
 MAX_BATCH = 20
 
@@ -87,8 +87,10 @@ def needed_permissions(method: str, revoke: bool, body: Any) -> list[str]:
 class GraphConfig:
     latency_ms: float = 0.0
     error_rate: float = 0.0
-    # None or 0: no throttling.
+    # Writes/s per application and tenant, and per tenant for all applications (None or 0:
+    # no such limit).
     throttle_writes_per_s: float | None = None
+    throttle_tenant_writes_per_s: float | None = None
 
 
 @dataclass
@@ -116,8 +118,7 @@ class GraphSimulator:
         self.clock = clock
         self.rng = rng or random.Random()
         self.config = GraphConfig()
-        # Graph throttles per app (and tenant): one bucket per bearer token.
-        self.buckets: dict[str, TokenBucket] = {}
+        self.throttle = WriteThrottle(None, None, clock)
         # Application permissions the app was not granted: calls needing one answer 403.
         self.missing_permissions: frozenset[str] = frozenset()
         # Writes answered as done and not applied (`/_sim/drop-writes`).
@@ -131,19 +132,30 @@ class GraphSimulator:
         latency_ms: float | None = None,
         error_rate: float | None = None,
         throttle_writes_per_s: float | None = None,
+        throttle_tenant_writes_per_s: float | None = None,
         *,
         reset_throttle: bool = False,
+        reset_tenant_throttle: bool = False,
     ) -> None:
-        """Change the given settings; `reset_throttle` applies `throttle_writes_per_s` even
-        when it is None (turning throttling off)."""
+        """Change the given settings; `reset_throttle` (`reset_tenant_throttle`) applies
+        `throttle_writes_per_s` (`throttle_tenant_writes_per_s`) even when it is None
+        (turning that limit off). A throttle set anew starts with full buckets."""
         if latency_ms is not None:
             self.config.latency_ms = latency_ms
         if error_rate is not None:
             self.config.error_rate = error_rate
-        if throttle_writes_per_s is not None or reset_throttle:
-            rate = throttle_writes_per_s or None
-            self.config.throttle_writes_per_s = rate
-            self.buckets.clear()
+        app_set = throttle_writes_per_s is not None or reset_throttle
+        tenant_set = throttle_tenant_writes_per_s is not None or reset_tenant_throttle
+        if app_set:
+            self.config.throttle_writes_per_s = throttle_writes_per_s or None
+        if tenant_set:
+            self.config.throttle_tenant_writes_per_s = throttle_tenant_writes_per_s or None
+        if app_set or tenant_set:
+            self.throttle = WriteThrottle(
+                self.config.throttle_writes_per_s,
+                self.config.throttle_tenant_writes_per_s,
+                self.clock,
+            )
 
     # -- users ----------------------------------------------------------------------------
     def add_user(
@@ -238,7 +250,8 @@ class GraphSimulator:
         consistency: str | None = None,
     ) -> Reply:
         """Run one operation: error injection, routing, throttling, then the operation.
-        `app` is the caller's bearer token: each app has its own write budget;
+        `app` is the caller's bearer token: it names the application and tenant whose write
+        budgets apply;
         `consistency` its `ConsistencyLevel` header (advanced queries)."""
         self.stats.requests += 1
         if self.config.error_rate > 0 and self.rng.random() < self.config.error_rate:
@@ -263,7 +276,7 @@ class GraphSimulator:
         allowed = ("POST",) if len(segments) == 3 else ("GET", "PATCH")
         if method not in allowed:
             return graph_error(405, "Request_BadRequest", f"Method {method} is not allowed here.")
-        throttled = self.throttle(app) if method != "GET" else None
+        throttled = self.throttled(app) if method != "GET" else None
         if throttled is not None:
             return throttled
         if body_error is not None and method == "PATCH":
@@ -282,15 +295,12 @@ class GraphSimulator:
             self.stats.writes += 1
         return reply
 
-    def throttle(self, app: str) -> Reply | None:
-        """429 with Retry-After when the app's write budget is spent (one write taken)."""
-        rate = self.config.throttle_writes_per_s
-        if not rate:
+    def throttled(self, app: str) -> Reply | None:
+        """429 with Retry-After when the app's or the tenant's write budget is spent (one
+        write taken otherwise); every write endpoint, the leaver ones included, asks."""
+        if not self.throttle.active:
             return None
-        bucket = self.buckets.get(app)
-        if bucket is None:
-            bucket = self.buckets[app] = TokenBucket(rate, self.clock)
-        wait = bucket.take()
+        wait = self.throttle.take(app)
         if wait is None:
             return None
         self.stats.throttled += 1
@@ -442,11 +452,12 @@ def create_app(
     latency_ms: float = 0.0,
     error_rate: float = 0.0,
     throttle_writes_per_s: float | None = None,
+    throttle_tenant_writes_per_s: float | None = None,
     random_seed: int | None = None,
     clock: Clock = time.monotonic,
 ) -> FastAPI:
     sim = GraphSimulator(
-        GraphConfig(latency_ms, error_rate, throttle_writes_per_s),
+        GraphConfig(latency_ms, error_rate, throttle_writes_per_s, throttle_tenant_writes_per_s),
         clock=clock,
         rng=random.Random(random_seed),
     )

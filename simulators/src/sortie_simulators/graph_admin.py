@@ -47,13 +47,14 @@ class BulkUsers(BaseModel):
 
 
 class ConfigUpdate(BaseModel):
-    """Only the fields present change; `throttle_writes_per_s` 0 or null turns it off."""
+    """Only the fields present change; a throttle 0 or null turns that limit off."""
 
     model_config = ConfigDict(extra="forbid")
 
     latency_ms: float | None = Field(default=None, ge=0, le=600_000)
     error_rate: float | None = Field(default=None, ge=0, le=1)
     throttle_writes_per_s: float | None = Field(default=None, ge=0)
+    throttle_tenant_writes_per_s: float | None = Field(default=None, ge=0)
     missing_permissions: list[Annotated[str, Field(pattern=r"^[A-Za-z.-]{1,80}$")]] | None = Field(
         default=None, max_length=20
     )
@@ -191,6 +192,8 @@ def add_admin_routes(app: FastAPI, sim: GraphSimulator) -> None:
             latency_ms=update.latency_ms,
             error_rate=update.error_rate,
             throttle_writes_per_s=update.throttle_writes_per_s,
+            throttle_tenant_writes_per_s=update.throttle_tenant_writes_per_s,
             reset_throttle="throttle_writes_per_s" in update.model_fields_set,
+            reset_tenant_throttle="throttle_tenant_writes_per_s" in update.model_fields_set,
         )
         return asdict(sim.config)

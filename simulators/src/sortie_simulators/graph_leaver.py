@@ -239,7 +239,7 @@ class TenantState:
                 f"permission: {needs[0]}.",
             )
         if write:
-            throttled = sim.throttle(app)
+            throttled = sim.throttled(app)
             if throttled is not None:
                 return throttled
         if user is None and key:

@@ -336,6 +336,11 @@ class SsoLogoutRequested(Command):
     tgt_stored: bool = False
     # Offboarding ends every SSO session of the user, not only one.
     all_sessions: bool = False
+    # ENT applications (`app_logout:<app>`) whose service tickets the ENT worker could not
+    # learn (its CAS discovery failed, e.g. the CAS was down): destroying the session makes
+    # the CAS forget them, so they are logged out first, from the tickets the CAS lists
+    # just before, and reported in the completion's `app_steps`.
+    app_logout_first: Annotated[tuple[ActionName, ...], Field(max_length=200)] = ()
 
 
 class SsoLogoutCompleted(Envelope):
@@ -343,6 +348,9 @@ class SsoLogoutCompleted(Envelope):
     service: Literal["sso"] = "sso"
     steps: Annotated[tuple[StepResult, ...], Field(max_length=50)]
     discovery: Discovery | None = None
+    # The `app_logout_first` applications' steps (service `ent`), and what they were found from.
+    app_steps: Annotated[tuple[StepResult, ...], Field(max_length=200)] = ()
+    app_discovery: Discovery | None = None
 
 
 class ServiceSummary(Frozen):

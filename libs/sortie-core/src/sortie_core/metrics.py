@@ -86,3 +86,15 @@ FOLLOWUP_PENDING = Gauge(
     ["service"],
     registry=REGISTRY,
 )
+M365_EXPECTED_WAIT = Gauge(
+    "sortie_m365_expected_wait_seconds",
+    "How long a Graph write queued now would wait for the tenant's write quota (writes "
+    "queued in this process over the rate the app registrations allow)",
+    registry=REGISTRY,
+)
+M365_WRITES_QUEUED = Gauge(
+    "sortie_m365_writes_queued",
+    "Graph writes waiting for the write quota in this process, by priority",
+    ["priority"],
+    registry=REGISTRY,
+)

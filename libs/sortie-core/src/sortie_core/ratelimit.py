@@ -75,3 +75,109 @@ class RedisRateLimiter:
         wait = await self.reserve(cost)
         if wait > 0:
             await asyncio.sleep(wait)
+
+
+# KEYS[1] the tenant's bucket, KEYS[2..] one bucket per application (app registration).
+# ARGV tenant rate, tenant burst, app rate, app burst (tokens/s, tokens), want.
+# Grants up to `want` tokens, each from the tenant's bucket and from the application's
+# bucket holding the most; never lets a bucket go below zero, so whoever asks next (another
+# replica, a more urgent write) gets the next token. Returns {µs until the next token
+# (0 when all were granted), app index (0-based) of each grant...}.
+_TAKE_SPREAD = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local rates = {tonumber(ARGV[1]), tonumber(ARGV[3])}
+local bursts = {tonumber(ARGV[2]), tonumber(ARGV[4])}
+local want = tonumber(ARGV[5])
+local tokens = {}
+for i = 1, #KEYS do
+  local kind = (i == 1) and 1 or 2
+  local s = redis.call('HMGET', KEYS[i], 'tokens', 'us')
+  local have, at = tonumber(s[1]), tonumber(s[2])
+  if have == nil or at == nil then
+    have = bursts[kind]
+  else
+    have = math.min(bursts[kind], have + (now - at) * rates[kind] / 1000000)
+  end
+  tokens[i] = have
+end
+local out = {0}
+while #out - 1 < want and tokens[1] >= 1 do
+  local best = 2
+  for i = 3, #KEYS do
+    if tokens[i] > tokens[best] then best = i end
+  end
+  if tokens[best] < 1 then break end
+  tokens[1] = tokens[1] - 1
+  tokens[best] = tokens[best] - 1
+  out[#out + 1] = best - 2
+end
+if #out - 1 < want then
+  local wait = (1 - math.min(1, tokens[1])) * 1000000 / rates[1]
+  local app = math.huge
+  for i = 2, #KEYS do
+    app = math.min(app, (1 - math.min(1, tokens[i])) * 1000000 / rates[2])
+  end
+  out[1] = math.max(1, math.ceil(math.max(wait, app)))
+end
+for i = 1, #KEYS do
+  local kind = (i == 1) and 1 or 2
+  redis.call('HSET', KEYS[i], 'tokens', tostring(tokens[i]), 'us', now)
+  redis.call('PEXPIRE', KEYS[i], math.ceil(bursts[kind] * 1000 / rates[kind]) + 60000)
+end
+return out
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """A budget of `rate` tokens/s holding at most `burst`."""
+
+    rate: float
+    burst: float
+
+    @classmethod
+    def for_limit(cls, limit: float, window_s: float, headroom: float = 0.02) -> Bucket:
+        """Under `limit` per `window_s` in any window (as Graph counts): the rate is the
+        limit's less `headroom`, and the burst (a tenth of a second's worth, at least one
+        token) fits in what the headroom leaves."""
+        if limit <= 0 or window_s <= 0 or not 0 <= headroom < 1:
+            raise ValueError("limit and window must be positive, headroom within [0, 1)")
+        rate = limit / window_s * (1 - headroom)
+        return cls(rate, max(1.0, rate / 10))
+
+
+@dataclass
+class SpreadLimiter:
+    """Tokens from one tenant's bucket and from the least used of several applications'
+    buckets, all kept in Redis (shared by every replica): `take(n)` grants up to n at once
+    in one call and names the application of each."""
+
+    redis: Redis
+    tenant_key: str
+    app_keys: tuple[str, ...]
+    tenant: Bucket
+    app: Bucket
+    _script: object = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.app_keys:
+            raise ValueError("at least one application bucket")
+        for bucket in (self.tenant, self.app):
+            if bucket.rate <= 0 or bucket.burst < 1:
+                raise ValueError("a bucket needs a positive rate and room for one token")
+        self._script = self.redis.register_script(_TAKE_SPREAD)
+
+    @property
+    def rate(self) -> float:
+        """Tokens per second all applications together can have."""
+        return min(self.tenant.rate, self.app.rate * len(self.app_keys))
+
+    async def take(self, want: int = 1) -> tuple[list[int], float]:
+        """The application index of each token granted (at most `want`), and when fewer
+        were, the seconds until the next one is due."""
+        args = [self.tenant.rate, self.tenant.burst, self.app.rate, self.app.burst, want]
+        out = await self._script(  # type: ignore[operator]
+            keys=[self.tenant_key, *self.app_keys], args=[repr(float(a)) for a in args]
+        )
+        return [int(i) for i in out[1:]], int(out[0]) / 1_000_000

@@ -27,6 +27,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from .broker import Consumers, Subscription
 from .metrics import REGISTRY
+from .redis_conn import sentinel_broker, sentinel_client, uses_sentinel
 from .settings import ServiceSettings, default_consumer_name
 from .tasks import cancel_tasks
 
@@ -89,7 +90,9 @@ def redis_client(settings: ServiceSettings) -> Redis:
     free connection instead of failing at once (redis-py's default pool raises
     MaxConnectionsError past 100); a wait that times out is a ConnectionError, which
     the intake answers with 503. TLS for a `rediss://` URL, with the CA and client
-    certificate of the settings."""
+    certificate of the settings. Through Sentinel when sentinels are set (redis_conn.py)."""
+    if uses_sentinel(settings):
+        return sentinel_client(settings, pool_size(settings))
     tls: dict[str, Any] = {}
     if _tls(settings) is not None:
         tls = {
@@ -109,8 +112,8 @@ def redis_client(settings: ServiceSettings) -> Redis:
 
 def make_broker(settings: ServiceSettings) -> RedisBroker:
     context = _tls(settings)
-    return RedisBroker(
-        settings.redis_url.get_secret_value(),
+    return (sentinel_broker if uses_sentinel(settings) else _broker)(
+        settings,
         security=None if context is None else BaseSecurity(ssl_context=context, use_ssl=True),
         # The readers' XREADGROUP connections, one per subscription, and its publishes.
         max_connections=pool_size(settings),
@@ -124,6 +127,10 @@ def make_broker(settings: ServiceSettings) -> RedisBroker:
         # One line per message is noise at INFO; it shows with SORTIE_*_LOG_LEVEL=DEBUG.
         log_level=logging.DEBUG,
     )
+
+
+def _broker(settings: ServiceSettings, **kwargs: Any) -> RedisBroker:
+    return RedisBroker(settings.redis_url.get_secret_value(), **kwargs)
 
 
 def make_consumers(

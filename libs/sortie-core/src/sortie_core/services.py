@@ -44,6 +44,11 @@ class WorkstationAction(StrEnum):
     CLOSE_BROWSERS = "close_browsers"
 
 
+# The error code of an application's step when no service ticket of the user is known for it
+# (the CAS could not be asked): the SSO logout then logs it out first (app_logout_first).
+CAS_SLO_NO_TICKET = "cas_slo_no_ticket"
+
+
 def app_action(app: str) -> str:
     return f"{EntAction.APP_LOGOUT.value}:{app}"
 

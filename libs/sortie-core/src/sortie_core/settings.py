@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar, get_args
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -46,6 +53,11 @@ def redis_password_field(prefix: str) -> SecretStr | None:
             f"{prefix}REDIS_PASSWORD", "SORTIE_REDIS_PASSWORD", "REDIS_PASSWORD"
         ),
     )
+
+
+def _shared(name: str) -> AliasChoices:
+    """One variable for every service (`SORTIE_REDIS_<name>`), like `SORTIE_REDIS_URL`."""
+    return AliasChoices(f"SORTIE_REDIS_{name}")
 
 
 def env_names(cls: type[BaseSettings], name: str, field: FieldInfo) -> list[str]:
@@ -103,6 +115,17 @@ def with_redis_password(url: str, password: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def sentinel_nodes(value: str) -> list[tuple[str, int]]:
+    """`host:port,host:port` (IPv6 as `[::1]:26379`) as (host, port) pairs."""
+    nodes = []
+    for item in value.split(","):
+        host, sep, port = item.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{item.strip()!r} is not host:port")
+        nodes.append((host.removeprefix("[").removesuffix("]"), int(port)))
+    return nodes
+
+
 def default_consumer_name(service: str) -> str:
     return f"{service}-{socket.gethostname()}-{os.getpid()}"
 
@@ -133,6 +156,22 @@ class ServiceSettings(BaseSettings):
     redis_cert_path: str | None = None
     redis_key_path: str | None = None
     redis_password: SecretStr | None = redis_password_field("SORTIE_")
+    # Redis Sentinel (docs/high-availability.md): `host:port,host:port,...`. The master of
+    # `redis_sentinel_master` is asked of them and followed across failovers; the URL
+    # then gives only the user, password, db and TLS (its host and port are not used).
+    redis_sentinels: str | None = Field(default=None, validation_alias=_shared("SENTINELS"))
+    redis_sentinel_master: str = Field(
+        default="sortie", validation_alias=_shared("SENTINEL_MASTER")
+    )
+    # The sentinels' own user and password (`requirepass`/ACL of sentinel.conf), and TLS
+    # to them (None: as the Redis URL, with the same CA and client certificate).
+    redis_sentinel_username: str | None = Field(
+        default=None, validation_alias=_shared("SENTINEL_USERNAME")
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        default=None, validation_alias=_shared("SENTINEL_PASSWORD")
+    )
+    redis_sentinel_tls: bool | None = Field(default=None, validation_alias=_shared("SENTINEL_TLS"))
     consumer_name: str | None = None
     log_level: str = "INFO"
     log_json: bool = False
@@ -179,6 +218,15 @@ class ServiceSettings(BaseSettings):
             )
             self.redis_url = SecretStr(url)
         return self
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinel_list(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            return None
+        if value is not None:
+            sentinel_nodes(value)  # refused here, with the bad item, rather than at connect
+        return value
 
     def production_problems(self) -> list[str]:
         """What a production deployment may not leave as is; subclasses add their own."""

@@ -131,6 +131,16 @@ async def read_back(verify: Verify, policy: RetryPolicy) -> Proof:
     return last
 
 
+async def _in_effect(verify: Verify) -> Evidence | None:
+    """The post-condition read once, before acting: its evidence when it already holds."""
+    try:
+        return await verify()
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # contradicted, or unreadable: act as usual
+        return None
+
+
 async def _call(body: Body) -> str | None:
     """A step's body; an error of Redis itself (a rate limiter's script, a lost
     connection) is transient: Redis comes back, the step is retried."""
@@ -148,14 +158,30 @@ async def run_step(
     *,
     metric_service: str | None = None,
     verify: Verify | None = None,
+    verify_first: bool = False,
 ) -> StepResult:
     """Run `body` until it succeeds, fails permanently or runs out of attempts, then read
     its post-condition back with `verify` (None: the peer's answer is the evidence).
 
     `body` returns an optional human detail for the report. `metric_service` lets a
-    workstation agent report `workstation` instead of one label per host.
+    workstation agent report `workstation` instead of one label per host. With
+    `verify_first` (a follow-up: the first command may have been carried out meanwhile),
+    a post-condition that already holds is reported verified without acting again, so an
+    effect is not repeated (nor Graph's write quota spent twice).
     """
     started = utcnow()
+    if verify is not None and verify_first and (evidence := await _in_effect(verify)):
+        VERIFICATIONS.labels(metric_service or service, Verification.VERIFIED.value).inc()
+        return StepResult(
+            action=action,
+            outcome=Outcome.SUCCEEDED,
+            attempts=0,
+            started_at=started,
+            finished_at=utcnow(),
+            detail="already in effect (read back before acting)",
+            verification=Verification.VERIFIED,
+            evidence=evidence,
+        )
     attempts = 0
     outcome = Outcome.FAILED
     error: StepError | None = None

@@ -31,6 +31,7 @@ from sortie_core.steps import RetryPolicy
 from . import handlers
 from .adapters import AppLogout, SsoSessions
 from .adapters.http import CasRestSessions, HttpAppLogout
+from .adapters.vault import RedisTicketVault
 from .oidc import LogoutTokenSigner
 from .registry import AppProtocol, Registry, load_registry
 from .settings import EntSettings
@@ -155,6 +156,7 @@ def make_build(
             "concurrency": settings.app_concurrency,
             "default_timeout_s": settings.app_timeout_s,
             "signer": token_signer,
+            "vault": RedisTicketVault(redis, settings.kept_tickets_ttl_s),
         }
 
         async def on_logout(event: LogoutRequested, _: Delivery) -> RevocationCompleted | None:
@@ -171,7 +173,10 @@ def make_build(
             if event.tgt_stored and event.tgt is None:
                 stored = await load_credentials(redis, event.request_id)
                 event = event.model_copy(update={"tgt": stored.tgt if stored else None})
-            return await handlers.handle_sso_logout(event, sso=cas, policy=policy)
+            return await handlers.handle_sso_logout(
+                event,
+                **run_apps,  # its registry and application clients, for app_logout_first
+            )
 
         def on_deadletter(event: object, record: DeadLettered) -> BaseModel | None:
             return handlers.handle_deadlettered(event, record, reg)

@@ -52,9 +52,11 @@ async def discover(
     *,
     tgt: str | None = None,
     caller: Sequence[ServiceTicket] = (),
+    kept: Sequence[ServiceTicket] = (),
 ) -> Found:
     """Ask the CAS which SSO sessions the user has (only `tgt`'s when given) and which
-    services each reached; merge in the caller's tickets, never required."""
+    services each reached; merge in the caller's tickets, never required, and those an
+    earlier attempt kept (`kept`: the CAS may have forgotten them since)."""
     error: str | None = None
     sessions: list[CasSession] = []
     try:
@@ -67,7 +69,7 @@ async def discover(
     if tgt is not None:
         sessions = [s for s in sessions if s.tgt == tgt]
     found = [st for session in sessions for st in session.services]
-    tickets = merge_tickets(found, caller)
+    tickets = merge_tickets(found, caller, kept)
     reached = {app.name for st in tickets if (app := registry.match(st.service)) is not None}
     known = error is None
     discovery = Discovery(

@@ -33,6 +33,10 @@ class EntSettings(WorkerSettings):
     app_concurrency: int = Field(default=8, ge=1, le=256)
     # Time limit of one application's step, retries included, unless the registry sets one.
     app_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    # How long the tickets of applications to log out again are kept for the follow-ups
+    # (the CAS forgets them with the SSO session): past the orchestrator's follow-up
+    # horizon (24 h by default).
+    kept_tickets_ttl_s: int = Field(default=26 * 3600, ge=60, le=31 * 86400)
     # OpenID Connect back-channel logout: the PEM private key (EC P-256 or RSA) that signs
     # logout tokens; its public key is published for the orchestrator's JWKS. Without it,
     # `oidc_bcl` applications are reported skipped. To rotate: make a new key (for example

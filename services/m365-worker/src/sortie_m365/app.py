@@ -7,8 +7,14 @@ from sortie_core.settings import load_settings
 
 from .bootstrap import SERVICE, make_build
 from .settings import M365Settings
+from .sizing import sized
 
 
 def main() -> None:
-    settings = load_settings(M365Settings)
-    run(run_worker(SERVICE, settings, make_build(settings)))
+    run(_main())
+
+
+async def _main() -> None:
+    # The worker's concurrency is sized from Graph's quota and the latency it measured.
+    settings = await sized(load_settings(M365Settings))
+    await run_worker(SERVICE, settings, make_build(settings))

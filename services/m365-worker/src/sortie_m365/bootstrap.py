@@ -17,7 +17,7 @@ from sortie_core.events import (
     ReversalRequested,
     RevocationCompleted,
 )
-from sortie_core.ratelimit import RedisRateLimiter
+from sortie_core.ratelimit import Bucket, SpreadLimiter
 from sortie_core.runtime import WorkerParts
 from sortie_core.steps import RetryPolicy
 
@@ -28,7 +28,9 @@ from .adapters.exchange import ExchangeMailboxProtocols
 from .adapters.exchange_leaver import ExchangeLeaver
 from .adapters.graph_leaver import GraphLeaver
 from .adapters.graph_sdk import GraphSdkDirectory, MailboxProtocols, graph_client
+from .identity_cache import IdentityCache
 from .leaver import LeaverOps
+from .quota import WriteQueue
 from .settings import M365Settings
 from .tap import TapConfig
 
@@ -38,42 +40,60 @@ Build = Callable[[RedisBroker, Redis], Awaitable[WorkerParts]]
 
 
 def identity_config(settings: M365Settings) -> handlers.IdentityConfig:
+    cache = None
+    if settings.identity_cache_size:
+        cache = IdentityCache(settings.identity_cache_size, settings.identity_cache_ttl_s)
     return handlers.IdentityConfig(
-        lookups=settings.lookups, skew=timedelta(seconds=settings.verify_clock_skew_s)
+        lookups=settings.lookups,
+        skew=timedelta(seconds=settings.verify_clock_skew_s),
+        cache=cache,
     )
+
+
+def write_queue(settings: M365Settings, redis: Redis) -> WriteQueue:
+    """The tenant's write quota over its app registrations, shared through Redis."""
+    headroom = settings.quota_headroom
+    app = Bucket.for_limit(settings.app_writes_limit, settings.app_writes_window_s, headroom)
+    tenant = Bucket.for_limit(
+        settings.tenant_writes_limit, settings.tenant_writes_window_s, headroom
+    )
+    if settings.tenant_writes_per_s:
+        app = tenant = Bucket.for_limit(settings.tenant_writes_per_s, 1.0, headroom)
+    names = [r.client_id for r in settings.app_registrations] or [settings.client_id or "app"]
+    prefix = f"sortie:ratelimit:graph:{settings.tenant_key}"
+    limiter = SpreadLimiter(
+        redis, prefix, tuple(f"{prefix}:app:{name}" for name in names), tenant, app
+    )
+    return WriteQueue(limiter, redis, settings.tenant_key)
 
 
 def graph_directory(settings: M365Settings, redis: Redis) -> GraphSdkDirectory:
     """msgraph-sdk with the configured credential, the tenant's shared write budget and,
     when configured, Exchange Online for mailbox protocols."""
-    credential = credential_from(settings)
+    credentials = [r.credential(settings.tenant_id) for r in settings.app_registrations]
+    credentials = credentials or [credential_from(settings)]
     client = graph_client(
         settings.graph_url,
-        credential,
+        credentials,
         scope=settings.graph_scope,
         timeout_s=settings.graph_timeout_s,
-    )
-    limiter = RedisRateLimiter(
-        redis, f"sortie:ratelimit:graph:{settings.tenant_key}", settings.tenant_writes_per_s
     )
     mailbox: MailboxProtocols | None = None
     if settings.exchange_url:
         mailbox = ExchangeMailboxProtocols(
             settings.exchange_url,
             settings.tenant_id or settings.tenant_key,
-            credential,
+            credentials[0],
             scope=settings.exchange_scope,
             timeout_s=settings.graph_timeout_s,
         )
     return GraphSdkDirectory(
         client,
-        credential=credential,
-        limiter=limiter,
-        concurrency=settings.graph_concurrency,
+        credential=credentials,
+        limiter=write_queue(settings, redis),
+        concurrency=settings.graph_concurrency or settings.concurrency,
         mailbox=mailbox,
-        batch_linger_s=(
-            settings.graph_batch_linger_ms / 1000 if settings.graph_batch_linger_ms else None
-        ),
+        batch_linger_s=settings.graph_batch_linger_ms / 1000 if settings.graph_batching else None,
     )
 
 

@@ -32,9 +32,10 @@ from sortie_core.metrics import VERIFICATIONS
 from sortie_core.services import m365_offboard_actions, m365_reversal_actions
 from sortie_core.steps import RetryPolicy, deadlettered, ended, run_step, skipped
 
-from . import leaver
+from . import leaver, quota
 from .adapters import M365Directory, M365User
-from .identity import SERVICE, Lookup, Resolution, resolve
+from .identity import SERVICE, Lookup, Resolution, resolve, with_lookup
+from .identity_cache import IdentityCache
 from .verify import verifier
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,9 @@ def _step_body(
             await directory.reset_password(user.id, new_password(password_length))
             return "password replaced by a random one; change required at next sign-in"
         elif action is M365Action.REVOKE_SESSIONS:
-            await directory.revoke_sessions(user.id)
+            key = (id(directory), "revoke", user.id)
+            if await quota.REVOCATIONS.run(key, lambda: directory.revoke_sessions(user.id)):
+                return quota.JOINED
         else:
             await directory.disable_mail_protocols(user.upn)
         return None
@@ -93,6 +96,8 @@ class IdentityConfig:
 
     lookups: tuple[Lookup, ...] = ()
     skew: timedelta = timedelta(seconds=5)
+    # Resolved users kept per process (settings: IDENTITY_CACHE_SIZE, IDENTITY_CACHE_TTL_S).
+    cache: IdentityCache | None = None
 
 
 def _unresolved(action: str, found: Resolution) -> StepResult:
@@ -134,7 +139,8 @@ async def _run_actions(
     next ones (each still closes a door); a user Graph does not know ends the calls."""
     if not actions:
         return [], None
-    found = await resolve(event.subject, identity.lookups, directory, policy)
+    quota.PRIORITY.set(quota.OFFBOARD if isinstance(event, OffboardRequested) else quota.LOGOUT)
+    found = await resolve(event.subject, identity.lookups, directory, policy, identity.cache)
     user = found.user
     if user is None:
         return [_unresolved(a.value, found) for a in actions], found.discovery()
@@ -152,14 +158,29 @@ async def _run_actions(
                 body = _step_body(directory, action, user, password_length)
                 check = verifier(directory, action, user, event.occurred_at, identity.skew)
                 prior = await leaver.prior_state(directory, action, user)
-                step = await run_step(SERVICE, action.value, body, policy, verify=check)
-                step = leaver.with_record(step, prior)
+                waited = quota.watching_waits()
+                step = await run_step(
+                    SERVICE,
+                    action.value,
+                    body,
+                    policy,
+                    verify=check,
+                    # A follow-up: the first command may have been done meanwhile (a backlog).
+                    verify_first=event.followup is not None,
+                )
+                step = leaver.with_record(quota.note_wait(step, waited), prior)
             if (
                 step.outcome is Outcome.NOT_FOUND
                 and action is not M365Action.DISABLE_MAIL_PROTOCOLS
             ):
                 missing_since = action.value
             steps.append(step)
+    if missing_since is not None and found.cached and identity.cache is not None:
+        # Gone under the id the cache gave: resolve again, from Graph this time.
+        identity.cache.forget(user.id)
+        return await _run_actions(event, actions, directory, policy, identity, password_length)
+    if steps:
+        steps[0] = with_lookup(steps[0], found)
     return steps, found.discovery()
 
 

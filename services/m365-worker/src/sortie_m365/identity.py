@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sortie_core.errors import NotFoundError, SortieError, TransientError
-from sortie_core.events import Discovery, Evidence, StepError, Subject, utcnow
+from sortie_core.events import Discovery, Evidence, StepError, StepResult, Subject, utcnow
 from sortie_core.metrics import STEP_RETRIES
 from sortie_core.steps import RetryPolicy
 
 from .adapters import FILTER_PROPERTIES, M365Directory, M365User
+from .identity_cache import IdentityCache
+from .quota import LATENCY
 
 SERVICE = "m365"
 # `/users/{key}` lookups (`upn` is a short name for it); every other property is a `$filter`.
@@ -75,6 +77,8 @@ class Resolution:
     attempts: int = 0
     started_at: datetime = field(default_factory=utcnow)
     read_at: datetime = field(default_factory=utcnow)
+    # Found in this process's cache of resolved identities, without a Graph call.
+    cached: bool = False
 
     @property
     def unknown(self) -> bool:
@@ -121,9 +125,30 @@ async def resolve(
     lookups: tuple[Lookup, ...],
     directory: M365Directory,
     policy: RetryPolicy,
+    cache: IdentityCache | None = None,
+) -> Resolution:
+    candidates = _candidates(subject, lookups)
+    key = tuple((prop, value.lower()) for prop, value in candidates)
+    known = cache.get(key) if cache is not None and key else None
+    if known is not None:
+        user, how = known
+        now = utcnow()
+        return Resolution(
+            user=user, tried=[f"{how} (cached)"], started_at=now, read_at=now, cached=True
+        )
+    result = await _resolve(candidates, directory, policy)
+    if result.user is not None:
+        if cache is not None:
+            cache.put(key, result.user, result.tried[-1])
+        if result.attempts == 1:
+            LATENCY.observe((result.read_at - result.started_at).total_seconds())
+    return result
+
+
+async def _resolve(
+    candidates: list[tuple[str, str]], directory: M365Directory, policy: RetryPolicy
 ) -> Resolution:
     result = Resolution()
-    candidates = _candidates(subject, lookups)
     if not candidates:
         result.error = StepError(
             code="identity_unresolved",
@@ -195,3 +220,17 @@ async def _retrying(call: Call, policy: RetryPolicy, result: Resolution) -> list
                 raise
             STEP_RETRIES.labels(SERVICE, "find_user").inc()
             await asyncio.sleep(policy.delay(attempt, exc.retry_after))
+
+
+def with_lookup(step: StepResult, found: Resolution) -> StepResult:
+    """The first step of a request carries its user lookup: the step starts when the
+    lookup did (its duration counts it) and its detail tells what was tried, whether the
+    cache answered and how long it took (the evidence stays what was read back)."""
+    took_ms = round(max(0.0, (found.read_at - found.started_at).total_seconds()) * 1000)
+    note = f"user lookup {took_ms} ms: {'; '.join(found.tried)[:400]}"
+    return step.model_copy(
+        update={
+            "started_at": min(step.started_at, found.started_at),
+            "detail": (f"{step.detail}; {note}" if step.detail else note)[:2000],
+        }
+    )

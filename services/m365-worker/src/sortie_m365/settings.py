@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from sortie_core.settings import WorkerSettings, redis_password_field, redis_url_field
 
+from .adapters.apps import AppRegistration
 from .identity import Lookup
+from .quota import concurrency_for
 
 
 class M365Settings(WorkerSettings):
@@ -34,14 +36,35 @@ class M365Settings(WorkerSettings):
     # A fixed bearer token, for the simulators and tests only (no app registration set).
     graph_token: SecretStr = SecretStr("")
     graph_timeout_s: float = Field(default=10.0, gt=0)
-    # Writes per second for the whole tenant, shared by every replica through Redis. Graph
-    # allows about 3,000 identity writes per 150 s per app and tenant (20/s).
-    tenant_writes_per_s: float = Field(default=15.0, gt=0)
+    # More app registrations of the same tenant (a JSON list, or a file with
+    # SORTIE_M365_APP_REGISTRATIONS_FILE): `{"client_id": …, "client_secret_file": …}` (or
+    # `client_secret`, `certificate_path`; `graph_token` for the simulators). Each has its
+    # own write budget; empty: the one registration above.
+    app_registrations: tuple[AppRegistration, ...] = ()
+    # Graph's identity write limits (https://learn.microsoft.com/graph/throttling-limits):
+    # per app registration and tenant, and per tenant for all applications; every replica
+    # counts in the same Redis buckets, each kept `quota_headroom` under its limit.
+    app_writes_limit: float = Field(default=3000, gt=0)
+    app_writes_window_s: float = Field(default=150, gt=0)
+    tenant_writes_limit: float = Field(default=18000, gt=0)
+    tenant_writes_window_s: float = Field(default=300, gt=0)
+    quota_headroom: float = Field(default=0.02, ge=0, lt=1)
+    # One writes/s figure for the tenant instead of the limits above, which each app
+    # registration may use all of (a tenant whose limits Microsoft raised; a bench).
+    tenant_writes_per_s: float | None = Field(default=None, gt=0)
     tenant_key: str = "default"
-    # Graph calls in flight at once in this process.
-    graph_concurrency: int = Field(default=32, ge=1, le=1024)
-    # Writes of concurrent users wait this long to share one `$batch` (0: no batching).
-    graph_batch_linger_ms: float = Field(default=20.0, ge=0, le=1000)
+    # A Graph call's expected latency, to size the handlers in flight (SORTIE_M365_CONCURRENCY,
+    # when not set) from the write rate by Little's law.
+    graph_latency_s: float = Field(default=0.25, gt=0, le=30)
+    # Graph calls in flight at once in this process (None: the handlers in flight).
+    graph_concurrency: int | None = Field(default=None, ge=1, le=1024)
+    # Requests of concurrent users already waiting share one `$batch`; a linger (ms) makes
+    # them wait for more; `graph_batching` false sends every request alone.
+    graph_batching: bool = True
+    graph_batch_linger_ms: float = Field(default=0.0, ge=0, le=1000)
+    # Resolved users kept per process (0: no cache), forgotten on any `not_found`.
+    identity_cache_size: int = Field(default=10_000, ge=0, le=1_000_000)
+    identity_cache_ttl_s: float = Field(default=300.0, gt=0)
     # Mailbox protocols through Exchange Online's admin API (InvokeCommand, Set-CASMailbox):
     # off unless this URL is set (https://outlook.office365.com for a real tenant).
     exchange_url: str = ""
@@ -64,6 +87,8 @@ class M365Settings(WorkerSettings):
     tap_lifetime_minutes: int = Field(default=60, ge=10, le=43200)
     tap_usable_once: bool = False
 
+    file_settings: ClassVar[tuple[str, ...]] = ("app_registrations",)
+
     @field_validator("identity_lookups", mode="before")
     @classmethod
     def _split_lookups(cls, value: Any) -> Any:
@@ -81,6 +106,32 @@ class M365Settings(WorkerSettings):
             Lookup.parse(text)
         return value
 
+    @field_validator("app_registrations", mode="before")
+    @classmethod
+    def _parse_registrations(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _size_concurrency(self) -> M365Settings:
+        """Handlers in flight from the write rate and the latency, unless set."""
+        if "concurrency" not in self.model_fields_set:
+            self.concurrency = concurrency_for(self.writes_per_s, self.graph_latency_s)
+            self.__pydantic_fields_set__.discard("concurrency")  # still not set by anyone
+        return self
+
+    @property
+    def registrations(self) -> int:
+        return max(1, len(self.app_registrations))
+
+    @property
+    def writes_per_s(self) -> float:
+        """Writes/s the tenant's registrations may make together."""
+        if self.tenant_writes_per_s:
+            return self.tenant_writes_per_s * (1 - self.quota_headroom)
+        apps = self.registrations * self.app_writes_limit / self.app_writes_window_s
+        rate = min(apps, self.tenant_writes_limit / self.tenant_writes_window_s)
+        return rate * (1 - self.quota_headroom)
+
     @property
     def lookups(self) -> tuple[Lookup, ...]:
         return tuple(Lookup.parse(text) for text in self.identity_lookups)
@@ -91,6 +142,12 @@ class M365Settings(WorkerSettings):
             problems.append("SORTIE_M365_GRAPH_TOKEN: a static token is for the simulators only")
         if not self.graph_url.startswith("https://"):
             problems.append("SORTIE_M365_GRAPH_URL: not https (https://graph.microsoft.com)")
+        if any(r.graph_token.get_secret_value() for r in self.app_registrations):
+            problems.append("SORTIE_M365_APP_REGISTRATIONS: graph_token is for the simulators")
+        if self.app_registrations:
+            if not self.tenant_id:
+                problems.append("SORTIE_M365_TENANT_ID: missing (the Entra tenant)")
+            return problems
         for env, value in (("TENANT_ID", self.tenant_id), ("CLIENT_ID", self.client_id)):
             if not value:
                 problems.append(f"SORTIE_M365_{env}: missing (the Entra app registration)")

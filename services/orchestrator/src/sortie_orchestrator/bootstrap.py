@@ -56,6 +56,7 @@ def bootstrap(settings: OrchestratorSettings) -> Wiring:
             followup_base=timedelta(seconds=settings.followup_base_s),
             followup_max=timedelta(seconds=settings.followup_max_s),
             followup_horizon=timedelta(seconds=settings.followup_horizon_s),
+            sso_apps_first=timedelta(seconds=settings.sso_apps_first_s),
         ),
         vault=TapVault(redis),
         tap_ttl_s=settings.tap_ttl_s,

@@ -101,6 +101,9 @@ class OrchestratorSettings(ServiceSettings):
     followup_base_s: float = Field(default=5.0, gt=0, le=3600)
     followup_max_s: float = Field(default=600.0, gt=0, le=86400)
     followup_horizon_s: float = Field(default=24 * 3600.0, ge=0, le=30 * 86400)
+    # When the CAS could not tell an application's tickets, the SSO logout waits for it to
+    # list them (so they are logged out first) at most this long after it was first asked.
+    sso_apps_first_s: float = Field(default=600.0, ge=0, le=86400)
     retention_days: float = Field(default=90.0, gt=0)
     # Stream entries no group needs any more are trimmed once older than this.
     stream_retention_days: float = Field(default=7.0, ge=0)

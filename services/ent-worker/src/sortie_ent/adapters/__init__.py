@@ -1,6 +1,7 @@
 """The contracts between the ENT handlers and the outside world.
 
-`AppLogout` reaches ENT applications; `SsoSessions` reaches the CAS server.
+`AppLogout` reaches ENT applications; `SsoSessions` reaches the CAS server; `TicketVault`
+keeps, between the attempts of one request, the tickets of applications not logged out yet.
 Implementations translate every failure into Sortie's error tree (`sortie_core.errors`):
 `TransientError`/`ThrottledError` (with `retry_after`) for what is worth retrying,
 `NotFoundError` for "nothing to end there", `RefusedError` for a call Sortie will not
@@ -99,3 +100,14 @@ class SsoSessions(Protocol):
         """End every SSO session of `username`."""
 
     async def aclose(self) -> None: ...
+
+
+class TicketVault(Protocol):
+    """The service tickets of applications whose logout is to be tried again (follow-up):
+    the CAS forgets them once the SSO session is destroyed."""
+
+    async def kept(self, request_id: str) -> tuple[ServiceTicket, ...]:
+        """What an earlier attempt of the request kept (nothing when none did)."""
+
+    async def keep(self, request_id: str, tickets: tuple[ServiceTicket, ...]) -> None:
+        """Replace what is kept for the request; no tickets: forget it."""

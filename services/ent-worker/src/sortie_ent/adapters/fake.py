@@ -1,4 +1,5 @@
-"""In-memory `AppLogout` and `SsoSessions` for tests: calls recorded, failures scripted."""
+"""In-memory `AppLogout`, `SsoSessions` and `TicketVault` for tests: calls recorded,
+failures scripted."""
 
 from __future__ import annotations
 
@@ -148,3 +149,17 @@ class FakeSsoSessions:
 
     async def aclose(self) -> None:
         self.closed = True
+
+
+@dataclass
+class FakeTicketVault:
+    by_request: dict[str, tuple[ServiceTicket, ...]] = field(default_factory=dict)
+
+    async def kept(self, request_id: str) -> tuple[ServiceTicket, ...]:
+        return self.by_request.get(request_id, ())
+
+    async def keep(self, request_id: str, tickets: tuple[ServiceTicket, ...]) -> None:
+        if tickets:
+            self.by_request[request_id] = tickets
+        else:
+            self.by_request.pop(request_id, None)

@@ -3,8 +3,11 @@
 https://learn.microsoft.com/graph/json-batching: at most 20 requests per batch, each
 answered with its own status; Graph may run them in any order, and throttles each one
 (a 429 inside a 200 batch). Items are built by msgraph-sdk's request builders, so their
-URLs and bodies are the SDK's own. One user's steps are awaited one after another, so they
-are never queued together; the batcher also refuses two items of one user in a batch.
+URLs and bodies are the SDK's own. Only requests already waiting share a batch (a lone one
+goes at once, alone) unless a linger is set; a batch goes as one app registration, so
+writes granted to different registrations never share one. One user's steps are awaited
+one after another, so they are never queued together; the batcher also refuses two items
+of one user in a batch.
 """
 
 from __future__ import annotations
@@ -33,23 +36,24 @@ class _Item:
     what: str
     permission: str
     direct: Callable[[], Awaitable[Any]]
+    app: int | None = None
     future: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
 
-# Sends one request (the batch) through the SDK pipeline; returns the body's bytes or
-# raises Sortie's error for the whole batch.
-Send = Callable[[RequestInformation, str], Awaitable[bytes | None]]
+# Sends one request (the batch) through the SDK pipeline, as the given app registration;
+# returns the body's bytes or raises Sortie's error for the whole batch.
+Send = Callable[[RequestInformation, str, int | None], Awaitable[bytes | None]]
 
 
 class GraphBatcher:
-    def __init__(self, base_url: str, send: Send, *, linger_s: float = 0.02) -> None:
+    def __init__(self, base_url: str, send: Send, *, linger_s: float = 0.0) -> None:
         self._base_url = base_url.rstrip("/")
         self._send = send
         self._linger_s = linger_s
         self._queue: list[_Item] = []
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.batches_sent = 0
 
@@ -60,15 +64,20 @@ class GraphBatcher:
         what: str,
         permission: str,
         direct: Callable[[], Awaitable[Any]],
+        app: int | None = None,
     ) -> Any:
         """Queue one request; its answer's JSON body (None when empty). A request left
-        alone after the linger goes out by itself, through `direct`."""
-        item = _Item(user, info, what, permission, direct)
+        alone (after the linger, if any) goes out by itself, through `direct`."""
+        item = _Item(user, info, what, permission, direct, app)
         self._queue.append(item)
+        loop = asyncio.get_running_loop()
         if len(self._queue) >= MAX_BATCH:
             self._flush()
+        elif self._timer is None and self._linger_s > 0:
+            self._timer = loop.call_later(self._linger_s, self._flush)
         elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._linger_s, self._flush)
+            # What the other tasks queue in this turn of the loop shares the batch.
+            self._timer = loop.call_soon(self._flush)
         return await item.future
 
     def _flush(self) -> None:
@@ -79,8 +88,9 @@ class GraphBatcher:
             batch: list[_Item] = []
             users: set[str] = set()
             rest: list[_Item] = []
+            app = self._queue[0].app
             for item in self._queue:
-                if len(batch) < MAX_BATCH and item.user not in users:
+                if len(batch) < MAX_BATCH and item.user not in users and item.app == app:
                     batch.append(item)
                     users.add(item.user)
                 else:
@@ -131,7 +141,7 @@ class GraphBatcher:
         info.set_stream_content(json.dumps(envelope).encode(), "application/json")
         self.batches_sent += 1
         try:
-            raw = await self._send(info, "a $batch of writes")
+            raw = await self._send(info, "a $batch of writes", batch[0].app)
             answers = json.loads(raw or b"{}").get("responses", [])
         except SortieError as exc:
             for item in batch:

@@ -12,6 +12,7 @@ are bounded.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
@@ -21,9 +22,6 @@ from azure.core.credentials_async import AsyncTokenCredential
 from kiota_abstractions.api_error import APIError
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 from kiota_abstractions.request_information import RequestInformation
-from kiota_authentication_azure.azure_identity_authentication_provider import (
-    AzureIdentityAuthenticationProvider,
-)
 from kiota_http.kiota_client_factory import KiotaClientFactory
 from kiota_http.middleware import RetryHandler
 from msgraph import GraphRequestAdapter, GraphServiceClient
@@ -41,6 +39,7 @@ from sortie_core.http import transport_error
 from sortie_core.steps import StepSkipped
 
 from . import FILTER_PROPERTIES, FILTER_TOP, M365User
+from .apps import SpreadAuthentication, as_app
 from .graph_batch import GraphBatcher
 from .graph_errors import error_for
 
@@ -56,7 +55,10 @@ PERMISSION_PASSWORD = "User-PasswordProfile.ReadWrite.All"
 
 
 class WriteLimiter(Protocol):
-    async def acquire(self, cost: float = 1.0) -> None: ...
+    """Returns when a write may go: with the index of the app registration to send it as
+    (None: the only one)."""
+
+    async def acquire(self, cost: float = 1.0) -> int | None: ...
 
 
 class MailboxProtocols(Protocol):
@@ -71,12 +73,13 @@ class MailboxProtocols(Protocol):
 
 def graph_client(
     graph_url: str,
-    credential: AsyncTokenCredential,
+    credential: AsyncTokenCredential | list[AsyncTokenCredential],
     *,
     scope: str,
     timeout_s: float,
 ) -> GraphServiceClient:
-    """A client without the SDK's retry middleware, pointed at `graph_url` (+ `/v1.0`)."""
+    """A client without the SDK's retry middleware, pointed at `graph_url` (+ `/v1.0`);
+    with several credentials (app registrations), each request goes as the one `APP` names."""
     middleware = [
         m
         for m in KiotaClientFactory.get_default_middleware(None)
@@ -85,7 +88,8 @@ def graph_client(
     http = GraphClientFactory.create_with_custom_middleware(
         middleware, client=httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
     )
-    auth = AzureIdentityAuthenticationProvider(credential, scopes=[scope])
+    credentials = credential if isinstance(credential, list) else [credential]
+    auth = SpreadAuthentication(credentials, scope)
     adapter = GraphRequestAdapter(auth, http)
     # Without the trailing slash, or every request goes to `//users`.
     adapter.base_url = graph_url.rstrip("/") + "/v1.0"
@@ -97,23 +101,25 @@ class GraphSdkDirectory:
         self,
         client: GraphServiceClient,
         *,
-        credential: AsyncTokenCredential | None = None,
+        credential: AsyncTokenCredential | list[AsyncTokenCredential] | None = None,
         limiter: WriteLimiter | None = None,
         concurrency: int = 32,
         mailbox: MailboxProtocols | None = None,
         batch_linger_s: float | None = None,
     ) -> None:
-        """`batch_linger_s`: writes of concurrent users wait that long to share a `$batch`
-        (None: every write is its own request)."""
+        """`batch_linger_s`: requests of concurrent users wait that long to share a
+        `$batch` (0: only those already waiting; None: every request is its own)."""
         self._client = client
-        self._credential = credential
+        self._credentials = credential if isinstance(credential, list) else [credential]
+        # Reads go as each app registration in turn.
+        self._turns = itertools.cycle(range(len(self._credentials) if credential else 1))
         self._limiter = limiter
         self._slots = asyncio.Semaphore(concurrency)
         self._mailbox = mailbox
         self.batcher: GraphBatcher | None = None
         if batch_linger_s is not None:
             self.batcher = GraphBatcher(
-                client.request_adapter.base_url, self._send_raw, linger_s=batch_linger_s
+                client.request_adapter.base_url, self._send_batch, linger_s=batch_linger_s
             )
 
     async def aclose(self) -> None:
@@ -122,8 +128,12 @@ class GraphSdkDirectory:
             await http.aclose()
         if self._mailbox is not None:
             await self._mailbox.aclose()
-        if self._credential is not None:
-            await self._credential.close()
+        close = getattr(self._limiter, "aclose", None)
+        if close is not None:
+            await close()
+        for credential in self._credentials:
+            if credential is not None:
+                await credential.close()
 
     async def _call(
         self,
@@ -132,12 +142,14 @@ class GraphSdkDirectory:
         call: Callable[[], Awaitable[T]],
         *,
         write: bool = True,
+        app: int | None = None,
     ) -> T:
         if write and self._limiter is not None:
-            await self._limiter.acquire()
+            app = await self._limiter.acquire()
         try:
             async with self._slots:
-                return await call()
+                with as_app(next(self._turns) if app is None else app):
+                    return await call()
         except ODataError as err:
             code = err.error.code if err.error is not None else None
             raise error_for(
@@ -158,13 +170,28 @@ class GraphSdkDirectory:
         except httpx.TransportError as err:
             raise transport_error(err, f"Graph ({what})", "graph") from err
 
-    async def _send_raw(self, info: RequestInformation, what: str) -> bytes | None:
+    async def _send_batch(
+        self, info: RequestInformation, what: str, app: int | None
+    ) -> bytes | None:
+        """A `$batch` POST (its writes were counted item by item), as the app given."""
+        return await self._send_raw(info, what, app=app)
+
+    async def _send_raw(
+        self,
+        info: RequestInformation,
+        what: str,
+        permission: str = PERMISSION_READ,
+        *,
+        write: bool = False,
+        app: int | None = None,
+    ) -> bytes | None:
         adapter = self._client.request_adapter
         raw: bytes | None = await self._call(
             what,
-            PERMISSION_READ,
+            permission,
             lambda: adapter.send_primitive_async(info, "bytes", _ERRORS),  # type: ignore[func-returns-value]
-            write=False,
+            write=write,
+            app=app,
         )
         return raw
 
@@ -179,13 +206,12 @@ class GraphSdkDirectory:
         if self.batcher is None:
             await self._call(what, permission, direct)
             return
-        if self._limiter is not None:
-            await self._limiter.acquire()
+        app = await self._limiter.acquire() if self._limiter is not None else None
 
         async def alone() -> None:
-            await self._call(what, permission, direct, write=False)
+            await self._call(what, permission, direct, write=False, app=app)
 
-        await self.batcher.submit(user, info(), what, permission, alone)
+        await self.batcher.submit(user, info(), what, permission, alone, app=app)
 
     @property
     def client(self) -> GraphServiceClient:
@@ -200,29 +226,24 @@ class GraphSdkDirectory:
     ) -> Any:
         """One request built by the SDK's request builders, its answer read as JSON (None
         when empty); writes take from the tenant's budget (graph_leaver.py)."""
-        adapter = self._client.request_adapter
-        raw: bytes | None = await self._call(
-            what,
-            permission,
-            lambda: adapter.send_primitive_async(info, "bytes", _ERRORS),  # type: ignore[func-returns-value]
-            write=write,
-        )
-        try:
-            return json.loads(raw) if raw else None
-        except ValueError as err:
-            raise TransientError(
-                f"Graph sent unreadable JSON for {what}", code="graph_bad_json"
-            ) from err
+        return await self._get_json(info, what, permission, write=write)
 
     def _user(self, user: str) -> UserItemRequestBuilder:
         if not user:
             raise PermanentError("empty user id", code="invalid_user")
         return self._client.users.by_user_id(user)
 
-    async def _get_json(self, info: RequestInformation, what: str) -> Any:
+    async def _get_json(
+        self,
+        info: RequestInformation,
+        what: str,
+        permission: str = PERMISSION_READ,
+        *,
+        write: bool = False,
+    ) -> Any:
         """GET through the SDK's pipeline, read as plain JSON: the SDK's `User` model costs
         tens of milliseconds of CPU per parse, which caps a worker at a few dozen users/s."""
-        raw = await self._send_raw(info, what)
+        raw = await self._send_raw(info, what, permission, write=write)
         try:
             return json.loads(raw or b"null")
         except ValueError as err:

@@ -4,7 +4,7 @@ its state, and of two replicas racing on one request exactly one wins.
 
 Keys (the `{request_id}` hash tag keeps one request's keys in one Cluster slot):
 
-    sortie:req:{<id>}            hash: doc (JSON SagaState), v (version)
+    sortie:req:{<id>}            hash: doc (SagaState; compacted when finished), v (version)
     sortie:deadlines             zset: request id -> next deadline (epoch s), polled by all
     sortie:requests              zset: request id -> created (epoch µs), newest-first listing
     sortie:requests:subject:<u>  zset: the same, per subject
@@ -36,7 +36,10 @@ from redis.exceptions import ResponseError
 from sortie_core.broker import Delivery, entry_fields, request_key
 from sortie_core.credentials import credentials_key
 from sortie_core.errors import RefusedError
+from sortie_core.redis_conn import run_then_wait
 from sortie_orchestrator.saga import SagaState, Transition, phases
+
+from . import doc_codec
 
 DEADLINES = "sortie:deadlines"
 REQUESTS = "sortie:requests"
@@ -195,7 +198,7 @@ class SagaStore:
         this one.
         """
         state = transition.state
-        created, rid = await self._create(
+        (created, rid), acked = await self._run_create(
             keys=[
                 req_key(state.request_id),
                 DEADLINES,
@@ -208,7 +211,7 @@ class SagaStore:
             ],
             args=[
                 str(state.request_id),
-                state.model_dump_json(),
+                doc_codec.encode(state),
                 _score(state.next_deadline()),
                 repr(int(state.created_at.timestamp() * 1_000_000)),
                 self.idempotency_ttl_s,
@@ -223,24 +226,30 @@ class SagaStore:
         rid_s, _, first = stored.partition(" ")
         if not created and first and fingerprint and first != fingerprint:
             raise IdempotencyMismatch(rid_s)
-        if self.durable_replicas:
-            await self.wait_durable()
-        return bool(created), uuid.UUID(rid_s)
-
-    async def wait_durable(self) -> None:
-        """WAIT for the replicas; too few in time is NotDurable (a 503: the client retries
-        with its Idempotency-Key and gets this very request)."""
-        acked = int(await self.redis.wait(self.durable_replicas, self.durable_timeout_ms))
         if acked < self.durable_replicas:
+            # Too few replicas in time: a 503, the client retries with its
+            # Idempotency-Key and gets this very request.
             raise NotDurable(
                 f"NOREPLICAS {acked} of {self.durable_replicas} replicas acknowledged in time"
             )
+        return bool(created), uuid.UUID(rid_s)
+
+    async def _run_create(self, keys: list[Any], args: list[Any]) -> tuple[Any, int]:
+        """The create script and, with `durable_replicas`, its WAIT on the same connection
+        (WAIT counts what its own connection wrote; on another pooled connection it could
+        answer before this write reached any replica)."""
+        if not self.durable_replicas:
+            return await self._create(keys=keys, args=args), 0
+        replicas, timeout_ms = self.durable_replicas, self.durable_timeout_ms
+        return await run_then_wait(
+            self.redis, self._create, keys, args, replicas=replicas, timeout_ms=timeout_ms
+        )
 
     async def load(self, request_id: uuid.UUID | str) -> Loaded | None:
         raw = await self.redis.hmget(req_key(request_id), ["doc", "v"])  # type: ignore[misc]
         if raw[0] is None:
             return None
-        return Loaded(SagaState.model_validate_json(raw[0]), int(raw[1] or 0))
+        return Loaded(doc_codec.decode(raw[0]), int(raw[1] or 0))
 
     async def commit(
         self, loaded: Loaded, transition: Transition, ack: Delivery | None = None
@@ -263,7 +272,7 @@ class SagaStore:
             args=[
                 str(state.request_id),
                 loaded.version,
-                state.model_dump_json(),
+                doc_codec.encode(state),
                 _score(state.next_deadline()),
                 "1" if state.finished else "0",
                 self.retention_s + phases.keep_s(state.phases),

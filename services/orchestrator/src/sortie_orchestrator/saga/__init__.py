@@ -182,6 +182,9 @@ class Timeouts:
     followup_base: timedelta = timedelta(seconds=5)
     followup_max: timedelta = timedelta(minutes=10)
     followup_horizon: timedelta = timedelta(hours=24)
+    # How long after the SSO logout was first asked it still waits for the CAS to list the
+    # session's tickets when applications must be logged out first (app_logout_first).
+    sso_apps_first: timedelta = timedelta(minutes=10)
 
 
 DEFAULT_TIMEOUTS = Timeouts(phase1=timedelta(seconds=30), sso=timedelta(seconds=60))
@@ -575,11 +578,12 @@ def _enter_phase2(transition: Transition, now: datetime, timeouts: Timeouts) -> 
     state.sso = ServiceState()
     state.sso_requested_at = now
     state.sso_deadline = now + timeouts.sso
-    transition.messages.append(Outgoing(streams.SSO_LOGOUT_REQUESTED, _sso_command(state, now)))
+    command = _sso_command(state, now, timeouts)
+    transition.messages.append(Outgoing(streams.SSO_LOGOUT_REQUESTED, command))
     _note(state, now, "sso_logout_requested")
 
 
-def _sso_command(state: SagaState, now: datetime) -> SsoLogoutRequested:
+def _sso_command(state: SagaState, now: datetime, timeouts: Timeouts) -> SsoLogoutRequested:
     tgt = state.sso_session.tgt if state.sso_session else None
     return SsoLogoutRequested(
         request_id=state.request_id,
@@ -587,8 +591,38 @@ def _sso_command(state: SagaState, now: datetime) -> SsoLogoutRequested:
         kind=state.kind,
         tgt_stored=bool(tgt) and state.kind == Kind.LOGOUT,
         all_sessions=state.kind == Kind.OFFBOARD,
+        app_logout_first=_apps_without_tickets(state, now, timeouts),
         occurred_at=now,
     )
+
+
+def _apps_without_tickets(state: SagaState, now: datetime, timeouts: Timeouts) -> tuple[str, ...]:
+    """The ENT applications not logged out because the CAS could not tell their tickets:
+    the SSO logout must end them first (once the session is gone the CAS forgets them),
+    and waits for the CAS to list them, but not past `sso_apps_first`: an alive SSO
+    session is the worst outcome (e.g. an actuator that fails while the ticket deletion
+    works)."""
+    asked = state.sso_requested_at or now
+    if now - asked >= timeouts.sso_apps_first:
+        return ()
+    ent = state.services.get(Target.ENT.value)
+    if ent is None or ent.discovery is None or ent.discovery.error is None:
+        return ()
+    return tuple(
+        s.action
+        for s in ent.steps
+        if not s.done and s.error is not None and s.error.code == services_.CAS_SLO_NO_TICKET
+    )
+
+
+def _apply_app_steps(state: SagaState, event: SsoLogoutCompleted, now: datetime) -> None:
+    """The applications the SSO logout ended first count as the ENT service's steps."""
+    ent = state.services.get(Target.ENT.value)
+    if ent is None or not event.app_steps:
+        return
+    followup.merge(ent, event.app_steps)
+    ent.discovery = event.app_discovery or ent.discovery
+    _note(state, now, "app_logout_before_sso", ", ".join(s.action for s in event.app_steps))
 
 
 # -- phase 2 ------------------------------------------------------------------------------
@@ -602,10 +636,13 @@ def on_sso_completed(
         return None
     state = state.model_copy(deep=True)
     assert state.sso is not None
+    _apply_app_steps(state, event, now)
     if state.status != "sso_logout":
         followup.merge(state.sso, event.steps)
         state.sso.discovery = event.discovery or state.sso.discovery
         state.sso.late = state.sso.late or state.sso.state != "reported"
+        # A report, even late: what it proves counts (final_status reads `reported`).
+        state.sso.state = "reported"
         _note(state, now, "late_report" if state.sso.late else "followup_report", "sso")
         return _reevaluate(Transition(state), now, timeouts)
     state.sso.state = "reported"
@@ -705,7 +742,7 @@ def _followup_messages(
         return [
             Outgoing(
                 streams.SSO_LOGOUT_REQUESTED,
-                _sso_command(state, now).model_copy(update={"followup": scope}),
+                _sso_command(state, now, timeouts).model_copy(update={"followup": scope}),
             )
         ]
     command, stream = _command(state, now, now + timeouts.phase1)

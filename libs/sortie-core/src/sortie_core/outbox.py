@@ -1,0 +1,196 @@
+"""Outbox and relay for Redis Cluster (issue 19, item 2; DESIGN.md "on Redis Cluster the
+stream lives in another slot: there the event goes to an outbox in the request's slot and
+a relay moves it on"). Not wired into the orchestrator's scripts yet.
+
+* A script that must publish to a shared stream (`logout.requested`, ...) appends the
+  entry instead to `outbox_key(request_id)`, a stream in the request's own slot, with the
+  target stream in the field `stream`: one slot, so the script stays atomic on Cluster.
+* `Relay` (any number of them, any replica: one consumer group `relay` per outbox stream)
+  moves each outbox entry to its stream exactly once: the copy is written by a script in
+  the *target's* slot together with a mark `{<stream>}:relayed:<outbox>:<entry id>`
+  (the hash tag `{<stream>}` puts the mark in the stream's slot), so a relay that dies
+  after the copy and before its XACK, or two relays holding one entry after a claim, copy
+  it once. The outbox entry is then acknowledged and deleted.
+* Outbox streams are found without scanning: requests should get ids whose slot is one
+  of `OUTBOX_SLOTS` (`new_request_id`), whose outboxes every relay polls; any other
+  outbox (ids made otherwise) is found by a SCAN every `discover_interval_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import itertools
+import logging
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+from redis.exceptions import ResponseError
+
+log = logging.getLogger(__name__)
+
+OUTBOX_PREFIX = "sortie:outbox:"
+RELAY_GROUP = "relay"
+# Every 64th slot: spread evenly over the primaries, few enough to poll.
+OUTBOX_SLOTS = tuple(range(0, REDIS_CLUSTER_HASH_SLOTS, 64))
+_OUTBOX_SLOT_SET = frozenset(OUTBOX_SLOTS)
+MARK_TTL_S = 7 * 24 * 3600
+
+# KEYS[1] the target stream, KEYS[2] the mark (same slot); ARGV: ttl, then field/value pairs.
+_COPY = """
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
+  redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
+  return 1
+end
+return 0
+"""
+
+
+def slot_of(request_id: object) -> int:
+    return int(key_slot(str(request_id).encode()))
+
+
+@functools.cache
+def _slot_tags() -> tuple[str, ...]:
+    """For every slot, the first hex number whose slot it is (~170,000 hashes, once)."""
+    tags: list[str | None] = [None] * REDIS_CLUSTER_HASH_SLOTS
+    missing = REDIS_CLUSTER_HASH_SLOTS
+    for n in itertools.count():
+        tag = format(n, "x")
+        slot = key_slot(tag.encode())
+        if tags[slot] is None:
+            tags[slot] = tag
+            missing -= 1
+            if not missing:
+                return tuple(t or "" for t in tags)
+    raise AssertionError("unreachable")
+
+
+def slot_tag(slot: int) -> str:
+    """A short hash tag whose slot is `slot`."""
+    return _slot_tags()[slot]
+
+
+def outbox_key(request_id: object) -> str:
+    """The outbox stream in the slot of the request's keys (`...{request_id}`)."""
+    return f"{OUTBOX_PREFIX}{{{slot_tag(slot_of(request_id))}}}"
+
+
+def new_request_id() -> uuid.UUID:
+    """A random id whose slot has a polled outbox (64 draws on average)."""
+    while True:
+        rid = uuid.uuid4()
+        if slot_of(rid) in _OUTBOX_SLOT_SET:
+            return rid
+
+
+def outbox_fields(stream: str, fields: dict[str, str]) -> dict[str, str]:
+    """What a script appends to the outbox for an entry of `stream`."""
+    return {"stream": stream, **fields}
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Relay:
+    """Moves outbox entries to their streams; `redis` is a `RedisCluster` (or a `Redis`:
+    on one Redis it works the same, for tests and migrations)."""
+
+    def __init__(
+        self,
+        redis: Any,
+        consumer: str,
+        *,
+        batch: int = 100,
+        claim_idle_ms: int = 15_000,
+        discover_interval_s: float = 5.0,
+        parallel: int = 8,
+    ) -> None:
+        self.parallel = parallel
+        self.redis = redis
+        self.consumer = consumer
+        self.batch = batch
+        self.claim_idle_ms = claim_idle_ms
+        self.discover_interval_s = discover_interval_s
+        self.outboxes = {f"{OUTBOX_PREFIX}{{{slot_tag(s)}}}" for s in OUTBOX_SLOTS}
+        self._grouped: set[str] = set()
+        self._copy = redis.register_script(_COPY)
+
+    async def group(self, outbox: str) -> None:
+        if outbox in self._grouped:
+            return
+        with contextlib.suppress(ResponseError):  # BUSYGROUP: there already
+            await self.redis.xgroup_create(outbox, RELAY_GROUP, id="0", mkstream=True)
+        self._grouped.add(outbox)
+
+    async def discover(self) -> None:
+        """Outboxes of requests whose ids were not drawn by `new_request_id`."""
+        async for key in self.redis.scan_iter(match=f"{OUTBOX_PREFIX}*", _type="STREAM"):
+            self.outboxes.add(_s(key))
+
+    async def copy(self, outbox: str, entry_id: Any, raw: dict[Any, Any]) -> int:
+        """Write one outbox entry to its stream unless it was already (1: written now)."""
+        fields = {_s(k): _s(v) for k, v in raw.items()}
+        stream = fields.pop("stream", "")
+        if not stream:
+            log.warning("outbox %s entry %s names no stream: dropped", outbox, _s(entry_id))
+            return 0
+        mark = f"{{{stream}}}:relayed:{outbox}:{_s(entry_id)}"
+        args: list[Any] = [MARK_TTL_S, *itertools.chain(*fields.items())]
+        return int(await self._copy(keys=[stream, mark], args=args))
+
+    async def move(self, outbox: str, entries: Iterable[tuple[Any, dict[Any, Any]]]) -> int:
+        """Copy each entry once to its stream, then acknowledge and delete it."""
+        moved = 0
+        for entry_id, raw in entries:
+            moved += await self.copy(outbox, entry_id, raw)
+            await self.redis.xack(outbox, RELAY_GROUP, entry_id)
+            await self.redis.xdel(outbox, entry_id)
+        return moved
+
+    async def relay_outbox(self, outbox: str) -> int:
+        await self.group(outbox)
+        moved = 0
+        # Entries a dead relay held, then new ones.
+        claimed = await self.redis.xautoclaim(
+            outbox, RELAY_GROUP, self.consumer, self.claim_idle_ms, "0-0", count=self.batch
+        )
+        moved += await self.move(outbox, claimed[1])
+        read = await self.redis.xreadgroup(
+            RELAY_GROUP, self.consumer, {outbox: ">"}, count=self.batch
+        )
+        for _stream, entries in read or []:
+            moved += await self.move(outbox, entries)
+        return moved
+
+    async def relay_once(self) -> int:
+        """One pass over every known outbox, `parallel` at a time (a client's pool per
+        node is bounded); how many entries reached their stream."""
+        gate = asyncio.Semaphore(self.parallel)
+
+        async def one(outbox: str) -> int:
+            async with gate:
+                return await self.relay_outbox(outbox)
+
+        return sum(await asyncio.gather(*(one(o) for o in sorted(self.outboxes))))
+
+    async def run(self, poll_s: float = 0.05, idle_max_s: float = 1.0) -> None:
+        """Relay until cancelled; polls faster while there is work."""
+        loop = asyncio.get_running_loop()
+        next_discovery = 0.0
+        pause = poll_s
+        while True:
+            if loop.time() >= next_discovery:
+                await self.discover()
+                next_discovery = loop.time() + self.discover_interval_s
+            try:
+                moved = await self.relay_once()
+            except Exception:
+                log.exception("outbox relay pass failed; trying again")
+                moved = 0
+            pause = poll_s if moved else min(idle_max_s, pause * 2)
+            await asyncio.sleep(pause)
