@@ -15,6 +15,14 @@ def redis_server() -> Iterator[RedisServer]:
     server.cleanup()
 
 
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    """A redis-server of the test module's own (e.g. under its live orchestrator)."""
+    srv = RedisServer().start()
+    yield srv
+    srv.cleanup()
+
+
 @pytest.fixture
 async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_server.url)

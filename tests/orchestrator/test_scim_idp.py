@@ -17,6 +17,7 @@ import redis as redis_sync
 from sortie_core import streams
 from sortie_orchestrator.http.scim.policy import ScimConfig
 from tests.intake.live import live_orchestrator
+from tests.orchestrator.workers import answer_offboarding, commands, step, until
 from tests.redis_server import RedisServer
 
 CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -32,13 +33,6 @@ CONFIG = ScimConfig.model_validate(
         "sites": {"lycee-a": {"windows_account": ["LYCEEA\\${userName}"]}},
     }
 )
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    srv = RedisServer().start()
-    yield srv
-    srv.cleanup()
 
 
 @pytest.fixture(scope="module")
@@ -405,3 +399,72 @@ def test_scheduled_offboarding_from_offboard_at_is_cancelled_by_reactivation(
     )
     assert back.headers["Sortie-Cancelled"] == off.headers["Sortie-Offboarding"]
     assert api.get(off.headers["Sortie-Offboarding"]).json()["status"] == "cancelled"
+
+
+# Re-enabling a user whose offboarding ran: Entra sends `Replace active "True"` (the
+# compatibility page above), Okta a PUT of the whole user with `active: true` (the Okta
+# guide, "Update a specific User (PUT)").
+
+
+def test_entra_reactivation_reverses_what_the_offboarding_recorded(
+    scim: httpx.Client, api: httpx.Client, server: RedisServer
+) -> None:
+    user = ok(
+        scim.post(
+            "/Users",
+            json={"schemas": [CORE], "userName": "returning.teacher@testuser.com", "active": True},
+        ),
+        201,
+    )
+    off = scim.patch(
+        f"/Users/{user['id']}", json=patch({"op": "Replace", "path": "active", "value": "False"})
+    )
+    original = off.headers["Sortie-Offboarding"].rsplit("/", 1)[1]
+    recorded = {
+        "block_sign_in": {"account_enabled": True},
+        "disable_mail_protocols": {"protocols": {"OWAEnabled": True, "ImapEnabled": False}},
+    }
+    answer_offboarding(
+        server.url,
+        original,
+        [step(action, record) for action, record in recorded.items()] + [step("reset_password")],
+    )
+    until(lambda: api.get(f"/v1/requests/{original}").json()["status"] == "completed")
+    on = scim.patch(
+        f"/Users/{user['id']}", json=patch({"op": "Replace", "path": "active", "value": "True"})
+    )
+    assert ok(on)["active"] is True
+    reversal = api.get(on.headers["Sortie-Reversal"]).json()
+    assert reversal["kind"] == "reversal" and reversal["reverses"] == original
+    assert reversal["reason"] == "scim_reactivated" and reversal["requested_by"] == "hr"
+    assert api.get(f"/v1/requests/{original}").json()["reversed_by"] == reversal["request_id"]
+    (_, command), *_ = until(
+        lambda: commands(server.url, streams.REVERSAL_REQUESTED, reversal["request_id"])
+    )
+    assert command["restore"] == recorded
+    # Nobody is there to be shown a Temporary Access Pass: none is issued.
+    assert command["issue_temporary_access_pass"] is False and command["tap_public_key"] is None
+    assert reversal["temporary_access_pass"] is None
+
+
+def test_okta_reactivation_with_nothing_recorded_turns_sign_in_and_mail_back_on(
+    scim: httpx.Client, api: httpx.Client, server: RedisServer
+) -> None:
+    create = {"schemas": [CORE], "userName": "back.again@okta.local", "active": True}
+    user = ok(scim.post("/Users", json=create), 201)
+    off = scim.patch(
+        f"/Users/{user['id']}", json=patch({"op": "replace", "value": {"active": False}})
+    )
+    original = off.headers["Sortie-Offboarding"].rsplit("/", 1)[1]
+    answer_offboarding(server.url, original, [step("block_sign_in"), step("revoke_sessions")])
+    until(lambda: api.get(f"/v1/requests/{original}").json()["status"] == "completed")
+    again = scim.put(f"/Users/{user['id']}", json={**create, "id": user["id"], "groups": []})
+    assert ok(again)["active"] is True
+    rid = again.headers["Sortie-Reversal"].rsplit("/", 1)[1]
+    (_, command), *_ = until(lambda: commands(server.url, streams.REVERSAL_REQUESTED, rid))
+    assert command["restore"]["block_sign_in"] == {"account_enabled": True}
+    assert set(command["restore"]["disable_mail_protocols"]["protocols"].values()) == {True}
+    view = api.get(f"/v1/requests/{rid}").json()
+    # Still linked both ways: the record says which offboarding was undone.
+    assert view["kind"] == "reversal" and view["reverses"] == original
+    assert api.get(f"/v1/requests/{original}").json()["reversed_by"] == rid

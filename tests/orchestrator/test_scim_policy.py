@@ -78,7 +78,11 @@ def test_rules_pick_the_first_matching_profile() -> None:
     contractor = user(userType="Contractor")
     assert deactivation_profile(config, contractor, ["erasmus"]) == "light"
     assert deactivation_profile(config, contractor, []) == "lock"
-    assert deactivation_profile(config, user(), ["Profs"]) == "full"
+    # No rule matched: the orchestrator's default profile (None here).
+    assert deactivation_profile(config, user(), ["Profs"]) is None
+    by_site = ScimConfig.model_validate({"site_profiles": {"lycee-a": "pupil-leaves"}})
+    pupil = user(**{SORTIE_USER: {"site": "lycee-a"}})
+    assert deactivation_profile(by_site, pupil, []) == "pupil-leaves"
 
 
 def test_effective_at_is_a_future_date_or_now() -> None:
@@ -98,7 +102,6 @@ def test_effective_at_is_a_future_date_or_now() -> None:
     [
         ({"subject": {"upn": ["${shoeSize}"]}}, "shoeSize"),
         ({"profiles": {"full": [], "x": ["format_disk"]}}, "format_disk"),
-        ({"deactivate_profile": "gentle"}, "gentle"),
         ({"deactivate_rules": [{"profile": "full"}]}, "exactly one"),
         ({"deactivate_rules": [{"profile": "full", "filter": "userName zz 1"}]}, "filter"),
         ({"surprise": 1}, "surprise"),
@@ -114,6 +117,9 @@ def test_the_policy_file_is_read_with_the_settings(tmp_path: Path) -> None:
     path.write_text("profiles:\n  full: []\n  light: [revoke_sessions]\ndelete_profile: light\n")
     settings = OrchestratorSettings(redis_url="redis://127.0.0.1:1/0", scim_file=path)  # type: ignore[arg-type]
     assert settings.scim.delete_profile == "light"
+    path.write_text("deactivate_profile: gentle\n")
+    with pytest.raises(ValidationError, match="no profile named \\['gentle'\\]"):
+        OrchestratorSettings(redis_url="redis://127.0.0.1:1/0", scim_file=path)  # type: ignore[arg-type]
     path.write_text("delete_profile: missing\n")
     with pytest.raises(ValidationError, match="missing"):
         OrchestratorSettings(redis_url="redis://127.0.0.1:1/0", scim_file=path)  # type: ignore[arg-type]

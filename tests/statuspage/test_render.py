@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from sortie_core.events import Outcome, StepError, StepResult, Subject
 from sortie_orchestrator.http.ui.i18n import L10n
 from sortie_orchestrator.http.ui.render import live_fragment
-from sortie_orchestrator.saga import ServiceState, new_logout
+from sortie_orchestrator.saga import DEFAULT_TIMEOUTS, ServiceState, new_logout
 from sortie_orchestrator.saga.followup import FollowUp
 
 FR = L10n("fr", ZoneInfo("Europe/Paris"))
@@ -50,3 +50,24 @@ def test_follow_ups_and_healing_are_shown() -> None:
     healed = live_fragment(FR, state, AT + timedelta(minutes=2))
     assert "Nouvelles tentatives" not in healed
     assert "Rétablie" in healed and "une nouvelle tentative a prouvé les étapes restantes" in healed
+
+
+def test_the_profile_its_later_phases_and_the_reversal_are_shown() -> None:
+    from sortie_orchestrator.profiles import Profiles
+    from sortie_orchestrator.saga import new_offboard, start
+
+    profile = Profiles().get("staff-leaves")
+    state = new_offboard(
+        uuid.uuid4(), Subject(user_id="prof.x"), "offboarding", "hr", [], None, AT, profile
+    )
+    state = start(state, [], AT, DEFAULT_TIMEOUTS).state
+    state.status = "completed"
+    state.finished_at = AT + timedelta(seconds=3)
+    state.phases[1].status = "cancelled"
+    state.reversed_by = uuid.uuid4()
+    html = live_fragment(FR, state, AT + timedelta(seconds=5))
+    assert '<dd id="profile">staff-leaves</dd>' in html
+    assert f'href="/ui/requests/{state.reversed_by}"' in html
+    assert "<h2>Phases suivantes du profil</h2>" in html
+    assert "31 déc. 2026, 10:00:00 (UTC+01:00)" in html  # phase 2: 30 days after the start
+    assert "Annulée" in html and "Planifiée" in html

@@ -2,8 +2,9 @@
 submitted at a bounded rate, with a progress bar and one result line per row.
 
 The CSV has a header; `user_id` is required, `upn`, `cas_username`, `windows_account`,
-`effective_at` and `reason` are optional. Each row carries an Idempotency-Key derived from
-its content, so running the same file again after an interruption starts nothing twice."""
+`effective_at`, `reason` and `profile` (an offboarding profile) are optional. Each row
+carries an Idempotency-Key derived from its content, so running the same file again after
+an interruption starts nothing twice."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ import httpx
 from .when import parse_when
 
 COLUMNS = ("user_id", "upn", "cas_username", "windows_account", "effective_at", "reason")
+# Read beside COLUMNS, and in a row's Idempotency-Key only when set (the keys of files
+# written before it existed stay the same).
+OPTIONAL = ("profile",)
 RESULT_COLUMNS = ("row", "user_id", "outcome", "http_status", "request_id", "detail")
 MAX_ROWS = 200_000
 BUSY = ("in_progress", "sso_logout")
@@ -66,14 +70,15 @@ def read_rows(path: Path) -> Iterator[Row]:
         header = [h.strip() for h in reader.fieldnames or []]
         if "user_id" not in header:
             raise BulkError(f"{path}: the header must name a user_id column (got {header})")
-        unknown = sorted(set(header) - set(COLUMNS))
+        unknown = sorted(set(header) - set(COLUMNS) - set(OPTIONAL))
         if unknown:
-            raise BulkError(f"{path}: unknown columns {unknown}; known: {list(COLUMNS)}")
+            known = [*COLUMNS, *OPTIONAL]
+            raise BulkError(f"{path}: unknown columns {unknown}; known: {known}")
         reader.fieldnames = header
         for number, raw in enumerate(reader, start=2):
             if number - 1 > MAX_ROWS:
                 raise BulkError(f"{path}: more than {MAX_ROWS} rows; split the file")
-            values = {k: (v or "").strip() for k, v in raw.items() if k in COLUMNS}
+            values = {k: (v or "").strip() for k, v in raw.items() if k in COLUMNS or k in OPTIONAL}
             if any(values.values()):
                 yield Row(number, values)
 
@@ -90,11 +95,14 @@ def body_for(row: Row) -> dict[str, Any]:
     body: dict[str, Any] = {"subject": subject, "reason": v.get("reason") or "offboarding"}
     if v.get("effective_at"):
         body["effective_at"] = parse_when(v["effective_at"]).isoformat()
+    if v.get("profile"):
+        body["profile"] = v["profile"]
     return body
 
 
 def idempotency_key(row: Row) -> str:
     canon = "\x1f".join(row.values.get(c, "") for c in COLUMNS)
+    canon += "".join(f"\x1e{c}={row.values[c]}" for c in OPTIONAL if row.values.get(c))
     return "csv-" + hashlib.sha256(canon.encode()).hexdigest()[:40]
 
 

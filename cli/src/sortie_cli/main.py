@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from . import agent_acl, offboard, redis_acl
+from . import agent_acl, offboard, redis_acl, reverse
 from .render import Painter, redact_url, render_request
 from .stack import Stack, StackError, load_stack_file
 
@@ -303,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     reqs.add_argument("--limit", type=int, default=20)
     reqs.set_defaults(func=cmd_requests)
     offboard.add_parser(sub)
+    reverse.add_parser(sub)
     agent_acl.add_parser(sub).set_defaults(func=lambda a: agent_acl.cmd_agent_acl(a, _workdir(a)))
     redis_acl.add_parser(sub).set_defaults(func=lambda a: redis_acl.cmd_redis_acl(a, _workdir(a)))
     return parser

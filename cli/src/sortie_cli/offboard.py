@@ -29,6 +29,7 @@ def add_parser(sub: Any) -> None:
     off.add_argument("--upn", help="Microsoft 365 UPN")
     off.add_argument("--at", help="when: ISO 8601 (local time unless a zone is given), +2h, now")
     off.add_argument("--reason", default="offboarding")
+    off.add_argument("--profile", help="offboarding profile (default: the site's)")
     off.add_argument("--wait", action="store_true", help="follow until the request ends")
     off.add_argument(
         "--dry-run",
@@ -68,6 +69,8 @@ def cmd_offboard(args: argparse.Namespace) -> int:
     if args.upn:
         subject["upn"] = args.upn
     body: dict[str, Any] = {"subject": subject, "reason": args.reason}
+    if args.profile:
+        body["profile"] = args.profile
     if effective is not None:
         body["effective_at"] = effective.isoformat()
     headers = {"Authorization": f"Bearer {token}"}
@@ -93,8 +96,9 @@ def cmd_offboard(args: argparse.Namespace) -> int:
         if data["status"] == "scheduled" and effective
         else ""
     )
+    profile = f" (profile {data['profile']})" if args.profile and data.get("profile") else ""
     print(
-        f"Offboarding of {paint.bold(args.user)} {paint.status(data['status'])}{when}: "
+        f"Offboarding of {paint.bold(args.user)}{profile} {paint.status(data['status'])}{when}: "
         f"request {rid}"
     )
     if not args.wait:

@@ -102,11 +102,32 @@ def render_request(view: dict[str, Any], paint: Painter) -> str:
         lines.extend("  " + paint.step_line("sso", step) for step in sso["steps"])
     else:
         lines.append(f"  sso {sso['state'] if sso else 'not started'}")
+    lines.extend(render_phases(view, paint))
     cov = view.get("coverage")
     if cov:
         lines.append("")
         lines.extend(render_coverage(cov))
     return "\n".join(lines)
+
+
+def render_phases(view: dict[str, Any], paint: Painter) -> list[str]:
+    """The profile that ran, its later phases (dates, outcomes) and reversal links."""
+    lines = []
+    if view.get("profile"):
+        lines.append(f"Profile {view['profile']}")
+    for phase in view.get("phases", [])[1:]:
+        when = phase.get("finished_at") or phase.get("at") or f"+{phase['after_seconds']:.0f} s"
+        lines.append(
+            f"Profile phase {phase['index']} ({', '.join(phase['actions'])}): "
+            f"{paint.status(phase['status'])}  {str(when)[:19]}"
+        )
+        for service, svc in phase.get("services", {}).items():
+            lines.extend("  " + paint.step_line(service, step) for step in svc.get("steps", []))
+    if view.get("reverses"):
+        lines.append(f"Reverses {view['reverses']}")
+    if view.get("reversed_by"):
+        lines.append(f"Reversed by {view['reversed_by']}")
+    return ["", *lines] if lines else []
 
 
 def _count(value: int | None) -> str:

@@ -41,6 +41,7 @@ from sortie_orchestrator.http import (
     jwks,
     preview,
     problems,
+    reversal,
     workstations,
 )
 from sortie_orchestrator.http.guards import FailedAuth
@@ -170,6 +171,7 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
     app.include_router(preview.router)
     app.include_router(actions.router)
     app.include_router(export.router)
+    app.include_router(reversal.router)
     app.include_router(jwks.router)
     app.include_router(routes.router)
     app.include_router(statuspage.router)

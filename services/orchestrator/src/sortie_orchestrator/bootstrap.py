@@ -19,6 +19,7 @@ from sortie_orchestrator.adapters.agent_results import AgentResults
 from sortie_orchestrator.adapters.agent_watch import AgentWatch
 from sortie_orchestrator.adapters.presence import PresenceIndex
 from sortie_orchestrator.adapters.saga_store import SagaStore
+from sortie_orchestrator.adapters.tap_vault import TapVault
 from sortie_orchestrator.saga import Timeouts
 from sortie_orchestrator.settings import OrchestratorSettings
 
@@ -57,6 +58,8 @@ def bootstrap(settings: OrchestratorSettings) -> Wiring:
             followup_horizon=timedelta(seconds=settings.followup_horizon_s),
             sso_apps_first=timedelta(seconds=settings.sso_apps_first_s),
         ),
+        vault=TapVault(redis),
+        tap_ttl_s=settings.tap_ttl_s,
     )
 
     async def revocation(event: RevocationCompleted, delivery: Delivery) -> None:

@@ -13,6 +13,7 @@ from sortie_core.events import (
     RevocationCompleted,
     SsoLogoutCompleted,
     SsoSession,
+    StepResult,
     Subject,
     Target,
     utcnow,
@@ -21,6 +22,8 @@ from sortie_core.metrics import REQUEST_DURATION, REQUESTS_TOTAL
 from sortie_orchestrator import saga
 from sortie_orchestrator.adapters.presence import PresenceIndex
 from sortie_orchestrator.adapters.saga_store import SagaStore
+from sortie_orchestrator.adapters.tap_vault import TapVault
+from sortie_orchestrator.profiles import Profile
 from sortie_orchestrator.saga import SagaState, Timeouts, Transition
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,10 @@ class Deps:
     store: SagaStore
     presence: PresenceIndex
     timeouts: Timeouts
+    # Sealed Temporary Access Passes of reversals, kept at most this long (the pass's
+    # lifetime, Entra's default: 60 minutes).
+    vault: TapVault | None = None
+    tap_ttl_s: int = 3600
 
 
 def _observe(transition: Transition | None) -> None:
@@ -115,10 +122,11 @@ async def accept_offboard(
     idempotency_key: str | None,
     principal: str,
     fingerprint: str = "",
+    profile: tuple[str, Profile] | None = None,
 ) -> tuple[bool, uuid.UUID]:
     now = utcnow()
     state = saga.new_offboard(
-        uuid.uuid4(), subject, reason, requested_by, actions, effective_at, now
+        uuid.uuid4(), subject, reason, requested_by, actions, effective_at, now, profile
     )
     transition = Transition(state)
     if state.status == "in_progress":
@@ -150,13 +158,35 @@ async def on_revocation(
     deps: Deps, event: RevocationCompleted, delivery: Delivery | None = None
 ) -> None:
     """`delivery`: the report's stream entry, acknowledged by the commit; a report for
-    an unknown request raises RefusedError."""
+    an unknown request raises RefusedError. A sealed Temporary Access Pass goes to the
+    vault, never into the request's state."""
+    event = await _keep_sealed(deps, event)
     transition = await deps.store.apply(
         event.request_id,
         lambda s: saga.on_revocation(s, event, utcnow(), deps.timeouts),
         ack=delivery,
     )
     _observe(transition)
+
+
+async def _keep_sealed(deps: Deps, event: RevocationCompleted) -> RevocationCompleted:
+    if not any(s.sealed for s in event.steps):
+        return event
+    for step in event.steps:
+        if step.sealed and deps.vault is not None:
+            await deps.vault.keep(event.request_id, step.sealed, _tap_ttl(deps, step))
+    steps = tuple(s.model_copy(update={"sealed": None}) for s in event.steps)
+    return event.model_copy(update={"steps": steps})
+
+
+def _tap_ttl(deps: Deps, step: StepResult) -> int:
+    """No longer than the pass lives (its lifetime, read back by the worker)."""
+    observed = step.evidence.observed if step.evidence else {}
+    try:
+        lifetime_s = int(float(str(observed.get("lifetime_minutes"))) * 60)
+    except (ValueError, OverflowError):
+        return deps.tap_ttl_s
+    return max(1, min(deps.tap_ttl_s, lifetime_s))
 
 
 async def on_sso_completed(

@@ -17,6 +17,8 @@ from sortie_core.settings import ServiceSettings, redis_password_field, redis_ur
 from sortie_orchestrator.http.oauth import OAuthSettings
 from sortie_orchestrator.http.scim.policy import ScimConfig
 from sortie_orchestrator.http.ui.sso import ConsoleSso
+from sortie_orchestrator.profiles import Profiles
+from sortie_orchestrator.profiles import load as load_profiles
 
 ALL_SCOPES = frozenset(
     {
@@ -173,6 +175,13 @@ class OrchestratorSettings(ServiceSettings):
     # {"issuer": "…", "audience": "…", "jwks_url": "https://…/keys", "scope": "scim"}.
     oauth: OAuthSettings | None = None
     scim_file: Path | None = None
+    # Offboarding profiles (profiles.Profiles: built-ins plus the site's, and the default),
+    # as JSON, or a YAML/JSON file (`profiles_file`, which wins).
+    profiles: Profiles = Field(default_factory=Profiles)
+    profiles_file: Path | None = None
+    # A reversal's sealed Temporary Access Pass is kept at most this long (keep it at most
+    # the pass's lifetime, the m365-worker's setting; Entra's default is 60 minutes).
+    tap_ttl_s: int = Field(default=3600, ge=60, le=8 * 3600)
 
     # Failed authentications (API and /ui/login) per client address and replica: past
     # this many within the window, the client is answered 429 until the window moves on.
@@ -185,6 +194,13 @@ class OrchestratorSettings(ServiceSettings):
             text = self.scim_file.read_text(encoding="utf-8")
             raw = json.loads(text) if self.scim_file.suffix == ".json" else yaml.safe_load(text)
             self.scim = ScimConfig.model_validate(raw or {})
+        if self.profiles_file is not None:
+            self.profiles = load_profiles(self.profiles_file)
+        # SCIM's own action lists are single-phase profiles beside these.
+        self.profiles = self.profiles.add_action_lists(self.scim.profiles)
+        missing = sorted(set(self.scim.profile_names()) - set(self.profiles.profiles))
+        if missing:
+            raise ValueError(f"scim: no profile named {missing}")
         return self
 
     @field_validator("dev_token")

@@ -37,7 +37,7 @@ from sortie_core.broker import Delivery, entry_fields, request_key
 from sortie_core.credentials import credentials_key
 from sortie_core.errors import RefusedError
 from sortie_core.redis_conn import run_then_wait
-from sortie_orchestrator.saga import SagaState, Transition
+from sortie_orchestrator.saga import SagaState, Transition, phases
 
 from . import doc_codec
 
@@ -275,7 +275,7 @@ class SagaStore:
                 doc_codec.encode(state),
                 _score(state.next_deadline()),
                 "1" if state.finished else "0",
-                self.retention_s,
+                self.retention_s + phases.keep_s(state.phases),
                 _messages_json(transition),
                 "1" if state.sso_session is None and loaded.state.sso_session is not None else "0",
                 *extra,

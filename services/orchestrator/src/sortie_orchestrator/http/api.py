@@ -25,9 +25,11 @@ from sortie_core.events import (
 from sortie_core.services import OFFBOARD_ACTIONS
 from sortie_orchestrator import handlers, saga
 from sortie_orchestrator.http.auth import Principal, authenticate, require
+from sortie_orchestrator.http.phase_views import PhaseView, TapView, phases_of, tap_of
 from sortie_orchestrator.http.problems import Problem
 from sortie_orchestrator.http.sites import visible
 from sortie_orchestrator.http.ui import logoutpage
+from sortie_orchestrator.profiles import Profile, Profiles
 from sortie_orchestrator.saga import SagaState, ServiceState
 from sortie_orchestrator.saga.followup import FollowUp
 
@@ -107,6 +109,14 @@ class OffboardIn(Strict):
     )
     effective_at: AwareDatetime | None = None
     actions: Annotated[list[str], Field(max_length=20)] | None = None
+    profile: Annotated[
+        str | None,
+        Field(
+            max_length=64,
+            description="An offboarding profile (its actions, order, options and later "
+            "phases); default: the site's. Not with `actions`.",
+        ),
+    ] = None
 
     @field_validator("effective_at", mode="before")
     @classmethod
@@ -135,6 +145,7 @@ class Accepted(BaseModel):
     request_id: uuid.UUID
     status: str
     links: Links
+    profile: str | None = Field(default=None, description="An offboarding: its profile")
     progress_url: str | None = Field(
         default=None,
         description="A logout only: the page to send the user's browser to. It shows, in "
@@ -229,6 +240,13 @@ class RequestView(BaseModel):
     healed_at: datetime | None
     timeline: list[TimelineView]
     links: Links
+    # The offboarding profile that ran, and its phases (phase 0: this request's status).
+    profile: str | None = None
+    phases: list[PhaseView] = []
+    # A reversal and the offboarding it reverses, both ways.
+    reverses: uuid.UUID | None = None
+    reversed_by: uuid.UUID | None = None
+    temporary_access_pass: TapView | None = None
 
     @classmethod
     def of(cls, state: SagaState) -> RequestView:
@@ -255,6 +273,11 @@ class RequestView(BaseModel):
             healed_at=state.healed_at,
             timeline=[TimelineView(**t.model_dump()) for t in state.timeline],
             links=Links(self=f"/v1/requests/{state.request_id}"),
+            profile=state.profile,
+            phases=phases_of(state, StepView),
+            reverses=state.reverses,
+            reversed_by=state.reversed_by,
+            temporary_access_pass=tap_of(state),
         )
 
 
@@ -385,10 +408,27 @@ async def post_offboarding(
         idempotency_key=idempotency_key,
         principal=principal.name,
         fingerprint=fingerprint("offboard", body),
+        profile=_profile(request, body),
     )
     loaded = await deps.store.load(rid)
     status = loaded.state.status if loaded else "accepted"
-    return _accepted(response, rid, created, "scheduled" if status == "scheduled" else "accepted")
+    accepted = _accepted(
+        response, rid, created, "scheduled" if status == "scheduled" else "accepted"
+    )
+    return accepted.model_copy(update={"profile": loaded.state.profile if loaded else None})
+
+
+def _profile(request: Request, body: OffboardIn) -> tuple[str, Profile] | None:
+    """The profile named, or the site's default; none when the caller named `actions`."""
+    if body.actions is not None:
+        if body.profile is not None:
+            raise Problem(422, "give either `profile` or `actions`", slug="invalid-request")
+        return None
+    profiles: Profiles = request.app.state.settings.profiles
+    try:
+        return profiles.get(body.profile)
+    except KeyError as exc:
+        raise Problem(422, str(exc.args[0]), slug="unknown-profile") from exc
 
 
 @router.get("/requests/{request_id}", response_model=RequestView)
@@ -438,7 +478,8 @@ async def cancel_request(
         status = current.state.status if current else "unknown"
         raise Problem(
             409,
-            f"only a scheduled request can be cancelled; this one is {status}",
+            f"only a scheduled request, or the later phases of an offboarding not started "
+            f"yet, can be cancelled; this one is {status}",
             slug="not-cancellable",
         )
     return RequestView.of(transition.state)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from sortie_core import services as services_
 from sortie_core import streams
@@ -31,6 +31,7 @@ from sortie_core.events import (
     OffboardRequested,
     Outcome,
     RequestFinished,
+    ReversalRequested,
     RevocationCompleted,
     ServiceSummary,
     SsoLogoutCompleted,
@@ -45,8 +46,10 @@ from sortie_core.events import (
 )
 from sortie_core.services import expected_actions
 from sortie_core.steps import ended
-from sortie_orchestrator.saga import followup
+from sortie_orchestrator.profiles import Profile
+from sortie_orchestrator.saga import followup, phases
 from sortie_orchestrator.saga.followup import FollowUp
+from sortie_orchestrator.saga.phases import PhaseState
 
 Status = Literal[
     "scheduled", "in_progress", "sso_logout", "completed", "partial", "failed", "cancelled"
@@ -117,6 +120,19 @@ class SagaState(BaseModel):
     followup_until: datetime | None = None
     # When a request that had ended `partial`/`failed` became `completed`.
     healed_at: datetime | None = None
+    # The offboarding profile (profiles.py): phase 0's options, and its later phases.
+    profile: str | None = None
+    options: dict[str, dict[str, JsonValue]] = {}
+    phases: list[PhaseState] = []
+    # Reversal (reversal.py): the offboarding it reverses / the reversal of this one.
+    reverses: uuid.UUID | None = None
+    reversed_by: uuid.UUID | None = None
+    restore: dict[str, dict[str, JsonValue]] = {}
+    issue_tap: bool = False
+    # The X25519 public key the pass is sealed to (public: the private one is the caller's).
+    tap_public_key: str | None = None
+    tap_issued_at: datetime | None = None
+    tap_revealed_at: datetime | None = None
 
     @property
     def finished(self) -> bool:
@@ -129,8 +145,9 @@ class SagaState(BaseModel):
             return self.phase1_deadline
         if self.status == "sso_logout":
             return self.sso_deadline
-        if self.status in ("partial", "failed"):
-            return followup.next_at(self)
+        if self.status in ("partial", "failed", "completed"):
+            due = [d for d in (followup.next_at(self), phases.next_at(self.phases)) if d]
+            return min(due, default=None)
         return None
 
     def duration_seconds(self) -> float | None:
@@ -228,7 +245,9 @@ def new_offboard(
     actions: list[str],
     effective_at: datetime | None,
     now: datetime,
+    profile: tuple[str, Profile] | None = None,
 ) -> SagaState:
+    """With a `profile`, its phase 0 gives the actions and options (not `actions`)."""
     scheduled = effective_at is not None and effective_at > now
     state = SagaState(
         request_id=request_id,
@@ -242,8 +261,46 @@ def new_offboard(
         created_at=now,
         effective_at=effective_at if scheduled else None,
     )
+    if profile is not None:
+        state.profile, chosen = profile
+        state.actions = list(chosen.phases[0].actions)
+        state.options = chosen.options(0)
+        state.phases = phases.plan(chosen)
     when = effective_at.isoformat() if scheduled and effective_at is not None else None
-    _note(state, now, "accepted", f"scheduled for {when}" if when else None)
+    said = [f"scheduled for {when}"] if when else []
+    said += [f"profile {state.profile}"] if state.profile else []
+    _note(state, now, "accepted", ", ".join(said) or None)
+    return state
+
+
+def new_reversal(
+    request_id: uuid.UUID,
+    original: SagaState | None,
+    subject: Subject,
+    restore: dict[str, dict[str, JsonValue]],
+    requested_by: str,
+    reason: str,
+    tap_public_key: str | None,
+    now: datetime,
+) -> SagaState:
+    """A reversal of `original` (None: a reactivation with nothing on record), restoring
+    `restore`; a Temporary Access Pass when there is a key to seal it to."""
+    state = SagaState(
+        request_id=request_id,
+        kind=Kind.REVERSAL,
+        status="in_progress",
+        subject=subject,
+        reason=reason,
+        requested_by=requested_by,
+        targets=[Target.M365],
+        actions=services_.m365_reversal_actions(restore, tap_public_key is not None),
+        created_at=now,
+        reverses=original.request_id if original else None,
+        restore=restore,
+        issue_tap=tap_public_key is not None,
+        tap_public_key=tap_public_key,
+    )
+    _note(state, now, "accepted", f"reverses {original.request_id}" if original else None)
     return state
 
 
@@ -294,6 +351,7 @@ def start(
     state.status = "in_progress"
     state.started_at = now
     state.phase1_deadline = now + timeouts.phase1
+    phases.date(state.phases, now)
     messages: list[Outgoing] = []
     services: dict[str, ServiceState] = {}
     command, stream = _command(state, now, state.phase1_deadline)
@@ -330,7 +388,9 @@ def start(
     return transition
 
 
-Command = LogoutRequested | OffboardRequested | WorkstationCommandRequested
+Command = LogoutRequested | OffboardRequested | ReversalRequested | WorkstationCommandRequested
+# The `reverses` of a reactivation with no offboarding on record (the command needs one).
+NOTHING_ON_RECORD = uuid.UUID(int=0)
 
 
 def _command(state: SagaState, now: datetime, deadline: datetime) -> tuple[Command, str]:
@@ -350,6 +410,20 @@ def _command(state: SagaState, now: datetime, deadline: datetime) -> tuple[Comma
             occurred_at=now,
         )
         return logout, streams.LOGOUT_REQUESTED
+    if state.kind == Kind.REVERSAL:
+        reversal = ReversalRequested(
+            request_id=state.request_id,
+            subject=state.subject,
+            reverses=state.reverses or NOTHING_ON_RECORD,
+            reason=state.reason,
+            requested_by=state.requested_by or "unknown",
+            restore=state.restore,
+            issue_temporary_access_pass=state.issue_tap,
+            tap_public_key=state.tap_public_key,
+            deadline=deadline,
+            occurred_at=now,
+        )
+        return reversal, streams.REVERSAL_REQUESTED
     offboard = OffboardRequested(
         request_id=state.request_id,
         subject=state.subject,
@@ -358,6 +432,8 @@ def _command(state: SagaState, now: datetime, deadline: datetime) -> tuple[Comma
         actions=tuple(state.actions),
         deadline=deadline,
         occurred_at=now,
+        profile=state.profile,
+        options=state.options,
     )
     return offboard, streams.OFFBOARD_REQUESTED
 
@@ -375,6 +451,9 @@ def _for_host(command: Command) -> Command:
 def on_revocation(
     state: SagaState, event: RevocationCompleted, now: datetime, timeouts: Timeouts
 ) -> Transition | None:
+    owner = phases.owner(state.phases, event)
+    if owner is not None:
+        return _phase_report(state, owner.index, event, now)
     svc = state.services.get(event.service)
     if svc is None:
         return None  # not a service this request waits for
@@ -395,6 +474,11 @@ def on_revocation(
     svc.discovery = event.discovery
     svc.reported_at = now
     _note(state, now, "service_reported", event.service)
+    if state.issue_tap and any(
+        s.action == services_.ISSUE_TEMPORARY_ACCESS_PASS and s.outcome == Outcome.SUCCEEDED
+        for s in event.steps
+    ):
+        state.tap_issued_at = now
     transition = Transition(state)
     if state.status == "in_progress" and all(s.state != "pending" for s in state.services.values()):
         _end_phase1(transition, now, timeouts)
@@ -407,8 +491,8 @@ def on_deadline(state: SagaState, now: datetime, timeouts: Timeouts) -> Transiti
     if deadline is None or deadline > now:
         return None
     state = state.model_copy(deep=True)
-    if state.status in ("partial", "failed"):
-        return _follow_up(Transition(state), now, timeouts)
+    if state.status in ("partial", "failed", "completed"):
+        return _later(Transition(state), now, timeouts)
     if state.status == "in_progress":
         for name, svc in state.services.items():
             if svc.state == "pending":
@@ -445,9 +529,44 @@ def on_deadline(state: SagaState, now: datetime, timeouts: Timeouts) -> Transiti
     return None
 
 
+_NO_SSO = (Kind.WORKSTATION_ADMIN, Kind.REVERSAL)
+
+
+def _phase_report(
+    state: SagaState, index: int, event: RevocationCompleted, now: datetime
+) -> Transition:
+    state = state.model_copy(deep=True)
+    phase = next(p for p in state.phases if p.index == index)
+    phases.on_report(phase, event, now)
+    _note(state, now, "service_reported", f"{event.service} (phase {index})")
+    if phase.finished_at is not None:
+        _note(state, now, "phase_finished", f"phase {index} {phase.status}")
+    return Transition(state)
+
+
+def _later(transition: Transition, now: datetime, timeouts: Timeouts) -> Transition | None:
+    """After phase 0: later phases at their dates (or timed out), and follow-ups."""
+    state = transition.state
+    changed = False
+    for phase in phases.overdue(state.phases, now):
+        phases.time_out(phase, now)
+        _note(state, now, "phase_finished", f"phase {phase.index} {phase.status}")
+        changed = True
+    command_for = (state.request_id, state.subject, state.reason, state.requested_by or "unknown")
+    for stream, command, detail in phases.start_due(
+        state.phases, now, timeouts.phase1, (*command_for, state.profile)
+    ):
+        transition.messages.append(Outgoing(stream, command))
+        _note(state, now, "phase_started", detail)
+        changed = True
+    if state.status in ("partial", "failed") and _follow_up(transition, now, timeouts):
+        changed = True
+    return transition if changed else None
+
+
 def _end_phase1(transition: Transition, now: datetime, timeouts: Timeouts) -> None:
-    """The SSO logout, except after an administrator's order: that one ends here."""
-    if transition.state.kind == Kind.WORKSTATION_ADMIN:
+    """The SSO logout, except after an administrator's order or a reversal: those end here."""
+    if transition.state.kind in _NO_SSO:
         _finish(transition, now, timeouts)
     else:
         _enter_phase2(transition, now, timeouts)
@@ -540,7 +659,7 @@ def final_status(state: SagaState) -> Status:
     """`completed` only when every step is proven (StepResult.done) and the SSO session's
     end was read back from the CAS (`verified`: its answer to a delete proves nothing);
     `failed` when the SSO session may still be alive; `partial` otherwise."""
-    if state.kind == Kind.WORKSTATION_ADMIN:
+    if state.kind in _NO_SSO:
         good = [
             svc.state != "pending" and all(s.done for s in svc.steps)
             for svc in state.services.values()
@@ -565,7 +684,7 @@ def _finish(transition: Transition, now: datetime, timeouts: Timeouts) -> None:
     state = transition.state
     state.status = final_status(state)
     state.finished_at = now
-    if state.status != "completed" and state.kind != Kind.WORKSTATION_ADMIN:
+    if state.status != "completed" and state.kind not in _NO_SSO:
         followup.schedule(state, now, timeouts)
     _forget_credentials(state)
     _note(state, now, "finished", state.status)
@@ -712,9 +831,18 @@ def finished_event(state: SagaState, now: datetime) -> RequestFinished:
 
 
 def cancel(state: SagaState, now: datetime) -> Transition | None:
+    """A scheduled request, or the later phases of a finished one not started yet."""
+    if state.finished and state.status != "cancelled":
+        state = state.model_copy(deep=True)
+        cancelled = phases.cancel(state.phases, now)
+        if not cancelled:
+            return None
+        _note(state, now, "phases_cancelled", ", ".join(f"phase {i}" for i in cancelled))
+        return Transition(state)
     if state.status != "scheduled":
         return None
     state = state.model_copy(deep=True)
+    phases.cancel(state.phases, now)
     state.status = "cancelled"
     state.finished_at = now
     _note(state, now, "cancelled")

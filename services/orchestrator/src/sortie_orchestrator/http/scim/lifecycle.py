@@ -21,7 +21,7 @@ from scim2_models import (
     UniquenessException,
 )
 
-from sortie_orchestrator import handlers
+from sortie_orchestrator import handlers, reversal_handlers
 from sortie_orchestrator.adapters.scim_store import ScimStore, Stale, Stored
 from sortie_orchestrator.http.auth import Principal
 from sortie_orchestrator.http.scim.model import SORTIE_USER, CoreUser, ScimUser, SortieUser
@@ -187,16 +187,17 @@ async def _offboard(
             detail=f"the offboarding date is more than {max_days} days ahead"
         )
     deps: handlers.Deps = request.app.state.deps
-    reason = f"scim_{event}" if profile == "full" else f"scim_{event}:{profile}"
+    reason = f"scim_{event}" if profile is None else f"scim_{event}:{profile}"
     _, rid = await handlers.accept_offboard(
         deps,
         subject=subject_of(config, user),
         reason=reason,
         requested_by=principal.name,
-        actions=list(config.profiles[profile]),
+        actions=[],
         effective_at=when,
         idempotency_key=f"scim:{before.id}:{before.version}",
         principal=principal.name,
+        profile=request.app.state.settings.profiles.get(profile),
     )
     log.info("SCIM user %s %s: offboarding %s (profile %s)", before.id, event, rid, profile)
     return rid
@@ -212,17 +213,33 @@ async def on_change(
         rid = await _offboard(request, principal, kind, before, from_doc(kind, doc), "deactivated")
         _ext(doc)["offboarding"] = f"/v1/requests/{rid}"
         return {"Sortie-Offboarding": f"/v1/requests/{rid}"}
-    # Reactivation: recorded; a scheduled offboarding that has not started is cancelled.
-    # Undoing a finished one (sign-in, mail protocols) is not done by Sortie yet.
+    return await _reactivate(request, principal, kind, before, doc)
+
+
+async def _reactivate(
+    request: Request, principal: Principal, kind: Kind, before: Stored, doc: dict[str, Any]
+) -> dict[str, str]:
+    """Active again: a scheduled offboarding that has not started is cancelled; otherwise
+    a reversal of the last one (or, with nothing on record, a reactivation: sign-in and
+    mail protocols back on), recorded like any request."""
     ext = _ext(doc)
     ext["reactivationRequestedAt"] = datetime.now(UTC).isoformat()
     link = (before.doc.get(SORTIE_USER) or {}).get("offboarding")
-    if link:
-        deps: handlers.Deps = request.app.state.deps
-        cancelled = await handlers.cancel(deps, uuid.UUID(link.rsplit("/", 1)[1]))
-        if cancelled is not None:
-            return {"Sortie-Cancelled": link}
-    return {}
+    deps: handlers.Deps = request.app.state.deps
+    last = uuid.UUID(link.rsplit("/", 1)[1]) if link else None
+    loaded = await deps.store.load(last) if last else None
+    scheduled = loaded is not None and loaded.state.status == "scheduled"
+    if scheduled and link and last and await handlers.cancel(deps, last) is not None:
+        return {"Sortie-Cancelled": link}
+    rid = await reversal_handlers.reactivate(
+        deps,
+        subject_of(_config(request), from_doc(kind, doc)),
+        last,
+        principal=principal.name,
+        idempotency_key=f"scim-reactivate:{before.id}:{before.version}",
+    )
+    log.info("SCIM user %s reactivated: reversal %s", before.id, rid)
+    return {"Sortie-Reversal": f"/v1/requests/{rid}"}
 
 
 async def on_delete(

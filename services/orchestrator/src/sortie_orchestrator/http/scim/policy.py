@@ -92,12 +92,15 @@ class ScimConfig(_Strict):
     # over `subject` for that site's users.
     sites: dict[str, SubjectMap] = {}
     site_attribute: str = f"{SORTIE_USER}:site"
-    # Offboarding profiles: name -> actions (empty: every offboarding action).
-    profiles: dict[str, Annotated[list[str], Field(max_length=20)]] = {"full": []}
-    # `active: false`: the first matching rule's profile, else `deactivate_profile`.
+    # Single-phase offboarding profiles: name -> actions (empty: every default action);
+    # beside the orchestrator's profiles (profiles.py, `SORTIE_ORCHESTRATOR_PROFILES_FILE`).
+    profiles: dict[str, Annotated[list[str], Field(max_length=20)]] = {}
+    # `active: false`: the first matching rule's profile, else the user's site's
+    # (`site_profiles`), else `deactivate_profile`; None: the orchestrator's default.
     deactivate_rules: list[Rule] = []
-    deactivate_profile: str = "full"
-    delete_profile: str = "full"
+    site_profiles: dict[str, str] = {}
+    deactivate_profile: str | None = None
+    delete_profile: str | None = None
     # Where a scheduled date comes from (the first that has a value); a past date is now.
     effective_at: Templates = [f"${{{SORTIE_USER}:offboardAt}}"]
 
@@ -107,13 +110,14 @@ class ScimConfig(_Strict):
             unknown = sorted(set(actions) - OFFBOARD_ACTIONS)
             if unknown:
                 raise ValueError(f"profile {name!r}: unknown actions {unknown}")
-        named = [self.deactivate_profile, self.delete_profile]
-        named += [r.profile for r in self.deactivate_rules]
-        missing = sorted(set(named) - set(self.profiles))
-        if missing:
-            raise ValueError(f"no profile named {missing}")
         _check_templates([*self.effective_at, f"${{{self.site_attribute}}}"])
         return self
+
+    def profile_names(self) -> list[str]:
+        """Every profile this policy names (the settings check that each is defined)."""
+        named = [self.deactivate_profile, self.delete_profile, *self.site_profiles.values()]
+        named += [r.profile for r in self.deactivate_rules]
+        return [n for n in named if n is not None]
 
 
 def _value(user: ScimUser, path: str) -> str | None:
@@ -173,13 +177,17 @@ def subject_of(config: ScimConfig, user: ScimUser) -> Subject:
     )
 
 
-def deactivation_profile(config: ScimConfig, user: ScimUser, groups: list[str]) -> str:
+def deactivation_profile(config: ScimConfig, user: ScimUser, groups: list[str]) -> str | None:
+    """The profile of a deactivation; None: the orchestrator's default."""
     names = {g.lower() for g in groups}
     for rule in config.deactivate_rules:
         if rule.group is not None and rule.group.lower() in names:
             return rule.profile
         if rule.filter is not None and ScimFilter[ScimUser](rule.filter).match(user):  # type: ignore[misc]
             return rule.profile
+    site = _value(user, config.site_attribute)
+    if site is not None and site in config.site_profiles:
+        return config.site_profiles[site]
     return config.deactivate_profile
 
 

@@ -11,6 +11,7 @@ from sortie_orchestrator.http.ui.i18n import N_, L10n
 STATUSES = {
     "": N_("any"),
     "scheduled": N_("Scheduled"),
+    "running": N_("Running"),
     "in_progress": N_("In progress"),
     "sso_logout": N_("Closing the ENT session"),
     "completed": N_("Completed"),
@@ -22,6 +23,7 @@ KINDS = {
     "logout": N_("Logout"),
     "offboard": N_("Offboarding"),
     "workstation_admin": N_("Workstation order"),
+    "reversal": N_("Reversal"),
 }
 OUTCOMES = {
     "succeeded": N_("Succeeded"),
