@@ -15,12 +15,12 @@ import pytest
 from redis.asyncio import Redis
 
 from sortie_core.events import Outcome
-from sortie_core.jwks import JWKS_KEY, publish_signing_key
+from sortie_core.jwks import JWKS_KEY, generate_key_pem, publish_signing_key
 from sortie_core.steps import RetryPolicy
 from sortie_ent.adapters.fake import FakeSsoSessions
 from sortie_ent.adapters.http import HttpAppLogout
 from sortie_ent.handlers import handle_logout, handle_offboard
-from sortie_ent.oidc import LogoutTokenSigner, generate_key_pem
+from sortie_ent.oidc import LogoutTokenSigner
 from sortie_ent.registry import Registry, parse_registry
 from sortie_orchestrator.app import create_app
 from sortie_simulators import entapps

@@ -15,8 +15,8 @@ from joserfc.errors import BadSignatureError, JoseError
 from joserfc.jwk import KeySet
 from redis.asyncio import Redis
 
-from sortie_core.jwks import JWKS_KEY, publish_signing_key
-from sortie_ent.oidc import BACKCHANNEL_LOGOUT_EVENT, LogoutTokenSigner, generate_key_pem
+from sortie_core.jwks import JWKS_KEY, generate_key_pem, publish_signing_key
+from sortie_ent.oidc import BACKCHANNEL_LOGOUT_EVENT, LogoutTokenSigner
 
 ISSUER = "https://sortie.ent.test"
 JWKS_PATH = "/.well-known/jwks.json"

@@ -17,12 +17,12 @@ from cryptojwt.key_bundle import KeyBundle
 from redis.asyncio import Redis
 
 from sortie_core.events import Outcome
-from sortie_core.jwks import JWKS_KEY, publish_signing_key, retire_key
+from sortie_core.jwks import JWKS_KEY, generate_key_pem, publish_signing_key, retire_key
 from sortie_core.steps import RetryPolicy
 from sortie_ent.adapters.fake import FakeAppLogout, FakeSsoSessions
 from sortie_ent.bootstrap import keep_key_alive
 from sortie_ent.handlers import handle_logout
-from sortie_ent.oidc import LogoutTokenSigner, generate_key_pem
+from sortie_ent.oidc import LogoutTokenSigner
 from sortie_ent.registry import parse_registry
 from sortie_ent.settings import EntSettings
 from tests.ent.test_oidc_logout_tokens import ISSUER, fetch_jwks, rsa_pem, verify

@@ -323,7 +323,7 @@ class Stack:
 
     def _oidc_signing_key(self) -> Path:
         """The ENT worker's logout-token signing key, made once per workdir (owner-only)."""
-        from sortie_ent.oidc import generate_key_pem
+        from sortie_core.jwks import generate_key_pem
 
         path = self.workdir / "ent-oidc-signing-key.pem"
         if not path.exists():

@@ -20,6 +20,8 @@ import json
 import time
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from redis.asyncio import Redis
 
 JWKS_KEY = "sortie:oidc:jwks"
@@ -129,3 +131,14 @@ async def published_keys(redis: Redis, *, now: float | None = None) -> list[dict
             grace.append((gone, jwk))
     grace.sort(key=lambda item: -item[0])
     return sorted(live, key=lambda k: str(k.get("kid"))) + [jwk for _, jwk in grace]
+
+
+def generate_key_pem() -> bytes:
+    """A fresh P-256 private key in PKCS#8 PEM, for a logout-token signer (`sortie up`
+    makes one per workdir; an operator rotating a key makes another)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )

@@ -40,16 +40,6 @@ def jwk_thumbprint(public_jwk: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def generate_key_pem() -> bytes:
-    """A fresh P-256 private key in PKCS#8 PEM (for `sortie up` and key rotation)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
 class LogoutTokenSigner:
     def __init__(self, pem: bytes, *, issuer: str, ttl_s: float = 120.0) -> None:
         try:
