@@ -13,8 +13,11 @@ of issue 12: the slowest phase-1 step + the SSO step + 50 ms. `--rate R` sends R
 per second (open loop) instead of as fast as they are accepted: latency is only
 meaningful below the stack's throughput, where no backlog builds up.
 
-The subjects are users the simulators do not know (Graph answers 404, no CAS session):
-every saga still runs both phases through every worker, with no application logout.
+Every subject exists where a real one would (as the issue measured it): an M365 account in
+the Graph simulator (a real revocation, read back) and an SSO session in the CAS simulator
+whose tickets reach every CAS application (real single logouts). `--unknown` measures
+users the simulators do not know instead (Graph answers 404, no CAS session): both phases
+still run through every worker, with no write and no application logout.
 Run it with another checkout's interpreter to measure that checkout (run it in
 both to compare two).
 """
@@ -37,6 +40,7 @@ from redis.asyncio import Redis
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sortie_cli.stack import Stack
+from sortie_simulators.demo import DEMO_CAS_APPS
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -101,8 +105,9 @@ async def drive(
             i = queue.get_nowait()
             if rate:  # open loop: request i is sent at i / rate seconds, not sooner
                 await asyncio.sleep(max(0.0, started + i / rate - time.monotonic()))
+            user = f"bench{i:05d}"
             body = {
-                "subject": {"user_id": f"bench{i}", "upn": f"bench{i}@example.org"},
+                "subject": {"user_id": user, "upn": f"{user}@example.org", "cas_username": user},
                 "targets": ["m365", "ent"],
             }
             try:
@@ -220,6 +225,29 @@ def report(result: dict[str, Any]) -> None:
         )
 
 
+async def seed(stack: Stack, n: int) -> None:
+    """`bench00000`… as an M365 account and an SSO session reaching every CAS application."""
+    apps = stack.urls["sim_entapps"]
+    services = [f"{apps}/{name}/" for name in DEMO_CAS_APPS]
+    async with httpx.AsyncClient(timeout=60) as c:
+        made = await c.post(
+            f"{stack.urls['sim_graph']}/_sim/users:bulk",
+            json={"prefix": "bench", "domain": "example.org", "start": 0, "count": n},
+        )
+        made.raise_for_status()
+        slots = asyncio.Semaphore(32)
+
+        async def session(i: int) -> None:
+            async with slots:
+                r = await c.post(
+                    f"{stack.urls['sim_cas']}/_sim/sessions",
+                    json={"username": f"bench{i:05d}", "services": services},
+                )
+                r.raise_for_status()
+
+        await asyncio.gather(*(session(i) for i in range(n)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
@@ -234,6 +262,9 @@ def main() -> None:
     parser.add_argument(
         "--latency", type=float, default=0.0, help="seconds added to every simulator call"
     )
+    parser.add_argument(
+        "--unknown", action="store_true", help="subjects unknown to Graph and the CAS"
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="sortie-bench-"))
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
@@ -245,6 +276,8 @@ def main() -> None:
     stack.plan()
     try:
         stack.start(timeout=90)
+        if not args.unknown:
+            asyncio.run(seed(stack, args.requests))
         report(asyncio.run(drive(stack, args.requests, args.concurrency, args.rate)))
     finally:
         stack.stop()
