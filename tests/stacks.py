@@ -4,7 +4,7 @@ stop it, and one way to wait for a request to reach a status."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -34,11 +34,18 @@ def wait_status(
     client: httpx.Client, rid: str, statuses: set[str], timeout: float = 30
 ) -> dict[str, Any]:
     """The request's view once its status is one of `statuses`."""
+    return wait_view(client, rid, lambda view: view["status"] in statuses, timeout)
+
+
+def wait_view(
+    client: httpx.Client, rid: str, holds: Callable[[dict[str, Any]], bool], timeout: float = 30
+) -> dict[str, Any]:
+    """The request's view once `holds(view)`."""
     deadline = time.monotonic() + timeout
     view: dict[str, Any] = {}
     while time.monotonic() < deadline:
         view = client.get(f"/v1/requests/{rid}").json()
-        if view["status"] in statuses:
+        if holds(view):
             return view
         time.sleep(0.1)
-    raise AssertionError(f"request {rid} never reached {statuses}: {view}")
+    raise AssertionError(f"request {rid}: the condition never held: {view}")

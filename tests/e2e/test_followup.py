@@ -3,7 +3,6 @@ real processes of `sortie up`, with short deadlines so that the story fits in se
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -11,7 +10,7 @@ import pytest
 
 from sortie_cli.stack import Stack
 from sortie_simulators.demo import ALICE, DEMO_CAS_APPS, demo_service_url
-from tests.stacks import running_stack, wait_status
+from tests.stacks import running_stack, wait_status, wait_view
 
 pytestmark = pytest.mark.e2e
 
@@ -49,9 +48,10 @@ def test_an_application_down_past_the_deadline_is_logged_out_when_it_returns(
         # The SSO logout was not held back by the dead application.
         assert partial["sso"]["state"] == "reported"
         # It stays down a while: the follow-ups keep trying and the request says so.
-        time.sleep(2)
-        still = client.get(f"/v1/requests/{rid}").json()
-        assert still["status"] == "partial" and still["followups"]["ent"]["attempt"] >= 1
+        still = wait_view(
+            client, rid, lambda v: v["followups"].get("ent", {}).get("attempt", 0) >= 2
+        )
+        assert still["status"] == "partial"
         httpx.post(f"{apps}/_sim/config", json={"fail_apps": []}).raise_for_status()
         healed = wait_status(client, rid, {"completed"})
     assert healed["healed_at"] is not None and healed["followups"] == {}
