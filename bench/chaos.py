@@ -296,9 +296,8 @@ def _unfinished(view: dict) -> str:
                 lines.append(
                     f"    {name} {s['action']} {s['outcome']} {code} {s.get('verification')}"
                 )
-    lines += [
-        f"    @ {e['at'][11:23]} {e['event']} {e.get('detail') or ''}" for e in view["timeline"]
-    ]
+    timeline = view.get("timeline", [])  # a lost request has none
+    lines += [f"    @ {e['at'][11:23]} {e['event']} {e.get('detail') or ''}" for e in timeline]
     return "\n".join(lines)
 
 
