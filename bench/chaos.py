@@ -32,7 +32,7 @@ from redis import Redis
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sortie_cli.stack import Proc, Stack
-from sortie_simulators.demo import DEMO_CAS_APPS
+from sortie_simulators.seeding import seed_subjects, subject_name
 from tests.redis_sentinel import SentinelGroup
 
 FAST = {
@@ -222,37 +222,8 @@ SCENARIOS: dict[str, Fault] = {
 }
 
 
-def _user(tag: str, i: int) -> str:
-    return f"{tag}{i:05d}"
-
-
-async def _seed(run: Run, tag: str, n: int) -> None:
-    """Every subject exists where a real one would: an M365 account in the Graph simulator
-    (so revocations are real writes, throttled like Graph) and an SSO session in the CAS
-    simulator that reached every CAS application (so there are tickets to log out)."""
-    apps = run.sim("entapps")
-    services = [f"{apps}/{name}/" for name in DEMO_CAS_APPS]
-    async with httpx.AsyncClient(timeout=30) as c:
-        resp = await c.post(
-            f"{run.sim('graph')}/_sim/users:bulk",
-            json={"prefix": tag, "domain": "example.org", "start": 0, "count": n},
-        )
-        resp.raise_for_status()
-        sem = asyncio.Semaphore(32)
-
-        async def session(i: int) -> None:
-            async with sem:
-                r = await c.post(
-                    f"{run.sim('cas')}/_sim/sessions",
-                    json={"username": _user(tag, i), "services": services},
-                )
-                r.raise_for_status()
-
-        await asyncio.gather(*(session(i) for i in range(n)))
-
-
 async def _submit(client: httpx.AsyncClient, i: int, tag: str) -> str | None:
-    user = _user(tag, i)
+    user = subject_name(tag, i)
     body = {
         "subject": {"user_id": user, "upn": f"{user}@example.org", "cas_username": user},
         "reason": "chaos",
@@ -316,7 +287,8 @@ async def run_scenario(
         async with httpx.AsyncClient(
             base_url=stack.urls["api"], headers=headers, timeout=10
         ) as client:
-            await _seed(run, name, requests)
+            # Every subject exists where a real one would: each revocation is real work.
+            await seed_subjects(run.stack.urls, name, requests)
             fault = asyncio.create_task(SCENARIOS[name](run))
             ids = await asyncio.gather(*(_submit(client, i, name) for i in range(requests)))
             await fault

@@ -40,7 +40,7 @@ from redis.asyncio import Redis
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sortie_cli.stack import Stack
-from sortie_simulators.demo import DEMO_CAS_APPS
+from sortie_simulators.seeding import seed_subjects, subject_name
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -105,7 +105,7 @@ async def drive(
             i = queue.get_nowait()
             if rate:  # open loop: request i is sent at i / rate seconds, not sooner
                 await asyncio.sleep(max(0.0, started + i / rate - time.monotonic()))
-            user = f"bench{i:05d}"
+            user = subject_name("bench", i)
             body = {
                 "subject": {"user_id": user, "upn": f"{user}@example.org", "cas_username": user},
                 "targets": ["m365", "ent"],
@@ -225,29 +225,6 @@ def report(result: dict[str, Any]) -> None:
         )
 
 
-async def seed(stack: Stack, n: int) -> None:
-    """`bench00000`… as an M365 account and an SSO session reaching every CAS application."""
-    apps = stack.urls["sim_entapps"]
-    services = [f"{apps}/{name}/" for name in DEMO_CAS_APPS]
-    async with httpx.AsyncClient(timeout=60) as c:
-        made = await c.post(
-            f"{stack.urls['sim_graph']}/_sim/users:bulk",
-            json={"prefix": "bench", "domain": "example.org", "start": 0, "count": n},
-        )
-        made.raise_for_status()
-        slots = asyncio.Semaphore(32)
-
-        async def session(i: int) -> None:
-            async with slots:
-                r = await c.post(
-                    f"{stack.urls['sim_cas']}/_sim/sessions",
-                    json={"username": f"bench{i:05d}", "services": services},
-                )
-                r.raise_for_status()
-
-        await asyncio.gather(*(session(i) for i in range(n)))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
@@ -277,7 +254,7 @@ def main() -> None:
     try:
         stack.start(timeout=90)
         if not args.unknown:
-            asyncio.run(seed(stack, args.requests))
+            asyncio.run(seed_subjects(stack.urls, "bench", args.requests))
         report(asyncio.run(drive(stack, args.requests, args.concurrency, args.rate)))
     finally:
         stack.stop()

@@ -138,9 +138,12 @@ async def _report(
     vault: TicketVault | None,
     plan: Sequence[PlannedStep],
 ) -> RevocationCompleted:
-    if vault is not None:
-        # What a follow-up will need: the tickets of the applications to try again.
-        await vault.keep(str(event.request_id), tickets_to_retry(plan, steps))
+    retry = tickets_to_retry(plan, steps)
+    # What a follow-up will need: the tickets of the applications to try again. Only a
+    # follow-up can have kept some before, so a first attempt with nothing to retry (the
+    # usual logout) costs no Redis call.
+    if vault is not None and (retry or event.followup is not None):
+        await vault.keep(str(event.request_id), retry)
     log.info("request %s: ent %s %s", event.request_id, kind, summary(steps))
     return RevocationCompleted.answering(event, SERVICE, steps, discovery)
 

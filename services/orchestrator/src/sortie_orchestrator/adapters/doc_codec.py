@@ -16,6 +16,7 @@ changes, or the docs written with it could not be read; a new one gets a new ver
 from __future__ import annotations
 
 import zlib
+from functools import cache
 from importlib import resources
 
 from sortie_orchestrator.saga import SagaState
@@ -25,11 +26,10 @@ _V1 = b"\x01"
 _WBITS = -15
 
 
-def _dictionary() -> bytes:
+@cache
+def _dictionary_v1() -> bytes:
+    # Read on first use, not at import (no I/O at import time).
     return resources.files(__package__).joinpath("doc-dictionary-v1.json").read_bytes()
-
-
-_DICTIONARY_V1 = _dictionary()
 
 
 def encode(state: SagaState) -> bytes:
@@ -37,7 +37,9 @@ def encode(state: SagaState) -> bytes:
     plain = state.model_dump_json(exclude_defaults=state.finished).encode()
     if not state.finished:
         return plain
-    deflate = zlib.compressobj(9, zlib.DEFLATED, _WBITS, 9, zlib.Z_DEFAULT_STRATEGY, _DICTIONARY_V1)
+    deflate = zlib.compressobj(
+        9, zlib.DEFLATED, _WBITS, 9, zlib.Z_DEFAULT_STRATEGY, _dictionary_v1()
+    )
     return _V1 + deflate.compress(plain) + deflate.flush()
 
 
@@ -45,6 +47,6 @@ def decode(raw: bytes | str) -> SagaState:
     if isinstance(raw, str):
         raw = raw.encode()
     if raw[:1] == _V1:
-        inflate = zlib.decompressobj(_WBITS, _DICTIONARY_V1)
+        inflate = zlib.decompressobj(_WBITS, _dictionary_v1())
         raw = inflate.decompress(raw[1:]) + inflate.flush()
     return SagaState.model_validate_json(raw)
