@@ -66,9 +66,9 @@ async def _claim(
         now = utcnow()
         state.reversed_by = rid
         cancelled = phases.cancel(state.phases, now)
-        saga._note(state, now, "reversal_requested", f"by {rid}")
+        saga.note(state, now, "reversal_requested", f"by {rid}")
         if cancelled:
-            saga._note(state, now, "phases_cancelled", ", ".join(f"phase {i}" for i in cancelled))
+            saga.note(state, now, "phases_cancelled", ", ".join(f"phase {i}" for i in cancelled))
         return Transition(state)
 
     transition = await deps.store.apply(original_id, claim)

@@ -157,7 +157,7 @@ async def reveal(
     def revealed(s: SagaState) -> Transition:
         s = s.model_copy(deep=True)
         s.tap_revealed_at = utcnow()
-        saga._note(s, s.tap_revealed_at, "temporary_access_pass_revealed", principal.name)
+        saga.note(s, s.tap_revealed_at, "temporary_access_pass_revealed", principal.name)
         return Transition(s)
 
     await deps.store.apply(request_id, revealed)
