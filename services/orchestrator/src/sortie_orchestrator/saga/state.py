@@ -71,7 +71,7 @@ class AdminOrder(BaseModel):
 
 
 class FollowUp(BaseModel):
-    """The next delivery of one service's unfinished actions (followup.py)."""
+    """The next delivery of one service's unfinished actions."""
 
     model_config = ConfigDict(extra="ignore")
 
