@@ -3,6 +3,8 @@ publishes what follows and acknowledges the report's entry."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 from redis.asyncio import Redis
 
@@ -16,20 +18,21 @@ from tests.core.roundtrips import counted
 from tests.orchestrator.conftest import TOKEN, settings_for
 from tests.orchestrator.test_replicas import ALICE, deps_for, report
 
+# A logout of ALICE, by "t", with nothing else said.
+LOGOUT: dict[str, Any] = {
+    "subject": ALICE,
+    "reason": "t",
+    "sso_session": None,
+    "idempotency_key": None,
+    "principal": "t",
+}
+
 
 async def test_a_report_is_loaded_then_committed_and_acknowledged_in_one_script(
     redis: Redis, redis_server
 ) -> None:
     deps = deps_for(redis_server.url)
-    _, rid = await handlers.accept_logout(
-        deps,
-        subject=ALICE,
-        reason="t",
-        targets=[Target.M365, Target.ENT],
-        sso_session=None,
-        idempotency_key=None,
-        principal="t",
-    )
+    _, rid = await handlers.accept_logout(deps, targets=[Target.M365, Target.ENT], **LOGOUT)
     stream, group = streams.REVOCATION_COMPLETED, streams.GROUP_ORCHESTRATOR
     await ensure_groups(redis, [(stream, group)])
     trips = []
@@ -75,15 +78,7 @@ async def test_a_deadline_not_due_costs_one_read_and_a_vanished_request_is_dropp
     """fire_deadline judges on the state its compare-and-set loaded: no second read to
     learn what it saw; a request gone (expired) leaves the deadline index at once."""
     deps = deps_for(redis_server.url)
-    _, rid = await handlers.accept_logout(
-        deps,
-        subject=ALICE,
-        reason="t",
-        targets=[Target.M365],
-        sso_session=None,
-        idempotency_key=None,
-        principal="t",
-    )
+    _, rid = await handlers.accept_logout(deps, targets=[Target.M365], **LOGOUT)
     with counted(deps.store.redis) as made:
         await handlers.fire_deadline(deps, str(rid))
     assert made == ["HMGET"]
