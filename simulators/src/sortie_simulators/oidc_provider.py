@@ -41,7 +41,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
+from . import signin_page
 from .common import FormError, read_form, stamp
+from .demo import DEMO_OIDC_PEOPLE
 
 CODE_TTL_S = 60.0
 ID_TOKEN_TTL_S = 300
@@ -88,17 +90,12 @@ def _client_auth(request: Request, form: dict[str, str]) -> tuple[str, str] | No
     return None
 
 
-def _signin_page(query: str, error: str | None = None) -> HTMLResponse:
-    note = f'<p role="alert">{html.escape(error)}</p>' if error else ""
-    return HTMLResponse(
-        '<!doctype html><html lang="fr"><head><meta charset="utf-8"><title>OpenID</title>'
-        f"</head><body><main><h1>Fournisseur d'identité</h1>{note}"
-        f'<form method="post" action="/authorize?{html.escape(query)}">'
-        '<label>Identifiant <input name="username" autocomplete="username"></label>'
-        '<label>Mot de passe <input name="password" type="password"></label>'
-        '<button type="submit">Se connecter</button></form></main></body></html>',
-        status_code=401 if error else 200,
-    )
+HEADING = {"fr": "Fournisseur d'identité", "en": "Identity provider"}
+
+
+def _signin_page(request: Request, error: str | None = None) -> HTMLResponse:
+    action = f"/authorize?{request.url.query}"
+    return signin_page.page(request, heading=HEADING, action=action, hidden={}, error=error)
 
 
 class OidcProvider:
@@ -174,11 +171,16 @@ def _base(request: Request) -> str:
 
 
 def create_app(
-    *, clients: dict[str, tuple[str, list[str]]] | None = None, issuer: str | None = None
+    *,
+    clients: dict[str, tuple[str, list[str]]] | None = None,
+    issuer: str | None = None,
+    seed_demo: bool = False,
 ) -> FastAPI:
     """`clients`: client_id -> (secret, redirect URIs); `issuer`: fixed (default: the URL
-    the provider is reached under)."""
+    the provider is reached under); `seed_demo`: the demo console people's claims."""
     provider = OidcProvider(clients or {})
+    if seed_demo:
+        provider.claims = {u: dict(c) for u, c in DEMO_OIDC_PEOPLE.items()}
     app = FastAPI(title="Sortie OpenID Connect provider simulator", docs_url="/_sim/docs")
     app.state.provider = provider
 
@@ -217,7 +219,7 @@ def create_app(
         if redirect_error:
             params = {"error": redirect_error, **({"state": q["state"]} if "state" in q else {})}
             return RedirectResponse(f"{q['redirect_uri']}?{urlencode(params)}", 302)
-        return _signin_page(request.url.query)
+        return _signin_page(request)
 
     @app.post("/authorize", response_model=None)
     async def signin(request: Request) -> Response:
@@ -228,9 +230,9 @@ def create_app(
         try:
             form = await read_form(request)
         except FormError as exc:
-            return _signin_page(request.url.query, str(exc))
+            return _signin_page(request, str(exc))
         if not form.get("username") or not form.get("password"):
-            return _signin_page(request.url.query, "Identifiant ou mot de passe incorrect.")
+            return _signin_page(request, "wrong")
         code = provider.issue_code(q, form["username"])
         params = {"code": code, **({"state": q["state"]} if "state" in q else {})}
         return RedirectResponse(f"{q['redirect_uri']}?{urlencode(params)}", 302)
