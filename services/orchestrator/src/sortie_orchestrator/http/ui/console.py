@@ -60,6 +60,8 @@ async def _signed_in(request: Request, scope: str) -> Viewer:
     if viewer is None:
         raise Problem(401, "sign in first", slug="unauthenticated")
     if not viewer.may(scope):
+        target = f"{request.method} {request.url.path}"
+        await sessions.audit(_deps(request).store.redis, viewer, "refused", target, f"no {scope}")
         raise Problem(403, f"your role lacks {scope!r}", slug="insufficient-scope")
     return viewer
 
