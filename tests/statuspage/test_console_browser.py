@@ -312,6 +312,48 @@ async def test_helpdesk_console_on_the_whole_stack(stack: Stack, run: Run, tmp_p
         assert client.get(f"/v1/requests/{theirs}").json()["status"] == "scheduled"
 
 
+@pytest.mark.parametrize(
+    ("lang", "accept", "start", "username", "person", "heading"),
+    [
+        ("fr", "fr-FR,fr", "/ui/login/cas/start", "sacha", "cas:sacha", "Sessions de la console"),
+        ("en", "en-GB,en", "/ui/login/oidc/start", "sam", "oidc:sam", "Console sessions"),
+    ],
+    ids=["fr-cas", "en-oidc"],
+)
+async def test_an_administrator_sees_every_site_the_sessions_and_the_stations(
+    stack: Stack,
+    tmp_path: Path,
+    lang: str,
+    accept: str,
+    start: str,
+    username: str,
+    person: str,
+    heading: str,
+) -> None:
+    """Runs after the helpdesk's runs: their sign-ins and actions are on the record."""
+    url = stack.urls["api"]
+    theirs = schedule(stack, f"ines-{lang}", SITE_B)
+    async with browser(tmp_path / lang, lang=accept) as page:
+        await page.goto(f"{url}/ui/")
+        await loaded(page, f"document.querySelector('a[href^=\"{start}\"]').click()")
+        await fill(page, {"username": username, "password": "any password"})
+        await submit(page, "form")
+        listing = await page.wait_text(person)
+        assert theirs[:8] in listing  # no site limit for an administrator
+        await page.goto(f"{url}/ui/sessions")
+        record = await page.wait_text(heading)
+        await shots(page, f"console-{lang}-10-sessions-and-who-did-what")
+        for who, what in (("cas:claire", "sign_in"), ("oidc:dana", "retry"), (person, "sign_in")):
+            assert f"{who} (" in record and f"<code>{what}</code>" in record
+        await submit(page, "form[action$='/revoke']")
+        await page.wait_text('name="confirm" value="yes"')
+        await shots(page, f"console-{lang}-11-revoke-confirmation")
+        await page.goto(f"{url}/ui/stations")
+        stations = await page.wait_text(ALICE.host)
+        await shots(page, f"console-{lang}-12-stations")
+    assert BOB.host in stations
+
+
 def demo_logout(stack: Stack) -> dict[str, Any]:
     """`sortie logout alice`, as the demo of `sortie up` runs it (its SSO session read
     from the CAS simulator, as the ENT passes it along)."""

@@ -210,6 +210,11 @@ async def test_oidc_admin_signs_in_lists_and_revokes_sessions(
     redis = app.state.deps.store.redis
     live = await sessions.live_sessions(redis)
     assert [s["name"] for s in live] == ["oidc:dana"]
+    ask = await browser.post(
+        f"/ui/sessions/{live[0]['id']}/revoke", data={"a": "1"}, headers={"Origin": BASE}
+    )
+    assert ask.status_code == 200 and 'name="confirm" value="yes"' in ask.text
+    assert len(await sessions.live_sessions(redis)) == 1  # nothing before the confirmation
     revoked = await browser.post(
         f"/ui/sessions/{live[0]['id']}/revoke",
         data={"confirm": "yes"},
