@@ -86,12 +86,34 @@ def _form(request: Request, service: str, execution: str, error: str | None = No
     )
 
 
+def _validate(
+    sim: CasSimulator,
+    issued: dict[str, tuple[str, float]],
+    attributes: dict[str, dict[str, list[str]]],
+    service: str,
+    ticket: str,
+) -> Response:
+    """§2.5: the ticket, once, for its own service, within its time to live."""
+    if not service or not ticket:
+        return _failure("INVALID_REQUEST", "service and ticket are required")
+    if not ticket.startswith("ST-"):
+        return _failure("INVALID_TICKET_SPEC", f"Ticket {ticket} is not a service ticket")
+    found = issued.pop(ticket, None)
+    if found is None or time.monotonic() - found[1] > ST_TTL_S:
+        return _failure("INVALID_TICKET", f"Ticket {ticket} not recognized")
+    if found[0] != service:
+        return _failure("INVALID_SERVICE", f"Ticket {ticket} does not match {service}")
+    owner = next((t for t in sim.tgts.values() if ticket in t.services), None)
+    if owner is None:
+        return _failure("INVALID_TICKET", f"Ticket {ticket} not recognized")
+    return _success(owner.username, attributes.get(owner.username, {}))
+
+
 def install_login(
     app: FastAPI, sim: CasSimulator, attributes: dict[str, dict[str, list[str]]] | None = None
 ) -> None:
-    """Adds the login, the service validation and the attributes admin route to `app`;
-    `attributes`: the principals' attributes to start with (username -> name -> values)."""
-    # ticket -> (service, issued at); removed when validated (single use).
+    """Adds the login, the service validation (`issued`: ticket -> service, when; used once)
+    and the attributes route; `attributes`: username -> name -> values, to start with."""
     issued: dict[str, tuple[str, float]] = {}
     executions: set[str] = set()
     attributes = {u: dict(a) for u, a in (attributes or {}).items()}
@@ -118,16 +140,13 @@ def install_login(
             return _form(request, "", "", str(exc))
         service = form.get("service", "")
         execution = form.get("execution", "")
-        if execution not in executions:
-            fresh = secrets.token_urlsafe(16)
-            executions.add(fresh)
-            return _form(request, service, fresh, "expired")
-        executions.discard(execution)
         username, password = form.get("username", ""), form.get("password", "")
-        if not username or not password:
+        known = execution in executions
+        executions.discard(execution)  # each form is used once
+        if not known or not username or not password:
             fresh = secrets.token_urlsafe(16)
             executions.add(fresh)
-            return _form(request, service, fresh, "wrong")
+            return _form(request, service, fresh, "wrong" if known else "expired")
         tgt = sim.create_tgt(username)
         target = _with_ticket(service, issue(tgt.id, service)) if service else "/cas/login"
         response = RedirectResponse(target, 302)
@@ -136,19 +155,13 @@ def install_login(
 
     @app.get("/cas/p3/serviceValidate")
     async def service_validate(service: str = "", ticket: str = "") -> Response:
-        if not service or not ticket:
-            return _failure("INVALID_REQUEST", "service and ticket are required")
-        if not ticket.startswith("ST-"):
-            return _failure("INVALID_TICKET_SPEC", f"Ticket {ticket} is not a service ticket")
-        found = issued.pop(ticket, None)
-        if found is None or time.monotonic() - found[1] > ST_TTL_S:
-            return _failure("INVALID_TICKET", f"Ticket {ticket} not recognized")
-        if found[0] != service:
-            return _failure("INVALID_SERVICE", f"Ticket {ticket} does not match {service}")
-        owner = next((t for t in sim.tgts.values() if ticket in t.services), None)
-        if owner is None:
-            return _failure("INVALID_TICKET", f"Ticket {ticket} not recognized")
-        return _success(owner.username, attributes.get(owner.username, {}))
+        return _validate(sim, issued, attributes, service, ticket)
+
+    _install_attributes(app, attributes)
+
+
+def _install_attributes(app: FastAPI, attributes: dict[str, dict[str, list[str]]]) -> None:
+    """`PUT /_sim/users/{username}/attributes`: the principal's attributes (XML names)."""
 
     @app.put("/_sim/users/{username}/attributes")
     async def set_attributes(username: str, values: dict[str, list[str]]) -> dict[str, Any]:
