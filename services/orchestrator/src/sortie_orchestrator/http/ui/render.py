@@ -60,7 +60,7 @@ def _tick_step(span_ms: float) -> float:
 
 
 def _fmt_ms(t: L10n, ms: float) -> str:
-    return f"{t.number(ms / 1000)} s" if ms >= 1000 else f"{t.number(ms)} ms"
+    return f"{t.number(ms / 1000, 2)} s" if ms >= 1000 else f"{t.number(ms, 1)} ms"
 
 
 def _clip(text: str, width: int) -> str:
