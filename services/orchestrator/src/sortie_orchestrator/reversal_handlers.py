@@ -67,6 +67,10 @@ async def _claim(
         state.reversed_by = rid
         cancelled = phases.cancel(state.phases, now)
         saga._note(state, now, "reversal_requested", f"by {rid}")
+        if state.followups:
+            # A follow-up sent after the reversal would take away what it gives back.
+            saga._note(state, now, "followups_cancelled", ", ".join(sorted(state.followups)))
+            state.followups = {}
         if cancelled:
             saga._note(state, now, "phases_cancelled", ", ".join(f"phase {i}" for i in cancelled))
         return Transition(state)

@@ -47,7 +47,7 @@ from sortie_core.events import (
 from sortie_core.services import expected_actions
 from sortie_core.steps import ended
 from sortie_orchestrator.profiles import Profile
-from sortie_orchestrator.saga import followup, phases
+from sortie_orchestrator.saga import followup, phase_followup, phases
 from sortie_orchestrator.saga.followup import FollowUp
 from sortie_orchestrator.saga.phases import PhaseState
 
@@ -559,6 +559,15 @@ def _later(transition: Transition, now: datetime, timeouts: Timeouts) -> Transit
         transition.messages.append(Outgoing(stream, command))
         _note(state, now, "phase_started", detail)
         changed = True
+    sent, given_up, touched = phase_followup.run(
+        state.phases, now, timeouts, (*command_for, state.profile)
+    )
+    for stream, command, detail in sent:
+        transition.messages.append(Outgoing(stream, command))
+        _note(state, now, "followup_sent", detail)
+    for detail in given_up:
+        _note(state, now, "followup_given_up", detail)
+    changed = changed or touched
     if state.status in ("partial", "failed") and _follow_up(transition, now, timeouts):
         changed = True
     return transition if changed else None

@@ -149,5 +149,13 @@ def merge(svc: ServiceState, steps: tuple[StepResult, ...]) -> None:
     kept = [s for s in svc.steps if s.outcome not in _PLACEHOLDERS] if steps else svc.steps
     known = {s.action for s in kept}
     by_action = {s.action: s for s in steps if _news(s) or s.action not in known}
-    merged = [by_action.pop(s.action, s) for s in kept]
+    merged = [_first_record(s, by_action.pop(s.action, s)) for s in kept]
     svc.steps = merged + list(by_action.values())
+
+
+def _first_record(old: StepResult, new: StepResult) -> StepResult:
+    """`new`, with what the first attempt recorded: the state before any change (which a
+    reversal restores), not the state a retry found after it."""
+    if old.recorded and new.recorded != old.recorded:
+        return new.model_copy(update={"recorded": old.recorded})
+    return new
