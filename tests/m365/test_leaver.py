@@ -410,3 +410,27 @@ async def test_a_user_without_onedrive_hands_nothing_over_and_the_permission_is_
     assert step.outcome is Outcome.FAILED and step.error is not None
     assert step.error.code == "graph_forbidden" and "Files.ReadWrite.All" in step.error.message
     assert onedrive(tenant) == [(ALICE, ("owner",))]
+
+
+async def test_the_profile_s_actions_run_in_its_order_one_after_another(
+    tenant: GraphSim, full: GraphSdkDirectory
+) -> None:
+    order = ("set_auto_reply", "remove_licenses", "delegate_onedrive", "disable_devices",
+             "block_sign_in", "remove_group_memberships")  # fmt: skip
+    sent = len(tenant.recorder.bodies)
+    result = await handle_offboard(
+        offboarding(order), directory=full, policy=POLICY, ops=leaver_ops(full)
+    )
+    assert result is not None
+    ran = [s for s in result.steps if s.skip_reason is None]
+    # The design's default actions first in their order, then the profile's, in its order.
+    assert [s.action for s in ran] == ["block_sign_in", *(a for a in order if a != "block_sign_in")]
+    for before, after in zip(ran, ran[1:], strict=False):
+        assert before.finished_at <= after.started_at, (before.action, after.action)
+    # And Graph saw the writes in that order: the reply first, the device last.
+    bodies = [b for b in tenant.recorder.json_bodies()[sent:] if isinstance(b, dict)]
+    kinds = [next((k for k in b if not k.startswith("@odata.")), "") for b in bodies]
+    assert kinds.index("accountEnabled") < kinds.index("automaticRepliesSetting")
+    assert kinds.index("automaticRepliesSetting") < kinds.index("addLicenses")
+    assert kinds.index("addLicenses") < kinds.index("recipients")
+    assert kinds[-1] == "accountEnabled"  # the devices, before the groups' DELETEs
