@@ -5,6 +5,7 @@ Access Pass sealed to the requester's key."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -425,7 +426,7 @@ async def test_the_profile_s_actions_run_in_its_order_one_after_another(
     ran = [s for s in result.steps if s.skip_reason is None]
     # The design's default actions first in their order, then the profile's, in its order.
     assert [s.action for s in ran] == ["block_sign_in", *(a for a in order if a != "block_sign_in")]
-    for before, after in zip(ran, ran[1:], strict=False):
+    for before, after in itertools.pairwise(ran):
         assert before.finished_at <= after.started_at, (before.action, after.action)
     # And Graph saw the writes in that order: the reply first, the device last.
     bodies = [b for b in tenant.recorder.json_bodies()[sent:] if isinstance(b, dict)]
