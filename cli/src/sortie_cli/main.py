@@ -76,6 +76,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         if key.startswith("sim_"):
             print(f"  simulator    {key[4:]:<13}{url}")
     print(f"  logs         {stack.workdir / 'logs'}")
+    if "console" in stack.urls:
+        print(f"  console      {stack.urls['console']}")
+        for text in stack.console_banner:
+            print(f"               {text}")
     print()
     print("Try:  sortie logout alice --wait        Stop: Ctrl-C")
     status = 0

@@ -115,6 +115,8 @@ class Stack:
     urls: dict[str, str] = field(default_factory=dict)
     # One Redis URL per process (its own ACL user) when the stack runs its own Redis.
     redis_users: dict[str, str] = field(default_factory=dict)
+    # How to sign in to the console (console_sso.py), for the start-up banner.
+    console_banner: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.workdir = self.workdir.resolve()
@@ -226,6 +228,7 @@ class Stack:
             self.urls[f"sim_{name}"] = sim_url[name]
 
         self.urls["api"] = api
+        console_env = self._plan_console(sim_url, api, procs)
 
         def common(user: str) -> dict[str, str]:
             return {"SORTIE_REDIS_URL": self.redis_users.get(user, self.redis_url or "")}
@@ -240,6 +243,7 @@ class Stack:
                 SORTIE_DEV_TOKEN=self.token or "",
                 # The display names of the applications, for the pages.
                 SORTIE_ORCHESTRATOR_ENT_REGISTRY_PATH=str(self.workdir / "ent-registry.yaml"),
+                **console_env,
                 **common(ORCHESTRATOR),
             )
         )
@@ -302,6 +306,23 @@ class Stack:
                 self.urls[f"agent_{host}_metrics"] = f"http://127.0.0.1:{port}/metrics"
         self.procs = procs
         return procs
+
+    def _plan_console(self, sim_url: dict[str, str], api: str, procs: list[Proc]) -> dict[str, str]:
+        """The console's demo sign-in (console_sso.py): the OpenID provider simulator, and
+        the orchestrator's setting that names it and the CAS simulator."""
+        from .console_sso import plan_console_sso
+
+        port = free_port()
+        oidc = f"http://127.0.0.1:{port}"
+        plan = plan_console_sso(self.base_env, api, sim_url.get("cas"), oidc)
+        if plan.orchestrator_env:
+            argv = ["oidc", "--port", str(port), "--seed-demo"]
+            ready = f"{oidc}/.well-known/openid-configuration"
+            procs.append(self._py("sim-oidc", "sortie_simulators", argv, ready, **plan.oidc_env))
+            self.urls["sim_oidc"] = oidc
+            self.urls["console"] = f"{api}/ui/"
+        self.console_banner = plan.banner
+        return plan.orchestrator_env
 
     def _acl_file(self, port: int) -> Path:
         """Its own Redis runs with `default` off and one user per process, as in

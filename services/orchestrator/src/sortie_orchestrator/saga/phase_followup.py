@@ -20,15 +20,32 @@ import random
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from pydantic import BaseModel, ConfigDict
+
 from sortie_core import streams
 from sortie_core.events import FollowUpScope, OffboardRequested, StepResult, Subject
-from sortie_orchestrator.saga.followup import FollowUp, _first_record, _news, retryable
+from sortie_orchestrator.saga.retrying import first_record, news, retryable
 
 if TYPE_CHECKING:
     from sortie_orchestrator.saga import Timeouts
     from sortie_orchestrator.saga.phases import PhaseService, PhaseState
 
 CommandFor = tuple[object, Subject, str, str, str | None]
+
+
+class FollowUp(BaseModel):
+    """The next delivery of one service's unfinished actions of a later phase (as
+    `state.FollowUp` is for phase 0)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    attempt: int = 0
+    next_at: datetime
+    # The actions to send again; empty: every action of the phase (the service was silent).
+    actions: list[str]
+    last_error: str | None = None
+
+
 _ENDED = ("partial", "failed")
 
 
@@ -152,10 +169,10 @@ def merge(svc: PhaseService, steps: list[StepResult]) -> None:
     before = {s.action: s for s in svc.steps if svc.state != "timed_out"}
     merged: dict[str, StepResult] = dict(before)
     for step in steps:
-        if not _news(step) and step.action in before:
+        if not news(step) and step.action in before:
             continue
         old = before.get(step.action)
-        merged[step.action] = _first_record(old, step) if old is not None else step
+        merged[step.action] = first_record(old, step) if old is not None else step
     svc.steps = list(merged.values())
     svc.state = "reported"
 

@@ -35,7 +35,8 @@ from sortie_core.events import (
 )
 from sortie_orchestrator.profiles import Profile
 from sortie_orchestrator.saga import phase_followup
-from sortie_orchestrator.saga.followup import FollowUp, _news
+from sortie_orchestrator.saga.phase_followup import FollowUp
+from sortie_orchestrator.saga.retrying import news as _news
 
 PhaseStatus = Literal["scheduled", "running", "completed", "partial", "failed", "cancelled"]
 _M365 = frozenset(a.value for a in M365Action)
