@@ -435,3 +435,40 @@ async def test_the_profile_s_actions_run_in_its_order_one_after_another(
     assert kinds.index("automaticRepliesSetting") < kinds.index("addLicenses")
     assert kinds.index("addLicenses") < kinds.index("recipients")
     assert kinds[-1] == "accountEnabled"  # the devices, before the groups' DELETEs
+
+
+async def test_the_simulator_s_onedrive_answers_as_graph_does(tenant: GraphSim) -> None:
+    """drive-get, driveitem-invite, driveitem-list-permissions, permission-delete."""
+    tenant.sim.tenant.no_drive.add(tenant.sim.find(BOB).id)  # type: ignore[union-attr]
+    full = {"Authorization": f"Bearer {app_token(['Files.ReadWrite.All'])}"}
+    read = {"Authorization": f"Bearer {app_token(['Files.Read.All'])}"}
+    async with httpx.AsyncClient(base_url=f"{tenant.url}/v1.0") as client:
+        none = await client.get(f"/users/{BOB}/drive", headers=full)
+        drive = (await client.get(f"/users/{ALICE}/drive", headers=read)).json()
+        root = f"/drives/{drive['id']}/items/root"
+        body = {"recipients": [{"email": BOB}], "roles": ["read"], "requireSignIn": True,
+                "sendInvitation": False}  # fmt: skip
+        denied = await client.post(f"{root}/invite", json=body, headers=read)
+        stranger = await client.post(
+            f"{root}/invite", json={**body, "recipients": [{"email": "x@elsewhere.example"}]},
+            headers=full,
+        )  # fmt: skip
+        granted = await client.post(f"{root}/invite", json=body, headers=full)
+        again = await client.post(f"{root}/invite", json={**body, "roles": ["write"]}, headers=full)
+        listed = (await client.get(f"{root}/permissions", headers=read)).json()["value"]
+        owner = next(p for p in listed if p["roles"] == ["owner"])
+        kept = await client.delete(f"{root}/permissions/{owner['id']}", headers=full)
+        perm = granted.json()["value"][0]
+        gone = await client.delete(f"{root}/permissions/{perm['id']}", headers=full)
+        twice = await client.delete(f"{root}/permissions/{perm['id']}", headers=full)
+    assert (none.status_code, none.json()["error"]["code"]) == (404, "ResourceNotFound")
+    assert drive["driveType"] == "business" and drive["id"].startswith("b!")
+    assert denied.status_code == 403 and "Files.ReadWrite.All" in denied.text
+    assert (stranger.status_code, stranger.json()["error"]["code"]) == (400, "invalidRequest")
+    assert granted.status_code == 200 and perm["roles"] == ["read"]
+    assert perm["grantedToV2"]["user"]["email"] == BOB and perm["invitation"]["signInRequired"]
+    # The same person again: the same permission, its roles raised.
+    assert again.json()["value"][0]["id"] == perm["id"]
+    assert again.json()["value"][0]["roles"] == ["write"]
+    assert len(listed) == 2 and kept.status_code == 403
+    assert (gone.status_code, twice.status_code) == (204, 404)

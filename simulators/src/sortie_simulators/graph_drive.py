@@ -9,8 +9,10 @@ reference, https://learn.microsoft.com/graph/api/<page>, and OneDrive/onedrive-a
 - `POST /drives/{drive-id}/items/{item-id}/invite` (driveitem-invite; Files.ReadWrite.All):
   `recipients` (`email` or `objectId`), `roles` `read`/`write`, `requireSignIn`,
   `sendInvitation`; 200 with the permission collection. A recipient who already holds a
-  direct permission keeps it (same id), its roles raised to the ones asked. App-only
-  calls cannot invite new guests: an unknown recipient is a 400 `invalidRequest`;
+  direct permission keeps it (same id), its roles raised to the ones asked (SharePoint
+  keeps one permission per person; the page does not say it: the worker reads the list
+  first and never relies on it). App-only calls cannot invite new guests: an unknown
+  recipient is a 400 `invalidRequest`;
 - `GET /drives/{drive-id}/items/{item-id}/permissions` (driveitem-list-permissions;
   Files.Read.All): the owner's permission and every one granted;
 - `DELETE /drives/{drive-id}/items/{item-id}/permissions/{perm-id}` (permission-delete;
