@@ -66,6 +66,7 @@ M365_RESTORE_ACTIONS: dict[str, str] = {
     M365Action.CONVERT_TO_SHARED_MAILBOX: "restore_mailbox_type",
     M365Action.HIDE_FROM_ADDRESS_LISTS: "restore_address_list_visibility",
     M365Action.DELEGATE_MAILBOX: "restore_delegate_mailbox",
+    M365Action.DELEGATE_ONEDRIVE: "restore_delegate_onedrive",
 }
 ISSUE_TEMPORARY_ACCESS_PASS = "issue_temporary_access_pass"
 

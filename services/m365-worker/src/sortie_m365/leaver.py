@@ -280,9 +280,8 @@ def _devices(ops: LeaverOps, user: M365User, options: dict[str, Any]) -> Plan:
     return plan
 
 
-from . import leaver_mailbox  # noqa: E402, F401  (registers the mailbox actions)
+from . import leaver_mailbox, leaver_onedrive  # noqa: E402, F401  (register their actions)
 
-ACTIONS = frozenset(PLANNERS)
 MAILBOX_ACTIONS = (
     M365Action.SET_AUTO_REPLY,
     M365Action.CONVERT_TO_SHARED_MAILBOX,

@@ -51,6 +51,10 @@ async def _claim(
         state.reversed_by = rid
         cancelled = phases.cancel(state.phases, now)
         saga.note(state, now, "reversal_requested", f"by {rid}")
+        if state.followups:
+            # A follow-up sent after the reversal would take away what it gives back.
+            saga.note(state, now, "followups_cancelled", ", ".join(sorted(state.followups)))
+            state.followups = {}
         if cancelled:
             saga.note(state, now, "phases_cancelled", ", ".join(f"phase {i}" for i in cancelled))
         return Transition(state)

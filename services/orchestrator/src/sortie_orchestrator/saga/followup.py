@@ -19,7 +19,9 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
-from sortie_core.events import Outcome, SkipReason, StepResult, Verification
+from sortie_core.events import Outcome, StepResult
+from sortie_orchestrator.saga.retrying import first_record, retryable
+from sortie_orchestrator.saga.retrying import news as _news
 from sortie_orchestrator.saga.state import (
     FollowUp,
     SagaState,
@@ -31,17 +33,6 @@ from sortie_orchestrator.saga.state import (
 __all__ = ["FollowUp", "advance", "due", "merge", "retryable", "schedule"]
 
 SSO = "sso"
-
-
-def retryable(step: StepResult) -> bool:
-    """Worth sending again: not proven, and failed for a reason that can pass."""
-    if step.done:
-        return False
-    if step.outcome in (Outcome.TIMED_OUT, Outcome.UNREACHABLE):
-        return True
-    if step.outcome == Outcome.SUCCEEDED:
-        return step.verification in (Verification.UNVERIFIED, None)
-    return step.outcome == Outcome.FAILED and step.error is not None and step.error.retryable
 
 
 _PLACEHOLDERS = (Outcome.TIMED_OUT, Outcome.UNREACHABLE)
@@ -120,13 +111,6 @@ def advance(
     return followup, True
 
 
-def _news(step: StepResult) -> bool:
-    """A step that says "not asked" (a follow-up for other actions) is never news."""
-    return not (
-        step.outcome == Outcome.SKIPPED and step.skip_reason == SkipReason.ACTION_NOT_SELECTED
-    )
-
-
 def merge(svc: ServiceState, steps: tuple[StepResult, ...]) -> None:
     """A later report replaces the steps it names and adds the others."""
     # The orchestrator's own placeholders (a service timed out, a host unreachable) give
@@ -134,5 +118,5 @@ def merge(svc: ServiceState, steps: tuple[StepResult, ...]) -> None:
     kept = [s for s in svc.steps if s.outcome not in _PLACEHOLDERS] if steps else svc.steps
     known = {s.action for s in kept}
     by_action = {s.action: s for s in steps if _news(s) or s.action not in known}
-    merged = [by_action.pop(s.action, s) for s in kept]
+    merged = [first_record(s, by_action.pop(s.action, s)) for s in kept]
     svc.steps = merged + list(by_action.values())

@@ -23,7 +23,7 @@ from sortie_core.events import (
     SsoLogoutCompleted,
     Target,
 )
-from sortie_orchestrator.saga import followup, phases
+from sortie_orchestrator.saga import followup, phase_followup, phases
 from sortie_orchestrator.saga.commands import (
     command_for,
     followup_messages,
@@ -205,6 +205,15 @@ def _later(transition: Transition, now: datetime, timeouts: Timeouts) -> Transit
         transition.messages.append(Outgoing(stream, command))
         note(state, now, "phase_started", detail)
         changed = True
+    sent, given_up, touched = phase_followup.run(
+        state.phases, now, timeouts, (*command_for, state.profile)
+    )
+    for stream, command, detail in sent:
+        transition.messages.append(Outgoing(stream, command))
+        note(state, now, "followup_sent", detail)
+    for detail in given_up:
+        note(state, now, "followup_given_up", detail)
+    changed = changed or touched
     if state.status in ("partial", "failed") and follow_up(transition, now, timeouts):
         changed = True
     return transition if changed else None
