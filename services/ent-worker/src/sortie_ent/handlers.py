@@ -34,11 +34,11 @@ from .adapters import AppLogout, SsoSessions, TicketVault
 from .discovery import discover, ticket_ref
 from .oidc import LogoutTokenSigner
 from .plan import (
+    AppRunner,
     PlannedStep,
     caller_tickets,
     offboard_wants,
     plan_apps,
-    run_plan,
     summary,
     tickets_to_retry,
 )
@@ -79,15 +79,8 @@ async def handle_logout(
         kept=await _kept(vault, event),
     )
     plan = plan_apps(found.tickets, registry, unknown_why=found.error, wants=event.retries)
-    steps = await run_plan(
-        plan,
-        subject=event.subject,
-        apps=apps,
-        policy=policy,
-        concurrency=concurrency,
-        default_timeout_s=default_timeout_s,
-        signer=signer,
-    )
+    runner = AppRunner(apps, policy, concurrency, default_timeout_s, signer)
+    steps = await runner.run(plan, event.subject)
     return await _report(event, "logout", steps, found.discovery, vault, plan)
 
 
@@ -109,15 +102,8 @@ async def handle_offboard(
         return None
     found = await discover(sso, event.subject, registry, kept=await _kept(vault, event))
     plan = plan_apps(found.tickets, registry, unknown_why=found.error, wants=offboard_wants(event))
-    steps = await run_plan(
-        plan,
-        subject=event.subject,
-        apps=apps,
-        policy=policy,
-        concurrency=concurrency,
-        default_timeout_s=default_timeout_s,
-        signer=signer,
-    )
+    runner = AppRunner(apps, policy, concurrency, default_timeout_s, signer)
+    steps = await runner.run(plan, event.subject)
     return await _report(event, "offboard", steps, found.discovery, vault, plan)
 
 
@@ -192,15 +178,8 @@ async def handle_sso_logout(
             wants=first.__contains__,
             absent=f"{before.discovery.source}: GET ssoSessions/users/{{username}}",
         )
-        app_steps = await run_plan(
-            plan,
-            subject=event.subject,
-            apps=apps,
-            policy=policy,
-            concurrency=concurrency,
-            default_timeout_s=default_timeout_s,
-            signer=signer,
-        )
+        runner = AppRunner(apps, policy, concurrency, default_timeout_s, signer)
+        app_steps = await runner.run(plan, event.subject)
         log.info("request %s: before sso, ent %s", event.request_id, summary(app_steps))
     step, remaining = await _end_sso_session(event, sso, action, tgt, policy)
     return SsoLogoutCompleted(

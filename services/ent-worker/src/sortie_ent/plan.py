@@ -259,6 +259,28 @@ async def run_plan(
     return tuple(await asyncio.gather(*(one(s) for s in plan)))
 
 
+@dataclass(frozen=True, slots=True)
+class AppRunner:
+    """How the application logouts of a plan run: the clients, retries and limits."""
+
+    apps: AppLogout
+    policy: RetryPolicy
+    concurrency: int
+    default_timeout_s: float
+    signer: LogoutTokenSigner | None = None
+
+    async def run(self, plan: Sequence[PlannedStep], subject: Subject) -> tuple[StepResult, ...]:
+        return await run_plan(
+            plan,
+            subject=subject,
+            apps=self.apps,
+            policy=self.policy,
+            concurrency=self.concurrency,
+            default_timeout_s=self.default_timeout_s,
+            signer=self.signer,
+        )
+
+
 def tickets_to_retry(
     plan: Sequence[PlannedStep], steps: Sequence[StepResult]
 ) -> tuple[ServiceTicket, ...]:
