@@ -32,7 +32,16 @@ from . import leaver_mailbox  # noqa: F401  (registers the mailbox actions)
 from .adapters import M365Directory, M365User
 from .adapters.graph_leaver import METHOD_KINDS
 from .identity import SERVICE
-from .leaver_plan import PLANNERS, LeaverOps, Plan, evidence, graph_of, planner, with_record
+from .leaver_plan import (
+    PLANNERS,
+    LeaverOps,
+    Plan,
+    evidence,
+    graph_of,
+    none_left,
+    planner,
+    with_record,
+)
 
 
 async def prior_state(directory: M365Directory, action: M365Action, user: M365User) -> Any:
@@ -81,12 +90,9 @@ def _licenses(ops: LeaverOps, user: M365User, options: dict[str, Any]) -> Plan:
     async def verify() -> Evidence:
         left = await graph_of(ops).licenses(user.id)
         proof = evidence("graph GET /users/{id}?$select=assignedLicenses", assigned=len(left))
-        if left:
-            raise Contradicted(f"Graph still reads {len(left)} licence(s) assigned", proof)
-        return proof
+        return none_left(left, proof, f"Graph still reads {len(left)} licence(s) assigned")
 
-    plan.body, plan.verify = body, verify
-    return plan
+    return plan.set(body, verify)
 
 
 # -- groups (user-list-memberof, user-list-ownedobjects, group-delete-members/owners) -----
@@ -124,8 +130,7 @@ def _groups(ops: LeaverOps, user: M365User, options: dict[str, Any]) -> Plan:
             raise Contradicted("Graph still reads recorded memberships", proof)
         return proof
 
-    plan.body, plan.verify = body, verify
-    return plan
+    return plan.set(body, verify)
 
 
 # -- authentication methods (authentication-list-methods, *authenticationmethod-delete) ---
@@ -157,12 +162,9 @@ def _auth_methods(ops: LeaverOps, user: M365User, options: dict[str, Any]) -> Pl
     async def verify() -> Evidence:
         left = [m for m in await graph_of(ops).auth_methods(user.id) if removable(m)]
         proof = evidence("graph GET /users/{id}/authentication/methods", removable_left=len(left))
-        if left:
-            raise Contradicted(f"Graph still reads {len(left)} removable method(s)", proof)
-        return proof
+        return none_left(left, proof, f"Graph still reads {len(left)} removable method(s)")
 
-    plan.body, plan.verify = body, verify
-    return plan
+    return plan.set(body, verify)
 
 
 # -- devices (user-list-registereddevices, device-update, device-delete) ----------------
@@ -202,8 +204,7 @@ def _devices(ops: LeaverOps, user: M365User, options: dict[str, Any]) -> Plan:
             raise Contradicted(f"{wrong} device(s) not {mode}d", proof)
         return proof
 
-    plan.body, plan.verify = body, verify
-    return plan
+    return plan.set(body, verify)
 
 
 ACTIONS = frozenset(PLANNERS)

@@ -63,8 +63,7 @@ def _auto_reply(ops: LeaverOps, user: M365User, options: dict[str, Any]) -> Plan
             raise Contradicted(f"Graph reads automatic replies {status!r}", proof)
         return proof
 
-    plan.body, plan.verify = body, verify
-    return plan
+    return plan.set(body, verify)
 
 
 def _mailbox_flag(
@@ -151,5 +150,4 @@ def _delegate(ops: LeaverOps, user: M365User, options: dict[str, Any]) -> Plan:
             raise Contradicted("Exchange does not read the delegation back", proof)
         return proof
 
-    plan.body, plan.verify = body, verify
-    return plan
+    return plan.set(body, verify)

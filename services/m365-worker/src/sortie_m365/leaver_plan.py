@@ -7,14 +7,14 @@ tap.py use the same adapters (`LeaverOps`) and evidence helpers.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
 from sortie_core.events import Evidence, M365Action, SkipReason, StepResult, utcnow
-from sortie_core.steps import StepSkipped, Verify
+from sortie_core.steps import Contradicted, StepSkipped, Verify
 
 from .adapters import M365User
 from .adapters.exchange_leaver import ExchangeLeaver
@@ -46,6 +46,10 @@ class Plan:
     verify: Verify = _no_evidence
     # Filled by `body` on its first attempt: the state before any change.
     record: dict[str, Any] = field(default_factory=dict)
+
+    def set(self, body: Body, verify: Verify) -> Plan:
+        self.body, self.verify = body, verify
+        return self
 
 
 Planner = Callable[[LeaverOps, M365User, dict[str, Any]], Plan]
@@ -79,6 +83,13 @@ def exchange_of(ops: LeaverOps) -> ExchangeLeaver:
 
 def evidence(source: str, **observed: Any) -> Evidence:
     return Evidence(source=source, observed=observed, read_at=utcnow())
+
+
+def none_left(left: Sized, proof: Evidence, claim: str) -> Evidence:
+    """A read-back's evidence; Contradicted (`claim`) when it still finds something."""
+    if left:
+        raise Contradicted(claim, proof)
+    return proof
 
 
 def with_record(step: StepResult, record: dict[str, Any] | None) -> StepResult:
