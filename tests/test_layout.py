@@ -3,7 +3,8 @@
 - no import cycle inside a package (module-level imports; `if TYPE_CHECKING:` blocks excluded);
 - every third-party import of a package is declared in that package's pyproject.toml;
 - nothing under services/, libs/, cli/, simulators/ or bench/ imports `tests`;
-- modules <= 400 lines and functions <= 60 lines in services/, libs/ and cli/.
+- modules <= 400 lines and functions <= 60 lines in services/, libs/ and cli/;
+- every module of a package starts with a docstring saying what it is for.
 """
 
 from __future__ import annotations
@@ -267,6 +268,16 @@ def test_modules_and_functions_stay_small() -> None:
                     f"{rel}:{node.lineno}: {node.name} of {length} lines (> {MAX_FUNCTION_LINES})"
                 )
     assert not offenders, "too large:\n" + "\n".join(offenders)
+
+
+def test_every_module_says_what_it_is_for() -> None:
+    offenders = [
+        _rel(path)
+        for package in PACKAGES
+        for path in package.modules.values()
+        if ast.get_docstring(_parse(path)) is None
+    ]
+    assert not offenders, "modules without a docstring:\n" + "\n".join(offenders)
 
 
 def test_size_exceptions_are_still_needed() -> None:
