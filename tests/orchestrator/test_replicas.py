@@ -22,8 +22,8 @@ from sortie_core.events import (
 )
 from sortie_core.metrics import REGISTRY
 from sortie_orchestrator import handlers
-from sortie_orchestrator.adapters.presence import PresenceIndex
 from sortie_orchestrator.adapters.saga_store import SagaStore
+from sortie_orchestrator.bootstrap import make_deps
 from sortie_orchestrator.saga import Timeouts
 
 ALICE = Subject(user_id="alice", upn="alice@example.org")
@@ -31,10 +31,10 @@ ALICE = Subject(user_id="alice", upn="alice@example.org")
 
 def deps_for(url: str, phase1: float = 30) -> handlers.Deps:
     redis = Redis.from_url(url)
-    return handlers.Deps(
-        store=SagaStore(redis, retention_s=3600, idempotency_ttl_s=3600),
-        presence=PresenceIndex(redis),
-        timeouts=Timeouts(phase1=timedelta(seconds=phase1), sso=timedelta(seconds=60)),
+    return make_deps(
+        redis,
+        SagaStore(redis, retention_s=3600, idempotency_ttl_s=3600),
+        Timeouts(phase1=timedelta(seconds=phase1), sso=timedelta(seconds=60)),
     )
 
 

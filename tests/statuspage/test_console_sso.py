@@ -10,7 +10,7 @@ import csv
 import io
 import re
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -38,6 +38,12 @@ ROLES = [
         claim="memberOf",
         value="helpdesk-a",
         scopes=frozenset({"requests:read", "offboard:write", "logout:write"}),
+        sites=frozenset({"0750001A"}),
+    ),
+    ConsoleRole(
+        claim="memberOf",
+        value="viewers-a",
+        scopes=frozenset({"requests:read"}),
         sites=frozenset({"0750001A"}),
     ),
     ConsoleRole(
@@ -204,6 +210,11 @@ async def test_oidc_admin_signs_in_lists_and_revokes_sessions(
     redis = app.state.deps.store.redis
     live = await sessions.live_sessions(redis)
     assert [s["name"] for s in live] == ["oidc:dana"]
+    ask = await browser.post(
+        f"/ui/sessions/{live[0]['id']}/revoke", data={"a": "1"}, headers={"Origin": BASE}
+    )
+    assert ask.status_code == 200 and 'name="confirm" value="yes"' in ask.text
+    assert len(await sessions.live_sessions(redis)) == 1  # nothing before the confirmation
     revoked = await browser.post(
         f"/ui/sessions/{live[0]['id']}/revoke",
         data={"confirm": "yes"},
@@ -266,3 +277,115 @@ async def test_console_export_of_a_day_holds_only_the_persons_sites(
     assert [i["request_id"] for i in as_json.json()] == [ids["alice"]]
     bad = await browser.get("/ui/export", params={"day": "yesterday"})
     assert bad.status_code == 422
+
+
+async def _scheduled(app: FastAPI, user: str) -> str:
+    _, rid = await handlers.accept_offboard(
+        app.state.deps,
+        subject=Subject(user_id=user, site="0750001A"),
+        reason="test",
+        requested_by="hr",
+        actions=[],
+        effective_at=datetime.now(UTC) + timedelta(days=3),
+        idempotency_key=None,
+        principal="hr",
+    )
+    return str(rid)
+
+
+async def _cas_person(
+    providers: tuple[ServedApp, ServedApp], browser: httpx.AsyncClient, user: str, group: str
+) -> None:
+    cas_url = providers[1].url
+    httpx.put(f"{cas_url}/_sim/users/{user}/attributes", json={"memberOf": [group]})
+    assert (await cas_sign_in(browser, cas_url, user)).status_code == 200
+
+
+async def test_actions_are_refused_without_the_role_and_the_refusal_recorded(
+    app: FastAPI, browser: httpx.AsyncClient, providers: tuple[ServedApp, ServedApp], redis: Redis
+) -> None:
+    rid = await _scheduled(app, "alice")
+    await _cas_person(providers, browser, "victor", "viewers-a")  # requests:read only
+    page = await browser.get("/ui/")
+    assert page.status_code == 200 and "/ui/offboard" not in page.text
+    assert 'action="/ui/logouts"' not in page.text
+    detail = await browser.get(f"/ui/requests/{rid}")
+    assert f"/ui/requests/{rid}/cancel" not in detail.text
+    same_site = {"Origin": BASE}
+    attempts = [
+        ("/ui/offboard/preview", {"user_id": "bob"}),
+        ("/ui/offboard", {"user_id": "bob", "confirm": "yes"}),
+        ("/ui/logouts", {"user_id": "bob", "confirm": "yes"}),
+        (f"/ui/requests/{rid}/cancel", {"confirm": "yes"}),
+    ]
+    for path, form in attempts:
+        resp = await browser.post(path, data=form, headers=same_site)
+        assert resp.status_code == 403, (path, resp.text)
+        assert resp.headers["content-type"].startswith("application/problem+json")
+    assert await redis.zcard("sortie:requests") == 1  # nothing was started
+    view = await browser.get(f"/v1/requests/{rid}", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert view.json()["status"] == "scheduled"
+    audit = await sessions.recent_audit(redis)
+    refused = [(a["who"], a["target"]) for a in audit if a["action"] == "refused"]
+    assert sorted(refused) == sorted(("cas:victor", f"POST {path}") for path, _ in attempts)
+
+
+async def test_each_action_asks_first_then_records_who(
+    app: FastAPI, browser: httpx.AsyncClient, providers: tuple[ServedApp, ServedApp], redis: Redis
+) -> None:
+    rid = await _scheduled(app, "alice")
+    await _cas_person(providers, browser, "claire", "helpdesk-a")
+    same_site = {"Origin": BASE}
+    for path, form in (
+        (f"/ui/requests/{rid}/cancel", {"a": "1"}),
+        ("/ui/logouts", {"user_id": "bob"}),
+    ):
+        ask = await browser.post(path, data=form, headers=same_site)
+        assert ask.status_code == 200 and 'name="confirm" value="yes"' in ask.text, path
+    unconfirmed = await browser.post("/ui/offboard", data={"user_id": "bob"}, headers=same_site)
+    assert unconfirmed.status_code == 422
+    assert await redis.zcard("sortie:requests") == 1  # nothing before a confirmation
+    done = await browser.post(
+        f"/ui/requests/{rid}/cancel", data={"confirm": "yes"}, headers=same_site
+    )
+    assert done.status_code == 303
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert (await browser.get(f"/v1/requests/{rid}", headers=auth)).json()["status"] == "cancelled"
+    again = await browser.post(
+        f"/ui/requests/{rid}/cancel", data={"confirm": "yes"}, headers=same_site
+    )
+    assert again.status_code == 409  # only a scheduled request can be cancelled
+    audit = [
+        (a["action"], a["who"], a["target"], a["outcome"])
+        for a in await sessions.recent_audit(redis)
+    ]
+    assert audit[:2] == [
+        ("cancel", "cas:claire", rid, "refused"),
+        ("cancel", "cas:claire", rid, "ok"),
+    ]
+    assert ("sign_in", "cas:claire") in [(a[0], a[1]) for a in audit]
+
+
+async def test_a_console_session_expires_and_is_then_refused(
+    browser: httpx.AsyncClient, providers: tuple[ServedApp, ServedApp], redis: Redis
+) -> None:
+    await _cas_person(providers, browser, "claire", "helpdesk-a")
+    assert (await browser.get("/ui/")).status_code == 200
+    live = await sessions.live_sessions(redis)
+    assert [s["name"] for s in live] == ["cas:claire"]
+    key = sessions.session_key(live[0]["id"])
+    assert 8 * 3600 - 60 < await redis.ttl(key) <= 8 * 3600  # 8 hours
+    expires = datetime.fromisoformat(live[0]["expires_at"])
+    assert timedelta(hours=7, minutes=59) < expires - datetime.now(UTC) <= timedelta(hours=8)
+    await redis.pexpire(key, 1)
+    for _ in range(100):
+        if not await redis.exists(key):
+            break
+        await asyncio.sleep(0.02)
+    after = await browser.get("/ui/")
+    assert after.status_code == 303 and after.headers["location"].startswith("/ui/login")
+    refused = await browser.post(
+        "/ui/logouts", data={"user_id": "bob", "confirm": "yes"}, headers={"Origin": BASE}
+    )
+    assert refused.status_code == 401
+    assert await sessions.live_sessions(redis) == []

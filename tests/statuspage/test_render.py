@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sortie_core.events import Outcome, StepError, StepResult, Subject
 from sortie_orchestrator.http.ui.i18n import L10n
-from sortie_orchestrator.http.ui.render import live_fragment
+from sortie_orchestrator.http.ui.render import live_fragment, timeline_svg
 from sortie_orchestrator.saga import DEFAULT_TIMEOUTS, ServiceState, new_logout
 from sortie_orchestrator.saga.followup import FollowUp
 
@@ -71,3 +72,31 @@ def test_the_profile_its_later_phases_and_the_reversal_are_shown() -> None:
     assert "<h2>Phases suivantes du profil</h2>" in html
     assert "31 déc. 2026, 10:00:00 (UTC+01:00)" in html  # phase 2: 30 days after the start
     assert "Annulée" in html and "Planifiée" in html
+
+
+def test_the_timeline_draws_one_bar_per_step_on_one_time_axis() -> None:
+    state = new_logout(uuid.uuid4(), Subject(user_id="alice"), "user_logout", [], None, AT)
+    state.started_at = AT
+    steps = [
+        StepResult(
+            action=f"app_logout:app{i}",
+            outcome=Outcome.SUCCEEDED if i else Outcome.FAILED,
+            attempts=i + 1,
+            started_at=AT + timedelta(milliseconds=200 * i),
+            finished_at=AT + timedelta(milliseconds=200 * i + 100),
+        )
+        for i in range(3)
+    ]
+    state.services = {"ent": ServiceState(state="reported", steps=steps)}
+    state.services["m365"] = ServiceState(state="pending")
+    state.sso_requested_at = AT + timedelta(milliseconds=700)
+    svg = str(timeline_svg(FR, state, AT + timedelta(seconds=1)))
+    bars = re.findall(r'<rect class="bar ([^"]+)" x="([\d.]+)" y="[\d.]+" width="([\d.]+)"', svg)
+    # Three steps, then Microsoft 365 still waited for: a bar over the whole second.
+    assert [b[0] for b in bars] == ["o-failed", "o-succeeded", "o-succeeded", "w-pending"]
+    assert [float(b[1]) for b in bars] == [240.0, 384.0, 528.0, 240.0]
+    assert float(bars[3][2]) == 720.0
+    ticks = re.findall(r'<text class="tick"[^>]*>([^<]+)</text>', svg)
+    assert ticks[0] == "0 ms" and ticks[-1] == "1 s"
+    assert svg.count('<line class="phase"') == 1  # when the SSO logout was asked
+    assert "3 tentatives" in svg and 'aria-label="' in svg

@@ -61,6 +61,10 @@ def _print_stack(stack: Stack, paint: Painter) -> None:
         if key.startswith("sim_"):
             print(f"  simulator    {key[4:]:<13}{url}")
     print(f"  logs         {stack.workdir / 'logs'}")
+    if "console" in stack.urls:
+        print(f"  console      {stack.urls['console']}")
+        for text in stack.console_banner:
+            print(f"               {text}")
     print()
     print("Try:  sortie logout alice --wait        Stop: Ctrl-C")
 

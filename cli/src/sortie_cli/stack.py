@@ -55,6 +55,8 @@ class Stack:
     urls: dict[str, str] = field(default_factory=dict)
     # One Redis URL per process (its own ACL user) when the stack runs its own Redis.
     redis_users: dict[str, str] = field(default_factory=dict)
+    # How to sign in to the console (console_sso.py), for the start-up banner.
+    console_banner: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.workdir = self.workdir.resolve()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from sortie_core.acl import agent_user
 from sortie_core.service_acl import ADMIN, ENT, M365, ORCHESTRATOR
 
+from .console_sso import plan_console_sso
 from .procs import Proc, free_port, port_is_free
 from .stack_files import demo_registry, oidc_signing_key, write_redis_acl
 
@@ -79,7 +80,8 @@ def plan(stack: Stack) -> list[Proc]:
     api = f"http://127.0.0.1:{stack.api_port}"
     procs += _simulators(stack, sims, sim_url, api)
     stack.urls["api"] = api
-    procs.append(_orchestrator(stack, api))
+    console_env = _console(stack, sim_url, api, procs)
+    procs.append(_orchestrator(stack, api, console_env))
     procs.append(_m365_worker(stack, sim_url))
     procs.append(_ent_worker(stack, sim_url, api))
     if "workstations" in sim_url:
@@ -133,7 +135,24 @@ def _redis_env(stack: Stack, user: str) -> dict[str, str]:
     return {"SORTIE_REDIS_URL": stack.redis_users.get(user, stack.redis_url or "")}
 
 
-def _orchestrator(stack: Stack, api: str) -> Proc:
+def _console(stack: Stack, sim_url: dict[str, str], api: str, procs: list[Proc]) -> dict[str, str]:
+    """The console's demo sign-in (console_sso.py): the OpenID provider simulator, and
+    the orchestrator's setting that names it and the CAS simulator."""
+    port = free_port()
+    oidc = f"http://127.0.0.1:{port}"
+    plan = plan_console_sso(stack.base_env, api, sim_url.get("cas"), oidc)
+    if plan.orchestrator_env:
+        argv = ["oidc", "--port", str(port), "--seed-demo"]
+        ready = f"{oidc}/.well-known/openid-configuration"
+        sim = python_proc(stack, "sim-oidc", "sortie_simulators", argv, ready, **plan.oidc_env)
+        procs.append(sim)
+        stack.urls["sim_oidc"] = oidc
+        stack.urls["console"] = f"{api}/ui/"
+    stack.console_banner = plan.banner
+    return plan.orchestrator_env
+
+
+def _orchestrator(stack: Stack, api: str, console_env: dict[str, str]) -> Proc:
     return python_proc(
         stack,
         "orchestrator",
@@ -144,6 +163,7 @@ def _orchestrator(stack: Stack, api: str) -> Proc:
         SORTIE_DEV_TOKEN=stack.token or "",
         # The display names of the applications, for the pages.
         SORTIE_ORCHESTRATOR_ENT_REGISTRY_PATH=str(stack.workdir / "ent-registry.yaml"),
+        **console_env,
         **_redis_env(stack, ORCHESTRATOR),
     )
 

@@ -18,28 +18,19 @@ from __future__ import annotations
 
 import random
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
-
-from pydantic import BaseModel, ConfigDict
 
 from sortie_core.events import Outcome, SkipReason, StepResult, Verification
+from sortie_orchestrator.saga.state import (
+    FollowUp,
+    SagaState,
+    ServiceState,
+    Timeouts,
+    all_services,
+)
 
-if TYPE_CHECKING:
-    from sortie_orchestrator.saga import SagaState, ServiceState, Timeouts
+__all__ = ["FollowUp", "advance", "due", "merge", "retryable", "schedule"]
 
 SSO = "sso"
-
-
-class FollowUp(BaseModel):
-    """The next delivery of one service's unfinished actions."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    attempt: int = 0
-    next_at: datetime
-    # The actions to send again; empty: every action (the service never reported).
-    actions: list[str]
-    last_error: str | None = None
 
 
 def retryable(step: StepResult) -> bool:
@@ -85,8 +76,6 @@ def _retry_after(svc: ServiceState) -> timedelta:
 
 def schedule(state: SagaState, now: datetime, timeouts: Timeouts) -> None:
     """At the end of a request (and after each report): follow up what is still open."""
-    from sortie_orchestrator.saga import all_services
-
     for name, svc in all_services(state).items():
         actions = _pending_actions(svc)
         current = state.followups.get(name)
@@ -114,10 +103,6 @@ def _last_error(svc: ServiceState) -> str | None:
 
 def due(state: SagaState, now: datetime) -> list[str]:
     return sorted(name for name, f in state.followups.items() if f.next_at <= now)
-
-
-def next_at(state: SagaState) -> datetime | None:
-    return min((f.next_at for f in state.followups.values()), default=None)
 
 
 def advance(

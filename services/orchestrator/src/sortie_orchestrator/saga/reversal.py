@@ -18,7 +18,7 @@ from sortie_core.services import M365_RESTORE_ACTIONS, MAIL_PROTOCOLS
 from sortie_core.services import m365_reversal_actions as reversal_actions
 
 if TYPE_CHECKING:
-    from sortie_orchestrator.saga import SagaState
+    from sortie_orchestrator.saga.state import SagaState
 
 __all__ = ["NotReversible", "check", "reactivation_restore", "restore_of", "reversal_actions"]
 
