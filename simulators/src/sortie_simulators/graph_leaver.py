@@ -59,6 +59,21 @@ def app_token(roles: list[str], app_id: str = "sortie-test-app") -> str:
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part({'appid': app_id, 'roles': roles})}."
 
 
+def needed_permissions(method: str, revoke: bool, body: Any) -> list[str]:
+    """The least application permission for each of the user operations Sortie makes."""
+    if method == "GET":
+        return ["User.Read.All"]
+    if revoke:
+        return ["User.RevokeSessions.All"]
+    names = body.keys() if isinstance(body, dict) else ()
+    needed = []
+    if "accountEnabled" in names:
+        needed.append("User.EnableDisableAccount.All")
+    if "passwordProfile" in names:
+        needed.append("User-PasswordProfile.ReadWrite.All")
+    return needed
+
+
 def token_roles(token: str) -> frozenset[str] | None:
     """The `roles` of a JWT bearer token, None for an opaque token."""
     parts = token.split(".")

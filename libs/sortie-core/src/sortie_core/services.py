@@ -44,6 +44,18 @@ class WorkstationAction(StrEnum):
     CLOSE_BROWSERS = "close_browsers"
 
 
+# Exchange Online's Get-/Set-CASMailbox switches for every client protocol of one mailbox
+# (what disable_mail_protocols turns off and its reversal turns back on).
+MAIL_PROTOCOLS = (
+    "OWAEnabled",
+    "ActiveSyncEnabled",
+    "MAPIEnabled",
+    "EwsEnabled",
+    "PopEnabled",
+    "ImapEnabled",
+    "OutlookMobileEnabled",
+)
+
 # The error code of an application's step when no service ticket of the user is known for it
 # (the CAS could not be asked): the SSO logout then logs it out first (app_logout_first).
 CAS_SLO_NO_TICKET = "cas_slo_no_ticket"

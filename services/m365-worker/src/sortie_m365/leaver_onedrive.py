@@ -20,7 +20,7 @@ from sortie_core.events import Evidence, M365Action
 from sortie_core.steps import Contradicted
 
 from .adapters import M365User
-from .leaver import LeaverOps, Plan, _none, _none_ev, evidence, graph_of, planner
+from .leaver_plan import LeaverOps, Plan, evidence, graph_of, planner
 
 ROLES = ("read", "write")
 
@@ -53,7 +53,7 @@ def grants(roles: list[str] | None, role: str) -> bool:
 def _onedrive(ops: LeaverOps, user: M365User, options: dict[str, Any]) -> Plan:
     to = options.get("to", "manager")
     role = options.get("role", "write")
-    plan = Plan(_none, _none_ev)
+    plan = Plan()
 
     async def body() -> str | None:
         if role not in ROLES:
@@ -94,5 +94,4 @@ def _onedrive(ops: LeaverOps, user: M365User, options: dict[str, Any]) -> Plan:
             raise Contradicted("Graph does not list the person's access to the OneDrive", proof)
         return proof
 
-    plan.body, plan.verify = body, verify
-    return plan
+    return plan.set(body, verify)

@@ -26,8 +26,8 @@ from sortie_core.steps import Contradicted, RetryPolicy, run_step
 from .adapters import M365Directory, M365User
 from .handlers import IdentityConfig, _unresolved, report
 from .identity import SERVICE, resolve
-from .leaver import LeaverOps, evidence, exchange_of, graph_of
 from .leaver_onedrive import permission_of, roles_of
+from .leaver_plan import LeaverOps, evidence, exchange_of, graph_of
 from .tap import TapConfig, issue_pass
 
 Body = Callable[[], Awaitable[str | None]]
