@@ -35,7 +35,7 @@ from sortie_m365.adapters.exchange import ExchangeMailboxProtocols  # noqa: E402
 from sortie_m365.adapters.graph_sdk import GraphSdkDirectory, graph_client  # noqa: E402
 from sortie_m365.bootstrap import leaver_ops  # noqa: E402
 from sortie_m365.handlers import handle_offboard  # noqa: E402
-from tests.redis_server import RedisServer  # noqa: E402
+from sortie_testkit.redis_server import RedisServer  # noqa: E402
 
 LISTENING = re.compile(r"listening on (http://\S+)")
 WRITES_PER_USER = 3  # block_sign_in, reset_password, revoke_sessions (mailbox: not configured)

@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from redis.asyncio import Redis
 
-from tests.redis_server import RedisServer
+from sortie_testkit.redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")

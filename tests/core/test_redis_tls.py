@@ -27,7 +27,7 @@ from sortie_core.broker import publish
 from sortie_core.events import DeadLettered
 from sortie_core.runtime import make_broker, redis_client
 from sortie_core.settings import ServiceSettings
-from tests.redis_server import free_port
+from sortie_testkit.redis_server import free_port
 
 
 def _cert(

@@ -23,7 +23,7 @@ import pytest
 from redis import Redis
 
 from sortie_cli.stack import Stack
-from tests.redis_sentinel import SentinelGroup
+from sortie_testkit.redis_sentinel import SentinelGroup
 from tests.stacks import running_stack
 
 pytestmark = pytest.mark.e2e

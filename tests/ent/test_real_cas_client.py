@@ -25,7 +25,7 @@ from sortie_core.steps import RetryPolicy
 from sortie_ent.adapters.http import CasRestSessions, HttpAppLogout
 from sortie_ent.handlers import handle_logout
 from sortie_ent.registry import parse_registry
-from tests.redis_server import free_port
+from sortie_testkit.redis_server import free_port
 from tests.workers.helpers import ALICE, logout
 
 SERVE = Path(__file__).parent / "casapps" / "serve.py"

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from sortie_testkit.redis_server import RedisServer
 from tests.intake.live import READER, TOKEN, live_orchestrator
-from tests.redis_server import RedisServer
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

@@ -11,8 +11,8 @@ from redis.asyncio import Redis
 
 from sortie_orchestrator.adapters.saga_store import DEADLINES
 from sortie_orchestrator.app import OVERDUE_GRACE_S, background, create_app
+from sortie_testkit.redis_server import RedisServer
 from tests.orchestrator.conftest import settings_for
-from tests.redis_server import RedisServer
 
 
 async def overdue(client: httpx.AsyncClient) -> float:

@@ -20,9 +20,9 @@ from sortie_core.broker import ensure_groups, publish
 from sortie_core.events import DeadLettered
 from sortie_core.presence import PresenceRecord, wake, write_presence
 from sortie_orchestrator.app import background, create_app
+from sortie_testkit.redis_server import RedisServer
 from tests.orchestrator.conftest import TOKEN, settings_for
 from tests.orchestrator.test_replicas import report
-from tests.redis_server import RedisServer
 from tests.workers.helpers import logout
 
 

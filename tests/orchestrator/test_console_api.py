@@ -28,8 +28,8 @@ from sortie_core.events import (
 from sortie_orchestrator import handlers
 from sortie_orchestrator.app import background, create_app
 from sortie_orchestrator.settings import TokenSpec
+from sortie_testkit.redis_server import RedisServer
 from tests.orchestrator.conftest import READ_ONLY, TOKEN, settings_for
-from tests.redis_server import RedisServer
 from tests.statuspage.workers import failed, sits_at, step
 
 SUBJECT = Subject(user_id="alice", upn="alice@school.example", site="0750001A")

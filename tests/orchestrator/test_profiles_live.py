@@ -14,9 +14,9 @@ import redis as redis_sync
 from sortie_core import streams
 from sortie_core.events import Outcome, SkipReason
 from sortie_orchestrator.profiles import Profiles
+from sortie_testkit.redis_server import RedisServer
 from tests.intake.live import TOKEN, live_orchestrator
 from tests.orchestrator.workers import answer_offboarding, commands, report, step, until
-from tests.redis_server import RedisServer
 
 PROFILES = Profiles.model_validate(
     {

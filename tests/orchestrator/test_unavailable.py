@@ -10,8 +10,8 @@ from redis.asyncio import Redis
 
 from sortie_orchestrator.app import background, create_app
 from sortie_orchestrator.settings import OrchestratorSettings
+from sortie_testkit.redis_server import RedisServer, free_port
 from tests.orchestrator.conftest import TOKEN, settings_for
-from tests.redis_server import RedisServer, free_port
 
 BODY = {"subject": {"user_id": "alice"}, "targets": ["m365"]}
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.redis_server import free_port
+from sortie_testkit.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 # Installed by scripts/bootstrap-test.sh (npm), for the accessibility checks.

@@ -27,8 +27,8 @@ from sortie_core.events import (
 )
 from sortie_orchestrator.http.ui.sso import CasLogin, ConsoleRole, ConsoleSso, OidcLogin
 from sortie_simulators import cas, oidc_provider
+from sortie_testkit.redis_server import RedisServer
 from tests.intake.live import TOKEN, live_orchestrator
-from tests.redis_server import RedisServer
 from tests.statuspage import workers
 from tests.statuspage.cdp import Page, browser
 from tests.statuspage.test_pages_browser import SHOTS, until

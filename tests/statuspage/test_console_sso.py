@@ -26,8 +26,8 @@ from sortie_orchestrator.http.ui import sessions
 from sortie_orchestrator.http.ui.sso import CasLogin, ConsoleRole, ConsoleSso, OidcLogin
 from sortie_orchestrator.settings import TokenSpec
 from sortie_simulators import cas, oidc_provider
+from sortie_testkit.redis_server import RedisServer
 from tests.orchestrator.conftest import TOKEN, settings_for
-from tests.redis_server import RedisServer
 from tests.statuspage.workers import sits_at
 from tests.workers.stub_http import ServedApp
 

@@ -24,8 +24,8 @@ import pytest
 from redis.asyncio import Redis
 
 from sortie_core.events import Subject
+from sortie_testkit.redis_server import RedisServer
 from tests.intake.live import READER, TOKEN, live_orchestrator
-from tests.redis_server import RedisServer
 from tests.statuspage import workers
 from tests.statuspage.cdp import Page, browser
 

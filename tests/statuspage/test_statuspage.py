@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from sortie_orchestrator.settings import TokenSpec
+from sortie_testkit.redis_server import RedisServer
 from tests.intake.live import ALL, READER, SCIM_TOKEN, TOKEN, live_orchestrator
-from tests.redis_server import RedisServer
 
 
 @pytest.fixture(scope="module")

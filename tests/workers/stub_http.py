@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 
 import uvicorn
 
-from tests.redis_server import free_port
+from sortie_testkit.redis_server import free_port
 
 
 @dataclass

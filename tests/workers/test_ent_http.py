@@ -23,7 +23,7 @@ from sortie_core.events import Subject
 from sortie_ent.adapters.http import CasRestSessions, HttpAppLogout
 from sortie_ent.registry import Application, parse_registry
 from sortie_ent.slo import logout_request
-from tests.redis_server import free_port
+from sortie_testkit.redis_server import free_port
 from tests.workers.stub_http import Reply, StubHttp
 
 SUBJECT = Subject(user_id="u-42", cas_username='jo "the" <dev>')

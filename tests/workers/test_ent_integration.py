@@ -21,7 +21,7 @@ from sortie_core.events import (
 )
 from sortie_ent.bootstrap import SERVICE, make_build
 from sortie_ent.settings import EntSettings
-from tests.redis_server import RedisServer
+from sortie_testkit.redis_server import RedisServer
 from tests.workers.helpers import (
     ALICE,
     command,

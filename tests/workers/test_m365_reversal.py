@@ -14,8 +14,8 @@ from redis.asyncio import Redis
 from sortie_core import sealed, streams
 from sortie_core.events import Outcome, ReversalRequested, RevocationCompleted, Subject, utcnow
 from sortie_m365.bootstrap import SERVICE, make_build
+from sortie_testkit.redis_server import RedisServer
 from tests.m365.conftest import ALICE, GraphSim, graph_sim, serve  # noqa: F401
-from tests.redis_server import RedisServer
 from tests.workers.helpers import command, running_worker, wait_for_events
 from tests.workers.test_m365_integration import ALICE_ID, settings_for
 

@@ -17,7 +17,7 @@ import pytest
 from redis.asyncio import Redis
 
 from sortie_core import streams
-from tests.redis_server import RedisServer, free_port
+from sortie_testkit.redis_server import RedisServer, free_port
 from tests.workers.helpers import command, logout, wait_for_events
 from tests.workers.stub_http import Reply, StubHttp
 

@@ -15,6 +15,7 @@ from sortie_core.errors import NotFoundError, PermanentError, TransientError
 from sortie_core.events import Outcome, RevocationCompleted
 from sortie_core.presence import read_presence
 from sortie_core.steps import RetryPolicy
+from sortie_testkit.redis_server import RedisServer, free_port
 from sortie_workstation import __version__
 from sortie_workstation.adapters import Session
 from sortie_workstation.adapters.fake import FakeSessions
@@ -22,7 +23,6 @@ from sortie_workstation.adapters.simulated import SimulatedSessions
 from sortie_workstation.agent import Agent
 from sortie_workstation.bootstrap import SERVICE, make_build
 from sortie_workstation.settings import AgentSettings
-from tests.redis_server import RedisServer, free_port
 from tests.workers.helpers import (
     Wakes,
     command,

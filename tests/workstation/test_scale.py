@@ -9,8 +9,8 @@ import time
 import httpx
 from redis.asyncio import Redis
 
-from tests.redis_server import RedisServer
-from tests.workstation.fleet import Fleet
+from sortie_testkit.fleet import Fleet
+from sortie_testkit.redis_server import RedisServer
 
 AGENTS = 200
 ALICE_HOSTS = ("pc-0007", "pc-0101", "pc-0199")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterable
+from typing import Any
 
 from faststream.redis import RedisBroker
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -88,9 +89,9 @@ class Fleet:
         await self.redis.aclose()
 
     async def _read(self) -> None:
-        keys = {streams.workstation_stream(h): ">" for h in self.agents}
+        keys: dict[Any, Any] = {streams.workstation_stream(h): ">" for h in self.agents}
         while True:
-            batches = await self.redis.xreadgroup(
+            batches: Any = await self.redis.xreadgroup(
                 streams.GROUP_WORKSTATION, "fleet", keys, count=50, block=100
             )
             jobs = []

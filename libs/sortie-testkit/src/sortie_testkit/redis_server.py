@@ -1,4 +1,5 @@
-"""A throwaway `redis-server` on a free port, owned by the test session."""
+"""A throwaway `redis-server` on a free port, owned by the test session or bench that
+starts it; `free_port` is the CLI's (one implementation)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from sortie_cli.stack import free_port
+from sortie_testkit.waiting import wait_until
 
 __all__ = ["RedisServer", "free_port"]
 
@@ -50,17 +51,17 @@ class RedisServer:
             *self.extra,
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock,
-            ):
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(ready):
-                    return self
-            time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
+        wait_until(lambda: self._answers(ready), 10, 0.05, f"redis-server on {self.port}")
+        return self
+
+    def _answers(self, ready: tuple[bytes, ...]) -> bool:
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock,
+        ):
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(ready)
+        return False
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -1,16 +1,16 @@
 """A throwaway Redis Cluster: three primaries (`redis-server --cluster-enabled yes`) on
 free ports, their slots assigned by `redis-cli --cluster create --cluster-yes`, owned by
-the test that starts it."""
+the test or bench that starts it."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 
 from redis import Redis
 
-from tests.redis_server import RedisServer, free_port
+from sortie_testkit.redis_server import RedisServer, free_port
+from sortie_testkit.waiting import wait_until
 
 
 class RedisClusterGroup:
@@ -57,11 +57,7 @@ class RedisClusterGroup:
             capture_output=True,
             timeout=30,
         )
-        deadline = time.monotonic() + 20
-        while not self._ok():
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis cluster did not reach cluster_state:ok")
-            time.sleep(0.05)
+        wait_until(self._ok, 20, 0.05, "redis cluster reaching cluster_state:ok")
         return self
 
     def _ok(self) -> bool:

@@ -8,13 +8,13 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from redis import Redis
 
-from tests.redis_server import RedisServer, free_port
+from sortie_testkit.redis_server import RedisServer, free_port
+from sortie_testkit.waiting import wait_until
 
 MASTER = "sortie"
 
@@ -40,10 +40,7 @@ def replicated_pair() -> Iterator[tuple[RedisServer, RedisServer]]:
     primary = RedisServer(extra=FAST_SYNC).start()
     replica = RedisServer(extra=["--replicaof", "127.0.0.1", str(primary.port)]).start()
     try:
-        deadline = time.monotonic() + 20
-        while replicas_of(primary.port) < 1:
-            assert time.monotonic() < deadline, "the replica never synchronised"
-            time.sleep(0.05)
+        wait_until(lambda: replicas_of(primary.port) >= 1, 20, 0.05, "the replica in sync")
         yield primary, replica
     finally:
         replica.cleanup()
@@ -105,7 +102,7 @@ class SentinelGroup:
             try:
                 with Redis(port=port, socket_timeout=0.5) as s:
                     addr = s.sentinel_get_master_addr_by_name(MASTER)
-            except Exception:  # a sentinel down or not answering yet
+            except Exception:  # noqa: S112 (a sentinel down or not answering yet)
                 continue
             if addr:
                 return int(addr[1])
@@ -155,13 +152,16 @@ class SentinelGroup:
 
     def wait_failover(self, old_port: int, timeout: float = 30) -> int:
         """The new master's port, once every sentinel agrees on it."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def new_master() -> int | None:
             port = self.master_port()
             if port is not None and port != old_port and self._sentinels_agree_on(port):
                 return port
-            time.sleep(0.1)
-        raise AssertionError("no failover within the timeout")
+            return None
+
+        port = wait_until(new_master, timeout, 0.1, "a failover")
+        assert port is not None
+        return port
 
     def restart(self, port: int) -> None:
         """Start the dead node again (empty, as after a crash without AOF): the sentinels
@@ -169,11 +169,7 @@ class SentinelGroup:
         self.node(port).start()
 
     def wait(self, check: Callable[[], bool], what: str, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"sentinel group: {what} did not happen in time")
-            time.sleep(0.05)
+        wait_until(check, timeout, 0.05, f"sentinel group: {what}")
 
     def replicas_of(self, port: int) -> int:
         return replicas_of(port)
