@@ -64,20 +64,6 @@ def offboard(subject: Subject = ALICE, actions: tuple[str, ...] = ()) -> Offboar
     )
 
 
-def fast(settings_cls: type[ServiceSettings], redis_url: str, **kw: Any) -> Any:
-    """Settings for an in-process worker: quick polling and claiming, short back-off."""
-    values: dict[str, Any] = {
-        "redis_url": redis_url,
-        "consumer_name": f"test-{uuid.uuid4().hex[:8]}",
-        "polling_interval_ms": 20,
-        "claim_interval_ms": 100,
-        "claim_idle_ms": 500,
-        "step_backoff_base_s": 0.01,
-        "step_backoff_max_s": 0.05,
-    }
-    return settings_cls(**(values | kw))
-
-
 @contextlib.asynccontextmanager
 async def running_worker(
     service: str, settings: ServiceSettings, build: Build

@@ -22,10 +22,10 @@ from sortie_core.events import (
 from sortie_ent.bootstrap import SERVICE, make_build
 from sortie_ent.settings import EntSettings
 from sortie_testkit.redis_server import RedisServer
+from sortie_testkit.settings import fast
 from tests.workers.helpers import (
     ALICE,
     command,
-    fast,
     logout,
     offboard,
     running_worker,

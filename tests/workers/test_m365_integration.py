@@ -14,8 +14,9 @@ from sortie_core.events import Outcome, RevocationCompleted, SkipReason, Subject
 from sortie_m365.bootstrap import SERVICE, make_build
 from sortie_m365.settings import M365Settings
 from sortie_testkit.redis_server import RedisServer
+from sortie_testkit.settings import fast
 from tests.m365.conftest import ALICE, GUEST, TOKEN, GraphSim, graph_sim, serve  # noqa: F401
-from tests.workers.helpers import command, fast, logout, offboard, running_worker, wait_for_events
+from tests.workers.helpers import command, logout, offboard, running_worker, wait_for_events
 
 ALICE_ID = "0a11ce00-0000-4000-8000-000000000001"
 

@@ -25,9 +25,10 @@ from sortie_m365.bootstrap import make_build as m365_build
 from sortie_m365.settings import M365Settings
 from sortie_simulators import demo
 from sortie_testkit.redis_server import RedisServer
+from sortie_testkit.settings import fast
 from sortie_workstation.bootstrap import make_build as agent_build
 from sortie_workstation.settings import AgentSettings
-from tests.workers.helpers import command, fast, logout, offboard, running_worker, wait_for_events
+from tests.workers.helpers import command, logout, offboard, running_worker, wait_for_events
 
 LISTENING = re.compile(r"listening on (http://\S+)")
 ALICE = Subject(user_id="alice", upn="alice@example.org", cas_username="alice")

@@ -16,6 +16,7 @@ from sortie_core.events import Outcome, RevocationCompleted
 from sortie_core.presence import read_presence
 from sortie_core.steps import RetryPolicy
 from sortie_testkit.redis_server import RedisServer, free_port
+from sortie_testkit.settings import fast
 from sortie_workstation import __version__
 from sortie_workstation.adapters import Session
 from sortie_workstation.adapters.fake import FakeSessions
@@ -26,7 +27,6 @@ from sortie_workstation.settings import AgentSettings
 from tests.workers.helpers import (
     Wakes,
     command,
-    fast,
     logout,
     offboard,
     running_worker,

@@ -24,10 +24,11 @@ from sortie_core.broker import publish
 from sortie_core.events import Outcome, RevocationCompleted
 from sortie_core.presence import read_presence, wake
 from sortie_testkit.redis_server import RedisServer
+from sortie_testkit.settings import fast
 from sortie_workstation.adapters.fake import FakeSessions
 from sortie_workstation.bootstrap import SERVICE, make_build
 from sortie_workstation.settings import AgentSettings
-from tests.workers.helpers import command, fast, logout, offboard, running_worker, wait_for_events
+from tests.workers.helpers import command, logout, offboard, running_worker, wait_for_events
 
 HOST = "pc-acl"
 

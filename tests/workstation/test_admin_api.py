@@ -15,11 +15,12 @@ from redis.asyncio import Redis
 from sortie_core.presence import PresenceRecord, write_presence
 from sortie_orchestrator.adapters.presence import PresenceIndex
 from sortie_testkit.redis_server import RedisServer
+from sortie_testkit.settings import fast
 from sortie_workstation.adapters.fake import FakeSessions
 from sortie_workstation.bootstrap import SERVICE, make_build
 from sortie_workstation.settings import AgentSettings
 from tests.orchestrator.conftest import READ_ONLY
-from tests.workers.helpers import fast, running_worker
+from tests.workers.helpers import running_worker
 
 PROBLEM = "application/problem+json"
 

@@ -24,11 +24,12 @@ from sortie_core.acl import agent_redis_url, new_password, password_hash, setuse
 from sortie_core.presence import PresenceRecord, write_presence
 from sortie_orchestrator.app import background, create_app
 from sortie_testkit.redis_server import RedisServer
+from sortie_testkit.settings import fast
 from sortie_workstation.adapters.fake import FakeSessions
 from sortie_workstation.bootstrap import SERVICE, make_build
 from sortie_workstation.settings import AgentSettings
 from tests.orchestrator.conftest import TOKEN, settings_for
-from tests.workers.helpers import fast, running_worker
+from tests.workers.helpers import running_worker
 
 MAX_ID = "18446744073709551615-18446744073709551615"
 EVERY_STREAM = [

@@ -11,6 +11,7 @@ from pydantic import SecretStr
 
 from sortie_orchestrator.settings import OrchestratorSettings, TokenSpec
 from sortie_testkit.redis_server import RedisServer
+from sortie_testkit.settings import fast
 
 __all__ = [
     "LIVE",
@@ -52,10 +53,11 @@ LIVE: dict[str, Any] = dict(
 
 
 def settings_for(redis: RedisServer | str, **overrides: Any) -> OrchestratorSettings:
-    """Settings over `redis` (a started server or its URL); `overrides` win."""
+    """Orchestrator settings over `redis` (a started server or its URL), built by
+    `sortie_testkit.settings.fast` with the test tokens and short saga timeouts;
+    `overrides` win."""
     scopes = frozenset({"logout:write", "offboard:write", "requests:read", "workstations:admin"})
     values: dict[str, Any] = dict(
-        redis_url=redis.url if isinstance(redis, RedisServer) else redis,
         tokens=[
             TokenSpec(name="all", token=SecretStr(TOKEN), scopes=scopes),
             TokenSpec(
@@ -65,10 +67,6 @@ def settings_for(redis: RedisServer | str, **overrides: Any) -> OrchestratorSett
         phase1_timeout_s=2.0,
         sso_timeout_s=2.0,
         deadline_poll_ms=50,
-        claim_idle_ms=500,
-        claim_interval_ms=100,
-        polling_interval_ms=20,
         consumer_name="orch-test",
     )
-    values.update(overrides)
-    return OrchestratorSettings(**values)
+    return fast(OrchestratorSettings, redis, **(values | overrides))
