@@ -4,7 +4,6 @@ one malformed message, and the /metrics text of each service, keyed by Prometheu
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from redis import Redis
 from sortie_cli.stack import Stack
 from sortie_core import streams
 from sortie_simulators.demo import ALICE
+from sortie_testkit.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -32,10 +32,12 @@ def _logout_alice(stack: Stack) -> None:
     headers = {"Authorization": f"Bearer {stack.token}"}
     with httpx.Client(base_url=stack.urls["api"], headers=headers, timeout=10) as client:
         redis = Redis.from_url(stack.urls["redis"])
-        deadline = time.monotonic() + 15
-        while not redis.sismember("sortie:hosts:alice", "pc-101"):
-            assert time.monotonic() < deadline, "pc-101 never announced alice's session"
-            time.sleep(0.1)
+        wait_until(
+            lambda: redis.sismember("sortie:hosts:alice", "pc-101"),
+            15,
+            0.1,
+            "pc-101 announcing alice's session",
+        )
         sso = httpx.get(f"{stack.urls['sim_cas']}/_sim/users/{ALICE.cas_username}/sso").json()
         subject = {
             "user_id": ALICE.cas_username,
@@ -46,17 +48,26 @@ def _logout_alice(stack: Stack) -> None:
         resp = client.post("/v1/logouts", json={"subject": subject, "sso_session": sso})
         assert resp.status_code == 202, resp.text
         rid = resp.json()["request_id"]
-        deadline = time.monotonic() + 30
-        while client.get(f"/v1/requests/{rid}").json()["status"] != "completed":
-            assert time.monotonic() < deadline, "the logout did not complete"
-            time.sleep(0.1)
+        wait_until(
+            lambda: client.get(f"/v1/requests/{rid}").json()["status"] == "completed",
+            30,
+            0.1,
+            "the logout completing",
+        )
         # Something no worker can read: the m365 worker dead-letters it.
         redis.xadd(streams.LOGOUT_REQUESTED, {"type": "logout.requested", "data": "{not json"})
-        deadline = time.monotonic() + 15
-        while "sortie_deadletter_total{" not in httpx.get(stack.urls["m365_metrics"]).text:
-            assert time.monotonic() < deadline, "the malformed message was not dead-lettered"
-            time.sleep(0.2)
+        wait_until(
+            lambda: "sortie_deadletter_total{" in httpx.get(stack.urls["m365_metrics"]).text,
+            15,
+            0.2,
+            "the malformed message dead-lettered",
+        )
         redis.close()
+
+
+def _swept(api: str) -> bool:
+    """Whether the orchestrator's sweeper set its gauges since the agents announced."""
+    return "sortie_agents_online 2.0" in httpx.get(f"{api}/metrics", timeout=10).text
 
 
 @pytest.fixture(scope="session")
@@ -64,14 +75,14 @@ def live_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
     stack = Stack(
         workdir=tmp_path_factory.mktemp("ops-stack"),
         api_port=0,
-        base_env={"PATH": "/usr/bin:/bin"},
+        # The sweeper sets its gauges every 0.1 s (5 s by default): awaited below.
+        base_env={"PATH": "/usr/bin:/bin", "SORTIE_ORCHESTRATOR_SWEEP_INTERVAL_S": "0.1"},
     )
     stack.plan()
     try:
         stack.start(timeout=90)
         _logout_alice(stack)
-        # The orchestrator's sweeper sets its gauges every few seconds.
-        time.sleep(6)
+        wait_until(lambda: _swept(stack.urls["api"]), 10, 0.1, "a sweep after the logout")
         urls = {
             "orchestrator": stack.urls["api"] + "/metrics",
             "m365-worker": stack.urls["m365_metrics"],

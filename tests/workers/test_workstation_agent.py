@@ -4,6 +4,7 @@ in-process against a real redis-server and an in-test workstations simulator."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from sortie_core.presence import read_presence
 from sortie_core.steps import RetryPolicy
 from sortie_testkit.redis_server import RedisServer, free_port
 from sortie_testkit.settings import fast
+from sortie_testkit.waiting import wait_until_async
 from sortie_workstation import __version__
 from sortie_workstation.adapters import Session
 from sortie_workstation.adapters.fake import FakeSessions
@@ -191,13 +193,17 @@ async def test_heartbeat_loop_refreshes_and_idles(redis: Redis) -> None:
     backend.open(1, "alice")
     agent = Agent(host=HOST, backend=backend, redis=redis, policy=POLICY, heartbeat_s=0.1)
     async with Wakes(redis) as wakes:
+        started = time.monotonic()
         task = asyncio.create_task(agent.run())
-        await asyncio.sleep(0.35)
+        # At start and about every 100 ms: not only once...
+        await wait_until_async(lambda: backend.list_calls >= 3, 5, 0.01, "3 heartbeats")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        # At start and about every 100 ms: neither once nor a busy loop.
-        assert 3 <= backend.list_calls <= 5
+        # ... nor a busy loop: no more calls than one per 100 ms since the start.
+        elapsed = time.monotonic() - started
+        assert elapsed >= 0.18
+        assert backend.list_calls <= 2 + elapsed / 0.1
         assert len(await wakes.wait(2, timeout_s=0.2)) == 1
 
 
