@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from sortie_testkit.waiting import wait_until
-from tests.intake.live import TOKEN, live_orchestrator
+from tests.support.live import TOKEN, live_orchestrator
 
 
 @pytest.fixture(scope="module")

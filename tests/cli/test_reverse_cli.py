@@ -19,8 +19,8 @@ import redis as redis_sync
 from sortie_core import streams
 from sortie_core.sealed import seal
 from sortie_testkit.redis_server import RedisServer
-from tests.intake.live import TOKEN, live_orchestrator
 from tests.orchestrator.workers import answer_offboarding, report, step, until
+from tests.support.live import TOKEN, live_orchestrator
 
 
 @pytest.fixture(scope="module")

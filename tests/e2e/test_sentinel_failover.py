@@ -26,7 +26,7 @@ from redis import Redis
 from sortie_cli.stack import Stack
 from sortie_testkit.redis_sentinel import SentinelGroup
 from sortie_testkit.waiting import TimedOut, wait_until
-from tests.stacks import running_stack
+from tests.support.stacks import running_stack
 
 pytestmark = pytest.mark.e2e
 

@@ -4,7 +4,6 @@ against the project's simulators and a redis-server of its own."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import datetime
 
 import httpx
@@ -13,15 +12,9 @@ from redis import Redis
 
 from sortie_cli.stack import Stack
 from sortie_simulators.demo import ALICE
-from tests.stacks import running_stack
+from tests.support.stacks import StackVariant, use_stack
 
-pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("sortie-up")) as s:
-        yield s
+pytestmark = [pytest.mark.e2e, use_stack(StackVariant("up"))]
 
 
 def api(stack: Stack) -> httpx.Client:

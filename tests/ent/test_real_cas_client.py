@@ -26,7 +26,7 @@ from sortie_ent.adapters.http import CasRestSessions, HttpAppLogout
 from sortie_ent.handlers import handle_logout
 from sortie_ent.registry import parse_registry
 from sortie_testkit.redis_server import free_port
-from tests.workers.helpers import ALICE, logout
+from tests.support.workers import ALICE, logout
 
 SERVE = Path(__file__).parent / "casapps" / "serve.py"
 POLICY = RetryPolicy(max_attempts=2, base_s=0.01, max_s=0.02)

@@ -23,7 +23,7 @@ from tests.m365.conftest import (
     make_directory,
     make_mailbox,
 )
-from tests.workers.stub_http import Reply, StubHttp
+from tests.support.stub_http import Reply, StubHttp
 
 ALICE_ID = "0a11ce00-0000-4000-8000-000000000001"
 

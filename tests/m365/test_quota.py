@@ -23,7 +23,7 @@ from sortie_m365.handlers import IdentityConfig, handle_logout
 from sortie_m365.identity_cache import IdentityCache
 from sortie_m365.settings import M365Settings
 from tests.m365.conftest import GraphSim, make_directory
-from tests.workers.helpers import logout
+from tests.support.workers import logout
 
 POLICY = RetryPolicy(max_attempts=3, base_s=0.001, max_s=0.002, verify_delay_s=0.01)
 CAROL = "carol@example.org"

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from sortie_orchestrator.app import background, create_app
 from sortie_testkit.orchestrator import READ_ONLY, TOKEN, settings_for
-from tests.intake import live
+from tests.support import live
 
 __all__ = ["READ_ONLY", "TOKEN", "client", "orchestrator", "settings_for"]
 

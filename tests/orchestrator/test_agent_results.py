@@ -24,7 +24,7 @@ from sortie_testkit.redis_server import RedisServer
 from sortie_testkit.waiting import wait_until_async
 from tests.orchestrator.conftest import TOKEN, settings_for
 from tests.orchestrator.test_replicas import report
-from tests.workers.helpers import logout
+from tests.support.workers import logout
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from sortie_orchestrator.app import background, create_app
 from sortie_orchestrator.settings import TokenSpec
 from sortie_testkit.redis_server import RedisServer
 from tests.orchestrator.conftest import READ_ONLY, TOKEN, settings_for
-from tests.statuspage.workers import failed, sits_at, step
+from tests.orchestrator.statuspage.workers import failed, sits_at, step
 
 SUBJECT = Subject(user_id="alice", upn="alice@school.example", site="0750001A")
 

@@ -15,8 +15,8 @@ from sortie_core import streams
 from sortie_core.events import Outcome, SkipReason
 from sortie_orchestrator.profiles import Profiles
 from sortie_testkit.redis_server import RedisServer
-from tests.intake.live import TOKEN, live_orchestrator
 from tests.orchestrator.workers import answer_offboarding, commands, report, step, until
+from tests.support.live import TOKEN, live_orchestrator
 
 PROFILES = Profiles.model_validate(
     {

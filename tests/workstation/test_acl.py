@@ -28,7 +28,7 @@ from sortie_testkit.settings import fast
 from sortie_workstation.adapters.fake import FakeSessions
 from sortie_workstation.bootstrap import SERVICE, make_build
 from sortie_workstation.settings import AgentSettings
-from tests.workers.helpers import command, logout, offboard, running_worker, wait_for_events
+from tests.support.workers import command, logout, offboard, running_worker, wait_for_events
 
 HOST = "pc-acl"
 

@@ -20,7 +20,7 @@ from sortie_workstation.adapters.fake import FakeSessions
 from sortie_workstation.bootstrap import SERVICE, make_build
 from sortie_workstation.settings import AgentSettings
 from tests.orchestrator.conftest import READ_ONLY
-from tests.workers.helpers import running_worker
+from tests.support.workers import running_worker
 
 PROBLEM = "application/problem+json"
 

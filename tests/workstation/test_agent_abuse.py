@@ -29,7 +29,7 @@ from sortie_workstation.adapters.fake import FakeSessions
 from sortie_workstation.bootstrap import SERVICE, make_build
 from sortie_workstation.settings import AgentSettings
 from tests.orchestrator.conftest import TOKEN, settings_for
-from tests.workers.helpers import running_worker
+from tests.support.workers import running_worker
 
 MAX_ID = "18446744073709551615-18446744073709551615"
 EVERY_STREAM = [
