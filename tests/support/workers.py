@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -25,6 +23,8 @@ from sortie_core.events import (
 )
 from sortie_core.runtime import WorkerParts, running
 from sortie_core.settings import ServiceSettings
+from sortie_core.streams import AGENT_WAKE_PREFIX
+from sortie_testkit.waiting import wait_until_async
 
 Build = Callable[[Any, Redis], Awaitable[WorkerParts]]
 
@@ -87,38 +87,84 @@ async def read_events(redis: Redis, stream: str) -> list[Any]:
 async def wait_for_events(
     redis: Redis, stream: str, count: int = 1, timeout_s: float = 10.0
 ) -> list[Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
+    """The stream's events once there are at least `count` (a failure after `timeout_s`)."""
+
+    async def enough() -> list[Any] | None:
         events = await read_events(redis, stream)
-        if len(events) >= count or time.monotonic() > deadline:
-            return events
-        await asyncio.sleep(0.02)
+        return events if len(events) >= count else None
+
+    found: list[Any] = await wait_until_async(enough, timeout_s, what=f"{count} on {stream}")
+    return found
+
+
+async def drained(redis: Redis, stream: str, group: str) -> bool:
+    """Whether `group` was handed every entry of `stream` and acknowledged them all: what
+    its consumer does for them (reports included) is done."""
+    last = await redis.xrevrange(stream, count=1)
+    info = {g["name"].decode(): g for g in await redis.xinfo_groups(stream)}.get(group)
+    return (
+        bool(last)
+        and info is not None
+        and (info["pending"], info["last-delivered-id"])
+        == (
+            0,
+            last[0][0],
+        )
+    )
+
+
+async def wait_drained(redis: Redis, stream: str, group: str, timeout_s: float = 10.0) -> None:
+    """Until `drained`: then "nothing else came" can be asserted."""
+    await wait_until_async(lambda: drained(redis, stream, group), timeout_s, what=stream)
+
+
+# Published by the test itself: no agent is called so (host names are plain labels).
+MARKER_CHANNEL = f"{AGENT_WAKE_PREFIX}__marker__"
 
 
 class Wakes:
     """Every agent wake-up published while it is open: (channel, payload) pairs."""
 
     def __init__(self, redis: Redis) -> None:
+        self.redis = redis
         self.pubsub = redis.pubsub(ignore_subscribe_messages=True)
         self.seen: list[tuple[str, str]] = []
 
     async def __aenter__(self) -> Wakes:
-        from sortie_core.streams import AGENT_WAKE_PREFIX
-
         await self.pubsub.psubscribe(f"{AGENT_WAKE_PREFIX}*")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.pubsub.aclose()
 
+    async def _read(self) -> tuple[str, str] | None:
+        message = await self.pubsub.get_message(timeout=0.1)
+        if message is None:
+            return None
+        return message["channel"].decode(), message["data"].decode()
+
     async def wait(self, count: int, timeout_s: float = 10.0) -> list[tuple[str, str]]:
-        """The wake-ups seen once `count` arrived (or the time ran out)."""
-        deadline = time.monotonic() + timeout_s
-        while len(self.seen) < count:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            message = await self.pubsub.get_message(timeout=min(left, 0.1))
-            if message is not None:
-                self.seen.append((message["channel"].decode(), message["data"].decode()))
+        """The wake-ups seen once `count` arrived (a failure after `timeout_s`)."""
+
+        async def enough() -> bool:
+            if len(self.seen) < count and (wake := await self._read()) is not None:
+                self.seen.append(wake)
+            return len(self.seen) >= count
+
+        await wait_until_async(enough, timeout_s, 0, f"{count} wake-ups")
+        return list(self.seen)
+
+    async def settled(self, timeout_s: float = 10.0) -> list[tuple[str, str]]:
+        """Every wake-up published before this call: a marker published now is delivered
+        after them (Redis delivers one connection's messages in order)."""
+        token = uuid.uuid4().hex
+        await self.redis.publish(MARKER_CHANNEL, token)
+        marker = (MARKER_CHANNEL, token)
+
+        async def marker_seen() -> bool:
+            if (wake := await self._read()) is not None and wake != marker:
+                self.seen.append(wake)
+            return wake == marker
+
+        await wait_until_async(marker_seen, timeout_s, 0, "the marker wake-up")
         return list(self.seen)

@@ -32,7 +32,9 @@ from tests.support.workers import (
     command,
     logout,
     offboard,
+    read_events,
     running_worker,
+    wait_drained,
     wait_for_events,
 )
 
@@ -165,13 +167,13 @@ async def test_presence_is_written_and_announced_only_on_change(redis: Redis) ->
     await agent.refresh_presence()  # heartbeat, same users: refreshed silently
     record = await read_presence(redis, HOST)
     assert record is not None and record.heartbeat_at == 1_005.0
-    assert len(await wakes.wait(2, timeout_s=0.3)) == 1
+    assert len(await wakes.settled()) == 1
 
     del backend.sessions[2]
     await agent.refresh_presence()
     record = await read_presence(redis, HOST)
     assert record is not None and record.users == frozenset({"alice"})
-    assert await wakes.wait(3, timeout_s=0.3) == [(f"sortie:agent-wake:{HOST}", "presence")] * 2
+    assert await wakes.settled() == [(f"sortie:agent-wake:{HOST}", "presence")] * 2
     await wakes.__aexit__()
     # The host put itself in the set the orchestrator's sweep reads.
     assert await redis.smembers("sortie:agent-hosts") == {HOST.encode()}
@@ -183,9 +185,9 @@ async def test_presence_is_not_written_when_sessions_cannot_be_listed(redis: Red
     async with Wakes(redis) as wakes:
         assert not await agent.refresh_presence()
         assert await read_presence(redis, HOST) is None
-        assert await wakes.wait(1, timeout_s=0.2) == []
+        assert await wakes.settled() == []
         assert await agent.refresh_presence()  # the next heartbeat recovers, and announces
-        assert len(await wakes.wait(2, timeout_s=0.2)) == 1
+        assert len(await wakes.settled()) == 1
 
 
 async def test_heartbeat_loop_refreshes_and_idles(redis: Redis) -> None:
@@ -204,7 +206,7 @@ async def test_heartbeat_loop_refreshes_and_idles(redis: Redis) -> None:
         elapsed = time.monotonic() - started
         assert elapsed >= 0.18
         assert backend.list_calls <= 2 + elapsed / 0.1
-        assert len(await wakes.wait(2, timeout_s=0.2)) == 1
+        assert len(await wakes.settled()) == 1
 
 
 # -- the agent in-process ------------------------------------------------------------------
@@ -240,10 +242,9 @@ async def test_agent_consumes_its_own_stream_only(
         [done] = await wait_for_events(redis, streams.agent_results_stream(HOST))
         announced = await wakes.wait(3)
         record = await read_presence(redis, HOST)
-        # Nothing else comes.
-        late = await wait_for_events(
-            redis, streams.agent_results_stream(HOST), count=2, timeout_s=0.4
-        )
+        # Nothing else comes: once every command of its stream is done, one report.
+        await wait_drained(redis, streams.workstation_stream(HOST), streams.GROUP_WORKSTATION)
+        late = await read_events(redis, streams.agent_results_stream(HOST))
     # Agents never report on the shared stream (their ACL forbids it).
     assert await redis.xlen(streams.REVOCATION_COMPLETED) == 0
     assert isinstance(done, RevocationCompleted)
