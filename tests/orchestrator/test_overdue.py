@@ -3,7 +3,6 @@ a grace period, which is what SortieRequestsStuck pages on."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import httpx
@@ -12,6 +11,7 @@ from redis.asyncio import Redis
 from sortie_orchestrator.adapters.saga_store import DEADLINES
 from sortie_orchestrator.app import OVERDUE_GRACE_S, background, create_app
 from sortie_testkit.redis_server import RedisServer
+from sortie_testkit.waiting import wait_until_async
 from tests.orchestrator.conftest import settings_for
 
 
@@ -22,10 +22,10 @@ async def overdue(client: httpx.AsyncClient) -> float:
 
 
 async def wait_for(client: httpx.AsyncClient, value: float) -> None:
-    deadline = time.monotonic() + 10
-    while (got := await overdue(client)) != value:
-        assert time.monotonic() < deadline, f"sortie_requests_overdue stayed {got}, not {value}"
-        await asyncio.sleep(0.05)
+    async def reached() -> bool:
+        return await overdue(client) == value
+
+    await wait_until_async(reached, 10, 0.05, f"sortie_requests_overdue == {value}")
 
 
 async def test_overdue_gauge_counts_deadlines_nobody_fired(
@@ -38,10 +38,11 @@ async def test_overdue_gauge_counts_deadlines_nobody_fired(
     # The loop's one poll removes this deadline of a request that does not exist.
     await redis.zadd(DEADLINES, {"first-poll-probe": time.time() - 3600})
     async with background(app.state.wiring):
-        deadline = time.monotonic() + 10
-        while await redis.zscore(DEADLINES, "first-poll-probe") is not None:
-            assert time.monotonic() < deadline, "the deadline loop never polled"
-            await asyncio.sleep(0.02)
+
+        async def polled() -> bool:
+            return await redis.zscore(DEADLINES, "first-poll-probe") is None
+
+        await wait_until_async(polled, 10, what="the deadline loop's poll")
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://orch") as client:
             await wait_for(client, 0)

@@ -5,7 +5,6 @@ status."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ import httpx
 import pytest
 
 from sortie_cli.stack import Stack
+from sortie_testkit.waiting import wait_until
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,11 +67,11 @@ def wait_view(
     client: httpx.Client, rid: str, holds: Callable[[dict[str, Any]], bool], timeout: float = 30
 ) -> dict[str, Any]:
     """The request's view once `holds(view)`."""
-    deadline = time.monotonic() + timeout
-    view: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        view = client.get(f"/v1/requests/{rid}").json()
-        if holds(view):
-            return view
-        time.sleep(0.1)
-    raise AssertionError(f"request {rid}: the condition never held: {view}")
+
+    def view() -> dict[str, Any] | None:
+        current: dict[str, Any] = client.get(f"/v1/requests/{rid}").json()
+        return current if holds(current) else None
+
+    found = wait_until(view, timeout, 0.1, f"request {rid}: the condition")
+    assert found is not None
+    return found

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +19,7 @@ from urllib.parse import parse_qsl
 import uvicorn
 
 from sortie_testkit.redis_server import free_port
+from sortie_testkit.waiting import wait_until
 
 
 @dataclass
@@ -113,11 +113,13 @@ class ServedApp:
 
     def start(self) -> ServedApp:
         self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
+
+        def started() -> bool:
+            if not self.thread.is_alive():
                 raise RuntimeError("test HTTP server did not start")
-            time.sleep(0.01)
+            return bool(self.server.started)
+
+        wait_until(started, 10, 0.01, "the test HTTP server started")
         return self
 
     def stop(self) -> None:
