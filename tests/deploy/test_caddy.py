@@ -13,7 +13,6 @@ import shutil
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from sortie_testkit.redis_server import RedisServer, free_port
+from sortie_testkit.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CADDYFILE = ROOT / "deploy" / "caddy" / "Caddyfile"
@@ -88,17 +88,15 @@ def make_test_ca(folder: Path) -> tuple[Path, Path, Path]:
 
 
 def wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def answers() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
         try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
+            return httpx.get(url, timeout=1.0).status_code == 200
         except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(url)
+            return False
+
+    wait_until(answers, timeout, 0.1, url)
 
 
 @dataclass

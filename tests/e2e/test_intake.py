@@ -15,6 +15,7 @@ import pytest
 
 from sortie_cli.stack import Stack
 from sortie_simulators.demo import ALICE, BOB
+from sortie_testkit.waiting import wait_until
 from tests.orchestrator.statuspage.chromium import chromium
 from tests.support.stacks import StackVariant, use_stack
 
@@ -25,14 +26,11 @@ FINAL = ("completed", "partial", "failed", "cancelled")
 
 
 def wait_final(client: httpx.Client, link: str, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    view: dict = {}
-    while time.monotonic() < deadline:
+    def final() -> dict | None:
         view = client.get(link).json()
-        if view["status"] in FINAL:
-            return view
-        time.sleep(0.1)
-    raise AssertionError(f"{link} did not finish: {view}")
+        return view if view["status"] in FINAL else None
+
+    return wait_until(final, timeout, 0.1, f"{link} finished")
 
 
 def test_hr_deprovisions_over_scim_and_the_helpdesk_sees_it(stack: Stack, tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,25 +17,25 @@ from redis.asyncio import Redis
 
 from sortie_core import streams
 from sortie_testkit.redis_server import RedisServer, free_port
+from sortie_testkit.waiting import wait_until_async
 from tests.support.stub_http import Reply, StubHttp
 from tests.support.workers import command, logout, wait_for_events
 
 
 async def _wait_healthy(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 20
     async with httpx.AsyncClient() as client:
-        while time.monotonic() < deadline:
+
+        async def healthy() -> bool:
             assert proc.poll() is None, "the service exited early"
             try:
                 response = await client.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                if response.status_code == 200:
-                    ready = await client.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
-                    assert ready.status_code == 200
-                    return
             except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("the service never became healthy")
+                return False
+            return response.status_code == 200
+
+        await wait_until_async(healthy, 20, 0.1, "the service healthy")
+        ready = await client.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
+        assert ready.status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,6 @@ problem+json without changing anything."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -12,6 +11,7 @@ import httpx
 import pytest
 
 from sortie_testkit.redis_server import RedisServer
+from sortie_testkit.waiting import wait_until
 from tests.support.live import READER, TOKEN, live_orchestrator
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -51,12 +51,12 @@ def test_a_scheduled_offboarding_survives_a_restart_and_fires_on_time() -> None:
             rid = resp.json()["request_id"]
         # The orchestrator is gone; a new one (same Redis) takes over the schedule.
         with live_orchestrator(redis) as url:
-            deadline = time.monotonic() + 10
-            while True:
+
+            def started() -> dict | None:
                 view = httpx.get(f"{url}/v1/requests/{rid}", headers=AUTH).json()
-                if view["status"] != "scheduled" or time.monotonic() > deadline:
-                    break
-                time.sleep(0.05)
+                return view if view["status"] != "scheduled" else None
+
+            view = wait_until(started, 10, 0.05, "the schedule taken over")
         assert view["status"] != "scheduled"
         started = datetime.fromisoformat(view["started_at"])
         assert timedelta(0) <= started - effective < timedelta(seconds=1)

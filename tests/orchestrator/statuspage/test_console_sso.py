@@ -5,7 +5,6 @@ every sign-in and action is recorded."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import re
@@ -27,6 +26,7 @@ from sortie_orchestrator.http.ui.sso import CasLogin, ConsoleRole, ConsoleSso, O
 from sortie_orchestrator.settings import TokenSpec
 from sortie_simulators import cas, oidc_provider
 from sortie_testkit.redis_server import RedisServer
+from sortie_testkit.waiting import wait_until_async
 from tests.orchestrator.conftest import TOKEN, settings_for
 from tests.orchestrator.statuspage.workers import sits_at
 from tests.support.stub_http import ServedApp
@@ -219,10 +219,8 @@ async def test_stations_page_ends_a_session_after_confirmation(
     app: FastAPI, browser: httpx.AsyncClient, redis: Redis
 ) -> None:
     await sits_at(redis, "pc-101", "alice")
-    for _ in range(200):  # the orchestrator indexes the host on its wake-up
-        if await redis.sismember("sortie:agents", "pc-101"):
-            break
-        await asyncio.sleep(0.05)
+    # The orchestrator indexes the host on its wake-up.
+    await wait_until_async(lambda: redis.sismember("sortie:agents", "pc-101"), what="pc-101")
     same_site = {"Origin": BASE}
     # The break-glass sign-in: an API token (every scope but sessions:admin).
     login = await browser.post(

@@ -9,11 +9,9 @@ Screenshots go to $SORTIE_SCREENSHOTS (default /tmp/sortie-screenshots)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import re
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -25,6 +23,7 @@ from redis.asyncio import Redis
 
 from sortie_core.events import Subject
 from sortie_testkit.redis_server import RedisServer
+from sortie_testkit.waiting import wait_until_async
 from tests.orchestrator.statuspage import workers
 from tests.orchestrator.statuspage.cdp import Page, browser
 from tests.support.live import READER, TOKEN, live_orchestrator
@@ -81,10 +80,7 @@ async def start_logout(url: str, redis: Redis, user: str) -> tuple[uuid.UUID, Su
 
 
 async def until(check: Callable[[], Awaitable[Any]], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "never happened"
-        await asyncio.sleep(0.05)
+    await wait_until_async(check, timeout, 0.05)
 
 
 async def status_of(url: str, rid: uuid.UUID) -> str:
