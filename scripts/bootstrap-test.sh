@@ -55,7 +55,7 @@ if ! command -v caddy >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; the
   }
 fi
 
-# kubectl (Debian's `kubernetes-client`): tests/test_k8s.py renders deploy/k8s with its
+# kubectl (Debian's `kubernetes-client`): tests/deploy/test_k8s.py renders deploy/k8s with its
 # built-in kustomize (the manifests use fields that kustomize v2 to v5 all read).
 if ! command -v kubectl >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

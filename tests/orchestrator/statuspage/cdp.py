@@ -12,7 +12,6 @@ import itertools
 import json
 import shutil
 import subprocess
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from sortie_testkit.redis_server import free_port
+from sortie_testkit.waiting import TimedOut, wait_until_async
 
 ROOT = Path(__file__).resolve().parents[3]
 # Installed by scripts/bootstrap-test.sh (npm), for the accessibility checks.
@@ -67,22 +67,21 @@ class Page:
         return found["result"].get("value")
 
     async def wait(self, check: Any, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():
-            if time.monotonic() > deadline:
-                raise AssertionError("the page never got there")
-            await asyncio.sleep(0.05)
+        await wait_until_async(check, timeout, 0.05, "the page getting there")
 
     async def wait_text(self, text: str, timeout: float = 20) -> str:
         """The page's text once it holds `text` (polled: no JavaScript of ours needed)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            body = await self.text()
-            if text in body:
-                return body
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{text!r} never showed; the page says:\n{body}")
-            await asyncio.sleep(0.1)
+        seen = {"body": ""}
+
+        async def showing() -> bool:
+            seen["body"] = await self.text()
+            return text in seen["body"]
+
+        try:
+            await wait_until_async(showing, timeout, 0.1)
+        except TimedOut:
+            raise AssertionError(f"{text!r} never showed; the page says:\n{seen['body']}") from None
+        return seen["body"]
 
     async def text(self) -> str:
         for _ in range(20):
@@ -160,16 +159,15 @@ async def browser(
     )
     try:
         async with aiohttp.ClientSession() as http:
-            deadline = time.monotonic() + 30
-            targets: list[dict[str, Any]] = []
-            while not targets:
+
+            async def pages() -> list[dict[str, Any]]:
                 with contextlib.suppress(aiohttp.ClientError):
                     async with http.get(f"http://127.0.0.1:{port}/json/list") as resp:
-                        targets = [t for t in await resp.json() if t["type"] == "page"]
-                if not targets:
-                    assert proc.poll() is None, "chromium exited"
-                    assert time.monotonic() < deadline, "chromium's DevTools never answered"
-                    await asyncio.sleep(0.1)
+                        return [t for t in await resp.json() if t["type"] == "page"]
+                assert proc.poll() is None, "chromium exited"
+                return []
+
+            targets = await wait_until_async(pages, 30, 0.1, "chromium's DevTools answering")
             async with http.ws_connect(targets[0]["webSocketDebuggerUrl"], max_msg_size=0) as ws:
                 page = Page(ws)
                 await page.send("Page.enable")
