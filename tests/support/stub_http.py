@@ -102,7 +102,8 @@ class ServedApp:
                 log_level="warning",
                 lifespan="off",
                 access_log=False,
-                timeout_graceful_shutdown=1,
+                # A slow scripted reply still running when the test ends is cut short.
+                timeout_graceful_shutdown=0.1,
             )
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
