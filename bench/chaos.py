@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sortie_cli.stack import Proc, Stack
 from sortie_simulators.seeding import seed_subjects, subject_name
-from tests.redis_sentinel import SentinelGroup
+from sortie_testkit.redis_sentinel import SentinelGroup
 
 FAST = {
     # Short deadlines so that a scenario fits in a minute; the follow-up ladder is the

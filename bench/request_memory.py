@@ -35,7 +35,7 @@ from sortie_orchestrator import handlers
 from sortie_orchestrator.adapters.saga_store import SagaStore
 from sortie_orchestrator.bootstrap import make_deps
 from sortie_orchestrator.saga import Timeouts
-from tests.redis_server import RedisServer
+from sortie_testkit.redis_server import RedisServer
 
 
 def step(

@@ -2,7 +2,7 @@
 the stack, registered with the orchestrator's redirect URI, and the orchestrator's
 `SORTIE_ORCHESTRATOR_CONSOLE_SSO` naming it and the CAS simulator with the demo roles; a
 configured setting is left alone. The sign-ins themselves run in
-tests/statuspage/test_console_browser.py, on the started stack."""
+tests/orchestrator/statuspage/test_console_browser.py, on the started stack."""
 
 from __future__ import annotations
 

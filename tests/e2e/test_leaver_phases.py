@@ -19,7 +19,7 @@ import redis as redis_sync
 from sortie_cli.stack import Stack
 from sortie_core import streams
 from sortie_simulators.demo import ALICE
-from tests.stacks import running_stack, wait_status, wait_view
+from tests.support.stacks import running_stack, wait_status, wait_view
 
 pytestmark = pytest.mark.e2e
 FINISHED = {"completed", "partial", "failed"}

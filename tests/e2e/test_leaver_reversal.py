@@ -4,7 +4,6 @@ what the offboarding recorded, and the Temporary Access Pass is shown once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,16 +13,10 @@ import redis as redis_sync
 from sortie_cli.stack import Stack
 from sortie_orchestrator.adapters import doc_codec
 from sortie_simulators.demo import ALICE
-from tests.stacks import running_stack, wait_status
+from tests.support.stacks import StackVariant, use_stack, wait_status
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, use_stack(StackVariant("leaver"))]
 FINISHED = {"completed", "partial", "failed"}
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("sortie-leaver")) as s:
-        yield s
 
 
 def graph_state(stack: Stack) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from sortie_m365.reversal import handle_reversal
 from sortie_simulators.graph_drive import Grant, drive_of
 from sortie_simulators.graph_leaver import app_token
 from tests.m365.conftest import ALICE, GraphSim, make_directory, make_mailbox
-from tests.workers.helpers import offboard
+from tests.support.workers import offboard
 
 POLICY = RetryPolicy(max_attempts=2, base_s=0.001, max_s=0.002, verify_delay_s=0.01)
 ALICE_ID = "0a11ce00-0000-4000-8000-000000000001"

@@ -21,9 +21,9 @@ from sortie_orchestrator import handlers
 from sortie_orchestrator.adapters.saga_store import NotDurable, SagaStore
 from sortie_orchestrator.bootstrap import make_deps
 from sortie_orchestrator.saga import Timeouts
+from sortie_testkit.redis_sentinel import replicated_pair
+from sortie_testkit.redis_server import RedisServer
 from tests.orchestrator.test_replicas import ALICE
-from tests.redis_sentinel import replicated_pair
-from tests.redis_server import RedisServer
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ import redis as redis_sync
 from sortie_core import streams
 from sortie_core.events import Outcome, SkipReason, StepError
 from sortie_orchestrator.profiles import Profiles
-from tests.intake.live import TOKEN, live_orchestrator
+from sortie_testkit.redis_server import RedisServer
 from tests.orchestrator.workers import answer_offboarding, commands, report, step, until
-from tests.redis_server import RedisServer
+from tests.support.live import TOKEN, live_orchestrator
 
 PROFILES = Profiles.model_validate(
     {
