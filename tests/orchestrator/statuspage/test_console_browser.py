@@ -15,7 +15,8 @@ Each page is checked at 1280 and 390 px (nothing wider than the screen) and with
 /tmp/sortie-screenshots) as console-<lang>-<n>-<what>-<width>.png and
 logout-page-<lang>-<during|after>-<width>.png:
 
-    SORTIE_SCREENSHOTS=/tmp/shots .venv/bin/pytest tests/orchestrator/statuspage/test_console_browser.py
+    SORTIE_SCREENSHOTS=/tmp/shots .venv/bin/pytest \
+        tests/orchestrator/statuspage/test_console_browser.py
 """
 
 from __future__ import annotations
