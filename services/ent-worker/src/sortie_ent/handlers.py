@@ -39,6 +39,7 @@ from .plan import (
     offboard_wants,
     plan_apps,
     run_plan,
+    since,
     summary,
     tickets_to_retry,
 )
@@ -70,6 +71,7 @@ async def handle_logout(
     if Target.ENT not in event.targets or not event.addressed_to(SERVICE):
         return None
     tgt = event.sso_session.tgt if event.sso_session else None
+    began = utcnow()
     found = await discover(
         sso,
         event.subject,
@@ -87,6 +89,7 @@ async def handle_logout(
         concurrency=concurrency,
         default_timeout_s=default_timeout_s,
         signer=signer,
+        started_at=began,
     )
     return await _report(event, "logout", steps, found.discovery, vault, plan)
 
@@ -107,6 +110,7 @@ async def handle_offboard(
     application the request asks for."""
     if not event.addressed_to(SERVICE):
         return None
+    began = utcnow()
     found = await discover(sso, event.subject, registry, kept=await _kept(vault, event))
     plan = plan_apps(found.tickets, registry, unknown_why=found.error, wants=offboard_wants(event))
     steps = await run_plan(
@@ -117,6 +121,7 @@ async def handle_offboard(
         concurrency=concurrency,
         default_timeout_s=default_timeout_s,
         signer=signer,
+        started_at=began,
     )
     return await _report(event, "offboard", steps, found.discovery, vault, plan)
 
@@ -176,6 +181,8 @@ async def handle_sso_logout(
     username = event.subject.sso_username
     first = set(event.app_logout_first) if registry and apps else set()
     kept = await vault.kept(str(event.request_id)) if vault is not None and first else ()
+    # The step's time covers this look-up (the session's count before the delete).
+    began = utcnow()
     before = await discover(
         sso, event.subject, registry if registry and first else Registry(), tgt=tgt, kept=kept
     )
@@ -200,6 +207,7 @@ async def handle_sso_logout(
             concurrency=concurrency,
             default_timeout_s=default_timeout_s,
             signer=signer,
+            started_at=began,
         )
         log.info("request %s: before sso, ent %s", event.request_id, summary(app_steps))
     remaining: list[int] = []
@@ -233,6 +241,8 @@ async def handle_sso_logout(
         return evidence
 
     step = await run_step(SSO_SERVICE, action, body, policy, verify=verify)
+    if not app_steps:
+        (step,) = since(began, (step,))
     found = before.discovery.sso_sessions_found
     discovery = before.discovery.model_copy(
         update={

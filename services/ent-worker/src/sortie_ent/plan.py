@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from sortie_core import services
@@ -242,7 +243,10 @@ async def run_plan(
     concurrency: int,
     default_timeout_s: float,
     signer: LogoutTokenSigner | None = None,
+    started_at: datetime | None = None,
 ) -> tuple[StepResult, ...]:
+    """`started_at`: when the work for these steps began (the CAS discovery that named
+    them), so each step's time covers it, as an M365 step's covers the identity lookup."""
     slots = asyncio.Semaphore(concurrency)
 
     async def one(step: PlannedStep) -> StepResult:
@@ -256,7 +260,17 @@ async def run_plan(
                 signer=signer,
             )
 
-    return tuple(await asyncio.gather(*(one(s) for s in plan)))
+    return since(started_at, await asyncio.gather(*(one(s) for s in plan)))
+
+
+def since(started_at: datetime | None, steps: Sequence[StepResult]) -> tuple[StepResult, ...]:
+    """The steps, each started no later than `started_at`."""
+    if started_at is None:
+        return tuple(steps)
+    return tuple(
+        s.model_copy(update={"started_at": started_at}) if s.started_at > started_at else s
+        for s in steps
+    )
 
 
 def tickets_to_retry(
