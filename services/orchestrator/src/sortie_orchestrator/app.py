@@ -211,8 +211,12 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
 
 def uvicorn_options(settings: OrchestratorSettings) -> dict[str, Any]:
     """uvicorn's ProxyHeadersMiddleware: X-Forwarded-* believed only from
-    `trusted_proxies`."""
-    return {"proxy_headers": True, "forwarded_allow_ips": settings.trusted_proxies}
+    `trusted_proxies`; idle keep-alive connections kept `http_keep_alive_s`."""
+    return {
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.trusted_proxies,
+        "timeout_keep_alive": settings.http_keep_alive_s,
+    }
 
 
 def main() -> None:
