@@ -25,7 +25,7 @@ from sortie_core.metrics import (
     REQUESTS_IN_FLIGHT,
     REQUESTS_OVERDUE,
 )
-from sortie_core.runtime import cancel_tasks, consuming, setup_logging
+from sortie_core.runtime import cancel_tasks, consuming, settle_heap, setup_logging
 from sortie_core.settings import load_settings
 from sortie_core.trim import trim_stream
 from sortie_orchestrator import handlers
@@ -130,6 +130,7 @@ async def background(wiring: Wiring) -> AsyncIterator[None]:
                 asyncio.create_task(wiring.watch.sweep_loop(), name="presence-sweep"),
             ]
             wiring.loops = loops
+            settle_heap()  # start-up's objects out of every later full collection
             log.info("orchestrator ready (consumer %s)", wiring.consumers.consumer)
             try:
                 yield
