@@ -122,6 +122,7 @@ async def drive(
                 errors[resp.status_code] = errors.get(resp.status_code, 0) + 1
 
     reader = asyncio.create_task(read_finished())
+    load0 = os.getloadavg()[0]
     cmd0, cpu0 = await commandstats(redis), cpu_all(stack)
     mem0 = int((await redis.info("memory"))["used_memory"])
     started = time.monotonic()
@@ -145,6 +146,9 @@ async def drive(
     calls = {k: cmd1.get(k, 0) - cmd0.get(k, 0) for k in cmd1}
     return {
         "sent": requests,
+        # Throughput and latency depend on what else runs on the machine; CPU per saga
+        # barely does.
+        "load_average": (load0, os.getloadavg()[0]),
         "accepted": len(wanted),
         "finished": done,
         "errors": errors,
@@ -197,6 +201,7 @@ def report(result: dict[str, Any]) -> None:
     if result["unfinished"]:
         print(f"unfinished (status of up to 20): {result['unfinished']}")
     print(f"sagas/s: {result['sagas_per_s']:.1f} over {result['elapsed_s']:.1f} s")
+    print("load average (1 min) before/after: {:.1f} / {:.1f}".format(*result["load_average"]))
     print("CPU ms per saga:")
     total = 0.0
     for name, ms in sorted(result["cpu_ms_per_saga"].items(), key=lambda kv: -kv[1]):

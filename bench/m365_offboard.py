@@ -84,6 +84,7 @@ def stack_env(args: argparse.Namespace, apps: int) -> dict[str, str]:
             "SORTIE_M365_GRAPH_LATENCY_S": str(args.latency_estimate or args.latency_ms / 1000),
         }
     )
+    env.update(item.split("=", 1) for item in args.env)
     return env
 
 
@@ -191,6 +192,13 @@ async def drive(stack: Stack, args: argparse.Namespace, apps: int) -> Figures:
     print(
         f"  CPU (of one core): {busy}; writes queued in the worker: "
         f"mean {sum(queued) / max(1, len(queued)):.0f}, max {max(queued, default=0):.0f}"
+    )
+    # Independent of the machine's load, unlike the share of the throttle: what the worker
+    # needs of a core for each write (its reads included), and the load it ran under.
+    per_write = 1000 * cpu.get("m365-worker", 0.0) / max(1, stats["writes"])
+    print(
+        f"  m365-worker CPU per Graph write {per_write:.2f} ms; "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     done = [finished[r] for r in wanted if r in finished]
     return Figures(
@@ -341,6 +349,13 @@ def main() -> None:
         help="the worker's latency estimate for its sizing, s (default: the simulator's)",
     )
     parser.add_argument("--wait-s", type=float, default=600, help="for the last to finish")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for every process, e.g. SORTIE_M365_GRAPH_BATCH_LINGER_MS=5",
+    )
     parser.add_argument("--logouts", type=int, default=0, help="then N logouts, one by one")
     parser.add_argument(
         "--now",

@@ -6,6 +6,7 @@ with, so the two check each other."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -27,6 +28,9 @@ class LogoutTokenVerifier:
         self.jwks_url = jwks_url
         self.issuer = issuer or jwks_url.removesuffix(JWKS_SUFFIX)
         self._keys: KeySet | None = None
+        # One fetch at a time: tokens arriving together with an unknown `kid` wait for it
+        # instead of each fetching the JWKS (as a relying party's key cache does).
+        self._fetching = asyncio.Lock()
 
     async def _fetch(self) -> KeySet:
         try:
@@ -41,8 +45,12 @@ class LogoutTokenVerifier:
 
     async def _keys_for(self, kid: Any) -> KeySet:
         keys = self._keys
-        if keys is None or not any(k.kid == kid for k in keys.keys):
-            keys = await self._fetch()
+        if keys is not None and any(k.kid == kid for k in keys.keys):
+            return keys
+        async with self._fetching:
+            keys = self._keys  # fetched meanwhile by the task holding the lock?
+            if keys is None or not any(k.kid == kid for k in keys.keys):
+                keys = await self._fetch()
         return keys
 
     async def verify(self, token: str, *, audience: str) -> dict[str, Any]:

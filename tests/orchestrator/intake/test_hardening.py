@@ -253,3 +253,31 @@ def test_docs_assets_come_from_this_origin_and_docs_can_be_off(base: str) -> Non
     with live_orchestrator(docs_enabled=False) as url:
         assert httpx.get(f"{url}/docs").status_code == 404
         assert httpx.get(f"{url}/openapi.json").status_code == 404
+
+
+def _idle_closed_within(url: str, wait_s: float) -> bool:
+    """Whether the server closes an idle keep-alive connection within `wait_s`."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 200")
+        sock.settimeout(wait_s)
+        try:
+            while sock.recv(4096):  # the rest of the body, then EOF when closed
+                pass
+        except TimeoutError:
+            return False
+        return True
+
+
+def test_idle_keep_alive_connections_outlive_the_clients_own_limit() -> None:
+    """The server keeps an idle connection `http_keep_alive_s` (default 75 s, above
+    httpx's 5 s and proxies' 60 s), so clients close first and never send on a connection
+    the server is closing; the setting reaches uvicorn (1 s: closed within 3 s)."""
+    with live_orchestrator(http_keep_alive_s=1) as url:
+        assert _idle_closed_within(url, 3.0)
+    with live_orchestrator() as url:
+        assert not _idle_closed_within(url, 1.5)

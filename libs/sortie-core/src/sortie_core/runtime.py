@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import signal
@@ -301,6 +302,15 @@ async def running(
         await broker.stop()
 
 
+def settle_heap() -> None:
+    """Call once the process is built: what start-up made (modules, models, the app) moves
+    to the collector's permanent generation, so a full collection no longer walks it. In
+    the orchestrator that is ~140,000 objects and ~200 ms of pause per full collection on
+    a 2-core machine, all of it in the tail of request latency (bench/e2e.py --latency)."""
+    gc.collect()
+    gc.freeze()
+
+
 def run(main: Coroutine[Any, Any, None]) -> None:
     """`asyncio.run`, on uvloop where it is installed (not on Windows): less CPU per
     socket read and write for every Redis and HTTP call of the process."""
@@ -334,6 +344,7 @@ async def run_worker(
             )
         )
         http_task = asyncio.create_task(server.serve())
+        settle_heap()
         log.info("%s started (consumer %s)", service, proc.consumers.consumer)
         await stop.wait()
         server.should_exit = True

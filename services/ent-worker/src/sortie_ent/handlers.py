@@ -39,6 +39,7 @@ from .plan import (
     caller_tickets,
     offboard_wants,
     plan_apps,
+    since,
     summary,
     tickets_to_retry,
 )
@@ -70,6 +71,7 @@ async def handle_logout(
     if Target.ENT not in event.targets or not event.addressed_to(SERVICE):
         return None
     tgt = event.sso_session.tgt if event.sso_session else None
+    began = utcnow()
     found = await discover(
         sso,
         event.subject,
@@ -80,7 +82,7 @@ async def handle_logout(
     )
     plan = plan_apps(found.tickets, registry, unknown_why=found.error, wants=event.retries)
     runner = AppRunner(apps, policy, concurrency, default_timeout_s, signer)
-    steps = await runner.run(plan, event.subject)
+    steps = await runner.run(plan, event.subject, began)
     return await _report(event, "logout", steps, found.discovery, vault, plan)
 
 
@@ -100,10 +102,11 @@ async def handle_offboard(
     application the request asks for."""
     if not event.addressed_to(SERVICE):
         return None
+    began = utcnow()
     found = await discover(sso, event.subject, registry, kept=await _kept(vault, event))
     plan = plan_apps(found.tickets, registry, unknown_why=found.error, wants=offboard_wants(event))
     runner = AppRunner(apps, policy, concurrency, default_timeout_s, signer)
-    steps = await runner.run(plan, event.subject)
+    steps = await runner.run(plan, event.subject, began)
     return await _report(event, "offboard", steps, found.discovery, vault, plan)
 
 
@@ -161,6 +164,8 @@ async def handle_sso_logout(
     tgt = event.tgt if action == DESTROY_SSO_SESSION else None
     first = set(event.app_logout_first) if registry and apps else set()
     kept = await vault.kept(str(event.request_id)) if vault is not None and first else ()
+    # The step's time covers this look-up (the session's count before the delete).
+    began = utcnow()
     before = await discover(
         sso, event.subject, registry if registry and first else Registry(), tgt=tgt, kept=kept
     )
@@ -179,9 +184,11 @@ async def handle_sso_logout(
             absent=f"{before.discovery.source}: GET ssoSessions/users/{{username}}",
         )
         runner = AppRunner(apps, policy, concurrency, default_timeout_s, signer)
-        app_steps = await runner.run(plan, event.subject)
+        app_steps = await runner.run(plan, event.subject, began)
         log.info("request %s: before sso, ent %s", event.request_id, summary(app_steps))
     step, remaining = await _end_sso_session(event, sso, action, tgt, policy)
+    if not app_steps:
+        (step,) = since(began, (step,))
     return SsoLogoutCompleted(
         request_id=event.request_id,
         subject=event.subject,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from sortie_core import services
@@ -243,8 +244,15 @@ class AppRunner:
     default_timeout_s: float
     signer: LogoutTokenSigner | None = None
 
-    async def run(self, plan: Sequence[PlannedStep], subject: Subject) -> tuple[StepResult, ...]:
-        """Every step of `plan`, at most `concurrency` at a time, in the plan's order."""
+    async def run(
+        self,
+        plan: Sequence[PlannedStep],
+        subject: Subject,
+        started_at: datetime | None = None,
+    ) -> tuple[StepResult, ...]:
+        """Every step of `plan`, at most `concurrency` at a time, in the plan's order.
+        `started_at`: when the work for these steps began (the CAS discovery that named
+        them), so each step's time covers it, as an M365 step's covers the identity lookup."""
         slots = asyncio.Semaphore(self.concurrency)
 
         async def one(step: PlannedStep) -> StepResult:
@@ -258,7 +266,17 @@ class AppRunner:
                     signer=self.signer,
                 )
 
-        return tuple(await asyncio.gather(*(one(s) for s in plan)))
+        return since(started_at, await asyncio.gather(*(one(s) for s in plan)))
+
+
+def since(started_at: datetime | None, steps: Sequence[StepResult]) -> tuple[StepResult, ...]:
+    """The steps, each started no later than `started_at`."""
+    if started_at is None:
+        return tuple(steps)
+    return tuple(
+        s.model_copy(update={"started_at": started_at}) if s.started_at > started_at else s
+        for s in steps
+    )
 
 
 def tickets_to_retry(

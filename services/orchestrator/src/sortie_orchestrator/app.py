@@ -26,7 +26,7 @@ from sortie_core.metrics import (
     REQUESTS_IN_FLIGHT,
     REQUESTS_OVERDUE,
 )
-from sortie_core.runtime import cancel_tasks, consuming, setup_logging
+from sortie_core.runtime import cancel_tasks, consuming, settle_heap, setup_logging
 from sortie_core.settings import load_settings
 from sortie_core.trim import trim_stream
 from sortie_orchestrator import handlers
@@ -127,6 +127,7 @@ async def background(wiring: Wiring) -> AsyncIterator[None]:
                 asyncio.create_task(wiring.watch.sweep_loop(), name="presence-sweep"),
             ]
             wiring.loops = loops
+            settle_heap()  # start-up's objects out of every later full collection
             log.info("orchestrator ready (consumer %s)", wiring.consumers.consumer)
             try:
                 yield
@@ -219,8 +220,12 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
 
 def uvicorn_options(settings: OrchestratorSettings) -> dict[str, Any]:
     """uvicorn's ProxyHeadersMiddleware: X-Forwarded-* believed only from
-    `trusted_proxies`."""
-    return {"proxy_headers": True, "forwarded_allow_ips": settings.trusted_proxies}
+    `trusted_proxies`; idle keep-alive connections kept `http_keep_alive_s`."""
+    return {
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.trusted_proxies,
+        "timeout_keep_alive": settings.http_keep_alive_s,
+    }
 
 
 def main() -> None:

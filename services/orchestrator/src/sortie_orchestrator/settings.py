@@ -118,6 +118,12 @@ class OrchestratorSettings(ServiceSettings):
     docs_enabled: bool = True
     # A request body must arrive whole within this (408 otherwise).
     body_read_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    # An idle keep-alive connection is closed after this. Above the clients' and proxies'
+    # own idle limits (httpx 5 s, nginx 60 s, cloud load balancers 60 s), so the client side
+    # closes first: at uvicorn's default of 5 s a client could send on a connection the
+    # server was closing at that moment, and read an error (18 of 2,000 POSTs at 400
+    # clients, bench/e2e.py).
+    http_keep_alive_s: int = Field(default=75, ge=1, le=3600)
     deadline_poll_ms: int = Field(default=200, ge=10)
     sweep_interval_s: float = Field(default=5.0, gt=0)
     # Every agent's presence record is re-read this often (keep it at most one agent

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from yarl import URL
 
@@ -47,16 +48,28 @@ class Http:
         self._headers = dict(headers)
         self._limit = limit
         self._session: aiohttp.ClientSession | None = None
+        # (scheme, host) -> the proxy from HTTP(S)_PROXY / NO_PROXY, or None.
+        self._proxies: dict[tuple[str, str], tuple[URL | None, aiohttp.BasicAuth | None]] = {}
 
     def _get(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._limit, keepalive_timeout=30),
                 headers=self._headers,
-                # As httpx did: HTTP(S)_PROXY and NO_PROXY from the environment.
-                trust_env=True,
+                # HTTP(S)_PROXY and NO_PROXY are read once per host (`_proxy`): with
+                # trust_env, aiohttp reads them and ~/.netrc in a thread on every request.
+                trust_env=False,
             )
         return self._session
+
+    def _proxy(self, url: URL) -> tuple[URL | None, aiohttp.BasicAuth | None]:
+        key = (url.scheme, url.host or "")
+        if key not in self._proxies:
+            try:
+                self._proxies[key] = get_env_proxy_for_url(url)
+            except LookupError:  # none configured, or NO_PROXY names the host
+                self._proxies[key] = (None, None)
+        return self._proxies[key]
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -77,10 +90,14 @@ class Http:
         **kwargs: Any,
     ) -> Answer:
         """`encoded`: `url` is already percent-encoded (kept as is)."""
+        target = URL(url, encoded=encoded)
+        proxy, proxy_auth = self._proxy(target)
         try:
             async with self._get().request(
                 method,
-                URL(url, encoded=encoded),
+                target,
+                proxy=proxy,
+                proxy_auth=proxy_auth,
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=timeout_s),
                 **kwargs,

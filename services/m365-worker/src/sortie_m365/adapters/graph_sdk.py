@@ -39,6 +39,7 @@ from sortie_core.http import transport_error
 from sortie_core.steps import StepSkipped
 
 from . import FILTER_PROPERTIES, FILTER_TOP, M365User
+from .aiohttp_transport import AiohttpTransport
 from .apps import SpreadAuthentication, as_app
 from .graph_batch import GraphBatcher
 from .graph_errors import error_for
@@ -85,9 +86,10 @@ def graph_client(
         for m in KiotaClientFactory.get_default_middleware(None)
         if not isinstance(m, RetryHandler)
     ]
-    http = GraphClientFactory.create_with_custom_middleware(
-        middleware, client=httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
+    client = httpx.AsyncClient(
+        timeout=timeout_s, follow_redirects=False, transport=AiohttpTransport()
     )
+    http = GraphClientFactory.create_with_custom_middleware(middleware, client=client)
     credentials = credential if isinstance(credential, list) else [credential]
     auth = SpreadAuthentication(credentials, scope)
     adapter = GraphRequestAdapter(auth, http)
