@@ -20,6 +20,7 @@ from .coverage import Coverage, Discovery
 from .dead_letter import DeadLettered  # noqa: F401 (re-exported: an entry, not an event)
 from .model import Frozen
 from .records import PerAction, Record
+from .statuses import FinalStatus
 
 CONTRACT_VERSION = 1
 
@@ -371,7 +372,7 @@ class ServiceSummary(Frozen):
 class RequestFinished(Envelope):
     type: Literal["request.finished"] = "request.finished"
     kind: Kind
-    status: Literal["completed", "partial", "failed", "cancelled"]
+    status: FinalStatus
     duration_seconds: float
     services: dict[str, ServiceSummary]
     coverage: Coverage | None = None

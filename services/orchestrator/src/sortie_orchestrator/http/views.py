@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from sortie_core.events import Coverage, Discovery, Evidence, StepItem, StepResult, Subject
+from sortie_core.statuses import RequestStatus
 from sortie_orchestrator import saga
 from sortie_orchestrator.http.phase_views import PhaseView, TapView, phases_of, tap_of
 from sortie_orchestrator.saga import SagaState, ServiceState
@@ -164,6 +165,4 @@ class RequestPage(BaseModel):
     next_cursor: str | None
 
 
-StatusFilter = Literal[
-    "scheduled", "in_progress", "sso_logout", "completed", "partial", "failed", "cancelled"
-]
+StatusFilter = RequestStatus

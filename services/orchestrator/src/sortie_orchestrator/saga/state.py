@@ -27,14 +27,12 @@ from sortie_core.events import (
     Target,
 )
 from sortie_core.services import expected_actions
+from sortie_core.statuses import FINAL_STATUSES, RequestStatus
 from sortie_core.steps import ended
 from sortie_orchestrator.saga.phases import PhaseState
 from sortie_orchestrator.saga.phases import next_at as next_phase_at
 
-Status = Literal[
-    "scheduled", "in_progress", "sso_logout", "completed", "partial", "failed", "cancelled"
-]
-FINAL_STATUSES = frozenset({"completed", "partial", "failed", "cancelled"})
+Status = RequestStatus
 ServiceStateName = Literal["pending", "reported", "timed_out", "unreachable"]
 
 

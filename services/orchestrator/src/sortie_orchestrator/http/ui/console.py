@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
 from sortie_core.events import Subject, Target, utcnow
+from sortie_core.statuses import REQUEST_STATUSES
 from sortie_orchestrator import handlers
 from sortie_orchestrator.http import export
 from sortie_orchestrator.http.actions import SCOPE_OF_KIND
@@ -37,9 +38,7 @@ from sortie_orchestrator.saga.retry import retry
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
 SESSIONS_ADMIN = "sessions:admin"
-FINAL_OR_OPEN = frozenset(
-    {"scheduled", "in_progress", "sso_logout", "completed", "partial", "failed", "cancelled"}
-)
+FINAL_OR_OPEN = frozenset(REQUEST_STATUSES)
 
 
 async def _form(request: Request) -> dict[str, str]:

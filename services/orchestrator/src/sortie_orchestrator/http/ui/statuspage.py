@@ -26,6 +26,7 @@ from fastapi.responses import (
 )
 
 from sortie_core.events import utcnow
+from sortie_core.statuses import REQUEST_STATUSES
 from sortie_orchestrator import handlers
 from sortie_orchestrator.http import sse
 from sortie_orchestrator.http.guards import limiter, refuse_cross_site
@@ -43,16 +44,7 @@ COOKIE = "sortie_session"
 SESSION_TTL_S = 8 * 3600
 SCOPE = "requests:read"
 _STATIC = Path(__file__).parent / "static"
-_STATUSES = [
-    "",
-    "scheduled",
-    "in_progress",
-    "sso_logout",
-    "completed",
-    "partial",
-    "failed",
-    "cancelled",
-]
+_STATUSES = ["", *REQUEST_STATUSES]
 
 
 def _deps(request: Request) -> handlers.Deps:
