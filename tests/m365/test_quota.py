@@ -5,6 +5,7 @@ expected wait and the identity cache."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -124,12 +125,37 @@ async def test_offboarding_outranks_logout_under_a_full_bucket(redis: Redis) -> 
 
 async def test_spread_limiter_shares_the_tenant_among_apps(redis: Redis) -> None:
     limiter = SpreadLimiter(
-        redis, "s:tenant", ("s:a", "s:b", "s:c"), Bucket(100, 5), Bucket(100, 2)
+        redis, "s:tenant", ("s:a", "s:b", "s:c"), Bucket(100, 5), Bucket(100, 2), ahead_s=0
     )
     grants, wait = await limiter.take(10)
-    # The tenant's burst (5) caps the three apps' (6), spread across them.
-    assert len(grants) == 5 and set(grants) == {0, 1, 2} and wait > 0
+    # The tenant's burst (5) caps the three apps' (6), spread across them, all due now.
+    assert len(grants) == 5 and {app for app, _ in grants} == {0, 1, 2} and wait > 0
+    assert all(due == 0 for _, due in grants)
     assert limiter.rate == 100
+
+
+async def test_tokens_reserved_ahead_are_due_at_the_rate(redis: Redis) -> None:
+    # A dispatcher that comes back late loses nothing: up to ahead_s of tokens beyond the
+    # burst are granted at once, each due when the buckets have refilled to it.
+    limiter = SpreadLimiter(redis, "r:tenant", ("r:a", "r:b"), Bucket(100, 4), Bucket(60, 2))
+    first = time.monotonic()
+    grants, wait = await limiter.take(50)
+    # Tenant: burst 4 + 10 ahead; apps: 2 + 6 ahead each (16): the tenant caps at 14.
+    assert len(grants) == 14 and wait > 0
+    dues = sorted(due for _, due in grants)
+    assert dues[:4] == [0, 0, 0, 0]  # the burst: due now
+    # The last one is due when the tenant's bucket has refilled ten tokens (0.1 s).
+    assert dues[-1] == pytest.approx(0.1, abs=0.005)
+    # Never sooner than each bucket's rate allows: the k-th reserved token of an app
+    # (60/s, burst 2) is due no sooner than k/60 s.
+    for app in (0, 1):
+        mine = sorted(due for a, due in grants if a == app)
+        for k, due in enumerate(mine[2:], start=1):
+            assert due >= k / 60 - 0.002
+    # A later take queues behind what was reserved: due after the last reserved token.
+    again, _ = await limiter.take(5)
+    later = time.monotonic() - first
+    assert all(later + due >= 0.1 for _, due in again)
 
 
 async def test_the_cache_saves_the_lookup_and_forgets_on_not_found(graph_sim: GraphSim) -> None:

@@ -78,17 +78,21 @@ class RedisRateLimiter:
 
 
 # KEYS[1] the tenant's bucket, KEYS[2..] one bucket per application (app registration).
-# ARGV tenant rate, tenant burst, app rate, app burst (tokens/s, tokens), want.
+# ARGV tenant rate, tenant burst, app rate, app burst (tokens/s, tokens), want, tenant
+# tokens and app tokens that may be reserved ahead (whole tokens, >= 0).
 # Grants up to `want` tokens, each from the tenant's bucket and from the application's
-# bucket holding the most; never lets a bucket go below zero, so whoever asks next (another
-# replica, a more urgent write) gets the next token. Returns {µs until the next token
-# (0 when all were granted), app index (0-based) of each grant...}.
+# bucket holding the most. A grant may take a token that is not there yet, down to the
+# reserve ahead: it is then due when its buckets have refilled to it. So a dispatcher that
+# comes back late (a busy event loop) loses nothing of the quota, and a token is still
+# never sent before its time. Returns {µs until the next token can be reserved (0 when all
+# were granted), then per grant: app index (0-based), µs until it is due}.
 _TAKE_SPREAD = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local rates = {tonumber(ARGV[1]), tonumber(ARGV[3])}
 local bursts = {tonumber(ARGV[2]), tonumber(ARGV[4])}
 local want = tonumber(ARGV[5])
+local floors = {1 - tonumber(ARGV[6]), 1 - tonumber(ARGV[7])}
 local tokens = {}
 for i = 1, #KEYS do
   local kind = (i == 1) and 1 or 2
@@ -102,21 +106,25 @@ for i = 1, #KEYS do
   tokens[i] = have
 end
 local out = {0}
-while #out - 1 < want and tokens[1] >= 1 do
+local granted = 0
+while granted < want and tokens[1] >= floors[1] do
   local best = 2
   for i = 3, #KEYS do
     if tokens[i] > tokens[best] then best = i end
   end
-  if tokens[best] < 1 then break end
+  if tokens[best] < floors[2] then break end
   tokens[1] = tokens[1] - 1
   tokens[best] = tokens[best] - 1
+  local due = math.max(0, -tokens[1] * 1000000 / rates[1], -tokens[best] * 1000000 / rates[2])
   out[#out + 1] = best - 2
+  out[#out + 1] = math.ceil(due)
+  granted = granted + 1
 end
-if #out - 1 < want then
-  local wait = (1 - math.min(1, tokens[1])) * 1000000 / rates[1]
+if granted < want then
+  local wait = (floors[1] - math.min(floors[1], tokens[1])) * 1000000 / rates[1]
   local app = math.huge
   for i = 2, #KEYS do
-    app = math.min(app, (1 - math.min(1, tokens[i])) * 1000000 / rates[2])
+    app = math.min(app, (floors[2] - math.min(floors[2], tokens[i])) * 1000000 / rates[2])
   end
   out[1] = math.max(1, math.ceil(math.max(wait, app)))
 end
@@ -151,13 +159,17 @@ class Bucket:
 class SpreadLimiter:
     """Tokens from one tenant's bucket and from the least used of several applications'
     buckets, all kept in Redis (shared by every replica): `take(n)` grants up to n at once
-    in one call and names the application of each."""
+    in one call, naming the application of each and when it is due.
+
+    `ahead_s`: how far ahead tokens may be reserved (whole tokens only, so none at a rate
+    under 1/ahead_s). A more urgent write asking later waits behind at most that much."""
 
     redis: Redis
     tenant_key: str
     app_keys: tuple[str, ...]
     tenant: Bucket
     app: Bucket
+    ahead_s: float = 0.1
     _script: object = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -166,6 +178,8 @@ class SpreadLimiter:
         for bucket in (self.tenant, self.app):
             if bucket.rate <= 0 or bucket.burst < 1:
                 raise ValueError("a bucket needs a positive rate and room for one token")
+        if self.ahead_s < 0:
+            raise ValueError("ahead_s cannot be negative")
         self._script = self.redis.register_script(_TAKE_SPREAD)
 
     @property
@@ -173,11 +187,15 @@ class SpreadLimiter:
         """Tokens per second all applications together can have."""
         return min(self.tenant.rate, self.app.rate * len(self.app_keys))
 
-    async def take(self, want: int = 1) -> tuple[list[int], float]:
-        """The application index of each token granted (at most `want`), and when fewer
-        were, the seconds until the next one is due."""
+    async def take(self, want: int = 1) -> tuple[list[tuple[int, float]], float]:
+        """(application index, seconds until due) of each token granted (at most `want`),
+        and when fewer were, the seconds until the next one can be."""
+        ahead = [int(self.tenant.rate * self.ahead_s), int(self.app.rate * self.ahead_s)]
         args = [self.tenant.rate, self.tenant.burst, self.app.rate, self.app.burst, want]
         out = await self._script(  # type: ignore[operator]
-            keys=[self.tenant_key, *self.app_keys], args=[repr(float(a)) for a in args]
+            keys=[self.tenant_key, *self.app_keys],
+            args=[*(repr(float(a)) for a in args), *(str(n) for n in ahead)],
         )
-        return [int(i) for i in out[1:]], int(out[0]) / 1_000_000
+        pairs = out[1:]
+        grants = [(int(pairs[i]), int(pairs[i + 1]) / 1_000_000) for i in range(0, len(pairs), 2)]
+        return grants, int(out[0]) / 1_000_000

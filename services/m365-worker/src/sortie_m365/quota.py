@@ -145,12 +145,16 @@ class WriteQueue:
                 self._fail_all()
                 await asyncio.sleep(0.5)
                 continue
-            for app in grants:
+            loop = asyncio.get_running_loop()
+            for app, due_s in grants:
                 future = self._next()
                 if future is None:
                     break
                 self.granted[app] += 1
-                future.set_result(app)
+                if due_s > 0:
+                    loop.call_later(due_s, _grant, future, app)
+                else:
+                    future.set_result(app)
             await self._queued_async()
             if wait > 0 and self._heap:
                 await asyncio.sleep(wait)
@@ -182,6 +186,12 @@ class WriteQueue:
             if LATENCY.seconds is not None:
                 key = latency_key(self._tenant)
                 await self._redis.set(key, f"{LATENCY.seconds:.4f}", ex=7 * 86400)
+
+
+def _grant(future: asyncio.Future[int], app: int) -> None:
+    """A reserved token is due: its write may go (unless its waiter gave up)."""
+    if not future.done():
+        future.set_result(app)
 
 
 def watching_waits() -> Waited:
