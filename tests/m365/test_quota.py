@@ -201,7 +201,7 @@ async def test_concurrency_is_sized_from_the_quota_and_the_measured_latency(
     defaults = M365Settings(redis_url=redis_server.url)
     # Graph's limits, one registration: 3,000 per 150 s less 2 % headroom; 250 ms a call.
     assert defaults.writes_per_s == pytest.approx(19.6)
-    assert defaults.concurrency == quota.concurrency_for(19.6, 0.25) == 23
+    assert defaults.concurrency == quota.concurrency_for(19.6, 0.25) == 45
     two = M365Settings(
         redis_url=redis_server.url,
         app_registrations=[
@@ -212,7 +212,7 @@ async def test_concurrency_is_sized_from_the_quota_and_the_measured_latency(
     assert two.writes_per_s == pytest.approx(39.2)
     # A replica measured 800 ms per call: the next start holds more users in flight.
     await redis.set(quota.latency_key("default"), "0.8")
-    assert (await sized(defaults)).concurrency == quota.concurrency_for(19.6, 0.8) == 71
+    assert (await sized(defaults)).concurrency == quota.concurrency_for(19.6, 0.8) == 142
     explicit = M365Settings(redis_url=redis_server.url, concurrency=7)
     assert (await sized(explicit)).concurrency == 7
     assert quota.concurrency_for(1e6, 10) == 512  # bounded

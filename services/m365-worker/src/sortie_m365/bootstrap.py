@@ -79,6 +79,7 @@ def graph_directory(settings: M365Settings, redis: Redis) -> GraphSdkDirectory:
         credentials,
         scope=settings.graph_scope,
         timeout_s=settings.graph_timeout_s,
+        connections=settings.graph_concurrency or settings.concurrency,
     )
     mailbox: MailboxProtocols | None = None
     if settings.exchange_url:

@@ -78,16 +78,19 @@ def graph_client(
     *,
     scope: str,
     timeout_s: float,
+    connections: int = 100,
 ) -> GraphServiceClient:
     """A client without the SDK's retry middleware, pointed at `graph_url` (+ `/v1.0`);
-    with several credentials (app registrations), each request goes as the one `APP` names."""
+    with several credentials (app registrations), each request goes as the one `APP` names.
+    `connections`: open to Graph at most (as many as the calls allowed in flight, or calls
+    wait for a connection while the write quota has tokens to spend)."""
     middleware = [
         m
         for m in KiotaClientFactory.get_default_middleware(None)
         if not isinstance(m, RetryHandler)
     ]
     client = httpx.AsyncClient(
-        timeout=timeout_s, follow_redirects=False, transport=AiohttpTransport()
+        timeout=timeout_s, follow_redirects=False, transport=AiohttpTransport(limit=connections)
     )
     http = GraphClientFactory.create_with_custom_middleware(middleware, client=client)
     credentials = credential if isinstance(credential, list) else [credential]
