@@ -172,6 +172,9 @@ class ServiceSettings(BaseSettings):
         default=None, validation_alias=_shared("SENTINEL_PASSWORD")
     )
     redis_sentinel_tls: bool | None = Field(default=None, validation_alias=_shared("SENTINEL_TLS"))
+    # Redis Cluster (docs/high-availability.md): the URL names any node; scripts touch one
+    # slot each, events leave a request's slot through its outbox and the relay.
+    redis_cluster: bool = Field(default=False, validation_alias=_shared("CLUSTER"))
     consumer_name: str | None = None
     log_level: str = "INFO"
     log_json: bool = False

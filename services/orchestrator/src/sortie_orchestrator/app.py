@@ -30,7 +30,6 @@ from sortie_core.settings import load_settings
 from sortie_core.trim import trim_stream
 from sortie_orchestrator import handlers
 from sortie_orchestrator.adapters.presence import AGENTS
-from sortie_orchestrator.adapters.saga_store import DEADLINES
 from sortie_orchestrator.bootstrap import Wiring, bootstrap
 from sortie_orchestrator.http import (
     actions,
@@ -103,10 +102,9 @@ async def _sweep_loop(wiring: Wiring) -> None:
             for service in (services.M365, services.ENT, services.SSO, "workstation"):
                 FOLLOWUP_PENDING.labels(service).set(pending.get(service, 0))
             REQUESTS_OVERDUE.set(
-                await wiring.deps.store.redis.zcount(
-                    DEADLINES, "-inf", utcnow().timestamp() - OVERDUE_GRACE_S
-                )
+                await wiring.deps.store.overdue(utcnow().timestamp() - OVERDUE_GRACE_S)
             )
+            await wiring.deps.store.discover()
             await wiring.deps.store.trim_indexes(utcnow())
             await _trim_streams(wiring)
             # Reports whose announcement was lost (an agent or replica crashed between).
@@ -128,6 +126,7 @@ async def background(wiring: Wiring) -> AsyncIterator[None]:
                 asyncio.create_task(_sweep_loop(wiring), name="sweeper"),
                 asyncio.create_task(wiring.watch.listen(), name="agent-wake"),
                 asyncio.create_task(wiring.watch.sweep_loop(), name="presence-sweep"),
+                *(asyncio.create_task(job(), name="relay") for job in wiring.relays),
             ]
             wiring.loops = loops
             log.info("orchestrator ready (consumer %s)", wiring.consumers.consumer)

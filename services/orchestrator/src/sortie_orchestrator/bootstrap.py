@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from faststream.redis import RedisBroker
 from redis.asyncio import Redis
@@ -13,11 +15,14 @@ from sortie_core import services, streams
 from sortie_core.broker import Consumers, Delivery, Subscription
 from sortie_core.errors import RefusedError
 from sortie_core.events import RevocationCompleted, SsoLogoutCompleted
+from sortie_core.outbox import Relay
+from sortie_core.redis_cluster import is_cluster
 from sortie_core.runtime import make_broker, make_consumers, redis_client
 from sortie_orchestrator import handlers
 from sortie_orchestrator.adapters.agent_results import AgentResults
 from sortie_orchestrator.adapters.agent_watch import AgentWatch
 from sortie_orchestrator.adapters.presence import PresenceIndex
+from sortie_orchestrator.adapters.saga_cluster import ClusterSagaStore
 from sortie_orchestrator.adapters.saga_store import SagaStore
 from sortie_orchestrator.adapters.tap_vault import TapVault
 from sortie_orchestrator.saga import Timeouts
@@ -34,13 +39,15 @@ class Wiring:
     results: AgentResults
     watch: AgentWatch
     last_trim: float = float("-inf")
+    # On Redis Cluster: the outbox relay (every replica runs one).
+    relays: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     loops: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 def bootstrap(settings: OrchestratorSettings) -> Wiring:
     redis = redis_client(settings)
     broker = make_broker(settings)
-    store = SagaStore(
+    store = (ClusterSagaStore if is_cluster(redis) else SagaStore)(
         redis,
         retention_s=int(settings.retention_days * 86400),
         idempotency_ttl_s=settings.idempotency_ttl_s,
@@ -87,4 +94,14 @@ def bootstrap(settings: OrchestratorSettings) -> Wiring:
     consumers = make_consumers(settings, "orchestrator", broker, redis, subscriptions)
     results = AgentResults(deps, consumers, claim_idle_ms=settings.claim_idle_ms)
     watch = AgentWatch(redis, deps.presence, results, settings.presence_sweep_s)
-    return Wiring(settings, redis, broker, consumers, deps, results, watch)
+    wiring = Wiring(settings, redis, broker, consumers, deps, results, watch)
+    if is_cluster(redis):
+        relay = Relay(
+            redis,
+            consumers.consumer,
+            claim_idle_ms=settings.claim_idle_ms,
+            durable_replicas=settings.durable_replicas,
+            durable_timeout_ms=settings.durable_timeout_ms,
+        )
+        wiring.relays.append(relay.run)
+    return wiring

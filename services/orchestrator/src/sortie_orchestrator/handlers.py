@@ -105,7 +105,7 @@ async def accept_logout(
     """`progress`: the key and time to live of the request's progress link, written by
     the same script (the intake then costs two round trips: presence, create)."""
     now = utcnow()
-    state = saga.new_logout(uuid.uuid4(), subject, reason, targets, sso_session, now)
+    state = saga.new_logout(deps.store.new_id(), subject, reason, targets, sso_session, now)
     state.requested_by = principal  # who asked, for the record (the ENT's token name)
     transition = saga.start(state, await _hosts(deps, state), now, deps.timeouts)
     return await _create(deps, transition, idempotency_key, principal, fingerprint, progress)
@@ -126,7 +126,7 @@ async def accept_offboard(
 ) -> tuple[bool, uuid.UUID]:
     now = utcnow()
     state = saga.new_offboard(
-        uuid.uuid4(), subject, reason, requested_by, actions, effective_at, now, profile
+        deps.store.new_id(), subject, reason, requested_by, actions, effective_at, now, profile
     )
     transition = Transition(state)
     if state.status == "in_progress":
@@ -149,7 +149,7 @@ async def accept_admin(
     """An administrator's order on workstation sessions: a request like any other, sent
     to `hosts` (a lapsed one is reported `unreachable` at once), without an SSO phase."""
     now = utcnow()
-    state = saga.new_admin(uuid.uuid4(), subject, reason, requested_by, order, now)
+    state = saga.new_admin(deps.store.new_id(), subject, reason, requested_by, order, now)
     transition = saga.start(state, hosts, now, deps.timeouts)
     return await _create(deps, transition, idempotency_key, principal, fingerprint)
 
@@ -204,7 +204,7 @@ async def fire_deadline(deps: Deps, request_id: str) -> None:
     """A deadline fell due: start a scheduled request, or time out a phase."""
     loaded = await deps.store.load(request_id)
     if loaded is None:
-        await deps.store.redis.zrem("sortie:deadlines", request_id)
+        await deps.store.forget_deadline(request_id)
         return
     now = utcnow()
     if loaded.state.status == "scheduled":
@@ -224,7 +224,7 @@ async def fire_deadline(deps: Deps, request_id: str) -> None:
             # Nothing due any more (e.g. finished meanwhile): keep the index clean.
             current = await deps.store.load(request_id)
             if current is not None and current.state.next_deadline() is None:
-                await deps.store.redis.zrem("sortie:deadlines", request_id)
+                await deps.store.forget_deadline(request_id)
     _observe(transition)
 
 

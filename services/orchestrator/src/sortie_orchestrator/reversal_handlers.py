@@ -93,7 +93,7 @@ async def reverse(
         return Started(False, replay, None)
     if await deps.store.load(original_id) is None:
         raise NotFound(str(original_id))
-    rid = uuid.uuid4()
+    rid = deps.store.new_id()
     original, restore = await _claim(deps, original_id, rid, restore_too=True)
     private, public = new_keypair() if issue_tap else (None, None)
     now = utcnow()
@@ -140,7 +140,7 @@ async def reactivate(
     if replay is not None:
         return replay
     loaded = await deps.store.load(last_offboarding) if last_offboarding else None
-    rid = uuid.uuid4()
+    rid = deps.store.new_id()
     original: SagaState | None = None
     restore: dict[str, dict[str, JsonValue]] = {}
     if loaded is not None:

@@ -15,8 +15,9 @@ Keys (the `{request_id}` hash tag keeps one request's keys in one Cluster slot):
     sortie:followups             hash: request id -> services with a follow-up pending
                                  (for the gauge only: the schedule is in the state)
 
-On Redis Cluster the streams and shared indexes live in other slots: there a transition's
-messages would go to an outbox in the request's slot, moved on by a relay (not built yet).
+On Redis Cluster the streams and shared indexes live in other slots: there
+`saga_cluster.ClusterSagaStore` sends a transition's messages to an outbox in the
+request's slot, moved on by the relay (`sortie_core.outbox`).
 """
 
 from __future__ import annotations
@@ -327,6 +328,20 @@ class SagaStore:
                 continue
             return transition
         raise Conflict(f"{request_id}: too much contention")
+
+    def new_id(self) -> uuid.UUID:
+        """A new request's id (on Cluster: in a slot the relay polls)."""
+        return uuid.uuid4()
+
+    async def forget_deadline(self, request_id: str) -> None:
+        await self.redis.zrem(DEADLINES, request_id)
+
+    async def overdue(self, before: float) -> int:
+        """Deadlines still pending that passed before `before` (epoch s)."""
+        return int(await self.redis.zcount(DEADLINES, "-inf", before))
+
+    async def discover(self) -> None:
+        """Nothing to discover on one Redis (one deadlines set)."""
 
     async def due(self, now: datetime, limit: int = 200) -> list[str]:
         ids: list[Any] = await self.redis.zrangebyscore(
