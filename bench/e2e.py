@@ -192,6 +192,18 @@ async def drive(
     }
 
 
+async def get_view(client: httpx.AsyncClient, rid: str) -> dict[str, Any]:
+    """GET /v1/requests/{rid}, again on a kept-alive connection the server closed while
+    the bench waited (uvicorn's keep-alive timeout is 5 s)."""
+    for attempt in range(3):
+        try:
+            return dict((await client.get(f"/v1/requests/{rid}")).json())
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 def request_bound(view: dict[str, Any]) -> float:
     """Issue 12's bound: the slowest phase-1 step, then the SSO step, plus 50 ms."""
     phase1 = [s["duration_seconds"] for svc in view["services"].values() for s in svc["steps"]]
@@ -203,7 +215,7 @@ async def sample_bounds(client: httpx.AsyncClient, ids: list[str]) -> list[tuple
     """(duration, bound) of each sampled request."""
     out = []
     for rid in ids:
-        view = (await client.get(f"/v1/requests/{rid}")).json()
+        view = await get_view(client, rid)
         out.append((float(view["duration_seconds"] or 0.0), request_bound(view)))
     return out
 
@@ -211,7 +223,7 @@ async def sample_bounds(client: httpx.AsyncClient, ids: list[str]) -> list[tuple
 async def statuses(client: httpx.AsyncClient, ids: list[str]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for rid in ids:
-        status = (await client.get(f"/v1/requests/{rid}")).json().get("status", "?")
+        status = (await get_view(client, rid)).get("status", "?")
         counts[status] = counts.get(status, 0) + 1
     return counts
 

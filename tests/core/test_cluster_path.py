@@ -56,6 +56,8 @@ def test_the_cluster_setting_picks_the_cluster_client_and_broker(
     plain = ServiceSettings(redis_url=SecretStr(cluster.url), redis_cluster=False)
     assert not is_cluster(redis_client(plain))
     assert not isinstance(make_broker(plain), RedisClusterBroker)
+    with pytest.raises(ValueError, match="exclude each other"):
+        ServiceSettings(redis_url=SecretStr(cluster.url), redis_sentinels="127.0.0.1:26379")
 
 
 def _report(event: LogoutRequested) -> RevocationCompleted:

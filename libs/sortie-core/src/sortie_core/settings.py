@@ -231,6 +231,12 @@ class ServiceSettings(BaseSettings):
             sentinel_nodes(value)  # refused here, with the bad item, rather than at connect
         return value
 
+    @model_validator(mode="after")
+    def _one_topology(self) -> ServiceSettings:
+        if self.redis_cluster and self.redis_sentinels:
+            raise ValueError("SORTIE_REDIS_CLUSTER and SORTIE_REDIS_SENTINELS exclude each other")
+        return self
+
     def production_problems(self) -> list[str]:
         """What a production deployment may not leave as is; subclasses add their own."""
         problems = []
