@@ -44,10 +44,15 @@ log = logging.getLogger(__name__)
 
 OUTBOX_PREFIX = "sortie:outbox:"
 RELAY_GROUP = "relay"
-# Every 64th slot: spread evenly over the primaries, few enough to poll.
-OUTBOX_SLOTS = tuple(range(0, REDIS_CLUSTER_HASH_SLOTS, 64))
+# Every 256th slot (64 slots): spread evenly over the primaries (a cluster of up to 64
+# primaries can hold one each), few enough for every replica to poll their outboxes and
+# deadlines sets several times a second (bench/e2e.py --cluster: 256 slots cost ~50
+# Redis commands per request in polling alone).
+OUTBOX_SLOTS = tuple(range(0, REDIS_CLUSTER_HASH_SLOTS, 256))
 _OUTBOX_SLOT_SET = frozenset(OUTBOX_SLOTS)
-MARK_TTL_S = 7 * 24 * 3600
+# A mark outlives any entry a relay may still hold (claimed after `claim_idle_ms`); an
+# entry older still would be copied again, and its consumers de-duplicate on event_id.
+MARK_TTL_S = 24 * 3600
 DEGRADED_RETRY_S = 5.0
 
 # KEYS[1] the target stream, KEYS[2] the mark (same slot); ARGV: ttl, then field/value pairs.
@@ -91,7 +96,7 @@ def outbox_key(request_id: object) -> str:
 
 
 def new_request_id() -> uuid.UUID:
-    """A random id whose slot has a polled outbox (64 draws on average)."""
+    """A random id whose slot has a polled outbox (256 draws on average, ~0.5 ms)."""
     while True:
         rid = uuid.uuid4()
         if slot_of(rid) in _OUTBOX_SLOT_SET:
