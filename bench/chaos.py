@@ -329,7 +329,12 @@ async def run_scenario(
                 for rid in accepted:
                     if views.get(rid, {}).get("status") == "completed":
                         continue
-                    with_retry = await client.get(f"/v1/requests/{rid}")
+                    try:
+                        with_retry = await client.get(f"/v1/requests/{rid}")
+                    except httpx.TransportError:
+                        # A kept-alive connection the server closed while the fault
+                        # ran (uvicorn's keep-alive timeout is 5 s): read it next round.
+                        continue
                     if with_retry.status_code == 200:
                         views[rid] = with_retry.json()
                     elif with_retry.status_code == 404:

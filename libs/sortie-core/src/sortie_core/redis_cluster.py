@@ -22,14 +22,52 @@ from typing import Any
 
 from faststream.redis import RedisClusterBroker
 from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.connection import parse_url
 from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .settings import ServiceSettings
 
 # What a RedisCluster connection refuses (one db, its own connection classes).
 _NOT_FOR_CLUSTER = ("db", "connection_class", "host", "port", "security")
+
+
+def _lost_connection(exc: Exception) -> bool:
+    """What redis-py's async cluster client lets through when it writes to a connection
+    of a node that just died (uvloop's closed transport; a writer already dropped)."""
+    text = str(exc)
+    return (isinstance(exc, RuntimeError) and "handler is closed" in text) or (
+        isinstance(exc, AttributeError) and "writelines" in text
+    )
+
+
+class _Pipeline(ClusterPipeline):
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
+        try:
+            return await super().execute(raise_on_error, allow_redirections)
+        except (RuntimeError, AttributeError) as exc:
+            if _lost_connection(exc):
+                raise RedisConnectionError(f"connection lost: {exc}") from exc
+            raise
+
+
+class SortieCluster(RedisCluster):
+    """`RedisCluster` whose lost connections are always `ConnectionError`s (a 503 at the
+    intake, a retry elsewhere), never a bare RuntimeError or AttributeError."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except (RuntimeError, AttributeError) as exc:
+            if _lost_connection(exc):
+                raise RedisConnectionError(f"connection lost: {exc}") from exc
+            raise
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
+        if shard_hint:
+            return super().pipeline(transaction, shard_hint)
+        return _Pipeline(self, transaction)  # type: ignore[abstract]
 
 
 def uses_cluster(settings: ServiceSettings) -> bool:
@@ -57,7 +95,7 @@ def cluster_client(settings: ServiceSettings, max_connections: int) -> Redis:
     url = settings.redis_url.get_secret_value()
     parsed: dict[str, Any] = dict(parse_url(url))
     options: dict[str, Any] = {k: v for k, v in parsed.items() if k not in _NOT_FOR_CLUSTER}
-    client = RedisCluster(
+    client = SortieCluster(
         host=str(parsed.get("host", "127.0.0.1")),
         port=int(parsed.get("port", 6379)),
         max_connections=max_connections,

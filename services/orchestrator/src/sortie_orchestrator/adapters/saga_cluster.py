@@ -25,8 +25,6 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-
 from sortie_core.broker import Delivery
 from sortie_core.credentials import credentials_key
 from sortie_core.entries import as_str
@@ -133,21 +131,6 @@ class ClusterSagaStore(SagaStore):
         principal: str,
         fingerprint: str = "",
         progress: tuple[str, int] | None = None,
-    ) -> tuple[bool, uuid.UUID]:
-        try:
-            return await self._accept(transition, idempotency_key, principal, fingerprint, progress)
-        except RuntimeError as exc:
-            # uvloop's "handler is closed", writing to a node that just died: redis-py's
-            # cluster pipeline lets it through; it is a lost connection (503, retry).
-            raise RedisConnectionError(str(exc)) from exc
-
-    async def _accept(
-        self,
-        transition: Transition,
-        idempotency_key: str | None,
-        principal: str,
-        fingerprint: str,
-        progress: tuple[str, int] | None,
     ) -> tuple[bool, uuid.UUID]:
         state = transition.state
         rid = str(state.request_id)
