@@ -269,8 +269,14 @@ async def _submit(client: httpx.AsyncClient, i: int, tag: str) -> str | None:
         if resp.status_code in (429, 503):
             await asyncio.sleep(float(resp.headers.get("retry-after", "0.5")))
             continue
+        GIVEN_UP[f"http {resp.status_code}"] += 1
         return None
+    GIVEN_UP["50 attempts"] += 1
     return None
+
+
+# Submissions given up, by why (the row's `notes`).
+GIVEN_UP: Counter[str] = Counter()
 
 
 def _duration(view: dict) -> float | None:
@@ -353,6 +359,9 @@ async def run_scenario(
             group.cleanup()
         if cluster is not None:
             cluster.stop()
+    if GIVEN_UP:
+        run.notes.append(f"not accepted: {dict(GIVEN_UP)}")
+        GIVEN_UP.clear()
     statuses = Counter(v.get("status", "?") for v in views.values())
     if show:
         for view in [v for v in views.values() if v.get("status") != "completed"][:show]:

@@ -135,8 +135,9 @@ async def test_a_reservation_without_its_request_is_taken_over_after_the_grace(
     # A first attempt reserved the key and died before writing its request.
     ghost = uuid.uuid4()
     await client.set(idem_key("k-2", "t"), f"{ghost} t", ex=3600)
-    with pytest.raises(NotDurable):  # maybe still being written: retry
+    with pytest.raises(NotDurable) as refused:  # maybe still being written: retry
         await accept(deps_for(client), key="k-2")
+    assert str(refused.value).startswith("TRYAGAIN")  # the intake's 503, not a 500
     later = deps_for(client, reservation_grace_s=0.0)
     rid = await accept(later, key="k-2")
     assert rid != ghost

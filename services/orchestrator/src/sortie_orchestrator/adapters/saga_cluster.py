@@ -184,10 +184,13 @@ class ClusterSagaStore(SagaStore):
                 return existing
             age_s = self.idempotency_ttl_s - left_ms / 1000
             if age_s < self.reservation_grace_s:
-                raise NotDurable("the first request with this Idempotency-Key is being accepted")
+                # TRYAGAIN: the intake's 503 (http/problems.py), as Redis's own word for it.
+                raise NotDurable(
+                    "TRYAGAIN the first request with this Idempotency-Key is being accepted"
+                )
             if await self._take_over(keys=[idem], args=[existing, value, self.idempotency_ttl_s]):
                 return None
-        raise NotDurable("the Idempotency-Key is contended")
+        raise NotDurable("TRYAGAIN the Idempotency-Key is contended")
 
     async def _repeat(
         self, first: str, fingerprint: str, progress: tuple[str, int] | None
