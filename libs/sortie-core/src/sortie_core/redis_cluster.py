@@ -18,6 +18,7 @@ failover (a replica promoted) by refreshing its slot map.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from faststream.redis import RedisClusterBroker
@@ -26,8 +27,11 @@ from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.connection import parse_url
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
 from .settings import ServiceSettings
+
+_STALE = re.compile(r"WAIT cannot be used with replica|MOVED|READONLY")
 
 # What a RedisCluster connection refuses (one db, its own connection classes).
 _NOT_FOR_CLUSTER = ("db", "connection_class", "host", "port", "security")
@@ -162,9 +166,19 @@ async def run_then_wait_on_slot(
     """`script`'s result and how many replicas of its slot's primary hold its write: the
     script (EVAL: a pipeline cannot load it) and WAIT go to that primary in one batch,
     on one connection."""
-    node = redis.get_node_from_key(keys[0])
-    async with redis.pipeline() as pipe:
-        pipe.eval(script.script, len(keys), *keys, *args)
-        pipe.execute_command("WAIT", replicas, timeout_ms, target_nodes=node)
-        result, acked = await pipe.execute()
-    return result, int(acked)
+    for attempt in range(2):
+        node = redis.get_node_from_key(keys[0])
+        try:
+            async with redis.pipeline() as pipe:
+                pipe.eval(script.script, len(keys), *keys, *args)
+                pipe.execute_command("WAIT", replicas, timeout_ms, target_nodes=node)
+                result, acked = await pipe.execute()
+            return result, int(acked)
+        except ResponseError as exc:
+            # The slot map was stale (a failover): the script was redirected, WAIT went
+            # to the old primary, now a replica. Refreshed, both again (the callers'
+            # scripts are idempotent: the second run changes nothing).
+            if attempt or not _STALE.search(str(exc)):
+                raise
+            await redis.nodes_manager.initialize()
+    raise AssertionError("unreachable")

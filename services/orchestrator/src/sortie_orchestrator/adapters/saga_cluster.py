@@ -148,8 +148,10 @@ class ClusterSagaStore(SagaStore):
             state.sso_session.model_dump_json() if state.sso_session else "",
             self.credentials_ttl_s,
         ]
+        # The id is new to this call: an existing request (0) is this call's own write,
+        # run again after a stale slot map (`run_then_wait_on_slot`).
         if self.durable_replicas:
-            created, acked = await run_then_wait_on_slot(
+            _created, acked = await run_then_wait_on_slot(
                 self.redis,
                 self._create,
                 keys,
@@ -158,7 +160,7 @@ class ClusterSagaStore(SagaStore):
                 timeout_ms=self.durable_timeout_ms,
             )
         else:
-            created, acked = await self._create(keys=keys, args=args), 0
+            _created, acked = await self._create(keys=keys, args=args), 0
         score = int(state.created_at.timestamp() * 1_000_000)
         async with self.redis.pipeline() as pipe:
             pipe.zadd(REQUESTS, {rid: score})
@@ -171,7 +173,7 @@ class ClusterSagaStore(SagaStore):
             raise NotDurable(
                 f"NOREPLICAS {acked} of {self.durable_replicas} replicas acknowledged in time"
             )
-        return bool(created), state.request_id
+        return True, state.request_id
 
     async def _reserve_key(self, idem: str, value: str) -> str | None:
         """None when `idem` is now this request's; else the first request's value."""
