@@ -26,7 +26,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.redis_server import RedisServer, free_port  # noqa: E402
+from sortie_testkit.redis_server import RedisServer, free_port  # noqa: E402
 
 # This venv holds every service; msgraph-sdk pulls in the OpenTelemetry SDK, which redis-py
 # then imports (~4 MB). A workstation installs the agent alone: hide what it would not have.

@@ -33,10 +33,10 @@ from redis import Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.local_cluster import LocalCluster
 from sortie_cli.stack import Proc, Stack
 from sortie_simulators.seeding import seed_subjects, subject_name
-from tests.redis_sentinel import SentinelGroup
+from sortie_testkit.redis_cluster import RedisClusterGroup
+from sortie_testkit.redis_sentinel import SentinelGroup
 
 FAST = {
     # Short deadlines so that a scenario fits in a minute; the follow-up ladder is the
@@ -59,7 +59,7 @@ class Run:
     # The primary, replica and sentinels of a `sentinel-*` scenario.
     group: SentinelGroup | None = None
     # The 3 primaries and their replicas of `cluster-kill`.
-    cluster: LocalCluster | None = None
+    cluster: RedisClusterGroup | None = None
 
     def proc(self, name: str) -> Proc:
         return next(p for p in self.stack.procs if p.name == name)
@@ -198,8 +198,8 @@ async def _cluster_kill(run: Run) -> None:
     assert run.cluster is not None
     await asyncio.sleep(0.5)  # requests in flight on every primary
     cluster = run.cluster
-    victim = next(n for n in cluster.live_primaries() if n is not cluster.nodes[0])
-    primaries = len(cluster.live_primaries())
+    victim = next(n for n in cluster.primaries() if n is not cluster.nodes[0])
+    primaries = len(cluster.primaries())
     cluster.kill9(victim)
     started = time.monotonic()
     await asyncio.to_thread(cluster.wait_promoted, primaries)
@@ -311,7 +311,7 @@ async def run_scenario(
     workdir = Path(tempfile.mkdtemp(prefix=f"sortie-chaos-{name}-"))
     group = SentinelGroup().start() if name in DURABLE else None
     extra = {**group.env(), **DURABLE[name]} if group else {}
-    cluster = LocalCluster(primaries=3, replicas=1).start() if name in CLUSTER else None
+    cluster = RedisClusterGroup(primaries=3, replicas=1).start() if name in CLUSTER else None
     if cluster is not None:
         extra = {**cluster.env(), **CLUSTER[name]}
     stack = Stack(workdir=workdir, api_port=0, base_env={**os.environ, **FAST, **extra})
@@ -358,7 +358,7 @@ async def run_scenario(
         if group is not None:
             group.cleanup()
         if cluster is not None:
-            cluster.stop()
+            cluster.cleanup()
     if GIVEN_UP:
         run.notes.append(f"not accepted: {dict(GIVEN_UP)}")
         GIVEN_UP.clear()

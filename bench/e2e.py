@@ -22,7 +22,7 @@ Run it with another checkout's interpreter to measure that checkout (run it in
 both to compare two).
 
 `--cluster` runs it twice, on the stack's own single Redis and then on a local Redis
-Cluster of three primaries (`bench/local_cluster.py`), and prints both figures side by
+Cluster of three primaries (`sortie_testkit.redis_cluster`), and prints both figures side by
 side (Redis commands and memory summed over the primaries).
 """
 
@@ -44,9 +44,9 @@ from redis.asyncio.cluster import RedisCluster
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.local_cluster import LocalCluster
 from sortie_cli.stack import Stack
 from sortie_simulators.seeding import seed_subjects, subject_name
+from sortie_testkit.redis_cluster import RedisClusterGroup
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -291,17 +291,17 @@ def main() -> None:
     report(single)
     if not args.cluster:
         return
-    cluster = LocalCluster(primaries=3).start()
+    cluster = RedisClusterGroup(primaries=3).start()
     try:
         clustered = run_once(args, cluster=cluster)
     finally:
-        cluster.stop()
+        cluster.cleanup()
     print("\n== Redis Cluster (3 primaries)")
     report(clustered)
     side_by_side(single, clustered)
 
 
-def run_once(args: argparse.Namespace, cluster: LocalCluster | None) -> dict[str, Any]:
+def run_once(args: argparse.Namespace, cluster: RedisClusterGroup | None) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="sortie-bench-"))
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     for service in ("ORCHESTRATOR", "M365", "ENT", "AGENT"):
@@ -311,7 +311,7 @@ def run_once(args: argparse.Namespace, cluster: LocalCluster | None) -> dict[str
     nodes = None
     if cluster is not None:
         env |= cluster.env()
-        nodes = [f"redis://127.0.0.1:{n.port}/0" for n in cluster.live_primaries()]
+        nodes = [f"redis://127.0.0.1:{n.port}/0" for n in cluster.primaries()]
     stack = Stack(workdir=workdir, api_port=0, base_env=env, sim_latency_ms=1000 * args.latency)
     stack.plan()
     try:

@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.request_memory import one
 from sortie_orchestrator.app import background, create_app
-from tests.orchestrator.conftest import TOKEN, settings_for
-from tests.redis_server import RedisServer
+from sortie_testkit.orchestrator import TOKEN, settings_for
+from sortie_testkit.redis_server import RedisServer
 
 
 def free_port() -> int:

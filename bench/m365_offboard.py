@@ -7,8 +7,11 @@ per tenant like Graph. Prints the Graph writes/s achieved as a share of the thro
 throttled apart.
 
     .venv/bin/python bench/m365_offboard.py [--users 3000] [--throttle 200] [--apps 1 2]
-    .venv/bin/python bench/m365_offboard.py --profile staff-leaves [--users 300]
-        # a whole leaver profile's throughput (bench/m365_profile.py)
+    .venv/bin/python bench/m365_offboard.py --profile staff-leaves [--users 100]
+        [--throttle 20] [--phase-gap-s 5]
+        # a whole leaver profile, every phase, through the same real path
+        # (bench/m365_profile_path.py); add --in-process for the worker's handler alone
+        # against the simulator (bench/m365_profile.py)
 
 The worker is told the simulator's limits (`SORTIE_M365_APP_WRITES_LIMIT` per second and
 app, `…_TENANT_WRITES_LIMIT` per second for the tenant) and sizes its handlers in flight
@@ -315,10 +318,16 @@ def show(f: Figures) -> None:
 
 
 def main() -> None:
-    if "--profile" in sys.argv[1:]:
-        # A whole leaver profile (every M365 action of it, Exchange included): measured by
-        # bench/m365_profile.py, the handler and msgraph-sdk against the simulator's throttle.
+    if "--profile" in sys.argv[1:] and "--in-process" in sys.argv[1:]:
+        # The handler and msgraph-sdk alone against the simulator's throttle.
+        sys.argv.remove("--in-process")
         runpy.run_path(str(Path(__file__).with_name("m365_profile.py")), run_name="__main__")
+        return
+    if "--profile" in sys.argv[1:]:
+        # A whole leaver profile through the real path (HTTP, streams, workers, simulator).
+        from m365_profile_path import main as profile_main
+
+        profile_main(sys.argv[1:])
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=3000)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import re
 import subprocess
 import sys
@@ -21,12 +22,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
+import redis as redis_sync
 from pydantic import SecretStr
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sortie_cli.stack import free_port  # noqa: E402
 from sortie_core.events import OffboardRequested, Subject, utcnow  # noqa: E402
 from sortie_core.ratelimit import RedisRateLimiter  # noqa: E402
 from sortie_core.steps import RetryPolicy  # noqa: E402
@@ -35,7 +39,6 @@ from sortie_m365.adapters.exchange import ExchangeMailboxProtocols  # noqa: E402
 from sortie_m365.adapters.graph_sdk import GraphSdkDirectory, graph_client  # noqa: E402
 from sortie_m365.bootstrap import leaver_ops  # noqa: E402
 from sortie_m365.handlers import handle_offboard  # noqa: E402
-from tests.redis_server import RedisServer  # noqa: E402
 
 LISTENING = re.compile(r"listening on (http://\S+)")
 WRITES_PER_USER = 3  # block_sign_in, reset_password, revoke_sessions (mailbox: not configured)
@@ -160,6 +163,24 @@ def show(title: str, f: Figures, throttle: float) -> None:
     print(f"  failed users          {f.failed_users}")
 
 
+def start_redis() -> tuple[subprocess.Popen[bytes], str]:
+    """A throwaway redis-server on a free port of 127.0.0.1 (no persistence)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    for _ in range(100):
+        with contextlib.suppress(OSError, RedisError):
+            if redis_sync.Redis.from_url(url).ping():
+                return proc, url
+        time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("redis-server did not start")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--users", type=int, default=5000)
@@ -174,9 +195,9 @@ async def main() -> None:
     if not 1 <= args.users <= 20_000 or not 0 <= args.sequential_users <= args.users:
         raise SystemExit("--users within 1..20000, --sequential-users within 0..--users")
     rate = args.rate or args.throttle * 0.98
-    redis_server = RedisServer().start()
+    redis_proc, redis_url = start_redis()
     proc, graph_url = start_graph(args.latency_ms, args.throttle)
-    redis = Redis.from_url(redis_server.url)
+    redis = Redis.from_url(redis_url)
     try:
         async with httpx.AsyncClient(base_url=graph_url) as admin:
             made = await admin.post(
@@ -224,7 +245,8 @@ async def main() -> None:
         await redis.aclose()
         proc.terminate()
         proc.wait(10)
-        redis_server.cleanup()
+        redis_proc.terminate()
+        redis_proc.wait(10)
 
 
 if __name__ == "__main__":

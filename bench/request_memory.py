@@ -32,10 +32,10 @@ from sortie_core.events import (
     Verification,
 )
 from sortie_orchestrator import handlers
-from sortie_orchestrator.adapters.presence import PresenceIndex
 from sortie_orchestrator.adapters.saga_store import SagaStore
+from sortie_orchestrator.bootstrap import make_deps
 from sortie_orchestrator.saga import Timeouts
-from tests.redis_server import RedisServer
+from sortie_testkit.redis_server import RedisServer
 
 
 def step(
@@ -155,10 +155,10 @@ async def main(n: int, concurrency: int) -> None:
     server = RedisServer().start()
     try:
         redis = Redis.from_url(server.url)
-        deps = handlers.Deps(
-            store=SagaStore(redis, retention_s=90 * 86400, idempotency_ttl_s=86400),
-            presence=PresenceIndex(redis),
-            timeouts=Timeouts(phase1=timedelta(seconds=30), sso=timedelta(seconds=60)),
+        deps = make_deps(
+            redis,
+            SagaStore(redis, retention_s=90 * 86400, idempotency_ttl_s=86400),
+            Timeouts(phase1=timedelta(seconds=30), sso=timedelta(seconds=60)),
         )
         await redis.ping()
         base = int((await redis.info("memory"))["used_memory"])

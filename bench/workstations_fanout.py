@@ -28,8 +28,9 @@ from redis.asyncio import Redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.redis_server import RedisServer, free_port  # noqa: E402
-from tests.workstation.fleet import Fleet  # noqa: E402
+from sortie_testkit.fleet import Fleet  # noqa: E402
+from sortie_testkit.redis_server import RedisServer, free_port  # noqa: E402
+from sortie_testkit.waiting import TimedOut, wait_until_async  # noqa: E402
 
 TOKEN = "bench-token-0123456789abcdef0123456"
 ROOM = 30  # hosts in a classroom
@@ -53,11 +54,12 @@ async def used_memory(redis: Redis) -> int:
 
 
 async def wait_until(check: Any, timeout_s: float, step_s: float = 0.02) -> float:
+    """Seconds until `check()` held (sortie_testkit's wait, timed)."""
     started = time.monotonic()
-    while not await check():
-        if time.monotonic() - started > timeout_s:
-            raise SystemExit(f"gave up after {timeout_s}s")
-        await asyncio.sleep(step_s)
+    try:
+        await wait_until_async(check, timeout_s, step_s)
+    except TimedOut as exc:
+        raise SystemExit(str(exc)) from None
     return time.monotonic() - started
 
 

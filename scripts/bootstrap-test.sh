@@ -22,7 +22,7 @@ if [ ! -s "$schema" ] && command -v apt-get >/dev/null 2>&1; then
   rm -rf "$tmp"
 fi
 
-# promtool (Debian's prometheus package): tests/ops checks the Prometheus configuration,
+# promtool (Debian's prometheus package): tests/deploy checks the Prometheus configuration,
 # the rules and their unit tests, and every service's /metrics output with it. The
 # package's own Prometheus service is not needed; policy may keep it from starting.
 if ! command -v promtool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
@@ -43,7 +43,7 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
   }
 fi
 
-# Caddy (Debian's `caddy`): tests/proxy runs deploy/caddy/Caddyfile in front of the
+# Caddy (Debian's `caddy`): tests/deploy/test_caddy.py runs deploy/caddy/Caddyfile in front of the
 # orchestrator. The package's own service is not needed.
 if ! command -v caddy >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -55,7 +55,7 @@ if ! command -v caddy >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; the
   }
 fi
 
-# kubectl (Debian's `kubernetes-client`): tests/test_k8s.py renders deploy/k8s with its
+# kubectl (Debian's `kubernetes-client`): tests/deploy/test_k8s.py renders deploy/k8s with its
 # built-in kustomize (the manifests use fields that kustomize v2 to v5 all read).
 if ! command -v kubectl >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -25,7 +25,7 @@ fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 
 PACKAGES=(libs/sortie-core services/orchestrator services/m365-worker services/ent-worker
-          services/workstation-agent simulators cli)
+          services/workstation-agent simulators cli libs/sortie-testkit)
 stamp_src=$(cat constraints.txt requirements-dev.txt "${PACKAGES[@]/%//pyproject.toml}" | sha256sum | cut -d' ' -f1)
 if [ "$(cat .venv/.sortie-stamp 2>/dev/null)" != "$stamp_src" ]; then
   echo "bootstrap: installing Python packages into .venv" >&2

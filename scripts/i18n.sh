@@ -2,7 +2,7 @@
 # Updates the catalogues of the pages after a text changed: extracts every marked text of
 # the orchestrator's Python and templates into messages.pot and merges it into each
 # language's messages.po (new texts come out untranslated: translate them, then run
-# tests/statuspage/test_i18n.py). The .po files are compiled when the service loads them.
+# tests/orchestrator/statuspage/test_i18n.py). The .po files are compiled when the service loads them.
 set -euo pipefail
 cd "$(dirname "$0")/../services/orchestrator"
 L=src/sortie_orchestrator/http/ui/locale

@@ -10,6 +10,6 @@ echo "== ruff" >&2
 .venv/bin/ruff format --check .
 echo "== mypy" >&2
 .venv/bin/mypy -p sortie_core -p sortie_orchestrator -p sortie_m365 -p sortie_ent \
-  -p sortie_workstation -p sortie_simulators -p sortie_cli
+  -p sortie_workstation -p sortie_simulators -p sortie_cli -p sortie_testkit
 echo "== pytest" >&2
 .venv/bin/pytest -q "$@"

@@ -1,11 +1,19 @@
+"""Fixtures every folder uses: a session redis-server (and a module's own), a flushed
+client of it, `serve` for in-test ASGI peers on a free port, and `whole_stack`: the one
+fixture of the whole stack as real processes."""
+
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
-from tests.redis_server import RedisServer
+from sortie_cli.stack import Stack
+from sortie_testkit.redis_server import RedisServer
+from tests.support.stacks import StackVariant, running_stack
+from tests.support.stub_http import ServedApp
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +37,37 @@ async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
     await client.flushall()
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Any], str]]:
+    """`serve(asgi_app)` runs the app on a free port of 127.0.0.1 for this test; returns
+    its base URL."""
+    started: list[ServedApp] = []
+
+    def _serve(app: Any) -> str:
+        started.append(ServedApp(app).start())
+        return started[-1].url
+
+    yield _serve
+    for served in started:
+        served.stop()
+
+
+@pytest.fixture(scope="session")
+def whole_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """The whole stack as `sortie up` starts it (its own redis-server and simulators), as
+    the module's `use_stack(variant)` says. One stack runs at a time: pytest stops it
+    when the next tests need another variant."""
+    variant: StackVariant = getattr(request, "param", None) or StackVariant("default")
+    workdir = tmp_path_factory.mktemp(f"stack-{variant.name}")
+    with running_stack(workdir, variant.env, **variant.fields) as stack:
+        yield stack
+
+
+@pytest.fixture
+def stack(whole_stack: Stack) -> Stack:
+    """`whole_stack`, by the name the end-to-end tests use."""
+    return whole_stack

@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.intake.live import TOKEN, live_orchestrator
+from sortie_testkit.waiting import wait_until
+from tests.support.live import TOKEN, live_orchestrator
 
 
 @pytest.fixture(scope="module")
@@ -165,11 +166,13 @@ def test_bulk_never_has_more_than_max_in_flight_running(base: str, tmp_path: Pat
             c.get(f"/v1/requests/{r['request_id']}").json()
             for r in read_results(tmp_path / "now.csv.results.csv")
         ]
-    deadline = time.monotonic() + 10
-    while any(v["finished_at"] is None for v in views) and time.monotonic() < deadline:
-        time.sleep(0.2)
+
+    def all_finished() -> list[dict] | None:
         with api(base) as c:
-            views = [c.get(f"/v1/requests/{v['request_id']}").json() for v in views]
+            current = [c.get(f"/v1/requests/{v['request_id']}").json() for v in views]
+        return current if all(v["finished_at"] for v in current) else None
+
+    views = wait_until(all_finished, 10, 0.1, "every request finished")
     spans = [
         (datetime.fromisoformat(v["created_at"]), datetime.fromisoformat(v["finished_at"]))
         for v in views

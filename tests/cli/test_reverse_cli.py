@@ -18,9 +18,9 @@ import redis as redis_sync
 
 from sortie_core import streams
 from sortie_core.sealed import seal
-from tests.intake.live import TOKEN, live_orchestrator
+from sortie_testkit.redis_server import RedisServer
 from tests.orchestrator.workers import answer_offboarding, report, step, until
-from tests.redis_server import RedisServer
+from tests.support.live import TOKEN, live_orchestrator
 
 
 @pytest.fixture(scope="module")

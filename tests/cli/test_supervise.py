@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sortie_cli import stack as stack_mod
 from sortie_cli.stack import Proc, Stack
+from sortie_testkit.waiting import wait_until
 
 
 def test_a_dead_process_is_restarted_after_a_back_off(tmp_path: Path, monkeypatch) -> None:
@@ -22,16 +23,17 @@ def test_a_dead_process_is_restarted_after_a_back_off(tmp_path: Path, monkeypatc
     said: list[str] = []
     restarts: list[float] = []
     began = time.monotonic()
-    while len(restarts) < 2 and time.monotonic() - began < 10:
+
+    def restarted_twice() -> bool:
         if stack.supervise(said.append):
             restarts.append(time.monotonic() - began)
-        time.sleep(0.02)
+        return len(restarts) >= 2
+
+    wait_until(restarted_twice, 10, 0.02, "two restarts")
     assert len(restarts) == 2
     # The second restart waited longer than the first: 0.2 s, then 0.4 s more.
     assert restarts[0] >= 0.2 and restarts[1] - restarts[0] >= 0.4
     assert "flaky exited (code 3); restarting it in 0.2s (restart 1)" in said[0]
     assert said[1] == "sortie up: flaky restarted"
-    deadline = time.monotonic() + 5
-    while marker.read_text().count("run") < 3 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: marker.read_text().count("run") >= 3, 5, 0.02, "the third run")
     assert marker.read_text().count("run") == 3

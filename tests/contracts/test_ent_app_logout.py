@@ -21,7 +21,7 @@ from sortie_ent.adapters.http import HttpAppLogout
 from sortie_ent.registry import Application, Registry, parse_registry
 from sortie_ent.slo import logout_request
 from sortie_simulators import entapps
-from tests.workers.stub_http import ServedApp
+from tests.support.stub_http import ServedApp
 
 BASE = "http://apps.ent.test"
 SUBJECT = Subject(user_id="u-42", cas_username="alice")

@@ -16,7 +16,7 @@ from sortie_ent.adapters import SsoSessions
 from sortie_ent.adapters.fake import FakeSsoSessions
 from sortie_ent.adapters.http import CasRestSessions
 from sortie_simulators import cas
-from tests.redis_server import free_port
+from sortie_testkit.redis_server import free_port
 
 A = ServiceTicket(service="https://a.ent.test/", ticket="ST-1-a")
 B = ServiceTicket(service="https://b.ent.test/", ticket="ST-2-b")

@@ -18,7 +18,7 @@ async def main(url: str, stream: str, group: str, consumer: str) -> None:
 
     async def stuck(event: LogoutRequested, _delivery: object) -> None:
         print("holding", event.event_id, flush=True)
-        await asyncio.sleep(3600)
+        await asyncio.Event().wait()  # never finishes: the test kills the process
 
     consumers = Consumers(
         broker=broker,
@@ -31,7 +31,7 @@ async def main(url: str, stream: str, group: str, consumer: str) -> None:
     )
     await consumers.start()
     await broker.start()
-    await asyncio.sleep(3600)
+    await asyncio.Event().wait()  # until killed
 
 
 if __name__ == "__main__":

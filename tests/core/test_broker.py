@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from sortie_core import streams
 from sortie_core.broker import Consumers, Delivery, Subscription, publish
 from sortie_core.events import DeadLettered, LogoutRequested, Subject
+from sortie_testkit.waiting import wait_until_async
 
 STREAM = streams.LOGOUT_REQUESTED
 GROUP = "test-group"
@@ -73,14 +74,6 @@ async def running(
         await redis.aclose()
 
 
-async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
 async def test_entries_published_before_the_group_existed_are_delivered(redis, redis_server):
     early = logout()
     await publish(redis, STREAM, early)  # the stream exists, the group does not yet
@@ -92,7 +85,7 @@ async def test_entries_published_before_the_group_existed_are_delivered(redis, r
     async with running(redis_server.url, handler):
         late = logout()
         await publish(redis, STREAM, late)
-        await wait_for(lambda: asyncio.sleep(0, len(seen) == 2))
+        await wait_until_async(lambda: len(seen) == 2)
     # Both, once each; handled concurrently, so in either order.
     assert sorted(map(str, seen)) == sorted(map(str, [early.event_id, late.event_id]))
     assert (await redis.xpending(STREAM, GROUP))["pending"] == 0
@@ -107,11 +100,14 @@ async def test_duplicate_event_ids_are_handled_once(redis, redis_server):
     event = logout()
     async with running(redis_server.url, handler):
         await publish(redis, STREAM, event)
-        await wait_for(lambda: asyncio.sleep(0, len(seen) == 1))
+        await wait_until_async(lambda: len(seen) == 1)
         await publish(redis, STREAM, event)
-        await wait_for(lambda: _pending_is(redis, 0))
-        await asyncio.sleep(0.2)
-    assert seen == [event.event_id]
+        await wait_until_async(lambda: _pending_is(redis, 0))
+        # A later event is handled: the copy before it was processed, and not handled.
+        marker = logout()
+        await publish(redis, STREAM, marker)
+        await wait_until_async(lambda: len(seen) == 2)
+    assert seen == [event.event_id, marker.event_id]
 
 
 async def _pending_is(redis: Redis, n: int) -> bool:
@@ -129,7 +125,7 @@ async def test_invalid_message_is_dead_lettered_with_its_reason(redis, redis_ser
             STREAM, {"type": "logout.requested", "data": '{"type": "logout.requested"}'}
         )
         await redis.xadd(STREAM, {"type": "junk", "data": "not json"})
-        await wait_for(lambda: asyncio.sleep(0, True) if False else _dl_len(redis, 2))
+        await wait_until_async(lambda: _dl_len(redis, 2))
     assert calls == []
     entries = await redis.xrange(streams.DEADLETTER)
     records = [DeadLettered.model_validate_json(e[1][b"data"]) for e in entries]
@@ -156,7 +152,7 @@ async def test_an_entry_that_always_fails_goes_to_deadletter_after_the_limit(red
     event = logout()
     async with running(redis_server.url, handler, max_deliveries=3, on_deadletter=hook):
         await publish(redis, STREAM, event)
-        await wait_for(lambda: _dl_len(redis, 1))
+        await wait_until_async(lambda: _dl_len(redis, 1))
     assert attempts == [1, 2, 3]
     assert len(hooked) == 1
     assert isinstance(hooked[0][0], LogoutRequested) and hooked[0][0].event_id == event.event_id
@@ -208,8 +204,8 @@ async def test_a_killed_consumer_does_not_lose_its_entry(redis, redis_server):
         handled.append(ev.event_id)
 
     async with running(redis_server.url, handler, consumer="survivor"):
-        await wait_for(lambda: asyncio.sleep(0, len(handled) == 1))
-        await wait_for(lambda: _pending_is(redis, 0))
+        await wait_until_async(lambda: len(handled) == 1)
+        await wait_until_async(lambda: _pending_is(redis, 0))
     assert handled == [event.event_id]
 
 
@@ -226,9 +222,9 @@ async def test_one_slow_entry_does_not_block_the_next(redis, redis_server, concu
     async with running(redis_server.url, handler):
         await publish(redis, STREAM, logout(reason="slow"))
         await publish(redis, STREAM, logout(reason="fast"))
-        await wait_for(lambda: asyncio.sleep(0, done == ["fast"]))
+        await wait_until_async(lambda: done == ["fast"])
         release.set()
-        await wait_for(lambda: asyncio.sleep(0, len(done) == 2))
+        await wait_until_async(lambda: len(done) == 2)
     assert done == ["fast", "slow"]
 
 
@@ -245,11 +241,20 @@ async def test_dead_consumer_names_are_removed_but_not_ones_holding_entries(redi
     async def handler(event: LogoutRequested, _d: Delivery) -> None:
         raise AssertionError("nothing new to handle")
 
+    async def reads() -> int:
+        stats: dict[str, Any] = await redis.info("commandstats")
+        return int(stats.get("cmdstat_xreadgroup", {}).get("calls", 0))
+
+    reads_before = await reads()
     # A huge claim idle time keeps the held entry with "gone-holding".
     async with running(
         redis_server.url, handler, consumer="alive", claim_idle_ms=10_000_000
     ) as consumers:
-        await asyncio.sleep(0.3)  # "alive" has polled by now
+
+        async def alive_polled() -> bool:
+            return await reads() >= reads_before + 2
+
+        await wait_until_async(alive_polled, what='"alive" reading the group')
         before = {c["name"].decode() for c in await redis.xinfo_consumers(STREAM, GROUP)}
         assert {"gone-clean", "gone-holding"} <= before
         consumers.consumer_expiry_s = 0.01

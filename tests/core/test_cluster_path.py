@@ -22,7 +22,7 @@ from sortie_core.path import MessagePath
 from sortie_core.redis_cluster import InOrder, is_cluster, multi
 from sortie_core.runtime import make_broker, redis_client
 from sortie_core.settings import ServiceSettings
-from tests.redis_cluster import RedisClusterGroup
+from sortie_testkit.redis_cluster import RedisClusterGroup
 
 from .test_broker import logout
 

@@ -15,9 +15,10 @@ from redis.asyncio import Redis
 from sortie_core import streams
 from sortie_core.broker import Consumers, Delivery, Subscription, entry_fields, publish
 from sortie_core.events import DeadLettered, LogoutRequested, RevocationCompleted
+from sortie_testkit.waiting import wait_until_async
 
 from .roundtrips import counted
-from .test_broker import GROUP, STREAM, _pending_is, logout, running, wait_for
+from .test_broker import GROUP, STREAM, _pending_is, logout, running
 
 REQ = "test:req"
 
@@ -46,7 +47,7 @@ async def test_a_backlog_older_than_the_claim_time_is_handled_once_each(redis, r
     for event in events:
         await publish(redis, STREAM, event)
     async with running(redis_server.url, handler, concurrency=2, claim_idle_ms=200):
-        await wait_for(lambda: _pending_is(redis, 0), timeout=20)
+        await wait_until_async(lambda: _pending_is(redis, 0), 20)
     assert set(seen) == {e.event_id for e in events}
     assert max(seen.values()) == 1
     assert set(deliveries) == {1}
@@ -65,8 +66,8 @@ async def test_two_copies_of_one_event_added_back_to_back_run_once(redis, redis_
     async with running(redis_server.url, handler):
         await publish(redis, STREAM, event)
         await publish(redis, STREAM, event)
-        await wait_for(lambda: _pending_is(redis, 0))
-        await wait_for(lambda: asyncio.sleep(0, bool(calls)))
+        await wait_until_async(lambda: _pending_is(redis, 0))
+        await wait_until_async(lambda: bool(calls))
     assert calls == [event.event_id]
 
 
@@ -80,7 +81,7 @@ async def test_a_failed_copy_lets_the_next_delivery_run(redis, redis_server):
 
     async with running(redis_server.url, handler):
         await publish(redis, STREAM, logout())
-        await wait_for(lambda: _pending_is(redis, 0))
+        await wait_until_async(lambda: _pending_is(redis, 0))
     assert attempts == [1, 2]
 
 
@@ -96,7 +97,7 @@ async def test_invalid_utf8_is_dead_lettered_escaped_and_the_next_entry_handled(
     async with running(redis_server.url, handler):
         await redis.xadd(STREAM, {"type": "logout.requested", "data": b'{"x": "\xff\xfe"}'})
         await publish(redis, STREAM, good)
-        await wait_for(lambda: _pending_is(redis, 0))
+        await wait_until_async(lambda: _pending_is(redis, 0))
     assert calls == [good.event_id]
     [record] = await _deadletters(redis)
     assert record.reason == "invalid_message"
@@ -115,7 +116,7 @@ async def test_an_undecodable_entry_past_the_limit_is_dead_lettered_for_that(red
         raise AssertionError("never handled")
 
     async with running(redis_server.url, handler, max_deliveries=2, claim_idle_ms=100):
-        await wait_for(lambda: _pending_is(redis, 0))
+        await wait_until_async(lambda: _pending_is(redis, 0))
     [record] = await _deadletters(redis)
     assert record.reason == "max_deliveries" and record.data == "\\xff"
 
@@ -131,7 +132,7 @@ async def test_an_unknown_version_is_dead_lettered_with_its_reason(redis, redis_
     async with running(redis_server.url, handler):
         await redis.xadd(STREAM, {**fields, "data": json.dumps({**doc, "version": 99})})
         await redis.xadd(STREAM, {**fields, "data": json.dumps({**doc, "version": 2, "x": []})})
-        await wait_for(lambda: _pending_is(redis, 0))
+        await wait_until_async(lambda: _pending_is(redis, 0))
     assert calls == []
     records = await _deadletters(redis)
     assert [r.reason for r in records] == ["unsupported_version"] * 2
@@ -148,7 +149,7 @@ async def test_an_oversized_entry_is_dead_lettered_too_large(redis, redis_server
     async with running(redis_server.url, handler) as consumers:
         consumers.path.max_entry_bytes = 100_000
         await redis.xadd(STREAM, {**fields, "pad": "x" * 200_000})
-        await wait_for(lambda: _pending_is(redis, 0))
+        await wait_until_async(lambda: _pending_is(redis, 0))
     assert calls == []
     [record] = await _deadletters(redis)
     assert record.reason == "too_large"
@@ -165,7 +166,7 @@ async def test_a_command_for_a_request_never_accepted_is_refused(redis, redis_se
     async with running(redis_server.url, handler, request_key=lambda e: f"{REQ}:{e.request_id}"):
         await publish(redis, STREAM, unknown)
         await publish(redis, STREAM, known)
-        await wait_for(lambda: _pending_is(redis, 0))
+        await wait_until_async(lambda: _pending_is(redis, 0))
     assert calls == [known.request_id]
     [record] = await _deadletters(redis)
     assert record.reason == "unknown_request" and str(unknown.request_id) in record.detail
@@ -180,7 +181,7 @@ async def test_the_result_is_published_with_the_acknowledgement(redis, redis_ser
     event = logout()
     async with running(redis_server.url, handler, publishes=streams.REVOCATION_COMPLETED):
         await publish(redis, STREAM, event)
-        await wait_for(lambda: _pending_is(redis, 0))
+        await wait_until_async(lambda: _pending_is(redis, 0))
     [(_id, fields)] = await redis.xrange(streams.REVOCATION_COMPLETED)
     assert fields[b"request_id"].decode() == str(event.request_id)
 
@@ -194,11 +195,11 @@ async def test_consumers_carry_on_after_redis_lost_its_data(redis, redis_server)
     before, after = logout(), logout()
     async with running(redis_server.url, handler) as consumers:
         await publish(redis, STREAM, before)
-        await wait_for(lambda: asyncio.sleep(0, len(seen) == 1))
+        await wait_until_async(lambda: len(seen) == 1)
         await redis.flushall()  # a restart without its data, or a failover to an empty one
-        await wait_for(lambda: asyncio.sleep(0, consumers.recreated_groups > 0), timeout=15)
+        await wait_until_async(lambda: consumers.recreated_groups > 0, 15)
         await publish(redis, STREAM, after)
-        await wait_for(lambda: asyncio.sleep(0, len(seen) == 2), timeout=15)
+        await wait_until_async(lambda: len(seen) == 2, 15)
         assert consumers.healthy()
     assert seen == [before.event_id, after.event_id]
 

@@ -24,7 +24,7 @@ from sortie_core.outbox import (
     outbox_fields,
     outbox_key,
 )
-from tests.redis_cluster import RedisClusterGroup
+from sortie_testkit.redis_cluster import RedisClusterGroup
 
 # What an orchestrator script does on Cluster: the request and its outgoing entry, in
 # the request's slot, in one step.

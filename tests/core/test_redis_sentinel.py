@@ -24,8 +24,8 @@ from sortie_core.redis_conn import (
 )
 from sortie_core.runtime import make_broker, redis_client
 from sortie_core.settings import ServiceSettings, SettingsError, read_settings
-from tests.redis_sentinel import SentinelGroup, replicated_pair
-from tests.redis_server import RedisServer
+from sortie_testkit.redis_sentinel import SentinelGroup, replicated_pair
+from sortie_testkit.redis_server import RedisServer
 
 SCRIPT = "redis.call('SET', KEYS[1], ARGV[1]) return 1"
 

@@ -12,7 +12,6 @@ import ipaddress
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +26,8 @@ from sortie_core.broker import publish
 from sortie_core.events import DeadLettered
 from sortie_core.runtime import make_broker, redis_client
 from sortie_core.settings import ServiceSettings
-from tests.redis_server import free_port
+from sortie_testkit.redis_server import free_port
+from sortie_testkit.waiting import wait_until
 
 
 def _cert(
@@ -94,11 +94,13 @@ def tls_redis() -> Iterator[tuple[int, Path]]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+
+    def listening() -> bool:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            break
-        time.sleep(0.05)
+            return True
+        return False
+
+    wait_until(listening, 10, 0.05, f"TLS redis-server on {port}")
     yield port, folder
     proc.terminate()
     proc.wait(5)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -17,6 +16,7 @@ from sortie_core.broker import Delivery, Subscription, publish
 from sortie_core.events import LogoutRequested
 from sortie_core.runtime import WorkerParts, running
 from sortie_core.settings import ServiceSettings
+from sortie_testkit.waiting import wait_until_async
 from sortie_workstation.settings import AgentSettings
 
 from .test_broker import logout
@@ -56,16 +56,17 @@ async def test_an_idle_agent_blocks_without_fetch_errors_or_back_off(
     async with running("idle-test", settings, build) as proc:
         first = await _xreadgroup_calls(redis)
         started = time.monotonic()
+
         # Three more reads: at least two blocks ran to their end with nothing to read. A
         # read that timed out costs its 5 s back-off on top: three would not fit in time.
-        deadline = started + 3.5 * block_ms / 1000
-        while await _xreadgroup_calls(redis) < first + 3 and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
+        async def three_more_reads() -> bool:
+            return await _xreadgroup_calls(redis) >= first + 3
+
+        await wait_until_async(three_more_reads, 3.5 * block_ms / 1000, 0.1, "three reads")
         idle_s = time.monotonic() - started
         sent = time.monotonic()
         await publish(redis, streams.LOGOUT_REQUESTED, logout())
-        while not handled and time.monotonic() - sent < 12:
-            await asyncio.sleep(0.02)
+        await wait_until_async(lambda: bool(handled), 12, what="the command handled")
         assert proc.consumers.healthy()
     assert await _xreadgroup_calls(redis) >= first + 3
     assert idle_s >= 2 * block_ms / 1000 * 0.9  # whole blocks, not failed reads
@@ -103,6 +104,5 @@ async def test_messages_reach_the_handler_without_a_thread_hop(
     async with running("hops-test", settings, build):
         for _ in range(20):
             await publish(redis, streams.LOGOUT_REQUESTED, logout())
-        while len(handled) < 20:
-            await asyncio.sleep(0.02)
+        await wait_until_async(lambda: len(handled) == 20, what="20 handled")
     assert hops == []

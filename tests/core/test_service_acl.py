@@ -18,7 +18,7 @@ from sortie_core.broker import ensure_groups
 from sortie_core.credentials import kept_tickets_key, load_kept_tickets, store_kept_tickets
 from sortie_core.events import ServiceTicket
 from sortie_core.service_acl import ADMIN, ENT, M365, ORCHESTRATOR
-from tests.redis_server import RedisServer
+from sortie_testkit.redis_server import RedisServer
 
 
 def url(server: RedisServer, user: str, password: str) -> str:

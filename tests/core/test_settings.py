@@ -148,7 +148,7 @@ async def test_the_url_and_password_file_open_a_redis_with_default_off(
     from redis.asyncio import Redis
     from redis.exceptions import AuthenticationError, ResponseError
 
-    from tests.redis_server import RedisServer
+    from sortie_testkit.redis_server import RedisServer
 
     server = RedisServer().start()
     admin = Redis.from_url(server.url)

@@ -7,7 +7,7 @@ from redis.asyncio import Redis
 from sortie_core.events import Outcome
 from sortie_core.ratelimit import RedisRateLimiter
 from sortie_core.steps import RetryPolicy, run_step
-from tests.redis_server import free_port
+from sortie_testkit.redis_server import free_port
 
 
 async def test_a_redis_error_inside_a_step_is_retried_as_transient(redis, redis_server):

@@ -21,8 +21,8 @@ from redis.cluster import RedisCluster
 from sortie_cli.stack import Stack
 from sortie_core.outbox import OUTBOX_SLOTS, slot_of
 from sortie_simulators.demo import ALICE
+from sortie_testkit.redis_cluster import RedisClusterGroup
 from tests.e2e.test_sentinel_failover import Load, _statuses
-from tests.redis_cluster import RedisClusterGroup
 from tests.stacks import running_stack, wait_status
 
 pytestmark = pytest.mark.e2e

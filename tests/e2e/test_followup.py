@@ -3,16 +3,12 @@ real processes of `sortie up`, with short deadlines so that the story fits in se
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
 from sortie_cli.stack import Stack
 from sortie_simulators.demo import ALICE, DEMO_CAS_APPS, demo_service_url
-from tests.stacks import running_stack, wait_status, wait_view
-
-pytestmark = pytest.mark.e2e
+from tests.support.stacks import StackVariant, use_stack, wait_status, wait_view
 
 FAST = {
     "SORTIE_ORCHESTRATOR_PHASE1_TIMEOUT_S": "2",
@@ -22,11 +18,7 @@ FAST = {
     "SORTIE_ENT_STEP_BACKOFF_MAX_S": "0.1",
 }
 
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("sortie-followup"), FAST) as s:
-        yield s
+pytestmark = [pytest.mark.e2e, use_stack(StackVariant("followup", env=FAST))]
 
 
 def test_an_application_down_past_the_deadline_is_logged_out_when_it_returns(

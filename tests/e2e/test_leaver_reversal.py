@@ -4,24 +4,19 @@ what the offboarding recorded, and the Temporary Access Pass is shown once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+import redis as redis_sync
 
 from sortie_cli.stack import Stack
+from sortie_orchestrator.adapters import doc_codec
 from sortie_simulators.demo import ALICE
-from tests.stacks import running_stack, wait_status
+from tests.support.stacks import StackVariant, use_stack, wait_status
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, use_stack(StackVariant("leaver"))]
 FINISHED = {"completed", "partial", "failed"}
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("sortie-leaver")) as s:
-        yield s
 
 
 def graph_state(stack: Stack) -> dict[str, Any]:
@@ -37,6 +32,34 @@ def graph_state(stack: Stack) -> dict[str, Any]:
         "cas_mailbox": user["cas_mailbox"],
         "automaticRepliesSetting": settings["automaticRepliesSetting"],
     }
+
+
+def redis_text(url: str) -> str:
+    """Every value in Redis as text: strings, hashes (request docs inflated), lists, sets,
+    sorted sets and every stream entry."""
+    client = redis_sync.Redis.from_url(url)
+    out: list[bytes] = []
+    try:
+        for key in client.scan_iter(count=500):
+            kind = client.type(key).decode()
+            if kind == "string":
+                out.append(client.get(key) or b"")
+            elif kind == "hash":
+                for field, raw in client.hgetall(key).items():
+                    doc = field == b"doc" and raw[:1] == b"\x01"
+                    out += [field, doc_codec.decode(raw).model_dump_json().encode() if doc else raw]
+            elif kind == "list":
+                out += client.lrange(key, 0, -1)
+            elif kind == "set":
+                out += list(client.smembers(key))
+            elif kind == "zset":
+                out += client.zrange(key, 0, -1)
+            elif kind == "stream":
+                for _id, fields in client.xrange(key):
+                    out += [*fields.keys(), *fields.values()]
+    finally:
+        client.close()
+    return b"\n".join(out).decode(errors="replace")
 
 
 def test_staff_leaves_then_reverse_restores_the_recorded_state(stack: Stack) -> None:
@@ -88,3 +111,7 @@ def test_staff_leaves_then_reverse_restores_the_recorded_state(stack: Stack) -> 
         )
     logs = "".join(p.read_text(errors="replace") for p in stack.workdir.glob("logs/*.log"))
     assert secret not in logs
+    # Nor in Redis: no key, request document or stream entry holds it in clear.
+    everything = redis_text(stack.urls["redis"])
+    assert str(original["request_id"]) in everything  # the scan reads the requests
+    assert secret not in everything

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -20,23 +19,22 @@ from sortie_cli.stack import Stack
 from sortie_core import streams
 from sortie_core.events import RevocationCompleted, decode_event
 from sortie_simulators.demo import BOB, DAVE
-from tests.stacks import running_stack
+from tests.support.stacks import StackVariant, use_stack
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    use_stack(
+        StackVariant("m365-upn"),
+        StackVariant(
+            "m365-lookups",
+            fields={
+                "m365_identity_lookups": "employeeId={user_id},onPremisesSamAccountName={user_id}"
+            },
+        ),
+    ),
+]
 
 M365_ACTIONS = ["block_sign_in", "reset_password", "revoke_sessions", "disable_mail_protocols"]
-
-
-@pytest.fixture(
-    scope="module", params=[None, "employeeId={user_id},onPremisesSamAccountName={user_id}"]
-)
-def stack(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    with running_stack(
-        tmp_path_factory.mktemp("sortie-up"), m365_identity_lookups=request.param
-    ) as s:
-        yield s
 
 
 def offboard_and_wait(stack: Stack, user: str, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,15 +14,9 @@ import pytest
 
 from sortie_cli.stack import Stack
 from sortie_simulators.demo import ALICE
-from tests.stacks import running_stack
+from tests.support.stacks import StackVariant, use_stack
 
-pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("sortie-preview")) as s:
-        yield s
+pytestmark = [pytest.mark.e2e, use_stack(StackVariant("preview"))]
 
 
 def _state(stack: Stack) -> dict[str, Any]:

@@ -11,6 +11,7 @@ sentinels elected the new master, as a supervisor would: they make it a replica,
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -23,8 +24,9 @@ import pytest
 from redis import Redis
 
 from sortie_cli.stack import Stack
-from tests.redis_sentinel import SentinelGroup
-from tests.stacks import running_stack
+from sortie_testkit.redis_sentinel import SentinelGroup
+from sortie_testkit.waiting import TimedOut, wait_until
+from tests.support.stacks import running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -82,12 +84,7 @@ class Load:
             t.join(10)
 
     def wait_accepted(self, n: int, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.accepted) < n:
-            assert time.monotonic() < deadline, (
-                f"only {len(self.accepted)} accepted: {self.answers}"
-            )
-            time.sleep(0.05)
+        wait_until(lambda: len(self.accepted) >= n, timeout, 0.02, f"{n} accepted ({self.answers})")
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +98,8 @@ def _statuses(client: httpx.Client, rids: list[str], timeout: float) -> dict[str
     """Each request's status, once every one is final (or the timeout passed)."""
     final = {"completed", "partial", "failed", "cancelled"}
     seen: dict[str, str] = {}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def all_final() -> bool:
         for rid in rids:
             if seen.get(rid) in final:
                 continue
@@ -110,9 +107,10 @@ def _statuses(client: httpx.Client, rids: list[str], timeout: float) -> dict[str
             seen[rid] = (
                 resp.json()["status"] if resp.status_code == 200 else f"http {resp.status_code}"
             )
-        if all(s in final for s in seen.values()):
-            break
-        time.sleep(0.2)
+        return all(s in final for s in seen.values())
+
+    with contextlib.suppress(TimedOut):  # the caller asserts on what was seen
+        wait_until(all_final, timeout, 0.2)
     return seen
 
 
@@ -129,8 +127,10 @@ def test_a_primary_killed_under_load_loses_no_accepted_request(
             # The replica lags when the primary dies (stalled below the sentinels' 1 s
             # down-after): without WAIT, what was accepted meanwhile would be lost.
             standby = group.stall_standby()
-            lagging = len(load.accepted)
-            time.sleep(0.7)
+            lagging, refused = len(load.accepted), load.answers["503"]
+            # Until the intake refused a request it could not make durable (its WAIT
+            # timed out after 500 ms), well within the sentinels' 1 s down-after.
+            wait_until(lambda: load.answers["503"] > refused, 0.8, 0.02, "a 503 while lagging")
             lagging = len(load.accepted) - lagging
             old = group.kill9_primary()
             standby.send_signal(signal.SIGCONT)

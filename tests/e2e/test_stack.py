@@ -4,7 +4,6 @@ against the project's simulators and a redis-server of its own."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import datetime
 
 import httpx
@@ -13,15 +12,10 @@ from redis import Redis
 
 from sortie_cli.stack import Stack
 from sortie_simulators.demo import ALICE
-from tests.stacks import running_stack
+from sortie_testkit.waiting import wait_until
+from tests.support.stacks import StackVariant, use_stack, wait_view
 
-pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("sortie-up")) as s:
-        yield s
+pytestmark = [pytest.mark.e2e, use_stack(StackVariant("up"))]
 
 
 def api(stack: Stack) -> httpx.Client:
@@ -31,13 +25,9 @@ def api(stack: Stack) -> httpx.Client:
 
 
 def wait_finished(client: httpx.Client, rid: str, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        view = client.get(f"/v1/requests/{rid}").json()
-        if view["status"] in ("completed", "partial", "failed"):
-            return view
-        time.sleep(0.1)
-    raise AssertionError(f"request {rid} did not finish: {view}")
+    return wait_view(
+        client, rid, lambda v: v["status"] in ("completed", "partial", "failed"), timeout
+    )
 
 
 def ts(value: str) -> datetime:
@@ -51,10 +41,12 @@ def test_logout_everywhere_completes_with_the_sso_step_last(stack: Stack) -> Non
     # The demo agents announce their sessions at start; wait until the orchestrator
     # indexed alice's session on pc-101.
     redis = Redis.from_url(stack.urls["redis"])
-    deadline = time.monotonic() + 15
-    while not redis.sismember("sortie:hosts:alice", "pc-101"):
-        assert time.monotonic() < deadline, "pc-101's presence never reached the orchestrator"
-        time.sleep(0.1)
+    wait_until(
+        lambda: redis.sismember("sortie:hosts:alice", "pc-101"),
+        15,
+        0.1,
+        "pc-101's presence reaching the orchestrator",
+    )
     with api(stack) as client:
         body = {
             "subject": {
@@ -246,17 +238,16 @@ def test_redis_restarted_empty_then_new_requests_complete_without_restarts(stack
     pids = {p.name: p.popen.pid for p in stack.procs if p.popen}
     redis = Redis.from_url(stack.urls["redis"])
     redis.flushall()
-    deadline = time.monotonic() + 20
     # The agents' presence is back in the orchestrator's index (its group recreated).
-    while not redis.sismember("sortie:agents", "pc-101"):
-        assert time.monotonic() < deadline, "pc-101's presence never came back"
-        time.sleep(0.1)
+    wait_until(lambda: redis.sismember("sortie:agents", "pc-101"), 20, 0.1, "pc-101 back")
     with api(stack) as client:
         views = unknown_users_logouts(client, "after", 10)
-        deadline = time.monotonic() + 40
-        while not client.get("/.well-known/jwks.json").json().get("keys"):
-            assert time.monotonic() < deadline, "the JWKS key was never re-published"
-            time.sleep(0.2)
+        wait_until(
+            lambda: client.get("/.well-known/jwks.json").json().get("keys"),
+            40,
+            0.2,
+            "the JWKS key re-published",
+        )
     assert {v["status"] for v in views} == {"completed"}
     assert {p.name: p.popen.pid for p in stack.procs if p.popen} == pids
     assert not stack.dead()

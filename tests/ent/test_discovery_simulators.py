@@ -19,8 +19,8 @@ from sortie_ent.adapters.http import CasRestSessions, HttpAppLogout
 from sortie_ent.handlers import handle_logout, handle_offboard, handle_sso_logout
 from sortie_ent.registry import Registry, parse_registry
 from sortie_simulators import cas, entapps
-from tests.workers.helpers import ALICE, logout, offboard
-from tests.workers.stub_http import ServedApp
+from tests.support.stub_http import ServedApp
+from tests.support.workers import ALICE, logout, offboard
 
 POLICY = RetryPolicy(max_attempts=2, base_s=0.01, max_s=0.02, verify_delay_s=0.01)
 PASSWORD = secrets.token_urlsafe(16)

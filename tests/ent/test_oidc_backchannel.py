@@ -24,10 +24,10 @@ from sortie_ent.oidc import LogoutTokenSigner
 from sortie_ent.registry import Registry, parse_registry
 from sortie_orchestrator.app import create_app
 from sortie_simulators import entapps
+from sortie_testkit.redis_server import RedisServer
 from tests.orchestrator.conftest import settings_for
-from tests.redis_server import RedisServer
-from tests.workers.helpers import logout, offboard
-from tests.workers.stub_http import ServedApp
+from tests.support.stub_http import ServedApp
+from tests.support.workers import logout, offboard
 
 POLICY = RetryPolicy(max_attempts=2, base_s=0.01, max_s=0.02)
 

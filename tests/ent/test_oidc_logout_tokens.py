@@ -3,8 +3,8 @@ library, against the JWKS the orchestrator serves; across a key rotation."""
 
 from __future__ import annotations
 
-import asyncio
 import json
+import time
 
 import httpx
 import pytest
@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from sortie_core.jwks import JWKS_KEY, generate_key_pem, publish_signing_key
 from sortie_ent.oidc import BACKCHANNEL_LOGOUT_EVENT, LogoutTokenSigner
+from sortie_testkit.waiting import wait_until_async
 
 ISSUER = "https://sortie.ent.test"
 JWKS_PATH = "/.well-known/jwks.json"
@@ -112,10 +113,17 @@ async def test_jwks_serves_keys_across_a_rotation(client: httpx.AsyncClient, red
 
     # The new key's replica keeps it alive; the old one's stopped: once its time-to-live
     # and grace are over, it is gone and its tokens no longer verify.
-    for _ in range(8):
-        await asyncio.sleep(0.2)
+    async def old_key_gone() -> dict[str, object] | None:
         assert await publish_signing_key(redis, new.public_jwk, grace_s=1.0, ttl_s=0.5)
-    jwks = await fetch_jwks(client)
+        current = await fetch_jwks(client)
+        kids = [k["kid"] for k in current["keys"]]  # type: ignore[index,union-attr]
+        assert new.kid in kids  # refreshed every 0.2 s, within its 0.5 s time-to-live
+        return None if old.kid in kids else current
+
+    started = time.monotonic()
+    jwks = await wait_until_async(old_key_gone, 10, 0.2, "the old key's expiry")
+    # Not before its time-to-live and grace (1.5 s) were over.
+    assert time.monotonic() - started >= 1.0
     assert [k["kid"] for k in jwks["keys"]] == [new.kid]  # type: ignore[index,union-attr]
     assert verify(new_token, jwks)["sub"] == "bob"
     with pytest.raises(JoseError):

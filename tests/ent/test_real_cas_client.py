@@ -25,8 +25,9 @@ from sortie_core.steps import RetryPolicy
 from sortie_ent.adapters.http import CasRestSessions, HttpAppLogout
 from sortie_ent.handlers import handle_logout
 from sortie_ent.registry import parse_registry
-from tests.redis_server import free_port
-from tests.workers.helpers import ALICE, logout
+from sortie_testkit.redis_server import free_port
+from sortie_testkit.waiting import TimedOut, wait_until
+from tests.support.workers import ALICE, logout
 
 SERVE = Path(__file__).parent / "casapps" / "serve.py"
 POLICY = RetryPolicy(max_attempts=2, base_s=0.01, max_s=0.02)
@@ -56,15 +57,20 @@ def _start(site: str, port: int, env: dict[str, str], workdir: Path) -> subproce
 
 
 def _wait(url: str, proc: subprocess.Popen[bytes], log: Path, deadline: float) -> None:
-    while time.monotonic() < deadline:
+    def answers() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"{url} exited:\n{log.read_text(errors='replace')[-3000:]}")
         try:
             httpx.get(url, timeout=1.0)
-            return
         except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} not up in time:\n{log.read_text(errors='replace')[-3000:]}")
+            return False
+        return True
+
+    try:
+        wait_until(answers, max(0.0, deadline - time.monotonic()), 0.1)
+    except TimedOut:
+        tail = log.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"{url} not up in time:\n{tail}") from None
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from sortie_ent.oidc import LogoutTokenSigner
 from sortie_ent.registry import parse_registry
 from sortie_ent.settings import EntSettings
 from tests.ent.test_oidc_logout_tokens import ISSUER, fetch_jwks, rsa_pem, verify
-from tests.workers.helpers import logout
+from tests.support.workers import logout
 
 POLICY = RetryPolicy(max_attempts=2, base_s=0.001, max_s=0.002)
 REGISTRY = parse_registry(

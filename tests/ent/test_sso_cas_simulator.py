@@ -15,8 +15,8 @@ from sortie_core.steps import RetryPolicy
 from sortie_ent.adapters.http import CasRestSessions
 from sortie_ent.handlers import handle_sso_logout
 from sortie_simulators import cas
-from tests.workers.helpers import ALICE, logout
-from tests.workers.stub_http import ServedApp
+from tests.support.stub_http import ServedApp
+from tests.support.workers import ALICE, logout
 
 POLICY = RetryPolicy(max_attempts=2, base_s=0.01, max_s=0.02, verify_delay_s=0.01)
 PASSWORD = secrets.token_urlsafe(16)

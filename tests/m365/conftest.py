@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +15,6 @@ from sortie_m365.adapters.exchange import ExchangeMailboxProtocols
 from sortie_m365.adapters.graph_sdk import GraphSdkDirectory, graph_client
 from sortie_simulators import graph
 from sortie_simulators.graph import GraphSimulator
-from tests.workers.stub_http import ServedApp
 
 TOKEN = "graph-test-token"
 ALICE = "alice@example.org"
@@ -63,20 +62,6 @@ class GraphSim:
     url: str
     sim: GraphSimulator
     recorder: Recorder
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[[Any], str]]:
-    """`serve(asgi_app)` runs the app on a free port of 127.0.0.1 for this test."""
-    started: list[ServedApp] = []
-
-    def _serve(app: Any) -> str:
-        started.append(ServedApp(app).start())
-        return started[-1].url
-
-    yield _serve
-    for served in started:
-        served.stop()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from azure.identity.aio import CertificateCredential, ClientSecretCredential
 from sortie_m365.adapters.credentials import StaticTokenCredential, credential_from
 from sortie_m365.bootstrap import graph_directory
 from sortie_m365.settings import M365Settings
-from tests.redis_server import RedisServer
+from sortie_testkit.redis_server import RedisServer
 
 APP = {"tenant_id": "11111111-2222-3333-4444-555555555555", "client_id": "app-id"}
 

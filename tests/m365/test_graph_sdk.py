@@ -14,6 +14,7 @@ from sortie_core.errors import NotFoundError, PermanentError, ThrottledError, Tr
 from sortie_core.events import Outcome
 from sortie_core.steps import RetryPolicy, StepSkipped, run_step
 from sortie_m365.adapters.graph_sdk import GraphSdkDirectory
+from sortie_testkit.redis_server import free_port
 from tests.m365.conftest import (
     ALICE,
     ALICE_MAIL,
@@ -22,8 +23,7 @@ from tests.m365.conftest import (
     make_directory,
     make_mailbox,
 )
-from tests.redis_server import free_port
-from tests.workers.stub_http import Reply, StubHttp
+from tests.support.stub_http import Reply, StubHttp
 
 ALICE_ID = "0a11ce00-0000-4000-8000-000000000001"
 

@@ -5,6 +5,7 @@ Access Pass sealed to the requester's key."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -29,9 +30,10 @@ from sortie_m365.adapters.graph_sdk import GraphSdkDirectory
 from sortie_m365.bootstrap import leaver_ops
 from sortie_m365.handlers import handle_deadlettered, handle_offboard
 from sortie_m365.reversal import handle_reversal
+from sortie_simulators.graph_drive import Grant, drive_of
 from sortie_simulators.graph_leaver import app_token
 from tests.m365.conftest import ALICE, GraphSim, make_directory, make_mailbox
-from tests.workers.helpers import offboard
+from tests.support.workers import offboard
 
 POLICY = RetryPolicy(max_attempts=2, base_s=0.001, max_s=0.002, verify_delay_s=0.01)
 ALICE_ID = "0a11ce00-0000-4000-8000-000000000001"
@@ -50,11 +52,13 @@ EVERYTHING = (
     "convert_to_shared_mailbox",
     "hide_from_address_lists",
     "delegate_mailbox",
+    "delegate_onedrive",
 )
 OPTIONS: dict[str, dict[str, Any]] = {
     "remove_auth_methods": {"keep": ["fido2"]},
     "set_auto_reply": {"message": "Alice a quitté l'établissement."},
     "delegate_mailbox": {"to": "manager", "forward": True, "full_access": True},
+    "delegate_onedrive": {"to": "manager", "role": "write"},
 }
 
 
@@ -96,7 +100,17 @@ def snapshot(graph_sim: GraphSim) -> dict[str, Any]:
         "mailbox": (box.recipient_type, box.hidden, box.forwarding, sorted(box.full_access))
         if box
         else ("UserMailbox", False, None, []),
+        "onedrive": onedrive(graph_sim),
     }
+
+
+def onedrive(graph_sim: GraphSim) -> list[tuple[str, tuple[str, ...]]]:
+    """Who holds what on Alice's OneDrive (the owner included)."""
+    drive = drive_of(graph_sim.sim.tenant, ALICE_ID)
+    users = graph_sim.sim.users
+    return sorted(
+        (users[g.user].user_principal_name, tuple(g.roles)) for g in (drive.grants if drive else [])
+    )
 
 
 @pytest.fixture
@@ -155,6 +169,18 @@ async def test_each_action_is_read_back_and_records_the_prior_state(
     assert now["devices"] == [("alice-laptop", False), ("alice-phone", False)]
     assert now["auto_reply"]["status"] == "alwaysEnabled"
     assert now["mailbox"] == ("SharedMailbox", True, f"smtp:{BOB}", [BOB])
+    assert now["onedrive"] == [(ALICE, ("owner",)), (BOB, ("write",))]
+    bob_id = tenant.sim.find(BOB).id  # type: ignore[union-attr]
+    drive = tenant.sim.tenant.drives[ALICE_ID]
+    assert steps["delegate_onedrive"].recorded == {
+        "drive": drive.id,
+        "to": BOB,
+        "to_id": bob_id,
+        "role": "write",
+        "prior_roles": None,
+        "permission": drive.grants[1].id,
+    }
+    assert steps["delegate_onedrive"].evidence.observed == {"roles": "write"}  # type: ignore[union-attr]
     left = [m["@odata.type"] for m in tenant.sim.tenant.methods[ALICE_ID]]
     assert sorted(left) == [
         "#microsoft.graph.fido2AuthenticationMethod",
@@ -326,3 +352,123 @@ async def test_a_throttled_step_records_the_state_before_its_first_attempt(
     assert tenant.sim.stats.throttled >= 1
     assert step.recorded is not None
     assert len(step.recorded["group_ids"]) == 2 and len(step.recorded["owned_group_ids"]) == 1
+
+
+async def test_onedrive_access_raised_is_lowered_back_and_one_given_is_taken_back(
+    tenant: GraphSim, full: GraphSdkDirectory
+) -> None:
+    ops = leaver_ops(full)
+    sim = tenant.sim
+    carol = sim.add_user("carol@example.org", mail="carol@example.org")
+    drive = drive_of(sim.tenant, ALICE_ID)
+    assert drive is not None
+    drive.grants.append(Grant("carol-read", carol.id, ["read"]))
+    event = offboarding(("delegate_onedrive",), delegate_onedrive={"to": "carol@example.org"})
+    done = await handle_offboard(event, directory=full, policy=POLICY, ops=ops)
+    assert done is not None
+    [step] = [s for s in done.steps if s.action == "delegate_onedrive"]
+    assert (step.outcome, step.verification) == (Outcome.SUCCEEDED, Verification.VERIFIED)
+    assert step.recorded is not None and step.recorded["prior_roles"] == ["read"]
+    assert ("carol@example.org", ("write",)) in onedrive(tenant)
+    # Manager (Bob) too, then both reversed: Carol reads again, Bob holds nothing.
+    bob = await handle_offboard(offboarding(("delegate_onedrive",)), directory=full,
+                                policy=POLICY, ops=ops)  # fmt: skip
+    assert bob is not None
+    assert (BOB, ("write",)) in onedrive(tenant)
+    for original in (bob, done):
+        back = await handle_reversal(
+            reversal_of(original.steps, None).model_copy(
+                update={"issue_temporary_access_pass": False}
+            ),
+            directory=full,
+            policy=POLICY,
+            ops=ops,
+        )
+        assert back is not None
+        [restored] = back.steps
+        assert restored.action == "restore_delegate_onedrive" and restored.done, restored
+    assert onedrive(tenant) == [(ALICE, ("owner",)), ("carol@example.org", ("read",))]
+
+
+async def test_a_user_without_onedrive_hands_nothing_over_and_the_permission_is_named(
+    tenant: GraphSim, full: GraphSdkDirectory
+) -> None:
+    tenant.sim.tenant.no_drive.add(ALICE_ID)
+    event = offboarding(("delegate_onedrive",))
+    done = await handle_offboard(event, directory=full, policy=POLICY, ops=leaver_ops(full))
+    assert done is not None
+    [step] = [s for s in done.steps if s.action == "delegate_onedrive"]
+    assert step.done and step.recorded is not None and step.recorded["drive"] is None
+    assert step.evidence is not None and step.evidence.observed == {"drive": "none"}
+    tenant.sim.tenant.no_drive.clear()
+    weak = make_directory(tenant.url, token=app_token(["User.Read.All", "Files.Read.All"]))
+    try:
+        refused = await handle_offboard(event, directory=weak, policy=POLICY, ops=leaver_ops(weak))
+    finally:
+        await weak.aclose()
+    assert refused is not None
+    [step] = [s for s in refused.steps if s.action == "delegate_onedrive"]
+    assert step.outcome is Outcome.FAILED and step.error is not None
+    assert step.error.code == "graph_forbidden" and "Files.ReadWrite.All" in step.error.message
+    assert onedrive(tenant) == [(ALICE, ("owner",))]
+
+
+async def test_the_profile_s_actions_run_in_its_order_one_after_another(
+    tenant: GraphSim, full: GraphSdkDirectory
+) -> None:
+    order = ("set_auto_reply", "remove_licenses", "delegate_onedrive", "disable_devices",
+             "block_sign_in", "remove_group_memberships")  # fmt: skip
+    sent = len(tenant.recorder.bodies)
+    result = await handle_offboard(
+        offboarding(order), directory=full, policy=POLICY, ops=leaver_ops(full)
+    )
+    assert result is not None
+    ran = [s for s in result.steps if s.skip_reason is None]
+    # The design's default actions first in their order, then the profile's, in its order.
+    assert [s.action for s in ran] == ["block_sign_in", *(a for a in order if a != "block_sign_in")]
+    for before, after in itertools.pairwise(ran):
+        assert before.finished_at <= after.started_at, (before.action, after.action)
+    # And Graph saw the writes in that order: the reply first, the device last.
+    bodies = [b for b in tenant.recorder.json_bodies()[sent:] if isinstance(b, dict)]
+    kinds = [next((k for k in b if not k.startswith("@odata.")), "") for b in bodies]
+    assert kinds.index("accountEnabled") < kinds.index("automaticRepliesSetting")
+    assert kinds.index("automaticRepliesSetting") < kinds.index("addLicenses")
+    assert kinds.index("addLicenses") < kinds.index("recipients")
+    assert kinds[-1] == "accountEnabled"  # the devices, before the groups' DELETEs
+
+
+async def test_the_simulator_s_onedrive_answers_as_graph_does(tenant: GraphSim) -> None:
+    """drive-get, driveitem-invite, driveitem-list-permissions, permission-delete."""
+    tenant.sim.tenant.no_drive.add(tenant.sim.find(BOB).id)  # type: ignore[union-attr]
+    full = {"Authorization": f"Bearer {app_token(['Files.ReadWrite.All'])}"}
+    read = {"Authorization": f"Bearer {app_token(['Files.Read.All'])}"}
+    async with httpx.AsyncClient(base_url=f"{tenant.url}/v1.0") as client:
+        none = await client.get(f"/users/{BOB}/drive", headers=full)
+        drive = (await client.get(f"/users/{ALICE}/drive", headers=read)).json()
+        root = f"/drives/{drive['id']}/items/root"
+        body = {"recipients": [{"email": BOB}], "roles": ["read"], "requireSignIn": True,
+                "sendInvitation": False}  # fmt: skip
+        denied = await client.post(f"{root}/invite", json=body, headers=read)
+        stranger = await client.post(
+            f"{root}/invite", json={**body, "recipients": [{"email": "x@elsewhere.example"}]},
+            headers=full,
+        )  # fmt: skip
+        granted = await client.post(f"{root}/invite", json=body, headers=full)
+        again = await client.post(f"{root}/invite", json={**body, "roles": ["write"]}, headers=full)
+        listed = (await client.get(f"{root}/permissions", headers=read)).json()["value"]
+        owner = next(p for p in listed if p["roles"] == ["owner"])
+        kept = await client.delete(f"{root}/permissions/{owner['id']}", headers=full)
+        perm = granted.json()["value"][0]
+        gone = await client.delete(f"{root}/permissions/{perm['id']}", headers=full)
+        twice = await client.delete(f"{root}/permissions/{perm['id']}", headers=full)
+    assert (none.status_code, none.json()["error"]["code"]) == (404, "ResourceNotFound")
+    assert drive["driveType"] == "business" and drive["id"].startswith("b!")
+    assert denied.status_code == 403 and "Files.ReadWrite.All" in denied.text
+    assert (stranger.status_code, stranger.json()["error"]["code"]) == (400, "invalidRequest")
+    assert granted.status_code == 200 and perm["roles"] == ["read"]
+    assert perm["grantedToV2"]["user"]["email"] == BOB and perm["invitation"]["signInRequired"]
+    # The same person again: the same permission, its roles raised.
+    assert again.json()["value"][0]["id"] == perm["id"]
+    assert again.json()["value"][0]["roles"] == ["write"]
+    assert len(listed) == 2 and kept.status_code == 403
+    assert (gone.status_code, twice.status_code) == (204, 404)

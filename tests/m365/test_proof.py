@@ -15,7 +15,7 @@ from sortie_m365.adapters.graph_sdk import GraphSdkDirectory
 from sortie_m365.handlers import IdentityConfig, handle_logout, handle_offboard
 from sortie_m365.identity import Lookup
 from tests.m365.conftest import GraphSim
-from tests.workers.helpers import logout, offboard
+from tests.support.workers import logout, offboard
 
 POLICY = RetryPolicy(max_attempts=2, base_s=0.001, max_s=0.002, verify_delay_s=0.01)
 DAVE = Subject(user_id="dave", cas_username="dave")

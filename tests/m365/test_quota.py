@@ -23,7 +23,7 @@ from sortie_m365.handlers import IdentityConfig, handle_logout
 from sortie_m365.identity_cache import IdentityCache
 from sortie_m365.settings import M365Settings
 from tests.m365.conftest import GraphSim, make_directory
-from tests.workers.helpers import logout
+from tests.support.workers import logout
 
 POLICY = RetryPolicy(max_attempts=3, base_s=0.001, max_s=0.002, verify_delay_s=0.01)
 CAROL = "carol@example.org"
@@ -194,7 +194,7 @@ async def test_concurrency_is_sized_from_the_quota_and_the_measured_latency(
 
 async def test_writes_fail_as_transient_when_the_quota_cannot_be_read() -> None:
     from sortie_core.errors import TransientError
-    from tests.redis_server import free_port
+    from sortie_testkit.redis_server import free_port
 
     down = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
     queue = _queue(down, rate=5)

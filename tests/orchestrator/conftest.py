@@ -7,42 +7,10 @@ import pytest
 from fastapi import FastAPI
 
 from sortie_orchestrator.app import background, create_app
-from sortie_orchestrator.settings import OrchestratorSettings, TokenSpec
-from tests.intake import live
-from tests.redis_server import RedisServer
+from sortie_testkit.orchestrator import READ_ONLY, TOKEN, settings_for
+from tests.support import live
 
-TOKEN = "test-token-all-scopes-0123456789"
-READ_ONLY = "test-token-read-only-0123456789a"
-
-
-def settings_for(redis_server: RedisServer, **overrides: object) -> OrchestratorSettings:
-    values: dict[str, object] = dict(
-        redis_url=redis_server.url,
-        tokens=[
-            TokenSpec(
-                name="all",
-                token=TOKEN,
-                scopes=frozenset(
-                    {
-                        "logout:write",
-                        "offboard:write",
-                        "requests:read",
-                        "workstations:admin",
-                    }
-                ),
-            ),
-            TokenSpec(name="reader", token=READ_ONLY, scopes=frozenset({"requests:read"})),
-        ],
-        phase1_timeout_s=2.0,
-        sso_timeout_s=2.0,
-        deadline_poll_ms=50,
-        claim_idle_ms=500,
-        claim_interval_ms=100,
-        polling_interval_ms=20,
-        consumer_name="orch-test",
-    )
-    values.update(overrides)
-    return OrchestratorSettings(**values)  # type: ignore[arg-type]
+__all__ = ["READ_ONLY", "TOKEN", "client", "orchestrator", "settings_for"]
 
 
 @pytest.fixture

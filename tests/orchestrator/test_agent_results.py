@@ -20,10 +20,11 @@ from sortie_core.broker import ensure_groups, publish
 from sortie_core.events import DeadLettered
 from sortie_core.presence import PresenceRecord, wake, write_presence
 from sortie_orchestrator.app import background, create_app
+from sortie_testkit.redis_server import RedisServer
+from sortie_testkit.waiting import wait_until_async
 from tests.orchestrator.conftest import TOKEN, settings_for
 from tests.orchestrator.test_replicas import report
-from tests.redis_server import RedisServer
-from tests.workers.helpers import logout
+from tests.support.workers import logout
 
 
 @pytest.fixture
@@ -65,20 +66,26 @@ async def _states(api: httpx.AsyncClient, rid: uuid.UUID) -> dict[str, str]:
 
 
 async def _wait_state(api: httpx.AsyncClient, rid: uuid.UUID, service: str, state: str) -> None:
-    for _ in range(250):
-        if (await _states(api, rid)).get(service) == state:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{service} never {state}: {await _states(api, rid)}")
+    async def reached() -> bool:
+        return (await _states(api, rid)).get(service) == state
+
+    await wait_until_async(reached, 5, what=f"{service} {state}")
 
 
 async def _deadletters(redis: Redis, count: int) -> list[DeadLettered]:
-    for _ in range(250):
+    async def enough() -> list[Any]:
         entries = await redis.xrange(streams.DEADLETTER)
-        if len(entries) >= count:
-            break
-        await asyncio.sleep(0.02)
+        return entries if len(entries) >= count else []
+
+    entries = await wait_until_async(enough, 5, what=f"{count} dead-letter entries")
     return [DeadLettered.model_validate_json(f[b"data"]) for _, f in entries]
+
+
+async def _idle_ms(redis: Redis, stream: str, at_least: int) -> bool:
+    """Whether the stream's first pending entry went unacknowledged `at_least` ms (past
+    claim_idle_ms: a re-drain may claim it)."""
+    [entry] = await redis.xpending_range(stream, streams.GROUP_ORCHESTRATOR, "-", "+", 1)
+    return int(entry["time_since_delivered"]) > at_least
 
 
 async def _pending(redis: Redis, stream: str) -> int:
@@ -126,8 +133,12 @@ async def test_forged_reports_on_a_results_stream_are_dead_lettered(
     assert "'workstation:pc-2' reported by pc-1" in records[1].detail
     assert records[3].data == "not json"
     assert await _pending(redis, stream) == 0
-    await asyncio.sleep(0.2)
-    assert await _states(api, rid) == before
+    # A genuine report after them, on the same stream: once it is applied, the forged
+    # ones were long processed, and they changed nothing.
+    await publish(redis, stream, report(rid, "workstation:pc-1"))
+    await wake(redis, "pc-1", "results")
+    await _wait_state(api, rid, "workstation:pc-1", "reported")
+    assert await _states(api, rid) == before | {"workstation:pc-1": "reported"}
 
 
 async def test_workstation_report_on_the_shared_stream_is_dead_lettered(
@@ -152,11 +163,8 @@ async def test_lost_announcement_and_stale_pending_entry_are_recovered(
 ) -> None:
     results = app.state.wiring.results
     # The sweep re-drains once at start; let that pass first.
-    for _ in range(250):
-        if results.last_redrain != float("-inf"):
-            break
-        await asyncio.sleep(0.02)
-    await asyncio.sleep(0.1)
+    await wait_until_async(lambda: results.last_redrain != float("-inf"), 5, what="a re-drain")
+    await asyncio.sleep(0.1)  # its re-drain starts once last_redrain is set: let it finish
     rid = await _logout(app, api, redis)
     # pc-1 reported but its wake-up was lost.
     await publish(redis, streams.agent_results_stream("pc-1"), report(rid, "workstation:pc-1"))
@@ -166,12 +174,15 @@ async def test_lost_announcement_and_stale_pending_entry_are_recovered(
     await publish(redis, pc2, report(rid, "workstation:pc-2"))
     taken = await redis.xreadgroup(streams.GROUP_ORCHESTRATOR, "orch-dead", {pc2: ">"})
     assert len(taken[0][1]) == 1
-    await asyncio.sleep(0.3)
+    # A worker's report published after them is applied: the orchestrator's consumers
+    # ran past that point, and still neither workstation report was.
+    await publish(redis, streams.REVOCATION_COMPLETED, report(rid, "m365"))
+    await _wait_state(api, rid, "m365", "reported")
     states = await _states(api, rid)
     assert states["workstation:pc-1"] == states["workstation:pc-2"] != "reported"
     assert await results.redrain_if_due() == 0  # the sweep re-drained at start: not yet due
     results.last_redrain = float("-inf")
-    await asyncio.sleep(0.3)  # pc-2's entry is now idle longer than claim_idle_ms (500)
+    await wait_until_async(lambda: _idle_ms(redis, pc2, 500), 5, what="pc-2's entry idle")
     assert await results.redrain_if_due() == 2
     states = await _states(api, rid)
     assert states["workstation:pc-1"] == states["workstation:pc-2"] == "reported"

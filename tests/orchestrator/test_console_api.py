@@ -28,9 +28,10 @@ from sortie_core.events import (
 from sortie_orchestrator import handlers
 from sortie_orchestrator.app import background, create_app
 from sortie_orchestrator.settings import TokenSpec
+from sortie_testkit.redis_server import RedisServer
+from sortie_testkit.waiting import wait_until_async
 from tests.orchestrator.conftest import READ_ONLY, TOKEN, settings_for
-from tests.redis_server import RedisServer
-from tests.statuspage.workers import failed, sits_at, step
+from tests.orchestrator.statuspage.workers import failed, sits_at, step
 
 SUBJECT = Subject(user_id="alice", upn="alice@school.example", site="0750001A")
 
@@ -118,10 +119,10 @@ async def test_preview_reads_the_workers_answers_and_changes_nothing(
     client: httpx.AsyncClient, redis: Redis
 ) -> None:
     await sits_at(redis, "pc-101", "alice")
-    for _ in range(200):  # the orchestrator indexes the presence on the agent's wake-up
-        if await redis.sismember("sortie:hosts:alice", "pc-101"):
-            break
-        await asyncio.sleep(0.05)
+    # The orchestrator indexes the presence on the agent's wake-up.
+    await wait_until_async(
+        lambda: redis.sismember("sortie:hosts:alice", "pc-101"), what="alice on pc-101"
+    )
     # The m365-worker runs (its group exists); the ent-worker never started.
     await redis.xgroup_create(streams.PREVIEW_REQUESTED, streams.GROUP_M365, id="0", mkstream=True)
     worker = asyncio.create_task(_answer_previews(redis))
@@ -211,12 +212,12 @@ async def test_stations_of_other_sites_are_invisible_to_a_site_token(
             transport=transport, base_url="http://o", headers=headers
         ) as client:
             everyone = {"Authorization": f"Bearer {TOKEN}"}
-            for _ in range(200):  # the orchestrator indexes the hosts on their wake-up
+
+            async def both_indexed() -> bool:  # the orchestrator does on their wake-up
                 found = (await client.get("/v1/workstations", headers=everyone)).json()
-                if len(found["items"]) == 2:
-                    break
-                await asyncio.sleep(0.05)
-            assert len(found["items"]) == 2
+                return len(found["items"]) == 2
+
+            await wait_until_async(both_indexed, 10, 0.05, "both hosts indexed")
             listed = (await client.get("/v1/workstations")).json()["items"]
             assert [h["host"] for h in listed] == ["pc-101"]
             other = await client.post("/v1/workstations/sessions:end", json={"host": "pc-201"})

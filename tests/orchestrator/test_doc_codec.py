@@ -25,8 +25,8 @@ from sortie_core.events import (
 )
 from sortie_orchestrator import handlers
 from sortie_orchestrator.adapters import doc_codec
-from sortie_orchestrator.adapters.presence import PresenceIndex
 from sortie_orchestrator.adapters.saga_store import SagaStore, req_key
+from sortie_orchestrator.bootstrap import make_deps
 from sortie_orchestrator.saga import SagaState, Timeouts
 
 SUBJECT = Subject(user_id="jdupont", upn="jean.dupont@lycee.example", cas_username="jdupont")
@@ -48,10 +48,10 @@ def _step(action: str, verification: Verification, source: str, **observed: obje
 
 @pytest.fixture
 def deps(redis: Redis) -> handlers.Deps:
-    return handlers.Deps(
-        store=SagaStore(redis, retention_s=3600, idempotency_ttl_s=3600),
-        presence=PresenceIndex(redis),
-        timeouts=Timeouts(phase1=timedelta(seconds=30), sso=timedelta(seconds=60)),
+    return make_deps(
+        redis,
+        SagaStore(redis, retention_s=3600, idempotency_ttl_s=3600),
+        Timeouts(phase1=timedelta(seconds=30), sso=timedelta(seconds=60)),
     )
 
 

@@ -18,12 +18,12 @@ from redis.asyncio import Redis
 
 from sortie_core.events import Target
 from sortie_orchestrator import handlers
-from sortie_orchestrator.adapters.presence import PresenceIndex
 from sortie_orchestrator.adapters.saga_store import NotDurable, SagaStore
+from sortie_orchestrator.bootstrap import make_deps
 from sortie_orchestrator.saga import Timeouts
+from sortie_testkit.redis_sentinel import replicated_pair
+from sortie_testkit.redis_server import RedisServer
 from tests.orchestrator.test_replicas import ALICE
-from tests.redis_sentinel import replicated_pair
-from tests.redis_server import RedisServer
 
 
 @pytest.fixture
@@ -35,10 +35,10 @@ def pair() -> Iterator[tuple[RedisServer, RedisServer]]:
 async def test_accept_waits_for_a_replica(pair: tuple[RedisServer, RedisServer]) -> None:
     primary, replica = pair
     redis = Redis.from_url(primary.url)
-    deps = handlers.Deps(
-        store=SagaStore(redis, 3600, 3600, durable_replicas=1, durable_timeout_ms=300),
-        presence=PresenceIndex(redis),
-        timeouts=Timeouts(phase1=timedelta(seconds=30), sso=timedelta(seconds=60)),
+    deps = make_deps(
+        redis,
+        SagaStore(redis, 3600, 3600, durable_replicas=1, durable_timeout_ms=300),
+        Timeouts(phase1=timedelta(seconds=30), sso=timedelta(seconds=60)),
     )
 
     async def accept() -> tuple[bool, uuid.UUID]:

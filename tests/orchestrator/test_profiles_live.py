@@ -12,11 +12,11 @@ import pytest
 import redis as redis_sync
 
 from sortie_core import streams
-from sortie_core.events import Outcome, SkipReason
+from sortie_core.events import Outcome, SkipReason, StepError
 from sortie_orchestrator.profiles import Profiles
-from tests.intake.live import TOKEN, live_orchestrator
+from sortie_testkit.redis_server import RedisServer
 from tests.orchestrator.workers import answer_offboarding, commands, report, step, until
-from tests.redis_server import RedisServer
+from tests.support.live import TOKEN, live_orchestrator
 
 PROFILES = Profiles.model_validate(
     {
@@ -165,5 +165,46 @@ def test_a_later_phase_survives_a_restart_of_the_orchestrator_and_redis() -> Non
             up = time.time()
             fired = until(lambda: commands(srv.url, streams.OFFBOARD_REQUESTED, rid)[1:], 5)
             assert fired[0][1]["phase"] == 1 and fired[0][0] - up < 1.0
+    finally:
+        srv.cleanup()
+
+
+def test_a_later_phase_that_failed_for_a_transient_reason_is_followed_up() -> None:
+    srv = RedisServer().start()
+    try:
+        with (
+            live_orchestrator(srv, profiles=PROFILES, followup_base_s=0.2) as url,
+            httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}) as api,
+        ):
+            rid = offboard(api, "retry.one", profile="quick").json()["request_id"]
+            answer_offboarding(srv.url, rid, [step("block_sign_in"), step("revoke_sessions")])
+            until(lambda: commands(srv.url, streams.OFFBOARD_REQUESTED, rid)[1:], timeout=5)
+            throttled = step("remove_licenses", {"sku_ids": ["sku-a"]}).model_copy(
+                update={
+                    "outcome": Outcome.FAILED,
+                    "verification": None,
+                    "error": StepError(code="graph_throttled", message="429", retryable=True),
+                }
+            )
+            report(srv.url, rid, "m365", [throttled])
+            # Sent again, for the phase's failed action only, as a follow-up of phase 1.
+            again = until(lambda: commands(srv.url, streams.OFFBOARD_REQUESTED, rid)[2:], 5)
+            command = again[0][1]
+            assert command["phase"] == 1 and command["followup"]["actions"] == ["remove_licenses"]
+            view = api.get(f"/v1/requests/{rid}").json()
+            assert view["phases"][1]["status"] == "failed"
+            assert view["phases"][1]["followups"]["m365"]["attempt"] == 1
+            report(srv.url, rid, "m365", [step("remove_licenses", {"sku_ids": []})])
+            healed = until(
+                lambda: (
+                    (v := api.get(f"/v1/requests/{rid}").json())["phases"][1]["status"]
+                    == "completed"
+                    and v
+                )
+            )
+            phase = healed["phases"][1]
+            assert phase["healed_at"] and phase["followups"] == {}
+            [done] = phase["services"]["m365"]["steps"]
+            assert done["done"]
     finally:
         srv.cleanup()

@@ -22,19 +22,20 @@ from sortie_core.events import (
 )
 from sortie_core.metrics import REGISTRY
 from sortie_orchestrator import handlers
-from sortie_orchestrator.adapters.presence import PresenceIndex
 from sortie_orchestrator.adapters.saga_store import SagaStore
+from sortie_orchestrator.bootstrap import make_deps
 from sortie_orchestrator.saga import Timeouts
+from sortie_testkit.waiting import wait_until_async
 
 ALICE = Subject(user_id="alice", upn="alice@example.org")
 
 
 def deps_for(url: str, phase1: float = 30) -> handlers.Deps:
     redis = Redis.from_url(url)
-    return handlers.Deps(
-        store=SagaStore(redis, retention_s=3600, idempotency_ttl_s=3600),
-        presence=PresenceIndex(redis),
-        timeouts=Timeouts(phase1=timedelta(seconds=phase1), sso=timedelta(seconds=60)),
+    return make_deps(
+        redis,
+        SagaStore(redis, retention_s=3600, idempotency_ttl_s=3600),
+        Timeouts(phase1=timedelta(seconds=phase1), sso=timedelta(seconds=60)),
     )
 
 
@@ -123,11 +124,10 @@ async def test_full_saga_through_the_streams(client: httpx.AsyncClient, redis: R
     async def status() -> dict:
         return (await client.get(f"/v1/requests/{rid}")).json()
 
-    for _ in range(200):
-        if (await status())["status"] == "sso_logout":
-            break
-        await asyncio.sleep(0.02)
-    assert (await status())["status"] == "sso_logout"
+    async def status_is(value: str) -> bool:
+        return (await status())["status"] == value
+
+    await wait_until_async(lambda: status_is("sso_logout"), 4, what="sso_logout")
     now = datetime.now(UTC)
     await publish(
         redis,
@@ -146,10 +146,7 @@ async def test_full_saga_through_the_streams(client: httpx.AsyncClient, redis: R
             ),
         ),
     )
-    for _ in range(200):
-        if (await status())["status"] == "completed":
-            break
-        await asyncio.sleep(0.02)
+    await wait_until_async(lambda: status_is("completed"), 4, what="completed")
     view = await status()
     assert view["status"] == "completed"
     assert view["sso"]["steps"][0]["action"] == "destroy_sso_session"
@@ -170,12 +167,12 @@ async def test_deadline_loop_finishes_a_request_whose_workers_never_answer(
         "/v1/logouts", json={"subject": {"user_id": "carol"}, "targets": ["m365"]}
     )
     rid = resp.json()["request_id"]
+
     # phase1 and sso timeouts are 2 s each in the test settings
-    for _ in range(300):
+    async def failed() -> dict | None:
         view = (await client.get(f"/v1/requests/{rid}")).json()
-        if view["status"] == "failed":
-            break
-        await asyncio.sleep(0.05)
-    assert view["status"] == "failed"
+        return view if view["status"] == "failed" else None
+
+    view = await wait_until_async(failed, 15, 0.05, "the request failed")
     assert view["services"]["m365"]["state"] == "timed_out"
     assert view["sso"]["state"] == "timed_out"

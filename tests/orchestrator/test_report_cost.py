@@ -3,6 +3,8 @@ publishes what follows and acknowledges the report's entry."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 from redis.asyncio import Redis
 
@@ -10,25 +12,27 @@ from sortie_core import streams
 from sortie_core.broker import Delivery, ensure_groups, publish
 from sortie_core.events import Target
 from sortie_orchestrator import handlers
+from sortie_orchestrator.adapters.saga_store import DEADLINES
 from sortie_orchestrator.app import create_app
 from tests.core.roundtrips import counted
 from tests.orchestrator.conftest import TOKEN, settings_for
 from tests.orchestrator.test_replicas import ALICE, deps_for, report
+
+# A logout of ALICE, by "t", with nothing else said.
+LOGOUT: dict[str, Any] = {
+    "subject": ALICE,
+    "reason": "t",
+    "sso_session": None,
+    "idempotency_key": None,
+    "principal": "t",
+}
 
 
 async def test_a_report_is_loaded_then_committed_and_acknowledged_in_one_script(
     redis: Redis, redis_server
 ) -> None:
     deps = deps_for(redis_server.url)
-    _, rid = await handlers.accept_logout(
-        deps,
-        subject=ALICE,
-        reason="t",
-        targets=[Target.M365, Target.ENT],
-        sso_session=None,
-        idempotency_key=None,
-        principal="t",
-    )
+    _, rid = await handlers.accept_logout(deps, targets=[Target.M365, Target.ENT], **LOGOUT)
     stream, group = streams.REVOCATION_COMPLETED, streams.GROUP_ORCHESTRATOR
     await ensure_groups(redis, [(stream, group)])
     trips = []
@@ -66,3 +70,39 @@ async def test_an_accepted_logout_costs_at_most_two_round_trips(redis, redis_ser
     await wiring.redis.aclose()
     assert len(trips[1]) <= 2, trips[1]
     assert "EVALSHA" in trips[1]
+
+
+async def test_a_deadline_not_due_costs_one_read_and_a_vanished_request_is_dropped(
+    redis: Redis, redis_server
+) -> None:
+    """fire_deadline judges on the state its compare-and-set loaded: no second read to
+    learn what it saw; a request gone (expired) leaves the deadline index at once."""
+    deps = deps_for(redis_server.url)
+    _, rid = await handlers.accept_logout(deps, targets=[Target.M365], **LOGOUT)
+    with counted(deps.store.redis) as made:
+        await handlers.fire_deadline(deps, str(rid))
+    assert made == ["HMGET"]
+    await redis.zadd(DEADLINES, {"gone": 1})
+    with counted(deps.store.redis) as made:
+        await handlers.fire_deadline(deps, "gone")
+    await deps.store.redis.aclose()
+    assert made == ["HMGET", "ZREM"]
+    assert await redis.zscore(DEADLINES, "gone") is None
+
+
+async def test_a_refused_cancel_reads_the_request_once(redis, redis_server) -> None:
+    """DELETE /v1/requests/{id} of a running request: one read, which both checks the
+    caller may see it and says why it cannot be cancelled."""
+    app = create_app(settings_for(redis_server))
+    wiring = app.state.wiring
+    transport = httpx.ASGITransport(app=app)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=headers) as c:
+        body = {"subject": {"user_id": "cancel1", "upn": "cancel1@example.org"}}
+        rid = (await c.post("/v1/logouts", json=body)).json()["request_id"]
+        with counted(wiring.redis) as made:
+            resp = await c.delete(f"/v1/requests/{rid}")
+    await wiring.redis.aclose()
+    assert resp.status_code == 409, resp.text
+    assert "this one is in_progress" in resp.json()["detail"]
+    assert made == ["HMGET"]

@@ -15,9 +15,9 @@ from sortie_core import streams
 from sortie_core.sealed import seal
 from sortie_orchestrator.profiles import Profiles
 from sortie_orchestrator.settings import TokenSpec
-from tests.intake.live import ALL, READER, TOKEN, live_orchestrator
+from sortie_testkit.redis_server import RedisServer
 from tests.orchestrator.workers import answer_offboarding, commands, report, step, until
-from tests.redis_server import RedisServer
+from tests.support.live import ALL, READER, TOKEN, live_orchestrator
 
 OTHER = "live-token-other-writer-0123456789"
 PROFILES = Profiles.model_validate(

@@ -20,12 +20,12 @@ from sortie_core import streams
 from sortie_core.events import Subject, Target
 from sortie_core.outbox import OUTBOX_SLOTS, Relay, outbox_key
 from sortie_orchestrator import handlers
-from sortie_orchestrator.adapters.presence import PresenceIndex
 from sortie_orchestrator.adapters.saga_cluster import ClusterSagaStore, deadlines_key
 from sortie_orchestrator.adapters.saga_store import IdempotencyMismatch, NotDurable, idem_key
+from sortie_orchestrator.bootstrap import make_deps
 from sortie_orchestrator.saga import Timeouts
+from sortie_testkit.redis_cluster import RedisClusterGroup
 from tests.orchestrator.test_replicas import report
-from tests.redis_cluster import RedisClusterGroup
 
 ALICE = Subject(user_id="alice", upn="alice@example.org")
 
@@ -46,11 +46,9 @@ async def client(cluster: RedisClusterGroup) -> AsyncIterator[RedisCluster]:
 
 
 def deps_for(redis: RedisCluster, phase1: float = 30, **kw: Any) -> handlers.Deps:
-    return handlers.Deps(
-        store=ClusterSagaStore(redis, retention_s=3600, idempotency_ttl_s=3600, **kw),
-        presence=PresenceIndex(redis),  # type: ignore[arg-type]
-        timeouts=Timeouts(phase1=timedelta(seconds=phase1), sso=timedelta(seconds=60)),
-    )
+    store = ClusterSagaStore(redis, retention_s=3600, idempotency_ttl_s=3600, **kw)
+    timeouts = Timeouts(phase1=timedelta(seconds=phase1), sso=timedelta(seconds=60))
+    return make_deps(redis, store, timeouts)  # type: ignore[arg-type]
 
 
 async def accept(deps: handlers.Deps, key: str | None = None, reason: str = "t") -> uuid.UUID:
@@ -113,7 +111,7 @@ async def test_deadlines_fire_once_from_any_replica(client: RedisCluster) -> Non
     await asyncio.sleep(0.1)
     due = await replicas[2].store.due(datetime.now(UTC))
     assert sorted(due) == sorted(str(r) for r in rids)
-    assert await replicas[1].store.overdue(datetime.now(UTC).timestamp()) == 3
+    assert await replicas[1].index.overdue(datetime.now(UTC)) == 3
     fire = [handlers.fire_deadline(r, str(rid)) for r in replicas for rid in rids]
     await asyncio.gather(*fire)
     assert await relayed(client, streams.SSO_LOGOUT_REQUESTED) == Counter(str(r) for r in rids)

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.intake.live import READER, live_orchestrator
+from tests.support.live import READER, live_orchestrator
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"

@@ -12,7 +12,7 @@ from scim2_models import ScimProvider
 from scim2_tester import Status, check_server
 
 from sortie_orchestrator.http.scim import model as scim_model
-from tests.intake.live import SCIM_TOKEN, live_orchestrator
+from tests.support.live import SCIM_TOKEN, live_orchestrator
 
 
 class SortieUserWithExample(scim_model.SortieUser):

@@ -16,9 +16,9 @@ import redis as redis_sync
 
 from sortie_core import streams
 from sortie_orchestrator.http.scim.policy import ScimConfig
-from tests.intake.live import live_orchestrator
+from sortie_testkit.redis_server import RedisServer
 from tests.orchestrator.workers import answer_offboarding, commands, step, until
-from tests.redis_server import RedisServer
+from tests.support.live import live_orchestrator
 
 CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"

@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sortie_orchestrator.http.oauth import OAuthSettings
-from tests.intake.live import SCIM_TOKEN, live_orchestrator
+from tests.support.live import SCIM_TOKEN, live_orchestrator
 
 ISSUER = "https://login.example/tenant/v2.0"
 AUDIENCE = "api://sortie-scim"

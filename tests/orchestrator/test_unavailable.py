@@ -10,8 +10,9 @@ from redis.asyncio import Redis
 
 from sortie_orchestrator.app import background, create_app
 from sortie_orchestrator.settings import OrchestratorSettings
+from sortie_testkit.redis_server import RedisServer, free_port
+from sortie_testkit.waiting import wait_until_async
 from tests.orchestrator.conftest import TOKEN, settings_for
-from tests.redis_server import RedisServer, free_port
 
 BODY = {"subject": {"user_id": "alice"}, "targets": ["m365"]}
 
@@ -78,9 +79,9 @@ async def test_readyz_reports_stopped_subscribers(redis: Redis, redis_server: Re
         await wiring.consumers._subscribers[0].stop()  # as FastStream does on NOGROUP
         resp = await client.get("/readyz")
         assert (resp.status_code, resp.json()["status"]) == (503, "subscribers stopped")
+
         # The claim loop restarts it (recreating the groups) and readiness comes back.
-        for _ in range(100):
-            if (await client.get("/readyz")).status_code == 200:
-                break
-            await asyncio.sleep(0.05)
-        assert (await client.get("/readyz")).status_code == 200
+        async def ready() -> bool:
+            return (await client.get("/readyz")).status_code == 200
+
+        await wait_until_async(ready, 5, 0.05, "ready again")

@@ -4,7 +4,6 @@ commands it published, answer with reports as the m365-worker, ent-worker and CA
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -23,19 +22,16 @@ from sortie_core.events import (
     Subject,
     Verification,
 )
+from sortie_testkit.waiting import wait_until
 
 T = TypeVar("T")
 
 
 def until(probe: Callable[[], T | None], timeout: float = 10.0, what: str = "") -> T:
-    """The first true value of `probe`, polled every 50 ms."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or probe}")
+    """The first true value of `probe`, polled every 50 ms (`wait_until`)."""
+    value = wait_until(probe, timeout, 0.05, what or str(probe))
+    assert value is not None
+    return value
 
 
 def commands(url: str, stream: str, rid: str) -> list[tuple[float, dict[str, Any]]]:

@@ -13,7 +13,7 @@ import pytest
 
 from sortie_simulators.__main__ import build_app, build_parser
 from sortie_simulators.demo import ALICE, DEFAULT_PORTS
-from tests.redis_server import free_port
+from sortie_testkit.redis_server import free_port
 
 
 def wait_for_line(

@@ -141,3 +141,39 @@ async def test_oidc_refuses_bad_requests_without_redirecting_to_strangers() -> N
         refused = await client.get("/authorize", params=no_pkce)
         assert refused.status_code == 302
         assert _query(refused.headers["location"])["error"] == "invalid_request"
+
+
+async def test_sign_in_pages_speak_the_browsers_language_and_demo_people_have_roles() -> None:
+    async with asgi_client(cas.create_app(seed_demo=True)) as client:
+        fr = await client.get("/cas/login", params={"service": SERVICE})
+        en = await client.get(
+            "/cas/login", params={"service": SERVICE}, headers={"Accept-Language": "en-GB,en"}
+        )
+        assert '<html lang="fr">' in fr.text and "Mot de passe" in fr.text
+        assert '<html lang="en">' in en.text and "Password" in en.text
+        assert '<label>Username <input name="username"' in en.text
+        ticket = await _cas_ticket(client, "claire")
+        valid = await client.get(
+            "/cas/p3/serviceValidate", params={"service": SERVICE, "ticket": ticket}
+        )
+        assert "<cas:memberOf>helpdesk-lycee-a</cas:memberOf>" in valid.text
+    provider = oidc_provider.create_app(clients={"c": ("s", [REDIRECT])}, seed_demo=True)
+    assert provider.state.provider.claims["sam"] == {"roles": ["sortie-admin"]}
+    async with asgi_client(provider) as client:
+        params = {
+            "response_type": "code",
+            "client_id": "c",
+            "redirect_uri": REDIRECT,
+            "scope": "openid",
+            "state": "x",
+            "code_challenge": oidc_provider.s256("v" * 43),
+            "code_challenge_method": "S256",
+        }
+        page = await client.get("/authorize", params=params, headers={"Accept-Language": "en"})
+        assert "<h1>Identity provider</h1>" in page.text
+        wrong = await client.post(
+            f"/authorize?{urlencode(params)}",
+            data={"username": "sam"},
+            headers={"Accept-Language": "en"},
+        )
+        assert wrong.status_code == 401 and "Wrong username or password." in wrong.text

@@ -23,11 +23,20 @@ from sortie_core.acl import (
 from sortie_core.broker import publish
 from sortie_core.events import Outcome, RevocationCompleted
 from sortie_core.presence import read_presence, wake
+from sortie_testkit.redis_server import RedisServer
+from sortie_testkit.settings import fast
 from sortie_workstation.adapters.fake import FakeSessions
 from sortie_workstation.bootstrap import SERVICE, make_build
 from sortie_workstation.settings import AgentSettings
-from tests.redis_server import RedisServer
-from tests.workers.helpers import command, fast, logout, offboard, running_worker, wait_for_events
+from tests.support.workers import (
+    command,
+    logout,
+    offboard,
+    read_events,
+    running_worker,
+    wait_drained,
+    wait_for_events,
+)
 
 HOST = "pc-acl"
 
@@ -53,9 +62,8 @@ async def test_agent_works_under_its_acl_user_and_nothing_more(
         [done] = await wait_for_events(redis, streams.agent_results_stream(HOST))
         # The same command again (a redelivery) is recognised by its per-host dedupe key.
         await command(redis, streams.workstation_stream(HOST), event)
-        again = await wait_for_events(
-            redis, streams.agent_results_stream(HOST), count=2, timeout_s=0.5
-        )
+        await wait_drained(redis, streams.workstation_stream(HOST), streams.GROUP_WORKSTATION)
+        again = await read_events(redis, streams.agent_results_stream(HOST))
     assert isinstance(done, RevocationCompleted)
     assert [(s.action, s.outcome) for s in done.steps] == [("logoff", Outcome.SUCCEEDED)]
     assert len(again) == 1

@@ -3,7 +3,6 @@ orchestrator app over HTTP (ASGI), agents with in-memory sessions, a real redis-
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -14,12 +13,14 @@ from redis.asyncio import Redis
 
 from sortie_core.presence import PresenceRecord, write_presence
 from sortie_orchestrator.adapters.presence import PresenceIndex
+from sortie_testkit.redis_server import RedisServer
+from sortie_testkit.settings import fast
+from sortie_testkit.waiting import wait_until_async
 from sortie_workstation.adapters.fake import FakeSessions
 from sortie_workstation.bootstrap import SERVICE, make_build
 from sortie_workstation.settings import AgentSettings
 from tests.orchestrator.conftest import READ_ONLY
-from tests.redis_server import RedisServer
-from tests.workers.helpers import fast, running_worker
+from tests.support.workers import running_worker
 
 PROBLEM = "application/problem+json"
 
@@ -45,12 +46,11 @@ def fake(*sessions: tuple[int, str]) -> FakeSessions:
 
 
 async def until(client: httpx.AsyncClient, path: str, done: Any, timeout_s: float = 10) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
+    async def body_when_done() -> Any:
         body = (await client.get(path)).json()
-        if done(body) or time.monotonic() > deadline:
-            return body
-        await asyncio.sleep(0.05)
+        return body if done(body) else None
+
+    return await wait_until_async(body_when_done, timeout_s, 0.05, f"{path} done")
 
 
 def finished(body: dict[str, Any]) -> bool:

@@ -8,7 +8,6 @@ is still logged off by a logout."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -23,12 +22,14 @@ from sortie_core import streams
 from sortie_core.acl import agent_redis_url, new_password, password_hash, setuser_command
 from sortie_core.presence import PresenceRecord, write_presence
 from sortie_orchestrator.app import background, create_app
+from sortie_testkit.redis_server import RedisServer
+from sortie_testkit.settings import fast
+from sortie_testkit.waiting import wait_until_async
 from sortie_workstation.adapters.fake import FakeSessions
 from sortie_workstation.bootstrap import SERVICE, make_build
 from sortie_workstation.settings import AgentSettings
 from tests.orchestrator.conftest import TOKEN, settings_for
-from tests.redis_server import RedisServer
-from tests.workers.helpers import fast, running_worker
+from tests.support.workers import running_worker
 
 MAX_ID = "18446744073709551615-18446744073709551615"
 EVERY_STREAM = [
@@ -68,12 +69,11 @@ async def agent_url(redis: Redis, redis_server: RedisServer, host: str) -> str:
 
 async def indexed(api: httpx.AsyncClient, user: str, host: str, timeout_s: float = 10) -> bool:
     presence = api.app.state.deps.presence  # type: ignore[attr-defined]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if host in [h.host for h in await presence.hosts_for(user)]:
-            return True
-        await asyncio.sleep(0.05)
-    return False
+
+    async def found() -> bool:
+        return host in [h.host for h in await presence.hosts_for(user)]
+
+    return await wait_until_async(found, timeout_s, 0.05, f"{host} indexed for {user}")
 
 
 async def logged_off(api: httpx.AsyncClient, user: str, host: str) -> dict[str, object]:
@@ -82,12 +82,13 @@ async def logged_off(api: httpx.AsyncClient, user: str, host: str) -> dict[str, 
     )
     assert resp.status_code == 202, resp.text
     service = f"workstation:{host}"
-    for _ in range(400):
+
+    async def reported() -> dict[str, object] | None:
         body = (await api.get(resp.headers["Location"])).json()
-        if body["services"].get(service, {}).get("state") == "reported":
-            return dict(body["services"][service])
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{service} never reported: {body['services']}")
+        state = body["services"].get(service, {})
+        return dict(state) if state.get("state") == "reported" else None
+
+    return await wait_until_async(reported, 20, 0.05, f"{service} reported")
 
 
 async def test_max_id_and_maxlen_zero_from_an_agent_hide_no_other_session(

@@ -16,7 +16,7 @@ from sortie_workstation.adapters.system import LinuxSessions, MultiPointSessions
 from sortie_workstation.bootstrap import detect_backend, make_backend
 from sortie_workstation.handlers import close_browsers, end_sessions, handle_logout
 from sortie_workstation.settings import AgentSettings
-from tests.workers.helpers import logout
+from tests.support.workers import logout
 from tests.workstation.conftest import Machine
 
 POLICY = RetryPolicy(max_attempts=2, base_s=0.001, max_s=0.002)

@@ -3,14 +3,12 @@ logout of a user with sessions on 3 hosts touches only those 3."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import httpx
 from redis.asyncio import Redis
 
-from tests.redis_server import RedisServer
-from tests.workstation.fleet import Fleet
+from sortie_testkit.fleet import Fleet
+from sortie_testkit.redis_server import RedisServer
+from sortie_testkit.waiting import wait_until_async
 
 AGENTS = 200
 ALICE_HOSTS = ("pc-0007", "pc-0101", "pc-0199")
@@ -26,9 +24,11 @@ async def test_logout_fans_out_only_to_the_hosts_holding_a_session(
         fleet.add(host, users, group=f"room{n // 25}")
     await fleet.start()
     try:
-        deadline = time.monotonic() + 30
-        while await redis.scard("sortie:agents") < AGENTS and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+
+        async def all_announced() -> bool:
+            return await redis.scard("sortie:agents") >= AGENTS
+
+        await wait_until_async(all_announced, 30, 0.05, "every agent announced")
         assert await redis.scard("sortie:agents") == AGENTS
         assert sorted(await redis.smembers("sortie:hosts:alice")) == [
             h.encode() for h in ALICE_HOSTS
@@ -38,12 +38,12 @@ async def test_logout_fans_out_only_to_the_hosts_holding_a_session(
             "/v1/logouts", json={"subject": {"user_id": "alice"}, "targets": ["workstations"]}
         )
         assert resp.status_code == 202
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+
+        async def phase1_done() -> dict | None:
             view = (await client.get(resp.headers["Location"])).json()
-            if view["status"] != "in_progress":
-                break
-            await asyncio.sleep(0.05)
+            return view if view["status"] != "in_progress" else None
+
+        view = await wait_until_async(phase1_done, 20, 0.05, "phase 1 done")
         assert sorted(view["services"]) == [f"workstation:{h}" for h in ALICE_HOSTS]
         assert {s["state"] for s in view["services"].values()} == {"reported"}
         assert view["status"] == "sso_logout"  # phase 1 done; no CAS worker runs here
@@ -55,9 +55,10 @@ async def test_logout_fans_out_only_to_the_hosts_holding_a_session(
             ]
         assert all(not fleet.backend(h).calls for h in fleet.agents if h not in ALICE_HOSTS)
         # The orchestrator's index followed the agents' new presence: alice is nowhere now.
-        deadline = time.monotonic() + 10
-        while await redis.scard("sortie:hosts:alice") and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        assert await redis.scard("sortie:hosts:alice") == 0
+
+        async def alice_nowhere() -> bool:
+            return await redis.scard("sortie:hosts:alice") == 0
+
+        await wait_until_async(alice_nowhere, 10, 0.05, "alice's hosts index emptied")
     finally:
         await fleet.stop()

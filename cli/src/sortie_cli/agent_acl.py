@@ -61,22 +61,30 @@ def agent_passwords(hosts: list[str], workdir: Path, one_file: str | None) -> di
     return out
 
 
-def cmd_agent_acl(args: argparse.Namespace, workdir: Path) -> int:
+def _hosts(args: argparse.Namespace) -> list[str] | None:
+    """The hosts named on the command line and in --hosts-file; None once said why not."""
     hosts = [h.strip().lower() for h in args.host]
     if args.hosts_file:
         hosts += [h.lower() for h in read_hosts(Path(args.hosts_file))]
     if not hosts:
         print("sortie: give at least one HOST or --hosts-file", file=sys.stderr)
-        return 2
+        return None
     bad = [h for h in hosts if not valid_host(h)]
     if bad:
         print(
             f"sortie: {bad[0]!r}: HOST must be a plain label: letters, digits, '-' and '_'",
             file=sys.stderr,
         )
-        return 2
+        return None
     if args.password_file and len(hosts) > 1:
         print("sortie: --password-file is for one HOST only", file=sys.stderr)
+        return None
+    return hosts
+
+
+def cmd_agent_acl(args: argparse.Namespace, workdir: Path) -> int:
+    hosts = _hosts(args)
+    if hosts is None:
         return 2
     commands = []
     for host in dict.fromkeys(hosts):
@@ -95,6 +103,11 @@ def cmd_agent_acl(args: argparse.Namespace, workdir: Path) -> int:
     if not url:
         print("sortie: --apply needs --redis-url or SORTIE_REDIS_URL", file=sys.stderr)
         return 2
+    return _apply(url, commands)
+
+
+def _apply(url: str, commands: list[list[str]]) -> int:
+    """Run the ACL SETUSER commands on the server at `url`, then ACL SAVE."""
     import redis
 
     try:

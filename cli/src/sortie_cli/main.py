@@ -8,7 +8,6 @@ Exit codes a script can rely on: 0 completed (or OK), 1 error (HTTP, connection)
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import time
@@ -18,34 +17,15 @@ from typing import Any
 import httpx
 
 from . import agent_acl, offboard, redis_acl, reverse
+from .client import accepted, api_and_token, detail, exit_code, follow, workdir
 from .render import Painter, redact_url, render_request
 from .stack import Stack, StackError, load_stack_file
-
-EXIT = {"completed": 0, "partial": 3, "failed": 4, "cancelled": 5}
-FINAL = set(EXIT)
-
-
-def _workdir(args: argparse.Namespace) -> Path:
-    return Path(args.workdir or os.environ.get("SORTIE_WORKDIR", ".sortie"))
-
-
-def _api(args: argparse.Namespace) -> tuple[str, str]:
-    stack = load_stack_file(_workdir(args)) or {}
-    url = args.api or os.environ.get("SORTIE_API_URL") or stack.get("urls", {}).get("api")
-    token = args.token or os.environ.get("SORTIE_TOKEN") or os.environ.get("SORTIE_DEV_TOKEN")
-    token = token or stack.get("token")
-    if not url or not token:
-        raise SystemExit(
-            "sortie: no API to talk to. Start one with `sortie up`, or set SORTIE_API_URL "
-            "and SORTIE_TOKEN."
-        )
-    return url.rstrip("/"), token
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     paint = Painter(sys.stdout)
     stack = Stack(
-        workdir=_workdir(args), api_port=args.port, m365_identity_lookups=args.m365_lookups
+        workdir=workdir(args), api_port=args.port, m365_identity_lookups=args.m365_lookups
     )
     try:
         stack.plan()
@@ -63,6 +43,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"sortie up: {exc}", file=sys.stderr)
         stack.stop()
         return 1
+    _print_stack(stack, paint)
+    return _run_until_stopped(stack, args, paint)
+
+
+def _print_stack(stack: Stack, paint: Painter) -> None:
     print()
     print(paint.bold("Sortie is up."))
     print(f"  API          {stack.urls['api']}  (docs at /docs, metrics at /metrics)")
@@ -76,8 +61,16 @@ def cmd_up(args: argparse.Namespace) -> int:
         if key.startswith("sim_"):
             print(f"  simulator    {key[4:]:<13}{url}")
     print(f"  logs         {stack.workdir / 'logs'}")
+    if "console" in stack.urls:
+        print(f"  console      {stack.urls['console']}")
+        for text in stack.console_banner:
+            print(f"               {text}")
     print()
     print("Try:  sortie logout alice --wait        Stop: Ctrl-C")
+
+
+def _run_until_stopped(stack: Stack, args: argparse.Namespace, paint: Painter) -> int:
+    """Run the demo when asked, then keep the stack alive until SIGTERM or Ctrl-C."""
     status = 0
     stopping = False
 
@@ -95,7 +88,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 stack.urls["api"],
                 stack.token or "",
                 "alice",
-                _workdir(args),
+                workdir(args),
                 targets=None,
                 wait=True,
                 timeout=60.0,
@@ -156,61 +149,25 @@ def _logout_and_wait(
     if sso:
         body["sso_session"] = sso
     headers = {"Authorization": f"Bearer {token}"}
-    try:
-        resp = httpx.post(f"{api}/v1/logouts", json=body, headers=headers, timeout=10)
-    except httpx.HTTPError as exc:
-        print(f"sortie: cannot reach {api}: {exc}", file=sys.stderr)
-        return 1
-    if resp.status_code != 202:
-        print(f"sortie: refused ({resp.status_code}): {_detail(resp)}", file=sys.stderr)
+    resp = accepted(
+        api, lambda: httpx.post(f"{api}/v1/logouts", json=body, headers=headers, timeout=10)
+    )
+    if resp is None:
         return 1
     rid = resp.json()["request_id"]
     print(f"Logout of {paint.bold(user)} accepted: request {rid}")
     if not wait:
         return 0
-    return _follow(api, headers, rid, timeout, paint)
-
-
-def _follow(api: str, headers: dict[str, str], rid: str, timeout: float, paint: Painter) -> int:
-    deadline = time.monotonic() + timeout
-    shown: set[tuple[str, str]] = set()
-    view: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        try:
-            view = httpx.get(f"{api}/v1/requests/{rid}", headers=headers, timeout=10).json()
-        except (httpx.HTTPError, ValueError) as exc:
-            print(f"sortie: {exc}", file=sys.stderr)
-            return 1
-        for service, svc in sorted(view.get("services", {}).items()) + (
-            [("sso", view["sso"])] if view.get("sso") else []
-        ):
-            for step in svc.get("steps", []):
-                key = (service, step["action"])
-                if key not in shown:
-                    shown.add(key)
-                    print("  " + paint.step_line(service, step))
-        if view.get("status") in FINAL:
-            break
-        time.sleep(0.15)
-    print()
-    print(render_request(view, paint))
-    return EXIT.get(view.get("status", ""), 6)
-
-
-def _detail(resp: httpx.Response) -> str:
-    try:
-        return str(resp.json().get("detail", resp.text))
-    except ValueError:
-        return resp.text[:200]
+    return follow(api, headers, rid, timeout, paint)
 
 
 def cmd_logout(args: argparse.Namespace) -> int:
-    api, token = _api(args)
+    api, token = api_and_token(args)
     return _logout_and_wait(
         api,
         token,
         args.user,
-        _workdir(args),
+        workdir(args),
         targets=args.targets.split(",") if args.targets else None,
         wait=args.wait,
         timeout=args.timeout,
@@ -221,22 +178,22 @@ def cmd_logout(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    api, token = _api(args)
+    api, token = api_and_token(args)
     headers = {"Authorization": f"Bearer {token}"}
     paint = Painter(sys.stdout)
     if args.watch:
-        return _follow(api, headers, args.request_id, args.timeout, paint)
+        return follow(api, headers, args.request_id, args.timeout, paint)
     resp = httpx.get(f"{api}/v1/requests/{args.request_id}", headers=headers, timeout=10)
     if resp.status_code != 200:
-        print(f"sortie: {resp.status_code}: {_detail(resp)}", file=sys.stderr)
+        print(f"sortie: {resp.status_code}: {detail(resp)}", file=sys.stderr)
         return 1
     view = resp.json()
     print(render_request(view, paint))
-    return EXIT.get(view["status"], 6)
+    return exit_code(view)
 
 
 def cmd_requests(args: argparse.Namespace) -> int:
-    api, token = _api(args)
+    api, token = api_and_token(args)
     params: dict[str, Any] = {"limit": args.limit}
     if args.user:
         params["subject"] = args.user
@@ -249,7 +206,7 @@ def cmd_requests(args: argparse.Namespace) -> int:
         timeout=10,
     )
     if resp.status_code != 200:
-        print(f"sortie: {resp.status_code}: {_detail(resp)}", file=sys.stderr)
+        print(f"sortie: {resp.status_code}: {detail(resp)}", file=sys.stderr)
         return 1
     paint = Painter(sys.stdout)
     for item in resp.json()["items"]:
@@ -304,8 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     reqs.set_defaults(func=cmd_requests)
     offboard.add_parser(sub)
     reverse.add_parser(sub)
-    agent_acl.add_parser(sub).set_defaults(func=lambda a: agent_acl.cmd_agent_acl(a, _workdir(a)))
-    redis_acl.add_parser(sub).set_defaults(func=lambda a: redis_acl.cmd_redis_acl(a, _workdir(a)))
+    agent_acl.add_parser(sub).set_defaults(func=lambda a: agent_acl.cmd_agent_acl(a, workdir(a)))
+    redis_acl.add_parser(sub).set_defaults(func=lambda a: redis_acl.cmd_redis_acl(a, workdir(a)))
     return parser
 
 

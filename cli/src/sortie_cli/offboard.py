@@ -12,6 +12,7 @@ import httpx
 
 from . import preview
 from .bulk import BulkError, Limits, run_bulk
+from .client import accepted, api_and_token, follow
 from .render import Painter
 from .when import parse_when
 
@@ -51,19 +52,17 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_offboard(args: argparse.Namespace) -> int:
-    from . import main as cli  # the shared helpers live with the other commands
-
     if bool(args.csv) == bool(args.user):
         print("sortie offboard: give either USER or --csv FILE", file=sys.stderr)
         return 2
     if args.csv:
-        return _bulk(args, *cli._api(args))
+        return _bulk(args, *api_and_token(args))
     try:
         effective = parse_when(args.at) if args.at else None
     except ValueError as exc:
         print(f"sortie offboard: {exc}", file=sys.stderr)
         return 2
-    api, token = cli._api(args)
+    api, token = api_and_token(args)
     paint = Painter(sys.stdout)
     subject: dict[str, Any] = {"user_id": args.user}
     if args.upn:
@@ -76,18 +75,16 @@ def cmd_offboard(args: argparse.Namespace) -> int:
     headers = {"Authorization": f"Bearer {token}"}
     if args.dry_run:
         return preview.run(api, headers, body, paint)
-    try:
-        resp = httpx.post(
+    resp = accepted(
+        api,
+        lambda: httpx.post(
             f"{api}/v1/offboardings",
             json=body,
             headers={**headers, "Idempotency-Key": f"cli-{uuid.uuid4()}"},
             timeout=10,
-        )
-    except httpx.HTTPError as exc:
-        print(f"sortie: cannot reach {api}: {exc}", file=sys.stderr)
-        return 1
-    if resp.status_code != 202:
-        print(f"sortie: refused ({resp.status_code}): {cli._detail(resp)}", file=sys.stderr)
+        ),
+    )
+    if resp is None:
         return 1
     data = resp.json()
     rid = data["request_id"]
@@ -103,7 +100,7 @@ def cmd_offboard(args: argparse.Namespace) -> int:
     )
     if not args.wait:
         return 0
-    return cli._follow(api, headers, rid, args.timeout, paint)
+    return follow(api, headers, rid, args.timeout, paint)
 
 
 def _bulk(args: argparse.Namespace, api: str, token: str) -> int:

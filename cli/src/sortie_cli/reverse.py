@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from .client import FINAL, accepted, api_and_token, detail, exit_code
 from .render import Painter, render_request
 
 TAP_STEP = "issue_temporary_access_pass"
@@ -53,33 +54,29 @@ def _tap_issued(view: dict[str, Any]) -> bool:
 
 
 def cmd_reverse(args: argparse.Namespace) -> int:
-    from . import main as cli
-
-    api, token = cli._api(args)
+    api, token = api_and_token(args)
     paint = Painter(sys.stdout)
     body = {"reason": args.reason, "issue_temporary_access_pass": not args.no_tap}
     with httpx.Client(
         base_url=api, headers={"Authorization": f"Bearer {token}"}, timeout=10
     ) as client:
-        try:
-            resp = client.post(
+        resp = accepted(
+            api,
+            lambda: client.post(
                 f"/v1/requests/{args.request_id}:reverse",
                 json=body,
                 headers={"Idempotency-Key": f"cli-{uuid.uuid4()}"},
-            )
-        except httpx.HTTPError as exc:
-            print(f"sortie: cannot reach {api}: {exc}", file=sys.stderr)
+            ),
+        )
+        if resp is None:
             return 1
-        if resp.status_code != 202:
-            print(f"sortie: refused ({resp.status_code}): {cli._detail(resp)}", file=sys.stderr)
-            return 1
-        accepted = resp.json()
-        rid = accepted["request_id"]
+        answer = resp.json()
+        rid = answer["request_id"]
         print(f"Reversal of {args.request_id}: request {rid}")
-        view = _wait(client, rid, args.timeout, cli.FINAL)
+        view = _wait(client, rid, args.timeout, FINAL)
         print(render_request(view, paint))
-        code = cli.EXIT.get(view.get("status", ""), 6)
-        tap = accepted.get("temporary_access_pass") or {}
+        code = exit_code(view)
+        tap = answer.get("temporary_access_pass") or {}
         if args.no_tap or not tap.get("unseal_key"):
             return code
         if not _tap_issued(view):
@@ -89,7 +86,7 @@ def cmd_reverse(args: argparse.Namespace) -> int:
             return code or 4
         shown = client.post(tap["reveal"], json={"unseal_key": tap["unseal_key"]})
         if shown.status_code != 200:
-            print(f"sortie: {shown.status_code}: {cli._detail(shown)}", file=sys.stderr)
+            print(f"sortie: {shown.status_code}: {detail(shown)}", file=sys.stderr)
             return 1
         who = view["subject"].get("upn") or view["subject"]["user_id"]
         secret = shown.json()["temporary_access_pass"]

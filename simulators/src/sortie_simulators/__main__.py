@@ -16,6 +16,8 @@ from .common import serve
 from .demo import DEFAULT_ENTAPPS_URL, DEFAULT_PORTS
 
 ACTUATOR_PASSWORD_ENV = "SORTIE_SIM_CAS_ACTUATOR_PASSWORD"
+# A client of the OpenID provider, ID:SECRET:REDIRECT_URI, kept off the command line.
+OIDC_CLIENT_ENV = "SORTIE_SIM_OIDC_CLIENT"
 
 
 def _non_negative(text: str) -> float:
@@ -164,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="ID:SECRET:REDIRECT_URI",
-        help="a registered client (repeatable), e.g. sortie-console:s3cret:http://127.0.0.1:8080/ui/login/oidc",
+        help="a registered client (repeatable), e.g. sortie-console:s3cret:http://127.0.0.1:8080/ui/login/oidc"
+        f" (one more from ${OIDC_CLIENT_ENV})",
     )
     return parser
 
@@ -204,7 +207,10 @@ def build_app(args: argparse.Namespace) -> Any:
             oidc_issuer=args.oidc_issuer,
             client_ids=dict(args.client_ids),
         ),
-        "oidc": lambda: oidc_provider.create_app(clients=_clients(args.client)),
+        "oidc": lambda: oidc_provider.create_app(
+            clients=_clients([*args.client, *filter(None, [os.environ.get(OIDC_CLIENT_ENV)])]),
+            seed_demo=args.seed_demo,
+        ),
         "workstations": lambda: workstations.create_app(
             seed_demo=args.seed_demo, hosts=args.hosts, latency_ms=args.latency_ms
         ),

@@ -51,6 +51,7 @@ from .demo import (
     ALICE,
     DEFAULT_ENTAPPS_URL,
     DEMO_CAS_APPS,
+    DEMO_CAS_PEOPLE,
     DEMO_SERVICE_TICKETS,
     DEMO_TGT,
     demo_service_url,
@@ -380,5 +381,5 @@ def create_app(
             setattr(sim.faults, name, value)
         return asdict(sim.faults)
 
-    install_login(app, sim)
+    install_login(app, sim, DEMO_CAS_PEOPLE if seed_demo else None)
     return app

@@ -23,7 +23,6 @@ Principal attributes (e.g. `memberOf`, `uai`) are set per user with
 
 from __future__ import annotations
 
-import html
 import re
 import secrets
 import time
@@ -34,6 +33,7 @@ from xml.sax.saxutils import escape
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from . import signin_page
 from .common import FormError, read_form
 
 if TYPE_CHECKING:
@@ -76,27 +76,47 @@ def _success(user: str, attributes: dict[str, list[str]]) -> Response:
     )
 
 
-def _form(service: str, execution: str, error: str | None = None) -> HTMLResponse:
-    note = f'<p role="alert">{html.escape(error)}</p>' if error else ""
-    return HTMLResponse(
-        '<!doctype html><html lang="fr"><head><meta charset="utf-8"><title>CAS</title></head>'
-        f"<body><main><h1>Connexion CAS</h1>{note}"
-        '<form method="post" action="/cas/login">'
-        f'<input type="hidden" name="service" value="{html.escape(service)}">'
-        f'<input type="hidden" name="execution" value="{html.escape(execution)}">'
-        '<label>Identifiant <input name="username" autocomplete="username"></label>'
-        '<label>Mot de passe <input name="password" type="password"></label>'
-        '<button type="submit">Se connecter</button></form></main></body></html>',
-        status_code=401 if error else 200,
+HEADING = {"fr": "Connexion CAS", "en": "CAS sign-in"}
+
+
+def _form(request: Request, service: str, execution: str, error: str | None = None) -> HTMLResponse:
+    hidden = {"service": service, "execution": execution}
+    return signin_page.page(
+        request, heading=HEADING, action="/cas/login", hidden=hidden, error=error
     )
 
 
-def install_login(app: FastAPI, sim: CasSimulator) -> None:
-    """Adds the login, the service validation and the attributes admin route to `app`."""
-    # ticket -> (service, issued at); removed when validated (single use).
+def _validate(
+    sim: CasSimulator,
+    issued: dict[str, tuple[str, float]],
+    attributes: dict[str, dict[str, list[str]]],
+    service: str,
+    ticket: str,
+) -> Response:
+    """§2.5: the ticket, once, for its own service, within its time to live."""
+    if not service or not ticket:
+        return _failure("INVALID_REQUEST", "service and ticket are required")
+    if not ticket.startswith("ST-"):
+        return _failure("INVALID_TICKET_SPEC", f"Ticket {ticket} is not a service ticket")
+    found = issued.pop(ticket, None)
+    if found is None or time.monotonic() - found[1] > ST_TTL_S:
+        return _failure("INVALID_TICKET", f"Ticket {ticket} not recognized")
+    if found[0] != service:
+        return _failure("INVALID_SERVICE", f"Ticket {ticket} does not match {service}")
+    owner = next((t for t in sim.tgts.values() if ticket in t.services), None)
+    if owner is None:
+        return _failure("INVALID_TICKET", f"Ticket {ticket} not recognized")
+    return _success(owner.username, attributes.get(owner.username, {}))
+
+
+def install_login(
+    app: FastAPI, sim: CasSimulator, attributes: dict[str, dict[str, list[str]]] | None = None
+) -> None:
+    """Adds the login, the service validation (`issued`: ticket -> service, when; used once)
+    and the attributes route; `attributes`: username -> name -> values, to start with."""
     issued: dict[str, tuple[str, float]] = {}
     executions: set[str] = set()
-    attributes: dict[str, dict[str, list[str]]] = {}
+    attributes = {u: dict(a) for u, a in (attributes or {}).items()}
 
     def issue(tgt_id: str, service: str) -> str:
         ticket = sim.grant(sim.tgts[tgt_id], service)
@@ -110,26 +130,23 @@ def install_login(app: FastAPI, sim: CasSimulator) -> None:
             return RedirectResponse(_with_ticket(service, issue(tgc, service)), 302)
         execution = secrets.token_urlsafe(16)
         executions.add(execution)
-        return _form(service, execution)
+        return _form(request, service, execution)
 
     @app.post("/cas/login", response_model=None)
     async def login_submit(request: Request) -> Response:
         try:
             form = await read_form(request)
         except FormError as exc:
-            return _form("", "", str(exc))
+            return _form(request, "", "", str(exc))
         service = form.get("service", "")
         execution = form.get("execution", "")
-        if execution not in executions:
-            fresh = secrets.token_urlsafe(16)
-            executions.add(fresh)
-            return _form(service, fresh, "Le formulaire a expiré, recommencez.")
-        executions.discard(execution)
         username, password = form.get("username", ""), form.get("password", "")
-        if not username or not password:
+        known = execution in executions
+        executions.discard(execution)  # each form is used once
+        if not known or not username or not password:
             fresh = secrets.token_urlsafe(16)
             executions.add(fresh)
-            return _form(service, fresh, "Identifiant ou mot de passe incorrect.")
+            return _form(request, service, fresh, "wrong" if known else "expired")
         tgt = sim.create_tgt(username)
         target = _with_ticket(service, issue(tgt.id, service)) if service else "/cas/login"
         response = RedirectResponse(target, 302)
@@ -138,19 +155,13 @@ def install_login(app: FastAPI, sim: CasSimulator) -> None:
 
     @app.get("/cas/p3/serviceValidate")
     async def service_validate(service: str = "", ticket: str = "") -> Response:
-        if not service or not ticket:
-            return _failure("INVALID_REQUEST", "service and ticket are required")
-        if not ticket.startswith("ST-"):
-            return _failure("INVALID_TICKET_SPEC", f"Ticket {ticket} is not a service ticket")
-        found = issued.pop(ticket, None)
-        if found is None or time.monotonic() - found[1] > ST_TTL_S:
-            return _failure("INVALID_TICKET", f"Ticket {ticket} not recognized")
-        if found[0] != service:
-            return _failure("INVALID_SERVICE", f"Ticket {ticket} does not match {service}")
-        owner = next((t for t in sim.tgts.values() if ticket in t.services), None)
-        if owner is None:
-            return _failure("INVALID_TICKET", f"Ticket {ticket} not recognized")
-        return _success(owner.username, attributes.get(owner.username, {}))
+        return _validate(sim, issued, attributes, service, ticket)
+
+    _install_attributes(app, attributes)
+
+
+def _install_attributes(app: FastAPI, attributes: dict[str, dict[str, list[str]]]) -> None:
+    """`PUT /_sim/users/{username}/attributes`: the principal's attributes (XML names)."""
 
     @app.put("/_sim/users/{username}/attributes")
     async def set_attributes(username: str, values: dict[str, list[str]]) -> dict[str, Any]:

@@ -99,3 +99,18 @@ def demo_service_tickets(entapps_url: str = DEFAULT_ENTAPPS_URL) -> list[dict[st
         {"service": demo_service_url(entapps_url, app), "ticket": DEMO_SERVICE_TICKETS[app]}
         for app in DEMO_CAS_APPS
     ]
+
+
+# The helpdesk people of the demo console (`sortie up`), as the CAS releases their
+# attributes and the OpenID provider their claims; the demo role mapping
+# (sortie_cli.console_sso) gives a role per value. Any password signs them in.
+DEMO_SITE_A, DEMO_SITE_B = "0750001A", "0750002B"
+HELPDESK_A, CONSOLE_ADMIN = "helpdesk-lycee-a", "sortie-admin"
+DEMO_CAS_PEOPLE: dict[str, dict[str, list[str]]] = {
+    "claire": {"memberOf": [HELPDESK_A]},
+    "sacha": {"memberOf": [CONSOLE_ADMIN]},
+}
+DEMO_OIDC_PEOPLE: dict[str, dict[str, list[str]]] = {
+    "dana": {"roles": [HELPDESK_A]},
+    "sam": {"roles": [CONSOLE_ADMIN]},
+}

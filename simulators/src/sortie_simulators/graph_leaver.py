@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .graph_auth_methods import auth_methods, collection, method_type
+from .graph_drive import FILES_READ, Drive, drive_route, user_drive
 from .graph_exchange_mailbox import Mailbox
 from .graph_model import GRAPH_METADATA, Reply, bad_request, graph_error, not_found
 
@@ -56,6 +57,21 @@ def app_token(roles: list[str], app_id: str = "sortie-test-app") -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part({'appid': app_id, 'roles': roles})}."
+
+
+def needed_permissions(method: str, revoke: bool, body: Any) -> list[str]:
+    """The least application permission for each of the user operations Sortie makes."""
+    if method == "GET":
+        return ["User.Read.All"]
+    if revoke:
+        return ["User.RevokeSessions.All"]
+    names = body.keys() if isinstance(body, dict) else ()
+    needed = []
+    if "accountEnabled" in names:
+        needed.append("User.EnableDisableAccount.All")
+    if "passwordProfile" in names:
+        needed.append("User-PasswordProfile.ReadWrite.All")
+    return needed
 
 
 def token_roles(token: str) -> frozenset[str] | None:
@@ -120,6 +136,9 @@ class TenantState:
     mailbox_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     managers: dict[str, str] = field(default_factory=dict)
     mailboxes: dict[str, Mailbox] = field(default_factory=dict)  # Exchange, by user id
+    # OneDrive (graph_drive.py), by owner id: provisioned on first use but for `no_drive`.
+    drives: dict[str, Drive] = field(default_factory=dict)
+    no_drive: set[str] = field(default_factory=set)
     # Every TAP value issued, for tests that look for it where it must not be.
     issued_passes: list[str] = field(default_factory=list)
 
@@ -187,6 +206,8 @@ class TenantState:
             return self._device(sim, method, segments[1], body, app)
         if head == "groups" and len(segments) in (4, 5) and segments[-1] == "$ref":
             return self._group_ref(sim, method, segments, body, app)
+        if head == "drives":
+            return drive_route(self, sim, method, segments, body, app)
         if head != "users" or len(segments) < 3 or segments[2] == "revokeSignInSessions":
             return None
         user = sim.by_path(segments[1])
@@ -200,6 +221,9 @@ class TenantState:
             "registeredDevices": ("GET", DEVICES_READ, self._registered_devices),
             "manager": ("GET", READ_USER, self._manager),
         }
+        if rest == ["drive"] and method == "GET":
+            denied = self.guard(sim, app, FILES_READ, False, user, segments[1])
+            return denied or user_drive(self, sim, user.id if user else "")
         if len(rest) == 1 and rest[0] == "mailboxSettings":
             write = method == "PATCH"
             needs: tuple[str, ...] = MAILBOX_SETTINGS_WRITE if write else MAILBOX_SETTINGS_READ

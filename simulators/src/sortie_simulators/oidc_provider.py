@@ -41,7 +41,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
+from . import signin_page
 from .common import FormError, read_form, stamp
+from .demo import DEMO_OIDC_PEOPLE
 
 CODE_TTL_S = 60.0
 ID_TOKEN_TTL_S = 300
@@ -88,26 +90,23 @@ def _client_auth(request: Request, form: dict[str, str]) -> tuple[str, str] | No
     return None
 
 
-def _signin_page(query: str, error: str | None = None) -> HTMLResponse:
-    note = f'<p role="alert">{html.escape(error)}</p>' if error else ""
-    return HTMLResponse(
-        '<!doctype html><html lang="fr"><head><meta charset="utf-8"><title>OpenID</title>'
-        f"</head><body><main><h1>Fournisseur d'identité</h1>{note}"
-        f'<form method="post" action="/authorize?{html.escape(query)}">'
-        '<label>Identifiant <input name="username" autocomplete="username"></label>'
-        '<label>Mot de passe <input name="password" type="password"></label>'
-        '<button type="submit">Se connecter</button></form></main></body></html>',
-        status_code=401 if error else 200,
-    )
+HEADING = {"fr": "Fournisseur d'identité", "en": "Identity provider"}
+
+
+def _signin_page(request: Request, error: str | None = None) -> HTMLResponse:
+    action = f"/authorize?{request.url.query}"
+    return signin_page.page(request, heading=HEADING, action=action, hidden={}, error=error)
 
 
 class OidcProvider:
-    def __init__(self, clients: dict[str, tuple[str, list[str]]]) -> None:
+    def __init__(
+        self, clients: dict[str, tuple[str, list[str]]], claims: dict[str, Any] | None = None
+    ) -> None:
         # client_id -> (secret, registered redirect URIs)
         self.clients = clients
         self.key = RSAKey.generate_key(2048, parameters={"kid": secrets.token_hex(8)})
         self.grants: dict[str, Grant] = {}
-        self.claims: dict[str, dict[str, Any]] = {}
+        self.claims: dict[str, dict[str, Any]] = {u: dict(c) for u, c in (claims or {}).items()}
         self.events: list[dict[str, Any]] = []
 
     def check_authorize(self, q: dict[str, str]) -> tuple[str | None, str | None]:
@@ -173,90 +172,54 @@ def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-def create_app(
-    *, clients: dict[str, tuple[str, list[str]]] | None = None, issuer: str | None = None
-) -> FastAPI:
-    """`clients`: client_id -> (secret, redirect URIs); `issuer`: fixed (default: the URL
-    the provider is reached under)."""
-    provider = OidcProvider(clients or {})
-    app = FastAPI(title="Sortie OpenID Connect provider simulator", docs_url="/_sim/docs")
-    app.state.provider = provider
+def discovery_document(base: str) -> dict[str, Any]:
+    """Discovery 1.0 §3: the provider's metadata, `issuer` first."""
+    return {
+        "issuer": base,
+        "authorization_endpoint": f"{base}/authorize",
+        "token_endpoint": f"{base}/token",
+        "jwks_uri": f"{base}/jwks",
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "scopes_supported": ["openid", "profile", "email"],
+        "grant_types_supported": ["authorization_code"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nonce", "roles", "sites"],
+    }
 
-    def iss(request: Request) -> str:
-        return issuer or _base(request)
 
-    @app.get("/.well-known/openid-configuration")
-    async def discovery(request: Request) -> dict[str, Any]:
-        base = iss(request)
-        return {
-            "issuer": base,
-            "authorization_endpoint": f"{base}/authorize",
-            "token_endpoint": f"{base}/token",
-            "jwks_uri": f"{base}/jwks",
-            "response_types_supported": ["code"],
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-            "scopes_supported": ["openid", "profile", "email"],
-            "grant_types_supported": ["authorization_code"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "code_challenge_methods_supported": ["S256"],
-            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nonce", "roles", "sites"],
-        }
+def _back(q: dict[str, str], **params: str) -> Response:
+    """To the client's redirect URI with `params` and the request's `state` (§3.1.2.5-6)."""
+    if "state" in q:
+        params["state"] = q["state"]
+    return RedirectResponse(f"{q['redirect_uri']}?{urlencode(params)}", 302)
 
-    @app.get("/jwks")
-    async def jwks() -> dict[str, Any]:
-        public = provider.key.as_dict(private=False)
-        return {"keys": [{**public, "use": "sig", "alg": "RS256"}]}
 
-    @app.get("/authorize", response_model=None)
-    async def authorize(request: Request) -> Response:
-        q = dict(request.query_params)
-        page_error, redirect_error = provider.check_authorize(q)
-        if page_error:
-            return HTMLResponse(f"<p>{html.escape(page_error)}</p>", status_code=400)
-        if redirect_error:
-            params = {"error": redirect_error, **({"state": q["state"]} if "state" in q else {})}
-            return RedirectResponse(f"{q['redirect_uri']}?{urlencode(params)}", 302)
-        return _signin_page(request.url.query)
+def _token(
+    provider: OidcProvider, auth: tuple[str, str] | None, form: dict[str, str], issuer: str
+) -> Response:
+    """Core §3.1.3: the client's authentication, the grant, then the tokens."""
+    client = provider.clients.get(auth[0]) if auth else None
+    if auth is None or client is None or not secrets.compare_digest(auth[1], client[0]):
+        return _oauth_error("invalid_client", "client authentication failed", 401)
+    if form.get("grant_type") != "authorization_code":
+        return _oauth_error("unsupported_grant_type", "authorization_code only")
+    grant, why = provider.redeem(form, auth[0])
+    if grant is None:
+        return _oauth_error("invalid_grant", why)
+    body = {
+        "access_token": secrets.token_urlsafe(32),
+        "token_type": "Bearer",
+        "expires_in": ID_TOKEN_TTL_S,
+        "id_token": provider.id_token(issuer, grant),
+    }
+    return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
-    @app.post("/authorize", response_model=None)
-    async def signin(request: Request) -> Response:
-        q = dict(request.query_params)
-        page_error, redirect_error = provider.check_authorize(q)
-        if page_error or redirect_error:
-            return HTMLResponse("<p>invalid authorization request</p>", status_code=400)
-        try:
-            form = await read_form(request)
-        except FormError as exc:
-            return _signin_page(request.url.query, str(exc))
-        if not form.get("username") or not form.get("password"):
-            return _signin_page(request.url.query, "Identifiant ou mot de passe incorrect.")
-        code = provider.issue_code(q, form["username"])
-        params = {"code": code, **({"state": q["state"]} if "state" in q else {})}
-        return RedirectResponse(f"{q['redirect_uri']}?{urlencode(params)}", 302)
 
-    @app.post("/token", response_model=None)
-    async def token(request: Request) -> Response:
-        try:
-            form = await read_form(request)
-        except FormError as exc:
-            return _oauth_error("invalid_request", str(exc))
-        auth = _client_auth(request, form)
-        client = provider.clients.get(auth[0]) if auth else None
-        if auth is None or client is None or not secrets.compare_digest(auth[1], client[0]):
-            return _oauth_error("invalid_client", "client authentication failed", 401)
-        if form.get("grant_type") != "authorization_code":
-            return _oauth_error("unsupported_grant_type", "authorization_code only")
-        grant, why = provider.redeem(form, auth[0])
-        if grant is None:
-            return _oauth_error("invalid_grant", why)
-        body = {
-            "access_token": secrets.token_urlsafe(32),
-            "token_type": "Bearer",
-            "expires_in": ID_TOKEN_TTL_S,
-            "id_token": provider.id_token(iss(request), grant),
-        }
-        return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+def _install_admin(app: FastAPI, provider: OidcProvider) -> None:
+    """`/_sim/`: the users' claims, the registered clients, the codes issued and redeemed."""
 
     @app.put("/_sim/users/{username}/claims")
     async def set_claims(username: str, claims: dict[str, Any]) -> dict[str, Any]:
@@ -273,4 +236,62 @@ def create_app(
     async def events() -> list[dict[str, Any]]:
         return provider.events
 
+
+def create_app(
+    *,
+    clients: dict[str, tuple[str, list[str]]] | None = None,
+    issuer: str | None = None,
+    seed_demo: bool = False,
+) -> FastAPI:
+    """`clients`: client_id -> (secret, redirect URIs); `issuer`: fixed (default: the URL
+    the provider is reached under); `seed_demo`: the demo console people's claims."""
+    provider = OidcProvider(clients or {}, DEMO_OIDC_PEOPLE if seed_demo else {})
+    app = FastAPI(title="Sortie OpenID Connect provider simulator", docs_url="/_sim/docs")
+    app.state.provider = provider
+
+    def iss(request: Request) -> str:
+        return issuer or _base(request)
+
+    @app.get("/.well-known/openid-configuration")
+    async def discovery(request: Request) -> dict[str, Any]:
+        return discovery_document(iss(request))
+
+    @app.get("/jwks")
+    async def jwks() -> dict[str, Any]:
+        public = provider.key.as_dict(private=False)
+        return {"keys": [{**public, "use": "sig", "alg": "RS256"}]}
+
+    @app.get("/authorize", response_model=None)
+    async def authorize(request: Request) -> Response:
+        q = dict(request.query_params)
+        page_error, redirect_error = provider.check_authorize(q)
+        if page_error:
+            return HTMLResponse(f"<p>{html.escape(page_error)}</p>", status_code=400)
+        if redirect_error:
+            return _back(q, error=redirect_error)
+        return _signin_page(request)
+
+    @app.post("/authorize", response_model=None)
+    async def signin(request: Request) -> Response:
+        q = dict(request.query_params)
+        page_error, redirect_error = provider.check_authorize(q)
+        if page_error or redirect_error:
+            return HTMLResponse("<p>invalid authorization request</p>", status_code=400)
+        try:
+            form = await read_form(request)
+        except FormError as exc:
+            return _signin_page(request, str(exc))
+        if not form.get("username") or not form.get("password"):
+            return _signin_page(request, "wrong")
+        return _back(q, code=provider.issue_code(q, form["username"]))
+
+    @app.post("/token", response_model=None)
+    async def token(request: Request) -> Response:
+        try:
+            form = await read_form(request)
+        except FormError as exc:
+            return _oauth_error("invalid_request", str(exc))
+        return _token(provider, _client_auth(request, form), form, iss(request))
+
+    _install_admin(app, provider)
     return app

@@ -5,8 +5,10 @@
     │   └── ThrottledError    the peer asked us to slow down (429, 503 with Retry-After)
     └── PermanentError        retrying cannot help: report at once
         ├── NotFoundError     the subject does not exist there: outcome `not_found`
-        ├── RefusedError      Sortie refused to act (e.g. a URL outside the registry)
-        └── InvalidMessageError  a message that does not fit the contract: dead-lettered
+        └── RefusedError      Sortie refused to act (e.g. a URL outside the registry)
+
+A message that does not fit the contract raises no error of these: it is dead-lettered
+`invalid_message` (sortie_core.path).
 
 Every error carries a short machine `code` and a human `message`; neither may contain a
 secret, because both end up in reports.
@@ -60,7 +62,3 @@ class NotFoundError(PermanentError):
 
 class RefusedError(PermanentError):
     code = "refused"
-
-
-class InvalidMessageError(PermanentError):
-    code = "invalid_message"

@@ -112,6 +112,7 @@ class M365Action(StrEnum):
     CONVERT_TO_SHARED_MAILBOX = "convert_to_shared_mailbox"
     HIDE_FROM_ADDRESS_LISTS = "hide_from_address_lists"
     DELEGATE_MAILBOX = "delegate_mailbox"
+    DELEGATE_ONEDRIVE = "delegate_onedrive"
 
 
 # The M365 actions of an offboarding that names none (step 1 of the leaver guide).

@@ -117,7 +117,10 @@ def _line(user: str, password: str, rules: Iterable[str]) -> str:
 def acl_file(passwords: Mapping[str, str], agents: Mapping[str, str] | None = None) -> str:
     """The ACL file: `default` off, then each service user of `passwords` (user ->
     password) and each agent of `agents` (host -> password)."""
-    lines = ["user default off resetchannels -@all"]
+    # `default` stays off (no connection can be it), but holds every command: Redis
+    # replays an AOF's MULTI/EXEC as `default` and re-checks its ACL at EXEC, so with
+    # `-@all` every transaction is dropped at restart (redis/redis#14541, fixed after 7.2).
+    lines = ["user default off resetchannels allchannels +@all ~*"]
     for user, password in passwords.items():
         lines.append(_line(user, password, service_rules(user)))
     for host, password in (agents or {}).items():

@@ -44,6 +44,18 @@ class WorkstationAction(StrEnum):
     CLOSE_BROWSERS = "close_browsers"
 
 
+# Exchange Online's Get-/Set-CASMailbox switches for every client protocol of one mailbox
+# (what disable_mail_protocols turns off and its reversal turns back on).
+MAIL_PROTOCOLS = (
+    "OWAEnabled",
+    "ActiveSyncEnabled",
+    "MAPIEnabled",
+    "EwsEnabled",
+    "PopEnabled",
+    "ImapEnabled",
+    "OutlookMobileEnabled",
+)
+
 # The error code of an application's step when no service ticket of the user is known for it
 # (the CAS could not be asked): the SSO logout then logs it out first (app_logout_first).
 CAS_SLO_NO_TICKET = "cas_slo_no_ticket"
@@ -66,6 +78,7 @@ M365_RESTORE_ACTIONS: dict[str, str] = {
     M365Action.CONVERT_TO_SHARED_MAILBOX: "restore_mailbox_type",
     M365Action.HIDE_FROM_ADDRESS_LISTS: "restore_address_list_visibility",
     M365Action.DELEGATE_MAILBOX: "restore_delegate_mailbox",
+    M365Action.DELEGATE_ONEDRIVE: "restore_delegate_onedrive",
 }
 ISSUE_TEMPORARY_ACCESS_PASS = "issue_temporary_access_pass"
 

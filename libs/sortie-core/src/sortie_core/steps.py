@@ -150,6 +150,75 @@ async def _call(body: Body) -> str | None:
         raise TransientError(f"Redis: {type(exc).__name__}", code="redis_unavailable") from exc
 
 
+@dataclass(slots=True)
+class _Tried:
+    """How a step's body ended: its outcome before the read-back."""
+
+    outcome: Outcome
+    error: StepError | None = None
+    detail: str | None = None
+    proof: Proof | None = None
+    skip_reason: SkipReason | None = None
+    attempts: int = 0
+
+
+async def _attempt(service: str, action: str, body: Body) -> _Tried | TransientError:
+    """One call of the body: how it ended, or the transient error to retry after."""
+    try:
+        return _Tried(Outcome.SUCCEEDED, detail=await _call(body))
+    except StepSkipped as skip:
+        return _Tried(Outcome.SKIPPED, detail=skip.reason, skip_reason=skip.why)
+    except NotFoundError as exc:
+        found = exc.evidence if isinstance(exc.evidence, Evidence) else None
+        proof = Proof(Verification.VERIFIED, found) if found is not None else None
+        return _Tried(Outcome.NOT_FOUND, detail=exc.message, proof=proof)
+    except PermanentError as exc:
+        return _Tried(Outcome.FAILED, StepError(code=exc.code, message=exc.message))
+    except TransientError as exc:
+        return exc
+    except asyncio.CancelledError:
+        raise
+    except SortieError as exc:  # pragma: no cover - every subclass is handled above
+        return _Tried(Outcome.FAILED, StepError(code=exc.code, message=exc.message))
+    except Exception as exc:
+        # A bug or an untranslated vendor error: report it, do not crash the worker.
+        log.exception("step %s/%s raised an unexpected error", service, action)
+        return _Tried(Outcome.FAILED, StepError(code="internal_error", message=type(exc).__name__))
+
+
+async def _until_done(
+    service: str, action: str, body: Body, policy: RetryPolicy, label: str
+) -> _Tried:
+    """Call the body until it succeeds, fails permanently or runs out of attempts."""
+    attempts = 0
+    while True:
+        attempts += 1
+        tried = await _attempt(service, action, body)
+        if isinstance(tried, _Tried):
+            tried.attempts = attempts
+            return tried
+        exc = tried
+        error = StepError(
+            code=exc.code,
+            message=exc.message,
+            retryable=True,
+            retry_after_s=exc.retry_after,
+        )
+        if attempts >= policy.max_attempts:
+            return _Tried(Outcome.FAILED, error, attempts=attempts)
+        delay = policy.delay(attempts, exc.retry_after)
+        STEP_RETRIES.labels(label, action).inc()
+        log.info(
+            "step %s/%s attempt %d failed (%s), retrying in %.2fs",
+            service,
+            action,
+            attempts,
+            exc.code,
+            delay,
+        )
+        await asyncio.sleep(delay)
+
+
 async def run_step(
     service: str,
     action: str,
@@ -170,8 +239,9 @@ async def run_step(
     effect is not repeated (nor Graph's write quota spent twice).
     """
     started = utcnow()
+    label = metric_service or service
     if verify is not None and verify_first and (evidence := await _in_effect(verify)):
-        VERIFICATIONS.labels(metric_service or service, Verification.VERIFIED.value).inc()
+        VERIFICATIONS.labels(label, Verification.VERIFIED.value).inc()
         return StepResult(
             action=action,
             outcome=Outcome.SUCCEEDED,
@@ -182,81 +252,26 @@ async def run_step(
             verification=Verification.VERIFIED,
             evidence=evidence,
         )
-    attempts = 0
-    outcome = Outcome.FAILED
-    error: StepError | None = None
-    detail: str | None = None
-    proof: Proof | None = None
-    skip_reason: SkipReason | None = None
-    while True:
-        attempts += 1
-        try:
-            detail = await _call(body)
-            outcome, error = Outcome.SUCCEEDED, None
-            break
-        except StepSkipped as skip:
-            outcome, detail, error = Outcome.SKIPPED, skip.reason, None
-            skip_reason = skip.why
-            break
-        except NotFoundError as exc:
-            outcome, error = Outcome.NOT_FOUND, None
-            detail = exc.message
-            if isinstance(exc.evidence, Evidence):
-                proof = Proof(Verification.VERIFIED, exc.evidence)
-            break
-        except PermanentError as exc:
-            outcome, error = Outcome.FAILED, StepError(code=exc.code, message=exc.message)
-            break
-        except TransientError as exc:
-            error = StepError(
-                code=exc.code,
-                message=exc.message,
-                retryable=True,
-                retry_after_s=exc.retry_after,
-            )
-            if attempts >= policy.max_attempts:
-                outcome = Outcome.FAILED
-                break
-            delay = policy.delay(attempts, exc.retry_after)
-            STEP_RETRIES.labels(metric_service or service, action).inc()
-            log.info(
-                "step %s/%s attempt %d failed (%s), retrying in %.2fs",
-                service,
-                action,
-                attempts,
-                exc.code,
-                delay,
-            )
-            await asyncio.sleep(delay)
-        except asyncio.CancelledError:
-            raise
-        except SortieError as exc:  # pragma: no cover - every subclass is handled above
-            outcome, error = Outcome.FAILED, StepError(code=exc.code, message=exc.message)
-            break
-        except Exception as exc:
-            # A bug or an untranslated vendor error: report it, do not crash the worker.
-            log.exception("step %s/%s raised an unexpected error", service, action)
-            outcome = Outcome.FAILED
-            error = StepError(code="internal_error", message=type(exc).__name__)
-            break
+    tried = await _until_done(service, action, body, policy, label)
+    outcome, error, proof = tried.outcome, tried.error, tried.proof
     if outcome == Outcome.SUCCEEDED:
         proof = await read_back(verify, policy) if verify else Proof(Verification.ACKNOWLEDGED)
         if proof.verification == Verification.CONTRADICTED:
             outcome = Outcome.FAILED
         error = proof.error
     if proof is not None:
-        VERIFICATIONS.labels(metric_service or service, proof.verification.value).inc()
+        VERIFICATIONS.labels(label, proof.verification.value).inc()
     return ended(
         action,
         outcome,
-        attempts=attempts,
+        attempts=tried.attempts,
         started_at=started,
         error=error,
-        detail=detail,
+        detail=tried.detail,
         verification=proof.verification if proof else None,
         evidence=proof.evidence if proof else None,
-        skip_reason=skip_reason,
-        observed_by=metric_service or service,
+        skip_reason=tried.skip_reason,
+        observed_by=label,
     )
 
 

@@ -8,7 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .events import DeadLettered
+from .entries import command_request_key, preview_request_key
+from .events import DeadLettered, PreviewRequested
 from .streams import DEADLETTER
 
 
@@ -61,3 +62,24 @@ class Subscription:
 
     def seen_key(self, event_id: str) -> str:
         return f"{self.dedupe_prefix or f'sortie:seen:{self.group}'}:{event_id}"
+
+
+def command_subscription(
+    stream: str,
+    group: str,
+    handler: Handler,
+    accepts: type[BaseModel],
+    publishes: str,
+    on_deadletter: DeadLetterHook | None = None,
+) -> Subscription:
+    """A worker's subscription to one command stream: a preview command names its
+    preview's key (it is taken while the preview is awaited), any other its request's."""
+    return Subscription(
+        stream,
+        group,
+        handler,
+        accepts=(accepts,),
+        on_deadletter=on_deadletter,
+        publishes=publishes,
+        request_key=preview_request_key if accepts is PreviewRequested else command_request_key,
+    )

@@ -14,13 +14,7 @@ from pydantic import BaseModel, SecretStr
 from redis.asyncio import Redis
 
 from sortie_core import streams
-from sortie_core.broker import (
-    Delivery,
-    Handler,
-    Subscription,
-    command_request_key,
-    preview_request_key,
-)
+from sortie_core.broker import Delivery, Handler, Subscription
 from sortie_core.credentials import load_credentials
 from sortie_core.events import (
     DeadLettered,
@@ -34,6 +28,7 @@ from sortie_core.events import (
 from sortie_core.jwks import publish_signing_key
 from sortie_core.runtime import WorkerParts
 from sortie_core.steps import RetryPolicy
+from sortie_core.subscription import command_subscription
 
 from . import discovery, handlers
 from .adapters import AppLogout, SsoSessions
@@ -118,6 +113,76 @@ def app_tokens(registry: Registry, environ: Mapping[str, str]) -> dict[str, Secr
     return tokens
 
 
+def cas_sessions(settings: EntSettings) -> CasRestSessions:
+    return CasRestSessions(
+        settings.cas_url,
+        actuator=settings.cas_actuator_enabled,
+        actuator_user=settings.cas_actuator_user,
+        actuator_password=settings.cas_actuator_password,
+        timeout_s=settings.cas_timeout_s,
+    )
+
+
+async def start_signing(
+    redis: Redis, signer: LogoutTokenSigner | None, settings: EntSettings, reg: Registry
+) -> list[Callable[[], Awaitable[None]]]:
+    """Publish the logout-token signing key; the heartbeat that keeps it published."""
+    if signer is None:
+        if any(a.protocol is AppProtocol.OIDC_BCL for a in reg.applications):
+            log.warning("no OIDC signing key: oidc_bcl applications will be skipped")
+        return []
+    if await keep_key_alive(redis, signer, settings):
+        log.info("OIDC logout tokens signed with key %s", signer.kid)
+    return [key_heartbeat(redis, signer, settings)]
+
+
+def subscriptions(redis: Redis, run_apps: dict[str, Any]) -> list[Subscription]:
+    """One subscription per command; `run_apps`: how the application logouts run."""
+    reg: Registry = run_apps["registry"]
+
+    async def on_logout(event: LogoutRequested, _: Delivery) -> RevocationCompleted | None:
+        if event.sso_session_stored and event.sso_session is None:
+            # Kept out of the stream (sortie_core.credentials); gone: the request ended.
+            stored = await load_credentials(redis, event.request_id)
+            event = event.model_copy(update={"sso_session": stored})
+        return await handlers.handle_logout(event, **run_apps)
+
+    async def on_offboard(event: OffboardRequested, _: Delivery) -> RevocationCompleted | None:
+        return await handlers.handle_offboard(event, **run_apps)
+
+    async def on_sso_logout(event: SsoLogoutRequested, _: Delivery) -> SsoLogoutCompleted:
+        if event.tgt_stored and event.tgt is None:
+            stored = await load_credentials(redis, event.request_id)
+            event = event.model_copy(update={"tgt": stored.tgt if stored else None})
+        # Its registry and application clients, for app_logout_first.
+        return await handlers.handle_sso_logout(event, **run_apps)
+
+    async def on_preview(event: PreviewRequested, _: Delivery) -> RevocationCompleted | None:
+        return await discovery.preview(event, run_apps["sso"], reg)
+
+    def on_deadletter(event: object, record: DeadLettered) -> BaseModel | None:
+        if isinstance(event, PreviewRequested):
+            return None
+        return handlers.handle_deadlettered(event, record, reg)
+
+    # stream, handler, what it accepts, where its report goes
+    table: list[tuple[str, Handler, type[BaseModel], str]] = [
+        (streams.LOGOUT_REQUESTED, on_logout, LogoutRequested, streams.REVOCATION_COMPLETED),
+        (streams.OFFBOARD_REQUESTED, on_offboard, OffboardRequested, streams.REVOCATION_COMPLETED),
+        (
+            streams.SSO_LOGOUT_REQUESTED,
+            on_sso_logout,
+            SsoLogoutRequested,
+            streams.SSO_LOGOUT_COMPLETED,
+        ),
+        (streams.PREVIEW_REQUESTED, on_preview, PreviewRequested, streams.PREVIEW_ANSWERED),
+    ]
+    return [
+        command_subscription(stream, streams.GROUP_ENT, handler, accepts, publishes, on_deadletter)
+        for stream, handler, accepts, publishes in table
+    ]
+
+
 def make_build(
     settings: EntSettings,
     *,
@@ -131,14 +196,7 @@ def make_build(
     async def build(broker: RedisBroker, redis: Redis) -> WorkerParts:
         reg = registry if registry is not None else read_registry(settings)
         app_logout = apps or HttpAppLogout(app_tokens(reg, os.environ))
-        cas = sso or CasRestSessions(
-            settings.cas_url,
-            actuator=settings.cas_actuator_enabled,
-            actuator_user=settings.cas_actuator_user,
-            actuator_password=settings.cas_actuator_password,
-            timeout_s=settings.cas_timeout_s,
-        )
-        policy = RetryPolicy.of(settings)
+        cas = sso or cas_sessions(settings)
         if not settings.cas_actuator_enabled:
             log.warning(
                 "no CAS ssoSessions actuator (SORTIE_ENT_CAS_ACTUATOR_ENABLED=false): sessions "
@@ -146,85 +204,19 @@ def make_build(
             )
         log.info("application registry: %d applications", len(reg.applications))
         token_signer = signer or make_signer(settings)
-        background = []
-        if token_signer is not None:
-            if await keep_key_alive(redis, token_signer, settings):
-                log.info("OIDC logout tokens signed with key %s", token_signer.kid)
-            background.append(key_heartbeat(redis, token_signer, settings))
-        elif reg.applications and any(a.protocol is AppProtocol.OIDC_BCL for a in reg.applications):
-            log.warning("no OIDC signing key: oidc_bcl applications will be skipped")
-
-        # How the application logouts of a logout or an offboarding run.
+        background = await start_signing(redis, token_signer, settings, reg)
         run_apps: dict[str, Any] = {
             "registry": reg,
             "apps": app_logout,
             "sso": cas,
-            "policy": policy,
+            "policy": RetryPolicy.of(settings),
             "concurrency": settings.app_concurrency,
             "default_timeout_s": settings.app_timeout_s,
             "signer": token_signer,
             "vault": RedisTicketVault(redis, settings.kept_tickets_ttl_s),
         }
-
-        async def on_logout(event: LogoutRequested, _: Delivery) -> RevocationCompleted | None:
-            if event.sso_session_stored and event.sso_session is None:
-                # Kept out of the stream (sortie_core.credentials); gone: the request ended.
-                stored = await load_credentials(redis, event.request_id)
-                event = event.model_copy(update={"sso_session": stored})
-            return await handlers.handle_logout(event, **run_apps)
-
-        async def on_offboard(event: OffboardRequested, _: Delivery) -> RevocationCompleted | None:
-            return await handlers.handle_offboard(event, **run_apps)
-
-        async def on_sso_logout(event: SsoLogoutRequested, _: Delivery) -> SsoLogoutCompleted:
-            if event.tgt_stored and event.tgt is None:
-                stored = await load_credentials(redis, event.request_id)
-                event = event.model_copy(update={"tgt": stored.tgt if stored else None})
-            return await handlers.handle_sso_logout(
-                event,
-                **run_apps,  # its registry and application clients, for app_logout_first
-            )
-
-        async def on_preview(event: PreviewRequested, _: Delivery) -> RevocationCompleted | None:
-            return await discovery.preview(event, cas, reg)
-
-        def on_deadletter(event: object, record: DeadLettered) -> BaseModel | None:
-            if isinstance(event, PreviewRequested):
-                return None
-            return handlers.handle_deadlettered(event, record, reg)
-
-        # stream, handler, what it accepts, where its report goes
-        table: list[tuple[str, Handler, type[BaseModel], str]] = [
-            (streams.LOGOUT_REQUESTED, on_logout, LogoutRequested, streams.REVOCATION_COMPLETED),
-            (
-                streams.OFFBOARD_REQUESTED,
-                on_offboard,
-                OffboardRequested,
-                streams.REVOCATION_COMPLETED,
-            ),
-            (
-                streams.SSO_LOGOUT_REQUESTED,
-                on_sso_logout,
-                SsoLogoutRequested,
-                streams.SSO_LOGOUT_COMPLETED,
-            ),
-            (streams.PREVIEW_REQUESTED, on_preview, PreviewRequested, streams.PREVIEW_ANSWERED),
-        ]
         return WorkerParts(
-            subscriptions=[
-                Subscription(
-                    stream,
-                    streams.GROUP_ENT,
-                    handler,
-                    accepts=(accepts,),
-                    on_deadletter=on_deadletter,
-                    publishes=publishes,
-                    request_key=(
-                        preview_request_key if accepts is PreviewRequested else command_request_key
-                    ),
-                )
-                for stream, handler, accepts, publishes in table
-            ],
+            subscriptions=subscriptions(redis, run_apps),
             background=background,
             on_stop=[app_logout.aclose, cas.aclose],
         )

@@ -34,11 +34,11 @@ from .adapters import AppLogout, SsoSessions, TicketVault
 from .discovery import discover, ticket_ref
 from .oidc import LogoutTokenSigner
 from .plan import (
+    AppRunner,
     PlannedStep,
     caller_tickets,
     offboard_wants,
     plan_apps,
-    run_plan,
     summary,
     tickets_to_retry,
 )
@@ -79,15 +79,8 @@ async def handle_logout(
         kept=await _kept(vault, event),
     )
     plan = plan_apps(found.tickets, registry, unknown_why=found.error, wants=event.retries)
-    steps = await run_plan(
-        plan,
-        subject=event.subject,
-        apps=apps,
-        policy=policy,
-        concurrency=concurrency,
-        default_timeout_s=default_timeout_s,
-        signer=signer,
-    )
+    runner = AppRunner(apps, policy, concurrency, default_timeout_s, signer)
+    steps = await runner.run(plan, event.subject)
     return await _report(event, "logout", steps, found.discovery, vault, plan)
 
 
@@ -109,15 +102,8 @@ async def handle_offboard(
         return None
     found = await discover(sso, event.subject, registry, kept=await _kept(vault, event))
     plan = plan_apps(found.tickets, registry, unknown_why=found.error, wants=offboard_wants(event))
-    steps = await run_plan(
-        plan,
-        subject=event.subject,
-        apps=apps,
-        policy=policy,
-        concurrency=concurrency,
-        default_timeout_s=default_timeout_s,
-        signer=signer,
-    )
+    runner = AppRunner(apps, policy, concurrency, default_timeout_s, signer)
+    steps = await runner.run(plan, event.subject)
     return await _report(event, "offboard", steps, found.discovery, vault, plan)
 
 
@@ -173,7 +159,6 @@ async def handle_sso_logout(
     logout): once the session is destroyed, the CAS forgets them."""
     action = sso_action(event)
     tgt = event.tgt if action == DESTROY_SSO_SESSION else None
-    username = event.subject.sso_username
     first = set(event.app_logout_first) if registry and apps else set()
     kept = await vault.kept(str(event.request_id)) if vault is not None and first else ()
     before = await discover(
@@ -182,26 +167,37 @@ async def handle_sso_logout(
     if first and before.error is not None:
         # The orchestrator stops naming them once it waited long enough (sso_apps_first).
         return _deferred(event, action, before.error)
-    app_steps: tuple[StepResult, ...] = ()
     # Only while the session is there: once it is gone the CAS lists no ticket of it, and
     # an application's absence from its tickets proves nothing.
     live = bool(before.discovery.sso_sessions_found)
+    app_steps: tuple[StepResult, ...] = ()
     if registry is not None and apps is not None and first and before.error is None and live:
-        app_steps = await run_plan(
-            plan_apps(
-                before.tickets,
-                registry,
-                wants=first.__contains__,
-                absent=f"{before.discovery.source}: GET ssoSessions/users/{{username}}",
-            ),
-            subject=event.subject,
-            apps=apps,
-            policy=policy,
-            concurrency=concurrency,
-            default_timeout_s=default_timeout_s,
-            signer=signer,
+        plan = plan_apps(
+            before.tickets,
+            registry,
+            wants=first.__contains__,
+            absent=f"{before.discovery.source}: GET ssoSessions/users/{{username}}",
         )
+        runner = AppRunner(apps, policy, concurrency, default_timeout_s, signer)
+        app_steps = await runner.run(plan, event.subject)
         log.info("request %s: before sso, ent %s", event.request_id, summary(app_steps))
+    step, remaining = await _end_sso_session(event, sso, action, tgt, policy)
+    return SsoLogoutCompleted(
+        request_id=event.request_id,
+        subject=event.subject,
+        steps=(step,),
+        discovery=_sessions_discovery(before.discovery, remaining),
+        app_steps=app_steps,
+        app_discovery=before.discovery if app_steps else None,
+    )
+
+
+async def _end_sso_session(
+    event: SsoLogoutRequested, sso: SsoSessions, action: str, tgt: str | None, policy: RetryPolicy
+) -> tuple[StepResult, int | None]:
+    """Destroy the TGT (or every session of the user) and read back that it is gone;
+    the step and how many sessions the last read-back still listed (None: no read-back)."""
+    username = event.subject.sso_username
     remaining: list[int] = []
 
     async def body() -> str | None:
@@ -233,18 +229,6 @@ async def handle_sso_logout(
         return evidence
 
     step = await run_step(SSO_SERVICE, action, body, policy, verify=verify)
-    found = before.discovery.sso_sessions_found
-    discovery = before.discovery.model_copy(
-        update={
-            # The ent report counts applications and tickets; this one counts sessions.
-            "applications": (),
-            "tickets_found": None,
-            "tickets_from_caller": None,
-            "sso_sessions_ended": (
-                max(0, found - remaining[0]) if found is not None and remaining else None
-            ),
-        }
-    )
     log.info(
         "request %s: sso %s=%s (%s)",
         event.request_id,
@@ -252,13 +236,22 @@ async def handle_sso_logout(
         step.outcome.value,
         step.verification.value if step.verification else "-",
     )
-    return SsoLogoutCompleted(
-        request_id=event.request_id,
-        subject=event.subject,
-        steps=(step,),
-        discovery=discovery,
-        app_steps=app_steps,
-        app_discovery=before.discovery if app_steps else None,
+    return step, (remaining[0] if remaining else None)
+
+
+def _sessions_discovery(before: Discovery, remaining: int | None) -> Discovery:
+    """The sso report's discovery: it counts sessions (the ent report counts
+    applications and tickets)."""
+    found = before.sso_sessions_found
+    return before.model_copy(
+        update={
+            "applications": (),
+            "tickets_found": None,
+            "tickets_from_caller": None,
+            "sso_sessions_ended": (
+                max(0, found - remaining) if found is not None and remaining is not None else None
+            ),
+        }
     )
 
 

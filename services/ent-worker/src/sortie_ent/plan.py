@@ -233,30 +233,32 @@ async def _execute(
     return await bounded_step(step.action, body, policy, timeout_s)
 
 
-async def run_plan(
-    plan: Sequence[PlannedStep],
-    *,
-    subject: Subject,
-    apps: AppLogout,
-    policy: RetryPolicy,
-    concurrency: int,
-    default_timeout_s: float,
-    signer: LogoutTokenSigner | None = None,
-) -> tuple[StepResult, ...]:
-    slots = asyncio.Semaphore(concurrency)
+@dataclass(frozen=True, slots=True)
+class AppRunner:
+    """How the application logouts of a plan run: the clients, retries and limits."""
 
-    async def one(step: PlannedStep) -> StepResult:
-        async with slots:
-            return await _execute(
-                step,
-                subject=subject,
-                apps=apps,
-                policy=policy,
-                default_timeout_s=default_timeout_s,
-                signer=signer,
-            )
+    apps: AppLogout
+    policy: RetryPolicy
+    concurrency: int
+    default_timeout_s: float
+    signer: LogoutTokenSigner | None = None
 
-    return tuple(await asyncio.gather(*(one(s) for s in plan)))
+    async def run(self, plan: Sequence[PlannedStep], subject: Subject) -> tuple[StepResult, ...]:
+        """Every step of `plan`, at most `concurrency` at a time, in the plan's order."""
+        slots = asyncio.Semaphore(self.concurrency)
+
+        async def one(step: PlannedStep) -> StepResult:
+            async with slots:
+                return await _execute(
+                    step,
+                    subject=subject,
+                    apps=self.apps,
+                    policy=self.policy,
+                    default_timeout_s=self.default_timeout_s,
+                    signer=self.signer,
+                )
+
+        return tuple(await asyncio.gather(*(one(s) for s in plan)))
 
 
 def tickets_to_retry(

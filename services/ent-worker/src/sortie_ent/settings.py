@@ -11,9 +11,8 @@ from sortie_core.settings import WorkerSettings, redis_password_field, redis_url
 
 
 class EntSettings(WorkerSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="SORTIE_ENT_", extra="ignore", populate_by_name=True
-    )
+    # extra="ignore" and populate_by_name come from ServiceSettings.
+    model_config = SettingsConfigDict(env_prefix="SORTIE_ENT_")
 
     redis_url: SecretStr = redis_url_field("SORTIE_ENT_")
     redis_password: SecretStr | None = redis_password_field("SORTIE_ENT_")

@@ -6,17 +6,10 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from faststream.redis import RedisBroker
-from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from sortie_core import streams
-from sortie_core.broker import (
-    Delivery,
-    Handler,
-    Subscription,
-    command_request_key,
-    preview_request_key,
-)
+from sortie_core.broker import Delivery, Subscription
 from sortie_core.events import (
     LogoutRequested,
     OffboardRequested,
@@ -27,6 +20,7 @@ from sortie_core.events import (
 from sortie_core.ratelimit import Bucket, SpreadLimiter
 from sortie_core.runtime import WorkerParts
 from sortie_core.steps import RetryPolicy
+from sortie_core.subscription import command_subscription
 
 from . import handlers, reversal
 from . import identity as identity_
@@ -116,69 +110,62 @@ def leaver_ops(directory: M365Directory) -> LeaverOps:
     return LeaverOps(GraphLeaver(directory), ExchangeLeaver(mailbox) if mailbox else None)
 
 
+def subscriptions(
+    m365: M365Directory, settings: M365Settings, policy: RetryPolicy
+) -> list[Subscription]:
+    """One subscription per command the worker takes."""
+    identity = identity_config(settings)
+    ops = leaver_ops(m365)
+    tap = TapConfig(settings.tap_lifetime_minutes, settings.tap_usable_once)
+
+    async def on_logout(event: LogoutRequested, _: Delivery) -> RevocationCompleted | None:
+        return await handlers.handle_logout(event, directory=m365, policy=policy, identity=identity)
+
+    async def on_offboard(event: OffboardRequested, _: Delivery) -> RevocationCompleted | None:
+        return await handlers.handle_offboard(
+            event,
+            directory=m365,
+            policy=policy,
+            identity=identity,
+            password_length=settings.password_length,
+            ops=ops,
+        )
+
+    async def on_reversal(event: ReversalRequested, _: Delivery) -> RevocationCompleted | None:
+        return await reversal.handle_reversal(
+            event, directory=m365, policy=policy, identity=identity, ops=ops, tap=tap
+        )
+
+    async def on_preview(event: PreviewRequested, _: Delivery) -> RevocationCompleted | None:
+        return await identity_.preview(event, identity.lookups, m365, policy)
+
+    group, completed = streams.GROUP_M365, streams.REVOCATION_COMPLETED
+    give_up = handlers.handle_deadlettered
+    return [
+        command_subscription(
+            streams.LOGOUT_REQUESTED, group, on_logout, LogoutRequested, completed, give_up
+        ),
+        command_subscription(
+            streams.OFFBOARD_REQUESTED, group, on_offboard, OffboardRequested, completed, give_up
+        ),
+        command_subscription(
+            streams.REVERSAL_REQUESTED, group, on_reversal, ReversalRequested, completed, give_up
+        ),
+        # A preview has no report to publish when it is given up.
+        command_subscription(
+            streams.PREVIEW_REQUESTED, group, on_preview, PreviewRequested, streams.PREVIEW_ANSWERED
+        ),
+    ]
+
+
 def make_build(settings: M365Settings, directory: M365Directory | None = None) -> Build:
     """`directory` replaces the Graph adapter (tests pass a fake)."""
 
     async def build(broker: RedisBroker, redis: Redis) -> WorkerParts:
         m365 = directory or graph_directory(settings, redis)
         policy = RetryPolicy.of(settings)
-        identity = identity_config(settings)
-        ops = leaver_ops(m365)
-        tap = TapConfig(settings.tap_lifetime_minutes, settings.tap_usable_once)
-
-        async def on_logout(event: LogoutRequested, _: Delivery) -> RevocationCompleted | None:
-            return await handlers.handle_logout(
-                event, directory=m365, policy=policy, identity=identity
-            )
-
-        async def on_offboard(event: OffboardRequested, _: Delivery) -> RevocationCompleted | None:
-            return await handlers.handle_offboard(
-                event,
-                directory=m365,
-                policy=policy,
-                identity=identity,
-                password_length=settings.password_length,
-                ops=ops,
-            )
-
-        async def on_reversal(event: ReversalRequested, _: Delivery) -> RevocationCompleted | None:
-            return await reversal.handle_reversal(
-                event, directory=m365, policy=policy, identity=identity, ops=ops, tap=tap
-            )
-
-        async def on_preview(event: PreviewRequested, _: Delivery) -> RevocationCompleted | None:
-            return await identity_.preview(event, identity.lookups, m365, policy)
-
-        def command(
-            stream: str,
-            handler: Handler,
-            accepts: type[BaseModel],
-            publishes: str = streams.REVOCATION_COMPLETED,
-        ) -> Subscription:
-            preview = accepts is PreviewRequested
-            return Subscription(
-                stream,
-                streams.GROUP_M365,
-                handler,
-                accepts=(accepts,),
-                on_deadletter=None if preview else handlers.handle_deadlettered,
-                publishes=publishes,
-                request_key=preview_request_key if preview else command_request_key,
-            )
-
         return WorkerParts(
-            subscriptions=[
-                command(streams.LOGOUT_REQUESTED, on_logout, LogoutRequested),
-                command(streams.OFFBOARD_REQUESTED, on_offboard, OffboardRequested),
-                command(streams.REVERSAL_REQUESTED, on_reversal, ReversalRequested),
-                command(
-                    streams.PREVIEW_REQUESTED,
-                    on_preview,
-                    PreviewRequested,
-                    streams.PREVIEW_ANSWERED,
-                ),
-            ],
-            on_stop=[m365.aclose],
+            subscriptions=subscriptions(m365, settings, policy), on_stop=[m365.aclose]
         )
 
     return build

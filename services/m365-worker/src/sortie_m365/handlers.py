@@ -86,6 +86,7 @@ _GUEST_SKIPS = {
     M365Action.DISABLE_MAIL_PROTOCOLS: "guest account: it has no mailbox in this tenant",
     **dict.fromkeys(leaver.MAILBOX_ACTIONS, "guest account: it has no mailbox in this tenant"),
     M365Action.REMOVE_AUTH_METHODS: "guest account: its methods belong to its home tenant",
+    M365Action.DELEGATE_ONEDRIVE: "guest account: it has no OneDrive in this tenant",
 }
 
 

@@ -17,11 +17,7 @@ checks the post-condition in Microsoft 365 itself:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
-
-from pydantic import ValidationError
 
 from sortie_core.events import (
     Evidence,
@@ -29,76 +25,23 @@ from sortie_core.events import (
     OffboardRequested,
     SkipReason,
     StepResult,
-    utcnow,
 )
-from sortie_core.steps import Contradicted, RetryPolicy, StepSkipped, Verify, run_step
+from sortie_core.steps import Contradicted, RetryPolicy, StepSkipped, run_step
 
+from . import leaver_mailbox, leaver_onedrive  # noqa: F401  (register their actions)
 from .adapters import M365Directory, M365User
-from .adapters.exchange_leaver import ExchangeLeaver
-from .adapters.graph_leaver import METHOD_KINDS, GraphLeaver
+from .adapters.graph_leaver import METHOD_KINDS
 from .identity import SERVICE
-
-Body = Callable[[], Awaitable[str | None]]
-
-
-@dataclass(frozen=True, slots=True)
-class LeaverOps:
-    """The adapters the leaver actions use: None when not configured (skipped)."""
-
-    graph: GraphLeaver | None = None
-    exchange: ExchangeLeaver | None = None
-
-
-@dataclass
-class Plan:
-    body: Body
-    verify: Verify
-    # Filled by `body` on its first attempt: the state before any change.
-    record: dict[str, Any] = field(default_factory=dict)
-
-
-Planner = Callable[[LeaverOps, M365User, dict[str, Any]], Plan]
-PLANNERS: dict[M365Action, Planner] = {}
-
-
-def planner(action: M365Action) -> Callable[[Planner], Planner]:
-    def register(fn: Planner) -> Planner:
-        PLANNERS[action] = fn
-        return fn
-
-    return register
-
-
-def graph_of(ops: LeaverOps) -> GraphLeaver:
-    if ops.graph is None:
-        raise StepSkipped(
-            "the Graph adapter is not configured", SkipReason.DISABLED_BY_CONFIGURATION
-        )
-    return ops.graph
-
-
-def exchange_of(ops: LeaverOps) -> ExchangeLeaver:
-    if ops.exchange is None:
-        raise StepSkipped(
-            "Exchange Online (SORTIE_M365_EXCHANGE_URL) is not configured",
-            SkipReason.DISABLED_BY_CONFIGURATION,
-        )
-    return ops.exchange
-
-
-def evidence(source: str, **observed: Any) -> Evidence:
-    return Evidence(source=source, observed=observed, read_at=utcnow())
-
-
-def with_record(step: StepResult, record: dict[str, Any] | None) -> StepResult:
-    """`step` carrying `record`; a record too large for the contract says so instead."""
-    if not record:
-        return step
-    data = step.model_dump()
-    try:
-        return StepResult.model_validate({**data, "recorded": record})
-    except ValidationError:
-        return StepResult.model_validate({**data, "recorded": {"omitted": "too large"}})
+from .leaver_plan import (
+    PLANNERS,
+    LeaverOps,
+    Plan,
+    evidence,
+    graph_of,
+    none_left,
+    planner,
+    with_record,
+)
 
 
 async def prior_state(directory: M365Directory, action: M365Action, user: M365User) -> Any:
@@ -130,7 +73,7 @@ async def run(
 # -- licences (user-assignlicense; read back: user.assignedLicenses) ----------------------
 @planner(M365Action.REMOVE_LICENSES)
 def _licenses(ops: LeaverOps, user: M365User, options: dict[str, Any]) -> Plan:
-    plan = Plan(_none, _none_ev)
+    plan = Plan()
 
     async def body() -> str | None:
         graph = graph_of(ops)
@@ -147,27 +90,16 @@ def _licenses(ops: LeaverOps, user: M365User, options: dict[str, Any]) -> Plan:
     async def verify() -> Evidence:
         left = await graph_of(ops).licenses(user.id)
         proof = evidence("graph GET /users/{id}?$select=assignedLicenses", assigned=len(left))
-        if left:
-            raise Contradicted(f"Graph still reads {len(left)} licence(s) assigned", proof)
-        return proof
+        return none_left(left, proof, f"Graph still reads {len(left)} licence(s) assigned")
 
-    plan.body, plan.verify = body, verify
-    return plan
-
-
-async def _none() -> str | None:
-    return None
-
-
-async def _none_ev() -> Evidence:
-    return evidence("none")
+    return plan.set(body, verify)
 
 
 # -- groups (user-list-memberof, user-list-ownedobjects, group-delete-members/owners) -----
 @planner(M365Action.REMOVE_GROUP_MEMBERSHIPS)
 def _groups(ops: LeaverOps, user: M365User, options: dict[str, Any]) -> Plan:
     keep = {str(g) for g in options.get("keep", []) or []}
-    plan = Plan(_none, _none_ev)
+    plan = Plan()
 
     async def body() -> str | None:
         graph = graph_of(ops)
@@ -198,8 +130,7 @@ def _groups(ops: LeaverOps, user: M365User, options: dict[str, Any]) -> Plan:
             raise Contradicted("Graph still reads recorded memberships", proof)
         return proof
 
-    plan.body, plan.verify = body, verify
-    return plan
+    return plan.set(body, verify)
 
 
 # -- authentication methods (authentication-list-methods, *authenticationmethod-delete) ---
@@ -209,7 +140,7 @@ _PASSWORD = "#microsoft.graph.passwordAuthenticationMethod"
 @planner(M365Action.REMOVE_AUTH_METHODS)
 def _auth_methods(ops: LeaverOps, user: M365User, options: dict[str, Any]) -> Plan:
     keep = {str(k) for k in options.get("keep", []) or []}
-    plan = Plan(_none, _none_ev)
+    plan = Plan()
 
     def removable(method: dict[str, Any]) -> bool:
         kind = METHOD_KINDS.get(str(method.get("@odata.type")))
@@ -231,19 +162,16 @@ def _auth_methods(ops: LeaverOps, user: M365User, options: dict[str, Any]) -> Pl
     async def verify() -> Evidence:
         left = [m for m in await graph_of(ops).auth_methods(user.id) if removable(m)]
         proof = evidence("graph GET /users/{id}/authentication/methods", removable_left=len(left))
-        if left:
-            raise Contradicted(f"Graph still reads {len(left)} removable method(s)", proof)
-        return proof
+        return none_left(left, proof, f"Graph still reads {len(left)} removable method(s)")
 
-    plan.body, plan.verify = body, verify
-    return plan
+    return plan.set(body, verify)
 
 
 # -- devices (user-list-registereddevices, device-update, device-delete) ----------------
 @planner(M365Action.DISABLE_DEVICES)
 def _devices(ops: LeaverOps, user: M365User, options: dict[str, Any]) -> Plan:
     mode = options.get("mode", "disable")
-    plan = Plan(_none, _none_ev)
+    plan = Plan()
 
     async def body() -> str | None:
         if mode not in ("disable", "delete"):
@@ -276,11 +204,8 @@ def _devices(ops: LeaverOps, user: M365User, options: dict[str, Any]) -> Plan:
             raise Contradicted(f"{wrong} device(s) not {mode}d", proof)
         return proof
 
-    plan.body, plan.verify = body, verify
-    return plan
+    return plan.set(body, verify)
 
-
-from . import leaver_mailbox  # noqa: E402, F401  (registers the mailbox actions)
 
 ACTIONS = frozenset(PLANNERS)
 MAILBOX_ACTIONS = (
@@ -289,5 +214,3 @@ MAILBOX_ACTIONS = (
     M365Action.HIDE_FROM_ADDRESS_LISTS,
     M365Action.DELEGATE_MAILBOX,
 )
-
-ACTIONS = frozenset(PLANNERS)

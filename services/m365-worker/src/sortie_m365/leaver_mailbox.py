@@ -20,7 +20,7 @@ from sortie_core.events import Evidence, M365Action, SkipReason
 from sortie_core.steps import Contradicted, StepSkipped
 
 from .adapters import M365User
-from .leaver import LeaverOps, Plan, _none, _none_ev, evidence, exchange_of, graph_of, planner
+from .leaver_plan import LeaverOps, Plan, evidence, exchange_of, graph_of, planner
 
 _MAX_MESSAGE = 4000
 
@@ -30,7 +30,7 @@ def _auto_reply(ops: LeaverOps, user: M365User, options: dict[str, Any]) -> Plan
     message = options.get("message")
     external = options.get("external_message", message)
     audience = options.get("external_audience", "all")
-    plan = Plan(_none, _none_ev)
+    plan = Plan()
 
     async def body() -> str | None:
         if not isinstance(message, str) or not message or len(message) > _MAX_MESSAGE:
@@ -63,8 +63,7 @@ def _auto_reply(ops: LeaverOps, user: M365User, options: dict[str, Any]) -> Plan
             raise Contradicted(f"Graph reads automatic replies {status!r}", proof)
         return proof
 
-    plan.body, plan.verify = body, verify
-    return plan
+    return plan.set(body, verify)
 
 
 def _mailbox_flag(
@@ -75,7 +74,7 @@ def _mailbox_flag(
 
     @planner(action)
     def plan_it(ops: LeaverOps, user: M365User, options: dict[str, Any]) -> Plan:
-        plan = Plan(_none, _none_ev)
+        plan = Plan()
 
         async def body() -> str | None:
             exchange = exchange_of(ops)
@@ -110,7 +109,7 @@ def _delegate(ops: LeaverOps, user: M365User, options: dict[str, Any]) -> Plan:
     to = options.get("to", "manager")
     forward = options.get("forward", True) is True
     full_access = options.get("full_access", True) is True
-    plan = Plan(_none, _none_ev)
+    plan = Plan()
     target: list[str] = []
 
     async def body() -> str | None:
@@ -151,5 +150,4 @@ def _delegate(ops: LeaverOps, user: M365User, options: dict[str, Any]) -> Plan:
             raise Contradicted("Exchange does not read the delegation back", proof)
         return proof
 
-    plan.body, plan.verify = body, verify
-    return plan
+    return plan.set(body, verify)

@@ -26,7 +26,8 @@ from sortie_core.steps import Contradicted, RetryPolicy, run_step
 from .adapters import M365Directory, M365User
 from .handlers import IdentityConfig, _unresolved, report
 from .identity import SERVICE, resolve
-from .leaver import LeaverOps, evidence, exchange_of, graph_of
+from .leaver_onedrive import permission_of, roles_of
+from .leaver_plan import LeaverOps, evidence, exchange_of, graph_of
 from .tap import TapConfig, issue_pass
 
 Body = Callable[[], Awaitable[str | None]]
@@ -232,6 +233,35 @@ def _delegate(ops: LeaverOps, d: M365Directory, user: M365User, rec: dict[str, A
         }
 
     return body, _check("exchange InvokeCommand Get-Mailbox, Get-MailboxPermission", expected, read)
+
+
+@restorer(M365Action.DELEGATE_ONEDRIVE)
+def _onedrive(ops: LeaverOps, d: M365Directory, user: M365User, rec: dict[str, Any]) -> Any:
+    """The person's access as it was: removed when Sortie gave it, lowered back to the
+    roles they held when Sortie raised them."""
+    drive, person = rec.get("drive"), (str(rec.get("to_id") or ""), str(rec.get("to") or ""))
+    prior = rec.get("prior_roles")
+
+    async def body() -> str | None:
+        if not isinstance(drive, str):
+            return "no OneDrive was shared"
+        graph = graph_of(ops)
+        permissions = await graph.drive_permissions(drive)
+        found = permission_of(permissions, *person)
+        if found is None or roles_of(permissions, *person) == prior:
+            return None
+        if prior is None:
+            await graph.unshare_drive(drive, found)
+        else:
+            await graph.set_drive_roles(drive, found, [str(r) for r in prior])
+        return f"OneDrive access of {person[1]} as before"
+
+    async def read() -> Any:
+        if not isinstance(drive, str):
+            return prior
+        return roles_of(await graph_of(ops).drive_permissions(drive), *person)
+
+    return body, _check("graph GET /drives/{id}/items/root/permissions", prior, read)
 
 
 async def handle_reversal(

@@ -16,9 +16,8 @@ from .quota import concurrency_for
 
 
 class M365Settings(WorkerSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="SORTIE_M365_", extra="ignore", populate_by_name=True
-    )
+    # extra="ignore" and populate_by_name come from ServiceSettings.
+    model_config = SettingsConfigDict(env_prefix="SORTIE_M365_")
 
     redis_url: SecretStr = redis_url_field("SORTIE_M365_")
     redis_password: SecretStr | None = redis_password_field("SORTIE_M365_")

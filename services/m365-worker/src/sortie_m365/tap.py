@@ -18,7 +18,7 @@ from sortie_core.steps import Contradicted, RetryPolicy, run_step
 
 from .adapters import M365User
 from .identity import SERVICE
-from .leaver import LeaverOps, evidence, graph_of
+from .leaver_plan import LeaverOps, evidence, graph_of
 
 
 @dataclass(frozen=True, slots=True)

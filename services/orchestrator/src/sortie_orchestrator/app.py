@@ -9,6 +9,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import uvicorn
@@ -29,17 +30,17 @@ from sortie_core.runtime import cancel_tasks, consuming, setup_logging
 from sortie_core.settings import load_settings
 from sortie_core.trim import trim_stream
 from sortie_orchestrator import handlers
-from sortie_orchestrator.adapters.presence import AGENTS
 from sortie_orchestrator.bootstrap import Wiring, bootstrap
 from sortie_orchestrator.http import (
     actions,
-    api,
     asyncapi,
     docs,
     export,
+    intake,
     jwks,
     preview,
     problems,
+    requests,
     reversal,
     workstations,
 )
@@ -77,8 +78,7 @@ async def _trim_streams(wiring: Wiring) -> None:
         return
     wiring.last_trim = now
     retention = wiring.settings.stream_retention_days * 86400
-    members = await wiring.redis.smembers(AGENTS)  # type: ignore[misc]
-    hosts = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
+    hosts = await wiring.deps.presence.host_names()
     names = [*streams.ALL_FIXED_STREAMS]
     for host in filter(streams.valid_host, hosts):
         names += [
@@ -102,7 +102,7 @@ async def _sweep_loop(wiring: Wiring) -> None:
             for service in (services.M365, services.ENT, services.SSO, "workstation"):
                 FOLLOWUP_PENDING.labels(service).set(pending.get(service, 0))
             REQUESTS_OVERDUE.set(
-                await wiring.deps.store.overdue(utcnow().timestamp() - OVERDUE_GRACE_S)
+                await wiring.deps.index.overdue(utcnow() - timedelta(seconds=OVERDUE_GRACE_S))
             )
             await wiring.deps.store.discover()
             await wiring.deps.store.trim_indexes(utcnow())
@@ -139,6 +139,46 @@ async def background(wiring: Wiring) -> AsyncIterator[None]:
         await wiring.redis.aclose()
 
 
+# The routers, in the order the API's documentation lists them.
+_ROUTES = (
+    intake,
+    requests,
+    preview,
+    actions,
+    export,
+    reversal,
+    jwks,
+    routes,
+    statuspage,
+    login_sso,
+    console,
+    stations,
+    logoutpage,
+    asyncapi,
+    workstations,
+)
+
+
+def _probes(app: FastAPI, wiring: Wiring) -> None:
+    """Metrics, liveness and readiness (not in the API's documentation)."""
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        if not await wiring.reachable():
+            return JSONResponse({"status": "redis unreachable"}, status_code=503)
+        if not wiring.consumers.healthy() or any(t.done() for t in wiring.loops):
+            return JSONResponse({"status": "subscribers stopped"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+
 def create_app(settings: OrchestratorSettings) -> FastAPI:
     wiring = bootstrap(settings)
 
@@ -166,38 +206,9 @@ def create_app(settings: OrchestratorSettings) -> FastAPI:
     problems.install(app)
     if settings.docs_enabled:
         docs.install(app)
-    app.include_router(api.router)
-    app.include_router(preview.router)
-    app.include_router(actions.router)
-    app.include_router(export.router)
-    app.include_router(reversal.router)
-    app.include_router(jwks.router)
-    app.include_router(routes.router)
-    app.include_router(statuspage.router)
-    app.include_router(login_sso.router)
-    app.include_router(console.router)
-    app.include_router(stations.router)
-    app.include_router(logoutpage.router)
-    app.include_router(asyncapi.router)
-    app.include_router(workstations.router)
-
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz", include_in_schema=False)
-    async def readyz() -> JSONResponse:
-        try:
-            await wiring.redis.ping()
-        except Exception:
-            return JSONResponse({"status": "redis unreachable"}, status_code=503)
-        if not wiring.consumers.healthy() or any(t.done() for t in wiring.loops):
-            return JSONResponse({"status": "subscribers stopped"}, status_code=503)
-        return JSONResponse({"status": "ready"})
+    for module in _ROUTES:
+        app.include_router(module.router)
+    _probes(app, wiring)
 
     app.add_middleware(
         problems.BodyLimit,

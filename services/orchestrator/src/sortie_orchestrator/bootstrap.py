@@ -1,4 +1,4 @@
-"""Composition root: settings -> Redis, broker, store, handlers, subscriptions."""
+"""Composition root: settings -> Redis, broker, store and adapters, handlers, subscriptions."""
 
 from __future__ import annotations
 
@@ -21,9 +21,13 @@ from sortie_core.runtime import make_broker, make_consumers, redis_client
 from sortie_orchestrator import handlers
 from sortie_orchestrator.adapters.agent_results import AgentResults
 from sortie_orchestrator.adapters.agent_watch import AgentWatch
+from sortie_orchestrator.adapters.logout_keys import LogoutKeys
 from sortie_orchestrator.adapters.presence import PresenceIndex
-from sortie_orchestrator.adapters.saga_cluster import ClusterSagaStore
+from sortie_orchestrator.adapters.preview_ask import WorkerPreviews
+from sortie_orchestrator.adapters.saga_cluster import ClusterSagaIndex, ClusterSagaStore
+from sortie_orchestrator.adapters.saga_index import SagaIndex
 from sortie_orchestrator.adapters.saga_store import SagaStore
+from sortie_orchestrator.adapters.scim_store import scim_stores
 from sortie_orchestrator.adapters.tap_vault import TapVault
 from sortie_orchestrator.saga import Timeouts
 from sortie_orchestrator.settings import OrchestratorSettings
@@ -43,6 +47,35 @@ class Wiring:
     relays: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     loops: list[asyncio.Task[None]] = field(default_factory=list)
 
+    async def reachable(self) -> bool:
+        """Whether Redis answers (readiness)."""
+        try:
+            await self.redis.ping()
+        except Exception:
+            return False
+        return True
+
+
+def make_deps(
+    redis: Redis, store: SagaStore, timeouts: Timeouts, *, tap_ttl_s: int = 3600
+) -> handlers.Deps:
+    """Every adapter the handlers and routes are handed, on one Redis client."""
+    return handlers.Deps(
+        store=store,
+        presence=PresenceIndex(redis),
+        timeouts=timeouts,
+        index=(
+            ClusterSagaIndex(redis, store)
+            if isinstance(store, ClusterSagaStore)
+            else SagaIndex(redis)
+        ),
+        previews=WorkerPreviews(redis),
+        scim=scim_stores(redis),
+        logout_keys=LogoutKeys(redis),
+        vault=TapVault(redis),
+        tap_ttl_s=tap_ttl_s,
+    )
+
 
 def bootstrap(settings: OrchestratorSettings) -> Wiring:
     redis = redis_client(settings)
@@ -54,10 +87,10 @@ def bootstrap(settings: OrchestratorSettings) -> Wiring:
         durable_replicas=settings.durable_replicas,
         durable_timeout_ms=settings.durable_timeout_ms,
     )
-    deps = handlers.Deps(
-        store=store,
-        presence=PresenceIndex(redis),
-        timeouts=Timeouts(
+    deps = make_deps(
+        redis,
+        store,
+        Timeouts(
             phase1=timedelta(seconds=settings.phase1_timeout_s),
             sso=timedelta(seconds=settings.sso_timeout_s),
             followup_base=timedelta(seconds=settings.followup_base_s),
@@ -65,7 +98,6 @@ def bootstrap(settings: OrchestratorSettings) -> Wiring:
             followup_horizon=timedelta(seconds=settings.followup_horizon_s),
             sso_apps_first=timedelta(seconds=settings.sso_apps_first_s),
         ),
-        vault=TapVault(redis),
         tap_ttl_s=settings.tap_ttl_s,
     )
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sortie_core.broker import Delivery
 from sortie_core.events import (
@@ -20,8 +22,12 @@ from sortie_core.events import (
 )
 from sortie_core.metrics import REQUEST_DURATION, REQUESTS_TOTAL
 from sortie_orchestrator import saga
+from sortie_orchestrator.adapters.logout_keys import LogoutKeys
 from sortie_orchestrator.adapters.presence import PresenceIndex
+from sortie_orchestrator.adapters.preview_ask import WorkerPreviews
+from sortie_orchestrator.adapters.saga_index import SagaIndex
 from sortie_orchestrator.adapters.saga_store import SagaStore
+from sortie_orchestrator.adapters.scim_store import ScimStores
 from sortie_orchestrator.adapters.tap_vault import TapVault
 from sortie_orchestrator.profiles import Profile
 from sortie_orchestrator.saga import SagaState, Timeouts, Transition
@@ -31,9 +37,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Deps:
+    """The adapters handlers and routes are handed (bootstrap.make_deps builds them)."""
+
     store: SagaStore
     presence: PresenceIndex
     timeouts: Timeouts
+    index: SagaIndex
+    previews: WorkerPreviews
+    scim: ScimStores
+    logout_keys: LogoutKeys
     # Sealed Temporary Access Passes of reversals, kept at most this long (the pass's
     # lifetime, Entra's default: 60 minutes).
     vault: TapVault | None = None
@@ -71,7 +83,7 @@ async def _hosts(deps: Deps, state: SagaState) -> list[saga.HostPresence]:
     return await deps.presence.hosts_for(state.subject.workstation_account)
 
 
-async def _create(
+async def create(
     deps: Deps,
     transition: Transition,
     idempotency_key: str | None,
@@ -108,10 +120,18 @@ async def accept_logout(
     state = saga.new_logout(deps.store.new_id(), subject, reason, targets, sso_session, now)
     state.requested_by = principal  # who asked, for the record (the ENT's token name)
     transition = saga.start(state, await _hosts(deps, state), now, deps.timeouts)
-    return await _create(deps, transition, idempotency_key, principal, fingerprint, progress)
+    return await create(deps, transition, idempotency_key, principal, fingerprint, progress)
 
 
-async def accept_offboard(
+@dataclass(frozen=True, slots=True)
+class Intake:
+    created: bool
+    request_id: uuid.UUID
+    # The request as this call stored it (None: a replay of an Idempotency-Key).
+    state: SagaState | None
+
+
+async def offboard(
     deps: Deps,
     *,
     subject: Subject,
@@ -123,7 +143,7 @@ async def accept_offboard(
     principal: str,
     fingerprint: str = "",
     profile: tuple[str, Profile] | None = None,
-) -> tuple[bool, uuid.UUID]:
+) -> Intake:
     now = utcnow()
     state = saga.new_offboard(
         deps.store.new_id(), subject, reason, requested_by, actions, effective_at, now, profile
@@ -131,7 +151,14 @@ async def accept_offboard(
     transition = Transition(state)
     if state.status == "in_progress":
         transition = saga.start(state, await _hosts(deps, state), now, deps.timeouts)
-    return await _create(deps, transition, idempotency_key, principal, fingerprint)
+    created, rid = await create(deps, transition, idempotency_key, principal, fingerprint)
+    return Intake(created, rid, transition.state if created else None)
+
+
+async def accept_offboard(deps: Deps, **order: Any) -> tuple[bool, uuid.UUID]:
+    """`offboard`, for who needs only (created, request id)."""
+    intake = await offboard(deps, **order)
+    return intake.created, intake.request_id
 
 
 async def accept_admin(
@@ -151,7 +178,7 @@ async def accept_admin(
     now = utcnow()
     state = saga.new_admin(deps.store.new_id(), subject, reason, requested_by, order, now)
     transition = saga.start(state, hosts, now, deps.timeouts)
-    return await _create(deps, transition, idempotency_key, principal, fingerprint)
+    return await create(deps, transition, idempotency_key, principal, fingerprint)
 
 
 async def on_revocation(
@@ -202,13 +229,18 @@ async def on_sso_completed(
 
 async def fire_deadline(deps: Deps, request_id: str) -> None:
     """A deadline fell due: start a scheduled request, or time out a phase."""
-    loaded = await deps.store.load(request_id)
-    if loaded is None:
-        await deps.store.forget_deadline(request_id)
-        return
     now = utcnow()
-    if loaded.state.status == "scheduled":
-        hosts = await _hosts(deps, loaded.state)
+    seen: list[SagaState] = []
+
+    def due(state: SagaState) -> Transition | None:
+        seen[:] = [state]
+        if state.status == "scheduled":
+            return None  # its start needs the hosts first (I/O)
+        return saga.on_deadline(state, utcnow(), deps.timeouts)
+
+    transition = await deps.store.apply(request_id, due)
+    if transition is None and seen and seen[-1].status == "scheduled":
+        hosts = await _hosts(deps, seen[-1])
 
         def begin(state: SagaState) -> Transition | None:
             if state.status != "scheduled" or (state.effective_at and state.effective_at > now):
@@ -216,19 +248,31 @@ async def fire_deadline(deps: Deps, request_id: str) -> None:
             return saga.start(state, hosts, utcnow(), deps.timeouts)
 
         transition = await deps.store.apply(request_id, begin)
-    else:
-        transition = await deps.store.apply(
-            request_id, lambda s: saga.on_deadline(s, utcnow(), deps.timeouts)
-        )
-        if transition is None:
-            # Nothing due any more (e.g. finished meanwhile): keep the index clean.
-            current = await deps.store.load(request_id)
-            if current is not None and current.state.next_deadline() is None:
-                await deps.store.forget_deadline(request_id)
+    elif transition is None and (not seen or seen[-1].next_deadline() is None):
+        # Gone (expired), or nothing due any more (e.g. finished meanwhile): keep the
+        # index clean.
+        await deps.index.forget_deadline(request_id)
     _observe(transition)
 
 
 async def cancel(deps: Deps, request_id: uuid.UUID) -> Transition | None:
-    transition = await deps.store.apply(request_id, lambda s: saga.cancel(s, utcnow()))
-    _observe(transition)
+    transition, _ = await try_cancel(deps, request_id)
     return transition
+
+
+async def try_cancel(
+    deps: Deps, request_id: uuid.UUID, only: Callable[[SagaState], bool] | None = None
+) -> tuple[Transition | None, SagaState | None]:
+    """The cancel's transition (None: nothing to cancel, or `only` said no), and the state
+    it was judged on (None: no such request): one read, whatever the answer."""
+    seen: list[SagaState] = []
+
+    def cancelled(state: SagaState) -> Transition | None:
+        seen[:] = [state]
+        if only is not None and not only(state):
+            return None
+        return saga.cancel(state, utcnow())
+
+    transition = await deps.store.apply(request_id, cancelled)
+    _observe(transition)
+    return transition, (seen[-1] if seen else None)

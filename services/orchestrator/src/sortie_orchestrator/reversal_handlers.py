@@ -17,7 +17,6 @@ from pydantic import JsonValue
 from sortie_core.events import Subject, utcnow
 from sortie_core.sealed import new_keypair
 from sortie_orchestrator import handlers, saga
-from sortie_orchestrator.adapters.saga_store import IdempotencyMismatch, idem_key
 from sortie_orchestrator.saga import SagaState, Transition, phases, reversal
 from sortie_orchestrator.saga.reversal import NotReversible
 
@@ -32,23 +31,8 @@ class Started:
     request_id: uuid.UUID
     # The private half of the pass's key: given once, to the caller, never stored.
     unseal_key: str | None
-
-
-async def _replayed(
-    deps: handlers.Deps, key: str | None, principal: str, fingerprint: str = ""
-) -> uuid.UUID | None:
-    """The reversal an Idempotency-Key already started (IdempotencyMismatch: for
-    another request or body)."""
-    if not key:
-        return None
-    raw = await deps.store.redis.get(idem_key(key, principal))
-    if raw is None:
-        return None
-    text = raw.decode() if isinstance(raw, bytes) else str(raw)
-    rid, _, first = text.partition(" ")
-    if fingerprint and first and first != fingerprint:
-        raise IdempotencyMismatch(rid)
-    return uuid.UUID(rid)
+    # The reversal as this call stored it (None: a replay of an Idempotency-Key).
+    state: SagaState | None = None
 
 
 async def _claim(
@@ -66,9 +50,13 @@ async def _claim(
         now = utcnow()
         state.reversed_by = rid
         cancelled = phases.cancel(state.phases, now)
-        saga._note(state, now, "reversal_requested", f"by {rid}")
+        saga.note(state, now, "reversal_requested", f"by {rid}")
+        if state.followups:
+            # A follow-up sent after the reversal would take away what it gives back.
+            saga.note(state, now, "followups_cancelled", ", ".join(sorted(state.followups)))
+            state.followups = {}
         if cancelled:
-            saga._note(state, now, "phases_cancelled", ", ".join(f"phase {i}" for i in cancelled))
+            saga.note(state, now, "phases_cancelled", ", ".join(f"phase {i}" for i in cancelled))
         return Transition(state)
 
     transition = await deps.store.apply(original_id, claim)
@@ -88,11 +76,9 @@ async def reverse(
     fingerprint: str = "",
 ) -> Started:
     """Reverse a finished offboarding: NotFound, NotReversible, or the reversal started."""
-    replay = await _replayed(deps, idempotency_key, principal, fingerprint)
+    replay = await deps.index.replayed(idempotency_key, principal, fingerprint)
     if replay is not None:
         return Started(False, replay, None)
-    if await deps.store.load(original_id) is None:
-        raise NotFound(str(original_id))
     rid = deps.store.new_id()
     original, restore = await _claim(deps, original_id, rid, restore_too=True)
     private, public = new_keypair() if issue_tap else (None, None)
@@ -101,10 +87,12 @@ async def reverse(
         rid, original, original.subject, restore, principal, reason, public, now
     )
     transition = saga.start(state, [], now, deps.timeouts)
-    created, stored = await handlers._create(
+    created, stored = await handlers.create(
         deps, transition, idempotency_key, principal, fingerprint
     )
-    return Started(created, stored, private if created else None)
+    if not created:
+        return Started(False, stored, None)
+    return Started(True, stored, private, transition.state)
 
 
 async def _claim_for_reactivation(
@@ -136,7 +124,7 @@ async def reactivate(
     recorded what it changed; otherwise a reactivation that turns sign-in and the mail
     protocols back on. No Temporary Access Pass: nobody is there to be shown it (the
     helpdesk issues one, or the identity provider sets a password)."""
-    replay = await _replayed(deps, idempotency_key, principal)
+    replay = await deps.index.replayed(idempotency_key, principal)
     if replay is not None:
         return replay
     loaded = await deps.store.load(last_offboarding) if last_offboarding else None
@@ -151,5 +139,5 @@ async def reactivate(
         rid, original, subject, restore, principal, "scim_reactivated", None, now
     )
     transition = saga.start(state, [], now, deps.timeouts)
-    _, stored = await handlers._create(deps, transition, idempotency_key, principal, "")
+    _, stored = await handlers.create(deps, transition, idempotency_key, principal, "")
     return stored

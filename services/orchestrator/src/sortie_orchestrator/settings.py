@@ -81,7 +81,7 @@ class OrchestratorSettings(ServiceSettings):
     model_config = SettingsConfigDict(
         env_prefix="SORTIE_ORCHESTRATOR_", extra="ignore", populate_by_name=True
     )
-    # The intake's share of the Redis pool (hundreds of clients at once: issue 12 item 4).
+    # The intake's share of the Redis pool (for hundreds of clients at once).
     redis_intake_connections: int = Field(default=128, ge=0)
 
     # The API tokens may come from a file (SORTIE_ORCHESTRATOR_TOKENS_FILE), like secrets.
@@ -168,7 +168,7 @@ class OrchestratorSettings(ServiceSettings):
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
-    # SCIM mapping and lifecycle policy (scim_policy.ScimConfig), as JSON, or a YAML/JSON
+    # SCIM mapping and lifecycle policy (http/scim/policy.py: ScimConfig), as JSON, or a YAML/JSON
     # file (`scim_file`, which wins).
     scim: ScimConfig = Field(default_factory=ScimConfig)
     # An OAuth 2.0 issuer whose JWT access tokens may call SCIM (oauth.OAuthSettings), e.g.

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
@@ -33,34 +34,23 @@ from .adapters import SessionBackend, account_name
 log = logging.getLogger(__name__)
 
 
+@dataclass(kw_only=True, eq=False)
 class Agent:
-    def __init__(
-        self,
-        *,
-        host: str,
-        backend: SessionBackend,
-        redis: Redis,
-        policy: RetryPolicy,
-        heartbeat_s: float = 10.0,
-        session_policy: str = "logoff",
-        shared_station: bool = False,
-        group: str | None = None,
-        version: str = __version__,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.host = host
-        self.backend = backend
-        self.redis = redis
-        self.policy = policy
-        self.heartbeat_s = heartbeat_s
-        self.session_policy = session_policy
-        self.shared_station = shared_station
-        self.group = group
-        self.version = version
-        self.clock = clock
-        # Users of the last record written; None until the first one (always announced).
-        self.users: frozenset[str] | None = None
-        self._presence_lock = asyncio.Lock()
+    """The agent of one host: its subscription, its presence record and heartbeat."""
+
+    host: str
+    backend: SessionBackend
+    redis: Redis
+    policy: RetryPolicy
+    heartbeat_s: float = 10.0
+    session_policy: str = "logoff"
+    shared_station: bool = False
+    group: str | None = None
+    version: str = __version__
+    clock: Callable[[], float] = time.time
+    # Users of the last record written; None until the first one (always announced).
+    users: frozenset[str] | None = field(default=None, init=False)
+    _presence_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     def subscriptions(self) -> list[Subscription]:
         """This host's stream, and nothing else."""

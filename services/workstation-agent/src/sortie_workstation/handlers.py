@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import Any
 
 from sortie_core import services
@@ -60,6 +61,99 @@ def _act(
     return backend.lock
 
 
+@dataclass
+class _Ending:
+    """One `end_sessions` step: its body and its read-back, and what they saw."""
+
+    action: SessionAction
+    host: str
+    backend: SessionBackend
+    picked: Callable[[Session], bool]
+    scope: str
+    note: str | None
+    done: list[SessionId] = field(default_factory=list)
+    already: list[SessionId] = field(default_factory=list)
+    gone: list[SessionId] = field(default_factory=list)
+
+    @property
+    def source(self) -> str:
+        return f"session list of {self.host}"
+
+    async def body(self) -> str | None:
+        # Listed again on each attempt: a retry sees what the previous one left.
+        listed = await self.backend.list_sessions()
+        sessions = [s for s in listed if self.picked(s)]
+        if not sessions and not self.done:
+            # The host's own session list is authoritative for the host.
+            evidence = Evidence(
+                source=self.source,
+                observed={"sessions_listed": len(listed), "sessions_matching": 0},
+                read_at=utcnow(),
+            )
+            raise NotFoundError(f"no session {self.scope} on {self.host}", evidence=evidence)
+        act = _act(self.backend, self.action)
+        for session in sessions:
+            if session.id in self.done or session.id in self.already:
+                continue
+            if _ALREADY.get(self.action) == session.state:
+                self.already.append(session.id)
+                continue
+            try:
+                await act(session.id)
+            except NotFoundError:
+                self.gone.append(session.id)
+                continue
+            self.done.append(session.id)
+        if not self.done and not self.already:
+            raise NotFoundError(
+                f"sessions {_ids(self.gone)} on {self.host} ended before Sortie reached them"
+            )
+        return self._detail()
+
+    def _detail(self) -> str:
+        done, action = self.done, self.action
+        parts = []
+        if done:
+            parts.append(f"{action.value} of session{'s' if len(done) > 1 else ''} {_ids(done)}")
+        if self.already:
+            parts.append(f"already {_ALREADY[action]}: {_ids(self.already)}")
+        if self.gone:
+            parts.append(f"gone meanwhile: {_ids(self.gone)}")
+        if self.note:
+            parts.append(self.note)
+        return "; ".join(parts)
+
+    async def verify(self) -> Evidence:
+        """Listed again: no session logged off remains; a disconnected one is disconnected.
+        A lock leaves no trace in `query session` / loginctl's list: its command's exit
+        status is the evidence (`acknowledged`)."""
+        action = self.action
+        listed = await self.backend.list_sessions()
+        left = [
+            s
+            for s in listed
+            if self.picked(s)
+            and (action is SessionAction.LOGOFF or s.state != _ALREADY[action])
+            and s.id not in self.gone
+        ]
+        evidence = Evidence(
+            source=self.source,
+            observed={
+                "sessions_listed": len(listed),
+                "sessions_left": len(left),
+                "left_ids": _ids([s.id for s in left])[:200] or None,
+            },
+            read_at=utcnow(),
+        )
+        if left:
+            raise Contradicted(
+                f"still {'open' if action is SessionAction.LOGOFF else 'active'} on {self.host} "
+                f"after {action.value}: {_ids([s.id for s in left])}",
+                evidence,
+            )
+        return evidence
+
+
 async def end_sessions(
     account: str,
     action: SessionAction,
@@ -73,89 +167,15 @@ async def end_sessions(
 ) -> StepResult:
     """One step named after `action`, covering every session of `account` on this host
     (or every session `select` picks: an administrator's order)."""
-    act = _act(backend, action)
     picked = select or (lambda s: account_name(s.user) == account)
-    done: list[SessionId] = []
-    already: list[SessionId] = []
-    gone: list[SessionId] = []
-
-    source = f"session list of {host}"
-
-    async def body() -> str | None:
-        # Listed again on each attempt: a retry sees what the previous one left.
-        listed = await backend.list_sessions()
-        sessions = [s for s in listed if picked(s)]
-        if not sessions and not done:
-            # The host's own session list is authoritative for the host.
-            evidence = Evidence(
-                source=source,
-                observed={"sessions_listed": len(listed), "sessions_matching": 0},
-                read_at=utcnow(),
-            )
-            raise NotFoundError(f"no session {scope} on {host}", evidence=evidence)
-        for session in sessions:
-            if session.id in done or session.id in already:
-                continue
-            if _ALREADY.get(action) == session.state:
-                already.append(session.id)
-                continue
-            try:
-                await act(session.id)
-            except NotFoundError:
-                gone.append(session.id)
-                continue
-            done.append(session.id)
-        if not done and not already:
-            raise NotFoundError(f"sessions {_ids(gone)} on {host} ended before Sortie reached them")
-        parts = (
-            [f"{action.value} of session{'s' if len(done) > 1 else ''} {_ids(done)}"]
-            if done
-            else []
-        )
-        if already:
-            parts.append(f"already {_ALREADY[action]}: {_ids(already)}")
-        if gone:
-            parts.append(f"gone meanwhile: {_ids(gone)}")
-        if note:
-            parts.append(note)
-        return "; ".join(parts)
-
-    async def verify() -> Evidence:
-        """Listed again: no session logged off remains; a disconnected one is disconnected.
-        A lock leaves no trace in `query session` / loginctl's list: its command's exit
-        status is the evidence (`acknowledged`)."""
-        listed = await backend.list_sessions()
-        left = [
-            s
-            for s in listed
-            if picked(s)
-            and (action is SessionAction.LOGOFF or s.state != _ALREADY[action])
-            and s.id not in gone
-        ]
-        evidence = Evidence(
-            source=source,
-            observed={
-                "sessions_listed": len(listed),
-                "sessions_left": len(left),
-                "left_ids": _ids([s.id for s in left])[:200] or None,
-            },
-            read_at=utcnow(),
-        )
-        if left:
-            raise Contradicted(
-                f"still {'open' if action is SessionAction.LOGOFF else 'active'} on {host} "
-                f"after {action.value}: {_ids([s.id for s in left])}",
-                evidence,
-            )
-        return evidence
-
+    ending = _Ending(action, host, backend, picked, scope, note)
     return await run_step(
         service_name(host),
         action.value,
-        body,
+        ending.body,
         policy,
         metric_service=METRIC_SERVICE,
-        verify=None if action is SessionAction.LOCK else verify,
+        verify=None if action is SessionAction.LOCK else ending.verify,
     )
 
 

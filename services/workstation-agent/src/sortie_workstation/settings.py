@@ -18,9 +18,8 @@ def default_host() -> str:
 
 
 class AgentSettings(WorkerSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="SORTIE_AGENT_", extra="ignore", populate_by_name=True
-    )
+    # extra="ignore" and populate_by_name come from ServiceSettings.
+    model_config = SettingsConfigDict(env_prefix="SORTIE_AGENT_")
 
     redis_url: SecretStr = redis_url_field("SORTIE_AGENT_")
     redis_password: SecretStr | None = redis_password_field("SORTIE_AGENT_")

@@ -15,6 +15,10 @@ from typing import Any, Protocol
 
 from pydantic import SecretStr
 
+from sortie_core.services import MAIL_PROTOCOLS
+
+__all__ = ["FILTER_PROPERTIES", "FILTER_TOP", "MAIL_PROTOCOLS", "M365Directory", "M365User"]
+
 # Graph `$filter` properties a user can be looked up by (`eq`), and whether `eq` on it is an
 # advanced query (`ConsistencyLevel: eventual` and `$count=true`), per the table in
 # https://learn.microsoft.com/graph/aad-advanced-queries ("Support for filter by properties").
@@ -26,16 +30,6 @@ FILTER_PROPERTIES: dict[str, bool] = {
 }
 # How many matches a filter lookup asks for: two tell "one user" from "ambiguous".
 FILTER_TOP = 2
-# Get-CASMailbox / Set-CASMailbox switches for every client protocol of one mailbox.
-MAIL_PROTOCOLS = (
-    "OWAEnabled",
-    "ActiveSyncEnabled",
-    "MAPIEnabled",
-    "EwsEnabled",
-    "PopEnabled",
-    "ImapEnabled",
-    "OutlookMobileEnabled",
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,8 @@ from kiota_authentication_azure.azure_identity_authentication_provider import (
 )
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from .credentials import StaticTokenCredential
+
 # The index of the app registration the current task's Graph request goes as.
 APP: ContextVar[int] = ContextVar("sortie_m365_app", default=0)
 
@@ -73,8 +75,6 @@ class AppRegistration(BaseModel):
 
     def credential(self, tenant_id: str) -> AsyncTokenCredential:
         if self.graph_token.get_secret_value():
-            from .credentials import StaticTokenCredential  # it imports the settings
-
             return StaticTokenCredential(self.graph_token)
         if not tenant_id:
             raise ValueError("SORTIE_M365_TENANT_ID is required with app registrations")

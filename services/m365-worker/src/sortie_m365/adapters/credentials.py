@@ -9,13 +9,14 @@ non-https authority, so there is no token endpoint to fake.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core.credentials import AccessToken
 from azure.core.credentials_async import AsyncTokenCredential
 from pydantic import SecretStr
 
-from ..settings import M365Settings
+if TYPE_CHECKING:
+    from ..settings import M365Settings
 
 
 class StaticTokenCredential(AsyncTokenCredential):

@@ -12,12 +12,17 @@ import uuid
 from typing import Any
 
 from kiota_abstractions.request_information import RequestInformation
+from msgraph.generated.drives.item.items.item.invite.invite_post_request_body import (
+    InvitePostRequestBody,
+)
 from msgraph.generated.models.assigned_license import AssignedLicense
 from msgraph.generated.models.automatic_replies_setting import AutomaticRepliesSetting
 from msgraph.generated.models.automatic_replies_status import AutomaticRepliesStatus
 from msgraph.generated.models.device import Device
+from msgraph.generated.models.drive_recipient import DriveRecipient
 from msgraph.generated.models.external_audience_scope import ExternalAudienceScope
 from msgraph.generated.models.mailbox_settings import MailboxSettings
+from msgraph.generated.models.permission import Permission
 from msgraph.generated.models.reference_create import ReferenceCreate
 from msgraph.generated.models.temporary_access_pass_authentication_method import (
     TemporaryAccessPassAuthenticationMethod,
@@ -43,6 +48,8 @@ PERMISSION_READ_DEVICES = "Directory.Read.All"  # user-list-registereddevices
 PERMISSION_DEVICES = "Device.ReadWrite.All"  # device-update, device-delete
 PERMISSION_MAILBOX_SETTINGS = "MailboxSettings.ReadWrite"  # user-update-mailboxsettings
 PERMISSION_READ_USER = "User.Read.All"  # user-list-manager
+PERMISSION_READ_FILES = "Files.Read.All"  # drive-get, driveitem-list-permissions
+PERMISSION_FILES = "Files.ReadWrite.All"  # driveitem-invite, permission-delete
 _DIRECTORY_OBJECTS = "https://graph.microsoft.com/v1.0/directoryObjects/"
 _GROUP = "#microsoft.graph.group"
 # @odata.type of a method -> its msgraph-sdk collection (authenticationmethods-overview).
@@ -229,6 +236,14 @@ class GraphLeaver:
         info = self._user(user).mailbox_settings.to_patch_request_information(body)
         await self._d.send(info, "the automatic reply", PERMISSION_MAILBOX_SETTINGS, write=True)
 
+    async def person(self, key: str) -> tuple[str, str] | None:
+        """(object id, lower-cased UPN) of the user `key` names, None if Graph has none."""
+        try:
+            found = await self._d.get_user(key)
+        except NotFoundError:
+            return None
+        return found.id, found.upn.lower()
+
     async def manager(self, user: str) -> str | None:
         """The manager's UPN, None when the user has none."""
         info = self._user(user).manager.to_get_request_information()
@@ -238,3 +253,58 @@ class GraphLeaver:
             return None
         upn = found.get("userPrincipalName") if isinstance(found, dict) else None
         return upn if isinstance(upn, str) and upn else None
+
+    # -- OneDrive (drive-get, driveitem-invite, driveitem-list-permissions, permission-delete)
+    async def drive(self, user: str) -> str | None:
+        """The id of the user's OneDrive, None when none is provisioned (a 404)."""
+        info = self._user(user).drive.to_get_request_information()
+        try:
+            found = await self._d.send(info, "the OneDrive", PERMISSION_READ_FILES, write=False)
+        except NotFoundError:
+            return None
+        drive = found.get("id") if isinstance(found, dict) else None
+        if not isinstance(drive, str) or not drive:
+            raise TransientError("Graph sent no drive id", code="graph_bad_json")
+        return drive
+
+    def _root(self, drive: str) -> Any:
+        # msgraph-sdk has no /users/{id}/drive/root builder: the drive's items/root.
+        return self._client.drives.by_drive_id(drive).items.by_drive_item_id("root")
+
+    async def drive_permissions(self, drive: str) -> list[dict[str, Any]]:
+        info = self._root(drive).permissions.to_get_request_information()
+        return await self._list(info, "the OneDrive's permissions", PERMISSION_READ_FILES)
+
+    async def share_drive(self, drive: str, email: str, role: str) -> dict[str, Any]:
+        """A direct permission on the drive's root for `email` (no mail sent); the
+        permission Graph answered."""
+        body = InvitePostRequestBody(
+            recipients=[DriveRecipient(email=email)],
+            roles=[role],
+            require_sign_in=True,
+            send_invitation=False,
+        )
+        info = self._root(drive).invite.to_post_request_information(body)
+        found = await self._d.send(info, "sharing the OneDrive", PERMISSION_FILES, write=True)
+        value = found.get("value") if isinstance(found, dict) else None
+        if not isinstance(value, list) or not value or not isinstance(value[0], dict):
+            raise TransientError("Graph sent no permission", code="graph_bad_json")
+        return value[0]
+
+    async def set_drive_roles(self, drive: str, permission: str, roles: list[str]) -> None:
+        """`PATCH …/permissions/{id}` roles (permission-update: Files.ReadWrite.All)."""
+        item = self._root(drive).permissions.by_permission_id(permission)
+        info = item.to_patch_request_information(Permission(roles=roles))
+        await self._d.send(info, "a OneDrive permission", PERMISSION_FILES, write=True)
+
+    async def unshare_drive(self, drive: str, permission: str) -> None:
+        item = self._root(drive).permissions.by_permission_id(permission)
+        try:
+            await self._d.send(
+                item.to_delete_request_information(),
+                "removing a OneDrive permission",
+                PERMISSION_FILES,
+                write=True,
+            )
+        except NotFoundError:
+            return  # already gone: the read-back says so

@@ -147,6 +147,10 @@ class PresenceIndex:
             )
         return out
 
+    async def record(self, host: str) -> PresenceRecord | None:
+        """The presence record an agent wrote for `host` (None: none, or expired)."""
+        return await read_presence(self.redis, host)
+
     async def host_names(self, group: str | None = None) -> list[str]:
         key = AGENTS if group is None else group_key(group)
         members = await self.redis.smembers(key)  # type: ignore[misc]

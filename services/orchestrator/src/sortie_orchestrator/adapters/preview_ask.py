@@ -99,3 +99,15 @@ async def ask_workers(
     finally:
         await redis.delete(streams.preview_key(preview_id))
     return preview_id, answers
+
+
+class WorkerPreviews:
+    """`ask_workers` on the orchestrator's Redis (built in bootstrap.py)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    async def ask(
+        self, subject: Subject, targets: list[Target], wait_s: float
+    ) -> tuple[uuid.UUID, dict[str, Discovery | None]]:
+        return await ask_workers(self.redis, subject, targets, wait_s)

@@ -33,6 +33,7 @@ from sortie_core.redis_cluster import run_then_wait_on_slot
 from sortie_orchestrator.saga import Transition, phases
 
 from . import doc_codec
+from .saga_index import SagaIndex
 from .saga_store import (
     FOLLOWUPS,
     REQUESTS,
@@ -251,11 +252,19 @@ class ClusterSagaStore(SagaStore):
             replies = await pipe.execute()
         return [as_str(i) for ids in replies for i in ids][: limit * 4]
 
+
+class ClusterSagaIndex(SagaIndex):
+    """`SagaIndex` over the deadlines sets of every slot the store polls."""
+
+    def __init__(self, redis: Any, store: ClusterSagaStore) -> None:
+        super().__init__(redis)
+        self.store = store
+
     async def forget_deadline(self, request_id: str) -> None:
         await self.redis.zrem(deadlines_key(request_id), request_id)
 
-    async def overdue(self, before: float) -> int:
+    async def overdue(self, before: datetime) -> int:
         async with self.redis.pipeline() as pipe:
-            for key in sorted(self.deadline_keys):
-                pipe.zcount(key, "-inf", before)
+            for key in sorted(self.store.deadline_keys):
+                pipe.zcount(key, "-inf", before.timestamp())
             return sum(int(n) for n in await pipe.execute())

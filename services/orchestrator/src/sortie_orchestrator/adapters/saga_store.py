@@ -333,13 +333,6 @@ class SagaStore:
         """A new request's id (on Cluster: in a slot the relay polls)."""
         return uuid.uuid4()
 
-    async def forget_deadline(self, request_id: str) -> None:
-        await self.redis.zrem(DEADLINES, request_id)
-
-    async def overdue(self, before: float) -> int:
-        """Deadlines still pending that passed before `before` (epoch s)."""
-        return int(await self.redis.zcount(DEADLINES, "-inf", before))
-
     async def discover(self) -> None:
         """Nothing to discover on one Redis (one deadlines set)."""
 

@@ -227,3 +227,17 @@ class ScimStore:
                 pipe.exists(self._key(rid))
             found = await pipe.execute()
         return {rid for rid, hit in zip(ids, found, strict=True) if hit}
+
+    async def forget_memberships(self, member_id: str) -> None:
+        """Drop the reverse index of a member every group has let go of."""
+        await self.redis.delete(MEMBER_OF + member_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ScimStores:
+    users: ScimStore
+    groups: ScimStore
+
+
+def scim_stores(redis: Redis) -> ScimStores:
+    return ScimStores(ScimStore(redis, USERS), ScimStore(redis, GROUPS))

@@ -11,10 +11,11 @@ from fastapi import APIRouter, Depends, Request
 
 from sortie_core.events import Kind, utcnow
 from sortie_orchestrator import handlers
-from sortie_orchestrator.http.api import RequestView, _deps
 from sortie_orchestrator.http.auth import Principal, authenticate
+from sortie_orchestrator.http.depends import get_deps
 from sortie_orchestrator.http.problems import Problem
 from sortie_orchestrator.http.sites import visible
+from sortie_orchestrator.http.views import RequestView
 from sortie_orchestrator.saga.retry import retry
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ SCOPE_OF_KIND = {
 async def retry_request(
     request_id: uuid.UUID,
     request: Request,
-    deps: Annotated[handlers.Deps, Depends(_deps)],
+    deps: Annotated[handlers.Deps, Depends(get_deps)],
 ) -> RequestView:
     principal: Principal = await authenticate(request)
     if "requests:read" not in principal.scopes:

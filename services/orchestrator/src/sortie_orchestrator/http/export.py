@@ -14,10 +14,10 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
 from sortie_orchestrator import handlers
-from sortie_orchestrator.adapters.export_read import states_between
-from sortie_orchestrator.http.api import RequestView, StatusFilter, _deps
 from sortie_orchestrator.http.auth import Principal, require
+from sortie_orchestrator.http.depends import get_deps
 from sortie_orchestrator.http.problems import Problem
+from sortie_orchestrator.http.views import RequestView, StatusFilter
 from sortie_orchestrator.saga import SagaState, all_services, proof_of
 
 router = APIRouter(prefix="/v1")
@@ -100,7 +100,7 @@ async def _filtered(
 )
 async def export_requests(
     principal: Annotated[Principal, Depends(require("requests:read"))],
-    deps: Annotated[handlers.Deps, Depends(_deps)],
+    deps: Annotated[handlers.Deps, Depends(get_deps)],
     since: Annotated[datetime, Query(description="from (inclusive), ISO 8601 with a zone")],
     until: Annotated[datetime | None, Query(description="to (exclusive); default now")] = None,
     status: StatusFilter | None = None,
@@ -127,7 +127,7 @@ def stream(
     format: Literal["csv", "json"],
 ) -> StreamingResponse:
     """The export as a download (the API's and the console's)."""
-    states = _filtered(states_between(deps.store.redis, since, end), status, site, principal)
+    states = _filtered(deps.index.between(since, end), status, site, principal)
     name = f"sortie-requests-{since.date().isoformat()}.{format}"
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}
     if format == "json":

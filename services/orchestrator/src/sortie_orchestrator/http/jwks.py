@@ -1,20 +1,21 @@
 """`GET /.well-known/jwks.json`: the public keys that verify Sortie's OpenID Connect
-back-channel logout tokens (RFC 7517 JWK Set), as the ENT worker published them in Redis
-(`sortie_core.jwks`). Public and unauthenticated, as relying parties fetch it."""
+back-channel logout tokens (RFC 7517 JWK Set), as the ENT worker published them
+(adapters/logout_keys.py). Public and unauthenticated, as relying parties fetch it."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from sortie_core.jwks import published_keys
+from sortie_orchestrator import handlers
 
 router = APIRouter()
 
 
 @router.get("/.well-known/jwks.json", tags=["oidc"], summary="Sortie's logout token keys")
 async def jwks(request: Request) -> JSONResponse:
-    keys = await published_keys(request.app.state.wiring.redis)
+    deps: handlers.Deps = request.app.state.deps
+    keys = await deps.logout_keys.published()
     return JSONResponse(
         {"keys": keys},
         media_type="application/jwk-set+json",

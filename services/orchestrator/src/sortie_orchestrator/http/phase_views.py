@@ -27,6 +27,14 @@ class PhaseView(BaseModel):
     finished_at: datetime | None = None
     # Later phases only: each service's steps, as under the request's `services`.
     services: dict[str, Any] = {}
+    healed_at: datetime | None = Field(
+        default=None, description="When a phase that ended partial or failed was completed"
+    )
+    followups: dict[str, Any] = Field(
+        default={},
+        description="Per service, the next delivery of the steps that failed for a "
+        "transient reason: `attempt`, `next_at`, `actions`, `last_error`",
+    )
 
 
 class TapView(BaseModel):
@@ -63,6 +71,8 @@ def phases_of(state: SagaState, step_view: Any) -> list[PhaseView]:
                 name: {"state": svc.state, "steps": [step_view.of(s) for s in svc.steps]}
                 for name, svc in sorted(p.services.items())
             },
+            healed_at=p.healed_at,
+            followups={name: f.model_dump(mode="json") for name, f in sorted(p.followups.items())},
         )
         for p in state.phases
     ]

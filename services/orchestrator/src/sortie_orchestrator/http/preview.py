@@ -15,9 +15,10 @@ from pydantic import BaseModel
 from sortie_core import services
 from sortie_core.events import Discovery, Kind, Subject, Target
 from sortie_orchestrator import handlers
-from sortie_orchestrator.adapters.preview_ask import ask_workers
-from sortie_orchestrator.http.api import OffboardIn, _deps, _require_json, _subject
 from sortie_orchestrator.http.auth import Principal, require
+from sortie_orchestrator.http.bodies import OffboardIn
+from sortie_orchestrator.http.depends import get_deps, require_json
+from sortie_orchestrator.http.intake import subject_of
 from sortie_orchestrator.settings import OrchestratorSettings
 
 router = APIRouter(prefix="/v1")
@@ -67,16 +68,16 @@ def _will_do(
 @router.post(
     "/offboardings:preview",
     response_model=PreviewView,
-    dependencies=[Depends(_require_json)],
+    dependencies=[Depends(require_json)],
     summary="What an offboarding would find and do; nothing is changed",
 )
 async def preview_offboarding(
     body: OffboardIn,
     principal: Annotated[Principal, Depends(require("offboard:write"))],
-    deps: Annotated[handlers.Deps, Depends(_deps)],
+    deps: Annotated[handlers.Deps, Depends(get_deps)],
     request: Request,
 ) -> PreviewView:
-    subject = _subject(body.subject, principal)
+    subject = subject_of(body.subject, principal)
     settings = request.app.state.settings
     return await build_preview(deps, settings, subject, list(body.actions or []), body.effective_at)
 
@@ -92,7 +93,7 @@ async def build_preview(
     started = time.monotonic()
     targets = [Target.M365, Target.ENT, Target.WORKSTATIONS]
     wait_s = settings.preview_wait_s
-    preview_id, found = await ask_workers(deps.store.redis, subject, targets, wait_s)
+    preview_id, found = await deps.previews.ask(subject, targets, wait_s)
     present = await deps.presence.hosts_for(subject.workstation_account)
     hosts = [PreviewHost(host=h.host, live=h.live, age_s=h.age_s) for h in present]
     return PreviewView(

@@ -97,82 +97,97 @@ def _validation_detail(errors: list[Any]) -> tuple[int, str, list[dict[str, Any]
     return status, f"invalid request: {summary}", items
 
 
-def install(app: FastAPI) -> None:
-    @app.exception_handler(Problem)
-    async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        return problem_response(
-            exc.status,
-            exc.detail,
-            slug=exc.slug,
-            instance=request.url.path,
-            headers=exc.headers,
-            extra=exc.extra,
-        )
+async def _problem(request: Request, exc: Problem) -> JSONResponse:
+    return problem_response(
+        exc.status,
+        exc.detail,
+        slug=exc.slug,
+        instance=request.url.path,
+        headers=exc.headers,
+        extra=exc.extra,
+    )
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        status, detail, items = _validation_detail(list(exc.errors()))
-        return problem_response(
-            status,
-            detail,
-            slug="invalid-request" if status == 422 else "malformed-json",
-            instance=request.url.path,
-            extra={"errors": items},
-        )
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem_response(
-            exc.status_code,
-            str(exc.detail),
-            instance=request.url.path,
-            headers=getattr(exc, "headers", None),
-        )
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    status, detail, items = _validation_detail(list(exc.errors()))
+    return problem_response(
+        status,
+        detail,
+        slug="invalid-request" if status == 422 else "malformed-json",
+        instance=request.url.path,
+        extra={"errors": items},
+    )
 
-    @app.exception_handler(IdempotencyMismatch)
-    async def _reused(request: Request, exc: IdempotencyMismatch) -> JSONResponse:
-        return problem_response(
-            422,
-            "this Idempotency-Key was already used for a request with another body;"
-            " use a new key for a new request",
-            slug="idempotency-key-reused",
-            instance=request.url.path,
-            extra={"request_id": exc.request_id},
-        )
 
-    @app.exception_handler(RecursionError)
-    async def _too_deep(request: Request, exc: RecursionError) -> JSONResponse:
-        # json.loads (and pydantic on what it returns) recurse once per nesting level: a
-        # deeply nested body, on any route that parses JSON itself (/scim, /ui/login).
-        return problem_response(
-            400,
-            "the JSON body is nested too deeply",
-            slug="malformed-json",
-            instance=request.url.path,
-        )
+async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return problem_response(
+        exc.status_code,
+        str(exc.detail),
+        instance=request.url.path,
+        headers=getattr(exc, "headers", None),
+    )
 
-    @app.exception_handler(RedisError)
-    async def _redis(request: Request, exc: RedisError) -> JSONResponse:
-        # Unreachable, saturated (no free pooled connection in time), loading, out of
-        # memory, or not durable yet: the request was not accepted (the store writes a
-        # request in one script, so nothing half-written is left); the client retries.
-        if isinstance(exc, ResponseError) and not _UNAVAILABLE.match(str(exc)):
-            log.exception("Redis refused a command on %s %s", request.method, request.url.path)
-            return problem_response(500, "internal error; the request was not accepted")
-        log.warning("Redis unavailable on %s %s: %s", request.method, request.url.path, exc)
-        return problem_response(
-            503,
-            "the request store is unavailable; nothing was accepted, retry later "
-            "(with the same Idempotency-Key)",
-            slug="store-unavailable",
-            instance=request.url.path,
-            headers={"Retry-After": str(RETRY_AFTER_S)},
-        )
 
-    @app.exception_handler(Exception)
-    async def _crash(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+async def _reused(request: Request, exc: IdempotencyMismatch) -> JSONResponse:
+    return problem_response(
+        422,
+        "this Idempotency-Key was already used for a request with another body;"
+        " use a new key for a new request",
+        slug="idempotency-key-reused",
+        instance=request.url.path,
+        extra={"request_id": exc.request_id},
+    )
+
+
+async def _too_deep(request: Request, exc: RecursionError) -> JSONResponse:
+    # json.loads (and pydantic on what it returns) recurse once per nesting level: a
+    # deeply nested body, on any route that parses JSON itself (/scim, /ui/login).
+    return problem_response(
+        400,
+        "the JSON body is nested too deeply",
+        slug="malformed-json",
+        instance=request.url.path,
+    )
+
+
+async def _redis(request: Request, exc: RedisError) -> JSONResponse:
+    # Unreachable, saturated (no free pooled connection in time), loading, out of
+    # memory, or not durable yet: the request was not accepted (the store writes a
+    # request in one script, so nothing half-written is left); the client retries.
+    if isinstance(exc, ResponseError) and not _UNAVAILABLE.match(str(exc)):
+        log.exception("Redis refused a command on %s %s", request.method, request.url.path)
         return problem_response(500, "internal error; the request was not accepted")
+    log.warning("Redis unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(
+        503,
+        "the request store is unavailable; nothing was accepted, retry later "
+        "(with the same Idempotency-Key)",
+        slug="store-unavailable",
+        instance=request.url.path,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+async def _crash(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(500, "internal error; the request was not accepted")
+
+
+_HANDLERS: tuple[tuple[type[Exception], Any], ...] = (
+    (Problem, _problem),
+    (RequestValidationError, _invalid),
+    (StarletteHTTPException, _http),
+    (IdempotencyMismatch, _reused),
+    (RecursionError, _too_deep),
+    (RedisError, _redis),
+    (Exception, _crash),
+)
+
+
+def install(app: FastAPI) -> None:
+    """Every error the app can raise, answered as problem details."""
+    for exc, handler in _HANDLERS:
+        app.exception_handler(exc)(handler)
 
 
 class BodyLimit:

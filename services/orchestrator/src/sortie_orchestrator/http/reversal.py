@@ -18,19 +18,12 @@ from sortie_core.events import utcnow
 from sortie_orchestrator import reversal_handlers, saga
 from sortie_orchestrator.adapters.tap_vault import Gone
 from sortie_orchestrator.handlers import Deps
-from sortie_orchestrator.http.api import (
-    _NO_CTRL,
-    IdemKey,
-    Links,
-    Strict,
-    Visible,
-    _deps,
-    _require_json,
-    fingerprint,
-    mark_accepted,
-)
 from sortie_orchestrator.http.auth import Principal, require
+from sortie_orchestrator.http.bodies import NO_CTRL, Strict, Visible, fingerprint
+from sortie_orchestrator.http.depends import OrderDep, accepts, get_deps, require_json
+from sortie_orchestrator.http.intake import mark_accepted
 from sortie_orchestrator.http.problems import Problem
+from sortie_orchestrator.http.views import Links
 from sortie_orchestrator.saga import SagaState, Transition
 from sortie_orchestrator.saga.reversal import NotReversible
 
@@ -38,7 +31,7 @@ router = APIRouter(prefix="/v1")
 
 
 class ReverseIn(Strict):
-    reason: Annotated[str, Field(min_length=1, max_length=200, pattern=_NO_CTRL), Visible] = (
+    reason: Annotated[str, Field(min_length=1, max_length=200, pattern=NO_CTRL), Visible] = (
         "reversal"
     )
     issue_temporary_access_pass: bool = True
@@ -75,22 +68,20 @@ def reveal_path(rid: uuid.UUID) -> str:
     return f"/v1/requests/{rid}/temporary-access-pass:reveal"
 
 
-@router.post(
+@accepts(
+    router,
     "/requests/{request_id}:reverse",
-    status_code=202,
-    response_model=ReversalAccepted,
-    dependencies=[Depends(_require_json)],
-    summary="Undo a finished offboarding: restore what it recorded, issue a Temporary "
+    ReversalAccepted,
+    "Undo a finished offboarding: restore what it recorded, issue a Temporary "
     "Access Pass (never the old password)",
 )
 async def reverse(
     request_id: uuid.UUID,
     body: ReverseIn,
-    response: Response,
     principal: Annotated[Principal, Depends(require("offboard:write"))],
-    deps: Annotated[Deps, Depends(_deps)],
-    idempotency_key: IdemKey = None,
+    order: OrderDep,
 ) -> ReversalAccepted:
+    deps, response = order.deps, order.response
     try:
         started = await reversal_handlers.reverse(
             deps,
@@ -98,14 +89,18 @@ async def reverse(
             principal=principal.name,
             reason=body.reason,
             issue_tap=body.issue_temporary_access_pass,
-            idempotency_key=idempotency_key,
+            idempotency_key=order.idempotency_key,
             fingerprint=fingerprint(f"reverse:{request_id}", body),
         )
     except reversal_handlers.NotFound as exc:
         raise Problem(404, f"no request {request_id}", slug="not-found") from exc
     except NotReversible as exc:
         raise Problem(409, str(exc), slug="not-reversible") from exc
-    loaded = await deps.store.load(started.request_id)
+    state = started.state
+    if state is None:
+        # A replay: the first reversal's own status.
+        loaded = await deps.store.load(started.request_id)
+        state = loaded.state if loaded else None
     links = mark_accepted(response, started.request_id, started.created)
     tap = None
     if started.unseal_key is not None:
@@ -113,9 +108,9 @@ async def reverse(
     response.headers["Cache-Control"] = "no-store"
     return ReversalAccepted(
         request_id=started.request_id,
-        status=loaded.state.status if loaded else "accepted",
+        status=state.status if state else "accepted",
         links=links,
-        reverses=(loaded.state.reverses if loaded else None) or request_id,
+        reverses=(state.reverses if state else None) or request_id,
         temporary_access_pass=tap,
     )
 
@@ -123,7 +118,7 @@ async def reverse(
 @router.post(
     "/requests/{request_id}/temporary-access-pass:reveal",
     response_model=Revealed,
-    dependencies=[Depends(_require_json)],
+    dependencies=[Depends(require_json)],
     summary="The reversal's Temporary Access Pass, once, to whoever asked for the reversal",
     responses={410: {"description": "revealed already, or expired"}},
 )
@@ -132,7 +127,7 @@ async def reveal(
     body: RevealIn,
     response: Response,
     principal: Annotated[Principal, Depends(require("offboard:write"))],
-    deps: Annotated[Deps, Depends(_deps)],
+    deps: Annotated[Deps, Depends(get_deps)],
 ) -> Revealed:
     loaded = await deps.store.load(request_id)
     if loaded is None or not loaded.state.issue_tap:
@@ -157,7 +152,7 @@ async def reveal(
     def revealed(s: SagaState) -> Transition:
         s = s.model_copy(deep=True)
         s.tap_revealed_at = utcnow()
-        saga._note(s, s.tap_revealed_at, "temporary_access_pass_revealed", principal.name)
+        saga.note(s, s.tap_revealed_at, "temporary_access_pass_revealed", principal.name)
         return Transition(s)
 
     await deps.store.apply(request_id, revealed)

@@ -15,25 +15,20 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field, model_validator
 
 from sortie_core.events import Subject
-from sortie_core.presence import PresenceRecord, read_presence
+from sortie_core.presence import PresenceRecord
 from sortie_orchestrator import handlers
-from sortie_orchestrator.http.api import (
-    IdemKey,
-    Links,
-    Strict,
-    Visible,
-    _deps,
-    _require_json,
-    fingerprint,
-    mark_accepted,
-)
 from sortie_orchestrator.http.auth import Principal, require
+from sortie_orchestrator.http.bodies import Strict, Visible, fingerprint
+from sortie_orchestrator.http.depends import Order, OrderDep, accepts, get_deps
+from sortie_orchestrator.http.intake import mark_accepted
 from sortie_orchestrator.http.problems import Problem
+from sortie_orchestrator.http.views import Links
 from sortie_orchestrator.saga import AdminOrder, HostPresence
 
 router = APIRouter(prefix="/v1/workstations", tags=["workstations"])
 
 SCOPE = "workstations:admin"
+Admin = Annotated[Principal, Depends(require(SCOPE))]
 HostName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")]
 GroupName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
 Account = Annotated[
@@ -123,8 +118,8 @@ class Ordered(BaseModel):
 @router.get("", response_model=HostList, summary="Hosts and the sessions open on each")
 async def list_workstations(
     request: Request,
-    principal: Annotated[Principal, Depends(require(SCOPE))],
-    deps: Annotated[handlers.Deps, Depends(_deps)],
+    principal: Admin,
+    deps: Annotated[handlers.Deps, Depends(get_deps)],
     group: Annotated[str | None, Query(max_length=63)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     after: Annotated[str | None, Query(max_length=63, description="host name cursor")] = None,
@@ -156,7 +151,7 @@ async def _hosts(deps: handlers.Deps, target: Target) -> tuple[list[HostPresence
         host = target.host.lower()
         if not await deps.presence.known(host):
             raise Problem(404, f"no agent has reported host {host!r}", slug="unknown-host")
-        record = await read_presence(deps.presence.redis, host)
+        record = await deps.presence.record(host)
         owner = None
         if record is not None and target.session_id is not None:
             owner = next((s.user for s in record.sessions if s.id == target.session_id), None)
@@ -235,45 +230,36 @@ async def _order(
     )
 
 
-@router.post(
+@accepts(
+    router,
     "/sessions:end",
-    status_code=202,
-    response_model=Ordered,
-    dependencies=[Depends(_require_json)],
-    summary="End (log off) one session, a user's sessions, or every session of a host or group",
+    Ordered,
+    "End (log off) one session, a user's sessions, or every session of a host or group",
 )
-async def end_sessions(
-    body: Target,
-    request: Request,
-    response: Response,
-    principal: Annotated[Principal, Depends(require(SCOPE))],
-    deps: Annotated[handlers.Deps, Depends(_deps)],
-    idempotency_key: IdemKey = None,
-) -> Ordered:
-    sites = request.app.state.settings.station_sites
-    return await _order(sites, "logoff", body, response, principal, deps, idempotency_key)
+async def end_sessions(body: Target, principal: Admin, order: OrderDep) -> Ordered:
+    return await _ordered("logoff", body, principal, order)
 
 
-@router.post(
+@accepts(
+    router,
     "/sessions:suspend",
-    status_code=202,
-    response_model=Ordered,
-    dependencies=[Depends(_require_json)],
-    summary="Suspend (disconnect) one session or a user's sessions; programs keep running",
+    Ordered,
+    "Suspend (disconnect) one session or a user's sessions; programs keep running",
 )
-async def suspend_sessions(
-    body: Target,
-    request: Request,
-    response: Response,
-    principal: Annotated[Principal, Depends(require(SCOPE))],
-    deps: Annotated[handlers.Deps, Depends(_deps)],
-    idempotency_key: IdemKey = None,
-) -> Ordered:
+async def suspend_sessions(body: Target, principal: Admin, order: OrderDep) -> Ordered:
     if body.user is None and body.session_id is None:
         raise Problem(
             422,
             "suspend needs a `user` or a `session_id`; to clear a room use sessions:end",
             slug="invalid-request",
         )
-    sites = request.app.state.settings.station_sites
-    return await _order(sites, "disconnect", body, response, principal, deps, idempotency_key)
+    return await _ordered("disconnect", body, principal, order)
+
+
+async def _ordered(
+    action: Literal["logoff", "disconnect"], target: Target, principal: Principal, order: Order
+) -> Ordered:
+    sites = order.request.app.state.settings.station_sites
+    return await _order(
+        sites, action, target, order.response, principal, order.deps, order.idempotency_key
+    )

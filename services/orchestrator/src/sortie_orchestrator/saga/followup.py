@@ -18,39 +18,21 @@ from __future__ import annotations
 
 import random
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict
+from sortie_core.events import Outcome, StepResult
+from sortie_orchestrator.saga.retrying import first_record, retryable
+from sortie_orchestrator.saga.retrying import news as _news
+from sortie_orchestrator.saga.state import (
+    FollowUp,
+    SagaState,
+    ServiceState,
+    Timeouts,
+    all_services,
+)
 
-from sortie_core.events import Outcome, SkipReason, StepResult, Verification
-
-if TYPE_CHECKING:
-    from sortie_orchestrator.saga import SagaState, ServiceState, Timeouts
+__all__ = ["FollowUp", "advance", "due", "merge", "retryable", "schedule"]
 
 SSO = "sso"
-
-
-class FollowUp(BaseModel):
-    """The next delivery of one service's unfinished actions."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    attempt: int = 0
-    next_at: datetime
-    # The actions to send again; empty: every action (the service never reported).
-    actions: list[str]
-    last_error: str | None = None
-
-
-def retryable(step: StepResult) -> bool:
-    """Worth sending again: not proven, and failed for a reason that can pass."""
-    if step.done:
-        return False
-    if step.outcome in (Outcome.TIMED_OUT, Outcome.UNREACHABLE):
-        return True
-    if step.outcome == Outcome.SUCCEEDED:
-        return step.verification in (Verification.UNVERIFIED, None)
-    return step.outcome == Outcome.FAILED and step.error is not None and step.error.retryable
 
 
 _PLACEHOLDERS = (Outcome.TIMED_OUT, Outcome.UNREACHABLE)
@@ -85,8 +67,6 @@ def _retry_after(svc: ServiceState) -> timedelta:
 
 def schedule(state: SagaState, now: datetime, timeouts: Timeouts) -> None:
     """At the end of a request (and after each report): follow up what is still open."""
-    from sortie_orchestrator.saga import all_services
-
     for name, svc in all_services(state).items():
         actions = _pending_actions(svc)
         current = state.followups.get(name)
@@ -116,10 +96,6 @@ def due(state: SagaState, now: datetime) -> list[str]:
     return sorted(name for name, f in state.followups.items() if f.next_at <= now)
 
 
-def next_at(state: SagaState) -> datetime | None:
-    return min((f.next_at for f in state.followups.values()), default=None)
-
-
 def advance(
     state: SagaState, name: str, now: datetime, timeouts: Timeouts
 ) -> tuple[FollowUp | None, bool]:
@@ -135,13 +111,6 @@ def advance(
     return followup, True
 
 
-def _news(step: StepResult) -> bool:
-    """A step that says "not asked" (a follow-up for other actions) is never news."""
-    return not (
-        step.outcome == Outcome.SKIPPED and step.skip_reason == SkipReason.ACTION_NOT_SELECTED
-    )
-
-
 def merge(svc: ServiceState, steps: tuple[StepResult, ...]) -> None:
     """A later report replaces the steps it names and adds the others."""
     # The orchestrator's own placeholders (a service timed out, a host unreachable) give
@@ -149,5 +118,5 @@ def merge(svc: ServiceState, steps: tuple[StepResult, ...]) -> None:
     kept = [s for s in svc.steps if s.outcome not in _PLACEHOLDERS] if steps else svc.steps
     known = {s.action for s in kept}
     by_action = {s.action: s for s in steps if _news(s) or s.action not in known}
-    merged = [by_action.pop(s.action, s) for s in kept]
+    merged = [first_record(s, by_action.pop(s.action, s)) for s in kept]
     svc.steps = merged + list(by_action.values())

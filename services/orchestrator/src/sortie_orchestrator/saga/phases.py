@@ -8,7 +8,8 @@ entries), so its outcome is its own, in `phases[i].status`: `scheduled` until it
 `running`, then `completed` (every step proven), `partial` (some), `failed` (none), or
 `cancelled` (DELETE /v1/requests/{id} before its date). A phase runs at its date, or when
 the phase before it has finished if that is later; its date is the request's deadline in
-the polled sorted set, so any replica fires it once, after a restart too.
+the polled sorted set, so any replica fires it once, after a restart too. A phase that
+ended `partial` or `failed` for a transient reason is followed up (phase_followup.py).
 
 Pure functions like the saga: `saga` calls them; they do no I/O.
 """
@@ -33,6 +34,9 @@ from sortie_core.events import (
     Subject,
 )
 from sortie_orchestrator.profiles import Profile
+from sortie_orchestrator.saga import phase_followup
+from sortie_orchestrator.saga.phase_followup import FollowUp
+from sortie_orchestrator.saga.retrying import news as _news
 
 PhaseStatus = Literal["scheduled", "running", "completed", "partial", "failed", "cancelled"]
 _M365 = frozenset(a.value for a in M365Action)
@@ -62,6 +66,11 @@ class PhaseState(BaseModel):
     deadline: datetime | None = None
     finished_at: datetime | None = None
     services: dict[str, PhaseService] = {}
+    # Follow-up delivery after it ended (phase_followup.py), per service, until the horizon.
+    followups: dict[str, FollowUp] = {}
+    followup_until: datetime | None = None
+    # When a phase that had ended `partial`/`failed` became `completed`.
+    healed_at: datetime | None = None
 
 
 def plan(profile: Profile) -> list[PhaseState]:
@@ -98,10 +107,11 @@ def next_at(phases: list[PhaseState]) -> datetime | None:
     """The next date a phase needs the deadline loop: a running one's deadline, or the
     next scheduled one's date. Only asked once phase 0 has finished."""
     running = [p.deadline for p in phases if p.status == "running" and p.deadline]
-    if running:
-        return min(running)
     waiting = _waiting(phases)
-    return waiting.at if waiting else None
+    dates = [*running, *(phase_followup.next_at(p) for p in phases)]
+    if not running and waiting is not None:
+        dates.append(waiting.at)
+    return min((d for d in dates if d is not None), default=None)
 
 
 def _services_for(actions: list[str]) -> list[str]:
@@ -164,22 +174,30 @@ def _base(action: str) -> str:
 
 
 def owner(phases: list[PhaseState], event: RevocationCompleted) -> PhaseState | None:
-    """The running phase this report is for: it waits for the service, and the report
-    names one of its actions (phase 0's follow-ups name phase 0's)."""
+    """The phase this report is for: running and waiting for the service, or following
+    it up; and the report names one of its actions (not as "not selected": a worker
+    reports the default actions so; phase 0's follow-ups name phase 0's)."""
     for phase in phases:
         svc = phase.services.get(event.service)
-        if phase.status != "running" or svc is None or svc.state != "pending":
+        if svc is None:
             continue
-        if any(_base(s.action) in phase.actions for s in event.steps):
+        running = phase.status == "running" and svc.state == "pending"
+        if not running and event.service not in phase.followups:
+            continue
+        if any(_base(s.action) in phase.actions for s in event.steps if _news(s)):
             return phase
     return None
 
 
 def on_report(phase: PhaseState, event: RevocationCompleted, now: datetime) -> None:
+    # Only the phase's own actions: a worker also reports the others as not selected.
+    steps = [s for s in event.steps if _base(s.action) in phase.actions]
+    if phase.status != "running":
+        phase_followup.on_report(phase, event.service, steps, now)
+        return
     svc = phase.services[event.service]
     svc.state = "reported"
-    # Only the phase's own actions: a worker also reports the others as not selected.
-    svc.steps = [s for s in event.steps if _base(s.action) in phase.actions]
+    svc.steps = steps
     svc.reported_at = now
     _end_if_done(phase, now)
 
@@ -223,9 +241,14 @@ def overdue(phases: list[PhaseState], now: datetime) -> list[PhaseState]:
 
 
 def cancel(phases: list[PhaseState], now: datetime) -> list[int]:
-    """Cancel every phase not started yet; the indexes cancelled."""
+    """Cancel every phase not started yet, and the follow-ups of those that ended; the
+    indexes cancelled (or whose follow-ups were)."""
     cancelled = []
     for phase in phases:
+        if phase.followups or phase_followup.next_at(phase) is not None:
+            phase.followups = {}
+            phase.followup_until = phase.followup_until or now
+            cancelled.append(phase.index)
         if phase.status == "scheduled":
             phase.status = "cancelled"
             phase.finished_at = now
@@ -237,6 +260,7 @@ def keep_s(phases: list[PhaseState]) -> int:
     """A finished request with phases to come is kept until the last of them (then for
     the retention): the seconds until then."""
     dates = [p.at for p in phases if p.at and p.status in ("scheduled", "running")]
+    dates += [p.followup_until for p in phases if p.followups and p.followup_until]
     if not dates:
         return 0
     return max(0, int((max(dates) - datetime.now(UTC)).total_seconds()) + 1)

@@ -12,16 +12,16 @@ from __future__ import annotations
 from datetime import datetime
 
 from sortie_core.events import Outcome
-from sortie_orchestrator.saga import (
+from sortie_orchestrator.saga.state import (
+    FollowUp,
     SagaState,
     ServiceState,
-    TimelineEntry,
     Timeouts,
     Transition,
-    _follow_up,
     all_services,
+    note,
 )
-from sortie_orchestrator.saga.followup import FollowUp
+from sortie_orchestrator.saga.transitions import follow_up
 
 RETRYABLE_STATUSES = ("partial", "failed")
 _PLACEHOLDERS = (Outcome.TIMED_OUT, Outcome.UNREACHABLE)
@@ -56,5 +56,5 @@ def retry(state: SagaState, now: datetime, timeouts: Timeouts, who: str) -> Tran
     if not state.followups:
         return None
     state.followup_until = now + timeouts.followup_horizon
-    state.timeline.append(TimelineEntry(at=now, event="retry_requested", detail=who[:200]))
-    return _follow_up(Transition(state), now, timeouts)
+    note(state, now, "retry_requested", who[:200])
+    return follow_up(Transition(state), now, timeouts)

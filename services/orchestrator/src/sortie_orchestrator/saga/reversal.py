@@ -14,25 +14,13 @@ from typing import TYPE_CHECKING
 
 from sortie_core.events import M365Action, Outcome
 from sortie_core.records import Record
-from sortie_core.services import M365_RESTORE_ACTIONS
+from sortie_core.services import M365_RESTORE_ACTIONS, MAIL_PROTOCOLS
 from sortie_core.services import m365_reversal_actions as reversal_actions
 
 if TYPE_CHECKING:
-    from sortie_orchestrator.saga import SagaState
+    from sortie_orchestrator.saga.state import SagaState
 
 __all__ = ["NotReversible", "check", "reactivation_restore", "restore_of", "reversal_actions"]
-
-# A reactivation with no offboarding on record: what the DESIGN's default offboarding
-# turns off, turned back on (the m365-worker reads the current state before it acts).
-_MAIL_PROTOCOLS = (
-    "OWAEnabled",
-    "ActiveSyncEnabled",
-    "MAPIEnabled",
-    "EwsEnabled",
-    "PopEnabled",
-    "ImapEnabled",
-    "OutlookMobileEnabled",
-)
 
 
 class NotReversible(Exception):
@@ -56,11 +44,11 @@ def restore_of(state: SagaState) -> dict[str, Record]:
 
 
 def reactivation_restore() -> dict[str, Record]:
+    """A reactivation with no offboarding on record: what the DESIGN's default offboarding
+    turns off, turned back on (the m365-worker reads the current state before it acts)."""
     return {
         M365Action.BLOCK_SIGN_IN.value: {"account_enabled": True},
-        M365Action.DISABLE_MAIL_PROTOCOLS.value: {
-            "protocols": dict.fromkeys(_MAIL_PROTOCOLS, True)
-        },
+        M365Action.DISABLE_MAIL_PROTOCOLS.value: {"protocols": dict.fromkeys(MAIL_PROTOCOLS, True)},
     }
 
 

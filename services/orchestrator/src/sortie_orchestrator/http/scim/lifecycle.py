@@ -1,5 +1,5 @@
 """What SCIM writes mean beyond the store: a user set inactive or deleted starts the
-configured offboarding (scim_policy); a user set active again is recorded
+configured offboarding (policy.py); a user set active again is recorded
 (`reactivationRequestedAt` in the Sortie extension, returned when asked for) and a
 still-scheduled offboarding of theirs is cancelled. Group memberships are kept both ways
 (a group's `members`, a user's read-only `groups`)."""
@@ -144,7 +144,7 @@ async def forget_member(kind: Kind, rid: str) -> None:
                 break
             except Stale:
                 continue
-    await groups.redis.delete(f"sortie:scim:memberof:{rid}")
+    await groups.forget_memberships(rid)
 
 
 def _config(request: Request) -> ScimConfig:
@@ -227,10 +227,11 @@ async def _reactivate(
     link = (before.doc.get(SORTIE_USER) or {}).get("offboarding")
     deps: handlers.Deps = request.app.state.deps
     last = uuid.UUID(link.rsplit("/", 1)[1]) if link else None
-    loaded = await deps.store.load(last) if last else None
-    scheduled = loaded is not None and loaded.state.status == "scheduled"
-    if scheduled and link and last and await handlers.cancel(deps, last) is not None:
-        return {"Sortie-Cancelled": link}
+    if link and last:
+        # Only an offboarding that has not started (not a later phase of a finished one).
+        cancelled, _ = await handlers.try_cancel(deps, last, lambda s: s.status == "scheduled")
+        if cancelled is not None:
+            return {"Sortie-Cancelled": link}
     rid = await reversal_handlers.reactivate(
         deps,
         subject_of(_config(request), from_doc(kind, doc)),

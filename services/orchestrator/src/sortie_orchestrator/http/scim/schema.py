@@ -1,6 +1,6 @@
 """The request bodies the SCIM routes read themselves, as OpenAPI documents them (for
 docs/openapi.json and the fuzzer). The SCIM schemas themselves come from scim2-models
-(scim_model.PROVIDER)."""
+(model.PROVIDER)."""
 
 from __future__ import annotations
 

@@ -60,6 +60,8 @@ async def _signed_in(request: Request, scope: str) -> Viewer:
     if viewer is None:
         raise Problem(401, "sign in first", slug="unauthenticated")
     if not viewer.may(scope):
+        target = f"{request.method} {request.url.path}"
+        await sessions.audit(_deps(request).store.redis, viewer, "refused", target, f"no {scope}")
         raise Problem(403, f"your role lacks {scope!r}", slug="insufficient-scope")
     return viewer
 
@@ -278,15 +280,39 @@ async def sessions_page(request: Request) -> Response:
     t = i18n.from_request(request)
     items = await sessions.live_sessions(redis)
     audit = await sessions.recent_audit(redis)
+    # Dates in the deployment's time zone, as everywhere on the pages.
+    for item in items:
+        item["expires_at"] = _local(t, item.get("expires_at"))
+    for entry in audit:
+        entry["at"] = _local(t, entry.get("at"))
     return HTMLResponse(render(t, "sessions.html", viewer=viewer.name, items=items, audit=audit))
+
+
+def _local(t: i18n.L10n, raw: Any) -> str:
+    try:
+        return t.when(datetime.fromisoformat(str(raw)))
+    except ValueError:
+        return str(raw)
 
 
 @router.post("/sessions/{session_id}/revoke")
 async def revoke(request: Request, session_id: str) -> Response:
     viewer = await _signed_in(request, SESSIONS_ADMIN)
-    await _form(request)
+    form = await _form(request)
     if len(session_id) != 64:
         raise Problem(404, "no such session", slug="not-found")
+    if form.get("confirm") != "yes":
+        t = i18n.from_request(request)
+        return _confirm(
+            request,
+            viewer,
+            heading=t.gettext("Revoke"),
+            question=t.gettext("End this console session now? Its person must sign in again."),
+            action=f"/ui/sessions/{session_id}/revoke",
+            fields=[],
+            button=t.gettext("Revoke"),
+            back="/ui/sessions",
+        )
     redis = _deps(request).store.redis
     gone = await sessions.close_session(redis, session_id)
     await sessions.audit(redis, viewer, "revoke_session", session_id[:12], "ok" if gone else "gone")

@@ -4,7 +4,7 @@ and dates in the deployment's time zone with their offset.
 The catalogues are `locale/<lang>/LC_MESSAGES/messages.po`, English message ids; they are
 compiled in memory when first used, so no compiled `.mo` can drift from its `.po`.
 After changing a text, `scripts/i18n.sh` extracts the texts (pybabel, babel.cfg) and
-merges them into each `.po`; translate the new ones; tests/statuspage/test_i18n.py fails
+merges them into each `.po`; translate the new ones; tests/orchestrator/statuspage/test_i18n.py fails
 while a text is missing or untranslated.
 """
 

@@ -60,18 +60,21 @@ def _tick_step(span_ms: float) -> float:
 
 
 def _fmt_ms(t: L10n, ms: float) -> str:
-    return f"{t.number(ms / 1000)} s" if ms >= 1000 else f"{t.number(ms)} ms"
+    return f"{t.number(ms / 1000, 2)} s" if ms >= 1000 else f"{t.number(ms, 1)} ms"
 
 
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def timeline_svg(t: L10n, state: SagaState, now: datetime) -> Markup:
-    """Each service's steps as bars from their start to their end, SSO last."""
-    t0 = state.started_at or state.created_at
-    end = state.finished_at or now
-    lanes: list[tuple[str, str, float, float, str]] = []  # label, outcome, start, end, tip
+# One row of the timeline: label, outcome class, start and end (ms from the start; an end
+# below 0: a service without steps, drawn over the whole span), tooltip.
+Lane = tuple[str, str, float, float, str]
+
+
+def _lanes(t: L10n, state: SagaState, t0: datetime, end: datetime) -> tuple[list[Lane], datetime]:
+    """Each service's steps (a service without any: its state), SSO last; and the last end."""
+    lanes: list[Lane] = []
     for name, svc in rows(state):
         label = labels.service_name(t, name)
         if not svc.steps:
@@ -86,18 +89,13 @@ def timeline_svg(t: L10n, state: SagaState, now: datetime) -> Markup:
                 tip += " · " + t.gettext("%(n)s attempts") % {"n": step.attempts}
             lanes.append((plain, step.outcome.value, a, b, tip))
             end = max(end, step.finished_at)
-    span = max((end - t0).total_seconds() * 1000, 1.0)
-    step_ms = _tick_step(span)
-    span = math.ceil(span / step_ms) * step_ms
-    scale = (_PLOT_R - _PLOT_L) / span
-    height = _TOP + max(len(lanes), 1) * _ROW_H + 12
-    aria = escape(t.gettext("timeline of the steps"))
-    out = [
-        f'<svg class="timeline" viewBox="0 0 980 {height}" width="980" height="{height}" '
-        f'role="img" aria-label="{aria}" xmlns="http://www.w3.org/2000/svg">'
-    ]
-    ticks = round(span / step_ms)
-    for i in range(ticks + 1):
+    return lanes, end
+
+
+def _axis(t: L10n, span: float, step_ms: float, scale: float, height: int) -> list[str]:
+    """The vertical grid lines and their times."""
+    out = []
+    for i in range(round(span / step_ms) + 1):
         x = _PLOT_L + i * step_ms * scale
         out.append(
             f'<line class="grid" x1="{x:.1f}" y1="{_TOP - 6}" x2="{x:.1f}" y2="{height - 8}"/>'
@@ -105,33 +103,57 @@ def timeline_svg(t: L10n, state: SagaState, now: datetime) -> Markup:
         out.append(
             f'<text class="tick" x="{x:.1f}" y="{_TOP - 12}">{_fmt_ms(t, i * step_ms)}</text>'
         )
+    return out
+
+
+def _lane_svg(t: L10n, i: int, lane: Lane, scale: float, whole_ms: float) -> list[str]:
+    """One row: its label, its bar with a tooltip, and its duration beside the bar."""
+    label, outcome, a, b, tip = lane
+    y = _TOP + i * _ROW_H
+    out = [f'<text class="lane" x="{_LABEL_W}" y="{y + 17}">{escape(_clip(label, 36))}</text>']
+    if b < 0:
+        w = max(whole_ms * scale, 2)
+        out.append(
+            f'<rect class="bar {escape(outcome)}" x="{_PLOT_L}" y="{y + 5}" width="{w:.1f}" '
+            f'height="{_ROW_H - 10}"><title>{escape(tip)}</title></rect>'
+        )
+        return out
+    x = _PLOT_L + a * scale
+    w = max((b - a) * scale, 2.0)
+    out.append(
+        f'<rect class="bar o-{escape(outcome)}" x="{x:.1f}" y="{y + 5}" width="{w:.1f}" '
+        f'height="{_ROW_H - 10}"><title>{escape(tip)}</title></rect>'
+    )
+    # Near the right edge the duration goes left of its bar.
+    right = x + w + 60 < _PLOT_R + 20
+    tx, cls = (x + w + 4, "dur") if right else (x - 4, "dur left")
+    out.append(f'<text class="{cls}" x="{tx:.1f}" y="{y + 17}">{_fmt_ms(t, b - a)}</text>')
+    return out
+
+
+def timeline_svg(t: L10n, state: SagaState, now: datetime) -> Markup:
+    """Each service's steps as bars from their start to their end, SSO last."""
+    t0 = state.started_at or state.created_at
+    lanes, end = _lanes(t, state, t0, state.finished_at or now)
+    whole_ms = (end - t0).total_seconds() * 1000
+    span = max(whole_ms, 1.0)
+    step_ms = _tick_step(span)
+    span = math.ceil(span / step_ms) * step_ms
+    scale = (_PLOT_R - _PLOT_L) / span
+    height = _TOP + max(len(lanes), 1) * _ROW_H + 12
+    aria = escape(t.gettext("timeline of the steps"))
+    out = [
+        f'<svg class="timeline" viewBox="0 0 980 {height}" width="980" height="{height}" '
+        f'role="img" aria-label="{aria}" xmlns="http://www.w3.org/2000/svg">',
+        *_axis(t, span, step_ms, scale, height),
+    ]
     if state.sso_requested_at is not None:
         x = _PLOT_L + (state.sso_requested_at - t0).total_seconds() * 1000 * scale
         out.append(
             f'<line class="phase" x1="{x:.1f}" y1="{_TOP - 6}" x2="{x:.1f}" y2="{height - 8}"/>'
         )
-    for i, (label, outcome, a, b, tip) in enumerate(lanes):
-        y = _TOP + i * _ROW_H
-        name = escape(_clip(label, 36))
-        out.append(f'<text class="lane" x="{_LABEL_W}" y="{y + 17}">{name}</text>')
-        if b < 0:
-            x = _PLOT_L
-            w = max((end - t0).total_seconds() * 1000 * scale, 2)
-            out.append(
-                f'<rect class="bar {escape(outcome)}" x="{x}" y="{y + 5}" width="{w:.1f}" '
-                f'height="{_ROW_H - 10}"><title>{escape(tip)}</title></rect>'
-            )
-            continue
-        x = _PLOT_L + a * scale
-        w = max((b - a) * scale, 2.0)
-        out.append(
-            f'<rect class="bar o-{escape(outcome)}" x="{x:.1f}" y="{y + 5}" width="{w:.1f}" '
-            f'height="{_ROW_H - 10}"><title>{escape(tip)}</title></rect>'
-        )
-        # Near the right edge the duration goes left of its bar.
-        right = x + w + 60 < _PLOT_R + 20
-        tx, cls = (x + w + 4, "dur") if right else (x - 4, "dur left")
-        out.append(f'<text class="{cls}" x="{tx:.1f}" y="{y + 17}">{_fmt_ms(t, b - a)}</text>')
+    for i, lane in enumerate(lanes):
+        out.extend(_lane_svg(t, i, lane, scale, whole_ms))
     out.append("</svg>")
     return Markup("".join(out))  # noqa: S704 (every value above is escaped)
 

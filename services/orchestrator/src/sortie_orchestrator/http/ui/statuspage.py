@@ -236,6 +236,7 @@ async def list_page(
     user: Annotated[str | None, Query(max_length=256)] = None,
     status: Annotated[str | None, Query(max_length=20)] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
+    site: Annotated[str | None, Query(max_length=100)] = None,
 ) -> Response:
     viewer = await current_viewer(request)
     if viewer is None:
@@ -248,10 +249,14 @@ async def list_page(
         )
     except ValueError as exc:
         raise Problem(400, "invalid cursor", slug="invalid-cursor") from exc
-    items = [s for s in items if viewer.sees_site(s.subject.site)]
+    items = [
+        s
+        for s in items
+        if viewer.sees_site(s.subject.site) and (not site or s.subject.site == site)
+    ]
     more = ""
     if next_cursor:
-        query = {"cursor": next_cursor, "user": user or "", "status": status or ""}
+        query = {"cursor": next_cursor, "user": user, "status": status, "site": site}
         more = urlencode({k: v for k, v in query.items() if v})
     html = render(
         i18n.from_request(request),
@@ -261,6 +266,8 @@ async def list_page(
         user=user or "",
         status=status or "",
         statuses=_STATUSES,
+        site=site or "",
+        sites=sorted(viewer.sites) if viewer.sites is not None else None,
         items=items,
         more=more,
     )
