@@ -104,7 +104,7 @@ async def _sweep_loop(wiring: Wiring) -> None:
             REQUESTS_OVERDUE.set(
                 await wiring.deps.index.overdue(utcnow() - timedelta(seconds=OVERDUE_GRACE_S))
             )
-            await wiring.deps.store.discover()
+            await wiring.deps.index.discover()
             await wiring.deps.store.trim_indexes(utcnow())
             await _trim_streams(wiring)
             # Reports whose announcement was lost (an agent or replica crashed between).

@@ -121,9 +121,6 @@ class ClusterSagaStore(SagaStore):
         self._take_over = redis.register_script(_TAKE_OVER)
         self.deadline_keys = {f"{DEADLINES_PREFIX}{{{slot_tag(s)}}}" for s in OUTBOX_SLOTS}
 
-    def new_id(self) -> uuid.UUID:
-        return new_request_id()
-
     # -- accepting ------------------------------------------------------------------------
     async def create(
         self,
@@ -259,6 +256,12 @@ class ClusterSagaIndex(SagaIndex):
     def __init__(self, redis: Any, store: ClusterSagaStore) -> None:
         super().__init__(redis)
         self.store = store
+
+    def new_id(self) -> uuid.UUID:
+        return new_request_id()
+
+    async def discover(self) -> None:
+        await self.store.discover()
 
     async def forget_deadline(self, request_id: str) -> None:
         await self.redis.zrem(deadlines_key(request_id), request_id)

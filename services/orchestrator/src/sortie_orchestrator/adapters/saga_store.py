@@ -15,9 +15,8 @@ Keys (the `{request_id}` hash tag keeps one request's keys in one Cluster slot):
     sortie:followups             hash: request id -> services with a follow-up pending
                                  (for the gauge only: the schedule is in the state)
 
-On Redis Cluster the streams and shared indexes live in other slots: there
-`saga_cluster.ClusterSagaStore` sends a transition's messages to an outbox in the
-request's slot, moved on by the relay (`sortie_core.outbox`).
+On Redis Cluster `saga_cluster.ClusterSagaStore` sends a transition's messages to an
+outbox in the request's slot instead, moved on by the relay (`sortie_core.outbox`).
 """
 
 from __future__ import annotations
@@ -328,13 +327,6 @@ class SagaStore:
                 continue
             return transition
         raise Conflict(f"{request_id}: too much contention")
-
-    def new_id(self) -> uuid.UUID:
-        """A new request's id (on Cluster: in a slot the relay polls)."""
-        return uuid.uuid4()
-
-    async def discover(self) -> None:
-        """Nothing to discover on one Redis (one deadlines set)."""
 
     async def due(self, now: datetime, limit: int = 200) -> list[str]:
         ids: list[Any] = await self.redis.zrangebyscore(
