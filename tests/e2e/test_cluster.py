@@ -23,7 +23,7 @@ from sortie_core.outbox import OUTBOX_SLOTS, slot_of
 from sortie_simulators.demo import ALICE
 from sortie_testkit.redis_cluster import RedisClusterGroup
 from tests.e2e.test_sentinel_failover import Load, _statuses
-from tests.stacks import running_stack, wait_status
+from tests.support.stacks import running_stack, wait_status
 
 pytestmark = pytest.mark.e2e
 
