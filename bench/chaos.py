@@ -8,7 +8,9 @@ flight. Prints one row per scenario: sent, accepted, lost, stuck, statuses, p99.
 ends. Every subject has an M365 account and an SSO session with tickets for every CAS
 application in the simulators, so each revocation is real work. A request healed by a
 follow-up counts with its final status; its duration is accepted → healed. Each scenario
-runs on a fresh stack (own redis-server, simulators)."""
+runs on a fresh stack (own redis-server, simulators; `sentinel-*` on a primary, a replica
+and three sentinels; `cluster-kill` on a local Redis Cluster of three primaries, each with
+a replica)."""
 
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sortie_cli.stack import Proc, Stack
 from sortie_simulators.seeding import seed_subjects, subject_name
+from sortie_testkit.redis_cluster import RedisClusterGroup
 from sortie_testkit.redis_sentinel import SentinelGroup
 
 FAST = {
@@ -55,6 +58,8 @@ class Run:
     after: list[Callable[[Run, int], Awaitable[None]]] = field(default_factory=list)
     # The primary, replica and sentinels of a `sentinel-*` scenario.
     group: SentinelGroup | None = None
+    # The 3 primaries and their replicas of `cluster-kill`.
+    cluster: RedisClusterGroup | None = None
 
     def proc(self, name: str) -> Proc:
         return next(p for p in self.stack.procs if p.name == name)
@@ -186,6 +191,25 @@ async def _sentinel_failover(run: Run) -> None:
         run.notes.append("the old primary was not a replica again within 60 s")
 
 
+async def _cluster_kill(run: Run) -> None:
+    """kill -9 of one Redis Cluster primary (of three, each with a replica) under load;
+    once its replica took its slots over, the dead node is started again and becomes
+    that one's replica (as a supervisor's restart would)."""
+    assert run.cluster is not None
+    await asyncio.sleep(0.5)  # requests in flight on every primary
+    cluster = run.cluster
+    victim = next(n for n in cluster.primaries() if n is not cluster.nodes[0])
+    primaries = len(cluster.primaries())
+    cluster.kill9(victim)
+    started = time.monotonic()
+    await asyncio.to_thread(cluster.wait_promoted, primaries)
+    run.notes.append(f"replica promoted after {time.monotonic() - started:.1f} s")
+    try:
+        await asyncio.to_thread(cluster.restart_as_replica, victim, 60)
+    except RuntimeError:
+        run.notes.append("the killed primary was not a replica again within 60 s")
+
+
 # Scenarios that need more than the stack: their Redis and the services' settings.
 SENTINEL_ENV = {
     # Entries whose acknowledgement died with the primary are claimed again soon.
@@ -196,6 +220,7 @@ DURABLE = {
     "sentinel-failover": {**SENTINEL_ENV, "SORTIE_ORCHESTRATOR_DURABLE_REPLICAS": "1"},
     "sentinel-failover-nowait": {**SENTINEL_ENV, "SORTIE_ORCHESTRATOR_DURABLE_REPLICAS": "0"},
 }
+CLUSTER = {"cluster-kill": {**SENTINEL_ENV, "SORTIE_ORCHESTRATOR_DURABLE_REPLICAS": "1"}}
 
 
 async def _nothing(run: Run) -> None:
@@ -219,6 +244,8 @@ SCENARIOS: dict[str, Fault] = {
     # 202 only once WAIT saw the replica hold the request, and without (the loss measured).
     "sentinel-failover": _sentinel_failover,
     "sentinel-failover-nowait": _sentinel_failover,
+    # One of three Cluster primaries killed; its replica takes over (WAIT 1 before a 202).
+    "cluster-kill": _cluster_kill,
 }
 
 
@@ -242,8 +269,14 @@ async def _submit(client: httpx.AsyncClient, i: int, tag: str) -> str | None:
         if resp.status_code in (429, 503):
             await asyncio.sleep(float(resp.headers.get("retry-after", "0.5")))
             continue
+        GIVEN_UP[f"http {resp.status_code}"] += 1
         return None
+    GIVEN_UP["50 attempts"] += 1
     return None
+
+
+# Submissions given up, by why (the row's `notes`).
+GIVEN_UP: Counter[str] = Counter()
 
 
 def _duration(view: dict) -> float | None:
@@ -278,10 +311,13 @@ async def run_scenario(
     workdir = Path(tempfile.mkdtemp(prefix=f"sortie-chaos-{name}-"))
     group = SentinelGroup().start() if name in DURABLE else None
     extra = {**group.env(), **DURABLE[name]} if group else {}
+    cluster = RedisClusterGroup(primaries=3, replicas=1).start() if name in CLUSTER else None
+    if cluster is not None:
+        extra = {**cluster.env(), **CLUSTER[name]}
     stack = Stack(workdir=workdir, api_port=0, base_env={**os.environ, **FAST, **extra})
     stack.plan()
     stack.start(timeout=120)
-    run = Run(stack, down_s, group=group)
+    run = Run(stack, down_s, group=group, cluster=cluster)
     headers = {"Authorization": f"Bearer {stack.token}"}
     try:
         async with httpx.AsyncClient(
@@ -299,7 +335,12 @@ async def run_scenario(
                 for rid in accepted:
                     if views.get(rid, {}).get("status") == "completed":
                         continue
-                    with_retry = await client.get(f"/v1/requests/{rid}")
+                    try:
+                        with_retry = await client.get(f"/v1/requests/{rid}")
+                    except httpx.TransportError:
+                        # A kept-alive connection the server closed while the fault
+                        # ran (uvicorn's keep-alive timeout is 5 s): read it next round.
+                        continue
                     if with_retry.status_code == 200:
                         views[rid] = with_retry.json()
                     elif with_retry.status_code == 404:
@@ -316,6 +357,11 @@ async def run_scenario(
         stack.stop()
         if group is not None:
             group.cleanup()
+        if cluster is not None:
+            cluster.cleanup()
+    if GIVEN_UP:
+        run.notes.append(f"not accepted: {dict(GIVEN_UP)}")
+        GIVEN_UP.clear()
     statuses = Counter(v.get("status", "?") for v in views.values())
     if show:
         for view in [v for v in views.values() if v.get("status") != "completed"][:show]:

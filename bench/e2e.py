@@ -20,6 +20,10 @@ users the simulators do not know instead (Graph answers 404, no CAS session): bo
 still run through every worker, with no write and no application logout.
 Run it with another checkout's interpreter to measure that checkout (run it in
 both to compare two).
+
+`--cluster` runs it twice, on the stack's own single Redis and then on a local Redis
+Cluster of three primaries (`sortie_testkit.redis_cluster`), and prints both figures side by
+side (Redis commands and memory summed over the primaries).
 """
 
 from __future__ import annotations
@@ -36,11 +40,13 @@ from typing import Any
 
 import httpx
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sortie_cli.stack import Stack
 from sortie_simulators.seeding import seed_subjects, subject_name
+from sortie_testkit.redis_cluster import RedisClusterGroup
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -54,9 +60,24 @@ def cpu_all(stack: Stack) -> dict[str, float]:
     return {p.name: cpu_s(p.popen.pid) for p in stack.procs if p.popen and p.alive()}
 
 
-async def commandstats(redis: Redis) -> dict[str, int]:
-    info: dict[str, Any] = await redis.info("commandstats")
-    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()}
+async def commandstats(nodes: list[str]) -> dict[str, int]:
+    """Calls per command, summed over `nodes` (the primaries' URLs)."""
+    out: dict[str, int] = {}
+    for url in nodes:
+        async with Redis.from_url(url) as node:
+            info: dict[str, Any] = await node.info("commandstats")
+        for k, v in info.items():
+            name = k.removeprefix("cmdstat_")
+            out[name] = out.get(name, 0) + int(v["calls"])
+    return out
+
+
+async def used_memory(nodes: list[str]) -> int:
+    total = 0
+    for url in nodes:
+        async with Redis.from_url(url) as node:
+            total += int((await node.info("memory"))["used_memory"])
+    return total
 
 
 def pct(values: list[float], q: float) -> float:
@@ -65,9 +86,15 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def drive(
-    stack: Stack, requests: int, concurrency: int, rate: float | None = None
+    stack: Stack,
+    requests: int,
+    concurrency: int,
+    rate: float | None = None,
+    nodes: list[str] | None = None,
 ) -> dict[str, Any]:
-    redis = Redis.from_url(stack.urls["redis"])
+    """`nodes`: the primaries of a Cluster (None: the stack's one Redis)."""
+    redis: Any = RedisCluster.from_url(nodes[0]) if nodes else Redis.from_url(stack.urls["redis"])
+    nodes = nodes or [stack.urls["redis"]]
     finished: dict[str, float] = {}
     # From the stream's current last entry: with "$" on every call, what was added between
     # two calls would be missed.
@@ -123,8 +150,8 @@ async def drive(
 
     reader = asyncio.create_task(read_finished())
     load0 = os.getloadavg()[0]
-    cmd0, cpu0 = await commandstats(redis), cpu_all(stack)
-    mem0 = int((await redis.info("memory"))["used_memory"])
+    cmd0, cpu0 = await commandstats(nodes), cpu_all(stack)
+    mem0 = await used_memory(nodes)
     started = time.monotonic()
     async with httpx.AsyncClient(
         base_url=stack.urls["api"], headers=headers, limits=limits, timeout=30
@@ -137,8 +164,8 @@ async def drive(
         done_ids = sorted(wanted & finished.keys())
         bounds = await sample_bounds(client, done_ids[:: max(1, len(done_ids) // 200)])
         unfinished = await statuses(client, sorted(wanted - finished.keys())[:20])
-    cmd1, cpu1 = await commandstats(redis), cpu_all(stack)
-    mem1 = int((await redis.info("memory"))["used_memory"])
+    cmd1, cpu1 = await commandstats(nodes), cpu_all(stack)
+    mem1 = await used_memory(nodes)
     reader.cancel()
     await redis.aclose()
     durations = [finished[rid] for rid in wanted if rid in finished]
@@ -169,6 +196,18 @@ async def drive(
     }
 
 
+async def get_view(client: httpx.AsyncClient, rid: str) -> dict[str, Any]:
+    """GET /v1/requests/{rid}, again on a kept-alive connection the server closed while
+    the bench waited (uvicorn's keep-alive timeout is 5 s)."""
+    for attempt in range(3):
+        try:
+            return dict((await client.get(f"/v1/requests/{rid}")).json())
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 def request_bound(view: dict[str, Any]) -> float:
     """Issue 12's bound: the slowest phase-1 step, then the SSO step, plus 50 ms."""
     phase1 = [s["duration_seconds"] for svc in view["services"].values() for s in svc["steps"]]
@@ -180,7 +219,7 @@ async def sample_bounds(client: httpx.AsyncClient, ids: list[str]) -> list[tuple
     """(duration, bound) of each sampled request."""
     out = []
     for rid in ids:
-        view = (await client.get(f"/v1/requests/{rid}")).json()
+        view = await get_view(client, rid)
         out.append((float(view["duration_seconds"] or 0.0), request_bound(view)))
     return out
 
@@ -188,7 +227,7 @@ async def sample_bounds(client: httpx.AsyncClient, ids: list[str]) -> list[tuple
 async def statuses(client: httpx.AsyncClient, ids: list[str]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for rid in ids:
-        status = (await client.get(f"/v1/requests/{rid}")).json().get("status", "?")
+        status = (await get_view(client, rid)).get("status", "?")
         counts[status] = counts.get(status, 0) + 1
     return counts
 
@@ -247,22 +286,69 @@ def main() -> None:
     parser.add_argument(
         "--unknown", action="store_true", help="subjects unknown to Graph and the CAS"
     )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="also on a local 3-primary Redis Cluster, figures side by side",
+    )
     args = parser.parse_args()
+    single = run_once(args, cluster=None)
+    report(single)
+    if not args.cluster:
+        return
+    cluster = RedisClusterGroup(primaries=3).start()
+    try:
+        clustered = run_once(args, cluster=cluster)
+    finally:
+        cluster.cleanup()
+    print("\n== Redis Cluster (3 primaries)")
+    report(clustered)
+    side_by_side(single, clustered)
+
+
+def run_once(args: argparse.Namespace, cluster: RedisClusterGroup | None) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="sortie-bench-"))
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     for service in ("ORCHESTRATOR", "M365", "ENT", "AGENT"):
         env[f"SORTIE_{service}_LOG_LEVEL"] = "WARNING"
     # The simulator does not throttle: measure Sortie, not the shipped tenant budget.
     env["SORTIE_M365_TENANT_WRITES_PER_S"] = str(args.graph_writes_per_s)
+    nodes = None
+    if cluster is not None:
+        env |= cluster.env()
+        nodes = [f"redis://127.0.0.1:{n.port}/0" for n in cluster.primaries()]
     stack = Stack(workdir=workdir, api_port=0, base_env=env, sim_latency_ms=1000 * args.latency)
     stack.plan()
     try:
         stack.start(timeout=90)
         if not args.unknown:
             asyncio.run(seed_subjects(stack.urls, "bench", args.requests))
-        report(asyncio.run(drive(stack, args.requests, args.concurrency, args.rate)))
+        return asyncio.run(drive(stack, args.requests, args.concurrency, args.rate, nodes))
     finally:
         stack.stop()
+
+
+def side_by_side(single: dict[str, Any], cluster: dict[str, Any]) -> None:
+    """The main figures of both runs, one line each."""
+    rows = [
+        ("sagas/s", "sagas_per_s", 1.0, ".1f"),
+        ("Redis commands per saga", "commands_per_saga", 1.0, ".1f"),
+        ("p50 ms", "p50_s", 1000.0, ".0f"),
+        ("p95 ms", "p95_s", 1000.0, ".0f"),
+        ("p99 ms", "p99_s", 1000.0, ".0f"),
+        ("Redis bytes per finished request", "memory_bytes_per_finished", 1.0, ".0f"),
+    ]
+    print(f"\n{'':34s} {'single Redis':>14s} {'Cluster (3)':>14s}")
+    for label, key, scale, fmt in rows:
+        a, b = scale * single[key], scale * cluster[key]
+        print(f"{label:34s} {a:>14{fmt}} {b:>14{fmt}}")
+    cpu = [sum(r["cpu_ms_per_saga"].values()) for r in (single, cluster)]
+    print(f"{'CPU ms per saga (all processes)':34s} {cpu[0]:>14.2f} {cpu[1]:>14.2f}")
+    print(f"{'finished / accepted':34s} {_done(single):>14s} {_done(cluster):>14s}")
+
+
+def _done(result: dict[str, Any]) -> str:
+    return f"{result['finished']}/{result['accepted']}"
 
 
 if __name__ == "__main__":

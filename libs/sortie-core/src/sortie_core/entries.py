@@ -19,6 +19,7 @@ from redis.exceptions import ResponseError
 
 from .events import DeadLettered
 from .metrics import DEADLETTER_TOTAL
+from .redis_cluster import multi
 from .streams import DEADLETTER, preview_key
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ async def write_deadletter(
 ) -> None:
     """Append `record` to `stream` (by default `deadletter`; an agent's own per-host
     stream for agents), publish `also` (stream, event) when given, and acknowledge the
-    entry given up: one MULTI."""
+    entry given up: one MULTI (on a Cluster: in this order, see redis_cluster.multi)."""
     log.warning(
         "dead-lettering %s entry %s for group %s: %s (%s)",
         record.stream,
@@ -94,7 +95,7 @@ async def write_deadletter(
         record.reason,
         record.detail[:200],
     )
-    async with redis.pipeline(transaction=True) as pipe:
+    async with multi(redis) as pipe:
         fields: dict[Any, Any] = _deadletter_fields(record)
         pipe.xadd(stream, fields, maxlen=DEADLETTER_MAXLEN, approximate=True)
         if also is not None:

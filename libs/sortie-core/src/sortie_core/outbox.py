@@ -1,6 +1,7 @@
 """Outbox and relay for Redis Cluster (issue 19, item 2; DESIGN.md "on Redis Cluster the
 stream lives in another slot: there the event goes to an outbox in the request's slot and
-a relay moves it on"). Not wired into the orchestrator's scripts yet.
+a relay moves it on"). Wired in by the orchestrator's `saga_cluster.ClusterSagaStore`,
+and run by every orchestrator replica on a Cluster.
 
 * A script that must publish to a shared stream (`logout.requested`, ...) appends the
   entry instead to `outbox_key(request_id)`, a stream in the request's own slot, with the
@@ -14,6 +15,12 @@ a relay moves it on"). Not wired into the orchestrator's scripts yet.
 * Outbox streams are found without scanning: requests should get ids whose slot is one
   of `OUTBOX_SLOTS` (`new_request_id`), whose outboxes every relay polls; any other
   outbox (ids made otherwise) is found by a SCAN every `discover_interval_s`.
+* One pass reads every outbox in one pipeline (redis-py's cluster pipeline sends one
+  batch per primary), and claims what a dead relay held every `claim_idle_ms / 2`.
+* With `durable_replicas`, each copy is followed by WAIT on its primary's connection
+  before the outbox entry is deleted: a failover cannot lose a copy whose original is
+  gone. A primary left without a replica (after a failover) is not waited for, for
+  `DEGRADED_RETRY_S` at a time.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import contextlib
 import functools
 import itertools
 import logging
+import time
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -30,14 +38,22 @@ from typing import Any
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from redis.exceptions import ResponseError
 
+from .redis_cluster import is_cluster, run_then_wait_on_slot
+
 log = logging.getLogger(__name__)
 
 OUTBOX_PREFIX = "sortie:outbox:"
 RELAY_GROUP = "relay"
-# Every 64th slot: spread evenly over the primaries, few enough to poll.
-OUTBOX_SLOTS = tuple(range(0, REDIS_CLUSTER_HASH_SLOTS, 64))
+# Every 256th slot (64 slots): spread evenly over the primaries (a cluster of up to 64
+# primaries can hold one each), few enough for every replica to poll their outboxes and
+# deadlines sets several times a second (bench/e2e.py --cluster: 256 slots cost ~50
+# Redis commands per request in polling alone).
+OUTBOX_SLOTS = tuple(range(0, REDIS_CLUSTER_HASH_SLOTS, 256))
 _OUTBOX_SLOT_SET = frozenset(OUTBOX_SLOTS)
-MARK_TTL_S = 7 * 24 * 3600
+# A mark outlives any entry a relay may still hold (claimed after `claim_idle_ms`); an
+# entry older still would be copied again, and its consumers de-duplicate on event_id.
+MARK_TTL_S = 24 * 3600
+DEGRADED_RETRY_S = 5.0
 
 # KEYS[1] the target stream, KEYS[2] the mark (same slot); ARGV: ttl, then field/value pairs.
 _COPY = """
@@ -80,7 +96,7 @@ def outbox_key(request_id: object) -> str:
 
 
 def new_request_id() -> uuid.UUID:
-    """A random id whose slot has a polled outbox (64 draws on average)."""
+    """A random id whose slot has a polled outbox (256 draws on average, ~0.5 ms)."""
     while True:
         rid = uuid.uuid4()
         if slot_of(rid) in _OUTBOX_SLOT_SET:
@@ -109,6 +125,8 @@ class Relay:
         claim_idle_ms: int = 15_000,
         discover_interval_s: float = 5.0,
         parallel: int = 8,
+        durable_replicas: int = 0,
+        durable_timeout_ms: int = 1000,
     ) -> None:
         self.parallel = parallel
         self.redis = redis
@@ -116,8 +134,13 @@ class Relay:
         self.batch = batch
         self.claim_idle_ms = claim_idle_ms
         self.discover_interval_s = discover_interval_s
+        self.durable_replicas = durable_replicas
+        self.durable_timeout_ms = durable_timeout_ms
         self.outboxes = {f"{OUTBOX_PREFIX}{{{slot_tag(s)}}}" for s in OUTBOX_SLOTS}
         self._grouped: set[str] = set()
+        self._next_claim = float("-inf")
+        # Primaries whose WAIT fell short: copies there skip WAIT until then (monotonic s).
+        self._degraded: dict[str, float] = {}
         self._copy = redis.register_script(_COPY)
 
     async def group(self, outbox: str) -> None:
@@ -129,7 +152,8 @@ class Relay:
 
     async def discover(self) -> None:
         """Outboxes of requests whose ids were not drawn by `new_request_id`."""
-        async for key in self.redis.scan_iter(match=f"{OUTBOX_PREFIX}*", _type="STREAM"):
+        pattern = f"{OUTBOX_PREFIX}*"
+        async for key in self.redis.scan_iter(match=pattern, count=1000, _type="STREAM"):
             self.outboxes.add(_s(key))
 
     async def copy(self, outbox: str, entry_id: Any, raw: dict[Any, Any]) -> int:
@@ -141,6 +165,22 @@ class Relay:
             return 0
         mark = f"{{{stream}}}:relayed:{outbox}:{_s(entry_id)}"
         args: list[Any] = [MARK_TTL_S, *itertools.chain(*fields.items())]
+        if self.durable_replicas and is_cluster(self.redis):
+            node = self.redis.get_node_from_key(stream).name
+            if self._degraded.get(node, 0.0) <= time.monotonic():
+                copied, acked = await run_then_wait_on_slot(
+                    self.redis,
+                    self._copy,
+                    [stream, mark],
+                    args,
+                    replicas=self.durable_replicas,
+                    timeout_ms=self.durable_timeout_ms,
+                )
+                if acked < self.durable_replicas:
+                    # No replica to wait for (its own died, or is resyncing): waiting
+                    # would only slow every copy down; asked again after a while.
+                    self._degraded[node] = time.monotonic() + DEGRADED_RETRY_S
+                return int(copied)
         return int(await self._copy(keys=[stream, mark], args=args))
 
     async def move(self, outbox: str, entries: Iterable[tuple[Any, dict[Any, Any]]]) -> int:
@@ -167,18 +207,64 @@ class Relay:
             moved += await self.move(outbox, entries)
         return moved
 
+    def _read(self, pipe: Any, outbox: str) -> None:
+        """XREADGROUP of `outbox`'s new entries. On a Cluster sent to the slot's primary
+        by hand: redis-py asks the server (COMMAND GETKEYS, one more round trip) where a
+        command with movable keys such as XREADGROUP goes."""
+        if not is_cluster(self.redis):
+            pipe.xreadgroup(RELAY_GROUP, self.consumer, {outbox: ">"}, count=self.batch)
+            return
+        pipe.execute_command(
+            "XREADGROUP",
+            *("GROUP", RELAY_GROUP, self.consumer, "COUNT", self.batch, "STREAMS", outbox, ">"),
+            target_nodes=self.redis.get_node_from_key(outbox),
+        )
+
     async def relay_once(self) -> int:
-        """One pass over every known outbox, `parallel` at a time (a client's pool per
-        node is bounded); how many entries reached their stream."""
+        """One pass over every known outbox: their new entries (and, when due, those a
+        dead relay held) read in one pipeline, then moved `parallel` outboxes at a time;
+        how many entries reached their stream."""
+        outboxes = sorted(self.outboxes)
+        for outbox in outboxes:
+            if outbox not in self._grouped:
+                await self.group(outbox)
+        claim = time.monotonic() >= self._next_claim
+        if claim:
+            self._next_claim = time.monotonic() + self.claim_idle_ms / 2000
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for outbox in outboxes:
+                if claim:
+                    pipe.xautoclaim(
+                        outbox,
+                        RELAY_GROUP,
+                        self.consumer,
+                        self.claim_idle_ms,
+                        "0-0",
+                        count=self.batch,
+                    )
+                self._read(pipe, outbox)
+            replies = await pipe.execute(raise_on_error=False)
+        work: dict[str, list[Any]] = {}
+        step = 2 if claim else 1
+        for i, outbox in enumerate(outboxes):
+            for reply in replies[i * step : (i + 1) * step]:
+                if isinstance(reply, Exception):
+                    self._grouped.discard(outbox)  # NOGROUP after a data loss, or a failover
+                    continue
+                if isinstance(reply, list) and len(reply) >= 2 and not isinstance(reply[0], list):
+                    work.setdefault(outbox, []).extend(reply[1])  # XAUTOCLAIM
+                else:
+                    for _stream, entries in reply or []:
+                        work.setdefault(outbox, []).extend(entries)
         gate = asyncio.Semaphore(self.parallel)
 
-        async def one(outbox: str) -> int:
+        async def one(outbox: str, entries: list[Any]) -> int:
             async with gate:
-                return await self.relay_outbox(outbox)
+                return await self.move(outbox, entries)
 
-        return sum(await asyncio.gather(*(one(o) for o in sorted(self.outboxes))))
+        return sum(await asyncio.gather(*(one(o, e) for o, e in work.items() if e)))
 
-    async def run(self, poll_s: float = 0.05, idle_max_s: float = 1.0) -> None:
+    async def run(self, poll_s: float = 0.02, idle_max_s: float = 0.2) -> None:
         """Relay until cancelled; polls faster while there is work."""
         loop = asyncio.get_running_loop()
         next_discovery = 0.0

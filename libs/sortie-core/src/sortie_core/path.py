@@ -10,8 +10,8 @@ leaves it pending (claimed again later). Dead-lettering appends to `deadletter`,
 publishes the hook's result (the failed step, so the request still finishes) and
 acknowledges, in one MULTI.
 
-The scripts here touch a stream and a key of another slot: on Redis Cluster they would
-need the streams to share the keys' hash tag.
+Each script touches one key; on Redis Cluster the MULTIs become the same commands in
+order (publish, mark done, acknowledge: `redis_cluster.multi`).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from .entries import (
 )
 from .errors import RefusedError
 from .events import CONTRACT_VERSION, DeadLettered, decode_event
+from .redis_cluster import multi
 from .subscription import Delivery, Subscription
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ class MessagePath:
             return
         if delivery.acked and result is None and not sub.dedupe:
             return
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with multi(self.redis) as pipe:
             _publish_result(pipe, sub, result)
             if sub.dedupe:
                 pipe.set(seen, b"done", ex=SEEN_TTL_S)
@@ -171,12 +172,14 @@ class MessagePath:
         (marked as started) or a copy: `unknown`, `done`, `copy` or `go`."""
         for _ in range(2):
             # EVALSHA by hand: redis-py's pipelines send SCRIPT EXISTS before every
-            # execute for registered scripts (one more round trip each time).
+            # execute for registered scripts (one more round trip each time). Through
+            # `execute_command`: a Cluster pipeline blocks its `evalsha` method, not the
+            # command (routed by its key like any other).
             async with self.redis.pipeline(transaction=False) as pipe:
                 if sub.request_key is not None:
                     pipe.exists(sub.request_key(event))
                 if sub.dedupe:
-                    pipe.evalsha(self._begin.sha, 1, seen_key, token, SEEN_TTL_S)
+                    pipe.execute_command("EVALSHA", self._begin.sha, 1, seen_key, token, SEEN_TTL_S)
                 replies = await pipe.execute(raise_on_error=False)
             if not (sub.dedupe and isinstance(replies[-1], NoScriptError)):
                 break

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from . import streams
+from .redis_cluster import multi
 
 AGENT_KEY_PREFIX = "sortie:agent:"
 # Every host that ever wrote a record: where the orchestrator's timer finds new hosts.
@@ -60,7 +61,7 @@ async def write_presence(redis: Redis, record: PresenceRecord) -> bool:
     """Write the record; returns whether one was there before (False after it lapsed or
     Redis lost its data: the agent then announces itself again)."""
     key = agent_key(record.host)
-    async with redis.pipeline(transaction=True) as pipe:
+    async with multi(redis) as pipe:
         pipe.exists(key)
         pipe.hset(
             key,

@@ -28,6 +28,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from .broker import Consumers, Subscription
 from .metrics import REGISTRY
+from .redis_cluster import cluster_broker, cluster_client, uses_cluster
 from .redis_conn import sentinel_broker, sentinel_client, uses_sentinel
 from .settings import ServiceSettings, default_consumer_name
 from .tasks import cancel_tasks
@@ -94,6 +95,8 @@ def redis_client(settings: ServiceSettings) -> Redis:
     certificate of the settings. Through Sentinel when sentinels are set (redis_conn.py)."""
     if uses_sentinel(settings):
         return sentinel_client(settings, pool_size(settings))
+    if uses_cluster(settings):
+        return cluster_client(settings, pool_size(settings))
     tls: dict[str, Any] = {}
     if _tls(settings) is not None:
         tls = {
@@ -113,7 +116,12 @@ def redis_client(settings: ServiceSettings) -> Redis:
 
 def make_broker(settings: ServiceSettings) -> RedisBroker:
     context = _tls(settings)
-    return (sentinel_broker if uses_sentinel(settings) else _broker)(
+    factory = _broker
+    if uses_sentinel(settings):
+        factory = sentinel_broker
+    elif uses_cluster(settings):
+        factory = cluster_broker
+    return factory(
         settings,
         security=None if context is None else BaseSecurity(ssl_context=context, use_ssl=True),
         # The readers' XREADGROUP connections, one per subscription, and its publishes.

@@ -172,6 +172,9 @@ class ServiceSettings(BaseSettings):
         default=None, validation_alias=_shared("SENTINEL_PASSWORD")
     )
     redis_sentinel_tls: bool | None = Field(default=None, validation_alias=_shared("SENTINEL_TLS"))
+    # Redis Cluster (docs/high-availability.md): the URL names any node; scripts touch one
+    # slot each, events leave a request's slot through its outbox and the relay.
+    redis_cluster: bool = Field(default=False, validation_alias=_shared("CLUSTER"))
     consumer_name: str | None = None
     log_level: str = "INFO"
     log_json: bool = False
@@ -227,6 +230,12 @@ class ServiceSettings(BaseSettings):
         if value is not None:
             sentinel_nodes(value)  # refused here, with the bad item, rather than at connect
         return value
+
+    @model_validator(mode="after")
+    def _one_topology(self) -> ServiceSettings:
+        if self.redis_cluster and self.redis_sentinels:
+            raise ValueError("SORTIE_REDIS_CLUSTER and SORTIE_REDIS_SENTINELS exclude each other")
+        return self
 
     def production_problems(self) -> list[str]:
         """What a production deployment may not leave as is; subclasses add their own."""

@@ -62,7 +62,10 @@ def write_queue(settings: M365Settings, redis: Redis) -> WriteQueue:
     if settings.tenant_writes_per_s:
         app = tenant = Bucket.for_limit(settings.tenant_writes_per_s, 1.0, headroom)
     names = [r.client_id for r in settings.app_registrations] or [settings.client_id or "app"]
-    prefix = f"sortie:ratelimit:graph:{settings.tenant_key}"
+    tenant_tag = settings.tenant_key
+    if settings.redis_cluster:  # one script takes from every bucket: one slot for them
+        tenant_tag = f"{{{tenant_tag}}}"
+    prefix = f"sortie:ratelimit:graph:{tenant_tag}"
     limiter = SpreadLimiter(
         redis, prefix, tuple(f"{prefix}:app:{name}" for name in names), tenant, app
     )

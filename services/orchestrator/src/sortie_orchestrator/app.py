@@ -104,6 +104,7 @@ async def _sweep_loop(wiring: Wiring) -> None:
             REQUESTS_OVERDUE.set(
                 await wiring.deps.index.overdue(utcnow() - timedelta(seconds=OVERDUE_GRACE_S))
             )
+            await wiring.deps.index.discover()
             await wiring.deps.store.trim_indexes(utcnow())
             await _trim_streams(wiring)
             # Reports whose announcement was lost (an agent or replica crashed between).
@@ -125,6 +126,7 @@ async def background(wiring: Wiring) -> AsyncIterator[None]:
                 asyncio.create_task(_sweep_loop(wiring), name="sweeper"),
                 asyncio.create_task(wiring.watch.listen(), name="agent-wake"),
                 asyncio.create_task(wiring.watch.sweep_loop(), name="presence-sweep"),
+                *(asyncio.create_task(job(), name="relay") for job in wiring.relays),
             ]
             wiring.loops = loops
             settle_heap()  # start-up's objects out of every later full collection

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from faststream.redis import RedisBroker
 from redis.asyncio import Redis
@@ -13,6 +15,8 @@ from sortie_core import services, streams
 from sortie_core.broker import Consumers, Delivery, Subscription
 from sortie_core.errors import RefusedError
 from sortie_core.events import RevocationCompleted, SsoLogoutCompleted
+from sortie_core.outbox import Relay
+from sortie_core.redis_cluster import is_cluster
 from sortie_core.runtime import make_broker, make_consumers, redis_client
 from sortie_orchestrator import handlers
 from sortie_orchestrator.adapters.agent_results import AgentResults
@@ -20,6 +24,7 @@ from sortie_orchestrator.adapters.agent_watch import AgentWatch
 from sortie_orchestrator.adapters.logout_keys import LogoutKeys
 from sortie_orchestrator.adapters.presence import PresenceIndex
 from sortie_orchestrator.adapters.preview_ask import WorkerPreviews
+from sortie_orchestrator.adapters.saga_cluster import ClusterSagaIndex, ClusterSagaStore
 from sortie_orchestrator.adapters.saga_index import SagaIndex
 from sortie_orchestrator.adapters.saga_store import SagaStore
 from sortie_orchestrator.adapters.scim_store import scim_stores
@@ -38,6 +43,8 @@ class Wiring:
     results: AgentResults
     watch: AgentWatch
     last_trim: float = float("-inf")
+    # On Redis Cluster: the outbox relay (every replica runs one).
+    relays: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     loops: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def reachable(self) -> bool:
@@ -57,7 +64,11 @@ def make_deps(
         store=store,
         presence=PresenceIndex(redis),
         timeouts=timeouts,
-        index=SagaIndex(redis),
+        index=(
+            ClusterSagaIndex(redis, store)
+            if isinstance(store, ClusterSagaStore)
+            else SagaIndex(redis)
+        ),
         previews=WorkerPreviews(redis),
         scim=scim_stores(redis),
         logout_keys=LogoutKeys(redis),
@@ -69,7 +80,7 @@ def make_deps(
 def bootstrap(settings: OrchestratorSettings) -> Wiring:
     redis = redis_client(settings)
     broker = make_broker(settings)
-    store = SagaStore(
+    store = (ClusterSagaStore if is_cluster(redis) else SagaStore)(
         redis,
         retention_s=int(settings.retention_days * 86400),
         idempotency_ttl_s=settings.idempotency_ttl_s,
@@ -115,4 +126,14 @@ def bootstrap(settings: OrchestratorSettings) -> Wiring:
     consumers = make_consumers(settings, "orchestrator", broker, redis, subscriptions)
     results = AgentResults(deps, consumers, claim_idle_ms=settings.claim_idle_ms)
     watch = AgentWatch(redis, deps.presence, results, settings.presence_sweep_s)
-    return Wiring(settings, redis, broker, consumers, deps, results, watch)
+    wiring = Wiring(settings, redis, broker, consumers, deps, results, watch)
+    if is_cluster(redis):
+        relay = Relay(
+            redis,
+            consumers.consumer,
+            claim_idle_ms=settings.claim_idle_ms,
+            durable_replicas=settings.durable_replicas,
+            durable_timeout_ms=settings.durable_timeout_ms,
+        )
+        wiring.relays.append(relay.run)
+    return wiring

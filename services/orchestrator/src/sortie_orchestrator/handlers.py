@@ -117,7 +117,7 @@ async def accept_logout(
     """`progress`: the key and time to live of the request's progress link, written by
     the same script (the intake then costs two round trips: presence, create)."""
     now = utcnow()
-    state = saga.new_logout(uuid.uuid4(), subject, reason, targets, sso_session, now)
+    state = saga.new_logout(deps.index.new_id(), subject, reason, targets, sso_session, now)
     state.requested_by = principal  # who asked, for the record (the ENT's token name)
     transition = saga.start(state, await _hosts(deps, state), now, deps.timeouts)
     return await create(deps, transition, idempotency_key, principal, fingerprint, progress)
@@ -146,7 +146,7 @@ async def offboard(
 ) -> Intake:
     now = utcnow()
     state = saga.new_offboard(
-        uuid.uuid4(), subject, reason, requested_by, actions, effective_at, now, profile
+        deps.index.new_id(), subject, reason, requested_by, actions, effective_at, now, profile
     )
     transition = Transition(state)
     if state.status == "in_progress":
@@ -176,7 +176,7 @@ async def accept_admin(
     """An administrator's order on workstation sessions: a request like any other, sent
     to `hosts` (a lapsed one is reported `unreachable` at once), without an SSO phase."""
     now = utcnow()
-    state = saga.new_admin(uuid.uuid4(), subject, reason, requested_by, order, now)
+    state = saga.new_admin(deps.index.new_id(), subject, reason, requested_by, order, now)
     transition = saga.start(state, hosts, now, deps.timeouts)
     return await create(deps, transition, idempotency_key, principal, fingerprint)
 

@@ -79,7 +79,7 @@ async def reverse(
     replay = await deps.index.replayed(idempotency_key, principal, fingerprint)
     if replay is not None:
         return Started(False, replay, None)
-    rid = uuid.uuid4()
+    rid = deps.index.new_id()
     original, restore = await _claim(deps, original_id, rid, restore_too=True)
     private, public = new_keypair() if issue_tap else (None, None)
     now = utcnow()
@@ -128,7 +128,7 @@ async def reactivate(
     if replay is not None:
         return replay
     loaded = await deps.store.load(last_offboarding) if last_offboarding else None
-    rid = uuid.uuid4()
+    rid = deps.index.new_id()
     original: SagaState | None = None
     restore: dict[str, dict[str, JsonValue]] = {}
     if loaded is not None:

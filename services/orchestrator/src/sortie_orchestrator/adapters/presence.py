@@ -29,6 +29,7 @@ from sortie_core.presence import (
     parse_presence,
     read_presence,
 )
+from sortie_core.redis_cluster import multi
 from sortie_orchestrator.saga import HostPresence
 
 AGENTS = "sortie:agents"
@@ -76,7 +77,7 @@ class PresenceIndex:
         previous = set(json.loads(previous_raw)) if previous_raw else set()
         old_group = await self.redis.get(agent_group_key(host))
         old = old_group.decode() if isinstance(old_group, bytes) else old_group
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with multi(self.redis) as pipe:
             # An expired record keeps its host in its group: reported unreachable there.
             if record is not None and (record.group or None) != (old or None):
                 if old:
@@ -99,7 +100,12 @@ class PresenceIndex:
         from `sortie:agent-hosts`, which agents add themselves to, and from the index), so
         a lost wake-up hides no session for longer than one sweep. Returns how many hosts
         were re-indexed."""
-        members = await self.redis.sunion([AGENT_HOSTS, AGENTS])  # type: ignore[misc]
+        # Two SMEMBERS, not SUNION: on a Cluster the two sets lie in different slots.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.smembers(AGENT_HOSTS)
+            pipe.smembers(AGENTS)
+            listed, indexed = await pipe.execute()
+        members = set(listed) | set(indexed)
         hosts = sorted({h for h in (_s(m).lower() for m in members) if streams.valid_host(h)})
         changed = 0
 

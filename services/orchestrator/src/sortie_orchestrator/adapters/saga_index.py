@@ -40,6 +40,13 @@ class SagaIndex:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
 
+    def new_id(self) -> uuid.UUID:
+        """A new request's id (on Cluster: in a slot whose outbox the relay polls)."""
+        return uuid.uuid4()
+
+    async def discover(self) -> None:
+        """Deadlines sets to poll: the one of one Redis (more on Cluster)."""
+
     async def forget_deadline(self, request_id: str) -> None:
         """Drop a deadline the request no longer has (or a request that expired)."""
         await self.redis.zrem(DEADLINES, request_id)

@@ -15,8 +15,8 @@ Keys (the `{request_id}` hash tag keeps one request's keys in one Cluster slot):
     sortie:followups             hash: request id -> services with a follow-up pending
                                  (for the gauge only: the schedule is in the state)
 
-On Redis Cluster the streams and shared indexes live in other slots: there a transition's
-messages would go to an outbox in the request's slot, moved on by a relay (not built yet).
+On Redis Cluster `saga_cluster.ClusterSagaStore` sends a transition's messages to an
+outbox in the request's slot instead, moved on by the relay (`sortie_core.outbox`).
 """
 
 from __future__ import annotations
