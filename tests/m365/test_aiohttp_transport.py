@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from sortie_m365.adapters.aiohttp_transport import AiohttpTransport
+from tests.m365.conftest import ALICE, GraphSim, make_directory
 
 
 def _echo_app() -> Any:
@@ -70,3 +71,15 @@ async def test_an_unreachable_host_is_an_httpx_connect_error() -> None:
     async with httpx.AsyncClient(transport=AiohttpTransport(), timeout=2) as client:
         with pytest.raises(httpx.ConnectError):
             await client.get("http://127.0.0.1:9/")
+
+
+async def test_closing_the_directory_closes_the_aiohttp_session(graph_sim: GraphSim) -> None:
+    # msgraph-core's transport wrapper does not close what it wraps: the directory does.
+    directory = make_directory(graph_sim.url)
+    await directory.get_user(ALICE)
+    http = directory._client.request_adapter._http_client
+    inner = http._transport.transport
+    assert isinstance(inner, AiohttpTransport) and inner._session is not None
+    assert not inner._session.closed
+    await directory.aclose()
+    assert inner._session.closed

@@ -131,6 +131,11 @@ class GraphSdkDirectory:
         http = getattr(self._client.request_adapter, "_http_client", None)
         if isinstance(http, httpx.AsyncClient):
             await http.aclose()
+            # msgraph-core's AsyncGraphTransport, around ours, has no aclose of its own
+            # (httpx's base does nothing): close the aiohttp session it wraps ourselves.
+            inner = getattr(getattr(http, "_transport", None), "transport", None)
+            if isinstance(inner, AiohttpTransport):
+                await inner.aclose()
         if self._mailbox is not None:
             await self._mailbox.aclose()
         close = getattr(self._limiter, "aclose", None)
