@@ -16,11 +16,10 @@ once and a restart loses nothing.
 
 from __future__ import annotations
 
-import random
 from datetime import datetime, timedelta
 
 from sortie_core.events import Outcome, StepResult
-from sortie_orchestrator.saga.retrying import first_record, retryable
+from sortie_orchestrator.saga.retrying import backoff, first_record, retry_after, retryable
 from sortie_orchestrator.saga.retrying import news as _news
 from sortie_orchestrator.saga.state import (
     FollowUp,
@@ -50,19 +49,8 @@ def _pending_actions(svc: ServiceState) -> list[str] | None:
 
 
 def _delay(state: SagaState, service: str, attempt: int, timeouts: Timeouts) -> timedelta:
-    """Exponential backoff with full jitter, deterministic per request and attempt so
-    that a replayed transition computes the same schedule."""
-    ceiling = min(
-        timeouts.followup_max.total_seconds(),
-        timeouts.followup_base.total_seconds() * (2 ** max(0, attempt - 1)),
-    )
-    rng = random.Random(f"{state.request_id}:{service}:{attempt}")
-    return timedelta(seconds=ceiling / 2 + rng.uniform(0, ceiling / 2))
-
-
-def _retry_after(svc: ServiceState) -> timedelta:
-    waits = [s.error.retry_after_s for s in svc.steps if s.error and s.error.retry_after_s]
-    return timedelta(seconds=max(waits)) if waits else timedelta(0)
+    key = f"{state.request_id}:{service}"
+    return backoff(key, attempt, timeouts.followup_base, timeouts.followup_max)
 
 
 def schedule(state: SagaState, now: datetime, timeouts: Timeouts) -> None:
@@ -74,7 +62,7 @@ def schedule(state: SagaState, now: datetime, timeouts: Timeouts) -> None:
             state.followups.pop(name, None)
             continue
         if current is None:
-            delay = max(_delay(state, name, 1, timeouts), _retry_after(svc))
+            delay = max(_delay(state, name, 1, timeouts), retry_after(svc.steps))
             state.followups[name] = FollowUp(
                 next_at=now + delay, actions=actions, last_error=_last_error(svc)
             )

@@ -16,7 +16,6 @@ Pure functions like the saga; they do no I/O.
 
 from __future__ import annotations
 
-import random
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -24,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 from sortie_core import streams
 from sortie_core.events import FollowUpScope, OffboardRequested, StepResult, Subject
-from sortie_orchestrator.saga.retrying import first_record, news, retryable
+from sortie_orchestrator.saga.retrying import backoff, first_record, news, retry_after, retryable
 
 if TYPE_CHECKING:
     from sortie_orchestrator.saga import Timeouts
@@ -76,19 +75,8 @@ def next_at(phase: PhaseState) -> datetime | None:
 
 
 def _delay(key: str, attempt: int, timeouts: Timeouts) -> timedelta:
-    """Full jitter, deterministic per request, phase, service and attempt (a replayed
-    transition computes the same schedule)."""
-    ceiling = min(
-        timeouts.followup_max.total_seconds(),
-        timeouts.followup_base.total_seconds() * (2 ** max(0, attempt - 1)),
-    )
-    rng = random.Random(f"{key}:{attempt}")
-    return timedelta(seconds=ceiling / 2 + rng.uniform(0, ceiling / 2))
-
-
-def _retry_after(svc: PhaseService) -> timedelta:
-    waits = [s.error.retry_after_s for s in svc.steps if s.error and s.error.retry_after_s]
-    return timedelta(seconds=max(waits)) if waits else timedelta(0)
+    """Per request, phase and service (`key`) and attempt."""
+    return backoff(key, attempt, timeouts.followup_base, timeouts.followup_max)
 
 
 def _last_error(svc: PhaseService) -> str | None:
@@ -104,7 +92,9 @@ def _schedule(phase: PhaseState, request_id: object, now: datetime, timeouts: Ti
         actions = pending_actions(svc)
         if actions is None:
             continue
-        delay = max(_delay(f"{request_id}:{phase.index}:{name}", 1, timeouts), _retry_after(svc))
+        delay = max(
+            _delay(f"{request_id}:{phase.index}:{name}", 1, timeouts), retry_after(svc.steps)
+        )
         phase.followups[name] = FollowUp(
             next_at=ended + delay, actions=actions, last_error=_last_error(svc)
         )

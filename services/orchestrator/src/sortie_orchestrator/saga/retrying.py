@@ -1,11 +1,29 @@
 """What follow-up delivery asks of a step, for phase 0 (followup.py) and the later phases
 (phase_followup.py) alike: whether it is worth sending again, whether a report's step is
-news, and which record a retried step keeps. Pure functions of `StepResult`; this module
-imports nothing of the saga, so `phases` and `state` can both use it."""
+news, which record a retried step keeps, and when to send again. Pure functions; this
+module imports nothing of the saga, so `phases` and `state` can both use it."""
 
 from __future__ import annotations
 
+import random
+from collections.abc import Iterable
+from datetime import timedelta
+
 from sortie_core.events import Outcome, SkipReason, StepResult, Verification
+
+
+def backoff(key: str, attempt: int, base: timedelta, maximum: timedelta) -> timedelta:
+    """Exponential backoff with full jitter, deterministic per `key` and attempt, so
+    that a replayed transition computes the same schedule."""
+    ceiling = min(maximum.total_seconds(), base.total_seconds() * (2 ** max(0, attempt - 1)))
+    rng = random.Random(f"{key}:{attempt}")
+    return timedelta(seconds=ceiling / 2 + rng.uniform(0, ceiling / 2))
+
+
+def retry_after(steps: Iterable[StepResult]) -> timedelta:
+    """The longest `Retry-After` the steps' errors asked for (0 without one)."""
+    waits = [s.error.retry_after_s for s in steps if s.error and s.error.retry_after_s]
+    return timedelta(seconds=max(waits)) if waits else timedelta(0)
 
 
 def retryable(step: StepResult) -> bool:
