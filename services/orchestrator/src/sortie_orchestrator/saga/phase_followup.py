@@ -101,12 +101,21 @@ def _schedule(phase: PhaseState, request_id: object, now: datetime, timeouts: Ti
     phase.followup_until = ended + timeouts.followup_horizon
 
 
-def _command(
-    phase: PhaseState, name: str, taken: FollowUp, command_for: CommandFor, now: datetime,
-    timeouts: Timeouts,
-) -> OffboardRequested:  # fmt: skip
-    request_id, subject, reason, requested_by, profile = command_for
-    scope = FollowUpScope(services=(name,), actions=tuple(taken.actions), attempt=taken.attempt)
+def command(
+    phase: PhaseState,
+    request_id: object,
+    subject: Subject,
+    reason: str,
+    requested_by: str,
+    profile: str | None,
+    now: datetime,
+    *,
+    deadline: datetime | None = None,
+    followup: FollowUpScope | None = None,
+) -> OffboardRequested:
+    """The phase's offboard.requested (a follow-up's, with its own deadline and scope)."""
+    deadline = deadline or phase.deadline
+    assert deadline is not None
     return OffboardRequested.model_validate(
         {
             "request_id": request_id,
@@ -114,14 +123,22 @@ def _command(
             "reason": reason,
             "requested_by": requested_by,
             "actions": tuple(phase.actions),
-            "deadline": now + timeouts.phase1,
+            "deadline": deadline,
             "occurred_at": now,
             "profile": profile,
             "phase": phase.index,
             "options": phase.options,
-            "followup": scope,
+            "followup": followup,
         }
     )
+
+
+def _command(
+    phase: PhaseState, name: str, taken: FollowUp, command_for: CommandFor, now: datetime,
+    timeouts: Timeouts,
+) -> OffboardRequested:  # fmt: skip
+    scope = FollowUpScope(services=(name,), actions=tuple(taken.actions), attempt=taken.attempt)
+    return command(phase, *command_for, now, deadline=now + timeouts.phase1, followup=scope)
 
 
 def run(

@@ -35,7 +35,7 @@ from sortie_core.events import (
 )
 from sortie_orchestrator.profiles import Profile
 from sortie_orchestrator.saga import phase_followup
-from sortie_orchestrator.saga.phase_followup import FollowUp
+from sortie_orchestrator.saga.phase_followup import FollowUp, command
 from sortie_orchestrator.saga.retrying import news as _news
 
 PhaseStatus = Literal["scheduled", "running", "completed", "partial", "failed", "cancelled"]
@@ -125,32 +125,6 @@ def _services_for(actions: list[str]) -> list[str]:
     return names
 
 
-def _command(
-    phase: PhaseState,
-    request_id: object,
-    subject: Subject,
-    reason: str,
-    requested_by: str,
-    profile: str | None,
-    now: datetime,
-) -> OffboardRequested:
-    assert phase.deadline is not None
-    return OffboardRequested.model_validate(
-        {
-            "request_id": request_id,
-            "subject": subject,
-            "reason": reason,
-            "requested_by": requested_by,
-            "actions": tuple(phase.actions),
-            "deadline": phase.deadline,
-            "occurred_at": now,
-            "profile": profile,
-            "phase": phase.index,
-            "options": phase.options,
-        }
-    )
-
-
 def start_due(
     phases: list[PhaseState],
     now: datetime,
@@ -165,8 +139,8 @@ def start_due(
     phase.started_at = now
     phase.deadline = now + timeout
     phase.services = {name: PhaseService() for name in _services_for(phase.actions)}
-    command = _command(phase, *command_for, now)
-    return [(streams.OFFBOARD_REQUESTED, command, f"phase {phase.index}")]
+    sent = command(phase, *command_for, now)
+    return [(streams.OFFBOARD_REQUESTED, sent, f"phase {phase.index}")]
 
 
 def _base(action: str) -> str:
