@@ -22,6 +22,7 @@ import re
 from typing import Any
 
 from faststream.redis import RedisClusterBroker
+from faststream.redis.configs import state as fs_state
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.connection import parse_url
@@ -46,13 +47,21 @@ def _lost_connection(exc: Exception) -> bool:
     )
 
 
+def _relearn(client: RedisCluster, exc: Exception) -> RedisConnectionError:
+    """What redis-py does itself on a ConnectionError: learn the cluster's layout again
+    before the next command (a replica may have been promoted), so that a reader does not
+    keep writing to the dead node's connection (a consumer stalled for a minute so)."""
+    client._initialize = True
+    return RedisConnectionError(f"connection lost: {exc}")
+
+
 class _Pipeline(ClusterPipeline):
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
         try:
             return await super().execute(raise_on_error, allow_redirections)
         except (RuntimeError, AttributeError) as exc:
             if _lost_connection(exc):
-                raise RedisConnectionError(f"connection lost: {exc}") from exc
+                raise _relearn(self.cluster_client, exc) from exc
             raise
 
 
@@ -65,7 +74,7 @@ class SortieCluster(RedisCluster):
             return await super().execute_command(*args, **kwargs)
         except (RuntimeError, AttributeError) as exc:
             if _lost_connection(exc):
-                raise RedisConnectionError(f"connection lost: {exc}") from exc
+                raise _relearn(self, exc) from exc
             raise
 
     def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
@@ -114,6 +123,10 @@ def cluster_broker(settings: ServiceSettings, **kwargs: Any) -> RedisClusterBrok
     """FastStream's Cluster broker; `kwargs` as for `RedisBroker` (TLS from the settings:
     RedisCluster takes no SSL context)."""
     kwargs.pop("security", None)
+    # FastStream 0.7.8 builds its client from the name `RedisCluster` of its connection
+    # state module (faststream/redis/configs/state.py), with no way to pass a class: its
+    # readers get SortieCluster's handling of a dead node's connection this way.
+    fs_state.RedisCluster = SortieCluster  # type: ignore[misc]
     return RedisClusterBroker(settings.redis_url.get_secret_value(), **_tls(settings), **kwargs)
 
 
