@@ -12,8 +12,27 @@ from redis.asyncio import Redis
 
 from sortie_cli.stack import Stack
 from sortie_testkit.redis_server import RedisServer
-from tests.support.stacks import StackVariant, running_stack
+from tests.support.stacks import SINGLE_REDIS, StackVariant, variant_stack
 from tests.support.stub_http import ServedApp
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{SINGLE_REDIS}(reason): not on the Cluster variants of `whole_stack`"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect (not skip) the `single_redis` tests parametrized with a Cluster variant."""
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        variant = callspec.params.get("whole_stack") if callspec else None
+        on_cluster = isinstance(variant, StackVariant) and variant.cluster
+        (drop if on_cluster and item.get_closest_marker(SINGLE_REDIS) else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(scope="session")
@@ -58,12 +77,12 @@ def serve() -> Iterator[Callable[[Any], str]]:
 def whole_stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    """The whole stack as `sortie up` starts it (its own redis-server and simulators), as
-    the module's `use_stack(variant)` says. One stack runs at a time: pytest stops it
-    when the next tests need another variant."""
+    """The whole stack as `sortie up` starts it (its own redis-server, or a Cluster of
+    three primaries, and simulators), as the module's `use_stack(variant)` says. One
+    stack runs at a time: pytest stops it when the next tests need another variant."""
     variant: StackVariant = getattr(request, "param", None) or StackVariant("default")
     workdir = tmp_path_factory.mktemp(f"stack-{variant.name}")
-    with running_stack(workdir, variant.env, **variant.fields) as stack:
+    with variant_stack(workdir, variant) as stack:
         yield stack
 
 

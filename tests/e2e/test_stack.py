@@ -1,5 +1,7 @@
 """End to end: the real services as processes, started by the same code as `sortie up`,
-against the project's simulators and a redis-server of its own."""
+against the project's simulators and a redis-server of its own (`up`), then the same tests
+on a local Redis Cluster of three primaries started for the stack (`up-cluster`, issue 19),
+except the few that only a single redis-server can mean (`single_redis`)."""
 
 from __future__ import annotations
 
@@ -13,9 +15,12 @@ from redis import Redis
 from sortie_cli.stack import Stack
 from sortie_simulators.demo import ALICE
 from sortie_testkit.waiting import wait_until
-from tests.support.stacks import StackVariant, use_stack, wait_view
+from tests.support.stacks import StackVariant, single_redis, stack_redis, use_stack, wait_view
 
-pytestmark = [pytest.mark.e2e, use_stack(StackVariant("up"))]
+pytestmark = [
+    pytest.mark.e2e,
+    use_stack(StackVariant("up"), StackVariant("up-cluster", cluster=True)),
+]
 
 
 def api(stack: Stack) -> httpx.Client:
@@ -40,7 +45,7 @@ def test_logout_everywhere_completes_with_the_sso_step_last(stack: Stack) -> Non
     assert sso["tgt"] and len(sso["service_tickets"]) >= 2
     # The demo agents announce their sessions at start; wait until the orchestrator
     # indexed alice's session on pc-101.
-    redis = Redis.from_url(stack.urls["redis"])
+    redis = stack_redis(stack)
     wait_until(
         lambda: redis.sismember("sortie:hosts:alice", "pc-101"),
         15,
@@ -206,6 +211,9 @@ def test_a_cas_that_cannot_prove_the_logout_fails_the_request(
     assert any(t["tgt"] == tgt for t in httpx.get(f"{cas}/_sim/tickets").json())
 
 
+@single_redis(
+    "ACL users are those of the redis-server `sortie up` starts; a Cluster's, its operator's"
+)
 def test_redis_refuses_anonymous_clients_and_each_process_has_its_own_user(stack: Stack) -> None:
     from urllib.parse import urlsplit
 
@@ -231,6 +239,7 @@ def test_redis_refuses_anonymous_clients_and_each_process_has_its_own_user(stack
         assert "NOPERM" not in proc.log_tail(10_000), proc.name
 
 
+@single_redis("FLUSHALL empties one redis-server; a Cluster's node failure is test_cluster.py's")
 def test_redis_restarted_empty_then_new_requests_complete_without_restarts(stack: Stack) -> None:
     """Redis data lost (a restart without it, or a failover to an empty replica).
     Every consumer recreates its group, the agents announce themselves again, the ENT

@@ -30,9 +30,10 @@ ALL = LIVE_ALL
 
 @contextmanager
 def live_orchestrator(
-    redis_server: RedisServer | None = None, **overrides: object
+    redis_server: RedisServer | str | None = None, **overrides: object
 ) -> Iterator[str]:
-    """`redis_server`: share one (e.g. across a restart); by default a fresh one."""
+    """`redis_server`: share one (e.g. across a restart) or its URL (e.g. a Cluster's,
+    with `redis_cluster=True`); by default a fresh one."""
     redis = redis_server or RedisServer().start()
     settings = settings_for(redis, **{**LIVE, **overrides})
     port = free_port()
@@ -60,5 +61,5 @@ def live_orchestrator(
     finally:
         server.should_exit = True
         thread.join(20)
-        if redis_server is None:
+        if redis_server is None and isinstance(redis, RedisServer):
             redis.cleanup()

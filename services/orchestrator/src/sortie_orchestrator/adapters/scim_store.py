@@ -9,6 +9,13 @@ racing on one resource cannot both win, and a name is never given to two resourc
     sortie:scim:group:<id>, sortie:scim:gname:<displayName>, sortie:scim:gext:<externalId>,
     sortie:scim:groups              the same for Groups
     sortie:scim:memberof:<user id>  set: the ids of the groups the user is a member of
+
+On a Redis Cluster (`SORTIE_REDIS_CLUSTER=1`) the same keys carry the hash tag
+`{sortie:scim}` (`{sortie:scim}:user:<id>`, ...): a write's script touches the resource,
+its name and externalId indexes, the listing and its members' reverse indexes, so every
+SCIM key lies in one slot and the scripts stay whole compare-and-sets. SCIM is a
+directory's admin traffic and a few KB per resource: one primary carries it. One Redis
+and Sentinel keep the names above (no migration).
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+
+from sortie_core.redis_cluster import is_cluster
 
 _PUT = """
 -- KEYS: doc, name_new, name_old, ext_old, ext_new, listing, then member sets to leave,
@@ -89,6 +98,20 @@ class Kind:
     listing: str
     name: str
 
+    def on_one_slot(self) -> Kind:
+        """The same names under the hash tag `{sortie:scim}` (for a Cluster)."""
+        return Kind(
+            _tagged(self.prefix),
+            _tagged(self.name_prefix),
+            _tagged(self.ext_prefix),
+            _tagged(self.listing),
+            self.name,
+        )
+
+
+def _tagged(name: str) -> str:
+    return name.replace("sortie:scim:", "{sortie:scim}:", 1)
+
 
 USERS = Kind(
     "sortie:scim:user:", "sortie:scim:name:", "sortie:scim:ext:", "sortie:scim:users", "userName"
@@ -114,7 +137,8 @@ def member_ids(doc: dict[str, Any]) -> set[str]:
 class ScimStore:
     def __init__(self, redis: Redis, kind: Kind) -> None:
         self.redis = redis
-        self.kind = kind
+        self.kind = kind.on_one_slot() if is_cluster(redis) else kind
+        self.member_of = _tagged(MEMBER_OF) if is_cluster(redis) else MEMBER_OF
         self._put = redis.register_script(_PUT)
         self._delete = redis.register_script(_DELETE)
 
@@ -148,8 +172,8 @@ class ScimStore:
             self._ext(before.doc if before else None),
             self._ext(doc),
             self.kind.listing,
-            *(MEMBER_OF + m for m in leave),
-            *(MEMBER_OF + m for m in join),
+            *(self.member_of + m for m in leave),
+            *(self.member_of + m for m in join),
         ]
         args: list[str | int] = [
             rid,
@@ -173,7 +197,7 @@ class ScimStore:
             self._name(doc),
             self._ext(doc),
             self.kind.listing,
-            *(MEMBER_OF + m for m in sorted(member_ids(doc))),
+            *(self.member_of + m for m in sorted(member_ids(doc))),
         ]
         args = [before.id, str(before.version), self.kind.ext_prefix]
         if int(await self._delete(keys=keys, args=args)) != 1:
@@ -214,7 +238,7 @@ class ScimStore:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for rid in member_ids:
-                pipe.smembers(MEMBER_OF + rid)
+                pipe.smembers(self.member_of + rid)
             rows = await pipe.execute()
         return [sorted(_text(i) for i in row) for row in rows]
 
@@ -230,7 +254,7 @@ class ScimStore:
 
     async def forget_memberships(self, member_id: str) -> None:
         """Drop the reverse index of a member every group has let go of."""
-        await self.redis.delete(MEMBER_OF + member_id)
+        await self.redis.delete(self.member_of + member_id)
 
 
 @dataclass(frozen=True, slots=True)

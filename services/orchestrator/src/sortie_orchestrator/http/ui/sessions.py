@@ -9,6 +9,13 @@ the scopes and sites its roles gave at sign-in, until it expires or is revoked.
 
 Every console action (and every sign-in, sign-out, revocation) is appended to the
 `sortie:audit` stream: when, who, how they signed in, what, on what, and the outcome.
+
+On a Redis Cluster the record and the index lie in different slots: a session opens as
+index entry then record, and closes as record then index entry, one after the other
+(`redis_cluster.multi`), so a crash half-way leaves at most an index entry without a
+record, which the listing skips and the index's clean-up drops at its expiry; the
+listing reads the records slot by slot (`mget_nonatomic`). One Redis keeps one MULTI and
+one MGET.
 """
 
 from __future__ import annotations
@@ -17,11 +24,12 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
 from sortie_core.events import utcnow
+from sortie_core.redis_cluster import is_cluster, multi
 
 SESSIONS = "sortie:ui:sessions"
 AUDIT = "sortie:audit"
@@ -73,15 +81,15 @@ async def open_session(
 ) -> None:
     expires = utcnow() + timedelta(seconds=ttl_s)
     key = session_hash(sid)
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.set(session_key(key), record_of(viewer, expires, digest), ex=ttl_s)
+    async with multi(redis) as pipe:
         pipe.zadd(SESSIONS, {key: expires.timestamp()})
         pipe.zremrangebyscore(SESSIONS, "-inf", utcnow().timestamp())
+        pipe.set(session_key(key), record_of(viewer, expires, digest), ex=ttl_s)
         await pipe.execute()
 
 
 async def close_session(redis: Redis, key: str) -> bool:
-    async with redis.pipeline(transaction=True) as pipe:
+    async with multi(redis) as pipe:
         pipe.delete(session_key(key))
         pipe.zrem(SESSIONS, key)
         deleted, _ = await pipe.execute()
@@ -107,7 +115,11 @@ async def live_sessions(redis: Redis, limit: int = 500) -> list[dict[str, Any]]:
     ]
     if not keys:
         return []
-    raws = await redis.mget([session_key(k) for k in keys])
+    names = [session_key(k) for k in keys]
+    if is_cluster(redis):
+        raws = await cast(Any, redis).mget_nonatomic(names)
+    else:
+        raws = await redis.mget(names)
     out = []
     for key, raw in zip(keys, raws, strict=True):
         if raw is not None:
