@@ -18,6 +18,7 @@ from sortie_core.broker import ensure_groups
 from sortie_core.credentials import kept_tickets_key, load_kept_tickets, store_kept_tickets
 from sortie_core.events import ServiceTicket
 from sortie_core.service_acl import ADMIN, ENT, M365, ORCHESTRATOR
+from sortie_core.services import expected_wait_key, graph_latency_key
 from sortie_testkit.redis_server import RedisServer
 
 
@@ -73,6 +74,11 @@ async def test_anonymous_refused_and_each_service_limited(
             await ensure_groups(m365, [(streams.LOGOUT_REQUESTED, streams.GROUP_M365)])
             await m365.xadd(streams.REVOCATION_COMPLETED, {"data": "{}"})
             await m365.set("sortie:seen:m365-worker:x", "1")
+            # The write queue's expected wait and Graph's latency (quota.py), which the
+            # orchestrator reads to tell a waiting request.
+            await m365.set(expected_wait_key("default"), "0.5", ex=10)
+            await m365.set(graph_latency_key("default"), "0.1")
+            assert await orch.get(expected_wait_key("default")) == b"0.5"
             await ent.hset("sortie:oidc:jwks", "k", "{}")
             await ent.xadd(streams.SSO_LOGOUT_COMPLETED, {"data": "{}"})
             kept = (ServiceTicket(service="https://esper.example/", ticket="ST-1-x"),)

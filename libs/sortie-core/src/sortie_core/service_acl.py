@@ -84,7 +84,9 @@ def service_rules(user: str) -> list[str]:
                 streams.PREVIEW_REQUESTED,
             ],
             [streams.REVOCATION_COMPLETED, streams.DEADLETTER, streams.PREVIEW_ANSWERED],
-            [_seen(streams.GROUP_M365), "~sortie:ratelimit:*"],
+            # Its dedupe keys, the shared Graph quota, its queue's expected wait and
+            # Graph's latency (quota.py; the orchestrator reads them).
+            [_seen(streams.GROUP_M365), "~sortie:ratelimit:*", "~sortie:m365:*"],
             " +time +hmget +hset +pexpire",  # the rate limiter's script
         )
     if user == ENT:

@@ -131,3 +131,13 @@ def expected_actions(kind: Kind, service: str, actions: list[str]) -> list[str]:
         )
         return [action.value]
     return ["unknown"]
+
+
+# Kept in Redis by the M365 worker (quota.py), read by the orchestrator: how long a Graph
+# write queued now would wait for the tenant's quota, and Graph's measured latency.
+def expected_wait_key(tenant_key: str) -> str:
+    return f"sortie:m365:expected_wait_s:{tenant_key}"
+
+
+def graph_latency_key(tenant_key: str) -> str:
+    return f"sortie:m365:graph_latency_s:{tenant_key}"

@@ -29,6 +29,7 @@ from sortie_core.errors import TransientError
 from sortie_core.events import StepResult
 from sortie_core.metrics import M365_EXPECTED_WAIT, M365_WRITES_QUEUED
 from sortie_core.ratelimit import SpreadLimiter
+from sortie_core.services import expected_wait_key, graph_latency_key
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +52,7 @@ _WAITED: ContextVar[Waited | None] = ContextVar("sortie_m365_waited", default=No
 NOTEWORTHY_S = 0.05
 
 
-def expected_wait_key(tenant_key: str) -> str:
-    return f"sortie:m365:expected_wait_s:{tenant_key}"
-
-
-def latency_key(tenant_key: str) -> str:
-    return f"sortie:m365:graph_latency_s:{tenant_key}"
+latency_key = graph_latency_key
 
 
 @dataclass

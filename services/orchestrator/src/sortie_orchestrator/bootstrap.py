@@ -22,6 +22,7 @@ from sortie_orchestrator import handlers
 from sortie_orchestrator.adapters.agent_results import AgentResults
 from sortie_orchestrator.adapters.agent_watch import AgentWatch
 from sortie_orchestrator.adapters.logout_keys import LogoutKeys
+from sortie_orchestrator.adapters.m365_queue import M365Queue
 from sortie_orchestrator.adapters.presence import PresenceIndex
 from sortie_orchestrator.adapters.preview_ask import WorkerPreviews
 from sortie_orchestrator.adapters.saga_cluster import ClusterSagaIndex, ClusterSagaStore
@@ -57,7 +58,12 @@ class Wiring:
 
 
 def make_deps(
-    redis: Redis, store: SagaStore, timeouts: Timeouts, *, tap_ttl_s: int = 3600
+    redis: Redis,
+    store: SagaStore,
+    timeouts: Timeouts,
+    *,
+    tap_ttl_s: int = 3600,
+    m365_tenant_key: str = "default",
 ) -> handlers.Deps:
     """Every adapter the handlers and routes are handed, on one Redis client."""
     return handlers.Deps(
@@ -74,6 +80,7 @@ def make_deps(
         logout_keys=LogoutKeys(redis),
         vault=TapVault(redis),
         tap_ttl_s=tap_ttl_s,
+        m365_queue=M365Queue(redis, m365_tenant_key),
     )
 
 
@@ -99,6 +106,7 @@ def bootstrap(settings: OrchestratorSettings) -> Wiring:
             sso_apps_first=timedelta(seconds=settings.sso_apps_first_s),
         ),
         tap_ttl_s=settings.tap_ttl_s,
+        m365_tenant_key=settings.m365_tenant_key,
     )
 
     async def revocation(event: RevocationCompleted, delivery: Delivery) -> None:

@@ -23,6 +23,7 @@ from sortie_core.events import (
 from sortie_core.metrics import REQUEST_DURATION, REQUESTS_TOTAL
 from sortie_orchestrator import saga
 from sortie_orchestrator.adapters.logout_keys import LogoutKeys
+from sortie_orchestrator.adapters.m365_queue import M365Queue
 from sortie_orchestrator.adapters.presence import PresenceIndex
 from sortie_orchestrator.adapters.preview_ask import WorkerPreviews
 from sortie_orchestrator.adapters.saga_index import SagaIndex
@@ -50,6 +51,7 @@ class Deps:
     # lifetime, Entra's default: 60 minutes).
     vault: TapVault | None = None
     tap_ttl_s: int = 3600
+    m365_queue: M365Queue | None = None
 
 
 def _observe(transition: Transition | None) -> None:

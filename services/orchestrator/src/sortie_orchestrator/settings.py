@@ -188,6 +188,9 @@ class OrchestratorSettings(ServiceSettings):
     # A reversal's sealed Temporary Access Pass is kept at most this long (keep it at most
     # the pass's lifetime, the m365-worker's setting; Entra's default is 60 minutes).
     tap_ttl_s: int = Field(default=3600, ge=60, le=8 * 3600)
+    # The M365 worker's tenant (its SORTIE_M365_TENANT_KEY): whose write queue's expected
+    # wait a request with M365 steps pending shows.
+    m365_tenant_key: str = Field(default="default", min_length=1, max_length=64)
 
     # Failed authentications (API and /ui/login) per client address and replica: past
     # this many within the window, the client is answered 429 until the window moves on.

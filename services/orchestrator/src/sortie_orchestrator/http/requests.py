@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+from sortie_core import services as services_
 from sortie_orchestrator import handlers
 from sortie_orchestrator.http.auth import Principal, require
 from sortie_orchestrator.http.depends import DepsDep
@@ -25,7 +26,12 @@ async def get_request(
     principal: Reader,
     deps: DepsDep,
 ) -> RequestView:
-    return RequestView.of(await visible(deps, request_id, principal))
+    state = await visible(deps, request_id, principal)
+    view = RequestView.of(state)
+    m365 = view.services.get(services_.M365)
+    if m365 is not None and m365.state == "pending" and deps.m365_queue is not None:
+        m365.expected_wait_s = await deps.m365_queue.expected_wait_s()
+    return view
 
 
 @router.get("/requests", response_model=RequestPage)

@@ -100,6 +100,9 @@ class ServiceView(BaseModel):
     steps: list[StepView]
     discovery: Discovery | None = None
     presence_age_s: float | None = None
+    # M365 only, while its steps are pending: how long a Graph write queued now waits for
+    # the tenant's write quota, as the M365 worker last said (None: no queue to speak of).
+    expected_wait_s: float | None = None
 
     @classmethod
     def of(cls, svc: ServiceState) -> ServiceView:
