@@ -14,6 +14,7 @@ import httpx
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
+from sortie_orchestrator.adapters.console_store import ConsoleStore
 from sortie_orchestrator.http.ui import sessions
 from sortie_testkit.redis_cluster import RedisClusterGroup
 from tests.orchestrator.test_scim import (
@@ -84,13 +85,13 @@ async def test_console_sessions_open_list_and_close_across_slots(
     nodes = {cluster_redis.get_node_from_key(sessions.session_key(d)).name for d in digests}
     assert len(nodes) > 1
     for sid in sids:
-        await sessions.open_session(cluster_redis, sid, viewer, ttl_s=60)
-    listed = await sessions.live_sessions(cluster_redis)
+        await ConsoleStore(cluster_redis).open_session(sid, viewer, ttl_s=60)
+    listed = await ConsoleStore(cluster_redis).live_sessions()
     mine = [s for s in listed if s["id"] in digests]
     assert sorted(s["id"] for s in mine) == sorted(digests)
     assert all(s["name"] == "ada" and s["via"] == "oidc" for s in mine)
-    assert await sessions.close_session(cluster_redis, digests[0])
-    assert not await sessions.close_session(cluster_redis, digests[0])
-    after = {s["id"] for s in await sessions.live_sessions(cluster_redis)}
+    assert await ConsoleStore(cluster_redis).close_session(digests[0])
+    assert not await ConsoleStore(cluster_redis).close_session(digests[0])
+    after = {s["id"] for s in await ConsoleStore(cluster_redis).live_sessions()}
     assert digests[0] not in after and set(digests[1:]) <= after
-    assert await sessions.load(cluster_redis, digests[1]) is not None
+    assert await ConsoleStore(cluster_redis).load(digests[1]) is not None

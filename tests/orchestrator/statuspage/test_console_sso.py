@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from sortie_core.events import Subject
 from sortie_orchestrator import handlers
+from sortie_orchestrator.adapters.console_store import ConsoleStore
 from sortie_orchestrator.app import background, create_app
 from sortie_orchestrator.http.ui import sessions
 from sortie_orchestrator.http.ui.sso import CasLogin, ConsoleRole, ConsoleSso, OidcLogin
@@ -208,13 +209,13 @@ async def test_oidc_admin_signs_in_lists_and_revokes_sessions(
     listing = await browser.get("/ui/sessions")
     assert listing.status_code == 200 and "oidc:dana" in listing.text
     redis = app.state.deps.store.redis
-    live = await sessions.live_sessions(redis)
+    live = await ConsoleStore(redis).live_sessions()
     assert [s["name"] for s in live] == ["oidc:dana"]
     ask = await browser.post(
         f"/ui/sessions/{live[0]['id']}/revoke", data={"a": "1"}, headers={"Origin": BASE}
     )
     assert ask.status_code == 200 and 'name="confirm" value="yes"' in ask.text
-    assert len(await sessions.live_sessions(redis)) == 1  # nothing before the confirmation
+    assert len(await ConsoleStore(redis).live_sessions()) == 1  # nothing before the confirmation
     revoked = await browser.post(
         f"/ui/sessions/{live[0]['id']}/revoke",
         data={"confirm": "yes"},
@@ -222,7 +223,7 @@ async def test_oidc_admin_signs_in_lists_and_revokes_sessions(
     )
     assert revoked.status_code == 303
     assert (await browser.get("/ui/")).status_code == 303  # back to the sign-in page
-    audit = [a["action"] for a in await sessions.recent_audit(redis)]
+    audit = [a["action"] for a in await ConsoleStore(redis).recent_audit()]
     assert audit[:2] == ["revoke_session", "sign_in"]
 
 
@@ -252,7 +253,7 @@ async def test_stations_page_ends_a_session_after_confirmation(
     rid = done.headers["location"].rsplit("/", 1)[-1]
     view = await browser.get(f"/v1/requests/{rid}", headers={"Authorization": f"Bearer {TOKEN}"})
     assert view.json()["kind"] == "workstation_admin" and view.json()["requested_by"] == "all"
-    audit = await sessions.recent_audit(redis)
+    audit = await ConsoleStore(redis).recent_audit()
     assert (audit[0]["action"], audit[0]["who"]) == ("logoff", "all")
 
 
@@ -323,7 +324,7 @@ async def test_actions_are_refused_without_the_role_and_the_refusal_recorded(
     assert await redis.zcard("sortie:requests") == 1  # nothing was started
     view = await browser.get(f"/v1/requests/{rid}", headers={"Authorization": f"Bearer {TOKEN}"})
     assert view.json()["status"] == "scheduled"
-    audit = await sessions.recent_audit(redis)
+    audit = await ConsoleStore(redis).recent_audit()
     refused = [(a["who"], a["target"]) for a in audit if a["action"] == "refused"]
     assert sorted(refused) == sorted(("cas:victor", f"POST {path}") for path, _ in attempts)
 
@@ -355,7 +356,7 @@ async def test_each_action_asks_first_then_records_who(
     assert again.status_code == 409  # only a scheduled request can be cancelled
     audit = [
         (a["action"], a["who"], a["target"], a["outcome"])
-        for a in await sessions.recent_audit(redis)
+        for a in await ConsoleStore(redis).recent_audit()
     ]
     assert audit[:2] == [
         ("cancel", "cas:claire", rid, "refused"),
@@ -369,7 +370,7 @@ async def test_a_console_session_expires_and_is_then_refused(
 ) -> None:
     await _cas_person(providers, browser, "claire", "helpdesk-a")
     assert (await browser.get("/ui/")).status_code == 200
-    live = await sessions.live_sessions(redis)
+    live = await ConsoleStore(redis).live_sessions()
     assert [s["name"] for s in live] == ["cas:claire"]
     key = sessions.session_key(live[0]["id"])
     assert 8 * 3600 - 60 < await redis.ttl(key) <= 8 * 3600  # 8 hours
@@ -387,4 +388,4 @@ async def test_a_console_session_expires_and_is_then_refused(
         "/ui/logouts", data={"user_id": "bob", "confirm": "yes"}, headers={"Origin": BASE}
     )
     assert refused.status_code == 401
-    assert await sessions.live_sessions(redis) == []
+    assert await ConsoleStore(redis).live_sessions() == []

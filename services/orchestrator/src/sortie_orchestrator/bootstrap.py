@@ -21,6 +21,7 @@ from sortie_core.runtime import make_broker, make_consumers, redis_client
 from sortie_orchestrator import handlers
 from sortie_orchestrator.adapters.agent_results import AgentResults
 from sortie_orchestrator.adapters.agent_watch import AgentWatch
+from sortie_orchestrator.adapters.console_store import ConsoleStore
 from sortie_orchestrator.adapters.logout_keys import LogoutKeys
 from sortie_orchestrator.adapters.m365_queue import M365Queue
 from sortie_orchestrator.adapters.presence import PresenceIndex
@@ -81,6 +82,18 @@ def make_deps(
         vault=TapVault(redis),
         tap_ttl_s=tap_ttl_s,
         m365_queue=M365Queue(redis, m365_tenant_key),
+        console=ConsoleStore(redis),
+    )
+
+
+def timeouts_of(settings: OrchestratorSettings) -> Timeouts:
+    return Timeouts(
+        phase1=timedelta(seconds=settings.phase1_timeout_s),
+        sso=timedelta(seconds=settings.sso_timeout_s),
+        followup_base=timedelta(seconds=settings.followup_base_s),
+        followup_max=timedelta(seconds=settings.followup_max_s),
+        followup_horizon=timedelta(seconds=settings.followup_horizon_s),
+        sso_apps_first=timedelta(seconds=settings.sso_apps_first_s),
     )
 
 
@@ -97,14 +110,7 @@ def bootstrap(settings: OrchestratorSettings) -> Wiring:
     deps = make_deps(
         redis,
         store,
-        Timeouts(
-            phase1=timedelta(seconds=settings.phase1_timeout_s),
-            sso=timedelta(seconds=settings.sso_timeout_s),
-            followup_base=timedelta(seconds=settings.followup_base_s),
-            followup_max=timedelta(seconds=settings.followup_max_s),
-            followup_horizon=timedelta(seconds=settings.followup_horizon_s),
-            sso_apps_first=timedelta(seconds=settings.sso_apps_first_s),
-        ),
+        timeouts_of(settings),
         tap_ttl_s=settings.tap_ttl_s,
         m365_tenant_key=settings.m365_tenant_key,
     )

@@ -22,6 +22,7 @@ from sortie_core.events import (
 )
 from sortie_core.metrics import REQUEST_DURATION, REQUESTS_TOTAL
 from sortie_orchestrator import saga
+from sortie_orchestrator.adapters.console_store import ConsoleStore
 from sortie_orchestrator.adapters.logout_keys import LogoutKeys
 from sortie_orchestrator.adapters.m365_queue import M365Queue
 from sortie_orchestrator.adapters.presence import PresenceIndex
@@ -47,6 +48,7 @@ class Deps:
     previews: WorkerPreviews
     scim: ScimStores
     logout_keys: LogoutKeys
+    console: ConsoleStore
     # Sealed Temporary Access Passes of reversals, kept at most this long (the pass's
     # lifetime, Entra's default: 60 minutes).
     vault: TapVault | None = None

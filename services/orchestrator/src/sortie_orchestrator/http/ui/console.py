@@ -29,7 +29,7 @@ from sortie_orchestrator.http.auth import Principal
 from sortie_orchestrator.http.guards import refuse_cross_site
 from sortie_orchestrator.http.preview import build_preview
 from sortie_orchestrator.http.problems import Problem
-from sortie_orchestrator.http.ui import i18n, sessions
+from sortie_orchestrator.http.ui import i18n
 from sortie_orchestrator.http.ui.render import live_fragment, render
 from sortie_orchestrator.http.ui.sessions import Viewer
 from sortie_orchestrator.http.ui.statuspage import _deps, current_viewer, visible_request
@@ -60,7 +60,7 @@ async def _signed_in(request: Request, scope: str) -> Viewer:
         raise Problem(401, "sign in first", slug="unauthenticated")
     if not viewer.may(scope):
         target = f"{request.method} {request.url.path}"
-        await sessions.audit(_deps(request).store.redis, viewer, "refused", target, f"no {scope}")
+        await _deps(request).console.audit(viewer, "refused", target, f"no {scope}")
         raise Problem(403, f"your role lacks {scope!r}", slug="insufficient-scope")
     return viewer
 
@@ -112,7 +112,7 @@ async def offboard_preview(request: Request) -> Response:
     settings = request.app.state.settings
     when = _when(form, settings.time_zone)
     preview = await build_preview(_deps(request), settings, subject, [], when)
-    await sessions.audit(_deps(request).store.redis, viewer, "preview", subject.user_id)
+    await _deps(request).console.audit(viewer, "preview", subject.user_id)
     t = i18n.from_request(request)
     fields = [(k, form.get(k, "")) for k in ("user_id", "upn", "site", "at")]
     page = render(
@@ -144,7 +144,7 @@ async def offboard(request: Request) -> Response:
         idempotency_key=None,
         principal=viewer.name,
     )
-    await sessions.audit(deps.store.redis, viewer, "offboard", f"{subject.user_id} {rid}")
+    await deps.console.audit(viewer, "offboard", f"{subject.user_id} {rid}")
     return RedirectResponse(f"/ui/requests/{rid}", 303)
 
 
@@ -175,7 +175,7 @@ async def logout_user(request: Request) -> Response:
         idempotency_key=None,
         principal=viewer.name,
     )
-    await sessions.audit(deps.store.redis, viewer, "logout", f"{subject.user_id} {rid}")
+    await deps.console.audit(viewer, "logout", f"{subject.user_id} {rid}")
     return RedirectResponse(f"/ui/requests/{rid}", 303)
 
 
@@ -231,8 +231,8 @@ async def _done(
     request: Request, viewer: Viewer, action: str, request_id: uuid.UUID, ok: bool, why: str
 ) -> Response:
     """Record the action and its outcome; back to the request, or a 409 saying why not."""
-    redis = _deps(request).store.redis
-    await sessions.audit(redis, viewer, action, str(request_id), "ok" if ok else "refused")
+    console = _deps(request).console
+    await console.audit(viewer, action, str(request_id), "ok" if ok else "refused")
     if not ok:
         raise Problem(409, why, slug="not-cancellable" if action == "cancel" else "not-retryable")
     return RedirectResponse(f"/ui/requests/{request_id}", 303)
@@ -275,10 +275,10 @@ async def print_page(request: Request, request_id: uuid.UUID) -> Response:
 @router.get("/sessions")
 async def sessions_page(request: Request) -> Response:
     viewer = await _signed_in(request, SESSIONS_ADMIN)
-    redis = _deps(request).store.redis
+    console = _deps(request).console
     t = i18n.from_request(request)
-    items = await sessions.live_sessions(redis)
-    audit = await sessions.recent_audit(redis)
+    items = await console.live_sessions()
+    audit = await console.recent_audit()
     # Dates in the deployment's time zone, as everywhere on the pages.
     for item in items:
         item["expires_at"] = _local(t, item.get("expires_at"))
@@ -312,9 +312,9 @@ async def revoke(request: Request, session_id: str) -> Response:
             button=t.gettext("Revoke"),
             back="/ui/sessions",
         )
-    redis = _deps(request).store.redis
-    gone = await sessions.close_session(redis, session_id)
-    await sessions.audit(redis, viewer, "revoke_session", session_id[:12], "ok" if gone else "gone")
+    console = _deps(request).console
+    gone = await console.close_session(session_id)
+    await console.audit(viewer, "revoke_session", session_id[:12], "ok" if gone else "gone")
     return RedirectResponse("/ui/sessions", 303)
 
 
@@ -335,7 +335,7 @@ async def export_day(request: Request) -> Response:
     if status is not None and status not in FINAL_OR_OPEN:
         raise Problem(422, "unknown status", slug="invalid-request")
     principal = Principal(name=viewer.name, scopes=viewer.scopes, sites=viewer.sites)
-    await sessions.audit(_deps(request).store.redis, viewer, "export", f"{day} {fmt}")
+    await _deps(request).console.audit(viewer, "export", f"{day} {fmt}")
     return export.stream(
         _deps(request), principal, since, since + timedelta(days=1), status, None, fmt
     )

@@ -64,7 +64,7 @@ def _callback(request: Request, path: str) -> str:
 async def _take_state(request: Request, kind: str, state: str | None) -> dict[str, Any]:
     if not state or len(state) > 200:
         raise SsoError("this sign-in has no state: start again")
-    raw = await _deps(request).store.redis.getdel(_state_key(kind, state))
+    raw = await _deps(request).console.take_state(_state_key(kind, state))
     if raw is None:
         raise SsoError("this sign-in expired or was already used: start again")
     data: dict[str, Any] = json.loads(raw)
@@ -79,13 +79,13 @@ def _refused(request: Request, why: str, next_url: str = "/ui/") -> Response:
 async def _signed_in(
     request: Request, grant: Grant | None, via: str, who: str, next_url: str
 ) -> Response:
-    redis = _deps(request).store.redis
+    console = _deps(request).console
     if grant is None:
-        await sessions.audit(redis, f"{via}:{who}", "sign_in", "console", "refused: no role")
+        await console.audit(f"{via}:{who}", "sign_in", "console", "refused: no role")
         t = i18n.from_request(request)
         return _refused(request, t.gettext("no role of yours gives access to the console"))
     viewer = sessions.Viewer(name=f"{via}:{who}", via=via, scopes=grant.scopes, sites=grant.sites)
-    await sessions.audit(redis, viewer, "sign_in", "console")
+    await console.audit(viewer, "sign_in", "console")
     # Not a redirect: this response ends a navigation that began on the SSO's site, and a
     # SameSite=Strict cookie is not sent on the rest of such a chain. A page of this site
     # that moves on by itself starts a same-site navigation, which carries it.
@@ -106,8 +106,8 @@ async def oidc_start(
         state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         verifier, challenge = pkce_pair()
         record = {"nonce": nonce, "verifier": verifier, "next": _safe_next(next)}
-        await _deps(request).store.redis.set(
-            _state_key("oidc", state), json.dumps(record), ex=STATE_TTL_S
+        await _deps(request).console.keep_state(
+            _state_key("oidc", state), json.dumps(record), STATE_TTL_S
         )
         url = await client.authorization_url(
             _callback(request, "/ui/login/oidc"), state, nonce, challenge
@@ -152,8 +152,8 @@ async def cas_start(
     except SsoError as exc:
         return _refused(request, str(exc))
     state = secrets.token_urlsafe(24)
-    await _deps(request).store.redis.set(
-        _state_key("cas", state), json.dumps({"next": _safe_next(next)}), ex=STATE_TTL_S
+    await _deps(request).console.keep_state(
+        _state_key("cas", state), json.dumps({"next": _safe_next(next)}), STATE_TTL_S
     )
     service = _callback(request, "/ui/login/cas") + "?" + urlencode({"s": state})
     login = settings.server_url.rstrip("/") + "/login?" + urlencode({"service": service})

@@ -59,10 +59,10 @@ async def _resolve(request: Request, token: str) -> SagaState | None:
     if not _TOKEN.match(token):
         return None
     deps: handlers.Deps = request.app.state.deps
-    raw = await deps.store.redis.get(_key(token))
-    if raw is None:
+    rid = await deps.console.linked(_key(token))
+    if rid is None:
         return None
-    loaded = await deps.store.load(uuid.UUID(raw.decode() if isinstance(raw, bytes) else raw))
+    loaded = await deps.store.load(uuid.UUID(rid))
     return loaded.state if loaded else None
 
 

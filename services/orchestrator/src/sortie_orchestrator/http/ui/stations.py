@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from sortie_orchestrator.http.auth import Principal
 from sortie_orchestrator.http.problems import Problem
-from sortie_orchestrator.http.ui import i18n, sessions
+from sortie_orchestrator.http.ui import i18n
 from sortie_orchestrator.http.ui.console import _confirm, _form, _signed_in
 from sortie_orchestrator.http.ui.render import render
 from sortie_orchestrator.http.ui.statuspage import _deps
@@ -72,5 +72,5 @@ async def order(request: Request, host: str, action: Literal["logoff", "disconne
     sites = request.app.state.settings.station_sites
     deps = _deps(request)
     ordered = await _order(sites, action, target, Response(), principal, deps, None)
-    await sessions.audit(deps.store.redis, viewer, action, f"{host} {target.session_id or ''}")
+    await deps.console.audit(viewer, action, f"{host} {target.session_id or ''}")
     return RedirectResponse(f"/ui/requests/{ordered.request_id}", 303)

@@ -58,9 +58,9 @@ async def current_viewer(request: Request) -> Viewer | None:
     sid = request.cookies.get(COOKIE)
     if not sid or len(sid) > 100:
         return None
-    redis = _deps(request).store.redis
+    console = _deps(request).console
     key = sessions.session_hash(sid)
-    data = await sessions.load(redis, key)
+    data = await console.load(key)
     if data is None:
         return None
     if data.get("via", "token") != "token":
@@ -78,7 +78,7 @@ async def current_viewer(request: Request) -> Viewer | None:
         digest = b""  # a session of an older version: bound to no token
     found = _token(request.app.state.token_table, digest)
     if found is None:
-        await sessions.close_session(redis, key)
+        await console.close_session(key)
         return None
     sites = request.app.state.token_sites.get(found[0])
     return Viewer(name=found[0], via="token", scopes=found[1], sites=sites, session=key)
@@ -108,7 +108,7 @@ async def start_session(
 ) -> Response:
     """A new session for `viewer` (sessions.py), its cookie set on `resp`."""
     sid = secrets.token_urlsafe(32)
-    await sessions.open_session(_deps(request).store.redis, sid, viewer, SESSION_TTL_S, digest)
+    await _deps(request).console.open_session(sid, viewer, SESSION_TTL_S, digest)
     resp.set_cookie(
         COOKIE,
         sid,
@@ -194,7 +194,7 @@ async def login(request: Request) -> Response:
     digest = hashlib.sha256(token.strip().encode()).hexdigest()  # type: ignore[union-attr]
     sites = request.app.state.token_sites.get(found[0])
     viewer = Viewer(name=found[0], via="token", scopes=found[1], sites=sites)
-    await sessions.audit(_deps(request).store.redis, viewer, "sign_in", "console")
+    await _deps(request).console.audit(viewer, "sign_in", "console")
     resp: Response = Response(status_code=204) if as_json else RedirectResponse(next_url, 303)
     return await start_session(request, viewer, resp, digest)
 
@@ -205,9 +205,9 @@ async def logout(request: Request) -> Response:
     sid = request.cookies.get(COOKIE)
     viewer = await current_viewer(request)
     if sid and len(sid) <= 100:
-        await sessions.close_session(_deps(request).store.redis, sessions.session_hash(sid))
+        await _deps(request).console.close_session(sessions.session_hash(sid))
     if viewer is not None:
-        await sessions.audit(_deps(request).store.redis, viewer, "sign_out", "console")
+        await _deps(request).console.audit(viewer, "sign_out", "console")
     resp = RedirectResponse("/ui/login", 303)
     resp.delete_cookie(COOKIE, path="/ui")
     return resp
