@@ -16,13 +16,20 @@ from pydantic import SecretStr
 from redis.asyncio.cluster import RedisCluster
 
 from sortie_core import streams
-from sortie_core.broker import Delivery, Subscription, command_request_key, entry_fields
+from sortie_core.broker import (
+    Consumers,
+    Delivery,
+    Subscription,
+    command_request_key,
+    entry_fields,
+)
 from sortie_core.events import LogoutRequested, RevocationCompleted
 from sortie_core.path import MessagePath
 from sortie_core.redis_cluster import InOrder, is_cluster, multi
 from sortie_core.runtime import make_broker, redis_client
 from sortie_core.settings import ServiceSettings
 from sortie_testkit.redis_cluster import RedisClusterGroup
+from sortie_testkit.waiting import wait_until_async
 
 from .test_broker import logout
 
@@ -124,3 +131,45 @@ async def test_multi_runs_in_order_on_a_cluster(client: RedisCluster) -> None:
         pipe.incr("b")
         assert len(pipe) == 3
         assert await pipe.execute() == [True, b"1", 1]
+
+
+async def test_the_claim_loop_reads_new_entries_when_the_reader_is_stuck(
+    cluster: RedisClusterGroup, client: RedisCluster
+) -> None:
+    # FastStream's reader can stay stuck after a primary died: here it never starts at
+    # all, and the claim loop alone must still take what is new, once.
+    calls: list[uuid.UUID] = []
+
+    async def handler(event: LogoutRequested, _d: Delivery) -> RevocationCompleted:
+        calls.append(event.event_id)
+        return _report(event)
+
+    sub = Subscription(
+        streams.LOGOUT_REQUESTED,
+        GROUP,
+        handler,
+        (LogoutRequested,),
+        publishes=OUT,  # type: ignore[arg-type]
+    )
+    settings = ServiceSettings(redis_url=SecretStr(cluster.url), redis_cluster=True)
+    redis = redis_client(settings)
+    consumers = Consumers(
+        broker=make_broker(settings), redis=redis, consumer="c1", subscriptions=[sub],
+        claim_interval_ms=50,
+    )  # fmt: skip
+    await consumers.start()
+    try:
+        events = [logout() for _ in range(3)]
+        for event in events:
+            await client.xadd(sub.stream, entry_fields(event))  # type: ignore[arg-type]
+
+        async def handled() -> bool:
+            pending = (await client.xpending(sub.stream, GROUP))["pending"]
+            return len(calls) == 3 and pending == 0
+
+        await wait_until_async(handled, 10, what="the claim loop handled the new entries")
+        assert sorted(calls) == sorted(e.event_id for e in events)
+        assert len(await client.xrange(OUT)) == 3
+    finally:
+        await consumers.stop()
+        await redis.aclose()

@@ -38,10 +38,12 @@ from .entries import (
     is_nogroup,
     preview_request_key,
     publish,
+    read_new,
     request_key,
     write_deadletter,
 )
 from .path import SEEN_TTL_S, MessagePath
+from .redis_cluster import is_cluster
 from .subscription import DeadLetterHook, Delivery, Handler, Subscription
 from .tasks import cancel_tasks
 
@@ -110,9 +112,12 @@ class Consumers:
     _last_touch: float = field(init=False, default=float("-inf"))
     path: MessagePath = field(init=False)
     recreated_groups: int = field(init=False, default=0)
+    # The claim loop reads new entries too (`_read_new`): on a Redis Cluster only.
+    _catch_up: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         self._sem = asyncio.Semaphore(self.concurrency)
+        self._catch_up = is_cluster(self.redis)
         self.path = MessagePath(
             self.redis, max_deliveries=self.max_deliveries, max_entry_bytes=self.max_entry_bytes
         )
@@ -237,6 +242,8 @@ class Consumers:
                 await self._restart_stopped()
                 for sub in self.subscriptions:
                     await self._claim(sub)
+                    if self._catch_up:
+                        await self._read_new(sub)
                 await self._expire_consumers()
             except asyncio.CancelledError:
                 raise
@@ -303,6 +310,20 @@ class Consumers:
                     stream, group, self.consumer, min_idle_time=0, message_ids=ids, justid=True
                 )
             await pipe.execute()
+
+    async def _read_new(self, sub: Subscription) -> None:
+        """On a Cluster, FastStream's reader can stay stuck after a primary died (seen: a
+        minute without a read while its stream filled, its client still on the dead
+        node's connection): the claim loop also reads what is new, through Sortie's own
+        client, which learns the new layout (redis_cluster.SortieCluster)."""
+        room = 2 * self.concurrency - len(self._held)
+        if room <= 0 or self._stopping:
+            return
+        for entry_id, fields in await read_new(
+            self.redis, sub.stream, sub.group, self.consumer, count=room
+        ):
+            if self._take(sub.stream, entry_id, sub.group):
+                self._spawn(sub, entry_id, fields, 1, acquired=False)
 
     async def _claim(self, sub: Subscription) -> None:
         room = 2 * self.concurrency - len(self._held)

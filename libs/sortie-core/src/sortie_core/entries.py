@@ -135,6 +135,14 @@ async def claim_stale(
         start = next_start
 
 
+async def read_new(
+    redis: Redis, stream: str, group: str, consumer: str, *, count: int
+) -> list[tuple[str, dict[Any, Any]]]:
+    """Up to `count` entries of `group` never delivered yet (`>`), without blocking."""
+    result: Any = await redis.xreadgroup(group, consumer, {stream: ">"}, count=count)
+    return [(as_str(e[0]), e[1]) for _name, entries in result or [] for e in entries if e[1]]
+
+
 def as_str(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
