@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from sortie_cli.stack import Stack
+from sortie_testkit.redis_cluster import RedisClusterGroup
 from sortie_testkit.redis_server import RedisServer
 from tests.support.stacks import SINGLE_REDIS, StackVariant, variant_stack
 from tests.support.stub_http import ServedApp
@@ -48,6 +50,23 @@ def server() -> Iterator[RedisServer]:
     srv = RedisServer().start()
     yield srv
     srv.cleanup()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisClusterGroup]:
+    """A Redis Cluster of three primaries of the test module's own."""
+    group = RedisClusterGroup().start()
+    yield group
+    group.cleanup()
+
+
+@pytest.fixture
+async def cluster_client(cluster: RedisClusterGroup) -> AsyncIterator[RedisCluster]:
+    """A client of `cluster`, emptied first."""
+    client = RedisCluster.from_url(cluster.url)
+    await client.flushall()
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture

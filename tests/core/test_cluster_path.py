@@ -7,7 +7,6 @@ acknowledged; a poison entry is dead-lettered with its failed step published."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -37,21 +36,6 @@ GROUP = "cluster-test"
 OUT = streams.REVOCATION_COMPLETED
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[RedisClusterGroup]:
-    group = RedisClusterGroup().start()
-    yield group
-    group.cleanup()
-
-
-@pytest.fixture
-async def client(cluster: RedisClusterGroup) -> AsyncIterator[RedisCluster]:
-    redis = RedisCluster.from_url(cluster.url)
-    await redis.flushall()
-    yield redis
-    await redis.aclose()
-
-
 def test_the_cluster_setting_picks_the_cluster_client_and_broker(
     cluster: RedisClusterGroup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -74,7 +58,7 @@ def _report(event: LogoutRequested) -> RevocationCompleted:
 
 
 async def test_an_entry_across_slots_is_handled_once_and_acknowledged(
-    client: RedisCluster,
+    cluster_client: RedisCluster,
 ) -> None:
     calls: list[uuid.UUID] = []
 
@@ -91,39 +75,41 @@ async def test_an_entry_across_slots_is_handled_once_and_acknowledged(
         request_key=command_request_key,
     )
     event = logout()
-    await client.hset(command_request_key(event), "v", 1)  # type: ignore[misc]
-    await client.xgroup_create(sub.stream, GROUP, id="0", mkstream=True)
-    path = MessagePath(client, max_deliveries=5, max_entry_bytes=1 << 20)  # type: ignore[arg-type]
+    await cluster_client.hset(command_request_key(event), "v", 1)  # type: ignore[misc]
+    await cluster_client.xgroup_create(sub.stream, GROUP, id="0", mkstream=True)
+    path = MessagePath(cluster_client, max_deliveries=5, max_entry_bytes=1 << 20)  # type: ignore[arg-type]
     fields: Any = entry_fields(event)
     for _copy in range(2):  # the same event twice: handled once
-        entry_id = await client.xadd(sub.stream, fields)
-        read: Any = await client.xreadgroup(GROUP, "c", {sub.stream: ">"})
+        entry_id = await cluster_client.xadd(sub.stream, fields)
+        read: Any = await cluster_client.xreadgroup(GROUP, "c", {sub.stream: ">"})
         assert read[0][1][0][0] == entry_id
         await path.process(sub, entry_id.decode(), read[0][1][0][1], 1)
     assert calls == [event.event_id]
-    published: Any = await client.xrange(OUT)
+    published: Any = await cluster_client.xrange(OUT)
     assert [f[b"request_id"].decode() for _, f in published] == [str(event.request_id)]
-    assert (await client.xpending(sub.stream, GROUP))["pending"] == 0
-    assert await client.get(sub.seen_key(str(event.event_id))) == b"done"
+    assert (await cluster_client.xpending(sub.stream, GROUP))["pending"] == 0
+    assert await cluster_client.get(sub.seen_key(str(event.event_id))) == b"done"
 
 
-async def test_a_poison_entry_is_dead_lettered_and_acknowledged(client: RedisCluster) -> None:
+async def test_a_poison_entry_is_dead_lettered_and_acknowledged(
+    cluster_client: RedisCluster,
+) -> None:
     async def handler(event: LogoutRequested, _d: Delivery) -> None:
         raise AssertionError("never called")
 
     sub = Subscription(streams.LOGOUT_REQUESTED, GROUP, handler, (LogoutRequested,), publishes=OUT)
-    await client.xgroup_create(sub.stream, GROUP, id="0", mkstream=True)
-    entry_id = await client.xadd(sub.stream, {"type": "logout.requested", "data": b"{nope"})
-    await client.xreadgroup(GROUP, "c", {sub.stream: ">"})
-    path = MessagePath(client, max_deliveries=5, max_entry_bytes=1 << 20)  # type: ignore[arg-type]
+    await cluster_client.xgroup_create(sub.stream, GROUP, id="0", mkstream=True)
+    entry_id = await cluster_client.xadd(sub.stream, {"type": "logout.requested", "data": b"{nope"})
+    await cluster_client.xreadgroup(GROUP, "c", {sub.stream: ">"})
+    path = MessagePath(cluster_client, max_deliveries=5, max_entry_bytes=1 << 20)  # type: ignore[arg-type]
     await path.process(sub, entry_id.decode(), {b"data": b"{nope"}, 1)
-    dead: Any = await client.xrange(streams.DEADLETTER)
+    dead: Any = await cluster_client.xrange(streams.DEADLETTER)
     assert [f[b"reason"] for _, f in dead] == [b"invalid_message"]
-    assert (await client.xpending(sub.stream, GROUP))["pending"] == 0
+    assert (await cluster_client.xpending(sub.stream, GROUP))["pending"] == 0
 
 
-async def test_multi_runs_in_order_on_a_cluster(client: RedisCluster) -> None:
-    pipe = multi(client)
+async def test_multi_runs_in_order_on_a_cluster(cluster_client: RedisCluster) -> None:
+    pipe = multi(cluster_client)
     assert isinstance(pipe, InOrder)
     async with pipe:
         pipe.set("a", "1")
@@ -134,7 +120,7 @@ async def test_multi_runs_in_order_on_a_cluster(client: RedisCluster) -> None:
 
 
 async def test_the_claim_loop_reads_new_entries_when_the_reader_is_stuck(
-    cluster: RedisClusterGroup, client: RedisCluster
+    cluster: RedisClusterGroup, cluster_client: RedisCluster
 ) -> None:
     # FastStream's reader can stay stuck after a primary died: here it never starts at
     # all, and the claim loop alone must still take what is new, once.
@@ -161,15 +147,15 @@ async def test_the_claim_loop_reads_new_entries_when_the_reader_is_stuck(
     try:
         events = [logout() for _ in range(3)]
         for event in events:
-            await client.xadd(sub.stream, entry_fields(event))  # type: ignore[arg-type]
+            await cluster_client.xadd(sub.stream, entry_fields(event))  # type: ignore[arg-type]
 
         async def handled() -> bool:
-            pending = (await client.xpending(sub.stream, GROUP))["pending"]
+            pending = (await cluster_client.xpending(sub.stream, GROUP))["pending"]
             return len(calls) == 3 and pending == 0
 
         await wait_until_async(handled, 10, what="the claim loop handled the new entries")
         assert sorted(calls) == sorted(e.event_id for e in events)
-        assert len(await client.xrange(OUT)) == 3
+        assert len(await cluster_client.xrange(OUT)) == 3
     finally:
         await consumers.stop()
         await redis.aclose()

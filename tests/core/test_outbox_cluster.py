@@ -8,10 +8,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import pytest
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
@@ -24,7 +22,6 @@ from sortie_core.outbox import (
     outbox_fields,
     outbox_key,
 )
-from sortie_testkit.redis_cluster import RedisClusterGroup
 
 # What an orchestrator script does on Cluster: the request and its outgoing entry, in
 # the request's slot, in one step.
@@ -34,21 +31,6 @@ redis.call('XADD', KEYS[2], '*', 'stream', ARGV[2], 'type', 'logout.requested',
            'event_id', ARGV[3], 'request_id', ARGV[4], 'data', ARGV[1])
 return 1
 """
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[RedisClusterGroup]:
-    group = RedisClusterGroup().start()
-    yield group
-    group.cleanup()
-
-
-@pytest.fixture
-async def client(cluster: RedisClusterGroup) -> AsyncIterator[RedisCluster]:
-    redis = RedisCluster.from_url(cluster.url)
-    await redis.flushall()
-    yield redis
-    await redis.aclose()
 
 
 def test_the_outbox_shares_the_requests_slot() -> None:
@@ -69,39 +51,39 @@ async def _accept(redis: RedisCluster, rids: list[uuid.UUID], stream: str) -> No
         )
 
 
-async def test_every_entry_reaches_its_stream_exactly_once(client: RedisCluster) -> None:
+async def test_every_entry_reaches_its_stream_exactly_once(cluster_client: RedisCluster) -> None:
     # Drawn ids (polled outboxes) and plain ones (found by discovery), many slots.
     rids = [new_request_id() for _ in range(20)] + [uuid.uuid4() for _ in range(20)]
-    await _accept(client, rids, "logout.requested")
-    a, b = Relay(client, "relay-a"), Relay(client, "relay-b")
+    await _accept(cluster_client, rids, "logout.requested")
+    a, b = Relay(cluster_client, "relay-a"), Relay(cluster_client, "relay-b")
     await asyncio.gather(a.discover(), b.discover())
     moved = sum(await asyncio.gather(a.relay_once(), b.relay_once()))
     moved += await a.relay_once()
-    entries: Any = await client.xrange("logout.requested")
+    entries: Any = await cluster_client.xrange("logout.requested")
     ids = Counter(fields[b"request_id"].decode() for _, fields in entries)
     assert ids == Counter(str(r) for r in rids)
     assert moved == len(rids)
     for rid in rids:  # nothing left behind
-        assert await client.xlen(outbox_key(rid)) == 0
+        assert await cluster_client.xlen(outbox_key(rid)) == 0
 
 
 async def test_a_relay_that_died_before_its_ack_copies_nothing_twice(
-    client: RedisCluster,
+    cluster_client: RedisCluster,
 ) -> None:
     rids = [new_request_id() for _ in range(5)]
-    await _accept(client, rids, "revocation.completed")
-    dead = Relay(client, "relay-dead")
+    await _accept(cluster_client, rids, "revocation.completed")
+    dead = Relay(cluster_client, "relay-dead")
     # It read every entry and copied them, then died before acknowledging any.
     for outbox in {outbox_key(r) for r in rids}:
         await dead.group(outbox)
-        read: Any = await client.xreadgroup(RELAY_GROUP, "relay-dead", {outbox: ">"})
+        read: Any = await cluster_client.xreadgroup(RELAY_GROUP, "relay-dead", {outbox: ">"})
         for _stream, entries in read:
             for entry_id, raw in entries:
                 assert await dead.copy(outbox, entry_id, raw) == 1
-    assert await client.xlen("revocation.completed") == 5
+    assert await cluster_client.xlen("revocation.completed") == 5
     # Another relay claims what the dead one held: acknowledged, not copied again.
-    live = Relay(client, "relay-live", claim_idle_ms=0)
+    live = Relay(cluster_client, "relay-live", claim_idle_ms=0)
     assert await live.relay_once() == 0
-    assert await client.xlen("revocation.completed") == 5
+    assert await cluster_client.xlen("revocation.completed") == 5
     for rid in rids:
-        assert await client.xlen(outbox_key(rid)) == 0
+        assert await cluster_client.xlen(outbox_key(rid)) == 0

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from sortie_core.events import Outcome, Subject, Verification, utcnow
 from sortie_core.metrics import M365_EXPECTED_WAIT
 from sortie_core.ratelimit import Bucket, SpreadLimiter
+from sortie_core.services import graph_latency_key
 from sortie_core.steps import RetryPolicy
 from sortie_m365 import quota
 from sortie_m365.adapters.graph_sdk import GraphSdkDirectory
@@ -211,7 +212,7 @@ async def test_concurrency_is_sized_from_the_quota_and_the_measured_latency(
     )
     assert two.writes_per_s == pytest.approx(39.2)
     # A replica measured 800 ms per call: the next start holds more users in flight.
-    await redis.set(quota.latency_key("default"), "0.8")
+    await redis.set(graph_latency_key("default"), "0.8")
     assert (await sized(defaults)).concurrency == quota.concurrency_for(19.6, 0.8) == 142
     explicit = M365Settings(redis_url=redis_server.url, concurrency=7)
     assert (await sized(explicit)).concurrency == 7

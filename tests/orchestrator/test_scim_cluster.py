@@ -39,13 +39,6 @@ __all__ = [
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[RedisClusterGroup]:
-    group = RedisClusterGroup().start()
-    yield group
-    group.cleanup()
-
-
-@pytest.fixture(scope="module")
 def base(cluster: RedisClusterGroup) -> Iterator[str]:
     with live_orchestrator(cluster.url, redis_cluster=True) as url:
         yield url

@@ -51,9 +51,13 @@ def _print_stack(stack: Stack, paint: Painter) -> None:
     print()
     print(paint.bold("Sortie is up."))
     print(f"  API          {stack.urls['api']}  (docs at /docs, metrics at /metrics)")
-    # A token the user chose is theirs already: only a generated one is shown.
-    if stack.token_generated:
-        print(f"  token        {stack.token}  (saved in {stack.workdir / 'stack.json'})")
+    # A token the user chose is theirs already: only a generated one is shown, and only
+    # to a person at a terminal (an output kept in a file or a CI log must not hold it).
+    saved = stack.workdir / "stack.json"
+    if stack.token_generated and sys.stdout.isatty():
+        print(f"  token        {stack.token}  (saved in {saved}, owner-only)")
+    elif stack.token_generated:
+        print(f"  token        in {saved} (owner-only), key \"token\"")
     else:
         print("  token        the value of SORTIE_DEV_TOKEN")
     print(f"  Redis        {redact_url(stack.urls['redis'])}")

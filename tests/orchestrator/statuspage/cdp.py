@@ -10,7 +10,6 @@ import base64
 import contextlib
 import itertools
 import json
-import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +19,7 @@ import aiohttp
 
 from sortie_testkit.redis_server import free_port
 from sortie_testkit.waiting import TimedOut, wait_until_async
+from tests.orchestrator.statuspage.chromium import headless
 
 ROOT = Path(__file__).resolve().parents[3]
 # Installed by scripts/bootstrap-test.sh (npm), for the accessibility checks.
@@ -134,23 +134,12 @@ class Page:
 async def browser(
     profile: Path, *, lang: str = "fr-FR,fr", javascript: bool = True
 ) -> AsyncIterator[Page]:
-    binary = shutil.which("chromium")
-    if binary is None:
-        raise RuntimeError("chromium is not installed: run scripts/bootstrap-test.sh")
     port = free_port()
     args = [
-        binary,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
+        *headless(profile),
         f"--accept-lang={lang}",
         f"--lang={lang.split(',', maxsplit=1)[0]}",
         f"--remote-debugging-port={port}",
-        f"--user-data-dir={profile}",
     ]
     if not javascript:
         args.append("--blink-settings=scriptEnabled=false")

@@ -7,11 +7,12 @@ import subprocess
 from pathlib import Path
 
 
-def chromium(profile: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def headless(profile: Path) -> list[str]:
+    """The command line of a headless Chromium with its own profile, quiet on the network."""
     binary = shutil.which("chromium")
     if binary is None:
         raise RuntimeError("chromium is not installed: run scripts/bootstrap-test.sh")
-    cmd = [
+    return [
         binary,
         "--headless",
         "--no-sandbox",
@@ -21,6 +22,9 @@ def chromium(profile: Path, *args: str, timeout: float = 60) -> subprocess.Compl
         "--disable-sync",
         "--no-first-run",
         f"--user-data-dir={profile}",
-        *args,
     ]
+
+
+def chromium(profile: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    cmd = [*headless(profile), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)

@@ -52,9 +52,6 @@ _WAITED: ContextVar[Waited | None] = ContextVar("sortie_m365_waited", default=No
 NOTEWORTHY_S = 0.05
 
 
-latency_key = graph_latency_key
-
-
 @dataclass
 class Latency:
     """Graph's latency as measured by this process (an exponential moving average of
@@ -180,7 +177,7 @@ class WriteQueue:
         with contextlib.suppress(Exception):
             await self._redis.set(self._key, f"{self.expected_wait_s:.3f}", ex=10)
             if LATENCY.seconds is not None:
-                key = latency_key(self._tenant)
+                key = graph_latency_key(self._tenant)
                 await self._redis.set(key, f"{LATENCY.seconds:.4f}", ex=7 * 86400)
 
 

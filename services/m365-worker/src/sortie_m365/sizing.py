@@ -2,7 +2,8 @@
 
 Little's law: the users in flight are the rate they are served at times the time each
 spends. The rate is what the app registrations may write (settings); the time, what Graph
-took in the last run (kept in Redis by every replica, `quota.latency_key`), else
+took in the last run (kept in Redis by every replica under
+`sortie_core.services.graph_latency_key`), else
 `SORTIE_M365_GRAPH_LATENCY_S`. A concurrency set explicitly (SORTIE_M365_CONCURRENCY) wins.
 """
 
@@ -13,8 +14,9 @@ import contextlib
 import logging
 
 from sortie_core.runtime import redis_client
+from sortie_core.services import graph_latency_key
 
-from .quota import concurrency_for, latency_key
+from .quota import concurrency_for
 from .settings import M365Settings
 
 log = logging.getLogger(__name__)
@@ -25,7 +27,7 @@ async def measured_latency(settings: M365Settings) -> float | None:
     try:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(2):
-                raw = await redis.get(latency_key(settings.tenant_key))
+                raw = await redis.get(graph_latency_key(settings.tenant_key))
                 return float(raw) if raw else None
         return None
     finally:

@@ -29,6 +29,7 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
+from sortie_core.entries import as_str
 from sortie_core.events import utcnow
 from sortie_core.redis_cluster import is_cluster, multi
 
@@ -147,7 +148,7 @@ class ConsoleStore:
 
     async def recent_audit(self, count: int = 50) -> list[dict[str, str]]:
         entries: Any = await self.redis.xrevrange(AUDIT, count=count)
-        return [{_text(k): _text(v) for k, v in fields.items()} for _id, fields in entries]
+        return [{as_str(k): as_str(v) for k, v in fields.items()} for _id, fields in entries]
 
     async def keep_state(self, key: str, value: str, ttl_s: int) -> None:
         """A sign-in's one-time state (login_sso.py)."""
@@ -156,13 +157,9 @@ class ConsoleStore:
     async def take_state(self, key: str) -> str | None:
         """The state, once: read and deleted in one command."""
         raw = await self.redis.getdel(key)
-        return _text(raw) if raw is not None else None
+        return as_str(raw) if raw is not None else None
 
     async def linked(self, key: str) -> str | None:
         """The request id a logout page's link is bound to (logoutpage.py)."""
         raw = await self.redis.get(key)
-        return _text(raw) if raw is not None else None
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+        return as_str(raw) if raw is not None else None
