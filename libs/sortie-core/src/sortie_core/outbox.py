@@ -38,7 +38,7 @@ from typing import Any
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from redis.exceptions import ResponseError
 
-from .redis_cluster import is_cluster, run_then_wait_on_slot
+from .redis_cluster import is_cluster, relearn, run_then_wait_on_slot
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +250,9 @@ class Relay:
             for reply in replies[i * step : (i + 1) * step]:
                 if isinstance(reply, Exception):
                     self._grouped.discard(outbox)  # NOGROUP after a data loss, or a failover
+                    # Sent to the slot's primary by hand (`_read`): after a failover that
+                    # is a dead node until the client learns the layout again.
+                    relearn(self.redis)
                     continue
                 if isinstance(reply, list) and len(reply) >= 2 and not isinstance(reply[0], list):
                     work.setdefault(outbox, []).extend(reply[1])  # XAUTOCLAIM

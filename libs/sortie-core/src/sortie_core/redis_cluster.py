@@ -47,11 +47,17 @@ def _lost_connection(exc: Exception) -> bool:
     )
 
 
-def _relearn(client: RedisCluster, exc: Exception) -> RedisConnectionError:
+def relearn(client: Any) -> None:
     """What redis-py does itself on a ConnectionError: learn the cluster's layout again
     before the next command (a replica may have been promoted), so that a reader does not
-    keep writing to the dead node's connection (a consumer stalled for a minute so)."""
-    client._initialize = True
+    keep writing to the dead node's connection (a consumer stalled for a minute so). For
+    errors redis-py does not raise: a pipeline's replies with `raise_on_error=False`."""
+    if isinstance(client, RedisCluster):
+        client._initialize = True
+
+
+def _relearn(client: RedisCluster, exc: Exception) -> RedisConnectionError:
+    relearn(client)
     return RedisConnectionError(f"connection lost: {exc}")
 
 

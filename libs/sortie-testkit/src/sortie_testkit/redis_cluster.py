@@ -65,6 +65,8 @@ class RedisClusterGroup:
             timeout=30,
         )
         wait_until(self._ok, 60, 0.05, "redis cluster reaching cluster_state:ok")
+        # A fresh replica syncs after the cluster says ok: until then a WAIT for it fails.
+        wait_until(self._replicated, 60, 0.05, "every primary's replicas online")
         return self
 
     def env(self) -> dict[str, str]:
@@ -83,6 +85,19 @@ class RedisClusterGroup:
                     if self.replicas and int(info.get("cluster_known_nodes", 0)) < len(self.nodes):
                         return False
             except OSError:
+                return False
+        return True
+
+    def _replicated(self) -> bool:
+        """Every primary has its replicas online (in sync: a WAIT for one can succeed)."""
+        for node in self.primaries():
+            with Redis(port=node.port, socket_timeout=0.5) as r:
+                info = r.info("replication")
+            online = [
+                v for k, v in info.items()
+                if k.startswith("slave") and isinstance(v, dict) and v.get("state") == "online"
+            ]  # fmt: skip
+            if len(online) < self.replicas:
                 return False
         return True
 
