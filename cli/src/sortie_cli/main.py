@@ -57,7 +57,7 @@ def _print_stack(stack: Stack, paint: Painter) -> None:
     if stack.token_generated and sys.stdout.isatty():
         print(f"  token        {stack.token}  (saved in {saved}, owner-only)")
     elif stack.token_generated:
-        print(f"  token        in {saved} (owner-only), key \"token\"")
+        print(f'  token        in {saved} (owner-only), key "token"')
     else:
         print("  token        the value of SORTIE_DEV_TOKEN")
     print(f"  Redis        {redact_url(stack.urls['redis'])}")
