@@ -10,10 +10,23 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 
+class Trips(list[str]):
+    """Round trips (command names; `pipeline`), and what each pipeline carried."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pipelines: list[list[str]] = []
+
+    def commands(self) -> list[str]:
+        """Every command sent, alone or in a pipeline."""
+        alone = [name.upper() for name in self if name != "pipeline"]
+        return alone + [name for sent in self.pipelines for name in sent]
+
+
 @contextlib.contextmanager
-def counted(redis: Redis) -> Iterator[list[str]]:
-    """Yields the list of round trips made on `redis` (command names; `pipeline`)."""
-    trips: list[str] = []
+def counted(redis: Redis) -> Iterator[Trips]:
+    """Yields the round trips made on `redis` (command names; `pipeline`)."""
+    trips = Trips()
     send, run = redis.execute_command, Pipeline.execute
 
     async def command(*args: Any, **kw: Any) -> Any:
@@ -23,6 +36,7 @@ def counted(redis: Redis) -> Iterator[list[str]]:
     async def pipeline(self: Pipeline, *args: Any, **kw: Any) -> Any:
         if self is not None and getattr(self, "_sortie_counted", None) is trips:
             trips.append("pipeline")
+            trips.pipelines.append([str(args[0]).upper() for args, _kw in self.command_stack])
         return await run(self, *args, **kw)
 
     original_pipeline = redis.pipeline

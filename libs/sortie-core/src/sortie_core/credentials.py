@@ -15,7 +15,16 @@ import uuid
 from pydantic import TypeAdapter
 from redis.asyncio import Redis
 
+from .coalesce import coalescer_for
 from .events import ServiceTicket, SsoSession
+
+
+async def _get(redis: Redis, key: str) -> bytes | None:
+    # In the round trip the process's other entries in work share (sortie_core.coalesce).
+    (raw,) = await coalescer_for(redis).run(lambda pipe: pipe.get(key))
+    if isinstance(raw, Exception):
+        raise raw
+    return raw  # type: ignore[no-any-return]
 
 
 def credentials_key(request_id: uuid.UUID | str) -> str:
@@ -24,7 +33,7 @@ def credentials_key(request_id: uuid.UUID | str) -> str:
 
 async def load_credentials(redis: Redis, request_id: uuid.UUID | str) -> SsoSession | None:
     """The request's SSO session, or None when it is gone (the request ended)."""
-    raw = await redis.get(credentials_key(request_id))
+    raw = await _get(redis, credentials_key(request_id))
     return None if raw is None else SsoSession.model_validate_json(raw)
 
 
@@ -42,7 +51,7 @@ _KEPT = TypeAdapter(tuple[ServiceTicket, ...])
 
 
 async def load_kept_tickets(redis: Redis, request_id: uuid.UUID | str) -> tuple[ServiceTicket, ...]:
-    raw = await redis.get(kept_tickets_key(request_id))
+    raw = await _get(redis, kept_tickets_key(request_id))
     return () if raw is None else _KEPT.validate_json(raw)
 
 

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
+from .coalesce import Coalescer, coalescer_for
 from .entries import (
     DEADLETTER_DATA_MAX,
     as_str,
@@ -37,7 +38,6 @@ from .entries import (
 )
 from .errors import RefusedError
 from .events import CONTRACT_VERSION, DeadLettered, decode_event
-from .redis_cluster import multi
 from .subscription import Delivery, Subscription
 
 log = logging.getLogger(__name__)
@@ -79,8 +79,17 @@ class MessagePath:
     """`process` is the path; `Consumers` (readers, claim loop) and the orchestrator's
     agent-results drain both feed it."""
 
-    def __init__(self, redis: Redis, *, max_deliveries: int, max_entry_bytes: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        max_deliveries: int,
+        max_entry_bytes: int,
+        coalescer: Coalescer | None = None,
+    ) -> None:
         self.redis = redis
+        # Every entry in work shares its round trips with the others (group commit).
+        self.trips = coalescer or coalescer_for(redis)
         self.max_deliveries = max_deliveries
         self.max_entry_bytes = max_entry_bytes
         self._begin = redis.register_script(_BEGIN)
@@ -108,7 +117,7 @@ class MessagePath:
                 return
             if verdict != "go":
                 # A copy already handled, or in work elsewhere: acknowledged.
-                await self.redis.xack(sub.stream, sub.group, entry_id)  # type: ignore[no-untyped-call]
+                await self.trips.run(lambda pipe: pipe.xack(sub.stream, sub.group, entry_id))
                 return
         await self._handle(sub, delivery, data, event, seen_key, token)
 
@@ -159,28 +168,32 @@ class MessagePath:
             return
         if delivery.acked and result is None and not sub.dedupe:
             return
-        async with multi(self.redis) as pipe:
+
+        def finish(pipe: Any) -> None:
             _publish_result(pipe, sub, result)
             if sub.dedupe:
                 pipe.set(seen, b"done", ex=SEEN_TTL_S)
             if not delivery.acked:
                 pipe.xack(sub.stream, sub.group, delivery.entry_id)
-            await pipe.execute()
+
+        await self.trips.atomic(finish)
 
     async def _start(self, sub: Subscription, event: Any, seen_key: str, token: str) -> str:
         """One round trip: does the request exist (commands), and is this event new
         (marked as started) or a copy: `unknown`, `done`, `copy` or `go`."""
+
+        # EVALSHA by hand: redis-py's pipelines send SCRIPT EXISTS before every execute
+        # for registered scripts (one more round trip each time). Through
+        # `execute_command`: a Cluster pipeline blocks its `evalsha` method, not the
+        # command (routed by its key like any other).
+        def begin(pipe: Any) -> None:
+            if sub.request_key is not None:
+                pipe.exists(sub.request_key(event))
+            if sub.dedupe:
+                pipe.execute_command("EVALSHA", self._begin.sha, 1, seen_key, token, SEEN_TTL_S)
+
         for _ in range(2):
-            # EVALSHA by hand: redis-py's pipelines send SCRIPT EXISTS before every
-            # execute for registered scripts (one more round trip each time). Through
-            # `execute_command`: a Cluster pipeline blocks its `evalsha` method, not the
-            # command (routed by its key like any other).
-            async with self.redis.pipeline(transaction=False) as pipe:
-                if sub.request_key is not None:
-                    pipe.exists(sub.request_key(event))
-                if sub.dedupe:
-                    pipe.execute_command("EVALSHA", self._begin.sha, 1, seen_key, token, SEEN_TTL_S)
-                replies = await pipe.execute(raise_on_error=False)
+            replies = await self.trips.run(begin)
             if not (sub.dedupe and isinstance(replies[-1], NoScriptError)):
                 break
             await self.redis.script_load(_BEGIN)  # Redis restarted, or first use

@@ -208,7 +208,7 @@ class ClusterSagaStore(SagaStore):
     ) -> None:
         state = transition.state
         rid = str(state.request_id)
-        forget = state.sso_session is None and loaded.state.sso_session is not None
+        forget = state.sso_session is None and loaded.had_sso
         result = await self._commit(
             keys=[req_key(rid), deadlines_key(rid), credentials_key(rid), outbox_key(rid)],
             args=[
@@ -224,14 +224,14 @@ class ClusterSagaStore(SagaStore):
         )
         if int(result) != 1:
             raise Conflict(rid)
-        if state.finished and not loaded.state.finished:
+        if state.finished and not loaded.was_finished:
             await self.redis.srem(active_key(state.kind.value), rid)  # type: ignore[misc]
         if ack is not None:
             await self.redis.xack(ack.stream, ack.group, ack.entry_id)  # type: ignore[no-untyped-call]
             ack.acked = True
         if state.followups:
             await self.redis.hset(FOLLOWUPS, rid, ",".join(sorted(state.followups)))  # type: ignore[misc]
-        elif loaded.state.followups:
+        elif loaded.had_followups:
             await self.redis.hdel(FOLLOWUPS, rid)  # type: ignore[misc]
 
     # -- deadlines ------------------------------------------------------------------------

@@ -21,7 +21,6 @@ outbox in the request's slot instead, moved on by the relay (`sortie_core.outbox
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import uuid
@@ -31,15 +30,18 @@ from datetime import datetime
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from sortie_core.broker import Delivery, entry_fields, request_key
+from sortie_core.coalesce import coalescer_for
 from sortie_core.credentials import credentials_key
 from sortie_core.errors import RefusedError
 from sortie_core.redis_conn import run_then_wait
 from sortie_orchestrator.saga import SagaState, Transition, phases
 
 from . import doc_codec
+from .saga_cursor import decode_cursor, encode_cursor
+from .saga_kept import KeptDocs
 from .saga_scripts import COMMIT, CREATE
 
 DEADLINES = "sortie:deadlines"
@@ -82,6 +84,20 @@ def _messages_json(transition: Transition) -> str:
 class Loaded:
     state: SagaState
     version: int
+    # What the commit compares with, read before a transition may reuse `state`.
+    had_sso: bool = False
+    had_followups: bool = False
+    was_finished: bool = False
+
+    @classmethod
+    def of(cls, state: SagaState, version: int) -> Loaded:
+        return cls(
+            state,
+            version,
+            had_sso=state.sso_session is not None,
+            had_followups=bool(state.followups),
+            was_finished=state.finished,
+        )
 
 
 class NotDurable(ResponseError):
@@ -110,8 +126,12 @@ class SagaStore:
         durable_replicas: int = 0,
         durable_timeout_ms: int = 1000,
         credentials_ttl_s: int = 26 * 3600,
+        cache_size: int = 4096,
     ) -> None:
         self.redis = redis
+        # Round trips shared with the process's other callers (sortie_core.coalesce).
+        self.trips = coalescer_for(redis)
+        self._docs = KeptDocs(cache_size)
         # The SSO credentials' key outlives no follow-up (24 h horizon by default): it is
         # deleted when the request no longer needs them, this is only the backstop.
         self.credentials_ttl_s = credentials_ttl_s
@@ -141,6 +161,7 @@ class SagaStore:
         this one.
         """
         state = transition.state
+        doc = doc_codec.encode(state)
         (created, rid), acked = await self._run_create(
             keys=[
                 req_key(state.request_id),
@@ -154,7 +175,7 @@ class SagaStore:
             ],
             args=[
                 str(state.request_id),
-                doc_codec.encode(state),
+                doc,
                 _score(state.next_deadline()),
                 repr(int(state.created_at.timestamp() * 1_000_000)),
                 self.idempotency_ttl_s,
@@ -175,6 +196,8 @@ class SagaStore:
             raise NotDurable(
                 f"NOREPLICAS {acked} of {self.durable_replicas} replicas acknowledged in time"
             )
+        if created:
+            self._docs.written(rid_s, 1, doc, state.finished)
         return bool(created), uuid.UUID(rid_s)
 
     async def _run_create(self, keys: list[Any], args: list[Any]) -> tuple[Any, int]:
@@ -182,17 +205,40 @@ class SagaStore:
         (WAIT counts what its own connection wrote; on another pooled connection it could
         answer before this write reached any replica)."""
         if not self.durable_replicas:
-            return await self._create(keys=keys, args=args), 0
+            return await self.evalsha(self._create, keys, args), 0
         replicas, timeout_ms = self.durable_replicas, self.durable_timeout_ms
         return await run_then_wait(
             self.redis, self._create, keys, args, replicas=replicas, timeout_ms=timeout_ms
         )
 
+    async def evalsha(self, script: Any, keys: list[Any], args: list[Any]) -> Any:
+        """`script` in a shared round trip (loaded again after a Redis restart)."""
+        for _ in range(2):
+            (reply,) = await self.trips.run(
+                lambda pipe: pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            )
+            if not isinstance(reply, NoScriptError):
+                break
+            await self.redis.script_load(script.script)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
     async def load(self, request_id: uuid.UUID | str) -> Loaded | None:
-        raw = await self.redis.hmget(req_key(request_id), ["doc", "v"])  # type: ignore[misc]
+        key = req_key(request_id)
+        (raw,) = await self.trips.run(lambda pipe: pipe.hmget(key, ["doc", "v"]))
+        if isinstance(raw, Exception):
+            raise raw
         if raw[0] is None:
             return None
-        return Loaded(doc_codec.decode(raw[0]), int(raw[1] or 0))
+        return Loaded.of(doc_codec.decode(raw[0]), int(raw[1] or 0))
+
+    async def _latest(self, request_id: uuid.UUID | str) -> tuple[Loaded | None, bool]:
+        """The doc this process last wrote (True), else Redis's (False)."""
+        known = self._docs.get(str(request_id))
+        if known is not None:
+            return Loaded.of(doc_codec.decode(known[1]), known[0]), True
+        return await self.load(request_id), False
 
     async def commit(
         self, loaded: Loaded, transition: Transition, ack: Delivery | None = None
@@ -210,26 +256,30 @@ class SagaStore:
         if ack is not None:
             keys.append(ack.stream)
             extra = [ack.group, ack.entry_id]
-        result = await self._commit(
-            keys=keys,
-            args=[
-                str(state.request_id),
+        rid = str(state.request_id)
+        doc = doc_codec.encode(state)
+        result = await self.evalsha(
+            self._commit,
+            keys,
+            [
+                rid,
                 loaded.version,
-                doc_codec.encode(state),
+                doc,
                 _score(state.next_deadline()),
                 "1" if state.finished else "0",
                 self.retention_s + phases.keep_s(state.phases),
                 _messages_json(transition),
-                "1" if state.sso_session is None and loaded.state.sso_session is not None else "0",
+                "1" if state.sso_session is None and loaded.had_sso else "0",
                 *extra,
             ],
         )
         if int(result) != 1:
-            raise Conflict(str(state.request_id))
+            self._docs.drop(rid)
+            raise Conflict(rid)
+        self._docs.written(rid, loaded.version + 1, doc, state.finished)
         if ack is not None:
             ack.acked = True
-        if state.followups or loaded.state.followups:
-            rid = str(state.request_id)
+        if state.followups or loaded.had_followups:
             if state.followups:
                 await self.redis.hset(FOLLOWUPS, rid, ",".join(sorted(state.followups)))  # type: ignore[misc]
             else:
@@ -256,13 +306,20 @@ class SagaStore:
         With `ack` (a report's delivery), an unknown request is refused
         (`unknown_request`, dead-lettered) and the entry is acknowledged by the commit."""
         for _ in range(attempts):
-            loaded = await self.load(request_id)
+            loaded, kept = await self._latest(request_id)
             if loaded is None:
                 if ack is not None:
                     raise RefusedError(f"no request {request_id}", code="unknown_request")
                 return None
+            # Decoded for this transition alone: its first copy may be itself.
+            loaded.state._spare = True
             transition = step(loaded.state)
             if transition is None:
+                if kept:
+                    # "Nothing to do" is not proven by a commit: judged again on Redis's
+                    # doc (another replica may have moved the request on).
+                    self._docs.drop(str(request_id))
+                    continue
                 return None
             try:
                 await self.commit(loaded, transition, ack)
@@ -333,17 +390,3 @@ class SagaStore:
     async def trim_indexes(self, now: datetime) -> None:
         cutoff = int((now.timestamp() - self.retention_s) * 1_000_000)
         await self.redis.zremrangebyscore(REQUESTS, "-inf", cutoff)
-
-
-def encode_cursor(pos: tuple[int, str]) -> str:
-    return base64.urlsafe_b64encode(f"{pos[0]}:{pos[1]}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[int, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        score, rid = raw.split(":", 1)
-        uuid.UUID(rid)
-        return int(score), rid
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError("invalid cursor") from exc

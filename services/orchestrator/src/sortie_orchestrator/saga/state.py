@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, PrivateAttr
 
 from sortie_core.events import (
     Discovery,
@@ -83,7 +83,14 @@ class FollowUp(BaseModel):
 class SagaState(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
+    # Set on a state decoded for one transition only (the store's `apply`): its first
+    # deep copy is itself, since nothing else holds it.
+    _spare: bool = PrivateAttr(default=False)
+
     def __deepcopy__(self, memo: dict[int, object] | None = None) -> SagaState:
+        if self._spare:
+            self._spare = False
+            return self
         # `model_copy(deep=True)` (every transition) through pydantic-core's JSON, ~4x
         # cheaper than copy.deepcopy over the nested models; the state round-trips, as
         # stored (doc_codec).
