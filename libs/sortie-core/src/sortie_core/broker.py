@@ -93,7 +93,7 @@ class Consumers:
     max_deliveries: int = 5
     claim_idle_ms: int = 15_000
     claim_interval_ms: int = 1_000
-    polling_interval_ms: int = 100
+    polling_interval_ms: int = 1_000
     graceful_timeout_s: float = 15.0
     # Entries larger than this (all fields) are dead-lettered `too_large`.
     max_entry_bytes: int = 1_048_576

@@ -185,7 +185,10 @@ class ServiceSettings(BaseSettings):
     max_deliveries: int = Field(default=5, ge=1)
     claim_idle_ms: int = Field(default=15_000, ge=100)
     claim_interval_ms: int = Field(default=1_000, ge=50)
-    polling_interval_ms: int = Field(default=100, ge=1)
+    # XREADGROUP's BLOCK: a new entry wakes the reader at once whatever it is; this only
+    # sets how often an idle subscription asks again (each asking is a round trip, and a
+    # process has up to five subscriptions idle most of the time).
+    polling_interval_ms: int = Field(default=1_000, ge=1)
     concurrency: int = Field(default=32, ge=1, le=1024)
     # Entries larger than this (all fields) are dead-lettered `too_large`.
     max_entry_bytes: int = Field(default=1_048_576, ge=1024)
