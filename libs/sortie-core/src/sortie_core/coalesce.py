@@ -36,7 +36,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ExecAbortError, ResponseError
 
-from .redis_cluster import is_cluster, multi
+from .redis_cluster import is_cluster, multi, relearn
 
 # What a caller adds to the pipeline it is handed (commands only; no await).
 Build = Callable[[Any], None]
@@ -135,7 +135,12 @@ class Coalescer:
         if self._alone:
             async with self.redis.pipeline(transaction=False) as pipe:
                 build(pipe)
-                return list(await pipe.execute(raise_on_error=False))
+                replies = list(await pipe.execute(raise_on_error=False))
+            if any(isinstance(r, RedisConnectionError | TimeoutError) for r in replies):
+                # A node lost: returned as a reply, so redis-py did not learn the
+                # Cluster's new layout itself.
+                relearn(self.redis)
+            return replies
         return await self._plain.submit(build)
 
     async def atomic(self, build: Build) -> list[Any]:
