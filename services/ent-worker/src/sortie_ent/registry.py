@@ -118,7 +118,9 @@ class Application(BaseModel):
 
     _compiled: tuple[re.Pattern[str], ...] = PrivateAttr(default=())
     _prefixes: tuple[tuple[str, str, int, str], ...] = PrivateAttr(default=())
-    _matched: dict[str, bool] = PrivateAttr(default_factory=dict)
+    # Set in model_post_init: a default_factory costs pydantic an inspect.signature call
+    # on every instance.
+    _matched: dict[str, bool] = PrivateAttr()
 
     @field_validator("name")
     @classmethod
@@ -189,6 +191,7 @@ class Application(BaseModel):
     def model_post_init(self, context: Any, /) -> None:
         self._compiled = tuple(re.compile(p) for p in self.service_patterns)
         self._prefixes = tuple(_url_prefix(u) for u in self.service_urls)
+        self._matched = {}
 
     @property
     def action(self) -> str:
@@ -232,7 +235,10 @@ class Registry(BaseModel):
     applications: tuple[Application, ...] = ()
 
     # service URL -> the index of its application in `applications`, -1 for none.
-    _matched: dict[str, int] = PrivateAttr(default_factory=dict)
+    _matched: dict[str, int] = PrivateAttr()
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._matched = {}
 
     @model_validator(mode="after")
     def _unique_names(self) -> Registry:
