@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import httpx
+import jwt as pyjwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -54,6 +56,36 @@ async def fetch_jwks(client: httpx.AsyncClient) -> dict[str, object]:
     assert response.headers["content-type"].startswith("application/jwk-set+json")
     body: dict[str, object] = response.json()
     return body
+
+
+@pytest.mark.parametrize("pem", [generate_key_pem, rsa_pem], ids=["ES256", "RS256"])
+def test_a_token_is_what_pyjwt_encode_makes_and_pyjwt_verifies_it(pem: Any) -> None:
+    """The header and claims are written once per key, not by `jwt.encode`: the same
+    bytes, and a signature PyJWT checks."""
+    signer = LogoutTokenSigner(pem(), issuer=ISSUER)
+    token = signer.sign("ism", sub="alice", sid="s-1", now=1_800_000_000)
+    header, payload, _ = token.split(".")
+    claims = pyjwt.decode(
+        token,
+        pyjwt.PyJWK(signer.public_jwk).key,
+        algorithms=[signer.algorithm],
+        audience="ism",
+        issuer=ISSUER,
+        options={"verify_exp": False, "verify_iat": False},
+    )
+    reference = pyjwt.encode(
+        claims,
+        signer._key,
+        algorithm=signer.algorithm,
+        headers={"typ": "logout+jwt", "kid": signer.kid},
+    )
+    assert reference.split(".")[:2] == [header, payload]
+    assert pyjwt.get_unverified_header(token) == {
+        "alg": signer.algorithm,
+        "kid": signer.kid,
+        "typ": "logout+jwt",
+    }
+    assert claims["sid"] == "s-1" and claims["iat"] == 1_800_000_000
 
 
 def test_logout_token_claims_and_header() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from sortie_ent.registry import AppProtocol, load_registry, parse_registry
+from sortie_ent.registry import MATCH_CACHE_SIZE, AppProtocol, load_registry, parse_registry
 
 EXAMPLE = Path(__file__).parents[2] / "services" / "ent-worker" / "registry.example.yaml"
 
@@ -162,3 +162,20 @@ def test_first_matching_application_wins() -> None:
     assert found is not None and found.name == "one"
     found = registry.match("https://a.test/y")
     assert found is not None and found.name == "two"
+
+
+def test_a_remembered_answer_is_the_answer() -> None:
+    """Answers are remembered per URL (a ticket is matched when discovered, planned and
+    sent), up to MATCH_CACHE_SIZE URLs; past that the memory starts again."""
+    registry = parse_registry(
+        "applications:\n"
+        "  - name: one\n    protocol: cas_slo\n    service_urls: ['https://a.test/x/']\n"
+    )
+    app = registry.applications[0]
+    urls = ["https://a.test/x/1", "https://a.test/x/../y", "https://a.test/y", "https://b.test/x/"]
+    first = [(app.matches(u), registry.match(u)) for u in urls]
+    assert first == [(True, app), (False, None), (False, None), (False, None)]
+    for n in range(MATCH_CACHE_SIZE + 10):
+        assert registry.match(f"https://a.test/x/{n}") is app
+    assert [(app.matches(u), registry.match(u)) for u in urls] == first
+    assert len(app._matched) <= MATCH_CACHE_SIZE and len(registry._matched) <= MATCH_CACHE_SIZE

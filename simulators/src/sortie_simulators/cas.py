@@ -28,17 +28,19 @@ absent: 404 on `/cas/v1/tickets...`).
 
 Any non-empty username and password log in. Every destroyed session is written to
 `/_sim/events` with wall-clock and monotonic times, so tests can check that the SSO
-session ended after every application logout.
+session ended after every application logout (the last `MAX_EVENTS` only).
+
+Sessions are indexed by user, so a request costs the same with 10 or 100,000 of them.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import itertools
+import re
 import secrets
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from collections.abc import Callable
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
@@ -46,7 +48,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from .cas_login import install_login
-from .common import FormError, iso_us, read_form, sleep_ms, stamp, utc_now
+from .cas_sessions import CasSimulator, Tgt
+from .common import FormError, read_form, sleep_ms
 from .demo import (
     ALICE,
     DEFAULT_ENTAPPS_URL,
@@ -56,144 +59,6 @@ from .demo import (
     DEMO_TGT,
     demo_service_url,
 )
-
-# Apereo ticket ids end with a host suffix; ours says where they come from.
-TICKET_SUFFIX = "sortie-cas"
-# What Jackson's default typing writes for a CAS service, and Apereo's default TGT policy.
-SERVICE_CLASS = "org.apereo.cas.authentication.principal.SimpleWebApplicationServiceImpl"
-TGT_POLICY = "TicketGrantingTicketExpirationPolicy"
-
-
-def iso_standard(moment: datetime) -> str:
-    """Apereo's `ISOStandardDateFormat`: `yyyy-MM-dd'T'HH:mm:ss.SSSZ`."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
-
-
-@dataclass
-class Tgt:
-    id: str
-    username: str
-    created_at: datetime
-    # service ticket -> service URL, in the order they were issued
-    services: dict[str, str] = field(default_factory=dict)
-
-    def sso_view(self) -> dict[str, Any]:
-        return {
-            "tgt": self.id,
-            "service_tickets": [{"service": s, "ticket": t} for t, s in self.services.items()],
-        }
-
-    def sim_view(self) -> dict[str, Any]:
-        return {
-            "tgt": self.id,
-            "user": self.username,
-            "created_at": iso_us(self.created_at),
-            "services": [{"service": s, "ticket": t} for t, s in self.services.items()],
-        }
-
-    def actuator_view(self, *, direct: bool = False) -> dict[str, Any]:
-        """One entry of `activeSsoSessions`, keys in Apereo's order."""
-        view: dict[str, Any] = {
-            "authenticated_principal": self.username,
-            "authentication_date": iso_us(self.created_at),
-            "authentication_date_formatted": iso_standard(self.created_at),
-            "creation_date_formatted": iso_standard(self.created_at),
-            "last_used_date_formatted": iso_standard(self.created_at),
-            "number_of_uses": len(self.services),
-            "ticket_granting_ticket": self.id,
-            "principal_attributes": {},
-            "authentication_attributes": {},
-            "expiration_policy": {
-                "timeToIdle": 7200,
-                "timeToLive": 28800,
-                "clock": "SystemClock[Z]",
-                "name": TGT_POLICY,
-            },
-            "remember_me": False,
-        }
-        if not direct:
-            view["is_proxied"] = False
-        view["authenticated_services"] = {
-            ticket: {
-                "@class": SERVICE_CLASS,
-                "id": url,
-                "originalUrl": url,
-                "principal": self.username,
-                "source": "service",
-                "tenant": None,
-            }
-            for ticket, url in self.services.items()
-        }
-        return view
-
-
-@dataclass
-class CasFaults:
-    # Accept every delete (200, as usual) and destroy nothing.
-    keep_sessions_on_delete: bool = False
-    # The REST module is not deployed: 404 on every /cas/v1/tickets request.
-    tickets_api_missing: bool = False
-    # The CAS is down (behind its load balancer): 503 on everything but /_sim.
-    down: bool = False
-
-
-class CasSimulator:
-    def __init__(self) -> None:
-        self.tgts: dict[str, Tgt] = {}
-        self.events: list[dict[str, Any]] = []
-        self.faults = CasFaults()
-        self._serial = itertools.count(1)
-
-    def _ticket_id(self, prefix: str) -> str:
-        return f"{prefix}-{next(self._serial)}-{secrets.token_urlsafe(24)}-{TICKET_SUFFIX}"
-
-    def create_tgt(self, username: str, tgt_id: str | None = None) -> Tgt:
-        tgt = Tgt(tgt_id or self._ticket_id("TGT"), username, utc_now())
-        self.tgts[tgt.id] = tgt
-        return tgt
-
-    def grant(self, tgt: Tgt, service: str, ticket: str | None = None) -> str:
-        ticket = ticket or self._ticket_id("ST")
-        tgt.services[ticket] = service
-        return ticket
-
-    def newest_tgt(self, username: str) -> Tgt | None:
-        mine = [t for t in self.tgts.values() if t.username == username]
-        return mine[-1] if mine else None
-
-    def sessions_of(self, username: str | None) -> list[Tgt]:
-        """Sorted by TGT id; the user matched case-insensitively, as Apereo does."""
-        wanted = username.lower() if username else None
-        return sorted(
-            (t for t in self.tgts.values() if wanted is None or t.username.lower() == wanted),
-            key=lambda t: t.id,
-        )
-
-    def delete_tgt(self, tgt_id: str) -> Tgt | None:
-        tgt = self.tgts.get(tgt_id)
-        if tgt is not None and not self.faults.keep_sessions_on_delete:
-            del self.tgts[tgt_id]
-            self._event("tgt_deleted", tgt.username, [tgt.id])
-        return tgt
-
-    def delete_user_sessions(self, username: str) -> list[str]:
-        ids = [t.id for t in self.sessions_of(username)]
-        if not self.faults.keep_sessions_on_delete:
-            for tgt_id in ids:
-                del self.tgts[tgt_id]
-            self._event("sso_sessions_deleted", username, ids)
-        return ids
-
-    def _event(self, what: str, username: str, tgts: list[str]) -> None:
-        self.events.append(
-            {
-                **stamp(),
-                "what": what,
-                "username": username,
-                "tgt": tgts[0] if tgts else None,
-                "tgts": tgts,
-            }
-        )
 
 
 def load_demo(sim: CasSimulator, entapps_url: str) -> None:
@@ -239,6 +104,78 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
     return (user, password) if sep else None
 
 
+def user_listing(sim: CasSimulator, sessions: list[Tgt], *, direct: bool = False) -> Response:
+    # A response, not a dict: FastAPI would validate the dict against the annotation.
+    return JSONResponse(
+        {
+            "activeSsoSessions": [t.actuator_view(direct=direct) for t in sessions],
+            "totalSsoSessions": len(sim.tgts),
+        }
+    )
+
+
+def _user_sessions(sim: CasSimulator, username: str) -> Response:
+    return user_listing(sim, sim.sessions_of(username))
+
+
+def _destroy_user_sessions(sim: CasSimulator, username: str) -> Response:
+    destroyed = sim.delete_user_sessions(username)
+    return JSONResponse({tgt_id: _destroyed(tgt_id) for tgt_id in destroyed})
+
+
+def _destroy_tgt(sim: CasSimulator, tgt_id: str) -> Response:
+    sim.delete_tgt(tgt_id)
+    return Response(status_code=200)
+
+
+# What Sortie calls for every request (discovery, the destroy, its read-back): method, the
+# path as Starlette matches a route with a `str` parameter (`[^/]+`), whether it is the
+# REST module's, the answer.
+_HOT: tuple[tuple[str, re.Pattern[str], bool, Callable[[CasSimulator, str], Response]], ...] = (
+    ("GET", re.compile(r"/cas/actuator/ssoSessions/users/([^/]+)"), False, _user_sessions),
+    (
+        "DELETE",
+        re.compile(r"/cas/actuator/ssoSessions/users/([^/]+)"),
+        False,
+        _destroy_user_sessions,
+    ),
+    ("DELETE", re.compile(r"/cas/v1/tickets/([^/]+)"), True, _destroy_tgt),
+)
+
+
+class FrontDoor:
+    """Plain ASGI, in front of the FastAPI routes. While the CAS is `down`: 503 on
+    everything but /_sim. With `hot` (no latency, no actuator credentials to check), the
+    calls in `_HOT` are answered here, as their routes answer them, unless the REST module
+    is `tickets_api_missing`; everything else goes to the routes. Starlette's
+    BaseHTTPMiddleware ran every request through a task group and a memory stream, and
+    FastAPI's dependencies and routing cost as much again as the answer."""
+
+    def __init__(self, app: Any, sim: CasSimulator, hot: bool) -> None:
+        self.app, self.sim, self.hot = app, sim, hot
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if self.sim.faults.down and not path.startswith("/_sim"):
+                await _text("Service Unavailable", 503)(scope, receive, send)
+                return
+            hot = self.hot and not scope.get("root_path")
+            answer = self._hot(scope["method"], path) if hot else None
+            if answer is not None:
+                await answer(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _hot(self, method: str, path: str) -> Response | None:
+        for verb, pattern, rest, answer in _HOT:
+            if verb == method and (found := pattern.fullmatch(path)) is not None:
+                if rest and self.sim.faults.tickets_api_missing:
+                    return None
+                return answer(self.sim, found.group(1))
+        return None
+
+
 def create_app(
     *,
     seed_demo: bool = False,
@@ -253,11 +190,7 @@ def create_app(
     app = FastAPI(title="Sortie CAS simulator", docs_url="/_sim/docs")
     app.state.sim = sim
 
-    @app.middleware("http")
-    async def outage(request: Request, call_next: Any) -> Any:
-        if sim.faults.down and not request.url.path.startswith("/_sim"):
-            return _text("Service Unavailable", 503)
-        return await call_next(request)
+    app.add_middleware(FrontDoor, sim=sim, hot=latency_ms <= 0 and actuator_user is None)
 
     async def latency() -> None:
         await sleep_ms(latency_ms)
@@ -311,14 +244,7 @@ def create_app(
 
     @app.delete("/cas/v1/tickets/{tgt_id}", dependencies=rest)
     async def destroy_ticket_granting_ticket(tgt_id: str) -> Response:
-        sim.delete_tgt(tgt_id)
-        return Response(status_code=200)
-
-    def listing(sessions: list[Tgt], *, direct: bool = False) -> dict[str, Any]:
-        return {
-            "activeSsoSessions": [t.actuator_view(direct=direct) for t in sessions],
-            "totalSsoSessions": len(sim.tgts),
-        }
+        return _destroy_tgt(sim, tgt_id)
 
     @app.get("/cas/actuator/ssoSessions", dependencies=actuator)
     async def sso_sessions(
@@ -326,21 +252,21 @@ def create_app(
         username: str | None = None,
         start: Annotated[int, Query(alias="from", ge=0)] = 0,
         count: Annotated[int, Query(ge=0)] = 1000,
-    ) -> dict[str, Any]:
+    ) -> Response:
         """Every live SSO session (no proxied ones here: PROXIED lists none)."""
         if kind not in ("ALL", "DIRECT", "PROXIED"):
             raise HTTPException(400, f"unknown type {kind!r}")
         found = [] if kind == "PROXIED" else sim.sessions_of(username)
-        return listing(found[start : start + count if count else None], direct=kind == "DIRECT")
+        found = found[start : start + count if count else None]
+        return user_listing(sim, found, direct=kind == "DIRECT")
 
     @app.get("/cas/actuator/ssoSessions/users/{username}", dependencies=actuator)
-    async def user_sso_sessions(username: str) -> dict[str, Any]:
-        return listing(sim.sessions_of(username))
+    async def user_sso_sessions(username: str) -> Response:
+        return _user_sessions(sim, username)
 
     @app.delete("/cas/actuator/ssoSessions/users/{username}", dependencies=actuator)
-    async def destroy_user_sso_sessions(username: str) -> JSONResponse:
-        destroyed = sim.delete_user_sessions(username)
-        return JSONResponse({tgt_id: _destroyed(tgt_id) for tgt_id in destroyed})
+    async def destroy_user_sso_sessions(username: str) -> Response:
+        return _destroy_user_sessions(sim, username)
 
     @app.delete("/cas/actuator/ssoSessions/{tgt_id}", dependencies=actuator)
     async def destroy_sso_session(tgt_id: str) -> JSONResponse:
@@ -369,7 +295,7 @@ def create_app(
 
     @app.get("/_sim/events")
     async def events() -> list[dict[str, Any]]:
-        return sim.events
+        return list(sim.events)
 
     @app.get("/_sim/config")
     async def get_config() -> dict[str, Any]:

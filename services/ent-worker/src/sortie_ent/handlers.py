@@ -52,6 +52,7 @@ SSO_SERVICE = services.SSO
 DESTROY_SSO_SESSION = services.SsoAction.DESTROY_SSO_SESSION.value
 DESTROY_ALL_SSO_SESSIONS = services.SsoAction.DESTROY_ALL_SSO_SESSIONS.value
 APP_LOGOUT = services.EntAction.APP_LOGOUT.value
+NO_APPS = Registry()
 
 
 async def handle_logout(
@@ -167,7 +168,7 @@ async def handle_sso_logout(
     # The step's time covers this look-up (the session's count before the delete).
     began = utcnow()
     before = await discover(
-        sso, event.subject, registry if registry and first else Registry(), tgt=tgt, kept=kept
+        sso, event.subject, registry if registry and first else NO_APPS, tgt=tgt, kept=kept
     )
     if first and before.error is not None:
         # The orchestrator stops naming them once it waited long enough (sso_apps_first).

@@ -16,10 +16,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from jwt.api_jws import PyJWS
 
 BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 LOGOUT_TOKEN_TYPE = "logout+jwt"
@@ -29,6 +29,10 @@ _THUMBPRINT_MEMBERS = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n")}
 
 class SigningKeyError(ValueError):
     """The signing key file is missing, unreadable or of an unsupported kind."""
+
+
+def _b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
 def jwk_thumbprint(public_jwk: dict[str, Any]) -> str:
@@ -69,6 +73,12 @@ class LogoutTokenSigner:
         self._key = key
         self.issuer = issuer
         self.ttl_s = ttl_s
+        # What `jwt.encode` does for every token, done once: the protected header (PyJWT
+        # writes it compact, keys sorted) and the algorithm; each token then costs its
+        # claims and the signature alone (PyJWT's own `sign`, DER to raw for ES256).
+        header = {"alg": self.algorithm, "kid": self.kid, "typ": LOGOUT_TOKEN_TYPE}
+        self._header = _b64url(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
+        self._signing = PyJWS().get_algorithm_by_name(self.algorithm)
 
     @classmethod
     def from_file(cls, path: Path, *, issuer: str, ttl_s: float = 120.0) -> LogoutTokenSigner:
@@ -101,9 +111,7 @@ class LogoutTokenSigner:
             claims["sub"] = sub
         if sid:
             claims["sid"] = sid
-        return jwt.encode(
-            claims,
-            self._key,
-            algorithm=self.algorithm,
-            headers={"typ": LOGOUT_TOKEN_TYPE, "kid": self.kid},
-        )
+        payload = _b64url(json.dumps(claims, separators=(",", ":")).encode())
+        signing_input = self._header + b"." + payload
+        signature = self._signing.sign(signing_input, self._key)
+        return (signing_input + b"." + _b64url(signature)).decode()

@@ -20,6 +20,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 UNREGISTERED = "unregistered"
+# How many service URLs an application, and the registry, remember the answer for (a
+# request's tickets are matched when discovered, planned and sent): emptied when full.
+MATCH_CACHE_SIZE = 4096
 PLACEHOLDERS = ("cas_username", "user_id")
 _PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -115,6 +118,9 @@ class Application(BaseModel):
 
     _compiled: tuple[re.Pattern[str], ...] = PrivateAttr(default=())
     _prefixes: tuple[tuple[str, str, int, str], ...] = PrivateAttr(default=())
+    # Set in model_post_init: a default_factory costs pydantic an inspect.signature call
+    # on every instance.
+    _matched: dict[str, bool] = PrivateAttr()
 
     @field_validator("name")
     @classmethod
@@ -185,6 +191,7 @@ class Application(BaseModel):
     def model_post_init(self, context: Any, /) -> None:
         self._compiled = tuple(re.compile(p) for p in self.service_patterns)
         self._prefixes = tuple(_url_prefix(u) for u in self.service_urls)
+        self._matched = {}
 
     @property
     def action(self) -> str:
@@ -201,6 +208,14 @@ class Application(BaseModel):
         return self.protocol in (AppProtocol.HTTP, AppProtocol.OIDC_BCL)
 
     def matches(self, url: str) -> bool:
+        known = self._matched.get(url)
+        if known is None:
+            if len(self._matched) >= MATCH_CACHE_SIZE:
+                self._matched.clear()
+            known = self._matched[url] = self._match(url)
+        return known
+
+    def _match(self, url: str) -> bool:
         if not is_plain_http_url(url) or any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
             return False
         if any(p.fullmatch(url) for p in self._compiled):
@@ -219,6 +234,12 @@ class Registry(BaseModel):
 
     applications: tuple[Application, ...] = ()
 
+    # service URL -> the index of its application in `applications`, -1 for none.
+    _matched: dict[str, int] = PrivateAttr()
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._matched = {}
+
     @model_validator(mode="after")
     def _unique_names(self) -> Registry:
         seen: set[str] = set()
@@ -230,10 +251,14 @@ class Registry(BaseModel):
 
     def match(self, service_url: str) -> Application | None:
         """The first application, in file order, whose patterns match the whole URL."""
-        for app in self.applications:
-            if app.matches(service_url):
-                return app
-        return None
+        index = self._matched.get(service_url)
+        if index is None:
+            if len(self._matched) >= MATCH_CACHE_SIZE:
+                self._matched.clear()
+            index = self._matched[service_url] = next(
+                (i for i, app in enumerate(self.applications) if app.matches(service_url)), -1
+            )
+        return self.applications[index] if index >= 0 else None
 
     @property
     def identity_apps(self) -> tuple[Application, ...]:

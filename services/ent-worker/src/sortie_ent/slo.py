@@ -35,12 +35,14 @@ def logout_request(
     request_id: str | None = None,
 ) -> str:
     moment = (now or datetime.now(UTC)).astimezone(UTC)
-    rid = request_id or f"LR-{uuid.uuid4()}"
+    # A generated ID and the instant hold nothing to escape (quoteattr would return them
+    # quoted as is); a given ID is escaped.
+    rid = quoteattr(request_id) if request_id else f'"LR-{uuid.uuid4()}"'
     instant = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
     return (
         '<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol"'
         ' xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"'
-        f' ID={quoteattr(rid)} Version="2.0" IssueInstant={quoteattr(instant)}>'
+        f' ID={rid} Version="2.0" IssueInstant="{instant}">'
         f"<saml:NameID>{escape(name_id)}</saml:NameID>"
         f"<samlp:SessionIndex>{escape(session_index)}</samlp:SessionIndex>"
         "</samlp:LogoutRequest>"

@@ -17,7 +17,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urlencode
 
 import aiohttp
 from aiohttp.helpers import get_env_proxy_for_url
@@ -50,6 +50,7 @@ class Http:
         self._session: aiohttp.ClientSession | None = None
         # (scheme, host) -> the proxy from HTTP(S)_PROXY / NO_PROXY, or None.
         self._proxies: dict[tuple[str, str], tuple[URL | None, aiohttp.BasicAuth | None]] = {}
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     def _get(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -92,6 +93,9 @@ class Http:
         """`encoded`: `url` is already percent-encoded (kept as is)."""
         target = URL(url, encoded=encoded)
         proxy, proxy_auth = self._proxy(target)
+        timeout = self._timeouts.get(timeout_s)
+        if timeout is None:
+            timeout = self._timeouts[timeout_s] = aiohttp.ClientTimeout(total=timeout_s)
         try:
             async with self._get().request(
                 method,
@@ -99,7 +103,7 @@ class Http:
                 proxy=proxy,
                 proxy_auth=proxy_auth,
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=timeout_s),
+                timeout=timeout,
                 **kwargs,
             ) as response:
                 answer = Answer(response.status, response.headers, await response.read())
@@ -117,6 +121,14 @@ class Http:
                 missing_code=missing_code,
             )
         return answer
+
+
+def form(**fields: str) -> aiohttp.BytesPayload:
+    """A urlencoded form body, as aiohttp makes one from a dict (`FormData`), built
+    without its per-request type lookups."""
+    return aiohttp.BytesPayload(
+        urlencode(fields).encode(), content_type="application/x-www-form-urlencoded"
+    )
 
 
 def _escape_for(content_type: str) -> Any:
@@ -164,7 +176,7 @@ class HttpAppLogout:
             timeout_s=timeout_s,
             not_found=False,
             redirect_ok=True,
-            data={"logoutRequest": message},
+            data=form(logoutRequest=message),
         )
 
     async def identity_logout(
@@ -211,7 +223,7 @@ class HttpAppLogout:
                 "app",
                 timeout_s=timeout_s,
                 not_found=False,
-                data={"logout_token": logout_token},
+                data=form(logout_token=logout_token),
                 headers={"Cache-Control": "no-store"},
             )
         except PermanentError as exc:
@@ -274,11 +286,14 @@ class CasRestSessions:
         self._base = cas_url.rstrip("/")
         self._actuator = actuator
         self._timeout_s = timeout_s
-        self._auth: aiohttp.BasicAuth | None = None
+        # The Authorization header aiohttp would write for `auth=` (deprecated there, and
+        # re-encoded on every request).
+        self._auth: dict[str, str] | None = None
         if actuator_user is not None and actuator_password is not None:
-            self._auth = aiohttp.BasicAuth(
+            basic = aiohttp.BasicAuth(
                 actuator_user.get_secret_value(), actuator_password.get_secret_value()
             )
+            self._auth = {"Authorization": basic.encode()}
         self._http = Http({"User-Agent": "sortie-ent-worker", "Accept": "application/json"})
 
     async def aclose(self) -> None:
@@ -305,7 +320,7 @@ class CasRestSessions:
             not_found=False,
             encoded=True,
             missing_code="cas_actuator_missing",
-            auth=self._auth,
+            headers=self._auth,
         )
 
     async def user_sessions(self, username: str) -> list[CasSession]:
