@@ -2,8 +2,9 @@
 
 https://learn.microsoft.com/graph/json-batching: at most 20 requests per batch, each
 answered with its own status; Graph may run them in any order, and throttles each one
-(a 429 inside a 200 batch). Items are built by msgraph-sdk's request builders, so their
-URLs and bodies are the SDK's own. Only requests already waiting share a batch (a lone one
+(a 429 inside a 200 batch). Items are `GraphCall`s, their URLs and bodies as msgraph-sdk's
+request builders make them (graph_urls.py); the `$batch` itself goes through the SDK's
+request adapter. Only requests already waiting share a batch (a lone one
 goes at once, alone) unless a linger is set; a batch goes as one app registration, so
 writes granted to different registrations never share one. One user's steps are awaited
 one after another, so they are never queued together; the batcher also refuses two items
@@ -25,6 +26,7 @@ from kiota_abstractions.request_information import RequestInformation
 from sortie_core.errors import SortieError, TransientError
 
 from .graph_errors import error_for
+from .graph_urls import GraphCall
 
 MAX_BATCH = 20
 
@@ -32,7 +34,7 @@ MAX_BATCH = 20
 @dataclass
 class _Item:
     user: str
-    info: RequestInformation
+    call: GraphCall
     what: str
     permission: str
     direct: Callable[[], Awaitable[Any]]
@@ -60,7 +62,7 @@ class GraphBatcher:
     async def submit(
         self,
         user: str,
-        info: RequestInformation,
+        call: GraphCall,
         what: str,
         permission: str,
         direct: Callable[[], Awaitable[Any]],
@@ -68,7 +70,7 @@ class GraphBatcher:
     ) -> Any:
         """Queue one request; its answer's JSON body (None when empty). A request left
         alone (after the linger, if any) goes out by itself, through `direct`."""
-        item = _Item(user, info, what, permission, direct, app)
+        item = _Item(user, call, what, permission, direct, app)
         self._queue.append(item)
         loop = asyncio.get_running_loop()
         if len(self._queue) >= MAX_BATCH:
@@ -120,23 +122,19 @@ class GraphBatcher:
         else:
             item.future.set_result(result)
 
-    def _entry(self, n: int, item: _Item) -> dict[str, Any]:
-        item.info.path_parameters["baseurl"] = self._base_url
-        url = item.info.url
-        relative = url[len(self._base_url) :] if url.startswith(self._base_url) else url
-        entry: dict[str, Any] = {
-            "id": str(n),
-            "method": item.info.http_method.value if item.info.http_method else "GET",
-            "url": relative,
-        }
-        if item.info.content:
-            entry["body"] = json.loads(item.info.content)
+    @staticmethod
+    def _entry(n: int, item: _Item) -> dict[str, Any]:
+        call = item.call
+        entry: dict[str, Any] = {"id": str(n), "method": call.method.value, "url": call.url}
+        if call.body is not None:
+            entry["body"] = call.body()
             entry["headers"] = {"Content-Type": "application/json"}
         return entry
 
     async def _send_batch(self, batch: list[_Item]) -> None:
         envelope = {"requests": [self._entry(n, item) for n, item in enumerate(batch)]}
-        info = RequestInformation(Method.POST, "{+baseurl}/$batch", {})
+        info = RequestInformation(Method.POST)
+        info.url = self._base_url + "/$batch"
         info.headers.try_add("Accept", "application/json")
         info.set_stream_content(json.dumps(envelope).encode(), "application/json")
         self.batches_sent += 1
