@@ -1,6 +1,8 @@
 """The Graph simulator's HTTP face: `/v1.0/{path}` and JSON batching (`POST /v1.0/$batch`,
 https://learn.microsoft.com/en-us/graph/json-batching), answered as Graph answers them
 (`request-id` on every response, `client-request-id` echoed, 401 with `WWW-Authenticate`).
+Items run in the order sent; one whose `dependsOn` names an item that did not succeed (or
+is not before it) is not run and is answered 424, as Graph answers it.
 """
 
 from __future__ import annotations
@@ -91,11 +93,18 @@ def add_graph_routes(app: FastAPI, sim: GraphSimulator) -> None:
         if isinstance(items, str):
             return _response(bad_request(items, "BadRequest"), request)
         responses = []
+        succeeded: set[str] = set()
         for item in items:
             body, body_error = _item_body(item)
             sent = item.get("headers")
             level = sent.get("ConsistencyLevel") if isinstance(sent, dict) else None
-            reply = sim.execute_url(item["method"], item["url"], body, body_error, app, level)
+            needs = item.get("dependsOn") or []
+            if not isinstance(needs, list) or not all(n in succeeded for n in needs):
+                reply = graph_error(424, "FailedDependency", "A request it depends on failed.")
+            else:
+                reply = sim.execute_url(item["method"], item["url"], body, body_error, app, level)
+            if 200 <= reply.status < 300:
+                succeeded.add(item["id"])
             headers = {"Content-Type": "application/json"} if reply.body is not None else {}
             headers.update(reply.headers)
             responses.append(

@@ -87,6 +87,8 @@ class WriteQueue:
         self._task: asyncio.Task[None] | None = None
         self._published_at = 0.0
         self.granted = [0] * len(limiter.app_keys)
+        # prometheus_client's `labels()` looks its child up anew on each call.
+        self._gauges = {p: M365_WRITES_QUEUED.labels(name) for p, name in _NAMES.items()}
 
     @property
     def expected_wait_s(self) -> float:
@@ -163,8 +165,8 @@ class WriteQueue:
         for priority, _, future in self._heap:
             if not future.done():
                 counts[priority] = counts.get(priority, 0) + 1
-        for priority, name in _NAMES.items():
-            M365_WRITES_QUEUED.labels(name).set(counts[priority])
+        for priority, gauge in self._gauges.items():
+            gauge.set(counts[priority])
         M365_EXPECTED_WAIT.set(self.expected_wait_s)
 
     async def _queued_async(self) -> None:

@@ -16,6 +16,7 @@ import asyncio
 import itertools
 import json
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 
 import httpx
@@ -33,13 +34,13 @@ from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 from pydantic import SecretStr
 
 from sortie_core.errors import NotFoundError, PermanentError, TransientError
-from sortie_core.events import SkipReason
+from sortie_core.events import M365Action, SkipReason
 from sortie_core.http import transport_error
 from sortie_core.steps import StepSkipped
 
-from . import FILTER_PROPERTIES, FILTER_TOP, M365User
+from . import FILTER_PROPERTIES, FILTER_TOP, READ_BACK, M365User
 from .apps import as_app
-from .graph_batch import GraphBatcher
+from .graph_batch import GraphBatcher, ReadBacks
 from .graph_errors import error_for
 from .graph_http import Redirected
 from .graph_urls import USER_TYPE, GraphCall, prepared, user_url, wire
@@ -93,6 +94,7 @@ class GraphSdkDirectory:
         self._slots = asyncio.Semaphore(concurrency)
         self._mailbox = mailbox
         self.batcher: GraphBatcher | None = None
+        self._read_backs = ReadBacks()
         if batch_linger_s is not None:
             self.batcher = GraphBatcher(
                 client.request_adapter.base_url, self._send_batch, linger_s=batch_linger_s
@@ -189,9 +191,11 @@ class GraphSdkDirectory:
         permission: str,
         call: GraphCall,
         info: Callable[[], RequestInformation],
+        read_back: str | None = None,
     ) -> None:
         """`call` in a `$batch` if others wait, else alone as the SDK's `info()` (the body
-        of each is only made then)."""
+        of each is only made then) or, with the property its step reads back, with that
+        read (graph_batch.py), kept for `read_user`."""
         if self.batcher is None:
             await self._send_raw(self._direct(call, info), what, permission, write=True)
             return
@@ -200,7 +204,16 @@ class GraphSdkDirectory:
         async def alone() -> None:
             await self._send_raw(self._direct(call, info), what, permission, app=app)
 
-        await self.batcher.submit(user, call, what, permission, alone, app=app)
+        if read_back is None:
+            await self.batcher.submit(user, call, what, permission, alone, app=app)
+            return
+        fields = (read_back,)
+        call = replace(call, then=GraphCall(Method.GET, user_url(user, select=fields)))
+
+        def read(body: Any) -> None:
+            self._read_backs.put(user, fields, body)
+
+        await self.batcher.submit(user, call, what, permission, alone, app=app, read=read)
 
     @property
     def client(self) -> GraphServiceClient:
@@ -287,7 +300,9 @@ class GraphSdkDirectory:
         return [u for u in map(_user_from, users) if u is not None]
 
     async def read_user(self, user: str, fields: Sequence[str]) -> dict[str, Any]:
-        found = await self._get_user_json(user, fields, "the read-back")
+        found = self._read_backs.take(user, tuple(fields))
+        if found is None:
+            found = await self._get_user_json(user, fields, "the read-back")
         if not isinstance(found, dict):
             raise TransientError("Graph sent no user for the read-back", code="graph_bad_json")
         # `@odata.context` and other annotations are not properties.
@@ -306,7 +321,12 @@ class GraphSdkDirectory:
         item = self._user(user).revoke_sign_in_sessions
         call = GraphCall(Method.POST, user_url(user, "/revokeSignInSessions"))
         await self._write(
-            user, "revokeSignInSessions", PERMISSION_REVOKE, call, item.to_post_request_information
+            user,
+            "revokeSignInSessions",
+            PERMISSION_REVOKE,
+            call,
+            item.to_post_request_information,
+            READ_BACK[M365Action.REVOKE_SESSIONS],
         )
 
     async def block_sign_in(self, user: str) -> None:
@@ -320,6 +340,7 @@ class GraphSdkDirectory:
             PERMISSION_ENABLE,
             call,
             lambda: item.to_patch_request_information(User(account_enabled=False)),
+            READ_BACK[M365Action.BLOCK_SIGN_IN],
         )
 
     async def reset_password(self, user: str, password: SecretStr) -> None:
@@ -345,6 +366,7 @@ class GraphSdkDirectory:
             PERMISSION_PASSWORD,
             GraphCall(Method.PATCH, user_url(user), entry),
             lambda: item.to_patch_request_information(body()),
+            READ_BACK[M365Action.RESET_PASSWORD],
         )
 
     async def disable_mail_protocols(self, user: str) -> None:

@@ -39,6 +39,8 @@ class GraphCall:
     method: Method
     url: str
     body: Callable[[], dict[str, Any]] | None = field(default=None, compare=False)
+    # The write's read-back, sent with it when it goes alone (graph_batch.py).
+    then: GraphCall | None = None
 
 
 def user_url(user: str, suffix: str = "", select: Sequence[str] = ()) -> str:
