@@ -1,8 +1,9 @@
 """The Microsoft 365 worker's own CPU per logout, without the message path: `handle_logout`
 (user lookup, `revokeSignInSessions`, read-back) on the msgraph-sdk adapter and the
 Redis-shared write quota, against the Graph simulator in its own process (no latency).
-Prints the CPU ms this process spent per logout, with so many logouts in flight (few: most
-calls go alone; many: they share `$batch`es), and the Graph requests per logout.
+Prints the CPU ms this process (and the simulator) spent per logout, with so many logouts
+in flight (few: most calls go alone; many: they share `$batch`es), and the Graph requests
+per logout.
 
     .venv/bin/python bench/m365_logout_cpu.py [--users 3000] [--in-flight 4 32]
 """
@@ -26,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from e2e import cpu_s  # noqa: E402
 from m365_profile import start_graph, start_redis  # noqa: E402
 
 from sortie_core.events import LogoutRequested, Subject, Target, utcnow  # noqa: E402
@@ -36,7 +38,7 @@ from sortie_m365.handlers import handle_logout  # noqa: E402
 from sortie_m365.settings import M365Settings  # noqa: E402
 
 
-async def run(graph_url: str, redis_url: str, users: range, in_flight: int) -> None:
+async def run(graph_url: str, redis_url: str, users: range, in_flight: int, sim_pid: int) -> None:
     settings = M365Settings(
         redis_url=SecretStr(redis_url),
         graph_url=graph_url,
@@ -75,16 +77,18 @@ async def run(graph_url: str, redis_url: str, users: range, in_flight: int) -> N
         await admin.post("/_sim/reset-stats")
         batches0 = directory.batcher.batches_sent if directory.batcher else 0
         counted = users[in_flight:]
-        cpu0, wall0 = time.process_time(), time.monotonic()
+        cpu0, wall0, sim0 = time.process_time(), time.monotonic(), cpu_s(sim_pid)
         await asyncio.gather(*(one(n) for n in counted))
         cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+        sim = cpu_s(sim_pid) - sim0
         stats = (await admin.get("/_sim/stats")).json()
     batches = (directory.batcher.batches_sent if directory.batcher else 0) - batches0
     await directory.aclose()
     await redis.aclose()
     n = len(counted)
     print(
-        f"in flight {in_flight:3d}: {1000 * cpu / n:.2f} CPU ms per logout, "
+        f"in flight {in_flight:3d}: {1000 * cpu / n:.2f} CPU ms per logout "
+        f"(the simulator: {1000 * sim / n:.2f}), "
         f"{n / wall:.0f} logouts/s, Graph operations {stats['requests'] / n:.2f} per logout "
         f"({batches / n:.2f} $batch calls per logout), failed {failed}"
     )
@@ -106,7 +110,7 @@ async def main() -> None:
             made.raise_for_status()
         print(f"load average (1 min) before: {os.getloadavg()[0]:.1f}")
         for in_flight in args.in_flight:
-            await run(graph_url, redis_url, range(args.users), in_flight)
+            await run(graph_url, redis_url, range(args.users), in_flight, graph_proc.pid)
         print(f"load average (1 min) after: {os.getloadavg()[0]:.1f}")
     finally:
         graph_proc.terminate()
