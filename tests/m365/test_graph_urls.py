@@ -3,15 +3,23 @@ middleware make; the client without kiota's middleware (graph_http.py)."""
 
 from __future__ import annotations
 
+import base64
+import time
+from typing import Any
+
 import httpx
 import pytest
 from aiohttp import web
+from azure.core.credentials import AccessToken
 from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_abstractions.method import Method
+from kiota_abstractions.request_information import RequestInformation
 from kiota_http.middleware import ParametersNameDecodingHandler
 from kiota_http.middleware.options import ParametersNameDecodingHandlerOption
 from pydantic import SecretStr
 
 from sortie_core.errors import PermanentError
+from sortie_m365.adapters.apps import SpreadAuthentication, as_app
 from sortie_m365.adapters.credentials import StaticTokenCredential
 from sortie_m365.adapters.graph_http import graph_client
 from sortie_m365.adapters.graph_urls import prepared, user_url, wire
@@ -97,3 +105,38 @@ async def test_a_redirect_is_a_failure_not_a_success() -> None:
     finally:
         await directory.aclose()
         await runner.cleanup()
+
+
+class _Counting(StaticTokenCredential):
+    def __init__(self, token: str, expires_in_s: int = 3600) -> None:
+        super().__init__(SecretStr(token))
+        self.calls: list[dict[str, object]] = []
+        self.expires_in_s = expires_in_s
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.calls.append(kwargs)
+        token = await super().get_token(*scopes, **kwargs)
+        return AccessToken(token.token, int(time.time()) + self.expires_in_s)
+
+
+async def test_a_token_is_asked_for_once_per_registration_until_it_nears_expiry() -> None:
+    first, second, short = _Counting("t1"), _Counting("t2"), _Counting("t3", expires_in_s=60)
+    auth = SpreadAuthentication([first, second, short], "s/.default")
+
+    async def header(app: int, claims: str | None = None) -> str:
+        info = RequestInformation(Method.GET)
+        info.url = "http://127.0.0.1:1/v1.0/users/a"
+        with as_app(app):
+            await auth.authenticate_request(info, {"claims": claims} if claims else None)
+        return (info.request_headers or {})["authorization"]
+
+    assert [await header(0) for _ in range(3)] == ["Bearer t1"] * 3
+    assert await header(1) == "Bearer t2"
+    assert (len(first.calls), len(second.calls)) == (1, 1)
+    # A token within 5 minutes of its expiry is asked for again, as azure-identity refreshes.
+    assert [await header(2) for _ in range(2)] == ["Bearer t3"] * 2
+    assert len(short.calls) == 2
+    # A CAE challenge always goes to the credential, with its claims.
+    claims = base64.b64encode(b'{"access_token":{}}').decode()
+    assert await header(0, claims) == "Bearer t1"
+    assert len(first.calls) == 2 and first.calls[-1].get("claims") == '{"access_token":{}}'
