@@ -50,6 +50,9 @@ class Waited:
 _WAITED: ContextVar[Waited | None] = ContextVar("sortie_m365_waited", default=None)
 # A wait shorter than this is not worth a word in the step.
 NOTEWORTHY_S = 0.05
+# The dispatcher's pause, when writes wait for the next token (at most a quarter of the
+# limiter's `ahead_s`).
+PAUSE_S = 0.02
 
 
 @dataclass
@@ -152,7 +155,11 @@ class WriteQueue:
                     future.set_result(app)
             await self._queued_async()
             if wait > 0 and self._heap:
-                await asyncio.sleep(wait)
+                # `wait` is when the next token is (a few ms at hundreds of writes/s): taken
+                # one by one, a Redis call each. Tokens keep for a tenth of a second (the
+                # burst), and those granted reach `ahead_s` ahead: pausing a little longer
+                # takes several per call, the writes still due on time.
+                await asyncio.sleep(max(wait, min(PAUSE_S, self.limiter.ahead_s / 4)))
 
     def _fail_all(self) -> None:
         while (future := self._next()) is not None:
