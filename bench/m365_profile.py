@@ -36,7 +36,8 @@ from sortie_core.ratelimit import RedisRateLimiter  # noqa: E402
 from sortie_core.steps import RetryPolicy  # noqa: E402
 from sortie_m365.adapters.credentials import StaticTokenCredential  # noqa: E402
 from sortie_m365.adapters.exchange import ExchangeMailboxProtocols  # noqa: E402
-from sortie_m365.adapters.graph_sdk import GraphSdkDirectory, graph_client  # noqa: E402
+from sortie_m365.adapters.graph_http import graph_client  # noqa: E402
+from sortie_m365.adapters.graph_sdk import GraphSdkDirectory  # noqa: E402
 from sortie_m365.bootstrap import leaver_ops  # noqa: E402
 from sortie_m365.handlers import handle_offboard  # noqa: E402
 

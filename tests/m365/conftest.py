@@ -12,7 +12,8 @@ from pydantic import SecretStr
 
 from sortie_m365.adapters.credentials import StaticTokenCredential
 from sortie_m365.adapters.exchange import ExchangeMailboxProtocols
-from sortie_m365.adapters.graph_sdk import GraphSdkDirectory, graph_client
+from sortie_m365.adapters.graph_http import graph_client
+from sortie_m365.adapters.graph_sdk import GraphSdkDirectory
 from sortie_simulators import graph
 from sortie_simulators.graph import GraphSimulator
 

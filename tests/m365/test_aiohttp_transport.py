@@ -74,11 +74,11 @@ async def test_an_unreachable_host_is_an_httpx_connect_error() -> None:
 
 
 async def test_closing_the_directory_closes_the_aiohttp_session(graph_sim: GraphSim) -> None:
-    # msgraph-core's transport wrapper does not close what it wraps: the directory does.
+    # The directory closes the client, and the client its transport (the aiohttp session).
     directory = make_directory(graph_sim.url)
     await directory.get_user(ALICE)
     http = directory._client.request_adapter._http_client
-    inner = http._transport.transport
+    inner = http._transport
     assert isinstance(inner, AiohttpTransport) and inner._session is not None
     assert not inner._session.closed
     await directory.aclose()

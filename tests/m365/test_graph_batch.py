@@ -10,6 +10,7 @@ from pydantic import SecretStr
 
 from sortie_core.errors import ThrottledError
 from sortie_m365.adapters.graph_sdk import GraphSdkDirectory
+from sortie_simulators.graph_model import iso_s
 from tests.m365.conftest import GraphSim, make_directory
 
 
@@ -64,12 +65,40 @@ async def test_concurrent_writes_share_batches_of_at_most_20(
     assert len(batches) < len(users)
 
 
-async def test_a_lone_write_goes_by_itself(
+async def test_a_lone_write_goes_with_its_read_back(
     graph_sim: GraphSim, batching: GraphSdkDirectory
 ) -> None:
-    await batching.revoke_sessions("u00@example.org")
+    upn, prop = "u00@example.org", "signInSessionsValidFromDateTime"
+    await batching.revoke_sessions(upn)
+    assert _batches(graph_sim) == [
+        [
+            {"id": "0", "method": "POST", "url": "/users/u00%40example.org/revokeSignInSessions"},
+            {
+                "id": "read",
+                "method": "GET",
+                "url": f"/users/u00%40example.org?%24select={prop}",
+                "dependsOn": ["0"],
+            },
+        ]
+    ]
+    state = graph_sim.sim.find(upn)
+    assert state is not None and state.revocation_count == 1
+    sent = len(graph_sim.recorder.bodies)
+    # The step's read-back is the one Graph answered after the write: no other request.
+    found = await batching.read_user(upn, [prop])
+    assert found[prop] == iso_s(state.sign_in_sessions_valid_from)
+    assert len(graph_sim.recorder.bodies) == sent
+    # Once: a second read goes to Graph.
+    assert (await batching.read_user(upn, [prop]))[prop] == found[prop]
+    assert len(graph_sim.recorder.bodies) == sent + 1
+
+
+async def test_a_lone_write_without_a_read_back_goes_by_itself(
+    graph_sim: GraphSim, batching: GraphSdkDirectory
+) -> None:
+    assert (await batching.get_user("u00@example.org")).upn == "u00@example.org"
     assert _batches(graph_sim) == []
-    assert graph_sim.sim.find("u00@example.org").revocation_count == 1  # type: ignore[union-attr]
+    assert len(graph_sim.recorder.bodies) == 1
 
 
 async def test_throttled_items_inside_a_batch_carry_retry_after(

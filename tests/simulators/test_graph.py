@@ -237,6 +237,32 @@ async def test_batch_runs_each_item_through_the_same_logic(client: httpx.AsyncCl
     assert alice["accountEnabled"] is False
 
 
+async def test_a_batch_item_runs_after_what_it_depends_on_or_is_424(
+    client: httpx.AsyncClient,
+) -> None:
+    select = "?$select=signInSessionsValidFromDateTime"
+    requests = [
+        {"id": "w", "method": "POST", "url": f"/users/{ALICE.upn}/revokeSignInSessions"},
+        {"id": "r", "method": "GET", "url": f"/users/{ALICE.upn}{select}", "dependsOn": ["w"]},
+        {"id": "x", "method": "POST", "url": "/users/ghost@example.org/revokeSignInSessions"},
+        {"id": "y", "method": "GET", "url": f"/users/{BOB.upn}", "dependsOn": ["x"]},
+        {"id": "z", "method": "GET", "url": f"/users/{BOB.upn}", "dependsOn": ["later"]},
+        {"id": "later", "method": "GET", "url": f"/users/{BOB.upn}"},
+    ]
+    response = await client.post("/v1.0/$batch", json={"requests": requests}, headers=AUTH)
+    by_id = {item["id"]: item for item in response.json()["responses"]}
+    assert [by_id[i]["status"] for i in ("w", "r", "x", "y", "z", "later")] == [
+        200, 200, 404, 424, 424, 200,
+    ]  # fmt: skip
+    alice = (await client.get(f"/_sim/users/{ALICE.upn}")).json()
+    # The read ran after the revocation: it sees the timestamp the revocation set (to
+    # the second, as Graph writes it).
+    seen = by_id["r"]["body"]["signInSessionsValidFromDateTime"]
+    assert alice["revocation_count"] == 1 and seen
+    assert alice["signInSessionsValidFromDateTime"].startswith(seen.removesuffix("Z"))
+    assert by_id["y"]["body"]["error"]["code"] == "FailedDependency"
+
+
 async def test_batch_of_more_than_20_is_refused(client: httpx.AsyncClient) -> None:
     requests = [
         {"id": str(i), "method": "POST", "url": f"/users/{ALICE.upn}/revokeSignInSessions"}

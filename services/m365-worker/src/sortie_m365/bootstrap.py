@@ -28,8 +28,9 @@ from .adapters import M365Directory
 from .adapters.credentials import credential_from
 from .adapters.exchange import ExchangeMailboxProtocols
 from .adapters.exchange_leaver import ExchangeLeaver
+from .adapters.graph_http import graph_client
 from .adapters.graph_leaver import GraphLeaver
-from .adapters.graph_sdk import GraphSdkDirectory, MailboxProtocols, graph_client
+from .adapters.graph_sdk import GraphSdkDirectory, MailboxProtocols
 from .identity_cache import IdentityCache
 from .leaver import LeaverOps
 from .quota import WriteQueue

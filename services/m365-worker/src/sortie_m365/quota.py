@@ -50,6 +50,9 @@ class Waited:
 _WAITED: ContextVar[Waited | None] = ContextVar("sortie_m365_waited", default=None)
 # A wait shorter than this is not worth a word in the step.
 NOTEWORTHY_S = 0.05
+# The dispatcher's pause, when writes wait for the next token (at most a quarter of the
+# limiter's `ahead_s`).
+PAUSE_S = 0.02
 
 
 @dataclass
@@ -87,6 +90,8 @@ class WriteQueue:
         self._task: asyncio.Task[None] | None = None
         self._published_at = 0.0
         self.granted = [0] * len(limiter.app_keys)
+        # prometheus_client's `labels()` looks its child up anew on each call.
+        self._gauges = {p: M365_WRITES_QUEUED.labels(name) for p, name in _NAMES.items()}
 
     @property
     def expected_wait_s(self) -> float:
@@ -150,7 +155,11 @@ class WriteQueue:
                     future.set_result(app)
             await self._queued_async()
             if wait > 0 and self._heap:
-                await asyncio.sleep(wait)
+                # `wait` is when the next token is (a few ms at hundreds of writes/s): taken
+                # one by one, a Redis call each. Tokens keep for a tenth of a second (the
+                # burst), and those granted reach `ahead_s` ahead: pausing a little longer
+                # takes several per call, the writes still due on time.
+                await asyncio.sleep(max(wait, min(PAUSE_S, self.limiter.ahead_s / 4)))
 
     def _fail_all(self) -> None:
         while (future := self._next()) is not None:
@@ -163,8 +172,8 @@ class WriteQueue:
         for priority, _, future in self._heap:
             if not future.done():
                 counts[priority] = counts.get(priority, 0) + 1
-        for priority, name in _NAMES.items():
-            M365_WRITES_QUEUED.labels(name).set(counts[priority])
+        for priority, gauge in self._gauges.items():
+            gauge.set(counts[priority])
         M365_EXPECTED_WAIT.set(self.expected_wait_s)
 
     async def _queued_async(self) -> None:

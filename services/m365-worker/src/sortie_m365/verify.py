@@ -22,12 +22,9 @@ from typing import Any
 from sortie_core.events import Evidence, M365Action, Observed, utcnow
 from sortie_core.steps import Contradicted, Verify
 
-from .adapters import M365Directory, M365User
+from .adapters import READ_BACK, M365Directory, M365User
 
-_TIMESTAMPS = {
-    M365Action.REVOKE_SESSIONS: "signInSessionsValidFromDateTime",
-    M365Action.RESET_PASSWORD: "lastPasswordChangeDateTime",
-}
+_TIMESTAMPS = {a: READ_BACK[a] for a in (M365Action.REVOKE_SESSIONS, M365Action.RESET_PASSWORD)}
 
 
 def _graph_source(prop: str) -> str:
@@ -55,7 +52,7 @@ def verifier(
     if action is M365Action.BLOCK_SIGN_IN:
 
         async def blocked() -> Evidence:
-            prop = "accountEnabled"
+            prop = READ_BACK[action]
             found = (await directory.read_user(user.id, [prop])).get(prop)
             evidence = Evidence(
                 source=_graph_source(prop), observed={prop: _observed(found)}, read_at=utcnow()

@@ -15,9 +15,17 @@ from typing import Any, Protocol
 
 from pydantic import SecretStr
 
+from sortie_core.events import M365Action
 from sortie_core.services import MAIL_PROTOCOLS
 
-__all__ = ["FILTER_PROPERTIES", "FILTER_TOP", "MAIL_PROTOCOLS", "M365Directory", "M365User"]
+__all__ = [
+    "FILTER_PROPERTIES",
+    "FILTER_TOP",
+    "MAIL_PROTOCOLS",
+    "READ_BACK",
+    "M365Directory",
+    "M365User",
+]
 
 # Graph `$filter` properties a user can be looked up by (`eq`), and whether `eq` on it is an
 # advanced query (`ConsistencyLevel: eventual` and `$count=true`), per the table in
@@ -27,6 +35,13 @@ FILTER_PROPERTIES: dict[str, bool] = {
     "userPrincipalName": False,
     "employeeId": False,
     "onPremisesSamAccountName": True,
+}
+# The user property each write's read-back reads (verify.py): an adapter may read it with
+# the write, for `read_user` to answer once.
+READ_BACK = {
+    M365Action.BLOCK_SIGN_IN: "accountEnabled",
+    M365Action.REVOKE_SESSIONS: "signInSessionsValidFromDateTime",
+    M365Action.RESET_PASSWORD: "lastPasswordChangeDateTime",
 }
 # How many matches a filter lookup asks for: two tell "one user" from "ambiguous".
 FILTER_TOP = 2

@@ -6,16 +6,23 @@ registration has its credential (a client secret, from the settings or a file, o
 certificate; a fixed token for the simulators); one msgraph-sdk client serves them all, its
 authentication provider signing each request as the registration the write quota granted
 (`APP`, set for the current task by the directory).
+
+kiota's provider (kiota-authentication-azure) checks the URL and asks the credential for
+the token on every request: ~4 % of the worker's CPU (py-spy, bench/e2e.py). The header it
+made is kept per registration and origin, until 5 minutes before the token expires (when
+azure-identity would refresh it); a CAE claims challenge always goes to the provider.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+from azure.core.credentials import AccessToken
 from azure.core.credentials_async import AsyncTokenCredential
 from kiota_abstractions.authentication import AuthenticationProvider
 from kiota_abstractions.request_information import RequestInformation
@@ -90,20 +97,60 @@ class AppRegistration(BaseModel):
         return ClientSecretCredential(tenant_id, self.client_id, self.secret())
 
 
+# azure-identity refreshes a token this long before it expires (azure-core's default).
+_REFRESH_S = 300
+_AUTHORIZATION = "Authorization"
+_CLAIMS = "claims"  # kiota's key for a CAE challenge's claims
+
+
+class _Remembering(AsyncTokenCredential):
+    """A credential keeping the last token it handed out (kiota keeps only its text)."""
+
+    def __init__(self, inner: AsyncTokenCredential) -> None:
+        self.inner = inner
+        self.last: AccessToken | None = None
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.last = await self.inner.get_token(*scopes, **kwargs)
+        return self.last
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+
 class SpreadAuthentication(AuthenticationProvider):
     """Signs each request as the app registration `APP` names."""
 
     def __init__(self, credentials: list[AsyncTokenCredential], scope: str) -> None:
         if not credentials:
             raise ValueError("at least one credential")
+        self._credentials = [_Remembering(c) for c in credentials]
         self._providers = [
-            AzureIdentityAuthenticationProvider(c, scopes=[scope]) for c in credentials
+            AzureIdentityAuthenticationProvider(c, scopes=[scope]) for c in self._credentials
         ]
+        # (registration, origin) -> (the header kiota's provider made, until when).
+        self._headers: dict[tuple[int, str], tuple[str, float]] = {}
 
     async def authenticate_request(
         self,
         request: RequestInformation,
         additional_authentication_context: dict[str, Any] | None = None,
     ) -> None:
-        provider = self._providers[APP.get() % len(self._providers)]
-        await provider.authenticate_request(request, additional_authentication_context or {})
+        index = APP.get() % len(self._providers)
+        context = additional_authentication_context or {}
+        key = (index, "/".join(str(request.url).split("/", 3)[:3]))
+        challenged = bool(context.get(_CLAIMS))
+        if not challenged and not request.headers.contains(_AUTHORIZATION):
+            known = self._headers.get(key)
+            if known is not None and known[1] > time.time():
+                request.headers.try_add(_AUTHORIZATION, known[0])
+                return
+        credential = self._credentials[index]
+        credential.last = None
+        await self._providers[index].authenticate_request(request, context)
+        token = credential.last
+        if token is not None and not challenged and request.headers.contains(_AUTHORIZATION):
+            self._headers[key] = (f"Bearer {token.token}", token.expires_on - _REFRESH_S)

@@ -3,10 +3,11 @@
 Calls: `GET /users/{id}` (lookups and read-backs, `$select`), `GET /users?$filter=… eq '…'`
 (lookups by mail, employeeId, onPremisesSamAccountName: advanced queries carry
 `ConsistencyLevel: eventual` and `$count=true`), `PATCH /users/{id}` (`accountEnabled`,
-`passwordProfile`), `POST /users/{id}/revokeSignInSessions`. The SDK's own retry
-middleware is left out so that `run_step` makes (and reports) every attempt; throttling is
-avoided up front by a per-tenant rate limiter shared through Redis, and calls in flight
-are bounded.
+`passwordProfile`), `POST /users/{id}/revokeSignInSessions`. Throttling is avoided up
+front by a per-tenant rate limiter shared through Redis, and calls in flight are bounded.
+
+The SDK's request adapter sends every request, on an httpx client without kiota's
+middleware (graph_http.py).
 """
 
 from __future__ import annotations
@@ -15,34 +16,34 @@ import asyncio
 import itertools
 import json
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 
 import httpx
 from azure.core.credentials_async import AsyncTokenCredential
 from kiota_abstractions.api_error import APIError
 from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_abstractions.method import Method
 from kiota_abstractions.request_information import RequestInformation
-from kiota_http.kiota_client_factory import KiotaClientFactory
-from kiota_http.middleware import RetryHandler
-from msgraph import GraphRequestAdapter, GraphServiceClient
+from msgraph import GraphServiceClient
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.models.password_profile import PasswordProfile
 from msgraph.generated.models.user import User
 from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
 from msgraph.generated.users.users_request_builder import UsersRequestBuilder
-from msgraph_core import GraphClientFactory
 from pydantic import SecretStr
 
 from sortie_core.errors import NotFoundError, PermanentError, TransientError
-from sortie_core.events import SkipReason
+from sortie_core.events import M365Action, SkipReason
 from sortie_core.http import transport_error
 from sortie_core.steps import StepSkipped
 
-from . import FILTER_PROPERTIES, FILTER_TOP, M365User
-from .aiohttp_transport import AiohttpTransport
-from .apps import SpreadAuthentication, as_app
-from .graph_batch import GraphBatcher
+from . import FILTER_PROPERTIES, FILTER_TOP, READ_BACK, M365User
+from .apps import as_app
+from .graph_batch import GraphBatcher, ReadBacks
 from .graph_errors import error_for
+from .graph_http import Redirected
+from .graph_urls import USER_TYPE, GraphCall, prepared, user_url, wire
 
 T = TypeVar("T")
 _FIELDS = ["id", "userPrincipalName", "userType", "mail"]
@@ -72,35 +73,6 @@ class MailboxProtocols(Protocol):
     async def aclose(self) -> None: ...
 
 
-def graph_client(
-    graph_url: str,
-    credential: AsyncTokenCredential | list[AsyncTokenCredential],
-    *,
-    scope: str,
-    timeout_s: float,
-    connections: int = 100,
-) -> GraphServiceClient:
-    """A client without the SDK's retry middleware, pointed at `graph_url` (+ `/v1.0`);
-    with several credentials (app registrations), each request goes as the one `APP` names.
-    `connections`: open to Graph at most (as many as the calls allowed in flight, or calls
-    wait for a connection while the write quota has tokens to spend)."""
-    middleware = [
-        m
-        for m in KiotaClientFactory.get_default_middleware(None)
-        if not isinstance(m, RetryHandler)
-    ]
-    client = httpx.AsyncClient(
-        timeout=timeout_s, follow_redirects=False, transport=AiohttpTransport(limit=connections)
-    )
-    http = GraphClientFactory.create_with_custom_middleware(middleware, client=client)
-    credentials = credential if isinstance(credential, list) else [credential]
-    auth = SpreadAuthentication(credentials, scope)
-    adapter = GraphRequestAdapter(auth, http)
-    # Without the trailing slash, or every request goes to `//users`.
-    adapter.base_url = graph_url.rstrip("/") + "/v1.0"
-    return GraphServiceClient(request_adapter=adapter)
-
-
 class GraphSdkDirectory:
     def __init__(
         self,
@@ -122,6 +94,7 @@ class GraphSdkDirectory:
         self._slots = asyncio.Semaphore(concurrency)
         self._mailbox = mailbox
         self.batcher: GraphBatcher | None = None
+        self._read_backs = ReadBacks()
         if batch_linger_s is not None:
             self.batcher = GraphBatcher(
                 client.request_adapter.base_url, self._send_batch, linger_s=batch_linger_s
@@ -130,12 +103,7 @@ class GraphSdkDirectory:
     async def aclose(self) -> None:
         http = getattr(self._client.request_adapter, "_http_client", None)
         if isinstance(http, httpx.AsyncClient):
-            await http.aclose()
-            # msgraph-core's AsyncGraphTransport, around ours, has no aclose of its own
-            # (httpx's base does nothing): close the aiohttp session it wraps ourselves.
-            inner = getattr(getattr(http, "_transport", None), "transport", None)
-            if isinstance(inner, AiohttpTransport):
-                await inner.aclose()
+            await http.aclose()  # and its transport's aiohttp session
         if self._mailbox is not None:
             await self._mailbox.aclose()
         close = getattr(self._limiter, "aclose", None)
@@ -177,6 +145,8 @@ class GraphSdkDirectory:
                 what,
                 permission=permission,
             ) from err
+        except Redirected as err:
+            raise error_for(err.status, None, err.headers, what, permission=permission) from err
         except httpx.TransportError as err:
             raise transport_error(err, f"Graph ({what})", "graph") from err
 
@@ -196,6 +166,7 @@ class GraphSdkDirectory:
         app: int | None = None,
     ) -> bytes | None:
         adapter = self._client.request_adapter
+        prepared(info, adapter.base_url)
         raw: bytes | None = await self._call(
             what,
             permission,
@@ -205,23 +176,44 @@ class GraphSdkDirectory:
         )
         return raw
 
+    def _direct(
+        self, call: GraphCall, info: Callable[[], RequestInformation]
+    ) -> RequestInformation:
+        """The SDK's request for `call`, its URL set as built (not expanded again)."""
+        request = info()
+        request.url = self._client.request_adapter.base_url + wire(call.url)
+        return request
+
     async def _write(
         self,
         user: str,
         what: str,
         permission: str,
+        call: GraphCall,
         info: Callable[[], RequestInformation],
-        direct: Callable[[], Awaitable[Any]],
+        read_back: str | None = None,
     ) -> None:
+        """`call` in a `$batch` if others wait, else alone as the SDK's `info()` (the body
+        of each is only made then) or, with the property its step reads back, with that
+        read (graph_batch.py), kept for `read_user`."""
         if self.batcher is None:
-            await self._call(what, permission, direct)
+            await self._send_raw(self._direct(call, info), what, permission, write=True)
             return
         app = await self._limiter.acquire() if self._limiter is not None else None
 
         async def alone() -> None:
-            await self._call(what, permission, direct, write=False, app=app)
+            await self._send_raw(self._direct(call, info), what, permission, app=app)
 
-        await self.batcher.submit(user, info(), what, permission, alone, app=app)
+        if read_back is None:
+            await self.batcher.submit(user, call, what, permission, alone, app=app)
+            return
+        fields = (read_back,)
+        call = replace(call, then=GraphCall(Method.GET, user_url(user, select=fields)))
+
+        def read(body: Any) -> None:
+            self._read_backs.put(user, fields, body)
+
+        await self.batcher.submit(user, call, what, permission, alone, app=app, read=read)
 
     @property
     def client(self) -> GraphServiceClient:
@@ -262,14 +254,19 @@ class GraphSdkDirectory:
             ) from err
 
     async def _get_user_json(self, key: str, fields: Sequence[str], what: str) -> Any:
-        query = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(select=list(fields))
-        info = self._user(key).to_get_request_information(
-            RequestConfiguration(query_parameters=query)
-        )
+        item = self._user(key)
+        call = GraphCall(Method.GET, user_url(key, select=fields))
+
+        def info() -> RequestInformation:
+            query = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(
+                select=list(fields)
+            )
+            return item.to_get_request_information(RequestConfiguration(query_parameters=query))
+
         if self.batcher is None:
-            return await self._get_json(info, what)
+            return await self._get_json(self._direct(call, info), what)
         return await self.batcher.submit(
-            key, info, what, PERMISSION_READ, lambda: self._get_json(info, what)
+            key, call, what, PERMISSION_READ, lambda: self._get_json(self._direct(call, info), what)
         )
 
     async def get_user(self, key: str) -> M365User:
@@ -303,7 +300,9 @@ class GraphSdkDirectory:
         return [u for u in map(_user_from, users) if u is not None]
 
     async def read_user(self, user: str, fields: Sequence[str]) -> dict[str, Any]:
-        found = await self._get_user_json(user, fields, "the read-back")
+        found = self._read_backs.take(user, tuple(fields))
+        if found is None:
+            found = await self._get_user_json(user, fields, "the read-back")
         if not isinstance(found, dict):
             raise TransientError("Graph sent no user for the read-back", code="graph_bad_json")
         # `@odata.context` and other annotations are not properties.
@@ -320,41 +319,54 @@ class GraphSdkDirectory:
 
     async def revoke_sessions(self, user: str) -> None:
         item = self._user(user).revoke_sign_in_sessions
+        call = GraphCall(Method.POST, user_url(user, "/revokeSignInSessions"))
         await self._write(
             user,
             "revokeSignInSessions",
             PERMISSION_REVOKE,
+            call,
             item.to_post_request_information,
-            item.post,
+            READ_BACK[M365Action.REVOKE_SESSIONS],
         )
 
     async def block_sign_in(self, user: str) -> None:
         item = self._user(user)
-        body = User(account_enabled=False)
+        call = GraphCall(
+            Method.PATCH, user_url(user), lambda: {**USER_TYPE, "accountEnabled": False}
+        )
         await self._write(
             user,
             "blocking sign-in",
             PERMISSION_ENABLE,
-            lambda: item.to_patch_request_information(body),
-            lambda: item.patch(body),
+            call,
+            lambda: item.to_patch_request_information(User(account_enabled=False)),
+            READ_BACK[M365Action.BLOCK_SIGN_IN],
         )
 
     async def reset_password(self, user: str, password: SecretStr) -> None:
         item = self._user(user)
 
+        # Each body is built at the last moment, dropped with the request.
         def body() -> User:
-            # Built at the last moment, dropped with the request.
             profile = PasswordProfile(
                 password=password.get_secret_value(), force_change_password_next_sign_in=True
             )
             return User(password_profile=profile)
 
+        def entry() -> dict[str, Any]:
+            profile = {
+                "forceChangePasswordNextSignIn": True,
+                "password": password.get_secret_value(),
+            }
+            return {**USER_TYPE, "passwordProfile": profile}
+
         await self._write(
             user,
             "the password reset",
             PERMISSION_PASSWORD,
+            GraphCall(Method.PATCH, user_url(user), entry),
             lambda: item.to_patch_request_information(body()),
-            lambda: item.patch(body()),
+            READ_BACK[M365Action.RESET_PASSWORD],
         )
 
     async def disable_mail_protocols(self, user: str) -> None:
