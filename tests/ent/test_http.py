@@ -379,3 +379,19 @@ async def test_without_the_actuator_nothing_is_asked(cas_peer: tuple[StubHttp, s
         await cas.aclose()
     assert listing.value.code == deleting.value.code == "cas_actuator_not_configured"
     assert stub.seen == []
+
+
+async def test_a_cookie_one_logout_got_is_not_sent_on_the_next(
+    peer: tuple[StubHttp, str], apps: HttpAppLogout
+) -> None:
+    """One session serves every user's logouts: what an application sets while one user is
+    logged out (a session cookie, say) never rides along on another user's."""
+    stub, base = peer
+    # By name: aiohttp's default jar keeps no cookie of an IP address, as a real host's.
+    base = base.replace("127.0.0.1", "localhost")
+    stub.script("POST", "/esper/", Reply(200, {"ok": True}, {"Set-Cookie": "JSESSIONID=alice"}))
+    for user in ("alice", "bob"):
+        message = logout_request(user, "ST-1")
+        await apps.single_logout(cas_app(base), f"{base}/esper/", message, timeout_s=2)
+    first, second = stub.calls("POST", "/esper/")
+    assert "cookie" not in first.headers and "cookie" not in second.headers

@@ -57,6 +57,9 @@ class Http:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._limit, keepalive_timeout=30),
                 headers=self._headers,
+                # One session serves every user: a cookie an application sets while
+                # logging one user out must never ride along on the next user's logout.
+                cookie_jar=aiohttp.DummyCookieJar(),
                 # HTTP(S)_PROXY and NO_PROXY are read once per host (`_proxy`): with
                 # trust_env, aiohttp reads them and ~/.netrc in a thread on every request.
                 trust_env=False,
