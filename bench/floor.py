@@ -217,7 +217,8 @@ async def bench_http_clients(base: str, n: int) -> list[Row]:
 
 async def bench_graph(graph_url: str, upn: str, n: int) -> list[Row]:
     from sortie_m365.adapters.credentials import StaticTokenCredential
-    from sortie_m365.adapters.graph_sdk import GraphSdkDirectory, graph_client
+    from sortie_m365.adapters.graph_http import graph_client
+    from sortie_m365.adapters.graph_sdk import GraphSdkDirectory
 
     credential = StaticTokenCredential(SecretStr("bench-token"))
     client = graph_client(graph_url, credential, scope="bench/.default", timeout_s=30)
