@@ -51,15 +51,9 @@ def test_the_cluster_setting_picks_the_cluster_client_and_broker(
         ServiceSettings(redis_url=SecretStr(cluster.url), redis_sentinels="127.0.0.1:26379")
 
 
-def _report(event: LogoutRequested) -> RevocationCompleted:
-    return RevocationCompleted(
-        request_id=event.request_id, subject=event.subject, service="m365", steps=()
-    )
-
-
-async def test_an_entry_across_slots_is_handled_once_and_acknowledged(
-    cluster_client: RedisCluster,
-) -> None:
+def _recording(**options: Any) -> tuple[Subscription, list[uuid.UUID]]:
+    """A subscription to logout.requested whose handler records each event it runs and
+    reports it on OUT."""
     calls: list[uuid.UUID] = []
 
     async def handler(event: LogoutRequested, _d: Delivery) -> RevocationCompleted:
@@ -72,8 +66,21 @@ async def test_an_entry_across_slots_is_handled_once_and_acknowledged(
         handler,  # type: ignore[arg-type]
         (LogoutRequested,),
         publishes=OUT,
-        request_key=command_request_key,
+        **options,
     )
+    return sub, calls
+
+
+def _report(event: LogoutRequested) -> RevocationCompleted:
+    return RevocationCompleted(
+        request_id=event.request_id, subject=event.subject, service="m365", steps=()
+    )
+
+
+async def test_an_entry_across_slots_is_handled_once_and_acknowledged(
+    cluster_client: RedisCluster,
+) -> None:
+    sub, calls = _recording(request_key=command_request_key)
     event = logout()
     await cluster_client.hset(command_request_key(event), "v", 1)  # type: ignore[misc]
     await cluster_client.xgroup_create(sub.stream, GROUP, id="0", mkstream=True)
@@ -124,19 +131,7 @@ async def test_the_claim_loop_reads_new_entries_when_the_reader_is_stuck(
 ) -> None:
     # FastStream's reader can stay stuck after a primary died: here it never starts at
     # all, and the claim loop alone must still take what is new, once.
-    calls: list[uuid.UUID] = []
-
-    async def handler(event: LogoutRequested, _d: Delivery) -> RevocationCompleted:
-        calls.append(event.event_id)
-        return _report(event)
-
-    sub = Subscription(
-        streams.LOGOUT_REQUESTED,
-        GROUP,
-        handler,
-        (LogoutRequested,),
-        publishes=OUT,  # type: ignore[arg-type]
-    )
+    sub, calls = _recording()
     settings = ServiceSettings(redis_url=SecretStr(cluster.url), redis_cluster=True)
     redis = redis_client(settings)
     consumers = Consumers(

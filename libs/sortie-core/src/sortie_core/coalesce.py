@@ -143,6 +143,13 @@ class Coalescer:
             return replies
         return await self._plain.submit(build)
 
+    async def call(self, build: Build) -> Any:
+        """The reply of `build`'s one command (see `run`); an error reply is raised."""
+        (reply,) = await self.run(build)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
     async def atomic(self, build: Build) -> list[Any]:
         """`build`'s commands in one MULTI/EXEC (shared with other callers); their
         replies. Raises what Redis answered when it refused them."""
@@ -182,13 +189,12 @@ class Coalescer:
                 # Refused when queued, so nothing ran: each caller alone, below.
         out: list[Any] = []
         for build in builds:
+            # Each caller's own outcome: those before a failure did commit.
             try:
                 async with self.redis.pipeline(transaction=True) as pipe:
                     build(pipe)
                     out.append(list(await pipe.execute(raise_on_error=False)))
-            except ResponseError as exc:
-                if not _aborted(exc):
-                    raise
+            except Exception as exc:
                 out.append(_Failed(exc))
         return out
 
@@ -206,9 +212,9 @@ def coalescer_for(redis: Any) -> Coalescer:
 
 
 class _Failed:
-    """A caller's transaction that Redis refused: raised in that caller only."""
+    """A caller's transaction that failed on its own: raised in that caller only."""
 
-    def __init__(self, exc: ResponseError) -> None:
+    def __init__(self, exc: Exception) -> None:
         self.exc = exc
 
 

@@ -21,10 +21,8 @@ from .events import ServiceTicket, SsoSession
 
 async def _get(redis: Redis, key: str) -> bytes | None:
     # In the round trip the process's other entries in work share (sortie_core.coalesce).
-    (raw,) = await coalescer_for(redis).run(lambda pipe: pipe.get(key))
-    if isinstance(raw, Exception):
-        raise raw
-    return raw  # type: ignore[no-any-return]
+    raw: bytes | None = await coalescer_for(redis).call(lambda pipe: pipe.get(key))
+    return raw
 
 
 def credentials_key(request_id: uuid.UUID | str) -> str:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-from .coalesce import Coalescer, coalescer_for
+from .coalesce import coalescer_for
 from .entries import (
     DEADLETTER_DATA_MAX,
     as_str,
@@ -79,17 +79,10 @@ class MessagePath:
     """`process` is the path; `Consumers` (readers, claim loop) and the orchestrator's
     agent-results drain both feed it."""
 
-    def __init__(
-        self,
-        redis: Redis,
-        *,
-        max_deliveries: int,
-        max_entry_bytes: int,
-        coalescer: Coalescer | None = None,
-    ) -> None:
+    def __init__(self, redis: Redis, *, max_deliveries: int, max_entry_bytes: int) -> None:
         self.redis = redis
         # Every entry in work shares its round trips with the others (group commit).
-        self.trips = coalescer or coalescer_for(redis)
+        self.trips = coalescer_for(redis)
         self.max_deliveries = max_deliveries
         self.max_entry_bytes = max_entry_bytes
         self._begin = redis.register_script(_BEGIN)

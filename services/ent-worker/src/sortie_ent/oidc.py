@@ -8,7 +8,6 @@ The private key is read from a PEM file and never leaves this object.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import time
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from jwt.api_jws import PyJWS
+from jwt.utils import base64url_encode
 
 BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 LOGOUT_TOKEN_TYPE = "logout+jwt"
@@ -31,17 +31,13 @@ class SigningKeyError(ValueError):
     """The signing key file is missing, unreadable or of an unsupported kind."""
 
 
-def _b64url(data: bytes) -> bytes:
-    return base64.urlsafe_b64encode(data).rstrip(b"=")
-
-
 def jwk_thumbprint(public_jwk: dict[str, Any]) -> str:
     members = _THUMBPRINT_MEMBERS[public_jwk["kty"]]
     canonical = json.dumps(
         {m: public_jwk[m] for m in members}, separators=(",", ":"), sort_keys=True
     )
     digest = hashlib.sha256(canonical.encode()).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    return base64url_encode(digest).decode()
 
 
 class LogoutTokenSigner:
@@ -77,7 +73,9 @@ class LogoutTokenSigner:
         # writes it compact, keys sorted) and the algorithm; each token then costs its
         # claims and the signature alone (PyJWT's own `sign`, DER to raw for ES256).
         header = {"alg": self.algorithm, "kid": self.kid, "typ": LOGOUT_TOKEN_TYPE}
-        self._header = _b64url(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
+        self._header = base64url_encode(
+            json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
+        )
         self._signing = PyJWS().get_algorithm_by_name(self.algorithm)
 
     @classmethod
@@ -111,7 +109,7 @@ class LogoutTokenSigner:
             claims["sub"] = sub
         if sid:
             claims["sid"] = sid
-        payload = _b64url(json.dumps(claims, separators=(",", ":")).encode())
+        payload = base64url_encode(json.dumps(claims, separators=(",", ":")).encode())
         signing_input = self._header + b"." + payload
         signature = self._signing.sign(signing_input, self._key)
-        return (signing_input + b"." + _b64url(signature)).decode()
+        return (signing_input + b"." + base64url_encode(signature)).decode()

@@ -11,6 +11,7 @@ also match `https://entXschool.example/`, so it is refused at load.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -208,12 +209,7 @@ class Application(BaseModel):
         return self.protocol in (AppProtocol.HTTP, AppProtocol.OIDC_BCL)
 
     def matches(self, url: str) -> bool:
-        known = self._matched.get(url)
-        if known is None:
-            if len(self._matched) >= MATCH_CACHE_SIZE:
-                self._matched.clear()
-            known = self._matched[url] = self._match(url)
-        return known
+        return _remembered(self._matched, url, self._match)
 
     def _match(self, url: str) -> bool:
         if not is_plain_http_url(url) or any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
@@ -251,18 +247,24 @@ class Registry(BaseModel):
 
     def match(self, service_url: str) -> Application | None:
         """The first application, in file order, whose patterns match the whole URL."""
-        index = self._matched.get(service_url)
-        if index is None:
-            if len(self._matched) >= MATCH_CACHE_SIZE:
-                self._matched.clear()
-            index = self._matched[service_url] = next(
-                (i for i, app in enumerate(self.applications) if app.matches(service_url)), -1
-            )
+        index = _remembered(self._matched, service_url, self._first_match)
         return self.applications[index] if index >= 0 else None
+
+    def _first_match(self, service_url: str) -> int:
+        return next((i for i, a in enumerate(self.applications) if a.matches(service_url)), -1)
 
     @property
     def identity_apps(self) -> tuple[Application, ...]:
         return tuple(a for a in self.applications if a.by_identity)
+
+
+def _remembered(memo: dict[str, Any], url: str, compute: Callable[[str], Any]) -> Any:
+    """`compute(url)`, remembered in `memo` (emptied when it holds MATCH_CACHE_SIZE)."""
+    if url not in memo:
+        if len(memo) >= MATCH_CACHE_SIZE:
+            memo.clear()
+        memo[url] = compute(url)
+    return memo[url]
 
 
 def parse_registry(text: str) -> Registry:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-
 from sortie_core.runtime import run, run_worker
 from sortie_core.settings import load_settings
 
@@ -19,8 +17,4 @@ def main() -> None:
 async def _main() -> None:
     # The worker's concurrency is sized from Graph's quota and the latency it measured.
     settings = await sized(load_settings(M365Settings))
-    # What the imports made (msgraph-sdk's thousands of classes among it) lives as long as
-    # the process: out of the collector's sight, a full collection no longer walks it
-    # (~0.1-0.4 s of CPU each; https://docs.python.org/3/library/gc.html#gc.freeze).
-    gc.freeze()
     await run_worker(SERVICE, settings, make_build(settings))

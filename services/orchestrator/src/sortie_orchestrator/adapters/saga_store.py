@@ -85,9 +85,9 @@ class Loaded:
     state: SagaState
     version: int
     # What the commit compares with, read before a transition may reuse `state`.
-    had_sso: bool = False
-    had_followups: bool = False
-    was_finished: bool = False
+    had_sso: bool
+    had_followups: bool
+    was_finished: bool
 
     @classmethod
     def of(cls, state: SagaState, version: int) -> Loaded:
@@ -213,22 +213,19 @@ class SagaStore:
 
     async def evalsha(self, script: Any, keys: list[Any], args: list[Any]) -> Any:
         """`script` in a shared round trip (loaded again after a Redis restart)."""
-        for _ in range(2):
-            (reply,) = await self.trips.run(
-                lambda pipe: pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-            )
-            if not isinstance(reply, NoScriptError):
-                break
+
+        def send(pipe: Any) -> None:
+            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+
+        try:
+            return await self.trips.call(send)
+        except NoScriptError:
             await self.redis.script_load(script.script)
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
+            return await self.trips.call(send)
 
     async def load(self, request_id: uuid.UUID | str) -> Loaded | None:
         key = req_key(request_id)
-        (raw,) = await self.trips.run(lambda pipe: pipe.hmget(key, ["doc", "v"]))
-        if isinstance(raw, Exception):
-            raise raw
+        raw = await self.trips.call(lambda pipe: pipe.hmget(key, ["doc", "v"]))
         if raw[0] is None:
             return None
         return Loaded.of(doc_codec.decode(raw[0]), int(raw[1] or 0))
