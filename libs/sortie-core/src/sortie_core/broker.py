@@ -45,7 +45,7 @@ from .entries import (
 from .path import SEEN_TTL_S, MessagePath
 from .redis_cluster import is_cluster
 from .subscription import DeadLetterHook, Delivery, Handler, Subscription
-from .tasks import cancel_tasks
+from .tasks import cancel_tasks, pause
 
 __all__ = [
     "SEEN_TTL_S",
@@ -252,7 +252,7 @@ class Consumers:
                     await self._recreate_groups()
                 else:
                     log.exception("claim loop iteration failed")
-            await asyncio.sleep(interval)
+            await pause(interval)
 
     async def _recreate_groups(self) -> None:
         log.warning("consumer groups missing (Redis lost its data?): creating them from 0")

@@ -38,6 +38,7 @@ from typing import Any
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from redis.exceptions import ResponseError
 
+from . import tasks
 from .redis_cluster import is_cluster, relearn, run_then_wait_on_slot
 
 log = logging.getLogger(__name__)
@@ -282,4 +283,4 @@ class Relay:
                 log.exception("outbox relay pass failed; trying again")
                 moved = 0
             pause = poll_s if moved else min(idle_max_s, pause * 2)
-            await asyncio.sleep(pause)
+            await tasks.pause(pause)

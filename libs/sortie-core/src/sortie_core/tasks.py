@@ -7,9 +7,25 @@ from collections.abc import Sequence
 from typing import Any
 
 
+async def pause(delay: float) -> None:
+    """`asyncio.sleep(delay)` for a loop between iterations, which first honours a
+    cancellation an awaited call swallowed.
+
+    On Python 3.11, `asyncio.wait_for` returns the inner result when the task is
+    cancelled as that inner call completes (CPython gh-86296, fixed in 3.12), and
+    redis-py wraps every socket write in `wait_for`: the `CancelledError` never
+    surfaces, but the task still counts the request (`Task.cancelling()`). A loop
+    that only sleeps afterwards would then run forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+    await asyncio.sleep(delay)
+
+
 async def cancel_tasks(tasks: Sequence[asyncio.Future[Any]], timeout: float = 10.0) -> None:
-    """Cancel background loops and wait for them. redis-py can swallow a cancellation
-    that lands inside a command, so cancel again until each task is really done."""
+    """Cancel background loops and wait for them. A cancellation that lands inside a
+    Redis command can be swallowed (see `pause`), so cancel again until each task is
+    really done."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:

@@ -29,6 +29,7 @@ from sortie_core.jwks import publish_signing_key
 from sortie_core.runtime import WorkerParts
 from sortie_core.steps import RetryPolicy
 from sortie_core.subscription import command_subscription
+from sortie_core.tasks import pause
 
 from . import discovery, handlers
 from .adapters import AppLogout, SsoSessions
@@ -77,7 +78,7 @@ def key_heartbeat(
 ) -> Callable[[], Awaitable[None]]:
     async def loop() -> None:
         while True:
-            await asyncio.sleep(settings.oidc_key_ttl_s / 3)
+            await pause(settings.oidc_key_ttl_s / 3)
             try:
                 await keep_key_alive(redis, signer, settings)
             except asyncio.CancelledError:

@@ -28,6 +28,7 @@ from sortie_core.metrics import (
 )
 from sortie_core.runtime import cancel_tasks, consuming, settle_heap, setup_logging
 from sortie_core.settings import load_settings
+from sortie_core.tasks import pause
 from sortie_core.trim import trim_stream
 from sortie_orchestrator import handlers
 from sortie_orchestrator.bootstrap import Wiring, bootstrap
@@ -69,7 +70,7 @@ async def _deadline_loop(wiring: Wiring) -> None:
             raise
         except Exception:
             log.exception("deadline loop iteration failed")
-        await asyncio.sleep(interval)
+        await pause(interval)
 
 
 async def _trim_streams(wiring: Wiring) -> None:
@@ -113,7 +114,7 @@ async def _sweep_loop(wiring: Wiring) -> None:
             raise
         except Exception:
             log.exception("sweep loop iteration failed")
-        await asyncio.sleep(wiring.settings.sweep_interval_s)
+        await pause(wiring.settings.sweep_interval_s)
 
 
 @contextlib.asynccontextmanager

@@ -27,6 +27,7 @@ from sortie_core.events import (
 )
 from sortie_core.presence import PresenceRecord, SessionInfo, wake, write_presence
 from sortie_core.steps import RetryPolicy
+from sortie_core.tasks import pause
 
 from . import __version__, handlers
 from .adapters import SessionBackend, account_name
@@ -144,7 +145,7 @@ class Agent:
         """Announce presence now, then refresh it every `heartbeat_s` until cancelled."""
         await self.refresh_presence()
         while True:
-            await asyncio.sleep(self.heartbeat_s)
+            await pause(self.heartbeat_s)
             await self.refresh_presence()
 
     async def aclose(self) -> None:

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from sortie_core import streams
+from sortie_core.tasks import pause
 from sortie_orchestrator.adapters.agent_results import AgentResults
 from sortie_orchestrator.adapters.presence import PresenceIndex
 
@@ -96,7 +97,7 @@ class AgentWatch:
                 raise
             except Exception:
                 log.exception("presence sweep failed")
-            await asyncio.sleep(self.sweep_s)
+            await pause(self.sweep_s)
 
     async def aclose(self) -> None:
         for task in list(self._tasks):
