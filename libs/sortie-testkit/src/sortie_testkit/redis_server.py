@@ -16,6 +16,9 @@ from sortie_testkit.waiting import wait_until
 __all__ = ["RedisServer", "free_port"]
 
 
+START_ATTEMPTS = 3
+
+
 class RedisServer:
     def __init__(self, *, appendonly: bool = False, extra: list[str] | None = None) -> None:
         self.binary = shutil.which("redis-server")
@@ -26,6 +29,7 @@ class RedisServer:
         self.appendonly = appendonly
         self.extra = extra or []
         self.proc: subprocess.Popen[bytes] | None = None
+        self._ran = False
 
     @property
     def url(self) -> str:
@@ -36,7 +40,30 @@ class RedisServer:
         return self.start(ready=(b"+PONG", b"-NOAUTH"))
 
     def start(self, ready: tuple[bytes, ...] = (b"+PONG",)) -> RedisServer:
-        args = [
+        """Start and wait until it answers. Ports are drawn free when the server is built
+        but may be taken before it starts (another process drew them too): a server that
+        exits at once is started again on newly drawn ports (its bus port too), unless it
+        ran before (a restart keeps its port)."""
+        for attempt in range(START_ATTEMPTS):
+            self.proc = subprocess.Popen(
+                self._args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            wait_until(lambda: self._answers(ready) or self._exited(), 10, 0.05, self._what)
+            if not self._exited():
+                self._ran = True
+                return self
+            if self._ran:  # a restart keeps its port: its clients know no other
+                break
+            if attempt + 1 < START_ATTEMPTS:
+                self._redraw_ports()
+        raise RuntimeError(f"{self._what} did not start: {self._log()}")
+
+    @property
+    def _what(self) -> str:
+        return f"redis-server on {self.port}"
+
+    def _args(self) -> list[str]:
+        return [
             str(self.binary),
             "--port",
             str(self.port),
@@ -46,13 +73,26 @@ class RedisServer:
             "",
             "--dir",
             str(self.dir),
+            "--logfile",
+            str(self.dir / "redis.log"),
             "--appendonly",
             "yes" if self.appendonly else "no",
             *self.extra,
         ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: self._answers(ready), 10, 0.05, f"redis-server on {self.port}")
-        return self
+
+    def _exited(self) -> bool:
+        return self.proc is not None and self.proc.poll() is not None
+
+    def _redraw_ports(self) -> None:
+        self.port = free_port()
+        if "--cluster-port" in self.extra:
+            at = self.extra.index("--cluster-port") + 1
+            self.extra[at] = str(free_port())
+
+    def _log(self) -> str:
+        with contextlib.suppress(OSError):
+            return (self.dir / "redis.log").read_text()[-400:]
+        return "(no log)"
 
     def _answers(self, ready: tuple[bytes, ...]) -> bool:
         with (
