@@ -1,12 +1,17 @@
 """`RedisServer`: a port taken between drawing it and starting the server (another process
-drew it too) costs a new draw, not the test; a restart keeps its port."""
+drew it too) costs a new draw, not the test; a restart keeps its port; a group that fails
+to start leaves nothing running."""
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
 
 import pytest
 
+from sortie_testkit import redis_cluster
+from sortie_testkit.redis_cluster import RedisClusterGroup
 from sortie_testkit.redis_server import RedisServer
 
 
@@ -54,3 +59,18 @@ def test_a_restart_keeps_its_port_and_says_why_it_failed() -> None:
         assert server.port == port
     finally:
         server.cleanup()
+
+
+def test_a_cluster_that_fails_to_form_leaves_no_server_running(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    group = RedisClusterGroup(primaries=3, replicas=0)
+    real_which = shutil.which
+    monkeypatch.setattr(
+        redis_cluster.shutil,
+        "which",
+        lambda name: "/bin/false" if name == "redis-cli" else real_which(name),
+    )
+    with pytest.raises(subprocess.CalledProcessError):
+        group.start()
+    assert [node.proc for node in group.nodes] == [None, None, None]

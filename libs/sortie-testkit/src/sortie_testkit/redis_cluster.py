@@ -47,6 +47,15 @@ class RedisClusterGroup:
         return f"redis://127.0.0.1:{self.nodes[0].port}/0"
 
     def start(self) -> RedisClusterGroup:
+        """Start every node and form the cluster; on any failure the nodes already started
+        are stopped (a fixture that raises never reaches its own cleanup)."""
+        try:
+            return self._form()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def _form(self) -> RedisClusterGroup:
         for node in self.nodes:
             node.start()
         cli = shutil.which("redis-cli") or "redis-cli"

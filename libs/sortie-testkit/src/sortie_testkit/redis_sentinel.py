@@ -74,6 +74,15 @@ class SentinelGroup:
         }
 
     def start(self) -> SentinelGroup:
+        """Start the primary, its replica and the sentinels; on any failure what was
+        started is stopped (a fixture that raises never reaches its own cleanup)."""
+        try:
+            return self._form()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def _form(self) -> SentinelGroup:
         self.primary.start()
         self.replica.start()
         for port in self.sentinel_ports:

@@ -48,7 +48,11 @@ class RedisServer:
             self.proc = subprocess.Popen(
                 self._args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
-            wait_until(lambda: self._answers(ready) or self._exited(), 10, 0.05, self._what)
+            try:
+                wait_until(lambda: self._answers(ready) or self._exited(), 10, 0.05, self._what)
+            except BaseException:
+                self.stop()  # never answered: not left running behind the failure
+                raise
             if not self._exited():
                 self._ran = True
                 return self
