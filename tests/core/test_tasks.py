@@ -1,11 +1,16 @@
 """`pause`: a loop whose cancellation was swallowed by an awaited call still ends at its
-next pause."""
+next pause; SIGUSR1 says what every task waits on."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import signal
 
-from sortie_core.tasks import pause
+import pytest
+
+from sortie_core.tasks import dump_tasks_on_signal, pause
 
 
 async def _swallowing_loop(iterations: list[int]) -> None:
@@ -35,3 +40,28 @@ async def test_pause_sleeps_when_nothing_was_cancelled() -> None:
     started = loop.time()
     await pause(0.05)
     assert loop.time() - started >= 0.045
+
+
+async def test_sigusr1_logs_every_task_and_where_it_waits(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def stuck_on_purpose() -> None:
+        await asyncio.Event().wait()
+
+    task = asyncio.create_task(stuck_on_purpose(), name="the-stuck-one")
+    loop = asyncio.get_running_loop()
+    dump_tasks_on_signal()
+    try:
+        with caplog.at_level(logging.WARNING, logger="sortie_core.tasks"):
+            os.kill(os.getpid(), signal.SIGUSR1)
+            for _ in range(100):
+                await asyncio.sleep(0.01)
+                if caplog.records:
+                    break
+        [record] = caplog.records
+        text = record.getMessage()
+        assert "task the-stuck-one" in text
+        assert "stuck_on_purpose" in text and "Event().wait()" in text
+    finally:
+        loop.remove_signal_handler(signal.SIGUSR1)
+        task.cancel()

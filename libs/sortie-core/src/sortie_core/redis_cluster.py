@@ -108,9 +108,9 @@ def _tls(settings: ServiceSettings) -> dict[str, Any]:
     }
 
 
-def cluster_client(settings: ServiceSettings, max_connections: int) -> Redis:
+def cluster_client(settings: ServiceSettings, max_connections: int, **timeouts: float) -> Redis:
     """The process's shared client; the URL names any node (the others are discovered),
-    `max_connections` is per node."""
+    `max_connections` is per node; `timeouts`: socket_timeout, socket_connect_timeout."""
     url = settings.redis_url.get_secret_value()
     parsed: dict[str, Any] = dict(parse_url(url))
     options: dict[str, Any] = {k: v for k, v in parsed.items() if k not in _NOT_FOR_CLUSTER}
@@ -119,7 +119,7 @@ def cluster_client(settings: ServiceSettings, max_connections: int) -> Redis:
         port=int(parsed.get("port", 6379)),
         max_connections=max_connections,
         health_check_interval=30,
-        **options,
+        **{**options, **timeouts},
         **_tls(settings),
     )
     return client  # type: ignore[return-value]

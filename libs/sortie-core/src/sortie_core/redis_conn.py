@@ -89,8 +89,9 @@ def _nodes(settings: ServiceSettings) -> list[tuple[str, int]]:
     return sentinel_nodes(settings.redis_sentinels or "")
 
 
-def sentinel_client(settings: ServiceSettings, max_connections: int) -> Redis:
-    """The process's shared client on the current master."""
+def sentinel_client(settings: ServiceSettings, max_connections: int, **timeouts: float) -> Redis:
+    """The process's shared client on the current master; `timeouts`: socket_timeout,
+    socket_connect_timeout of its connections."""
     options = master_options(settings)
     sentinel = Sentinel(_nodes(settings), sentinel_kwargs=sentinel_options(settings))
     return sentinel.master_for(  # type: ignore[no-any-return]
@@ -99,7 +100,7 @@ def sentinel_client(settings: ServiceSettings, max_connections: int) -> Redis:
         max_connections=max_connections,
         timeout=settings.redis_pool_timeout_s,
         health_check_interval=30,
-        **options,
+        **{**options, **timeouts},
     )
 
 

@@ -31,7 +31,7 @@ from .metrics import REGISTRY
 from .redis_cluster import cluster_broker, cluster_client, uses_cluster
 from .redis_conn import sentinel_broker, sentinel_client, uses_sentinel
 from .settings import ServiceSettings, default_consumer_name
-from .tasks import cancel_tasks
+from .tasks import cancel_tasks, dump_tasks_on_signal
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,16 @@ def _tls(settings: ServiceSettings) -> ssl.SSLContext | None:
 READ_TIMEOUT_MARGIN_S = 10.0
 
 
+def read_timeout_s(settings: ServiceSettings) -> float:
+    """How long any Redis reply may take: above the XREADGROUP BLOCK time (and every other
+    blocking command's), so only a peer that stopped answering hits it. Without one, a
+    reply lost with a half-dead connection (a failover, a partition) is awaited forever."""
+    return settings.polling_interval_ms / 1000 + READ_TIMEOUT_MARGIN_S
+
+
+CONNECT_TIMEOUT_S = 5.0
+
+
 def pool_size(settings: ServiceSettings) -> int:
     """Connections one process may open: its handlers in flight, the claim loop and the
     readers, and room for the HTTP intake (orchestrator)."""
@@ -93,10 +103,14 @@ def redis_client(settings: ServiceSettings) -> Redis:
     MaxConnectionsError past 100); a wait that times out is a ConnectionError, which
     the intake answers with 503. TLS for a `rediss://` URL, with the CA and client
     certificate of the settings. Through Sentinel when sentinels are set (redis_conn.py)."""
+    timeouts = {
+        "socket_timeout": read_timeout_s(settings),
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+    }
     if uses_sentinel(settings):
-        return sentinel_client(settings, pool_size(settings))
+        return sentinel_client(settings, pool_size(settings), **timeouts)
     if uses_cluster(settings):
-        return cluster_client(settings, pool_size(settings))
+        return cluster_client(settings, pool_size(settings), **timeouts)
     tls: dict[str, Any] = {}
     if _tls(settings) is not None:
         tls = {
@@ -109,6 +123,7 @@ def redis_client(settings: ServiceSettings) -> Redis:
         max_connections=pool_size(settings),
         timeout=settings.redis_pool_timeout_s,
         health_check_interval=30,
+        **timeouts,
         **tls,
     )
     return Redis.from_pool(pool)
@@ -129,7 +144,7 @@ def make_broker(settings: ServiceSettings) -> RedisBroker:
         # Above the XREADGROUP BLOCK time: redis-py's default socket timeout is 5 s, as
         # long as an idle agent's block, so an idle read failed ("Timeout reading") and
         # FastStream then slept 5 s more before reading again.
-        socket_timeout=settings.polling_interval_ms / 1000 + READ_TIMEOUT_MARGIN_S,
+        socket_timeout=read_timeout_s(settings),
         middlewares=[RedisPrometheusMiddleware(registry=REGISTRY)],
         graceful_timeout=settings.graceful_timeout_s,
         logger=logging.getLogger("faststream"),
@@ -341,6 +356,7 @@ async def run_worker(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    dump_tasks_on_signal()
     async with running(service, settings, build) as proc:
         server = _QuietServer(
             uvicorn.Config(

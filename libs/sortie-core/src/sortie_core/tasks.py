@@ -1,10 +1,16 @@
-"""Background tasks: stopping them for good."""
+"""Background tasks: stopping them for good, and saying what each one waits on."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
+import logging
+import signal
 from collections.abc import Sequence
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 async def pause(delay: float) -> None:
@@ -35,3 +41,22 @@ async def cancel_tasks(tasks: Sequence[asyncio.Future[Any]], timeout: float = 10
         for task in pending:
             task.cancel()
         await asyncio.wait(pending, timeout=0.1)
+
+
+def describe_tasks() -> str:
+    """Every task of the running loop and where each one waits (innermost frame last)."""
+    lines: list[str] = []
+    for task in sorted(asyncio.all_tasks(), key=lambda t: t.get_name()):
+        lines.append(f"task {task.get_name()}: {task.get_coro()!r}")
+        out = io.StringIO()
+        task.print_stack(limit=12, file=out)
+        lines.extend(f"  {line}" for line in out.getvalue().splitlines()[1:])
+    return "\n".join(lines)
+
+
+def dump_tasks_on_signal(sig: int = signal.SIGUSR1) -> None:
+    """`kill -USR1 <pid>` logs every task and what it awaits: what an operator (or a test)
+    asks a process that seems stuck. Call from inside the running loop."""
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals here
+        loop.add_signal_handler(sig, lambda: log.warning("tasks:\n%s", describe_tasks()))

@@ -28,7 +28,7 @@ from sortie_core.metrics import (
 )
 from sortie_core.runtime import cancel_tasks, consuming, settle_heap, setup_logging
 from sortie_core.settings import load_settings
-from sortie_core.tasks import pause
+from sortie_core.tasks import dump_tasks_on_signal, pause
 from sortie_core.trim import trim_stream
 from sortie_orchestrator import handlers
 from sortie_orchestrator.bootstrap import Wiring, bootstrap
@@ -130,6 +130,7 @@ async def background(wiring: Wiring) -> AsyncIterator[None]:
                 *(asyncio.create_task(job(), name="relay") for job in wiring.relays),
             ]
             wiring.loops = loops
+            dump_tasks_on_signal()
             settle_heap()  # start-up's objects out of every later full collection
             log.info("orchestrator ready (consumer %s)", wiring.consumers.consumer)
             try:

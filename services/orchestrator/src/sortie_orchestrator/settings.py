@@ -134,7 +134,8 @@ class OrchestratorSettings(ServiceSettings):
     # then as durable as its `appendfsync`: `always` loses nothing acknowledged,
     # `everysec` up to a second on an OS crash).
     durable_replicas: int = Field(default=0, ge=0)
-    durable_timeout_ms: int = Field(default=1000, ge=1)
+    # At most 5 s: a WAIT is a Redis reply, bounded by the client's read timeout.
+    durable_timeout_ms: int = Field(default=1000, ge=1, le=5000)
     max_schedule_days: int = Field(default=400, ge=1)
     # The pages (status page, the user's logout page): the language when the browser asks
     # for none we speak, and the time zone their dates are shown in (with the offset).

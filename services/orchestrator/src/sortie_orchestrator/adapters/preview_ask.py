@@ -87,7 +87,10 @@ async def ask_workers(
     try:
         while wanted and (left := until - loop.time()) > 0:
             got: Any = await redis.xread(
-                {streams.PREVIEW_ANSWERED: since}, count=100, block=max(1, int(left * 1000))
+                {streams.PREVIEW_ANSWERED: since},
+                count=100,
+                # At most 5 s a read: below the client's read timeout (runtime.py).
+                block=max(1, int(min(left, 5.0) * 1000)),
             )
             for _stream, entries in got or []:
                 for entry_id, fields in entries:

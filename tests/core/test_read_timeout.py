@@ -1,0 +1,85 @@
+"""Every process's shared Redis client gives up on a reply that never comes (a peer that
+stopped answering without closing: a failover, a partition) after its read timeout,
+instead of awaiting it forever; the Cluster's relay pass is bounded too."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
+from redis.exceptions import TimeoutError as RedisTimeout
+
+from sortie_core import outbox, runtime
+from sortie_core.outbox import Relay, new_request_id, outbox_key
+from sortie_core.settings import ServiceSettings
+from sortie_testkit.settings import fast
+
+
+@pytest.fixture
+async def silent_url() -> AsyncIterator[str]:
+    """A server that accepts connections and never answers."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    yield f"redis://127.0.0.1:{port}/0"
+    for writer in held:
+        writer.close()
+    server.close()
+
+
+@pytest.mark.parametrize("cluster", [False, True])
+async def test_a_reply_that_never_comes_times_out(
+    silent_url: str, cluster: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtime, "READ_TIMEOUT_MARGIN_S", 0.3)
+    env = {"redis_cluster": True} if cluster else {}
+    settings = fast(ServiceSettings, silent_url, polling_interval_ms=1, **env)
+    assert runtime.read_timeout_s(settings) == pytest.approx(0.301)
+    client: Any = runtime.redis_client(settings)
+    started = time.monotonic()
+    # A Cluster client meets it while it learns the layout, and says which node.
+    expected = RedisClusterException if cluster else RedisTimeout
+    with pytest.raises(expected, match="Timeout reading"):
+        await asyncio.wait_for(client.ping(), 10)
+    assert time.monotonic() - started < 5
+    await client.aclose()
+
+
+async def test_a_relay_pass_that_hangs_is_started_again(
+    cluster_client: RedisCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox, "PASS_TIMEOUT_S", 0.2)
+    rid = new_request_id()
+    stream = f"hang-test-{rid}"
+    await cluster_client.xadd(outbox_key(rid), {"stream": stream, "data": "x"})
+    relay = Relay(cluster_client, "relay-hang")
+    real = relay.relay_once
+    calls: list[int] = []
+
+    async def first_hangs() -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            await asyncio.Event().wait()  # a reply that never comes
+        return await real()
+
+    relay.relay_once = first_hangs  # type: ignore[method-assign]
+    task = asyncio.create_task(relay.run(poll_s=0.01))
+    try:
+        deadline = time.monotonic() + 5
+        while await cluster_client.xlen(stream) == 0:
+            assert time.monotonic() < deadline, "the relay never got past its hung pass"
+            await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert len(calls) >= 2
+    await cluster_client.delete(stream)
