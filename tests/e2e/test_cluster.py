@@ -10,6 +10,7 @@ every request that got a 202 still ends `completed` (none lost, none stuck)."""
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -138,5 +139,28 @@ def test_a_primary_killed_under_load_loses_nothing(
         f"accepted, lost {lost}, stuck {stuck}; statuses {dict(counts)}; "
         f"answers {dict(load.answers)}"
     )
-    assert (lost, stuck) == (0, 0), (counts, load.answers)
+    assert (lost, stuck) == (0, 0), (counts, load.answers, _what_waits(stack, cluster))
     assert not stack.dead()
+
+
+def _what_waits(stack: Stack, cluster: RedisClusterGroup) -> str:
+    """For a failure's message: where the streams stand, and every process asked what its
+    tasks await (SIGUSR1, runtime's task dump), written beside the processes' logs."""
+    redis = RedisCluster.from_url(cluster.url)
+    lines = []
+    for stream in ("logout.requested", "revocation.completed", "sso.logout.requested"):
+        groups = [
+            (g["name"], g["pending"], g.get("lag"), g["last-delivered-id"])
+            for g in redis.xinfo_groups(stream)
+        ]
+        lines.append(f"{stream}: length {redis.xlen(stream)}, groups {groups}")
+    outboxes = list(redis.scan_iter(match="sortie:outbox:*", _type="STREAM"))
+    waiting = sum(redis.xlen(o) for o in outboxes)
+    lines.append(f"{len(outboxes)} outboxes holding {waiting} entries")
+    redis.close()
+    for proc in stack.procs:
+        if proc.popen and proc.alive():
+            proc.popen.send_signal(signal.SIGUSR1)
+    time.sleep(1)
+    lines.append(f"task dumps: the 'tasks:' lines of {stack.workdir / 'logs'}")
+    return "\n".join(lines)

@@ -58,5 +58,6 @@ def dump_tasks_on_signal(sig: int = signal.SIGUSR1) -> None:
     """`kill -USR1 <pid>` logs every task and what it awaits: what an operator (or a test)
     asks a process that seems stuck. Call from inside the running loop."""
     loop = asyncio.get_running_loop()
-    with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals here
+    # Not on a loop outside the main thread (tests run the app in one), nor on Windows.
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
         loop.add_signal_handler(sig, lambda: log.warning("tasks:\n%s", describe_tasks()))
