@@ -1,6 +1,7 @@
 """Every process's shared Redis client gives up on a reply that never comes (a peer that
 stopped answering without closing: a failover, a partition) after its read timeout,
-instead of awaiting it forever; the Cluster's relay pass is bounded too."""
+instead of awaiting it forever; the Cluster's relay pass is bounded too, and no failure of
+a pass (its discovery included) ends the relay."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException
 from redis.exceptions import TimeoutError as RedisTimeout
 
@@ -77,6 +79,37 @@ async def test_a_relay_pass_that_hangs_is_started_again(
         deadline = time.monotonic() + 5
         while await cluster_client.xlen(stream) == 0:
             assert time.monotonic() < deadline, "the relay never got past its hung pass"
+            await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert len(calls) >= 2
+    await cluster_client.delete(stream)
+
+
+async def test_a_discovery_that_fails_does_not_end_the_relay(
+    cluster_client: RedisCluster,
+) -> None:
+    rid = new_request_id()
+    stream = f"discover-test-{rid}"
+    await cluster_client.xadd(outbox_key(rid), {"stream": stream, "data": "x"})
+    relay = Relay(cluster_client, "relay-discovery")
+    real = relay.discover
+    calls: list[int] = []
+
+    async def first_fails() -> None:
+        calls.append(1)
+        if len(calls) == 1:  # a failover: the node being scanned just died
+            raise RedisConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
+        await real()
+
+    relay.discover = first_fails  # type: ignore[method-assign]
+    task = asyncio.create_task(relay.run(poll_s=0.01))
+    try:
+        deadline = time.monotonic() + 5
+        while await cluster_client.xlen(stream) == 0:
+            assert not task.done(), task
+            assert time.monotonic() < deadline, "the relay never moved the entry"
             await asyncio.sleep(0.02)
     finally:
         task.cancel()

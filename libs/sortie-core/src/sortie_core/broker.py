@@ -249,7 +249,10 @@ class Consumers:
                 raise
             except Exception as exc:
                 if is_nogroup(exc):
-                    await self._recreate_groups()
+                    try:
+                        await self._recreate_groups()
+                    except Exception:  # Redis went away meanwhile: the next turn retries
+                        log.exception("consumer groups not recreated; trying again")
                 else:
                     log.exception("claim loop iteration failed")
             await pause(interval)

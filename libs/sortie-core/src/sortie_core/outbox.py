@@ -277,11 +277,13 @@ class Relay:
         next_discovery = 0.0
         pause = poll_s
         while True:
-            if loop.time() >= next_discovery:
-                await self.discover()
-                next_discovery = loop.time() + self.discover_interval_s
             try:
                 async with asyncio.timeout(PASS_TIMEOUT_S):
+                    if loop.time() >= next_discovery:
+                        # Inside the guard: a failover's ConnectionError here ended the
+                        # relay for good (CI: 276 events left in their outboxes).
+                        await self.discover()
+                        next_discovery = loop.time() + self.discover_interval_s
                     moved = await self.relay_once()
             except TimeoutError:
                 # Every event of the Cluster goes through here: a pass that hangs on a

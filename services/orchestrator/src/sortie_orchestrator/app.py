@@ -117,6 +117,13 @@ async def _sweep_loop(wiring: Wiring) -> None:
         await pause(wiring.settings.sweep_interval_s)
 
 
+def _said_if_ended(task: asyncio.Task[None]) -> None:
+    """A background loop is meant to run until shutdown: one that ends says why at once
+    (`/readyz` answers 503 from then on)."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("background loop %s ended: %r", task.get_name(), exc, exc_info=exc)
+
+
 @contextlib.asynccontextmanager
 async def background(wiring: Wiring) -> AsyncIterator[None]:
     """Consumers, broker and loops: what runs beside the HTTP app."""
@@ -129,6 +136,8 @@ async def background(wiring: Wiring) -> AsyncIterator[None]:
                 asyncio.create_task(wiring.watch.sweep_loop(), name="presence-sweep"),
                 *(asyncio.create_task(job(), name="relay") for job in wiring.relays),
             ]
+            for task in loops:
+                task.add_done_callback(_said_if_ended)
             wiring.loops = loops
             dump_tasks_on_signal()
             settle_heap()  # start-up's objects out of every later full collection
