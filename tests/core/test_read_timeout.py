@@ -56,63 +56,58 @@ async def test_a_reply_that_never_comes_times_out(
     await client.aclose()
 
 
-async def test_a_relay_pass_that_hangs_is_started_again(
-    cluster_client: RedisCluster, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(outbox, "PASS_TIMEOUT_S", 0.2)
+async def _moves_its_entry_despite(cluster: RedisCluster, name: str, sabotage: str) -> int:
+    """Run a relay whose first call of its method `sabotage` goes wrong (as
+    `_FIRST_CALL_WRONG` says) until one outbox entry reached its stream; returns how many
+    times that method was called."""
     rid = new_request_id()
-    stream = f"hang-test-{rid}"
-    await cluster_client.xadd(outbox_key(rid), {"stream": stream, "data": "x"})
-    relay = Relay(cluster_client, "relay-hang")
-    real = relay.relay_once
+    stream = f"{name}-{rid}"
+    await cluster.xadd(outbox_key(rid), {"stream": stream, "data": "x"})
+    relay = Relay(cluster, name)
+    real = getattr(relay, sabotage)
     calls: list[int] = []
 
-    async def first_hangs() -> int:
+    async def first_call_wrong() -> Any:
         calls.append(1)
         if len(calls) == 1:
-            await asyncio.Event().wait()  # a reply that never comes
+            await _FIRST_CALL_WRONG[sabotage]()
         return await real()
 
-    relay.relay_once = first_hangs  # type: ignore[method-assign]
+    setattr(relay, sabotage, first_call_wrong)
     task = asyncio.create_task(relay.run(poll_s=0.01))
     try:
         deadline = time.monotonic() + 5
-        while await cluster_client.xlen(stream) == 0:
-            assert time.monotonic() < deadline, "the relay never got past its hung pass"
+        while await cluster.xlen(stream) == 0:
+            assert not task.done(), task
+            assert time.monotonic() < deadline, f"the relay never got past its {sabotage}"
             await asyncio.sleep(0.02)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    assert len(calls) >= 2
-    await cluster_client.delete(stream)
+        await cluster.delete(stream)
+    return len(calls)
+
+
+async def _hang() -> None:
+    await asyncio.Event().wait()  # a reply that never comes
+
+
+async def _connection_refused() -> None:
+    # A failover: the node being scanned just died.
+    raise RedisConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
+
+
+_FIRST_CALL_WRONG = {"relay_once": _hang, "discover": _connection_refused}
+
+
+async def test_a_relay_pass_that_hangs_is_started_again(
+    cluster_client: RedisCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox, "PASS_TIMEOUT_S", 0.2)
+    assert await _moves_its_entry_despite(cluster_client, "relay-hang", "relay_once") >= 2
 
 
 async def test_a_discovery_that_fails_does_not_end_the_relay(
     cluster_client: RedisCluster,
 ) -> None:
-    rid = new_request_id()
-    stream = f"discover-test-{rid}"
-    await cluster_client.xadd(outbox_key(rid), {"stream": stream, "data": "x"})
-    relay = Relay(cluster_client, "relay-discovery")
-    real = relay.discover
-    calls: list[int] = []
-
-    async def first_fails() -> None:
-        calls.append(1)
-        if len(calls) == 1:  # a failover: the node being scanned just died
-            raise RedisConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
-        await real()
-
-    relay.discover = first_fails  # type: ignore[method-assign]
-    task = asyncio.create_task(relay.run(poll_s=0.01))
-    try:
-        deadline = time.monotonic() + 5
-        while await cluster_client.xlen(stream) == 0:
-            assert not task.done(), task
-            assert time.monotonic() < deadline, "the relay never moved the entry"
-            await asyncio.sleep(0.02)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-    assert len(calls) >= 2
-    await cluster_client.delete(stream)
+    assert await _moves_its_entry_despite(cluster_client, "relay-discovery", "discover") >= 2
