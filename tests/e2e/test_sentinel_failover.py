@@ -138,8 +138,9 @@ def test_a_primary_killed_under_load_loses_no_accepted_request(
             new = group.wait_failover(old)
             failover_s = time.monotonic() - killed_at
             group.restart(old)  # comes back empty; the sentinels make it a replica
-            # The sentinels convert a returning node within ~10 s (their INFO period).
-            group.wait(lambda: group.replicas_of(new) >= 1, "old primary back as a replica", 30)
+            # The sentinels convert a returning node after their INFO period (10 s): 11 s
+            # measured here, once more than 30 s in a full CI run.
+            group.wait(lambda: group.replicas_of(new) >= 1, "old primary back as a replica", 60)
             # Accepted on the new master, by every service that follows it.
             after = len(load.accepted)
             load.wait_accepted(after + 20)
