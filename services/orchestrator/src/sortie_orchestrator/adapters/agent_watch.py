@@ -56,7 +56,7 @@ class AgentWatch:
                 raise
             except Exception as exc:
                 log.warning("agent wake-up channel lost (%s); re-subscribing", exc)
-                await asyncio.sleep(1.0)
+                await pause(1.0)
             finally:
                 await pubsub.aclose()
 
