@@ -104,6 +104,7 @@ async def drive(
     redis: Any = RedisCluster.from_url(nodes[0]) if nodes else Redis.from_url(stack.urls["redis"])
     nodes = nodes or [stack.urls["redis"]]
     finished: dict[str, float] = {}
+    final_status: dict[str, str] = {}
     # From the stream's current last entry: with "$" on every call, what was added between
     # two calls would be missed.
     tail: Any = await redis.xrevrange("request.finished", count=1)
@@ -127,7 +128,9 @@ async def drive(
                     last_id = entry_id
                     rid = fields[b"request_id"].decode()
                     # Possibly before its POST returned: matched against `wanted` later.
-                    finished[rid] = json.loads(fields[b"data"])["duration_seconds"]
+                    data = json.loads(fields[b"data"])
+                    finished[rid] = data["duration_seconds"]
+                    final_status[rid] = data["status"]
 
     headers = {"Authorization": f"Bearer {stack.token}"}
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -183,6 +186,9 @@ async def drive(
     await redis.aclose()
     durations = [finished[rid] for rid in wanted if rid in finished]
     done = len(durations)
+    by_status: dict[str, int] = {}
+    for rid in wanted & finished.keys():
+        by_status[final_status[rid]] = by_status.get(final_status[rid], 0) + 1
     calls = {k: cmd1.get(k, 0) - cmd0.get(k, 0) for k in cmd1}
     return {
         "sent": requests,
@@ -191,6 +197,7 @@ async def drive(
         "load_average": (load0, os.getloadavg()[0]),
         "accepted": len(wanted),
         "finished": done,
+        "finished_by_status": by_status,
         "errors": errors,
         "elapsed_s": elapsed,
         "sagas_per_s": done / elapsed if elapsed else 0.0,
@@ -249,6 +256,7 @@ async def statuses(client: aiohttp.ClientSession, ids: list[str]) -> dict[str, i
 
 def report(result: dict[str, Any]) -> None:
     print(f"sent {result['sent']}, accepted {result['accepted']}, finished {result['finished']}")
+    print(f"finished by status: {result['finished_by_status'] or 'none'}")
     print(f"errors by HTTP status: {result['errors'] or 'none'}")
     fives = sum(n for k, n in result["errors"].items() if isinstance(k, int) and k >= 500)
     print(f"5xx: {fives}")
