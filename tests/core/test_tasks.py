@@ -1,5 +1,5 @@
-"""`pause`: a loop whose cancellation was swallowed by an awaited call still ends at its
-next pause; SIGUSR1 says what every task waits on."""
+"""`pause` and `honour_cancel`: a loop whose cancellation was swallowed by an awaited call
+still ends at its next pause or check; SIGUSR1 says what every task waits on."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from sortie_core.tasks import dump_tasks_on_signal, pause
+from sortie_core.tasks import dump_tasks_on_signal, honour_cancel, pause
 
 
 async def _swallowing_loop(iterations: list[int]) -> None:
@@ -33,6 +33,27 @@ async def test_pause_raises_the_cancellation_an_awaited_call_swallowed() -> None
     done, _ = await asyncio.wait([task], timeout=2)
     assert done == {task} and task.cancelled()
     assert len(iterations) == 1  # it did not go round again
+
+
+async def test_honour_cancel_ends_a_loop_that_never_pauses() -> None:
+    """The agent wake-up listener's shape: it goes round on an awaited read alone."""
+    iterations: list[int] = []
+
+    async def reading_loop() -> None:
+        while True:
+            iterations.append(1)
+            try:
+                await asyncio.sleep(0.01)  # the read that swallows the cancellation
+            except asyncio.CancelledError:
+                pass
+            honour_cancel()
+
+    task = asyncio.create_task(reading_loop())
+    await asyncio.sleep(0.005)
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=2)
+    assert done == {task} and task.cancelled()
+    assert len(iterations) == 1
 
 
 async def test_pause_sleeps_when_nothing_was_cancelled() -> None:

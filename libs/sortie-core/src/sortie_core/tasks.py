@@ -22,10 +22,16 @@ async def pause(delay: float) -> None:
     redis-py wraps every socket write in `wait_for`: the `CancelledError` never
     surfaces, but the task still counts the request (`Task.cancelling()`). A loop
     that only sleeps afterwards would then run forever."""
+    honour_cancel()
+    await asyncio.sleep(delay)
+
+
+def honour_cancel() -> None:
+    """Raise the cancellation of the current task that an awaited call swallowed (see
+    `pause`): for a loop that goes round without sleeping."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
-    await asyncio.sleep(delay)
 
 
 async def cancel_tasks(tasks: Sequence[asyncio.Future[Any]], timeout: float = 10.0) -> None:

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from sortie_core import streams
-from sortie_core.tasks import pause
+from sortie_core.tasks import honour_cancel, pause
 from sortie_orchestrator.adapters.agent_results import AgentResults
 from sortie_orchestrator.adapters.presence import PresenceIndex
 
@@ -50,6 +50,7 @@ class AgentWatch:
                 await pubsub.psubscribe(f"{streams.AGENT_WAKE_PREFIX}*")
                 while True:
                     message = await pubsub.get_message(timeout=5.0)
+                    honour_cancel()  # redis-py's reads can swallow it (tasks.pause)
                     if message is not None and message.get("type") == "pmessage":
                         self._wake(_s(message["channel"]), _s(message.get("data") or b""))
             except asyncio.CancelledError:
