@@ -2,8 +2,10 @@
 zero latency, every service), driven through the HTTP API; completions read from
 `request.finished`. Prints sagas/s, CPU ms per saga for every process, Redis commands per
 saga (INFO commandstats; scripts' and transactions' inner commands included, so EVALSHA
-and EXEC are shown apart as the round trips that carry them), request duration
-percentiles and Redis memory per finished request.
+and EXEC are shown apart as the round trips that carry them), Redis round trips per saga
+(INFO stats' read events), request duration percentiles, Redis memory per finished request,
+and apart, the driver's own CPU (it shares the machine, so it drives with aiohttp).
+Finished requests are counted by final status.
 
     .venv/bin/python bench/e2e.py [--requests 2000] [--concurrency 64] [--latency 0.1]
 
@@ -78,6 +80,16 @@ async def commandstats(nodes: list[str]) -> dict[str, int]:
             name = k.removeprefix("cmdstat_")
             out[name] = out.get(name, 0) + int(v["calls"])
     return out
+
+
+async def reads_processed(nodes: list[str]) -> int:
+    """Read events on client connections, summed over `nodes`: one per round trip (a
+    pipeline or script arrives in one read), this driver's own few reads included."""
+    total = 0
+    for url in nodes:
+        async with Redis.from_url(url) as node:
+            total += int((await node.info("stats"))["total_reads_processed"])
+    return total
 
 
 async def used_memory(nodes: list[str]) -> int:
@@ -162,7 +174,7 @@ async def drive(
     reader = asyncio.create_task(read_finished())
     load0 = os.getloadavg()[0]
     cmd0, cpu0 = await commandstats(nodes), cpu_all(stack)
-    mem0 = await used_memory(nodes)
+    mem0, reads0 = await used_memory(nodes), await reads_processed(nodes)
     started, own0 = time.monotonic(), own_cpu_s()
     # aiohttp, not httpx: httpcore scans its whole pool on every request, which at 64
     # connections cost this driver ~60 % of a core, taken from the processes it measures.
@@ -181,7 +193,7 @@ async def drive(
         bounds = await sample_bounds(client, done_ids[:: max(1, len(done_ids) // 200)])
         unfinished = await statuses(client, sorted(wanted - finished.keys())[:20])
     cmd1, cpu1 = await commandstats(nodes), cpu_all(stack)
-    mem1 = await used_memory(nodes)
+    mem1, reads1 = await used_memory(nodes), await reads_processed(nodes)
     reader.cancel()
     await redis.aclose()
     durations = [finished[rid] for rid in wanted if rid in finished]
@@ -205,6 +217,7 @@ async def drive(
             name: 1000 * (cpu1.get(name, 0.0) - cpu0.get(name, 0.0)) / max(done, 1) for name in cpu0
         },
         "commands_per_saga": sum(calls.values()) / max(done, 1),
+        "round_trips_per_saga": (reads1 - reads0) / max(done, 1),
         "evalsha_exec_per_saga": (calls.get("evalsha", 0) + calls.get("exec", 0)) / max(done, 1),
         "top_commands": sorted(calls.items(), key=lambda kv: -kv[1])[:12],
         "p50_s": pct(durations, 0.50),
@@ -276,6 +289,7 @@ def report(result: dict[str, Any]) -> None:
         f" (EVALSHA + EXEC: {result['evalsha_exec_per_saga']:.1f})"
     )
     print("  " + ", ".join(f"{k} {v}" for k, v in result["top_commands"]))
+    print(f"Redis round trips per saga (read events): {result['round_trips_per_saga']:.1f}")
     print(
         f"request duration p50/p95/p99: {1000 * result['p50_s']:.0f} /"
         f" {1000 * result['p95_s']:.0f} / {1000 * result['p99_s']:.0f} ms"
@@ -357,6 +371,7 @@ def side_by_side(single: dict[str, Any], cluster: dict[str, Any]) -> None:
     rows = [
         ("sagas/s", "sagas_per_s", 1.0, ".1f"),
         ("Redis commands per saga", "commands_per_saga", 1.0, ".1f"),
+        ("Redis round trips per saga", "round_trips_per_saga", 1.0, ".1f"),
         ("p50 ms", "p50_s", 1000.0, ".0f"),
         ("p95 ms", "p95_s", 1000.0, ".0f"),
         ("p99 ms", "p99_s", 1000.0, ".0f"),
