@@ -5,6 +5,7 @@ zone with the offset; plain names of steps and proofs; application display names
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 
 from sortie_core.events import Outcome, SkipReason, StepError, StepResult, Verification
 from sortie_ent.registry import load_registry
-from sortie_orchestrator.http.ui import appnames, i18n, labels
+from sortie_orchestrator.http.ui import appnames, errors, i18n, labels
 from sortie_orchestrator.http.ui.i18n import L10n, negotiate
 from sortie_orchestrator.settings import OrchestratorSettings
 
@@ -141,6 +142,58 @@ def test_steps_and_proofs_have_plain_names() -> None:
         error=StepError(code="unreachable", message="agent heartbeat lapsed"),
     )
     assert labels.detail(FR, lapsed) == "l'agent du poste ne répond plus"
+
+
+@pytest.mark.parametrize(
+    ("code", "french"),
+    [
+        ("graph_throttled", "Microsoft Graph a demandé à Sortie de ralentir"),
+        ("cas_timeout", "le serveur CAS n'a pas répondu à temps"),
+        ("app_unreachable", "l'application est injoignable"),
+        ("backend_unavailable", "le service de sessions du poste est indisponible"),
+        ("graph_http_409", "Microsoft Graph a refusé la requête"),
+        ("identity_unresolved", "le compte Microsoft 365 n'a pas pu être identifié avec certitude"),
+        (
+            "not_verified",
+            "la relecture contredit le résultat : l'accès est peut-être encore ouvert",
+        ),
+    ],
+)
+def test_a_workers_error_is_explained_in_the_pages_language_then_quoted(
+    code: str, french: str
+) -> None:
+    """The worker's message stays as it wrote it (English, for support), after what its
+    code means."""
+    now = datetime.now(UTC)
+    error = StepError(code=code, message="Graph (revoke) answered HTTP 429", retryable=True)
+    failed = StepResult(
+        action="revoke_sessions",
+        outcome=Outcome.FAILED,
+        started_at=now,
+        finished_at=now,
+        error=error,
+    )
+    assert labels.detail(FR, failed) == f"{french} ({code}: Graph (revoke) answered HTTP 429)"
+    assert not labels.detail(EN, failed).startswith(french)
+    assert labels.detail(EN, failed).endswith(f"({code}: Graph (revoke) answered HTTP 429)")
+
+
+def test_every_explained_code_is_one_a_component_raises() -> None:
+    """No stale entry: each fixed code `errors` explains is raised somewhere."""
+    raised: set[str] = set()
+    for src in [*ROOT.glob("services/*/src/**/*.py"), *ROOT.glob("libs/*/src/**/*.py")]:
+        raised |= set(re.findall(r'code="([a-z0-9_]+)"', src.read_text()))
+    assert set(errors.CODES) <= raised, set(errors.CODES) - raised
+
+
+def test_an_unknown_error_code_is_quoted_as_it_is() -> None:
+    now = datetime.now(UTC)
+    for code in ("graph_something_new", "zz_timeout", "http_503"):
+        error = StepError(code=code, message="m", retryable=False)
+        failed = StepResult(
+            action="a", outcome=Outcome.FAILED, started_at=now, finished_at=now, error=error
+        )
+        assert labels.detail(FR, failed) == f"{code}: m"
 
 
 def test_display_names_come_from_the_registry_and_the_setting(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from sortie_core import services
 from sortie_core.events import Outcome, SkipReason, StepResult, Verification
+from sortie_orchestrator.http.ui import errors
 from sortie_orchestrator.http.ui.i18n import N_, L10n
 
 STATUSES = {
@@ -142,10 +143,13 @@ def proof(t: L10n, step: StepResult) -> str:
 
 
 def detail(t: L10n, step: StepResult) -> str:
-    """The step's error or detail; the orchestrator's own words translated."""
+    """The step's error or detail; the orchestrator's own words translated, and a worker's
+    error preceded by what its code means (`errors.explain`)."""
     if step.error is None:
         return step.detail or ""
     message = step.error.message
     if message in DETAILS:
         return t.gettext(DETAILS[message])
-    return f"{step.error.code}: {message}"
+    said = f"{step.error.code}: {message}"
+    meaning = errors.explain(t, step.error.code)
+    return f"{meaning} ({said})" if meaning else said
