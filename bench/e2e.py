@@ -117,6 +117,7 @@ async def drive(
     nodes = nodes or [stack.urls["redis"]]
     finished: dict[str, float] = {}
     final_status: dict[str, str] = {}
+    first_status: dict[str, str] = {}  # a request healed by a follow-up finishes twice
     # From the stream's current last entry: with "$" on every call, what was added between
     # two calls would be missed.
     tail: Any = await redis.xrevrange("request.finished", count=1)
@@ -143,6 +144,7 @@ async def drive(
                     data = json.loads(fields[b"data"])
                     finished[rid] = data["duration_seconds"]
                     final_status[rid] = data["status"]
+                    first_status.setdefault(rid, data["status"])
 
     headers = {"Authorization": f"Bearer {stack.token}"}
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -201,6 +203,9 @@ async def drive(
     by_status: dict[str, int] = {}
     for rid in wanted & finished.keys():
         by_status[final_status[rid]] = by_status.get(final_status[rid], 0) + 1
+    healed = sum(
+        1 for rid in wanted if first_status.get(rid, final_status.get(rid)) != final_status.get(rid)
+    )
     calls = {k: cmd1.get(k, 0) - cmd0.get(k, 0) for k in cmd1}
     return {
         "sent": requests,
@@ -210,6 +215,7 @@ async def drive(
         "accepted": len(wanted),
         "finished": done,
         "finished_by_status": by_status,
+        "healed": healed,
         "errors": errors,
         "elapsed_s": elapsed,
         "sagas_per_s": done / elapsed if elapsed else 0.0,
@@ -269,7 +275,10 @@ async def statuses(client: aiohttp.ClientSession, ids: list[str]) -> dict[str, i
 
 def report(result: dict[str, Any]) -> None:
     print(f"sent {result['sent']}, accepted {result['accepted']}, finished {result['finished']}")
-    print(f"finished by status: {result['finished_by_status'] or 'none'}")
+    print(
+        f"finished by status: {result['finished_by_status'] or 'none'}"
+        f" ({result['healed']} of them first ended otherwise, then healed by a follow-up)"
+    )
     print(f"errors by HTTP status: {result['errors'] or 'none'}")
     fives = sum(n for k, n in result["errors"].items() if isinstance(k, int) and k >= 500)
     print(f"5xx: {fives}")
