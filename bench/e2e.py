@@ -70,34 +70,22 @@ def own_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def commandstats(nodes: list[str]) -> dict[str, int]:
-    """Calls per command, summed over `nodes` (the primaries' URLs)."""
-    out: dict[str, int] = {}
+async def server_stats(nodes: list[str]) -> dict[str, Any]:
+    """Summed over `nodes` (the primaries' URLs), from one INFO each: calls per command,
+    `reads` (read events on client connections: one per round trip, as a pipeline or a
+    script arrives in one read; this driver's own few included) and `memory`."""
+    calls: dict[str, int] = {}
+    reads = memory = 0
     for url in nodes:
         async with Redis.from_url(url) as node:
-            info: dict[str, Any] = await node.info("commandstats")
+            info: dict[str, Any] = await node.info("everything")
         for k, v in info.items():
-            name = k.removeprefix("cmdstat_")
-            out[name] = out.get(name, 0) + int(v["calls"])
-    return out
-
-
-async def reads_processed(nodes: list[str]) -> int:
-    """Read events on client connections, summed over `nodes`: one per round trip (a
-    pipeline or script arrives in one read), this driver's own few reads included."""
-    total = 0
-    for url in nodes:
-        async with Redis.from_url(url) as node:
-            total += int((await node.info("stats"))["total_reads_processed"])
-    return total
-
-
-async def used_memory(nodes: list[str]) -> int:
-    total = 0
-    for url in nodes:
-        async with Redis.from_url(url) as node:
-            total += int((await node.info("memory"))["used_memory"])
-    return total
+            if k.startswith("cmdstat_"):
+                name = k.removeprefix("cmdstat_")
+                calls[name] = calls.get(name, 0) + int(v["calls"])
+        reads += int(info["total_reads_processed"])
+        memory += int(info["used_memory"])
+    return {"calls": calls, "reads": reads, "memory": memory}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -175,8 +163,7 @@ async def drive(
 
     reader = asyncio.create_task(read_finished())
     load0 = os.getloadavg()[0]
-    cmd0, cpu0 = await commandstats(nodes), cpu_all(stack)
-    mem0, reads0 = await used_memory(nodes), await reads_processed(nodes)
+    stats0, cpu0 = await server_stats(nodes), cpu_all(stack)
     started, own0 = time.monotonic(), own_cpu_s()
     # aiohttp, not httpx: httpcore scans its whole pool on every request, which at 64
     # connections cost this driver ~60 % of a core, taken from the processes it measures.
@@ -194,18 +181,17 @@ async def drive(
         done_ids = sorted(wanted & finished.keys())
         bounds = await sample_bounds(client, done_ids[:: max(1, len(done_ids) // 200)])
         unfinished = await statuses(client, sorted(wanted - finished.keys())[:20])
-    cmd1, cpu1 = await commandstats(nodes), cpu_all(stack)
-    mem1, reads1 = await used_memory(nodes), await reads_processed(nodes)
+    stats1, cpu1 = await server_stats(nodes), cpu_all(stack)
     reader.cancel()
     await redis.aclose()
     durations = [finished[rid] for rid in wanted if rid in finished]
     done = len(durations)
     by_status: dict[str, int] = {}
+    healed = 0
     for rid in wanted & finished.keys():
         by_status[final_status[rid]] = by_status.get(final_status[rid], 0) + 1
-    healed = sum(
-        1 for rid in wanted if first_status.get(rid, final_status.get(rid)) != final_status.get(rid)
-    )
+        healed += first_status[rid] != final_status[rid]
+    cmd0, cmd1 = stats0["calls"], stats1["calls"]
     calls = {k: cmd1.get(k, 0) - cmd0.get(k, 0) for k in cmd1}
     return {
         "sent": requests,
@@ -223,14 +209,14 @@ async def drive(
             name: 1000 * (cpu1.get(name, 0.0) - cpu0.get(name, 0.0)) / max(done, 1) for name in cpu0
         },
         "commands_per_saga": sum(calls.values()) / max(done, 1),
-        "round_trips_per_saga": (reads1 - reads0) / max(done, 1),
+        "round_trips_per_saga": (stats1["reads"] - stats0["reads"]) / max(done, 1),
         "evalsha_exec_per_saga": (calls.get("evalsha", 0) + calls.get("exec", 0)) / max(done, 1),
         "top_commands": sorted(calls.items(), key=lambda kv: -kv[1])[:12],
         "p50_s": pct(durations, 0.50),
         "p95_s": pct(durations, 0.95),
         "p99_s": pct(durations, 0.99),
         "driver_cpu_ms_per_saga": 1000 * own_cpu / max(done, 1),
-        "memory_bytes_per_finished": (mem1 - mem0) / max(done, 1),
+        "memory_bytes_per_finished": (stats1["memory"] - stats0["memory"]) / max(done, 1),
         "bounds": bounds,
         "unfinished": unfinished,
     }

@@ -7,53 +7,44 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Awaitable, Callable
 
 import pytest
 
 from sortie_core.tasks import dump_tasks_on_signal, honour_cancel, pause
 
 
-async def _swallowing_loop(iterations: list[int]) -> None:
+async def _honour_cancel_only() -> None:
+    honour_cancel()
+
+
+async def _swallowing_loop(iterations: list[int], check: Callable[[], Awaitable[None]]) -> None:
     """What an awaited Redis command does on Python 3.11 when the cancellation lands as it
-    completes (asyncio.wait_for returns the result): the CancelledError never surfaces."""
+    completes (asyncio.wait_for returns the result): the CancelledError never surfaces.
+    `check` is what the loop does next: a pause, or (the agent wake-up listener, which goes
+    round on an awaited read alone) honour_cancel."""
     while True:
         iterations.append(1)
         try:
             await asyncio.sleep(0.01)
         except asyncio.CancelledError:
             pass
-        await pause(0.01)
+        await check()
 
 
-async def test_pause_raises_the_cancellation_an_awaited_call_swallowed() -> None:
+@pytest.mark.parametrize(
+    "check", [lambda: pause(0.01), _honour_cancel_only], ids=["pause", "honour_cancel"]
+)
+async def test_the_cancellation_an_awaited_call_swallowed_ends_the_loop(
+    check: Callable[[], Awaitable[None]],
+) -> None:
     iterations: list[int] = []
-    task = asyncio.create_task(_swallowing_loop(iterations))
+    task = asyncio.create_task(_swallowing_loop(iterations, check))
     await asyncio.sleep(0.005)  # inside the sleep that swallows
     task.cancel()
     done, _ = await asyncio.wait([task], timeout=2)
     assert done == {task} and task.cancelled()
     assert len(iterations) == 1  # it did not go round again
-
-
-async def test_honour_cancel_ends_a_loop_that_never_pauses() -> None:
-    """The agent wake-up listener's shape: it goes round on an awaited read alone."""
-    iterations: list[int] = []
-
-    async def reading_loop() -> None:
-        while True:
-            iterations.append(1)
-            try:
-                await asyncio.sleep(0.01)  # the read that swallows the cancellation
-            except asyncio.CancelledError:
-                pass
-            honour_cancel()
-
-    task = asyncio.create_task(reading_loop())
-    await asyncio.sleep(0.005)
-    task.cancel()
-    done, _ = await asyncio.wait([task], timeout=2)
-    assert done == {task} and task.cancelled()
-    assert len(iterations) == 1
 
 
 async def test_pause_sleeps_when_nothing_was_cancelled() -> None:

@@ -2,7 +2,8 @@
 
 A worker's error message is English and technical (it names the call and the status, for
 support); its `code` is stable. The pages show the meaning of the code first, translated,
-then the code and the message as the worker wrote them.
+then the code and the message as the worker wrote them. (The orchestrator's own words,
+e.g. a step timed out, are `labels.DETAILS`.)
 
 Codes come in two shapes: a fixed one (`identity_unresolved`), or a peer and what went
 wrong with it, `<peer>_<kind>` (`sortie_core.http`: `graph_throttled`, `cas_timeout`,
@@ -36,7 +37,6 @@ KINDS = {
 SAME_KIND = {"bad_answer": "bad_json", "server_error": "unavailable", "bad_request": "rejected"}
 CODES = {
     "timeout": N_("not done in time"),
-    "timed_out": N_("no report before the deadline"),
     "unverified": N_("done, but the result could not be read back"),
     "not_verified": N_("the read-back contradicts the result: access may still be open"),
     "identity_unresolved": N_("the Microsoft 365 account could not be identified for certain"),
